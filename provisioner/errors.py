@@ -1,0 +1,91 @@
+"""One error hierarchy for everything a user can cause or fix.
+
+The core raises these; only the CLI edge (``cli.py``) turns them into a message and an exit
+code. Anything that is *not* a ``ProvisionError`` reaching the edge is a bug in provision and
+is reported as such (see ``cli.main``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in user input, pointing at its source.
+
+    ``line`` and ``col`` are 1-based; 0 means "not known" (e.g. an unreadable file).
+    ``path`` is the JSON path of the offending node (``$.chats[2].members[0].user``).
+    """
+
+    file: str
+    line: int
+    col: int
+    message: str
+    path: str = "$"
+    hint: str | None = None
+    severity: str = "error"
+
+    @property
+    def location(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.col}"
+        return self.file
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.severity}: {self.message}"
+        if self.hint:
+            text += f"; {self.hint}"
+        if self.path and self.path != "$":
+            text += f" ({self.path})"
+        return text
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.file, self.line, self.col, self.message)
+
+
+class ProvisionError(Exception):
+    """Base of every user-facing error: the CLI prints ``str(err)`` and exits ``exit_code``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nhint: {self.hint}"
+        return self.message
+
+
+class ValidationFailed(ProvisionError):
+    """Manifests did not validate; carries every diagnostic found, not just the first."""
+
+    def __init__(self, diagnostics: list[Diagnostic], summary: str = "") -> None:
+        self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        lines = [str(d) for d in self.diagnostics]
+        if summary:
+            lines.append(summary)
+        super().__init__("\n".join(lines))
+
+
+class InputError(ProvisionError):
+    """A path, file or argument given by the user cannot be used (missing, unreadable...)."""
+
+
+class StateError(ProvisionError):
+    """The state file is missing, corrupt, foreign, from the future, or cannot be written."""
+
+
+class LockError(ProvisionError):
+    """The state is locked by another run."""
+
+
+class PlanError(ProvisionError):
+    """A plan cannot be made (e.g. a change Graph cannot do) or a saved plan cannot be applied."""
+
+
+class AuthError(ProvisionError):
+    """Credentials are missing or rejected. Messages never contain the secret itself."""

@@ -1,0 +1,101 @@
+"""The desired state: frozen value objects built from manifests, planned from, and sent to Graph.
+
+These types are deliberately plain: the manifest loader builds them, the planner compares them
+with state, and ``Chat.request_body`` renders exactly the ``POST /chats`` body the contract fixes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+
+ONE_ON_ONE = "oneOnOne"
+GROUP = "group"
+CHAT_TYPES = (ONE_ON_ONE, GROUP)
+ROLES = ("owner", "guest")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a value came from in a manifest (1-based line and column)."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Member:
+    """A chat member as the manifest states it. ``user`` is a GUID or a UPN, as written."""
+
+    user: str
+    role: str = "owner"
+    tenant_id: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def identity(self) -> str:
+        """Case-insensitive identity used to compare members (GUIDs and UPNs are both
+        case-insensitive in Entra ID)."""
+        return self.user.lower()
+
+    def request_body(self, graph_url: str = DEFAULT_GRAPH_URL) -> dict[str, object]:
+        # Shape from Graph "Create chat" (api-reference/v1.0/api/chat-post.md), examples 1-5:
+        # an aadUserConversationMember with roles and a user@odata.bind URL; tenantId only for
+        # out-of-tenant (federated) users, example 5.
+        body: dict[str, object] = {
+            "@odata.type": "#microsoft.graph.aadUserConversationMember",
+            "roles": [self.role],
+            "user@odata.bind": f"{graph_url.rstrip('/')}/users('{self.user}')",
+        }
+        if self.tenant_id:
+            body["tenantId"] = self.tenant_id
+        return body
+
+
+@dataclass(frozen=True)
+class Chat:
+    """One desired chat. ``key`` is its stable identity in state."""
+
+    key: str
+    chat_type: str
+    members: tuple[Member, ...]
+    topic: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def member_identities(self) -> frozenset[str]:
+        return frozenset(m.identity for m in self.members)
+
+    def request_body(self, graph_url: str = DEFAULT_GRAPH_URL) -> dict[str, object]:
+        """Exactly Graph's ``POST /chats`` body (contract: "Request bodies")."""
+        body: dict[str, object] = {"chatType": self.chat_type}
+        if self.topic is not None:
+            body["topic"] = self.topic
+        body["members"] = [m.request_body(graph_url) for m in self.members]
+        return body
+
+
+def one_on_one_key(user_a: str, user_b: str) -> str:
+    """The key of a oneOnOne chat that has none in the manifest: derived from its member pair,
+    order- and case-independent, and valid under the key pattern ``[a-z0-9][a-z0-9._-]{0,127}``.
+    """
+    pair = "\n".join(sorted((user_a.lower(), user_b.lower())))
+    return "oneonone-" + hashlib.sha256(pair.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Every chat of one run, from all manifest files, ordered by key."""
+
+    chats: tuple[Chat, ...]
+    files: tuple[str, ...] = ()
+    digest: str = ""  # sha256 over the manifest files' bytes, in order
+
+    def by_key(self) -> dict[str, Chat]:
+        return {c.key: c for c in self.chats}
