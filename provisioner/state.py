@@ -307,11 +307,16 @@ class LocalStateStore:
         backup = self.backup_location
         tmp = f"{backup}.{uuid.uuid4().hex}.tmp"
         try:
-            os.link(self.path, tmp)
+            try:
+                os.link(self.path, tmp)
+            except OSError:
+                shutil.copyfile(self.path, tmp)
+                os.chmod(tmp, 0o600)
+            os.replace(tmp, backup)
         except OSError:
-            shutil.copyfile(self.path, tmp)
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, backup)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _restore_hint(self) -> str:
         if os.path.exists(self.backup_location):
@@ -381,14 +386,17 @@ def decode_state(raw: bytes, path: str, hint: str) -> State:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
+        # Every state file ends with the closing brace of its document; one that stops before
+        # it was cut short (a copy interrupted, a full disk under another tool...).
+        if text.lstrip().startswith("{") and not text.rstrip().endswith("}"):
             raise StateError(
-                f"the state file {path} is truncated (it ends at byte {len(raw)} in the middle "
-                f"of the JSON document)",
+                f"the state file {path} is truncated: it stops after {len(raw)} bytes, in the "
+                f"middle of the document",
                 hint=hint,
             ) from exc
         raise StateError(
-            f"the state file {path} is corrupt: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"the state file {path} is corrupt: {exc.msg} (line {exc.lineno}, column "
+            f"{exc.colno})",
             hint=hint,
         ) from exc
     if not isinstance(data, dict) or "lineage" not in data or "format_version" not in data:
