@@ -18,7 +18,7 @@ from provisioner.state import ChatRecord, Intent, MemberRecord, State
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveMember:
     """A member as Graph reports it (``aadUserConversationMember``): ``userId``, ``roles``,
     the membership ``id``, ``tenantId`` and ``email``."""
@@ -30,7 +30,7 @@ class LiveMember:
     email: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveChat:
     """A managed chat as refresh read it back from Graph (issue 7 fills these), or ``gone``
     when Graph answered 404."""
