@@ -505,6 +505,8 @@ def _member_fast(m: dict[str, Any]) -> MemberRecord:
         or (mid is not None and type(mid) is not str)
     ):
         raise _Slow
+    if oid == user:
+        oid = user  # one string, not two equal ones: a GUID member's id is its user
     return MemberRecord(user, role, oid, tid, mid)
 
 
