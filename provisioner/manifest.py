@@ -339,13 +339,18 @@ def _build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
     out: list[Chat] = []
     expanded = 0
     for node in chats.value:
+        # Aliases can make one long members list appear in every chat: count (roughly, at
+        # least 3 nodes a member) before building, and leave it to the error path to report
+        # a document that expands beyond the alias budget.
+        expanded += 1
+        if node.__class__ is MappingNode:
+            for _, v in node.value:
+                if v.__class__ is SequenceNode:
+                    expanded += 3 * len(v.value)
+        if expanded > budget:
+            return None
         chat = _build_chat(node, file, default_role)
         if chat is None:
-            return None
-        # Aliases can make one members list appear in every chat; stop where the error path's
-        # alias budget would (it then reports the problem).
-        expanded += len(chat.members) + 1
-        if expanded > budget:
             return None
         out.append(chat)
     return out

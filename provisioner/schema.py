@@ -143,6 +143,8 @@ def _translate(error: Any, path: JsonPath, root: Node) -> Iterator[tuple[Problem
             hint = "put the value in quotes to make it a string"
         elif instance is None and "array" in names:
             hint = "for an empty list write []"
+        elif not path:
+            hint = "a manifest is a mapping with 'version: 1' and a 'chats:' list"
         yield (
             Problem(path, node, f"{label} must be {want}, not {_describe(instance)}", hint),
             None,

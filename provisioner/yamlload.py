@@ -102,10 +102,16 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        before = data[: exc.start]
         raise BadFile(
             f"is not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})",
             hint="save the manifest as UTF-8",
+            line=before.count(b"\n") + 1,
+            col=len(before) - (before.rfind(b"\n") + 1) + 1,
         ) from None
+
+
+_ALIAS = re.compile(r"\*([^\s,\[\]{}]+)")
 
 
 def compose(text: str, name: str) -> Node | None:
@@ -116,6 +122,11 @@ def compose(text: str, name: str) -> Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if problem == "found undefined alias" and mark is not None:
+            # libyaml's message leaves out the name; it is right at the mark.
+            alias = _ALIAS.match(text, mark.index)
+            if alias:
+                problem = f"found undefined alias '{alias.group(1)}'"
         if "expected a single document" in str(exc.context):
             raise BadFile(
                 "a manifest file holds one YAML document, but this one has more ('---')",
@@ -129,12 +140,17 @@ def compose(text: str, name: str) -> Node | None:
             message, line=mark.line + 1 if mark else 0, col=mark.column + 1 if mark else 0
         ) from None
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        # libyaml reports a byte offset into the UTF-8 encoding (and the code point as an
+        # int); the pure-Python reader a character offset (and the character).
+        before = text[: exc.position]
+        if Loader is not yaml.SafeLoader:
+            before = text.encode("utf-8")[: exc.position].decode("utf-8", "ignore")
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         raise BadFile(
-            f"invalid YAML: character {exc.character!r} is not allowed in a YAML file",
-            line=line,
-            col=col,
+            f"invalid YAML: the control character U+{ord(char):04X} is not allowed",
+            hint="remove it, or write it as an escape inside double quotes",
+            line=before.count("\n") + 1,
+            col=len(before) - (before.rfind("\n") + 1) + 1,
         ) from None
     except yaml.YAMLError as exc:
         raise BadFile(f"invalid YAML: {exc}") from None
@@ -150,10 +166,12 @@ def position(node: Node) -> tuple[int, int]:
 
 
 def alias_budget(text: str) -> int:
-    """How many nodes a document may expand to through aliases. Without aliases a document
-    has fewer nodes than characters, so legitimate reuse (``members: *team``) fits easily,
-    while a "billion laughs" document is stopped after a few hundred thousand nodes."""
-    return 100_000 + 2 * len(text)
+    """How many nodes a document may expand to through aliases. A manifest without aliases
+    has about one node per 10 characters, so this leaves room for legitimate reuse
+    (``members: *team``), while a "billion laughs" document is stopped after ~100,000 nodes
+    and quadratic reuse (a huge list aliased in every chat) after a few times the file's
+    own size."""
+    return 100_000 + len(text) // 2
 
 
 class _Expanded(Exception):
@@ -168,12 +186,12 @@ def flatten_merges(root: Node) -> list[Problem]:
     done: set[int] = set()
     active: set[int] = set()
 
-    def visit(node: Node, path: JsonPath, depth: int) -> None:
+    def visit(node: Node, path: JsonPath, depth: int) -> bool:
+        """False when ``node`` is being visited already (a cycle through aliases)."""
         if depth > MAX_DEPTH or id(node) in done:
-            return
+            return True
         if id(node) in active:
-            problems.append(Problem(path, node, "a merge key (<<) refers to its own mapping"))
-            return
+            return False
         active.add(id(node))
         if isinstance(node, SequenceNode):
             for i, item in enumerate(node.value):
@@ -197,8 +215,12 @@ def flatten_merges(root: Node) -> list[Problem]:
                             )
                         )
                         continue
-                    visit(source, path, depth + 1)
-                    merged.extend(source.value)
+                    if visit(source, path, depth + 1):
+                        merged.extend(source.value)
+                    else:
+                        problems.append(
+                            Problem(path, key, "a merge key (<<) includes the mapping it is in")
+                        )
             if merged:
                 seen = {key_name(k) for k, _ in own}
                 for key, value in merged:  # earlier sources win, per the YAML merge spec
@@ -209,6 +231,7 @@ def flatten_merges(root: Node) -> list[Problem]:
                 node.value = own
         active.discard(id(node))
         done.add(id(node))
+        return True
 
     visit(root, (), 0)
     return problems
@@ -239,6 +262,7 @@ def to_data(root: Node, budget: int) -> Converted:
     would not report. Only used on the error path; valid manifests never get here."""
     out = Converted()
     count = 0
+    too_deep: list[JsonPath] = []
 
     def conv(node: Node, path: JsonPath, depth: int) -> object:
         nonlocal count
@@ -246,9 +270,11 @@ def to_data(root: Node, budget: int) -> Converted:
         if count > budget:
             raise _Expanded(node)
         if depth > MAX_DEPTH:
-            out.problems.append(
-                Problem(path, node, f"the document is nested more than {MAX_DEPTH} levels deep")
-            )
+            if not too_deep:  # once is enough (a cycle through aliases hits this everywhere)
+                too_deep.append(path)
+                out.problems.append(
+                    Problem(path, node, f"the document is nested more than {MAX_DEPTH} levels deep")
+                )
             out.bad_paths.append(path)
             return None
         if isinstance(node, ScalarNode):
