@@ -124,18 +124,23 @@ def validate_paths(paths: Sequence[str]) -> ValidationResult:
     """Check the manifests named by ``paths`` as one desired state and report every problem.
     Raises only ``InputError`` (for paths that cannot be used at all)."""
     files = manifest_files(paths)
+    with _gc_paused():
+        # The node trees die with _validate_files' locals, before the collector is back.
+        return _validate_files(files)
+
+
+def _validate_files(files: list[Path]) -> ValidationResult:
     digest = hashlib.sha256()
     diagnostics: list[Diagnostic] = []
     entries: list[rules.Entry] = []
     chat_count = 0
-    with _gc_paused():
-        for path in files:
-            name = str(path)
-            checked = _check_file(path, name, digest.update)
-            diagnostics.extend(checked.diagnostics)
-            entries.extend(checked.entries)
-            chat_count += checked.chats
-        diagnostics.extend(rules.check(entries))
+    for path in files:
+        name = str(path)
+        checked = _check_file(path, name, digest.update)
+        diagnostics.extend(checked.diagnostics)
+        entries.extend(checked.entries)
+        chat_count += checked.chats
+    diagnostics.extend(rules.check(entries))
     diagnostics.sort(key=Diagnostic.sort_key)
     desired = None
     if not diagnostics:
