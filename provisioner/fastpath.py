@@ -8,6 +8,11 @@ about what it accepts: everything it accepts must be valid under the schema, whi
 and property tests check (tests/test_manifest_golden.py, tests/test_manifest_fuzz.py). Enums,
 patterns and limits are read from the schema itself so the two cannot drift apart.
 
+Adding a field (e.g. a per-chat option): add it to the schema, read it in ``build_chat`` (or
+``build_document``) and carry it on the model. Until this module knows it, a manifest using
+the field takes the error path and, being valid there, makes ``manifest`` raise its "fast path
+and schema disagree" internal error, which the golden tests catch at once.
+
 Why it exists: ``jsonschema``'s ``iter_errors`` over a 10,000-chat document costs about as much
 as parsing it; this walk costs a fraction (benchmarks/bench_validate.py).
 """
