@@ -78,6 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.server.owner.tenant.count("connections_total")
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
 
@@ -94,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Malformed request lines and oversize headers (found by http.server itself) get a
         # Graph-shaped body too; the connection is closed since the stream is unusable.
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # an unparsable line: answer with a status line
+            self.request_version = "HTTP/1.1"
         req = Request(self.command or "GET", "/", {}, {}, base_url="")
         error = GraphError(code, "BadRequest", message or "Bad request.")
         self._write(error_response(req, error), req)
@@ -299,6 +302,10 @@ class EmulatorServer:
         if self._store is not None and self._store.has_pending:
             self.tenant.compact()  # fold the journal of the last run into the snapshot
 
+    def set_faults(self, faults: FaultsArg) -> None:
+        """Replace the fault rules of a running emulator (e.g. to end a fault phase)."""
+        self.api.faults.rules = normalize_faults(faults)
+
     def api_random(self, lo: float, hi: float) -> float:
         with self._rng_lock:
             return self._rng.uniform(lo, hi)
@@ -317,7 +324,7 @@ class EmulatorServer:
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},  # how soon stop() is noticed
             name=f"provision-emulator:{self.port}",
             daemon=True,
         )

@@ -131,6 +131,7 @@ class Counters:
     """What the emulator saw. ``requests_total`` counts operations: plain requests and each
     ``$batch`` item (the ``$batch`` envelope itself is only in ``http_requests_total``)."""
 
+    connections_total: int = 0  # TCP connections accepted (keep-alive reuse keeps it low)
     http_requests_total: int = 0
     requests_total: int = 0
     batch_items_total: int = 0
