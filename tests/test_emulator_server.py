@@ -531,3 +531,14 @@ def test_url_before_start_and_double_start(tmp_path: Path) -> None:
         _ = server.url
     with server, pytest.raises(EmulatorError, match="already started"):
         server.start()
+
+
+def test_find_chats_by_upn_or_id(start: Start, http: requests.Session) -> None:
+    server = start(limits="off")
+    body = group("Project X", "jacob@contoso.com", A)
+    made = http.post(f"{server.url}/chats", json=body).json()
+    (found,) = server.tenant.find_chats(
+        chat_type="group", topic="Project X", members=[A, "Jacob@Contoso.com"]
+    )
+    assert found.id == made["id"]
+    assert server.tenant.find_chats(members=[A]) == []

@@ -7,6 +7,7 @@ the store before the operation returns.
 Inspection (for tests and benchmarks, from the emulator's side)::
 
     server.tenant.chats()                 # every chat, soft-deleted ones included (ChatView)
+    server.tenant.find_chats(chat_type="group", topic="X", members=["a@contoso.com", guid])
     server.tenant.duplicate_group_chats() # live group chats sharing topic and member set
     server.tenant.counters                # a Counters snapshot (requests, 429s, faults...)
 """
@@ -128,8 +129,9 @@ class ChatView:
 
 @dataclass
 class Counters:
-    """What the emulator saw. ``requests_total`` counts operations: plain requests and each
-    ``$batch`` item (the ``$batch`` envelope itself is only in ``http_requests_total``)."""
+    """What the emulator saw. ``requests_total`` counts authenticated operations: plain
+    requests and each ``$batch`` item (the envelope itself is only in
+    ``http_requests_total``, which also counts requests refused with 401)."""
 
     connections_total: int = 0  # TCP connections accepted (keep-alive reuse keeps it low)
     http_requests_total: int = 0
@@ -251,6 +253,29 @@ class Tenant:
     def chat(self, chat_id: str) -> ChatView | None:
         with self.lock:
             return self._chats.get(chat_id)
+
+    def user_id(self, ref: str) -> str | None:
+        """The object id of a user given by GUID or UPN (as a manifest names them)."""
+        user = self.directory.resolve(ref)
+        return user.id if user else None
+
+    def find_chats(
+        self,
+        *,
+        chat_type: str | None = None,
+        topic: str | None = None,
+        members: list[str] | None = None,
+        include_deleted: bool = False,
+    ) -> list[ChatView]:
+        """Chats matching every criterion given; ``members`` (GUIDs or UPNs) is the exact set."""
+        wanted = None if members is None else frozenset(self.user_id(m) or m for m in members)
+        return [
+            c
+            for c in self.chats(include_deleted=include_deleted)
+            if (chat_type is None or c.chat_type == chat_type)
+            and (topic is None or c.topic == topic)
+            and (wanted is None or c.member_user_ids == wanted)
+        ]
 
     def duplicate_group_chats(self) -> list[list[ChatView]]:
         """Live group chats that share topic and member set with another one."""
