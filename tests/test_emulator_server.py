@@ -542,3 +542,18 @@ def test_find_chats_by_upn_or_id(start: Start, http: requests.Session) -> None:
     )
     assert found.id == made["id"]
     assert server.tenant.find_chats(members=[A]) == []
+
+
+def test_a_client_hanging_up_mid_body_is_not_an_emulator_error(
+    start: Start, http: requests.Session
+) -> None:
+    server = start(limits="off")
+    with socket.create_connection((server.host, server.port), timeout=5) as raw:
+        raw.sendall(
+            b"POST /v1.0/chats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"chatType"'
+        )
+        raw.shutdown(socket.SHUT_WR)
+        assert raw.recv(4096) == b""  # no answer for a request that never arrived whole
+    assert http.get(f"{server.url}/me").status_code == 200
+    assert server.tenant.chats() == []

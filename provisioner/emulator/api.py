@@ -91,14 +91,10 @@ class Api:
 
     def handle_top(self, req: Request) -> Response:
         """One HTTP request (a ``$batch`` envelope or a plain request)."""
-        try:
-            if req.method == "POST" and req.path.strip("/") == "$batch":
-                self.tenant.count_in("by_route", "POST /$batch")
-                return handle_batch(self, req)
-            return self.handle(req)
-        except Exception:
-            self.tenant.count("internal_errors_total")
-            raise
+        if req.method == "POST" and req.path.strip("/") == "$batch":
+            self.tenant.count_in("by_route", "POST /$batch")
+            return handle_batch(self, req)
+        return self.handle(req)
 
     def handle(self, req: Request) -> Response:
         """One operation: route, throttle, faults before, handler, faults after."""

@@ -59,6 +59,11 @@ class _HTTPServer(ThreadingHTTPServer):
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer (e.g. a killed provision run) is not an error of
+        # the emulator, and the core never prints; bugs are caught and counted in _dispatch.
+        return
+
     def close_connections(self) -> None:
         """Hang up idle keep-alive connections so no handler thread outlives ``stop()``."""
         with self.connections_lock:
@@ -162,7 +167,13 @@ class _Handler(BaseHTTPRequestHandler):
                     f"The request body exceeds the maximum of {owner.max_body_bytes} bytes.",
                 ),
             )
-        raw = self.rfile.read(length) if length else b""
+        try:
+            raw = self.rfile.read(length) if length else b""
+        except OSError:  # the client went away (or stalled) mid-body: nobody to answer
+            raw = b""
+        if len(raw) < length:
+            self.close_connection = True
+            return Response(0, drop=True)
         if version is None:
             return error_response(
                 req, GraphError(404, "NotFound", "Unknown API version; use /v1.0 (or /beta).")
@@ -243,8 +254,13 @@ class EmulatorServer:
         self.last_internal_error: BaseException | None = None
         scale = parse_limits(limits)
         rules = normalize_faults(faults)
-        rng = random.Random(seed)
-        self._rng = rng
+
+        # One stream per purpose, so e.g. the faults a request sequence meets do not depend
+        # on how many group chat ids were drawn meanwhile.
+        def stream(purpose: str) -> random.Random:
+            return random.Random(None if seed is None else f"{seed}:{purpose}")
+
+        self._rng = stream("latency")
         self._rng_lock = threading.Lock()
         if users is None:
             directory = Directory()
@@ -256,7 +272,10 @@ class EmulatorServer:
         loaded = self._store.open() if self._store is not None else Loaded()
         try:
             self.tenant = Tenant(
-                loaded.tenant_id or tenant_id.lower(), directory, rng=rng, store=self._store
+                loaded.tenant_id or tenant_id.lower(),
+                directory,
+                rng=stream("ids"),
+                store=self._store,
             )
             self._load(loaded, directory)
         except BaseException:
@@ -269,7 +288,7 @@ class EmulatorServer:
         self.api = Api(
             self.tenant,
             Throttler(scale),
-            FaultInjector(rules, rng),
+            FaultInjector(rules, stream("faults")),
             ApiOptions(
                 me=me,
                 whole_second_retry_after=scale == 1.0,
@@ -279,7 +298,7 @@ class EmulatorServer:
                 token_lifetime_s=token_lifetime_s,
                 shuffle_batch=shuffle_batch,
             ),
-            rng,
+            stream("batch"),
         )
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
