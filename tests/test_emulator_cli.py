@@ -89,3 +89,55 @@ def test_help_documents_the_fault_syntax(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["emulator", "--help"]) == 0
     out = capsys.readouterr().out
     assert "KIND=RATE" in out and "--limits" in out and "--fault" in out
+
+
+def test_chats_survive_a_killed_emulator(tmp_path: Path) -> None:
+    data = tmp_path / "tenant.json"
+
+    def launch() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "provisioner",
+                "emulator",
+                "--port",
+                "0",
+                "--data",
+                str(data),
+                "--limits",
+                "off",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert proc.stdout is not None
+        return proc, proc.stdout.readline().strip()
+
+    proc, url = launch()
+    auth = {"Authorization": "Bearer x"}
+    member = {
+        "@odata.type": "#microsoft.graph.aadUserConversationMember",
+        "roles": ["owner"],
+    }
+    body = {
+        "chatType": "group",
+        "topic": "survivor",
+        "members": [
+            {**member, "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{u}')"}
+            for u in ("a@contoso.com", "b@contoso.com")
+        ],
+    }
+    try:
+        chat = requests.post(f"{url}/chats", json=body, headers=auth, timeout=10).json()
+    finally:
+        proc.kill()  # no chance to write a snapshot: only the journal remains
+        proc.wait(timeout=10)
+    proc, url = launch()
+    try:
+        resp = requests.get(f"{url}/chats/{chat['id']}", headers=auth, timeout=10)
+        assert resp.status_code == 200 and resp.json()["topic"] == "survivor"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -77,9 +77,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     disable_nagle_algorithm = True  # headers and body go out in two writes
     timeout = 120  # idle keep-alive connections are closed after this
-    server_version = "provision-emulator"
-    sys_version = ""
     server: _HTTPServer
+
+    def version_string(self) -> str:
+        return "provision-emulator"
 
     def setup(self) -> None:
         super().setup()

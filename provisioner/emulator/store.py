@@ -222,10 +222,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same directory, fsync, ``os.replace``, fsync the directory; 0600."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600 already
             fh.write(data)
             fh.flush()
-            os.fchmod(fh.fileno(), 0o600)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
