@@ -18,17 +18,28 @@ from typing import Any
 
 import pytest
 import requests
-from test_emulator_contract import (
-    USERS,
-    assert_graph_error,
-    group,
-    member,
-    one_on_one,
-    write_users,
-)
 
 from provisioner.emulator import EmulatorError, EmulatorServer, embedded
 from provisioner.errors import ProvisionError
+
+try:  # tests/ is on sys.path in pytest's default import mode; tests.* if it is a package
+    from test_emulator_contract import (
+        USERS,
+        assert_graph_error,
+        group,
+        member,
+        one_on_one,
+        write_users,
+    )
+except ImportError:  # pragma: no cover
+    from tests.test_emulator_contract import (
+        USERS,
+        assert_graph_error,
+        group,
+        member,
+        one_on_one,
+        write_users,
+    )
 
 A, B, C, D, E = (u["id"] for u in USERS[:5])
 Start = Callable[..., EmulatorServer]

@@ -34,7 +34,10 @@ BIND_RE = re.compile(
 CHAT_PROPERTIES = {"@odata.type", "chatType", "topic", "members"}
 MAX_TOPIC = 250  # chat-patch.md: "Maximum length is 250 characters. Use of ':' is not allowed."
 MAX_GROUP_MEMBERS = 250  # Teams: a group chat holds at most 250 people
-DEFAULT_PAGE = 20  # List chats default page size (observed; the doc only fixes the maximum)
+# List chats without $top: 20 per page. Not in chat-list.md (which fixes only the maximum);
+# observed in responses, e.g. the "@odata.count":20 page with a nextLink quoted in
+# learn.microsoft.com/answers/questions/1303807.
+DEFAULT_PAGE = 20
 MAX_PAGE = 50  # chat-list.md: "Maximum allowed $top value is 50."
 MAX_EXPANDED_MEMBERS = 25  # chat-list.md known issue: $expand=members returns at most 25
 FILTER_RE = re.compile(r"\s*(chatType|topic)\s+eq\s+'((?:[^']|'')*)'\s*")
