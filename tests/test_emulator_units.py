@@ -15,8 +15,9 @@ from provisioner.emulator.api import Api, ApiOptions
 from provisioner.emulator.chats import parse_filter
 from provisioner.emulator.errors import GraphError
 from provisioner.emulator.faults import FaultInjector
+from provisioner.emulator.model import graph_time
 from provisioner.emulator.routes import match
-from provisioner.emulator.tenant import Tenant, graph_time
+from provisioner.emulator.tenant import Tenant
 from provisioner.emulator.throttle import CHAT_DELETE, PER_CHAT, TEAMS_WRITE, Rule, Throttler
 from provisioner.emulator.users import Directory, User
 

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 from provisioner.emulator.errors import EmulatorError
 from provisioner.emulator.faults import FAULT_KINDS, FaultRule, parse_fault
+from provisioner.emulator.model import ChatView, MemberView
 from provisioner.emulator.server import DEFAULT_TENANT_ID, EmulatorServer, embedded
-from provisioner.emulator.tenant import ChatView, Counters, MemberView, Tenant
+from provisioner.emulator.tenant import Counters, Tenant
 from provisioner.emulator.throttle import parse_limits
 from provisioner.emulator.users import Directory, User, made_up_user
 

@@ -17,8 +17,9 @@ from urllib.parse import quote
 
 from provisioner.emulator.errors import GraphError, bad_request, not_found
 from provisioner.emulator.messages import JSON_TYPE, Request, Response
+from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
 from provisioner.emulator.routes import Match
-from provisioner.emulator.tenant import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView, NewMember
+from provisioner.emulator.tenant import NewMember
 from provisioner.emulator.users import GUID_RE, UPN_RE, User, made_up_user
 
 if TYPE_CHECKING:
