@@ -135,7 +135,7 @@ class EmulatorServer:
         """Replace the fault rules of a running emulator (e.g. to end a fault phase)."""
         self.api.faults.rules = normalize_faults(faults)
 
-    def api_random(self, lo: float, hi: float) -> float:
+    def latency_sample(self, lo: float, hi: float) -> float:
         with self._rng_lock:
             return self._rng.uniform(lo, hi)
 

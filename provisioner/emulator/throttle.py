@@ -129,9 +129,3 @@ class Throttler:
             for b in short:  # the throttled request still counts (see module docstring)
                 b.tokens = max(b.tokens - 1.0, -b.capacity)
             return max((1.0 - b.tokens) / b.rate for b in short)
-
-    def forget(self, key: str) -> None:
-        """Drop the buckets of a resource that no longer exists (a deleted chat)."""
-        with self._lock:
-            for k in [k for k in self._buckets if k[1] == key]:
-                del self._buckets[k]

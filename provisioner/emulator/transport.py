@@ -187,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
                     )
         if owner.latency is not None:
             lo, hi = owner.latency
-            time.sleep((lo if lo == hi else owner.api_random(lo, hi)) / 1000)
+            time.sleep((lo if lo == hi else owner.latency_sample(lo, hi)) / 1000)
         return api.handle_top(req)
 
     def _write(self, response: Response, req: Request) -> None:
