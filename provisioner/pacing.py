@@ -83,8 +83,7 @@ DOCUMENTED_LIMITS: Mapping[str, Limit] = {
     ),
     USER_CHATS: Limit(
         5.0,
-        "includes/throttling-teams.md: five requests per second per user for List chats / "
-        "Get chat",
+        "includes/throttling-teams.md: five requests per second per user for List chats / Get chat",
     ),
     DIRECTORY_READ: Limit(
         # The smallest tenant size (S) of the identity limits: 3,500 resource units per 10 s
@@ -343,9 +342,7 @@ class Pacer:
         for scope in [
             scope
             for scope, b in self._buckets.items()
-            if b.tat < now - 60
-            and b.paused_until < now
-            and b.rate >= b.max_rate
+            if b.tat < now - 60 and b.paused_until < now and b.rate >= b.max_rate
         ]:
             del self._buckets[scope]
 
