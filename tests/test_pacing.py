@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_tenant_writes_are_spaced_at_the_documented_rate() -> None:
     times = grant_times(pacer, clock, [WRITE], 91)
     # 91 grants span 90 intervals of 1/30 s, whatever the tolerance for late threads.
     assert times[-1] - times[0] == pytest.approx(3.0, abs=0.03)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 1 / 30 - 0.021
 
 
@@ -177,7 +178,7 @@ def congestion_event(pacer: Pacer, clock: FakeClock, accepted: list[bool]) -> No
     in_flight = [pacer.acquire([WRITE]) for _ in accepted]
     clock.now += 0.2
     pacer.throttled([WRITE], retry_after=None, sent_at=first)
-    for ok, sent in zip(accepted, in_flight):
+    for ok, sent in zip(accepted, in_flight, strict=True):
         if ok:
             pacer.succeeded([WRITE], sent_at=sent)
         else:
@@ -263,7 +264,6 @@ class Outcome:
     utilisation: float  # accepted requests per second / enforced limit
     throttled_share: float  # 429s / requests sent
     sent: int = 0
-    events: list[str] = field(default_factory=list)
 
 
 def simulate(
@@ -337,7 +337,7 @@ def simulate(
     return Outcome(
         utilisation=stats["ok"] / stats["last"] / limit,
         throttled_share=stats["429"] / stats["sent"],
-        sent=stats["sent"],
+        sent=int(stats["sent"]),
     )
 
 
