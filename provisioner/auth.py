@@ -312,6 +312,9 @@ class ConfidentialClientCredential(_MsalCredential):
                 authority=self._authority,
                 http_client=self._http_client,
                 timeout=None if self._http_client is not None else 30,
+                # The authority is a known cloud's login host or the user's explicit
+                # AZURE_AUTHORITY_HOST: no instance discovery round trip is needed.
+                instance_discovery=False,
             )
         return self._app
 
@@ -427,6 +430,7 @@ class DeviceCodeCredential(_MsalCredential):
                 token_cache=self._cache,
                 http_client=self._http_client,
                 timeout=None if self._http_client is not None else 30,
+                instance_discovery=False,
             )
         return self._app
 
