@@ -26,7 +26,6 @@ import email.utils
 import logging
 import math
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,204 +39,39 @@ from urllib3.exceptions import NewConnectionError
 
 from provisioner import __version__
 from provisioner.auth import Credential, validate_graph_url
-from provisioner.errors import ProvisionError
-from provisioner.pacing import (
-    CHAT,
-    CHAT_MEMBERS,
-    DIRECTORY_READ,
-    TENANT_DELETE,
-    TENANT_READ,
-    TENANT_WRITE,
-    USER_CHATS,
-    Pacer,
-    Scope,
-    backoff_delay,
+from provisioner.graph_errors import (
+    AmbiguousOutcome,
+    GraphAuthError,
+    GraphConnectionError,
+    GraphError,
+    GraphNotFound,
+    GraphPermissionError,
+    ThrottledError,
+    parse_error_body,
 )
+from provisioner.graph_routes import Route, chat_path, odata_string, route_for, user_path
+from provisioner.pacing import Pacer, Scope, backoff_delay
+
+__all__ = [
+    "BATCH_LIMIT",
+    "AmbiguousOutcome",
+    "GraphAuthError",
+    "GraphClient",
+    "GraphConnectionError",
+    "GraphError",
+    "GraphNotFound",
+    "GraphPermissionError",
+    "Response",
+    "ThrottledError",
+    "parse_retry_after",
+    "route_for",
+]
 
 log = logging.getLogger("provision.graph")
 
 #: ``concepts/json-batching.md``: "JSON batch requests are currently limited to 20 individual
 #: requests."
 BATCH_LIMIT = 20
-
-
-# -- errors --------------------------------------------------------------------------------------
-
-
-class GraphError(ProvisionError):
-    """Graph answered with an error, or could not be reached. Carries what support needs."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 0,
-        code: str = "",
-        method: str = "",
-        path: str = "",
-        request_id: str = "",
-        client_request_id: str = "",
-        date: str = "",
-        hint: str | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.graph_message = message
-        self.method = method
-        self.path = path
-        self.request_id = request_id
-        self.client_request_id = client_request_id
-        self.date = date
-        super().__init__(self._describe(), hint=hint)
-
-    def _describe(self) -> str:
-        what = f"{self.method} {self.path}".strip()
-        head = f"Graph {self.status}" if self.status else "Graph request"
-        if self.code:
-            head += f" {self.code}"
-        text = (
-            f"{head} on {what}: {self.graph_message}" if what else f"{head}: {self.graph_message}"
-        )
-        ids = [
-            f"{name}: {value}"
-            for name, value in (
-                ("request-id", self.request_id),
-                ("client-request-id", self.client_request_id),
-                ("date", self.date),
-            )
-            if value
-        ]
-        return f"{text} ({', '.join(ids)})" if ids else text
-
-
-class GraphAuthError(GraphError):
-    """401: the token was rejected even after a refresh."""
-
-
-class GraphPermissionError(GraphError):
-    """403: the app or user lacks a permission (or a policy forbids the call)."""
-
-    def __init__(self, message: str, *, permission: str = "", **kwargs: Any) -> None:
-        self.permission = permission
-        super().__init__(message, **kwargs)
-
-
-class GraphNotFound(GraphError):
-    """404: the chat, member or user does not exist (or is not visible to this app)."""
-
-
-class ThrottledError(GraphError):
-    """Graph kept throttling beyond the retry budget, or asked to wait longer than allowed."""
-
-
-class AmbiguousOutcome(GraphError):
-    """A non-idempotent call may or may not have happened (timeout, dropped connection, 5xx).
-
-    The caller must look before it leaps: for a group chat, search for the chat before
-    creating it again (issue 6).
-    """
-
-
-class GraphConnectionError(GraphError):
-    """No connection could be opened to Graph (DNS failure, refused, connect timeout)."""
-
-
-# -- routes: throttling scopes and permissions per endpoint --------------------------------------
-
-
-@dataclass(frozen=True)
-class Route:
-    scopes: tuple[Scope, ...]
-    permission: str  # least-privileged application permission, as the API doc lists it
-
-
-_ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
-    # api-reference/v1.0/api/chat-post.md
-    ("POST", re.compile(r"^/chats/?$"), lambda m: Route((Scope(TENANT_WRITE),), "Chat.Create")),
-    # chat-get.md
-    (
-        "GET",
-        re.compile(r"^/chats/(?P<chat>[^/]+)/?$"),
-        lambda m: Route(
-            (Scope(TENANT_READ), Scope(CHAT, m["chat"])), "Chat.ReadBasic.All (or Chat.Read.All)"
-        ),
-    ),
-    # chat-patch.md
-    (
-        "PATCH",
-        re.compile(r"^/chats/(?P<chat>[^/]+)/?$"),
-        lambda m: Route((Scope(TENANT_WRITE), Scope(CHAT, m["chat"])), "Chat.ReadWrite.All"),
-    ),
-    # chat-delete.md: "One delete request per second per tenant is allowed."
-    (
-        "DELETE",
-        re.compile(r"^/chats/(?P<chat>[^/]+)/?$"),
-        lambda m: Route(
-            (Scope(TENANT_WRITE), Scope(TENANT_DELETE), Scope(CHAT, m["chat"])),
-            "Chat.ManageDeletion.All",
-        ),
-    ),
-    # chat-list-members.md
-    (
-        "GET",
-        re.compile(r"^/chats/(?P<chat>[^/]+)/members(/[^/]+)?/?$"),
-        lambda m: Route((Scope(TENANT_READ), Scope(CHAT, m["chat"])), "ChatMember.Read.All"),
-    ),
-    # chat-post-members.md, chat-delete-members.md; throttling-teams.md: 4 rpm per chat
-    (
-        "POST|DELETE",
-        re.compile(r"^/chats/(?P<chat>[^/]+)/members(/[^/]+)?/?$"),
-        lambda m: Route(
-            (Scope(TENANT_WRITE), Scope(CHAT, m["chat"]), Scope(CHAT_MEMBERS, m["chat"])),
-            "ChatMember.ReadWrite.All",
-        ),
-    ),
-    # chat-list.md: GET /users/{id}/chats with application permissions
-    (
-        "GET",
-        re.compile(r"^/users/(?P<user>[^/]+)/chats/?$"),
-        lambda m: Route(
-            (Scope(TENANT_READ), Scope(USER_CHATS, m["user"].lower())),
-            "Chat.ReadBasic.All (or Chat.Read.All)",
-        ),
-    ),
-    # user-get.md (directory, not Teams, limits)
-    (
-        "GET",
-        re.compile(r"^/users/(?P<user>[^/]+)/?$"),
-        lambda m: Route((Scope(DIRECTORY_READ),), "User.Read.All (or User.ReadBasic.All)"),
-    ),
-]
-
-
-def route_for(method: str, path: str) -> Route:
-    """Throttling scopes and needed permission of a Graph call (path relative to the version)."""
-    bare = urlsplit(path).path
-    for methods, pattern, build in _ROUTES:
-        if method.upper() in methods.split("|"):
-            match = pattern.match(bare)
-            if match:
-                return build(match)
-    read = method.upper() == "GET"
-    return Route((Scope(TENANT_READ if read else TENANT_WRITE),), "")
-
-
-def chat_path(chat_id: str) -> str:
-    # Chat ids look like 19:...@thread.v2; ':' and '@' are legal in a path segment and Graph's
-    # own examples use them unescaped (api/chat-get.md).
-    return f"/chats/{quote(chat_id, safe=':@')}"
-
-
-def user_path(id_or_upn: str) -> str:
-    # api/user-get.md: a UPN starting with '$' must use the /users('...') form; '#' is %23.
-    if id_or_upn.startswith("$"):
-        return "/users('" + quote(id_or_upn.replace("'", "''"), safe="$@:'") + "')"
-    return f"/users/{quote(id_or_upn, safe='@:')}"
-
-
-def odata_string(value: str) -> str:
-    """An OData string literal (single quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 # -- Retry-After -----------------------------------------------------------------------------
@@ -739,7 +573,7 @@ class GraphClient:
         hint: str | None = None,
         **extra: Any,
     ) -> GraphError:
-        code, message, inner = _error_body(response.body)
+        code, message, inner = parse_error_body(response.body)
         if not message:
             message = {
                 429: "Too Many Requests",
@@ -792,22 +626,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
-
-
-def _error_body(body: Any) -> tuple[str, str, dict[str, str]]:
-    """``code``, ``message`` and ``innerError`` fields of a Graph error (concepts/errors.md)."""
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        inner = error.get("innerError") or error.get("innererror") or {}
-        inner_fields = (
-            {str(k): str(v) for k, v in inner.items() if isinstance(v, (str, int))}
-            if isinstance(inner, dict)
-            else {}
-        )
-        return str(error.get("code") or ""), str(error.get("message") or ""), inner_fields
-    if isinstance(body, str) and body.strip():
-        return "", body.strip().splitlines()[0][:300], {}
-    return "", "", {}
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
