@@ -661,3 +661,41 @@ def test_the_token_never_reaches_logs_errors_or_repr(
     for text in texts:
         assert SECRET not in text
         assert "Bearer" not in text
+
+
+def test_many_threads_share_one_client_and_pacer(threaded_server: HTTPServer) -> None:
+    """Thread safety end to end: every third answer is a 429, all requests still succeed."""
+    counter = {"n": 0}
+    lock = threading.Lock()
+
+    def handler(request: Request) -> Response:
+        with lock:
+            counter["n"] += 1
+            n = counter["n"]
+        if n % 3 == 0:
+            return json_response(429, ERROR, **{"Retry-After": "0.01"})
+        return json_response(201, {"id": request.headers["client-request-id"]})
+
+    threaded_server.expect_request("/v1.0/chats").respond_with_handler(handler)
+    pacer = Pacer(max_rps=500)
+    client = GraphClient(threaded_server.url_for("/v1.0"), FakeCredential(), pacer=pacer)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        for _ in range(5):
+            try:
+                chat = client.create_chat({"chatType": "oneOnOne"}, idempotent=True)
+                with lock:
+                    results.append(chat["id"])
+            except BaseException as exc:  # collected for the assertion below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(results)) == 40
+    assert pacer.throttle_count(Scope(TENANT_WRITE)) == counter["n"] - 40
