@@ -159,8 +159,15 @@ class Pacer:
     ``limits`` maps a scope kind to its documented rate (default `DOCUMENTED_LIMITS`);
     ``max_rps`` replaces the per-tenant request rates (`TENANT_KINDS`). ``decrease`` is the
     factor applied to a scope's rate on a 429; after it the rate recovers at ``fast_recovery``
-    (fraction of the documented rate per second) up to ``approach`` times the rate that failed,
-    then probes upward at ``probe`` per second, never beyond the documented rate.
+    (fraction of the documented rate per second) up to ``approach`` times the estimated real
+    limit, then probes upward at ``probe`` per second, never beyond the documented rate.
+
+    The estimate is the rate that failed times the share of the requests in flight at that
+    moment that Graph still accepted (they reached a saturated server); with fewer than three
+    such answers it is the rate that failed. The defaults were tuned with the closed-loop
+    simulation in ``tests/test_pacing.py`` (16 workers, 150-300 ms round trips, server token
+    bucket with Retry-After): at the documented limit >= 0.98 of it with no 429; at half of
+    it, unannounced, 0.88-1.0 of the real limit with 1.3-3 % of requests answered 429.
     """
 
     def __init__(
