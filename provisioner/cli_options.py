@@ -46,7 +46,6 @@ def connection_options(func: F) -> F:
         type=click.Choice(list(CLOUDS)),
         default=DEFAULT_CLOUD,
         show_default=True,
-        envvar="PROVISION_CLOUD",
         help="National cloud: picks the Graph and login hosts (usgov = GCC High, dod = DoD).",
     )(func)
     func = click.option(
