@@ -156,7 +156,8 @@ class _Bucket:
 class Pacer:
     """Token buckets for every throttling scope, shared by all worker threads.
 
-    ``limits`` maps a scope kind to its documented rate (default `DOCUMENTED_LIMITS`);
+    ``limits`` overrides the rate of some scope kinds (the rest keep `DOCUMENTED_LIMITS`),
+    e.g. an emulator's scaled limits;
     ``max_rps`` replaces the per-tenant request rates (`TENANT_KINDS`). ``decrease`` is the
     factor applied to a scope's rate on a 429; after it the rate recovers at ``fast_recovery``
     (fraction of the documented rate per second) up to ``approach`` times the estimated real
@@ -189,11 +190,8 @@ class Pacer:
             raise ValueError("max_rps must be a positive number")
         if not 0 < decrease < 1:
             raise ValueError("decrease must be between 0 and 1")
-        rates = (
-            {kind: limit.rate for kind, limit in DOCUMENTED_LIMITS.items()}
-            if limits is None
-            else dict(limits)
-        )
+        rates = {kind: limit.rate for kind, limit in DOCUMENTED_LIMITS.items()}
+        rates.update(limits or {})
         if max_rps is not None:
             for kind in TENANT_KINDS:
                 rates[kind] = float(max_rps)

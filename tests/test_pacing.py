@@ -372,3 +372,10 @@ def test_without_adaptation_half_the_limit_is_far_worse() -> None:
     fixed = simulate(limit=15.0, burst=5.0, whole_seconds=True, pacer_factory=stubborn)
     assert fixed.throttled_share > 3 * adaptive.throttled_share
     assert adaptive.utilisation > fixed.utilisation
+
+
+def test_limits_override_some_kinds_and_keep_the_rest() -> None:
+    pacer = Pacer(limits={TENANT_WRITE: 3.0})
+    assert pacer.rate(WRITE) == 3.0
+    assert pacer.rate(READ) == 30.0
+    assert pacer.documented_rate(CHAT) == 1.0
