@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from provisioner import __version__
+from provisioner.cli_options import connection_options
 from provisioner.errors import ProvisionError
 from provisioner.lock import LockInfo
 from provisioner.plan import Plan
@@ -43,6 +44,40 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for machines.",
+)
+def validate(paths: tuple[str, ...], fmt: str) -> int:
+    """Check manifests offline: YAML, the manifest schema and Graph's rules.
+
+    PATH is a manifest file or a directory (its *.yaml and *.yml files). All manifests
+    together form one desired state. Every problem is reported, each with file:line:col;
+    under GitHub Actions they also become annotations on the pull request. Exit code 0 when
+    everything is valid, 1 otherwise.
+    """
+    # Imported here so that commands which never read manifests do not pay for it.
+    from provisioner.manifest import validate_paths
+    from provisioner.render_diagnostics import render_github, render_json, render_text
+
+    result = validate_paths(paths)
+    if fmt == "json":
+        counts = {"files": result.files, "chats": result.chats, "errors": len(result.diagnostics)}
+        files = result.desired.files if result.desired else ()
+        click.echo(render_json(result.diagnostics, counts, files))
+    else:
+        if result.diagnostics and os.environ.get("GITHUB_ACTIONS") == "true":
+            click.echo(render_github(result.diagnostics))
+        click.echo(render_text(result.diagnostics, result.summary))
+    return 0 if result.ok else 1
 
 
 # --- plan, state, force-unlock -------------------------------------------------------------
@@ -77,22 +112,6 @@ def _note_takeover(info: LockInfo) -> None:
         )
 
 
-def _check_graph_url(url: str) -> str:
-    # Contract: plain http:// only for loopback hosts. (The Graph client of issue 5 enforces
-    # the same rule for requests; the plan checks it because the URL goes into request bodies.)
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    if parts.scheme == "https" or (parts.scheme == "http" and loopback):
-        return url.rstrip("/")
-    raise click.BadParameter(
-        f"{url!r}: Graph URLs must be https:// (plain http:// only for loopback hosts)",
-        param_hint="--graph-url",
-    )
-
-
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @_state_option
@@ -118,13 +137,7 @@ def _check_graph_url(url: str) -> str:
     is_flag=True,
     help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
 )
-@click.option(
-    "--graph-url",
-    envvar="PROVISION_GRAPH_URL",
-    default="https://graph.microsoft.com/v1.0",
-    show_default=True,
-    help="Microsoft Graph base URL (env PROVISION_GRAPH_URL).",
-)
+@connection_options
 def plan(
     paths: tuple[str, ...],
     state_path: str,
@@ -132,7 +145,9 @@ def plan(
     fmt: str,
     refresh: bool,
     detailed_exitcode: bool,
-    graph_url: str,
+    graph_url: str | None,
+    cloud: str,
+    auth: str,
 ) -> int:
     """Show what apply would change: manifests compared with the state.
 
@@ -140,11 +155,14 @@ def plan(
     or reconcile (?), then a summary. `--out` saves it; `provision apply PLANFILE` then does
     exactly that, and refuses it once the state has moved on.
     """
+    from provisioner.auth import graph_url_for, validate_graph_url
     from provisioner.gcpause import gc_paused
     from provisioner.plan import save_plan
     from provisioner.render import render_plan
 
-    graph_url = _check_graph_url(graph_url)
+    # The URL goes into every request body of the plan. Credentials are not needed until
+    # refresh reads from Graph (issue 7 checks them there, with connection_from_options).
+    graph_url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
     with gc_paused():  # tens of thousands of chats: see provisioner/gcpause.py
         result = _plan(paths, state_path, refresh, graph_url)
     if out:
@@ -366,3 +384,136 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         return 1
     return int(result or 0)
+
+
+# -- provision emulator ----------------------------------------------------------------------
+EMULATOR_FAULT_HELP = (
+    "Inject a fault (repeatable): KIND=RATE[,method=M][,path=GLOB][,chat-type=T][,ms=N]. "
+    "KIND: 503 (Retry-After, nothing done), 504 (answered after the change was made), drop "
+    "(connection closed without an answer, after the change), 429 (throttled for no reason), "
+    "latency (ms=N, default 1000). RATE: probability 0..1 per matching request. path: glob "
+    "over the route, e.g. /chats or /chats/{chat-id}/members. chat-type: oneOnOne|group "
+    '(POST /chats only). Example: --fault 503=0.05 --fault "504=0.2,method=POST,path=/chats,'
+    'chat-type=group" --fault drop=0.05'
+)
+
+
+@cli.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--data",
+    "data_path",
+    default=".provision-emulator.json",
+    show_default=True,
+    envvar="PROVISION_EMULATOR_DATA",
+    type=click.Path(dir_okay=False),
+    help="File the emulated tenant is kept in, across runs.",
+)
+@click.option("--ephemeral", is_flag=True, help="Keep the tenant in memory only (no --data).")
+@click.option(
+    "--limits",
+    default="documented",
+    show_default=True,
+    help="Throttling: 'documented' (Graph's Teams limits), 'off', or xN to make every "
+    "limit N times faster (x10).",
+)
+@click.option(
+    "--latency-ms",
+    default="0",
+    show_default=True,
+    help="Latency added to every request: N or LO-HI milliseconds.",
+)
+@click.option(
+    "--fault", "--fault-rate", "faults", multiple=True, metavar="SPEC", help=EMULATOR_FAULT_HELP
+)
+@click.option("--seed", type=int, default=None, help="Seed for faults, latency and ids.")
+@click.option(
+    "--users",
+    "users_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Users directory (JSON); unknown users are then 404. "
+    "Default: any GUID or UPN is a user, made up consistently.",
+)
+@click.option("--me", default=None, help="The signed-in user of /me (GUID or UPN).")
+@click.option(
+    "--token-lifetime",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Reject a bearer token with 401 this long after first use.",
+)
+def emulator_command(
+    host: str,
+    port: int,
+    data_path: str,
+    ephemeral: bool,
+    limits: str,
+    latency_ms: str,
+    faults: tuple[str, ...],
+    seed: int | None,
+    users_path: str | None,
+    me: str | None,
+    token_lifetime: float | None,
+) -> int:
+    """Serve a local Microsoft Graph chat API at http://HOST:PORT/v1.0 until interrupted.
+
+    It keeps chats, members and users like a tenant would, answers Graph's errors, throttles
+    as Graph documents for Teams, and injects faults on demand. Any bearer token is accepted,
+    so point provision at it with PROVISION_GRAPH_URL=<url> PROVISION_ACCESS_TOKEN=emulator.
+    The URL is printed alone on the first line of standard output.
+    """
+    import signal
+    import threading
+
+    from provisioner.emulator import EmulatorServer
+    from provisioner.emulator.server import parse_latency
+
+    server = EmulatorServer(
+        host=host,
+        port=port,
+        data_path=None if ephemeral else data_path,
+        limits=limits,
+        latency_ms=parse_latency(latency_ms),
+        faults=list(faults),
+        seed=seed,
+        users=users_path,
+        me=me,
+        token_lifetime_s=token_lifetime,
+    ).start()
+    click.echo(server.url)
+    where = "memory only" if ephemeral else data_path
+    click.echo(
+        f"provision emulator: limits {limits}, data in {where}, "
+        f"{len(faults)} fault rule(s). Any bearer token is accepted.",
+        err=True,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            "warning: the emulator listens beyond this machine; it has no real authentication.",
+            err=True,
+        )
+    click.echo("Press Ctrl+C to stop.", err=True)
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    try:
+        while not server.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        click.echo("provision emulator: stopping.", err=True)
+    finally:
+        server.stop()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    return 0

@@ -1,0 +1,379 @@
+"""Handlers of the chat, member and user endpoints, with Graph's validation of bodies.
+
+Error messages quoted from Graph where they are known from the field ("Setting topic is not
+allowed for 1-on-1 chats.", "The passed-in role 'member' is not supported.", "Chat members
+cannot be null. (Parameter 'Members')", "Unable to read JSON request payload..."); the
+others are written in the same style. Clients must branch on status and ``code``, never on
+messages (``concepts/errors.md``).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
+
+from provisioner.emulator.errors import GraphError, bad_request, not_found
+from provisioner.emulator.messages import JSON_TYPE, Request, Response
+from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
+from provisioner.emulator.routes import Match
+from provisioner.emulator.tenant import NewMember
+from provisioner.emulator.users import GUID_RE, UPN_RE, User, made_up_user
+
+if TYPE_CHECKING:
+    from provisioner.emulator.api import Api
+
+UNREADABLE = (
+    "Unable to read JSON request payload. Please ensure Content-Type header is set and "
+    "payload is of valid JSON format."
+)
+BIND_RE = re.compile(
+    r"^https?://[^/]+/(?:v1\.0|beta)/users(?:\('(?P<quoted>(?:[^']|'')+)'\)|/(?P<plain>[^/?#()']+))$"
+)
+CHAT_PROPERTIES = {"@odata.type", "chatType", "topic", "members"}
+MAX_TOPIC = 250  # chat-patch.md: "Maximum length is 250 characters. Use of ':' is not allowed."
+MAX_GROUP_MEMBERS = 250  # Teams: a group chat holds at most 250 people
+# List chats without $top: 20 per page. Not in chat-list.md (which fixes only the maximum);
+# observed in responses, e.g. the "@odata.count":20 page with a nextLink quoted in
+# learn.microsoft.com/answers/questions/1303807.
+DEFAULT_PAGE = 20
+MAX_PAGE = 50  # chat-list.md: "Maximum allowed $top value is 50."
+MAX_EXPANDED_MEMBERS = 25  # chat-list.md known issue: $expand=members returns at most 25
+FILTER_RE = re.compile(r"\s*(chatType|topic)\s+eq\s+'((?:[^']|'')*)'\s*")
+
+
+def json_ok(status: int, body: dict[str, object], **headers: str) -> Response:
+    return Response(status, body, {"Content-Type": JSON_TYPE, **headers})
+
+
+def json_object(req: Request) -> dict[str, object]:
+    if req.body_error is not None:
+        raise req.body_error
+    if not isinstance(req.body, dict):
+        raise bad_request(UNREADABLE)
+    return req.body
+
+
+def check_topic(topic: object) -> str:
+    if not isinstance(topic, str):
+        raise bad_request("The topic of a chat must be a string.")
+    if len(topic) > MAX_TOPIC:
+        raise bad_request(f"The topic of a chat cannot be longer than {MAX_TOPIC} characters.")
+    if ":" in topic:
+        raise bad_request("The topic of a chat cannot contain ':'.")
+    return topic
+
+
+def parse_member(api: Api, obj: object) -> NewMember:
+    """One ``aadUserConversationMember`` (``chat-post.md``): a role of owner or guest; in-tenant
+    guests must be guest, out-of-tenant (``tenantId`` set to another tenant) must be owner."""
+    if not isinstance(obj, dict):
+        raise bad_request("Each member must be a JSON object.")
+    odata_type = obj.get("@odata.type")
+    if not isinstance(odata_type, str) or odata_type.lstrip("#").lower() != MEMBER_TYPE[1:].lower():
+        raise bad_request(
+            f"The provided '{odata_type}' for 'odata.type' is not valid for this operation; "
+            f"expected '{MEMBER_TYPE}'."
+        )
+    roles = obj.get("roles")
+    if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
+        raise bad_request('Each member must have roles: ["owner"] or ["guest"].')
+    for role in roles:
+        if role.lower() not in ("owner", "guest"):
+            raise bad_request(f"The passed-in role '{role}' is not supported.")
+    if len({r.lower() for r in roles}) != 1:
+        raise bad_request("A member must have exactly one role: owner or guest.")
+    role = roles[0].lower()
+    bind = obj.get("user@odata.bind")
+    found = BIND_RE.match(bind) if isinstance(bind, str) else None
+    if found is None:
+        raise bad_request(
+            f"Invalid value for 'user@odata.bind': {bind!r}; expected "
+            "'https://graph.microsoft.com/v1.0/users('<id or userPrincipalName>')'."
+        )
+    # OData string literals double a single quote; '#' (as in guest UPNs with #EXT#) arrives
+    # percent-encoded because it would otherwise start a URL fragment.
+    ref = unquote((found.group("quoted") or "").replace("''", "'") or found.group("plain"))
+    if not (GUID_RE.match(ref) or UPN_RE.match(ref)):
+        raise bad_request(f"'{ref}' is neither a user id nor a userPrincipalName.")
+    tenant_id = obj.get("tenantId")
+    if tenant_id is not None and not (isinstance(tenant_id, str) and GUID_RE.match(tenant_id)):
+        raise bad_request(f"Invalid tenantId {tenant_id!r}: expected a GUID.")
+    home = api.tenant.tenant_id
+    if tenant_id is not None and tenant_id.lower() != home:
+        if role != "owner":
+            raise bad_request("Out-of-tenant external users must be assigned the owner role.")
+        user = made_up_user(ref)  # federated: not in this tenant's directory
+    else:
+        found_user = api.tenant.directory.resolve(ref)
+        if found_user is None:
+            raise not_found(f"User '{ref}' was not found in the tenant.")
+        user = found_user
+        if user.user_type == "Guest" and role != "guest":
+            raise bad_request("In-tenant guest users must be assigned the guest role.")
+    history = obj.get("visibleHistoryStartDateTime")
+    extra = {"visible_history_start": history} if isinstance(history, str) else {}
+    return NewMember(user, role, (tenant_id or home).lower(), **extra)
+
+
+def chat_body(req: Request, chat: ChatView, *, members: bool = False) -> dict[str, object]:
+    base = req.base_url
+    if not members:
+        return {"@odata.context": f"{base}/$metadata#chats/$entity", **chat.to_graph()}
+    body: dict[str, object] = {
+        "@odata.context": f"{base}/$metadata#chats(members())/$entity",
+        **chat.to_graph(members=True),
+    }
+    body["members@odata.context"] = f"{base}/$metadata#chats('{chat.id}')/members"
+    return body
+
+
+def expand_members(req: Request) -> bool:
+    expand = req.query.get("$expand")
+    if expand is None:
+        return False
+    if expand.strip() != "members":
+        raise bad_request(f"Expanding '{expand}' is not supported; only $expand=members is.")
+    return True
+
+
+# -- chats -----------------------------------------------------------------------------------
+def post_chat(api: Api, req: Request, m: Match) -> Response:
+    api.tenant.count("post_chats_total")
+    body = json_object(req)
+    unknown = sorted(set(body) - CHAT_PROPERTIES)
+    if unknown:
+        raise bad_request(
+            f"The property '{unknown[0]}' does not exist on type 'microsoft.graph.chat'."
+        )
+    chat_type = body.get("chatType")
+    if chat_type not in (ONE_ON_ONE, GROUP):
+        raise bad_request(f"Invalid chatType {chat_type!r}: expected 'oneOnOne' or 'group'.")
+    raw_members = body.get("members")
+    if raw_members is None:
+        raise bad_request("Chat members cannot be null. (Parameter 'Members')")
+    if not isinstance(raw_members, list):
+        raise bad_request("Chat members must be a collection of conversationMember.")
+    topic = body.get("topic")
+    if chat_type == ONE_ON_ONE:
+        if topic is not None:
+            raise bad_request("Setting topic is not allowed for 1-on-1 chats.")
+        if len(raw_members) != 2:
+            raise bad_request("A one-on-one chat must have exactly two members.")
+    else:
+        if topic is not None:
+            topic = check_topic(topic)
+        if len(raw_members) < 2:
+            raise bad_request("A group chat must have at least two members.")
+        if len(raw_members) > MAX_GROUP_MEMBERS:
+            raise bad_request(f"A group chat cannot have more than {MAX_GROUP_MEMBERS} members.")
+    members = [parse_member(api, raw) for raw in raw_members]
+    if len({mem.user.id for mem in members}) != len(members):
+        raise bad_request("A user cannot be a member of the same chat twice.")
+    chat, created = api.tenant.create_chat(str(chat_type), topic, members)
+    if created:
+        api.tenant.count("chats_created_total")
+    # chat-post.md: 201 Created with the chat, also when an existing oneOnOne is returned.
+    return json_ok(201, chat_body(req, chat))
+
+
+def get_chat(api: Api, req: Request, m: Match) -> Response:
+    members = expand_members(req)
+    chat = api.tenant.live_chat(m.params["chat-id"])
+    if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
+        _chat_of_user(api, req, m, chat)
+    return json_ok(200, chat_body(req, chat, members=members))
+
+
+def _chat_of_user(api: Api, req: Request, m: Match, chat: ChatView) -> None:
+    user = _path_user(api, m)
+    if user.id not in chat.member_user_ids:
+        raise not_found(f"Chat '{chat.id}' was not found.")
+
+
+def patch_chat(api: Api, req: Request, m: Match) -> Response:
+    body = json_object(req)
+    for key in body:
+        if key not in ("topic", "@odata.type"):
+            raise bad_request(f"The property '{key}' of a chat cannot be updated.")
+    if "topic" not in body:
+        raise bad_request("Nothing to update: only 'topic' can be set (chat-patch).")
+    chat_id = m.params["chat-id"]
+    if api.tenant.live_chat(chat_id).chat_type != GROUP:
+        raise bad_request("Setting topic is not allowed for 1-on-1 chats.")
+    chat = api.tenant.update_topic(chat_id, check_topic(body["topic"]))
+    return json_ok(200, chat_body(req, chat))  # chat-patch.md: 200 OK with the chat
+
+
+def delete_chat(api: Api, req: Request, m: Match) -> Response:
+    api.tenant.delete_chat(m.params["chat-id"])
+    return Response(204)
+
+
+# -- members ---------------------------------------------------------------------------------
+def list_members(api: Api, req: Request, m: Match) -> Response:
+    chat = api.tenant.live_chat(m.params["chat-id"])
+    if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
+        _chat_of_user(api, req, m, chat)
+    value = [member.to_graph() for member in chat.members]
+    return json_ok(
+        200,
+        {
+            "@odata.context": f"{req.base_url}/$metadata#chats('{chat.id}')/members",
+            "@odata.count": len(value),
+            "value": value,
+        },
+    )
+
+
+def get_member(api: Api, req: Request, m: Match) -> Response:
+    chat = api.tenant.live_chat(m.params["chat-id"])
+    member = chat.member(m.params["membership-id"])
+    if member is None:
+        raise not_found(f"Member '{m.params['membership-id']}' was not found in the chat.")
+    return json_ok(
+        200,
+        {"@odata.context": f"{req.base_url}/$metadata#chats('{chat.id}')/members/$entity"}
+        | member.to_graph(),
+    )
+
+
+def add_member(api: Api, req: Request, m: Match) -> Response:
+    chat_id = m.params["chat-id"]
+    api.tenant.live_chat(chat_id)  # 404 before looking at the body
+    member = api.tenant.add_member(chat_id, parse_member(api, json_object(req)))
+    # chat-post-members.md: 201 Created and a Location header with the member's path.
+    return json_ok(
+        201,
+        {"@odata.context": f"{req.base_url}/$metadata#chats('{chat_id}')/members/$entity"}
+        | member.to_graph(),
+        Location=f"/chats/{chat_id}/members/{member.membership_id}",
+    )
+
+
+def remove_member(api: Api, req: Request, m: Match) -> Response:
+    api.tenant.remove_member(m.params["chat-id"], m.params["membership-id"])
+    return Response(204)  # chat-delete-members.md
+
+
+# -- users -----------------------------------------------------------------------------------
+def _path_user(api: Api, m: Match) -> User:
+    ref = m.params.get("user-id", api.options.me)  # /me/... and GET /chats: the signed-in user
+    user = api.tenant.directory.resolve(ref)
+    if user is None:
+        # user-get.md: 404 when the user does not exist; Graph's directory error code.
+        raise not_found(
+            f"Resource '{ref}' does not exist or one of its queried reference-property "
+            "objects are not present.",
+            code="Request_ResourceNotFound",
+        )
+    return user
+
+
+def get_user(api: Api, req: Request, m: Match) -> Response:
+    user = _path_user(api, m)
+    return json_ok(
+        200, {"@odata.context": f"{req.base_url}/$metadata#users/$entity"} | user.to_graph()
+    )
+
+
+def parse_filter(text: str) -> dict[str, str]:
+    """``chatType eq '...'`` and ``topic eq '...'``, joined by ``and`` (quotes doubled)."""
+    found: dict[str, str] = {}
+    pos = 0
+    while True:
+        clause = FILTER_RE.match(text, pos)
+        if clause is None:
+            raise bad_request(
+                f"Invalid filter clause: {text!r} (the emulator supports chatType eq '...' "
+                "and topic eq '...', joined by 'and')."
+            )
+        found[clause.group(1)] = clause.group(2).replace("''", "'")
+        pos = clause.end()
+        if pos == len(text):
+            return found
+        joiner = re.compile(r"and\s+").match(text, pos)
+        if joiner is None:
+            raise bad_request(f"Invalid filter clause: {text!r}.")
+        pos = joiner.end()
+
+
+def _skiptoken(after: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{after}".encode()).decode().rstrip("=")
+
+
+def _after(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, _, number = text.partition(":")
+        if kind == "after" and number.isdigit():
+            return int(number)
+    except ValueError:
+        pass
+    raise bad_request("Invalid $skiptoken.")
+
+
+def list_chats(api: Api, req: Request, m: Match) -> Response:
+    """``chat-list.md``: ``$top`` (1..50), ``$filter``, ``$expand=members``, and an
+    ``@odata.nextLink`` while more pages remain."""
+    user = _path_user(api, m)
+    top_text = req.query.get("$top")
+    top = DEFAULT_PAGE
+    if top_text is not None:
+        if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_PAGE:
+            raise bad_request(f"Invalid $top {top_text!r}: the page size must be 1 to {MAX_PAGE}.")
+        top = int(top_text)
+    filters = parse_filter(req.query["$filter"]) if "$filter" in req.query else {}
+    members = expand_members(req)
+    after = _after(req.query["$skiptoken"]) if "$skiptoken" in req.query else 0
+    page, next_after = api.tenant.chats_of(
+        user.id,
+        after_seq=after,
+        limit=top,
+        chat_type=filters.get("chatType"),
+        topic=filters.get("topic"),
+    )
+    value = [c.to_graph(members=members, max_members=MAX_EXPANDED_MEMBERS) for c in page]
+    context = "chats(members())" if members else "chats"
+    body: dict[str, object] = {
+        "@odata.context": f"{req.base_url}/$metadata#{context}",
+        "@odata.count": len(value),
+        "value": value,
+    }
+    if next_after is not None:
+        params = {k: v for k, v in req.query.items() if k != "$skiptoken"}
+        params["$skiptoken"] = _skiptoken(next_after)
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+        body["@odata.nextLink"] = f"{req.base_url}{req.path}?{query}"
+    return json_ok(200, body)
+
+
+Handler = Callable[["Api", Request, Match], Response]
+HANDLERS: dict[str, Handler] = {
+    "POST /chats": post_chat,
+    "GET /chats": list_chats,
+    "GET /me/chats": list_chats,
+    "GET /users/{user-id}/chats": list_chats,
+    "GET /chats/{chat-id}": get_chat,
+    "GET /me/chats/{chat-id}": get_chat,
+    "GET /users/{user-id}/chats/{chat-id}": get_chat,
+    "PATCH /chats/{chat-id}": patch_chat,
+    "DELETE /chats/{chat-id}": delete_chat,
+    "GET /chats/{chat-id}/members": list_members,
+    "GET /me/chats/{chat-id}/members": list_members,
+    "GET /users/{user-id}/chats/{chat-id}/members": list_members,
+    "POST /chats/{chat-id}/members": add_member,
+    "GET /chats/{chat-id}/members/{membership-id}": get_member,
+    "DELETE /chats/{chat-id}/members/{membership-id}": remove_member,
+    "GET /me": get_user,
+    "GET /users/{user-id}": get_user,
+}
+
+
+def run(api: Api, req: Request, m: Match) -> Response:
+    handler = HANDLERS.get(m.key)
+    if handler is None:  # pragma: no cover - routes.METHODS and HANDLERS are kept in step
+        raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed.")
+    return handler(api, req, m)

@@ -1,0 +1,105 @@
+"""Immutable views of chats and members, their Graph JSON and their persisted records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+ONE_ON_ONE = "oneOnOne"
+GROUP = "group"
+MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
+ALL_HISTORY = "0001-01-01T00:00:00Z"  # chat-list-members.md: whole history visible
+
+
+def graph_time(ts: float) -> str:
+    """UTC, millisecond precision, trailing zeros trimmed the way Graph prints them
+    (``chat-post.md`` examples: ``2020-12-04T23:10:28.51Z``)."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    ms = dt.microsecond // 1000
+    frac = f".{ms:03d}".rstrip("0") if ms else ""
+    return f"{dt:%Y-%m-%dT%H:%M:%S}{frac}Z"
+
+
+@dataclass(frozen=True)
+class MemberView:
+    membership_id: str
+    user_id: str
+    display_name: str
+    email: str | None
+    roles: tuple[str, ...]
+    tenant_id: str
+    visible_history_start: str = ALL_HISTORY
+
+    def to_graph(self) -> dict[str, object]:
+        # Shape from chat-get.md example 3 / chat-list-members.md.
+        return {
+            "@odata.type": MEMBER_TYPE,
+            "id": self.membership_id,
+            "roles": list(self.roles),
+            "displayName": self.display_name,
+            "visibleHistoryStartDateTime": self.visible_history_start,
+            "userId": self.user_id,
+            "email": self.email,
+            "tenantId": self.tenant_id,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"roles": list(self.roles)}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> MemberView:
+        return cls(**{**rec, "roles": tuple(rec["roles"])})
+
+
+@dataclass(frozen=True)
+class ChatView:
+    """An immutable snapshot of one chat. ``deleted`` is the soft-delete time, or None."""
+
+    id: str
+    chat_type: str
+    topic: str | None
+    created: str
+    last_updated: str
+    tenant_id: str
+    members: tuple[MemberView, ...]
+    deleted: str | None = None
+    seq: int = 0
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted is not None
+
+    @property
+    def member_user_ids(self) -> frozenset[str]:
+        return frozenset(m.user_id for m in self.members)
+
+    def member(self, membership_id: str) -> MemberView | None:
+        return next((m for m in self.members if m.membership_id == membership_id), None)
+
+    def to_graph(
+        self, *, members: bool = False, max_members: int | None = None
+    ) -> dict[str, object]:
+        body: dict[str, object] = {
+            "id": self.id,
+            "topic": self.topic,
+            "createdDateTime": self.created,
+            "lastUpdatedDateTime": self.last_updated,
+            "chatType": self.chat_type,
+            "webUrl": f"https://teams.microsoft.com/l/chat/{self.id}/0?tenantId={self.tenant_id}",
+            "tenantId": self.tenant_id,
+        }
+        if members:
+            shown = self.members if max_members is None else self.members[:max_members]
+            body["members"] = [m.to_graph() for m in shown]
+        return body
+
+    def to_record(self) -> dict[str, Any]:
+        rec = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "members"}
+        rec["members"] = [m.to_record() for m in self.members]
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> ChatView:
+        members = tuple(MemberView.from_record(m) for m in rec["members"])
+        return cls(**{**rec, "members": members})

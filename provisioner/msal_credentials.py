@@ -1,0 +1,427 @@
+"""The MSAL flows behind `provisioner.auth.Credential`: confidential client (secret,
+certificate, federated assertion), managed identity and device code.
+
+Each caches its token and refreshes it ahead of expiry under a lock, so many worker threads
+share one token; `invalidate` (after a 401) makes the next call fetch a new one. Errors become
+`AuthError` with a hint naming the variable at fault; secrets never reach a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import AuthError
+
+log = logging.getLogger("provision.auth")
+
+
+class _MsalCredential:
+    """Token caching and refresh shared by the MSAL flows; subclasses implement `_acquire`.
+
+    MSAL already caches tokens, but a shared cache in front of it keeps the hot path (30
+    requests a second from many threads) to one lock and a clock read.
+    """
+
+    #: Refresh this long before expiry, so a token never expires between fetch and use.
+    refresh_margin = 300.0
+
+    def __init__(self, description: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.description = description
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = 0.0
+        self._force = False
+
+    def get_token(self) -> str:
+        with self._lock:
+            now = self._clock()
+            if self._token is not None and now < self._expires - self.refresh_margin:
+                return self._token
+            try:
+                result = self._acquire(self._force)
+            except AuthError:
+                raise
+            except Exception as exc:  # network failure, malformed response, MSAL ValueError
+                raise AuthError(
+                    f"could not get a token ({self.description}): {type(exc).__name__}: "
+                    f"{_first_line(str(exc))}",
+                    hint="check network access to the login host and the AZURE_* variables",
+                ) from None
+            token = result.get("access_token") if isinstance(result, dict) else None
+            if not token:
+                raise self._failure(result if isinstance(result, dict) else {})
+            self._token = str(token)
+            self._expires = now + float(result.get("expires_in") or 3600)
+            self._force = False
+            log.debug("got a token (%s), valid for %ss", self.description, result.get("expires_in"))
+            return self._token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+            self._force = True
+
+    def _acquire(self, force: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _failure(self, result: Mapping[str, Any]) -> AuthError:
+        error = str(result.get("error") or "no access token in the response")
+        detail = _first_line(str(result.get("error_description") or ""))
+        return AuthError(
+            f"sign-in failed ({self.description}): {error}" + (f": {detail}" if detail else ""),
+            hint=self._hint(error, detail),
+        )
+
+    def _hint(self, error: str, detail: str) -> str | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r})"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
+# AADSTS codes that point at one variable (Microsoft Entra authentication error codes).
+_AADSTS_HINTS = {
+    "AADSTS7000215": "AZURE_CLIENT_SECRET was rejected: check its value (not its secret ID) "
+    "and that it has not expired",
+    "AADSTS7000222": "AZURE_CLIENT_SECRET has expired: create a new client secret",
+    "AADSTS700016": "AZURE_CLIENT_ID is not an application registered in AZURE_TENANT_ID",
+    "AADSTS90002": "AZURE_TENANT_ID does not name an existing tenant (or the wrong --cloud)",
+    "AADSTS900023": "AZURE_TENANT_ID is not a valid tenant ID or domain",
+    "AADSTS700027": "the certificate in AZURE_CLIENT_CERTIFICATE_PATH is not registered "
+    "for the application AZURE_CLIENT_ID",
+    "AADSTS700211": "the federated token in AZURE_FEDERATED_TOKEN_FILE has no matching "
+    "federated credential on the application (issuer)",
+    "AADSTS700213": "the federated token in AZURE_FEDERATED_TOKEN_FILE has no matching "
+    "federated credential on the application (subject)",
+    "AADSTS700024": "the federated token in AZURE_FEDERATED_TOKEN_FILE has expired",
+}
+
+
+class ConfidentialClientCredential(_MsalCredential):
+    """App-only tokens (client credentials flow) with a secret, certificate or assertion."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        client_id: str,
+        client_credential: str | dict[str, Any],
+        authority_host: str,
+        scope: str,
+        description: str,
+        http_client: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(description, clock=clock)
+        self._tenant_id = tenant_id
+        self._client_id = client_id
+        self._client_credential = client_credential
+        self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        self._scope = scope
+        self._http_client = http_client
+        self._app: Any = None
+
+    def _application(self) -> Any:
+        # Built lazily: MSAL fetches the tenant's OpenID configuration when constructed.
+        if self._app is None:
+            import msal
+
+            self._app = msal.ConfidentialClientApplication(
+                self._client_id,
+                client_credential=self._client_credential,
+                authority=self._authority,
+                http_client=self._http_client,
+                timeout=None if self._http_client is not None else 30,
+                # The authority is a known cloud's login host or the user's explicit
+                # AZURE_AUTHORITY_HOST: no instance discovery round trip is needed.
+                instance_discovery=False,
+            )
+        return self._app
+
+    def _acquire(self, force: bool) -> dict[str, Any]:
+        app = self._application()
+        if force:
+            app.remove_tokens_for_client()
+        result: dict[str, Any] = app.acquire_token_for_client(scopes=[self._scope])
+        return result
+
+    def _hint(self, error: str, detail: str) -> str | None:
+        code = detail.split(":", 1)[0].strip()
+        if code in _AADSTS_HINTS:
+            return _AADSTS_HINTS[code]
+        if error in ("invalid_client", "unauthorized_client"):
+            return "check AZURE_CLIENT_ID and the client secret, certificate or federated token"
+        if error == "invalid_scope":
+            return "the token scope does not match --cloud"
+        return None
+
+
+class ManagedIdentityCredential(_MsalCredential):
+    """``--auth managed-identity``: Azure VM, App Service, Functions, Arc, Cloud Shell.
+
+    A user-assigned identity is chosen by ``AZURE_CLIENT_ID``; without it, the system-assigned
+    one is used.
+    """
+
+    def __init__(
+        self,
+        *,
+        resource: str,
+        client_id: str | None = None,
+        http_client: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        kind = f"user-assigned managed identity {client_id}" if client_id else "managed identity"
+        super().__init__(kind, clock=clock)
+        self._resource = resource
+        self._client_id = client_id
+        self._http_client = http_client
+        self._client: Any = None
+
+    def _acquire(self, force: bool) -> dict[str, Any]:
+        import msal
+
+        if self._client is None or force:
+            # A new client has an empty token cache: the way to refresh a rejected token.
+            identity = (
+                msal.UserAssignedManagedIdentity(client_id=self._client_id)
+                if self._client_id
+                else msal.SystemAssignedManagedIdentity()
+            )
+            if self._http_client is None:
+                import requests
+
+                self._http_client = requests.Session()
+            self._client = msal.ManagedIdentityClient(identity, http_client=self._http_client)
+        result: dict[str, Any] = self._client.acquire_token_for_client(resource=self._resource)
+        return result
+
+    def _hint(self, error: str, detail: str) -> str | None:
+        return (
+            "is a managed identity assigned to this machine and allowed the Graph application "
+            "permissions? For a user-assigned identity set AZURE_CLIENT_ID to its client ID"
+        )
+
+
+class DeviceCodeCredential(_MsalCredential):
+    """``--auth device-code``: a person signs in in a browser; delegated permissions.
+
+    Tokens (and the refresh token) are kept in an MSAL cache file readable only by the user,
+    so the next run signs in silently.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        client_id: str,
+        authority_host: str,
+        scope: str,
+        cache_path: Path,
+        prompt: Callable[[str], None] | None,
+        http_client: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(f"device code sign-in for app {client_id}", clock=clock)
+        self._tenant_id = tenant_id
+        self._client_id = client_id
+        self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        self._scope = scope
+        self._cache_path = cache_path
+        self._prompt = prompt
+        self._http_client = http_client
+        self._app: Any = None
+        self._cache: Any = None
+
+    def _application(self) -> Any:
+        if self._app is None:
+            import msal
+
+            self._cache = msal.SerializableTokenCache()
+            try:
+                self._cache.deserialize(self._cache_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable token cache %s: %s", self._cache_path, exc)
+            self._app = msal.PublicClientApplication(
+                self._client_id,
+                authority=self._authority,
+                token_cache=self._cache,
+                http_client=self._http_client,
+                timeout=None if self._http_client is not None else 30,
+                instance_discovery=False,
+            )
+        return self._app
+
+    def _acquire(self, force: bool) -> dict[str, Any]:
+        app = self._application()
+        result: dict[str, Any] | None = None
+        for account in app.get_accounts():
+            result = app.acquire_token_silent([self._scope], account=account, force_refresh=force)
+            if result and "access_token" in result:
+                break
+        if not result or "access_token" not in result:
+            if self._prompt is None:
+                raise AuthError(
+                    "device code sign-in needs someone to open a browser, and nobody can be "
+                    "asked here",
+                    hint="run once from a terminal to sign in (the token is cached), or use "
+                    "the AZURE_* variables for an app registration",
+                )
+            flow = app.initiate_device_flow(scopes=[self._scope])
+            if "user_code" not in flow:
+                return dict(flow)
+            self._prompt(str(flow["message"]))
+            result = app.acquire_token_by_device_flow(flow)
+        self._save_cache()
+        return result
+
+    def _save_cache(self) -> None:
+        if self._cache is None or not self._cache.has_state_changed:
+            return
+        try:
+            write_private_file(self._cache_path, self._cache.serialize())
+            self._cache.has_state_changed = False
+        except OSError as exc:
+            log.warning("could not save the token cache %s: %s", self._cache_path, exc)
+
+    def _hint(self, error: str, detail: str) -> str | None:
+        if error == "authorization_pending" or "expired" in error:
+            return "the sign-in was not completed in time; run again and sign in promptly"
+        return "check AZURE_CLIENT_ID (an app allowing public client flows) and AZURE_TENANT_ID"
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write atomically (temp file in the same directory, fsync, rename) with mode 0600."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def token_cache_path(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/provision/msal_token_cache.json`` (default ``~/.cache``)."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or "~") / ".cache")
+    return Path(base).expanduser() / "provision" / "msal_token_cache.json"
+
+
+def certificate_credential(path: str, password: str | None) -> dict[str, Any]:
+    """MSAL ``client_credential`` for a PEM (key + certificate) or PKCS#12 (PFX) file.
+
+    The file is parsed here, with ``cryptography`` (which MSAL itself depends on), so that a
+    wrong path, format or password is reported now, naming the variable, not on first use.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    variable = "AZURE_CLIENT_CERTIFICATE_PATH"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise AuthError(
+            f"{variable} {path!r} cannot be read: {exc.strerror or exc}",
+            hint=f"set {variable} to a PEM or PFX file with the certificate and its private key",
+        ) from None
+    pw = password.encode() if password else None
+    if b"-----BEGIN" in data:
+        key_block = re.search(
+            rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.+?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
+            data,
+            re.S,
+        )
+        cert_block = re.search(
+            rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S
+        )
+        if key_block is None or cert_block is None:
+            missing = "private key" if key_block is None else "certificate"
+            raise AuthError(
+                f"{variable} {path!r} is a PEM file without a {missing}",
+                hint="the PEM file must contain both the private key and the certificate",
+            )
+        try:
+            serialization.load_pem_private_key(key_block.group(0), pw)
+            x509.load_pem_x509_certificate(cert_block.group(0))
+        except (TypeError, ValueError) as exc:
+            raise _certificate_error(variable, path, password, exc) from None
+        credential: dict[str, Any] = {
+            "private_key": key_block.group(0).decode(),
+            "public_certificate": cert_block.group(0).decode(),  # MSAL derives the thumbprint
+        }
+    else:
+        try:
+            key, cert, _ = pkcs12.load_key_and_certificates(data, pw)
+        except (TypeError, ValueError) as exc:
+            raise _certificate_error(variable, path, password, exc) from None
+        if key is None or cert is None:
+            raise AuthError(
+                f"{variable} {path!r} is a PFX file without a private key and certificate",
+                hint="export the certificate with its private key",
+            )
+        credential = {"private_key_pfx_path": path}
+    if pw is not None:
+        credential["passphrase"] = password
+    return credential
+
+
+def _certificate_error(variable: str, path: str, password: str | None, exc: Exception) -> AuthError:
+    text = str(exc).lower()
+    if "password" in text or "decrypt" in text or "encrypted" in text:
+        if password:
+            return AuthError(
+                f"AZURE_CLIENT_CERTIFICATE_PASSWORD does not decrypt {variable} {path!r}",
+                hint="check AZURE_CLIENT_CERTIFICATE_PASSWORD",
+            )
+        return AuthError(
+            f"{variable} {path!r} is encrypted and AZURE_CLIENT_CERTIFICATE_PASSWORD is not set",
+            hint="set AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        )
+    return AuthError(
+        f"{variable} {path!r} is not a readable PEM or PFX certificate: {_first_line(str(exc))}",
+        hint=f"set {variable} to a PEM or PFX file with the certificate and its private key",
+    )
+
+
+def assertion_reader(path: str) -> Callable[[], str]:
+    """A callable MSAL calls for every token request: the federated token file is re-read
+    each time, because the platform (GitHub Actions OIDC, AKS workload identity) rotates it."""
+    variable = "AZURE_FEDERATED_TOKEN_FILE"
+
+    def read() -> str:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise AuthError(
+                f"{variable} {path!r} cannot be read: {exc.strerror or exc}",
+                hint=f"set {variable} to the file the platform writes the OIDC token to",
+            ) from None
+        if not text:
+            raise AuthError(f"{variable} {path!r} is empty", hint="is the token mounted yet?")
+        return text
+
+    read()  # fail now, not at the first request
+    return read
