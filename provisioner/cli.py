@@ -23,7 +23,7 @@ from provisioner.cli_options import connection_options
 from provisioner.errors import ProvisionError
 from provisioner.lock import LockInfo
 from provisioner.plan import Plan
-from provisioner.state import DEFAULT_STATE_PATH
+from provisioner.state import DEFAULT_STATE_PATH, StateStore
 
 BUG_REPORT = (
     "provision: internal error (a bug in provision {version}): {error}. "
@@ -186,7 +186,7 @@ def _plan(paths: Sequence[str], state_path: str, refresh: bool, graph_url: str) 
     live = None
     if refresh and (state.chats or state.intents):
         # Refresh holds the lock so no apply changes the chats while they are read.
-        with store.lock("plan") as info:
+        with _lock_for_refresh(store) as info:
             _note_takeover(info)
             state = store.read()
             # Refresh is not implemented yet: there is no Graph client (issue 5). Issue 7
@@ -194,6 +194,19 @@ def _plan(paths: Sequence[str], state_path: str, refresh: bool, graph_url: str) 
             # plan is made from state alone (``Plan.refreshed`` stays False and says so).
             live = None
     return make_plan(desired, state, live=live, graph_url=graph_url)
+
+
+@contextlib.contextmanager
+def _lock_for_refresh(store: StateStore) -> Iterator[LockInfo]:
+    with contextlib.ExitStack() as stack:
+        try:
+            info = stack.enter_context(store.lock("plan"))
+        except ProvisionError as exc:
+            exc.hint = (exc.hint + "; " if exc.hint else "") + (
+                "`plan --no-refresh` plans from the state alone, without taking the lock"
+            )
+            raise
+        yield info
 
 
 @cli.group("state")
