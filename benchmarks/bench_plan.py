@@ -310,7 +310,7 @@ def main() -> None:
     for label, key in [
         ("baseline: yaml.load(CSafeLoader)", "yaml"),
         ("  the same with cyclic GC paused", "yaml_nogc"),
-        ("manifest loading alone (GC on)", "load"),
+        ("manifest loading alone (load_desired)", "load"),
         ("(a) plan, no state", "plan_a"),
         ("(b) plan, state holds every chat", "plan_b"),
         ("  planner+state only, (a)", "core_a"),
