@@ -75,6 +75,10 @@ DEFAULT_LEASE_SECONDS = 60
 # Azure Storage "Lease Blob": a finite lease lasts 15 to 60 seconds.
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 15, 60
 UNKNOWN_LOCK_ID = "unknown"
+_AUTH_HINT = (
+    "check AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN, or "
+    "that the Azure AD identity has the Storage Blob Data Contributor role on the container"
+)
 _JSON = ContentSettings(content_type="application/json; charset=utf-8")
 
 
@@ -207,6 +211,7 @@ class AzureBlobStateStore:
         # While locked:
         self._lease: BlobLeaseClient | None = None
         self._lock_metadata: dict[str, str] | None = None
+        self._info: LockInfo | None = None
         self._keeper: _LeaseKeeper | None = None
 
     # --- StateStore -------------------------------------------------------------------------
@@ -339,6 +344,7 @@ class AzureBlobStateStore:
             self._follow(lease.etag, str(response["etag"]))
             self._lease = lease
             self._lock_metadata = metadata
+            self._info = info
             self._keeper = _LeaseKeeper(lease, self.lease_seconds)
             self._keeper.start()
             return info
@@ -346,7 +352,7 @@ class AzureBlobStateStore:
     def _release(self) -> None:
         with self._mutex:
             lease, keeper = self._lease, self._keeper
-            self._lease = self._keeper = self._lock_metadata = None
+            self._lease = self._keeper = self._lock_metadata = self._info = None
             if lease is None or keeper is None:
                 return
             keeper.stop()
@@ -461,7 +467,7 @@ class AzureBlobStateStore:
             )
         except HttpResponseError as exc:
             if exc.status_code == 412:
-                self._raise_conflict(exc)
+                self._raise_write_error(exc)
             if exc.status_code in (401, 403) and self._previous is not None:
                 # Some credentials cannot authorise a server-side copy source (e.g. a SAS
                 # without read permission): upload the bytes we already hold instead.
@@ -484,19 +490,34 @@ class AzureBlobStateStore:
             )
 
     def _raise_write_error(self, exc: HttpResponseError) -> NoReturn:
+        """Explain a refused write (or backup copy). Nothing was written in any case.
+
+        The lock is the likelier story than a bare ETag mismatch: a run that lost its lease,
+        or that writes while another run holds the lock, is told who holds it now.
+        """
         code = _code(exc)
-        if code in ("ConditionNotMet", "BlobAlreadyExists"):
-            self._raise_conflict(exc)
-        if code == "LeaseIdMissing":  # leased by another run, and we hold no lease
+        refused = exc.status_code in (409, 412)
+        if refused and self._info is not None:  # we were holding the lock
             holder = self._holder(retry_without_details=True)
-            details = f":\n{holder.describe()}" if holder else ""
+            if holder is None or holder.id != self._info.id:
+                now = f"; it is now held by:\n{holder.describe()}" if holder else ""
+                raise LockError(
+                    f"this run lost its lock on {self.location} ({code}); nothing was written{now}",
+                    hint="another run may have taken over the state; re-run plan",
+                ) from exc
+        elif refused:
+            holder = self._holder(retry_without_details=True)
+            if holder is not None:
+                raise LockError(
+                    f"the state {self.location} is locked by another run:\n{holder.describe()}",
+                    hint="nothing was written; run again when that run has finished",
+                ) from exc
+        if code in ("ConditionNotMet", "SourceConditionNotMet", "BlobAlreadyExists"):
+            self._raise_conflict(exc)
+        if code.startswith(("Lease", "lease")):
             raise LockError(
-                f"the state {self.location} is locked by another run{details}",
-                hint="nothing was written; run again when that run has finished",
-            ) from exc
-        if code.startswith(("LeaseIdMismatch", "LeaseNotPresent")) or code == "LeaseLost":
-            raise LockError(
-                f"this run lost its lock on {self.location} ({code}); nothing was written",
+                f"the lock on {self.location} changed during this write ({code}); nothing was "
+                "written",
                 hint="another run may have taken over the state; re-run plan",
             ) from exc
         raise exc
@@ -553,11 +574,15 @@ class AzureBlobStateStore:
             raise AuthError(
                 f"access to {self.location} was refused "
                 f"({_code(exc) or exc.status_code or type(exc).__name__})",
-                hint="check AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_KEY / "
-                "AZURE_STORAGE_SAS_TOKEN, or the Azure AD identity's role (Storage Blob Data "
-                "Contributor) on the container",
+                hint=_AUTH_HINT,
             ) from exc
         except HttpResponseError as exc:
+            if exc.status_code in (401, 403):
+                raise AuthError(
+                    f"access to {self.location} was refused (HTTP {exc.status_code} "
+                    f"{_code(exc)})".replace(" )", ")"),
+                    hint=_AUTH_HINT,
+                ) from exc
             raise StateError(
                 f"could not {action} the state {self.location}: HTTP {exc.status_code} "
                 f"{_code(exc)}".rstrip()
