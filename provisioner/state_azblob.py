@@ -79,6 +79,7 @@ _AUTH_HINT = (
     "check AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN, or "
     "that the Azure AD identity has the Storage Blob Data Contributor role on the container"
 )
+_HINT_LATER = "\x00restore hint\x00"
 _JSON = ContentSettings(content_type="application/json; charset=utf-8")
 
 
@@ -240,7 +241,13 @@ class AzureBlobStateStore:
             # Remember the version before decoding, so an explicit write can replace an
             # unreadable state (keeping it as the backup), as the local store allows.
             self._remember(etag, raw, None, None)
-            state = decode_state(raw, self.location, self._restore_hint())
+            try:
+                state = decode_state(raw, self.location, _HINT_LATER)
+            except StateError as err:
+                if err.hint != _HINT_LATER:
+                    raise
+                # Only now look for a backup to point at (a request the normal path saves).
+                raise StateError(err.message, hint=self._restore_hint()) from err
             self._remember(etag, raw, state.lineage, state.serial)
             return state
 

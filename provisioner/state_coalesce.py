@@ -1,6 +1,6 @@
 """Coalesced state writes for apply: the journal guarantee without a full write per change.
 
-An apply records every change in state. A full write of a 10,000-chat state (about 3 MB) takes
+An apply records every change in state. A full write of a 10,000-chat state (several MB) takes
 longer than one change's share of Graph's throughput (~33 ms at the 30 requests/s a tenant gets
 for chat creation, concepts/throttling-limits.md), most of all against Blob Storage, where each
 write is an upload plus a server-side backup copy (figures: ``benchmarks/bench_state_azblob.py``).
@@ -10,14 +10,21 @@ So writes are split by what a lost write would cost:
   group-creation intent, *before* its ``POST /chats``: a group POST is not idempotent (every call
   makes a new chat, api-reference/v1.0/api/chat-post.md), so the journal must know it may exist.
   Several intents may be journaled in one durable write before their POSTs (an intent whose
-  POST never happened is harmless: recovery looks the chat up, finds nothing, creates it).
-- ``write(state, durable=False)``: may be held back. It is written by the first ``write`` call
-  made ``max_delay`` seconds or more after the last actual write, by any durable write, by
-  ``flush()`` / ``flush_if_due()``, and when the lock is released (on success, error or
-  interrupt). Only for outcomes that are safe to lose in a crash: a oneOnOne result (POST is
-  "create or return the existing chat", so the next run adopts it again), a group chat's id
-  whose intent is already durable (recovery finds the chat), member/topic updates (the next
-  plan sees them again).
+  POST never happened is harmless: recovery looks the chat up, finds nothing, creates it): the
+  executor journals the intents of the group creations it will start in the next ``interval``
+  seconds (``ceil(interval * rate)`` of them) in one durable write, then sends those POSTs.
+- ``write(state, durable=False)``: may be held back. Only for outcomes that are safe to lose in
+  a crash: a oneOnOne result (its POST is "create or return the existing chat", so the next run
+  adopts it again), a group chat's id whose intent is already durable (recovery finds the
+  chat), member/topic updates (the next plan sees them again). It is written by the first
+  ``write`` call made ``interval`` seconds or more after the last actual write, by any durable
+  write, by ``flush()`` / ``flush_if_due()``, and when the lock is released (on success, error
+  or interrupt).
+
+``interval`` is ``max_delay`` (1 s), stretched when writes are slow so that writing state takes
+about ``max_share`` (10 %) of the apply's time: a write that took 0.3 s makes the next one due
+3 s later, and the journal's intent batches grow with it, so a slow store (a big state over a
+slow link) never makes Graph wait on state.
 
 The same ``State`` object must be passed each time (the executor's one state); what is written
 is always the latest version of it, with the serial bumped once per actual write.
@@ -43,11 +50,16 @@ class CoalescingStore:
         store: StateStore,
         *,
         max_delay: float = 1.0,
+        max_share: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.store = store
         self.max_delay = max_delay
+        self.max_share = max_share
         self._clock = clock
+        self._timer = timer  # measures what a write costs (real time, even in simulations)
+        self._last_cost = 0.0
         self._mutex = threading.RLock()
         self._pending: State | None = None
         self._last_write = clock()
@@ -63,6 +75,12 @@ class CoalescingStore:
         return self.store.backup_location
 
     @property
+    def interval(self) -> float:
+        """Seconds a held-back write may wait: ``max_delay``, or longer when the last write was
+        slow, so that writing costs at most ``max_share`` of the time."""
+        return max(self.max_delay, self._last_cost / self.max_share)
+
+    @property
     def pending(self) -> bool:
         return self._pending is not None
 
@@ -74,7 +92,7 @@ class CoalescingStore:
     def write(self, state: State, *, durable: bool = True) -> None:
         with self._mutex:
             self._pending = state
-            if durable or self._clock() - self._last_write >= self.max_delay:
+            if durable or self._clock() - self._last_write >= self.interval:
                 self.flush()
             else:
                 self.deferred += 1
@@ -85,7 +103,9 @@ class CoalescingStore:
             state = self._pending
             if state is None:
                 return False
+            started = self._timer()
             self.store.write(state)
+            self._last_cost = self._timer() - started
             self._pending = None
             self._last_write = self._clock()
             self.writes += 1
@@ -93,9 +113,9 @@ class CoalescingStore:
 
     def flush_if_due(self) -> bool:
         """For an idle executor (e.g. waiting out a Retry-After): write a held-back state once
-        ``max_delay`` has passed since the last write."""
+        ``interval`` has passed since the last write."""
         with self._mutex:
-            if self._pending is None or self._clock() - self._last_write < self.max_delay:
+            if self._pending is None or self._clock() - self._last_write < self.interval:
                 return False
             return self.flush()
 

@@ -238,7 +238,9 @@ class StateStoreContract:
 
     def test_coalesced_writes_keep_the_journal_guarantee(self, backend: Backend) -> None:
         now = [0.0]
-        store = CoalescingStore(backend.new_store(), max_delay=1.0, clock=lambda: now[0])
+        store = CoalescingStore(
+            backend.new_store(), max_delay=1.0, clock=lambda: now[0], timer=lambda: now[0]
+        )
         with store.lock("apply"):
             state = store.read()
             state.put_intent(pending_intent())
