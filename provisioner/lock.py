@@ -158,11 +158,15 @@ class FileLock:
                 hint=f"make sure no provision run uses {self.state_path}, then delete {self.path}",
             ) from exc
 
-    def acquire(self, operation: str) -> LockInfo:
+    def read_id(self) -> str | None:
+        holder = self.read()
+        return holder.id if holder is not None else None
+
+    def acquire(self, operation: str, lock_id: str | None = None) -> LockInfo:
         """Take the lock or raise LockError naming the holder. Takes over a stale lock."""
         who, host = _who()
         info = LockInfo(
-            id=str(uuid.uuid4()),
+            id=lock_id or str(uuid.uuid4()),
             operation=operation,
             who=who,
             pid=os.getpid(),
@@ -256,6 +260,11 @@ class FileLock:
         renames the file owns exactly that file; if it turns out not to be the expected lock
         (another run replaced it in between), it is put back with a link, which never clobbers.
         """
+        try:
+            if self.read_id() != lock_id:
+                return False
+        except LockError:
+            pass  # unreadable: let the rename below decide
         claim = f"{self.path}.{uuid.uuid4().hex}.removing"
         try:
             os.rename(self.path, claim)
@@ -290,8 +299,10 @@ def _unwritable(state_path: str, lock_path: str, exc: OSError) -> StateError:
 def hold(lock: FileLock, operation: str) -> Iterator[LockInfo]:
     """Hold ``lock`` for the ``with`` block; released on success, error, KeyboardInterrupt and
     anything the CLI's SIGTERM handler raises."""
-    info = lock.acquire(operation)
+    # The ID is chosen before the lock file exists, so a signal arriving anywhere after the file
+    # was created (even before ``acquire`` returns) still releases it.
+    lock_id = str(uuid.uuid4())
     try:
-        yield info
+        yield lock.acquire(operation, lock_id)
     finally:
-        lock.release(info.id)
+        lock.release(lock_id)

@@ -131,7 +131,7 @@ class State:
     last_plan_id: str | None = None
     # True when read from an existing file (or written); False for "no state yet".
     exists: bool = False
-    _encoded: dict[str, tuple[ChatRecord, str]] = field(default_factory=dict, repr=False)
+    _encoded: dict[str, tuple[ChatRecord, bytes]] = field(default_factory=dict, repr=False)
 
     def put_chat(self, key: str, record: ChatRecord) -> None:
         self.chats[key] = record
@@ -146,23 +146,41 @@ class State:
     def clear_intent(self, key: str) -> Intent | None:
         return self.intents.pop(key, None)
 
+    def copy(self) -> State:
+        """A copy to write from while other threads keep changing this one. Records are
+        frozen, so sharing them is safe; the encoding cache is shared too."""
+        return State(
+            lineage=self.lineage,
+            serial=self.serial,
+            format_version=self.format_version,
+            tool_version=self.tool_version,
+            chats=dict(self.chats),
+            intents=dict(self.intents),
+            users=dict(self.users),
+            last_plan_id=self.last_plan_id,
+            exists=self.exists,
+            _encoded=self._encoded,
+        )
+
     def encode(self, serial: int | None = None) -> bytes:
         """The state file's bytes (with ``serial`` instead of ``self.serial`` if given).
 
-        One chat per line keeps the file readable and diffable; each chat's JSON is cached
-        against its record object, which is frozen, so only replaced records are re-encoded.
+        One chat per line keeps the file readable and diffable. Each chat's line is cached
+        against its record object, which is frozen, so a write re-encodes only the records
+        replaced since the last one: the apply executor writes after every change.
         """
-        chats = sorted(self.chats.items())  # a snapshot: safe against concurrent put_chat
+        chats = list(self.chats.items())  # a snapshot: safe against a concurrent put_chat
+        chats.sort(key=_first)
         cache = self._encoded
         lines = []
         for key, record in chats:
             hit = cache.get(key)
             if hit is None or hit[0] is not record:
-                text = _dumps(record.to_dict())
-                cache[key] = (record, text)
+                line = f"    {_dumps(key)}: {_dumps(record.to_dict())}".encode()
+                cache[key] = (record, line)
+                lines.append(line)
             else:
-                text = hit[1]
-            lines.append(f"    {_dumps(key)}: {text}")
+                lines.append(hit[1])
         head = {
             "format_version": self.format_version,
             "serial": self.serial if serial is None else serial,
@@ -172,12 +190,24 @@ class State:
         }
         parts = ["{"]
         parts.extend(f"  {_dumps(k)}: {_dumps(v)}," for k, v in head.items())
-        parts.append('  "chats": {' + ("\n" + ",\n".join(lines) + "\n  }," if lines else "},"))
+        parts.append('  "chats": {')
         intents = {k: v.to_dict() for k, v in sorted(self.intents.items())}
-        parts.append(f'  "intents": {_dumps(intents)},')
-        parts.append(f'  "users": {_dumps(dict(sorted(self.users.items())))}')
-        parts.append("}\n")
-        return "\n".join(parts).encode("utf-8")
+        tail = [
+            "  }," if lines else '  "chats": {},',
+            f'  "intents": {_dumps(intents)},',
+            f'  "users": {_dumps(dict(sorted(self.users.items())))}',
+            "}\n",
+        ]
+        if not lines:
+            parts.pop()
+        out = "\n".join(parts).encode() + b"\n"
+        if lines:
+            out += b",\n".join(lines) + b"\n"
+        return out + "\n".join(tail).encode()
+
+
+def _first(item: tuple[str, ChatRecord]) -> str:
+    return item[0]
 
 
 def _dumps(value: object) -> str:
@@ -403,8 +433,7 @@ def decode_state(raw: bytes, path: str, hint: str) -> State:
                 hint=hint,
             ) from exc
         raise StateError(
-            f"the state file {path} is corrupt: {exc.msg} (line {exc.lineno}, column "
-            f"{exc.colno})",
+            f"the state file {path} is corrupt: {exc.msg} (line {exc.lineno}, column {exc.colno})",
             hint=hint,
         ) from exc
     if not isinstance(data, dict) or "lineage" not in data or "format_version" not in data:
