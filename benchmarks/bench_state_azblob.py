@@ -9,9 +9,15 @@ Prints, all measured in this run:
    change vs ``CoalescingStore`` (durable group intents journaled in batches before their POSTs,
    results coalesced within 1 s), for both stores. Graph time is simulated with a clock that
    advances 1/30 s per change, so only state work is timed.
+3. The same in real time with worker threads, as the executor runs: Graph paced at 30 POST/s
+   (each call simulated as a sleep), every change recorded through (a) ``StateWriter``'s
+   group commit (every change durable before the worker goes on) or (b) ``CoalescingStore``
+   (results held back up to the interval); the achieved rate as a ratio to the same harness
+   with no state at all.
 
 Needs Azurite (see tests/azurite_support.py) and the azure extra. Usage:
     python benchmarks/bench_state_azblob.py [--chats 10000] [--changes 3000] [--repeat 7]
+        [--threaded-changes 300] [--workers 4,16] [--graph-latency 0.25]
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import math
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +52,7 @@ from provisioner.state import (
 )
 from provisioner.state_azblob import AzureBlobStateStore
 from provisioner.state_coalesce import CoalescingStore
+from provisioner.state_writer import StateWriter
 
 GRAPH_RPS = 30.0  # POST /chats budget per tenant (concepts/throttling-limits.md)
 BUDGET_MS = 1000.0 / GRAPH_RPS
@@ -207,12 +216,113 @@ def simulate_apply(
     return spent, writes
 
 
+class Pacer:
+    """Graph's budget: one POST every 1/30 s across all workers."""
+
+    def __init__(self, rate: float) -> None:
+        self.gap = 1.0 / rate
+        self.next = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next)
+            self.next = slot + self.gap
+        time.sleep(max(0.0, slot - time.monotonic()))
+
+
+def threaded_apply(
+    record_change: Callable[[int], None] | None, changes: int, workers: int, latency: float
+) -> tuple[float, float]:
+    """Run ``changes`` simulated creations on ``workers`` threads; ``record_change(i)`` records
+    one in state (None: no state). Returns (changes per second, mean seconds in state calls)."""
+    pacer = Pacer(GRAPH_RPS)
+    counter = iter(range(changes))
+    counter_lock = threading.Lock()
+    in_state: list[float] = []
+
+    def work() -> None:
+        while True:
+            with counter_lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            pacer.wait()
+            time.sleep(latency)  # the POST /chats round-trip
+            if record_change is not None:
+                start = time.perf_counter()
+                record_change(i)
+                in_state.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return changes / elapsed, (statistics.fmean(in_state) if in_state else 0.0)
+
+
+def threaded_section(stores: dict[str, Callable[[], StateStore]], args: argparse.Namespace) -> None:
+    workers_list = [int(w) for w in args.workers.split(",")]
+    n, latency = args.threaded_changes, args.graph_latency
+    print(
+        f"\n3. threaded apply, {n} changes, Graph paced at {GRAPH_RPS:.0f}/s with "
+        f"{latency * 1000:.0f} ms per call; rate as a ratio to no state at all"
+    )
+    records = [make_record(i) for i in range(n)]
+    for workers in workers_list:
+        base_rate, _ = threaded_apply(None, n, workers, latency)
+        print(
+            f"   {workers:2} workers, no state            : {base_rate:5.1f} changes/s (baseline)"
+        )
+        for name, store_for in stores.items():
+            store = store_for()
+            writer = StateWriter(store, store.read())
+
+            def group_commit(i: int, writer: StateWriter = writer) -> None:
+                writer.update(lambda s: s.put_chat(f"t-{i:06d}", records[i]))
+
+            rate, wait = threaded_apply(group_commit, n, workers, latency)
+            print(
+                f"   {workers:2} workers, {name:6} group commit : {rate:5.1f} changes/s "
+                f"({rate / base_rate:.2f}x), {wait * 1000:6.1f} ms in state per change, "
+                f"{writer.writes} writes"
+            )
+            coalescing = CoalescingStore(store_for(), max_delay=1.0)
+            state = coalescing.read()
+            mutex = threading.Lock()
+
+            def coalesced(
+                i: int,
+                store: CoalescingStore = coalescing,
+                state: State = state,
+                mutex: threading.Lock = mutex,
+            ) -> None:
+                with mutex:
+                    state.put_chat(f"c-{i:06d}", records[i])
+                    store.write(state, durable=False)
+
+            rate, wait = threaded_apply(coalesced, n, workers, latency)
+            coalescing.flush()
+            print(
+                f"   {workers:2} workers, {name:6} coalesced    : {rate:5.1f} changes/s "
+                f"({rate / base_rate:.2f}x), {wait * 1000:6.1f} ms in state per change, "
+                f"{coalescing.writes} writes"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chats", type=int, default=10_000)
     parser.add_argument("--changes", type=int, default=3_000)
     parser.add_argument("--uncoalesced-changes", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--threaded-changes", type=int, default=300)
+    parser.add_argument("--workers", default="4,16")
+    parser.add_argument("--graph-latency", type=float, default=0.25)
     args = parser.parse_args(argv)
 
     executable = find_azurite()
@@ -288,6 +398,14 @@ def run(azurite: Azurite, args: argparse.Namespace) -> int:
                 f"   {name:6} {label:16}: {per_change:7.2f} ms/change "
                 f"({per_change / BUDGET_MS * 100:5.1f}% of budget, {verdict}); "
                 f"{writes} writes for {changes} changes{extra}"
+            )
+        if args.threaded_changes:
+            threaded_section(
+                {
+                    "local": lambda: LocalStateStore(Path(tmp) / "provision.state.json"),
+                    "azblob": lambda: blob_store(azurite, container, "provision.state.json", meter),
+                },
+                args,
             )
     return 0
 
