@@ -442,3 +442,43 @@ def test_unreachable_endpoint_is_a_clear_error() -> None:
     with pytest.raises(StateError, match="did not answer") as err:
         store.read()
     assert KEY not in str(err.value)
+
+
+# --- through the CLI -----------------------------------------------------------------------
+
+
+def test_cli_state_commands_on_a_blob_state(
+    azurite: Azurite, spec: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from provisioner.cli import main
+    from provisioner.state_azblob import open_azblob_store
+
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "PROVISION_STATE_ENDPOINT", "PROVISION_STATE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["state", "list", "--state", spec, "--state-endpoint", azurite.endpoint]) == 0
+    assert f"No state at {spec} yet." in capsys.readouterr().err
+
+    open_azblob_store(spec, env=azurite.env).write(sample_state())
+    monkeypatch.setenv("PROVISION_STATE", spec)
+    monkeypatch.setenv("PROVISION_STATE_ENDPOINT", azurite.endpoint)
+    assert main(["state", "list"]) == 0
+    assert "project-x" in capsys.readouterr().out
+
+    holder = open_azblob_store(spec, env=azurite.env)
+    with holder.lock("apply") as info:
+        assert main(["force-unlock", info.id]) == 0
+        assert f"Removed the lock {info.id}" in capsys.readouterr().out
+        assert open_azblob_store(spec, env=azurite.env).current_lock() is None
+
+
+def test_cli_without_the_azure_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from provisioner.cli import main
+
+    monkeypatch.setitem(sys.modules, "azure.storage.blob", None)  # type: ignore[arg-type]
+    monkeypatch.delitem(sys.modules, "provisioner.state_azblob", raising=False)
+    assert main(["state", "list", "--state", "azblob://contoso/tfstate/s.json"]) == 1
+    err = capsys.readouterr().err
+    assert INSTALL in err and "Traceback" not in err
