@@ -25,16 +25,12 @@ blob, never a key, SAS or URL query (transport errors are described by their typ
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import getpass
 import os
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from provisioner.azblob_conn import (
@@ -45,7 +41,7 @@ from provisioner.azblob_conn import (
     parse_azblob_url,
 )
 from provisioner.errors import AuthError, LockError, ProvisionError, StateError
-from provisioner.lock import LockInfo, process_start
+from provisioner.lock import LockInfo
 from provisioner.state import BACKUP_SUFFIX, State, decode_state
 
 try:
@@ -70,7 +66,16 @@ except ImportError as exc:  # the optional extra is not installed
         hint=INSTALL_HINT,
     ) from exc
 
-LOCK_METADATA_KEY = "provisionlock"
+# After the check above: this module needs the SDK too.
+from provisioner.azblob_lease import (
+    LOCK_METADATA_KEY,
+    LeaseKeeper,
+    decode_lock,
+    encode_lock,
+    error_code,
+    new_lock_info,
+)
+
 DEFAULT_LEASE_SECONDS = 60
 # Azure Storage "Lease Blob": a finite lease lasts 15 to 60 seconds.
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 15, 60
@@ -85,96 +90,6 @@ _JSON = ContentSettings(content_type="application/json; charset=utf-8")
 
 class StateConflictError(StateError):
     """The state blob changed since this store read it: the write was refused, nothing changed."""
-
-
-def _code(exc: HttpResponseError) -> str:
-    # The storage SDK attaches the service's x-ms-error-code to the exception it raises.
-    code = getattr(exc, "error_code", None)
-    return str(getattr(code, "value", code) or "")
-
-
-class _LeaseKeeper:
-    """Renews a lease every ``seconds / 3`` until stopped; records why if the lease is lost.
-
-    A renewal that fails for a transient reason (network, 5xx) is retried every 2 s until the
-    lease would have expired; a refusal (the lease was broken or taken over) stops at once.
-    """
-
-    def __init__(self, lease: BlobLeaseClient, seconds: int) -> None:
-        self._lease = lease
-        self._seconds = seconds
-        self._stop = threading.Event()
-        self.lost: str | None = None
-        self.renewals = 0
-        self._thread = threading.Thread(
-            target=self._run, name="provision-lease-renewal", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        interval = self._seconds / 3
-        last_ok = time.monotonic()
-        wait = interval
-        while not self._stop.wait(wait):
-            try:
-                self._lease.renew()
-            except HttpResponseError as exc:
-                status = exc.status_code or 0
-                if 400 <= status < 500 and status != 408:
-                    self.lost = f"the lease was broken or taken over ({_code(exc) or status})"
-                    return
-                reason = f"HTTP {status}"
-            except AzureError as exc:  # no answer: network, timeout
-                reason = type(exc).__name__
-            else:
-                last_ok = time.monotonic()
-                self.renewals += 1
-                wait = interval
-                continue
-            if time.monotonic() - last_ok >= self._seconds:
-                self.lost = f"could not renew the lease for {self._seconds} s ({reason})"
-                return
-            wait = min(interval, 2.0)
-
-
-def _new_lock_info(operation: str, path: str) -> LockInfo:
-    host = socket.gethostname()
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return LockInfo(
-        id=str(uuid.uuid4()),
-        operation=operation,
-        who=f"{user}@{host}",
-        pid=os.getpid(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        host=host,
-        path=path,
-        pid_start=process_start(os.getpid()),
-    )
-
-
-def _encode_lock(info: LockInfo) -> str:
-    # Metadata values travel as HTTP headers: ASCII only, so the JSON goes base64-encoded
-    # (a user or host name may not be ASCII). Terraform's azurerm backend does the same.
-    return base64.b64encode(info.to_json().encode("utf-8")).decode("ascii")
-
-
-def _decode_lock(metadata: Mapping[str, str]) -> LockInfo | None:
-    raw = metadata.get(LOCK_METADATA_KEY)
-    if not raw:
-        return None
-    try:
-        return LockInfo.from_json(base64.b64decode(raw, validate=True).decode("utf-8"))
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 class AzureBlobStateStore:
@@ -213,7 +128,7 @@ class AzureBlobStateStore:
         self._lease: BlobLeaseClient | None = None
         self._lock_metadata: dict[str, str] | None = None
         self._info: LockInfo | None = None
-        self._keeper: _LeaseKeeper | None = None
+        self._keeper: LeaseKeeper | None = None
 
     # --- StateStore -------------------------------------------------------------------------
 
@@ -326,7 +241,7 @@ class AzureBlobStateStore:
         with self._mutex, self._errors("lock"):
             if self._lease is not None:
                 raise LockError(f"this run already holds the lock on {self.location}")
-            info = _new_lock_info(operation, self.location)
+            info = new_lock_info(operation, self.location)
             lease_id = str(uuid.uuid4())  # private to this run; the lock ID shown is info.id
             deadline = time.monotonic() + self.lock_timeout
             while True:
@@ -341,7 +256,7 @@ class AzureBlobStateStore:
                     if remaining <= 0:
                         self._raise_locked(exc)
                     time.sleep(min(2.0, remaining))
-            metadata = {LOCK_METADATA_KEY: _encode_lock(info)}
+            metadata = {LOCK_METADATA_KEY: encode_lock(info)}
             try:
                 response = self._blob.set_blob_metadata(metadata, lease=lease)
             except BaseException:
@@ -352,7 +267,7 @@ class AzureBlobStateStore:
             self._lease = lease
             self._lock_metadata = metadata
             self._info = info
-            self._keeper = _LeaseKeeper(lease, self.lease_seconds)
+            self._keeper = LeaseKeeper(lease, self.lease_seconds)
             self._keeper.start()
             return info
 
@@ -415,7 +330,7 @@ class AzureBlobStateStore:
     def _holder_from(self, props: Any) -> LockInfo | None:
         if props.lease.state not in ("leased", "breaking"):
             return None  # available, expired or broken: not locked, whatever the metadata says
-        info = _decode_lock(props.metadata or {})
+        info = decode_lock(props.metadata or {})
         if info is None:
             return LockInfo(
                 id=UNKNOWN_LOCK_ID,
@@ -502,7 +417,7 @@ class AzureBlobStateStore:
         The lock is the likelier story than a bare ETag mismatch: a run that lost its lease,
         or that writes while another run holds the lock, is told who holds it now.
         """
-        code = _code(exc)
+        code = error_code(exc)
         refused = exc.status_code in (409, 412)
         if refused and self._info is not None:  # we were holding the lock
             holder = self._holder(retry_without_details=True)
@@ -562,7 +477,7 @@ class AzureBlobStateStore:
         return "no backup exists; fix or delete the blob by hand (provision changed nothing)"
 
     def _raise_if_no_container(self, exc: HttpResponseError) -> None:
-        if _code(exc) == "ContainerNotFound":
+        if error_code(exc) == "ContainerNotFound":
             raise StateError(
                 f"the container {self._where.container!r} does not exist in storage account "
                 f"{self._where.account!r} (state {self.location})",
@@ -580,19 +495,19 @@ class AzureBlobStateStore:
         except ClientAuthenticationError as exc:
             raise AuthError(
                 f"access to {self.location} was refused "
-                f"({_code(exc) or exc.status_code or type(exc).__name__})",
+                f"({error_code(exc) or exc.status_code or type(exc).__name__})",
                 hint=_AUTH_HINT,
             ) from exc
         except HttpResponseError as exc:
             if exc.status_code in (401, 403):
                 raise AuthError(
                     f"access to {self.location} was refused (HTTP {exc.status_code} "
-                    f"{_code(exc)})".replace(" )", ")"),
+                    f"{error_code(exc)})".replace(" )", ")"),
                     hint=_AUTH_HINT,
                 ) from exc
             raise StateError(
                 f"could not {action} the state {self.location}: HTTP {exc.status_code} "
-                f"{_code(exc)}".rstrip()
+                f"{error_code(exc)}".rstrip()
             ) from exc
         except AzureError as exc:  # transport: no response (DNS, refused, TLS, timeout)
             where = f" at {self._endpoint}" if self._endpoint else ""
