@@ -21,6 +21,7 @@ import click
 from provisioner import __version__
 from provisioner.errors import ProvisionError
 from provisioner.lock import LockInfo
+from provisioner.plan import Plan
 from provisioner.state import DEFAULT_STATE_PATH
 
 BUG_REPORT = (
@@ -159,13 +160,28 @@ def plan(
     or reconcile (?), then a summary. `--out` saves it; `provision apply PLANFILE` then does
     exactly that, and refuses it once the state has moved on.
     """
-    from provisioner.manifest import load_desired
+    from provisioner.gcpause import gc_paused
     from provisioner.plan import save_plan
-    from provisioner.planner import make_plan
     from provisioner.render import render_plan
-    from provisioner.state import open_store
 
     graph_url = _check_graph_url(graph_url)
+    with gc_paused():  # tens of thousands of chats: see provisioner/gcpause.py
+        result = _plan(paths, state_path, refresh, graph_url)
+    if out:
+        save_plan(result, out)
+    click.echo(render_plan(result, fmt, color=fmt == "text" and _use_color()), nl=False)
+    if out:
+        click.echo(
+            f"Saved the plan to {out}. Apply exactly this with: provision apply {out}", err=True
+        )
+    return 2 if detailed_exitcode and result.has_changes else 0
+
+
+def _plan(paths: Sequence[str], state_path: str, refresh: bool, graph_url: str) -> Plan:
+    from provisioner.manifest import load_desired
+    from provisioner.planner import make_plan
+    from provisioner.state import open_store
+
     desired = load_desired(paths)
     store = open_store(state_path, _state_endpoint())
     state = store.read()
@@ -179,15 +195,7 @@ def plan(
             # fills ``live`` here from a batched read of every managed chat; until then the
             # plan is made from state alone (``Plan.refreshed`` stays False and says so).
             live = None
-    result = make_plan(desired, state, live=live, graph_url=graph_url)
-    if out:
-        save_plan(result, out)
-    click.echo(render_plan(result, fmt, color=fmt == "text" and _use_color()), nl=False)
-    if out:
-        click.echo(
-            f"Saved the plan to {out}. Apply exactly this with: provision apply {out}", err=True
-        )
-    return 2 if detailed_exitcode and result.has_changes else 0
+    return make_plan(desired, state, live=live, graph_url=graph_url)
 
 
 @cli.group("state")

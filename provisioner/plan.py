@@ -57,7 +57,7 @@ _SYMBOLS = {
 ACTIONS = tuple(Action)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoleChange:
     """A member whose role changes; ``member`` carries the new role and the membership id."""
 
@@ -72,7 +72,7 @@ class RoleChange:
         return cls(member=_member(data), old_role=str(data["old_role"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One chat key's planned action.
 
@@ -156,7 +156,7 @@ class Change:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Drift:
     """A difference between state and Graph found by refresh: changed outside provision."""
 
@@ -199,7 +199,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Every chat key's change (no-ops included), ordered by key, and what it was made against."""
 
