@@ -82,10 +82,30 @@ def validate(paths: tuple[str, ...], fmt: str) -> int:
 
 # --- plan, state, force-unlock -------------------------------------------------------------
 
-STATE_HELP = "The state file (env PROVISION_STATE)."
+STATE_HELP = "The state file, or azblob://ACCOUNT/CONTAINER/PATH (env PROVISION_STATE)."
+_ENDPOINT_META = "provision.state_endpoint"
+
+
+def _keep_state_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_ENDPOINT_META] = value
+
+
+def _state_endpoint() -> str | None:
+    """The ``--state-endpoint`` of the running command (None: the account's own endpoint)."""
+    value = click.get_current_context().meta.get(_ENDPOINT_META)
+    return str(value) if value else None
 
 
 def _state_option(fn: Any) -> Any:
+    fn = click.option(
+        "--state-endpoint",
+        envvar="PROVISION_STATE_ENDPOINT",
+        metavar="URL",
+        expose_value=False,
+        callback=_keep_state_endpoint,
+        help="Blob endpoint for an azblob:// state: Azurite, a national cloud or a private "
+        "endpoint (env PROVISION_STATE_ENDPOINT).",
+    )(fn)
     return click.option(
         "--state",
         "state_path",
@@ -181,7 +201,7 @@ def _plan(paths: Sequence[str], state_path: str, refresh: bool, graph_url: str) 
     from provisioner.state import open_store
 
     desired = load_desired(paths)
-    store = open_store(state_path)
+    store = open_store(state_path, _state_endpoint())
     state = store.read()
     live = None
     if refresh and (state.chats or state.intents):
@@ -220,7 +240,7 @@ def state_list(state_path: str) -> int:
     """List the managed chat keys: key, chat type and chat id."""
     from provisioner.state import iter_keys, open_store
 
-    store = open_store(state_path)
+    store = open_store(state_path, _state_endpoint())
     state = store.read()
     if not state.exists:
         click.echo(f"No state at {store.location} yet.", err=True)
@@ -248,7 +268,7 @@ def state_show(key: str, state_path: str) -> int:
     from provisioner.errors import StateError
     from provisioner.state import open_store
 
-    store = open_store(state_path)
+    store = open_store(state_path, _state_endpoint())
     state = store.read()
     record = state.chats.get(key)
     intent = state.intents.get(key)
@@ -301,7 +321,7 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
     from provisioner.errors import StateError
     from provisioner.state import open_store
 
-    store = open_store(state_path)
+    store = open_store(state_path, _state_endpoint())
     with store.lock("state rm") as info:
         _note_takeover(info)
         state = store.read()
@@ -334,7 +354,7 @@ def force_unlock_cmd(lock_id: str, state_path: str) -> int:
     """
     from provisioner.state import force_unlock, open_store
 
-    info = force_unlock(open_store(state_path), lock_id)
+    info = force_unlock(open_store(state_path, _state_endpoint()), lock_id)
     click.echo(
         f"Removed the lock {info.id} ({info.operation} by {info.who}, pid {info.pid} on "
         f"{info.host}, created {info.created})."

@@ -377,8 +377,16 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def open_store(spec: str) -> StateStore:
-    """The store for a ``--state`` value. Only local paths for now (issue 9 adds azblob://)."""
+def open_store(spec: str, endpoint: str | None = None) -> StateStore:
+    """The store for a ``--state`` value: a local path, or ``azblob://ACCOUNT/CONTAINER/PATH``
+    (Azure Blob Storage, issue 9; ``endpoint``, else env ``PROVISION_STATE_ENDPOINT``, overrides
+    the account's public endpoint, e.g. for Azurite or a national cloud)."""
+    if spec.lower().startswith("azblob://"):
+        # Imported on demand: the Azure SDK is the optional extra provision[azure], and a clear
+        # error says to install it (raised by the import).
+        from provisioner.state_azblob import open_azblob_store
+
+        return open_azblob_store(spec, endpoint)
     if "://" in spec:
         scheme = spec.split("://", 1)[0]
         raise StateError(f"unsupported state location {spec!r}: {scheme}:// is not supported")
