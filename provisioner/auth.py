@@ -86,25 +86,52 @@ def validate_graph_url(url: str) -> str:
     Only ``https://``; plain ``http://`` only for loopback hosts (a local emulator), because
     every request carries a bearer token (contract: Connection and credentials).
     """
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
+    shown = _shown_url(url)
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (raises ValueError for a port that is not 0..65535)
+    except ValueError:
+        host = ""
+        parts = urlsplit("")
+    if parts.scheme not in ("https", "http") or not host or any(c.isspace() for c in host):
         raise InputError(
-            f"Graph URL {url!r} is not an http(s) URL",
+            f"Graph URL {shown!r} is not an http(s) URL",
             hint="use e.g. https://graph.microsoft.com/v1.0",
         )
     if parts.scheme == "http" and not is_loopback_host(host):
         raise InputError(
-            f"Graph URL {url!r} uses plain http:// for a host that is not loopback; "
+            f"Graph URL {shown!r} uses plain http:// for a host that is not loopback; "
             "the access token would travel unencrypted",
             hint="use https://, or http:// only for 127.0.0.1, ::1 or localhost (the emulator)",
         )
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InputError(
-            f"Graph URL {url!r} must not contain credentials, a query or a fragment",
+            f"Graph URL {shown!r} must not contain credentials, a query or a fragment",
             hint="use e.g. https://graph.microsoft.com/v1.0",
         )
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _shown_url(url: str) -> str:
+    """``url`` fit for a message: a password, query or fragment (where a token pasted into the
+    URL would be) replaced by ``***``."""
+    try:
+        parts = urlsplit(url.strip())
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+    except ValueError:  # malformed (e.g. an unclosed IPv6 bracket): show it only if harmless
+        return "***" if any(c in url for c in "@?#") else url.strip()
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            parts.path,
+            "***" if parts.query else "",
+            "***" if parts.fragment else "",
+        )
+    )
 
 
 # -- the credential interface ----------------------------------------------------------------

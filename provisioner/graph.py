@@ -292,8 +292,9 @@ class GraphClient:
         while True:
             sent_at = self._wait_turn(wanted, earliest)
             client_request_id = str(uuid.uuid4())
+            token = self._credential.get_token()
             headers = {
-                "Authorization": f"Bearer {self._credential.get_token()}",
+                "Authorization": f"Bearer {token}",
                 "client-request-id": client_request_id,
                 "return-client-request-id": "true",
                 "User-Agent": self._user_agent,
@@ -344,6 +345,10 @@ class GraphClient:
 
             elapsed = self._clock() - started
             response = _response(raw, client_request_id, attempt + 1)
+            if response.status >= 400:
+                # A gateway or proxy that quotes the request back would put the token into
+                # our error message: take it out of the body every error is built from.
+                response.body = _without(response.body, token)
             request_id = response.headers.get("request-id", "")
             status = response.status
             log.log(
@@ -626,6 +631,19 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
+
+
+def _without(body: Any, secret: str) -> Any:
+    """``body`` (parsed JSON or text) with every occurrence of ``secret`` replaced."""
+    if not secret:
+        return body
+    if isinstance(body, str):
+        return body.replace(secret, "[redacted]")
+    if isinstance(body, dict):
+        return {_without(k, secret): _without(v, secret) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_without(v, secret) for v in body]
+    return body
 
 
 def _never_sent(exc: requests.RequestException) -> bool:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from provisioner.errors import AuthError
 from provisioner.fsutil import write_atomic
@@ -39,6 +40,17 @@ class _MsalCredential:
         self._token: str | None = None
         self._expires = 0.0
         self._force = False
+        #: Values that must never reach a message: a login endpoint or proxy that quotes the
+        #: request back (error_description, an HTML error page, a transport error) would
+        #: otherwise carry the client secret into an AuthError.
+        self._secrets: tuple[str, ...] = ()
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            # Also as it travels in a form body (quoted), the way a proxy would echo it.
+            for form in {secret, quote_plus(secret)}:
+                text = text.replace(form, "[redacted]")
+        return text
 
     def get_token(self) -> str:
         with self._lock:
@@ -52,7 +64,7 @@ class _MsalCredential:
             except Exception as exc:  # network failure, malformed response, MSAL ValueError
                 raise AuthError(
                     f"could not get a token ({self.description}): {type(exc).__name__}: "
-                    f"{_first_line(str(exc))}",
+                    f"{_first_line(self._scrub(str(exc)))}",
                     hint="check network access to the login host and the AZURE_* variables",
                 ) from None
             token = result.get("access_token") if isinstance(result, dict) else None
@@ -73,8 +85,8 @@ class _MsalCredential:
         raise NotImplementedError
 
     def _failure(self, result: Mapping[str, Any]) -> AuthError:
-        error = str(result.get("error") or "no access token in the response")
-        detail = _first_line(str(result.get("error_description") or ""))
+        error = self._scrub(str(result.get("error") or "no access token in the response"))
+        detail = _first_line(self._scrub(str(result.get("error_description") or "")))
         return AuthError(
             f"sign-in failed ({self.description}): {error}" + (f": {detail}" if detail else ""),
             hint=self._hint(error, detail),
@@ -132,6 +144,14 @@ class ConfidentialClientCredential(_MsalCredential):
         self._scope = scope
         self._http_client = http_client
         self._app: Any = None
+        if isinstance(client_credential, str):
+            self._secrets = (client_credential,)
+        else:
+            self._secrets = tuple(
+                str(client_credential[k])
+                for k in ("private_key", "passphrase")
+                if client_credential.get(k)
+            )
 
     def _application(self) -> Any:
         # Built lazily: MSAL fetches the tenant's OpenID configuration when constructed.
