@@ -260,8 +260,9 @@ def _plan(
             _note_takeover(info)
             state = store.read()
             if state.chats:
+                n = len(state.chats)
                 click.echo(
-                    f"Refreshing {len(state.chats)} managed chats from {client.base_url}...",
+                    f"Refreshing {n} managed chat{'s' if n != 1 else ''} from {client.base_url}...",
                     err=True,
                 )
             return read_from_graph(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -123,7 +124,9 @@ def _unexportable(record: ChatRecord) -> str | None:
 
 def slug(text: str) -> str:
     """Lowercase letters and digits joined by '-', at most ``SLUG_MAX`` characters."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
+    # Accents folded (NFKD, then ASCII): "Équipe" -> "equipe", not "quipe".
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
     out = "-".join(words)[:SLUG_MAX].strip("-")
     return out
 
