@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 
 import click
 
@@ -139,16 +138,9 @@ def export_command(
 
 
 def _write_text(path: str, text: str) -> None:
-    """Write ``text`` atomically (temp file in the same directory, fsync, rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    from provisioner.fsutil import write_atomic
+
     try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
