@@ -42,12 +42,14 @@ def batched_gets(
     handle: Callable[[int, dict[str, Any]], T],
     *,
     concurrency: int = READ_CONCURRENCY,
+    batch_size: int = BATCH_LIMIT,
 ) -> list[T]:
     """``GET`` every URL (relative to the Graph version root) in batches of 20, and return
     ``handle(index, answer)`` for each, in URL order. ``answer`` is the batch item's
     ``{"status", "headers", "body"}`` after the client's retries of throttled items; errors
     raised by ``handle`` (or by the client) stop the reads and propagate."""
-    chunks = [range(i, min(i + BATCH_LIMIT, len(urls))) for i in range(0, len(urls), BATCH_LIMIT)]
+    size = max(1, min(batch_size, BATCH_LIMIT))
+    chunks = [range(i, min(i + size, len(urls))) for i in range(0, len(urls), size)]
     if not chunks:
         return []
 
