@@ -76,7 +76,10 @@ def main() -> None:
     min_time = n / read_rate
     min_requests = math.ceil(n / BATCH_LIMIT)  # the fewest $batch calls Graph allows
     http = counters.by_route["POST /$batch"]
-    print(f"refresh of {n} chats, emulator limits {limits}, latency {args.latency_ms} ms, {args.batch} per batch")
+    print(
+        f"refresh of {n} chats, emulator limits {limits}, latency {args.latency_ms} ms, "
+        f"{args.batch} per batch"
+    )
     print(f"  read limit           {read_rate:g} reads/s (includes/throttling-teams.md)")
     print(f"  minimum time         {min_time:.2f} s  (N / read limit)")
     print(f"  refresh time         {elapsed:.2f} s  ratio {elapsed / min_time:.3f}x")
