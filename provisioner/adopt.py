@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from provisioner.errors import InputError, StateError
-from provisioner.planner import LiveChat
+from provisioner.live import LiveChat
 from provisioner.reads import READ_CONCURRENCY, BatchClient
 from provisioner.refresh import is_manageable, read_chats
 from provisioner.schema import load_schema, regex

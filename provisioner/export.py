@@ -33,8 +33,8 @@ from provisioner.adopt import check_free, member_upns, record_from_live
 from provisioner.errors import InputError, StateError
 from provisioner.graph import GraphClient
 from provisioner.graph_errors import GraphNotFound
+from provisioner.live import LiveChat
 from provisioner.models import GROUP, ONE_ON_ONE
-from provisioner.planner import LiveChat
 from provisioner.refresh import is_manageable, read_chats
 from provisioner.schema import load_schema
 from provisioner.state import ChatRecord, State

@@ -22,9 +22,10 @@ from typing import Any
 
 from provisioner.graph_errors import GraphNotFound
 from provisioner.graph_routes import chat_path
+from provisioner.live import LiveChat, LiveMember
 from provisioner.models import CHAT_TYPES, DesiredState
 from provisioner.plan import Plan
-from provisioner.planner import LiveChat, LiveMember, make_plan, refresh_only_plan
+from provisioner.planner import make_plan, refresh_only_plan
 from provisioner.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.state import State
 from provisioner.users import resolve_users
