@@ -338,6 +338,8 @@ def state_show(key: str, state_path: str) -> int:
             click.echo(f"topic:      {json.dumps(record.topic, ensure_ascii=False)}")
         if record.created_at:
             click.echo(f"created_at: {record.created_at}")
+        if key in state.protected:
+            click.echo("protected:  yes (plan --prune refuses to delete it)")
         members = record.members
     else:
         assert intent is not None
