@@ -114,9 +114,11 @@ def export_command(
     if out and os.path.exists(out) and not force:
         raise InputError(f"{out} exists", hint="pass --force to overwrite it, or another --out")
     store = open_store(state_path, _state_endpoint()) if import_to_state else None
+    # Chats the state manages already keep their key in the export.
+    managed = {k: r.chat_id for k, r in store.read().chats.items()} if store is not None else {}
     client = open_client(graph_url, cloud, auth)
     with contextlib.closing(client):
-        result = export_chats(client, user, chat_type)
+        result = export_chats(client, user, chat_type, managed=managed)
     text = render_manifest(result, graph_url=client.base_url)
     if out:
         _write_text(out, text)

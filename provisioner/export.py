@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import yaml
@@ -63,9 +63,17 @@ class Export:
     users: dict[str, str] = field(default_factory=dict)  # UPN (lower case) -> object id
 
 
-def export_chats(client: GraphClient, user: str, chat_type: str | None = None) -> Export:
+def export_chats(
+    client: GraphClient,
+    user: str,
+    chat_type: str | None = None,
+    *,
+    managed: Mapping[str, str] | None = None,
+) -> Export:
     """Every oneOnOne and group chat ``user`` (UPN or object id) is in, or only those of
-    ``chat_type``, ordered by key."""
+    ``chat_type``, ordered by key. ``managed`` (state key -> chat id, from the state the
+    export is imported into) keeps the keys of chats already managed, and generated keys
+    clear of the others."""
     try:
         found = client.get_user(user, select=("id", "userPrincipalName"))
     except GraphNotFound:
@@ -93,7 +101,7 @@ def export_chats(client: GraphClient, user: str, chat_type: str | None = None) -
             skipped.append((chat.chat_id, reason))
         else:
             records.append(record)
-    exported = tuple(sorted(_keyed(records), key=lambda e: e.key))
+    exported = tuple(sorted(_keyed(records, managed or {}), key=lambda e: e.key))
     return Export(
         user=user,
         user_id=user_id,
@@ -143,13 +151,18 @@ def chat_key(record: ChatRecord, digits: int = HASH_DIGITS) -> str:
     return f"{_base(record)}-{digest}"
 
 
-def _keyed(records: Sequence[ChatRecord]) -> list[ExportedChat]:
+def _keyed(records: Sequence[ChatRecord], managed: Mapping[str, str]) -> list[ExportedChat]:
+    known = {chat_id: key for key, chat_id in managed.items()}
+    taken = set(managed)
+    fresh = [r for r in records if r.chat_id not in known]
     digits = HASH_DIGITS
     while True:
-        keys = [chat_key(r, digits) for r in records]
-        if len(set(keys)) == len(keys) or digits >= 64:
-            return [ExportedChat(k, r) for k, r in zip(keys, records, strict=True)]
+        keys = [chat_key(r, digits) for r in fresh]
+        if (len(set(keys)) == len(keys) and not taken.intersection(keys)) or digits >= 64:
+            break
         digits += 4  # two chat ids share a prefix of their hash: longer suffixes for all
+    generated = dict(zip((r.chat_id for r in fresh), keys, strict=True))
+    return [ExportedChat(known.get(r.chat_id) or generated[r.chat_id], r) for r in records]
 
 
 # -- the manifest -------------------------------------------------------------------------------

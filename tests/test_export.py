@@ -13,10 +13,11 @@ from lifecycle_support import A, L, M, N, client_for, create, group
 
 from provisioner.cli import main
 from provisioner.emulator import EmulatorServer, User
+from provisioner.errors import StateError
 from provisioner.export import chat_key, slug, yaml_scalar
 from provisioner.manifest import validate_paths
 from provisioner.models import Chat, Member
-from provisioner.state import ChatRecord, LocalStateStore, MemberRecord
+from provisioner.state import ChatRecord, LocalStateStore, MemberRecord, State
 
 GUEST = "ann_fabrikam.com#EXT#@contoso.onmicrosoft.com"
 OUTSIDER = "82af01c5-f7cc-4a2e-a728-3a5df21afd9d"
@@ -141,13 +142,41 @@ def test_export_errors(tenant, capsys) -> None:
     assert code == 1 and "--force" in err and Path("x.yaml").read_text() == "keep me"
 
 
-def test_import_to_state_refuses_conflicts_and_records_nothing(tenant, capsys) -> None:
+def test_generated_keys_avoid_keys_the_state_uses_for_other_chats(tenant, capsys) -> None:
     code, out, _ = run(capsys, "export", "--user", A)
     first_key = next(line.split()[3] for line in out.splitlines() if "# provision import" in line)
     store = LocalStateStore("provision.state.json")
     state = store.read()
     state.put_chat(first_key, ChatRecord("19:someother@thread.v2", "group", ()))
     store.write(state)
-    code, _, err = run(capsys, "export", "--user", A, "--import-to-state")
-    assert code == 1 and f"{first_key} is already managed" in err and "nothing was recorded" in err
-    assert list(store.read().chats) == [first_key]
+    code, out, err = run(capsys, "export", "--user", A, "--import-to-state")
+    assert code == 0, err
+    assert f"key: {first_key}\n" not in out  # a longer hash instead
+    assert len(store.read().chats) == 7
+
+
+def test_import_export_refuses_conflicts_and_records_nothing() -> None:
+    from provisioner.export import Export, ExportedChat, import_export
+
+    state = State()
+    state.put_chat("a", ChatRecord("19:one", "group", ()))
+    record = ChatRecord("19:two", "group", (MemberRecord(A), MemberRecord(M)))
+    clash = ChatRecord("19:one", "group", (MemberRecord(A), MemberRecord(M)))
+    export = Export(A, "id", None, (ExportedChat("a", record), ExportedChat("b", clash)))
+    with pytest.raises(StateError) as err:
+        import_export(export, state)
+    assert "a is already managed (chat 19:one)" in str(err.value)
+    assert "chat 19:one is already managed as a" in str(err.value)
+    assert list(state.chats) == ["a"]
+
+
+def test_import_to_state_keeps_the_keys_of_chats_managed_already(tenant, capsys) -> None:
+    client = client_for(tenant)
+    chat_id = next(c.id for c in tenant.tenant.find_chats(topic="Federated"))
+    assert run(capsys, "import", "northwind", chat_id)[0] == 0
+    code, out, err = run(capsys, "export", "--user", A, "--import-to-state")
+    assert code == 0, err
+    assert "key: northwind\n" in out and "(1 were managed already)" in err
+    Path("adele.yaml").write_text(out)
+    assert run(capsys, "plan", "adele.yaml", "--detailed-exitcode")[0] == 0
+    assert client.base_url == tenant.url
