@@ -13,8 +13,8 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,9 @@ from provisioner.errors import ProvisionError
 from provisioner.lock import LockInfo
 from provisioner.plan import Plan
 from provisioner.state import DEFAULT_STATE_PATH, StateStore
+
+if TYPE_CHECKING:
+    from provisioner.graph import GraphClient
 
 BUG_REPORT = (
     "provision: internal error (a bug in provision {version}): {error}. "
@@ -202,10 +205,10 @@ def plan(
     if refresh_only and prune:
         raise click.UsageError("--refresh-only plans no changes: --prune does not apply")
     # The URL goes into every request body of the plan. Credentials are checked only when
-    # the plan reads from Graph (connection_from_options, in _connect).
+    # the plan reads from Graph (connection_from_options, in connect).
     graph_url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
 
-    def connect() -> Any:
+    def connect() -> GraphClient:
         from provisioner.cli_lifecycle import open_client
 
         return open_client(graph_url, cloud, auth)
@@ -236,7 +239,7 @@ def _plan(
     refresh: bool | None,
     graph_url: str,
     *,
-    connect: Any = None,
+    connect: Callable[[], GraphClient] | None = None,
     prune: bool = False,
     refresh_only: bool = False,
 ) -> Plan:
