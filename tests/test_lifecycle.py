@@ -313,3 +313,19 @@ def test_history_all_reaches_the_planned_member_adds(world: World, managed: str,
     assert change["action"] == "update" and change["history"] == "all"
     assert [m["user"] for m in change["members_add"]] == [N]
     assert "added members see the whole chat history (history: all)" in change["notes"]
+
+
+def test_moves_and_protection_in_markdown_json_and_state_show(world: World, capsys) -> None:
+    chat_id = create(world.client, group("old", "Project X", A, M, L))
+    assert world.run(capsys, "import", "old-x", chat_id)[0] == 0
+    world.manifest(MANIFEST + "    protect: true\nmoved:\n  - from: old-x\n    to: project-x\n")
+    code, out, _ = world.run(capsys, "plan", "chats.yaml", "--format", "markdown", "--out", "p")
+    assert code == 0 and "| moved (key renamed) | 1 |" in out
+    assert "# old-x has moved to project-x" in out, out
+    assert "!     protect false -> true" in out
+    doc = json.loads(world.run(capsys, "plan", "chats.yaml", "--format", "json")[1])
+    (change,) = doc["changes"]
+    assert change["moved_from"] == "old-x" and change["protect_change"]["after"] is True
+    world.record("p")
+    code, out, _ = world.run(capsys, "state", "show", "project-x")
+    assert code == 0 and "protected:  yes" in out and chat_id in out
