@@ -546,3 +546,163 @@ def test_alias_bomb_is_refused_quickly(workdir: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     assert code == 1
     assert time.monotonic() - started < 10
+
+
+# -- real commands against the emulator ----------------------------------------------------------
+
+
+class Run:
+    """Runs ``provision`` commands in-process, keeping everything they printed."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+        self.output: list[str] = []
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(list(args))
+        out, err = self.capsys.readouterr()
+        self.output += [out, err]
+        return code, out, err
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.output)
+
+
+def setup_chats(url: str, count: int = 3) -> list[str]:
+    """Chats made outside provision (with another token), to import and refresh."""
+    client = GraphClient(url, StaticToken("setup-token"))
+    ids = []
+    for n in range(count):
+        body = {
+            "chatType": "group",
+            "topic": f"Team {n}",
+            "members": [
+                {
+                    "@odata.type": "#microsoft.graph.aadUserConversationMember",
+                    "roles": ["owner"],
+                    "user@odata.bind": f"{client.base_url}/users('{u}')",
+                }
+                for u in USERS[n : n + 3]
+            ],
+        }
+        ids.append(str(client.create_chat(body, idempotent=False)["id"]))
+    return ids
+
+
+@pytest.fixture
+def faulty_emulator(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
+    """Throttling and 5xx on reads, so every retry path logs; the secrets in the environment."""
+    server = EmulatorServer(
+        host="127.0.0.1",
+        port=0,
+        limits="off",
+        faults=["429=0.15,method=GET", "503=0.15,method=GET", "429=0.1,path=/$batch"],
+        seed=3,
+        fault_retry_after_s=0.01,
+    ).start()
+    monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
+    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", TOKEN)
+    # A client secret in the environment too (the static token wins): it must not leak either.
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_commands_never_show_the_token_or_secret(
+    faulty_emulator: EmulatorServer,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    all_logs: pytest.LogCaptureFixture,
+    open_umask: None,
+) -> None:
+    """import, plan (refresh, saved, every format), export, state: with and without --debug."""
+    ids = setup_chats(faulty_emulator.url)
+    write_manifest(workdir, groups=3)
+    run = Run(capsys)
+    for n, chat_id in enumerate(ids):
+        debug = ["--debug"] if n % 2 else []
+        code, _, err = run(*debug, "import", f"team-{n}", chat_id)
+        assert code == 0, err
+    for fmt in ("text", "json", "markdown"):
+        code, _, err = run("--debug", "plan", "chats.yaml", "--format", fmt, "--out", "p.plan")
+        assert code == 0, err
+    code, out, err = run("plan", "chats.yaml", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["refreshed"] is True
+    code, _, err = run("export", "--user", USERS[2], "--out", "export.yaml")
+    assert code == 0, err
+    for args in (["state", "list"], ["state", "show", "team-1"]):
+        code, _, err = run(*args)
+        assert code == 0, err
+    files = assert_files_clean(workdir)
+    assert {"provision.state.json", "p.plan", "export.yaml"} <= {p.name for p in files}
+    for name in ("provision.state.json", "provision.state.json.backup", "p.plan"):
+        assert mode_of(workdir / name) == 0o600, name
+    assert any(r.name.startswith("provision.") for r in all_logs.records)
+    assert_clean("command output and logs", run.text + all_logs.text)
+
+
+def test_an_expired_static_token_is_reported_without_it(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    all_logs: pytest.LogCaptureFixture,
+) -> None:
+    server = EmulatorServer(host="127.0.0.1", port=0, limits="off", token_lifetime_s=0.05)
+    server.start()
+    try:
+        ids = setup_chats(server.url, 1)
+        monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
+        monkeypatch.setenv("PROVISION_ACCESS_TOKEN", TOKEN)
+        run = Run(capsys)
+        code, _, err = run("import", "team-0", ids[0])
+        assert code == 0, err
+        import time
+
+        time.sleep(0.1)
+        write_manifest(workdir, groups=1)
+        code, _, err = run("--debug", "plan", "chats.yaml")
+        assert code == 1 and "PROVISION_ACCESS_TOKEN" in err
+        assert "internal error" not in err
+        assert_clean("an expired-token run", run.text + all_logs.text)
+        assert_files_clean(workdir)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", ["json", "html", "raise", "form"])
+def test_a_failing_sign_in_through_the_cli(
+    mode: str,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    all_logs: pytest.LogCaptureFixture,
+) -> None:
+    """`provision import`/`plan` with AZURE_CLIENT_SECRET, against a login that echoes it."""
+    from provisioner import cli_options
+
+    real = cli_options.credential_from_env
+    login = EchoingLogin(mode)
+
+    def with_echoing_login(*args: Any, **kwargs: Any) -> Any:
+        return real(*args, **{**kwargs, "http_client": login})
+
+    monkeypatch.setattr(cli_options, "credential_from_env", with_echoing_login)
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PROVISION_GRAPH_URL", "http://127.0.0.1:9/v1.0")  # never reached
+    run = Run(capsys)
+    code, _, err = run("--debug", "import", "team-0", "19:abc@thread.v2")
+    assert code == 1
+    assert "sign-in failed (client secret" in err or "could not get a token (client secret" in err
+    assert "internal error" not in err
+    assert login.posts, "the sign-in was attempted"
+    code, _, err = run("export", "--user", USERS[0])
+    assert code == 1 and "internal error" not in err
+    assert_clean("a failed sign-in", run.text + all_logs.text, SECRET)
+    assert_files_clean(workdir, SECRET)
