@@ -1,6 +1,6 @@
 """How fast the emulator serves, against the bare stdlib HTTP stack measured in the same run.
 
-    python benchmarks/bench_emulator.py [--seconds 3] [--threads 4]
+    python benchmarks/bench_emulator.py [--seconds 3] [--threads 4] [--json FILE]
 
 Clients are threads with one keep-alive ``requests.Session`` each (the way provision talks to
 Graph). Scenarios, all with ``limits="off"`` unless said otherwise:
@@ -28,6 +28,11 @@ from pathlib import Path
 import requests
 
 from provisioner.emulator import EmulatorServer
+
+try:
+    from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path
+except ImportError:  # pragma: no cover
+    from benchmarks._figures import Figure, write_figures
 
 AUTH = {"Authorization": "Bearer bench"}
 MEMBER = "#microsoft.graph.aadUserConversationMember"
@@ -98,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
     secs, threads = args.seconds, args.threads
 
@@ -145,6 +151,15 @@ def main() -> None:
     simple = rows[0][1]
     verdict = "meets" if simple >= 500 else "MISSES"
     print(f"GET /me with limits off: {simple:.0f} req/s, {verdict} the 500 req/s target")
+    figures = []
+    for name, rate, _ in rows:
+        figure = Figure.compared(
+            f"emulator {name}", rate, "req/s", baseline, "bare stdlib HTTP server, same clients"
+        )
+        if name == "GET /me":
+            figure.target, figure.ok = "value >= 500 req/s", rate >= 500
+        figures.append(figure)
+    write_figures(args.json, "emulator", figures)
 
 
 if __name__ == "__main__":

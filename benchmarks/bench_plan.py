@@ -10,7 +10,10 @@ Prints, for a generated manifest of N chats (half group chats of 3-6 members, ha
   write after one changed chat (what the apply executor pays after every change);
 - for 100,000 chats, in a child process: the same plan (b) and its peak RSS (target < 1.5 GB).
 
-Usage: python benchmarks/bench_plan.py [--chats 10000] [--big 100000] [--repeat 3]
+Usage: python benchmarks/bench_plan.py [--chats 10000] [--big 100000] [--repeat 3] [--json FILE]
+
+For 100,000 chats the baseline is ``yaml.load`` of the same manifest in a fresh process too
+(its time and peak RSS), so the memory figure has a same-run reference.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ from provisioner.plan import Action, Plan
 from provisioner.planner import make_plan
 from provisioner.state import ChatRecord, LocalStateStore, MemberRecord, State
 from provisioner.state_writer import StateWriter
+
+try:
+    from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path
+except ImportError:  # pragma: no cover
+    from benchmarks._figures import Figure, write_figures
 
 try:  # the manifest loader (issue 3); without it the benchmark times planner + state only
     from provisioner.manifest import load_desired
@@ -272,13 +280,29 @@ def child_measure(directory: Path, state_name: str) -> None:
     print(json.dumps({"s": elapsed, "mib": peak_kib / 1024, "changes": plan.has_changes}))
 
 
-def big(chats: int) -> None:
+def child_yaml(directory: Path) -> None:
+    """The baseline for the big run: yaml.load of the same manifest in a fresh process."""
+    start = time.perf_counter()
+    with open(directory / "chats.yaml", "rb") as f:
+        yaml.load(f, Loader=yaml.CSafeLoader)
+    elapsed = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"s": elapsed, "mib": peak_kib / 1024}))
+
+
+def big(chats: int) -> list[Figure]:
     def child(*args: str) -> str:
         cmd = [sys.executable, __file__, *args]
         return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
+    figures = []
     with tempfile.TemporaryDirectory() as tmp:
         child("--child", "prepare", tmp, str(chats))
+        base = json.loads(child("--child", "yaml", tmp))
+        print(
+            f"{chats:,} chats, baseline yaml.load (CSafeLoader): {base['s']:.1f} s wall, peak "
+            f"RSS {base['mib']:,.0f} MiB"
+        )
         for label, name in (("(a) no state", "none.json"), ("(b) full state", "full.json")):
             r = json.loads(child("--child", "measure", tmp, name))
             verdict = "ok" if r["mib"] < 1536 else "OVER"
@@ -286,6 +310,22 @@ def big(chats: int) -> None:
                 f"{chats:,} chats, plan {label}: {r['s']:.1f} s wall, peak RSS "
                 f"{r['mib']:,.0f} MiB (target < 1,536 MiB: {verdict})"
             )
+            memory = Figure.compared(
+                f"plan {chats:,} chats {label}: peak RSS", r["mib"], "MiB", base["mib"],
+                "yaml.load of the manifest, fresh process",
+            )  # fmt: skip
+            memory.target, memory.ok = "value < 1536 MiB", r["mib"] < 1536
+            figures.append(memory)
+            figures.append(
+                Figure.compared(
+                    f"plan {chats:,} chats {label}: time (wall)",
+                    r["s"],
+                    "s",
+                    base["s"],
+                    "yaml.load of the manifest, fresh process",
+                )
+            )
+    return figures
 
 
 def main() -> None:
@@ -294,10 +334,13 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=100_000, help="0 to skip")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
     if args.child:
         if args.child[0] == "prepare":
             child_prepare(Path(args.child[1]), int(args.child[2]))
+        elif args.child[0] == "yaml":
+            child_yaml(Path(args.child[1]))
         else:
             child_measure(Path(args.child[1]), args.child[2])
         return
@@ -333,8 +376,25 @@ def main() -> None:
             f"  {WORKERS} workers, {GRAPH_LATENCY * 1000:.0f} ms Graph latency, {name:<21}"
             f" {rate:5.1f} durable changes/s (offered {WORKERS / GRAPH_LATENCY:.0f}/s)"
         )
+    n = f"{r['chats']:,} chats"
+    figures = [
+        Figure.compared(
+            f"plan {n} {label} (CPU)",
+            t[key].cpu,
+            "s",
+            t[base_key].cpu,
+            base_name,
+            max_ratio=1.5,
+        )
+        for base_key, base_name in (
+            ("yaml", "yaml.load (CSafeLoader), CPU"),
+            ("yaml_nogc", "yaml.load (CSafeLoader) with the cyclic GC paused, CPU"),
+        )
+        for label, key in (("(a) no state", "plan_a"), ("(b) full state", "plan_b"))
+    ]
     if args.big:
-        big(args.big)
+        figures += big(args.big)
+    write_figures(args.json, "plan", figures)
 
 
 if __name__ == "__main__":

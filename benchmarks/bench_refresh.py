@@ -1,6 +1,6 @@
 """Refresh of N managed chats against the emulator at Graph's documented read limits.
 
-    python benchmarks/bench_refresh.py [--chats 1000] [--latency-ms 0] [--scale 1]
+    python benchmarks/bench_refresh.py [--chats 1000] [--latency-ms 0] [--scale 1] [--json FILE]
 
 The baseline is the minimum the read limits allow, computed for the same run: every chat read
 costs one of the 30 reads per second per app per tenant ("Other GET API calls for Microsoft
@@ -32,6 +32,11 @@ from provisioner.pacing import CHAT, DOCUMENTED_LIMITS, TENANT_READ, Pacer
 from provisioner.refresh import CHAT_BATCH, refresh
 from provisioner.state import ChatRecord, MemberRecord, State
 
+try:
+    from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path
+except ImportError:  # pragma: no cover
+    from benchmarks._figures import Figure, write_figures
+
 USERS = ("adele@contoso.com", "megan@contoso.com", "lee@contoso.com")
 
 
@@ -41,6 +46,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", default="0", help="N or LO-HI milliseconds")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=CHAT_BATCH, help="chats per $batch")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
     n = args.chats
     limits = "documented" if args.scale == 1 else f"x{args.scale:g}"
@@ -89,6 +95,24 @@ def main() -> None:
         f"  ratio {http / min_requests:.3f}x"
     )
     print(f"  throttled (429)      {counters.throttled_total}")
+    throttled = Figure(f"refresh {n} chats: answered 429", counters.throttled_total, "requests")
+    throttled.target, throttled.ok = "value = 0", counters.throttled_total == 0
+    write_figures(
+        args.json,
+        "refresh",
+        [
+            Figure.compared(
+                f"refresh {n} chats at the documented read limit ({limits})",
+                elapsed, "s", min_time, f"minimum the read limit allows (N / {read_rate:g}/s)",
+                max_ratio=1.15,
+            ),
+            Figure.compared(
+                f"refresh {n} chats: HTTP requests", http, "requests", min_requests,
+                f"minimum: ceil(N / {BATCH_LIMIT}) $batch calls",
+            ),
+            throttled,
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

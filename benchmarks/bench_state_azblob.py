@@ -17,7 +17,7 @@ Prints, all measured in this run:
 
 Needs Azurite (see tests/azurite_support.py) and the azure extra. Usage:
     python benchmarks/bench_state_azblob.py [--chats 10000] [--changes 3000] [--repeat 7]
-        [--threaded-changes 300] [--workers 4,16] [--graph-latency 0.25]
+        [--threaded-changes 300] [--workers 4,16] [--graph-latency 0.25] [--json FILE]
 """
 
 from __future__ import annotations
@@ -53,6 +53,13 @@ from provisioner.state import (
 from provisioner.state_azblob import AzureBlobStateStore
 from provisioner.state_coalesce import CoalescingStore
 from provisioner.state_writer import StateWriter
+
+try:
+    from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path
+except ImportError:  # pragma: no cover
+    from benchmarks._figures import Figure, write_figures
+
+FIGURES: list[Figure] = []  # for --json
 
 GRAPH_RPS = 30.0  # POST /chats budget per tenant (concepts/throttling-limits.md)
 BUDGET_MS = 1000.0 / GRAPH_RPS
@@ -323,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threaded-changes", type=int, default=300)
     parser.add_argument("--workers", default="4,16")
     parser.add_argument("--graph-latency", type=float, default=0.25)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)
 
     executable = find_azurite()
@@ -332,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     azurite = Azurite(executable)
     azurite.start()
     try:
-        return run(azurite, args)
+        code = run(azurite, args)
     finally:
         azurite.stop()
+    write_figures(args.json, "state_azblob", FIGURES)
+    return code
 
 
 def run(azurite: Azurite, args: argparse.Namespace) -> int:
@@ -375,6 +385,12 @@ def run(azurite: Azurite, args: argparse.Namespace) -> int:
             f"{received / 1e6:.2f} MB received, {requests:.0f} requests "
             f"(GET, backup copy, conditional PUT)\n"
         )
+        FIGURES.append(
+            Figure.compared(
+                f"azblob state round-trip, {args.chats:,} chats (Azurite)", blob_s * 1000, "ms",
+                local_s * 1000, "local state file round-trip",
+            )
+        )  # fmt: skip
 
         print(f"2. state time per change in an apply (budget {BUDGET_MS:.1f} ms per change)")
         rows = []
@@ -392,6 +408,13 @@ def run(azurite: Azurite, args: argparse.Namespace) -> int:
                 sent_per_change = (meter.sent - sent0) / changes if name == "azblob" else 0.0
                 rows.append((name, label, changes, writes, per_change, sent_per_change))
         for name, label, changes, writes, per_change, sent_per_change in rows:
+            figure = Figure.compared(
+                f"state time per change in an apply, {name}, {label}", per_change, "ms",
+                BUDGET_MS, "Graph's time per creation (1/30 s)",
+            )  # fmt: skip
+            if "coalesced" in label:
+                figure.target, figure.ok = "ratio <= 1", per_change <= BUDGET_MS
+            FIGURES.append(figure)
             verdict = "within budget" if per_change <= BUDGET_MS else "OVER budget"
             extra = f", {sent_per_change / 1e3:7.1f} kB sent/change" if name == "azblob" else ""
             print(

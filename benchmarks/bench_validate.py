@@ -12,7 +12,7 @@ Prints best-of-N and median times and their ratios. Target (issue 2): ratio <= 1
 Also printed, for context: the ratio against ``yaml.load`` with the garbage collector paused
 (validate pauses it while loading) and the error path's cost (one typo -> jsonschema runs).
 
-Usage: python benchmarks/bench_validate.py [--chats N] [--repeat N] [--keep DIR]
+Usage: python benchmarks/bench_validate.py [--chats N] [--repeat N] [--keep DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ from pathlib import Path
 import yaml
 
 from provisioner.manifest import validate_paths
+
+try:
+    from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path
+except ImportError:  # pragma: no cover
+    from benchmarks._figures import Figure, write_figures
 
 
 def generate(path: Path, chats: int) -> None:
@@ -72,7 +77,8 @@ def timed(fn: Callable[[], object]) -> float:
 
 def compare(
     name: str, base: Callable[[], object], ours: Callable[[], object], repeat: int
-) -> float:
+) -> tuple[float, float, float]:
+    """Best-of ratio, and the best times of ours and the baseline."""
     base_t: list[float] = []
     ours_t: list[float] = []
     for _ in range(repeat):  # interleaved, so machine noise hits both alike
@@ -85,7 +91,7 @@ def compare(
         f"validate best {min(ours_t):.3f}s median {statistics.median(ours_t):.3f}s | "
         f"ratio best {best:.2f}x median {median:.2f}x"
     )
-    return best
+    return best, min(ours_t), min(base_t)
 
 
 def main() -> int:
@@ -93,6 +99,7 @@ def main() -> int:
     parser.add_argument("--chats", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="write the manifest here and keep it")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +119,7 @@ def main() -> int:
         def validate() -> object:
             return validate_paths([str(path)])
 
-        in_process = compare("in-process", load, validate, args.repeat)
+        in_process, ours_s, base_s = compare("in-process", load, validate, args.repeat)
 
         # For transparency: how much of the gain is pausing the garbage collector (which
         # validate does while loading, see manifest._gc_paused), and what the error path costs
@@ -124,7 +131,9 @@ def main() -> int:
             finally:
                 gc.enable()
 
-        compare("in-process vs yaml.load with gc paused", load_no_gc, validate, args.repeat)
+        _, nogc_s, nogc_base_s = compare(
+            "in-process vs yaml.load with gc paused", load_no_gc, validate, args.repeat
+        )
         broken = path.with_name("bench-chats-broken.yaml")
         text = path.read_text(encoding="utf-8")
         cut = text.rindex("chatType: group")
@@ -145,10 +154,43 @@ def main() -> int:
         def run(cmd: list[str]) -> Callable[[], object]:
             return lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
-        cli = compare("cli", run(load_cmd), run(validate_cmd), max(3, args.repeat // 2))
+        cli, cli_s, cli_base_s = compare(
+            "cli", run(load_cmd), run(validate_cmd), max(3, args.repeat // 2)
+        )
     target = 1.2
     verdict = "ok" if max(in_process, cli) <= target else "OVER TARGET"
     print(f"target <= {target}x: in-process {in_process:.2f}x, cli {cli:.2f}x -> {verdict}")
+    n = f"{args.chats:,} chats"
+    write_figures(
+        args.json,
+        "validate",
+        [
+            Figure.compared(
+                f"validate {n}, in-process",
+                ours_s,
+                "s",
+                base_s,
+                "yaml.load (CSafeLoader), in-process",
+                max_ratio=target,
+            ),
+            Figure.compared(
+                f"provision validate {n} (command line)",
+                cli_s,
+                "s",
+                cli_base_s,
+                "python -c 'yaml.load(...)' (CSafeLoader)",
+                max_ratio=target,
+            ),
+            Figure.compared(
+                f"validate {n}, in-process (fairer baseline)",
+                nogc_s,
+                "s",
+                nogc_base_s,
+                "yaml.load (CSafeLoader) with the cyclic GC paused",
+                max_ratio=target,
+            ),
+        ],
+    )
     return 0
 
 

@@ -195,15 +195,19 @@ def main(argv: list[str] | None = None) -> int:
         _atheris_child(argv[1], argv[2], argv[3:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=5000, help="hypothesis examples each")
+    parser.add_argument(
+        "--examples", type=int, default=5000, help="hypothesis examples each (0: skip)"
+    )
     parser.add_argument(
         "--atheris-runs", type=int, default=100000, help="0: skip atheris (also when missing)"
     )
     parser.add_argument("--crash-dir", type=Path, default=Path("fuzz-crashes"))
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args(argv)
-    reports = [hypothesis_soak(args.examples)]
-    print(reports[0].line(), flush=True)
+    reports = []
+    if args.examples:
+        reports.append(hypothesis_soak(args.examples))
+        print(reports[0].line(), flush=True)
     if args.atheris_runs and atheris_available():
         reports.append(atheris_soak(args.atheris_runs, args.crash_dir))
         print(reports[-1].line(), flush=True)
