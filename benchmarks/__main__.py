@@ -484,6 +484,9 @@ def benchmarks_md(
         f"Targets missed in this run: {', '.join(missed)}." if missed else "Every target met.",
         "",
     ]
+    notes = BENCH / "notes.md"
+    if notes.exists():
+        lines += [notes.read_text(encoding="utf-8").rstrip(), ""]
     return "\n".join(lines)
 
 
