@@ -13,7 +13,8 @@ Retry policy (``concepts/throttling.md``, ``concepts/errors.md``):
   repeating it creates a second chat.
 * A connection that could not be opened (DNS, refused, connect timeout): nothing was sent,
   retried a few times for any call, then `GraphConnectionError`.
-* 401: the token is refreshed once and the call repeated; 403 names the permission needed.
+* 401: the token is refreshed and the call repeated, once per token that was rejected (at most
+  ``MAX_TOKEN_REFRESHES`` per call); 403 names the permission needed.
 
 Every request carries a fresh ``client-request-id``; it and Graph's ``request-id`` are logged
 (``provision.graph``) and kept on every error so a user can quote them to Microsoft support.
@@ -72,6 +73,7 @@ log = logging.getLogger("provision.graph")
 #: ``concepts/json-batching.md``: "JSON batch requests are currently limited to 20 individual
 #: requests."
 BATCH_LIMIT = 20
+MAX_TOKEN_REFRESHES = 3  # new tokens tried per call after 401s (each refused token once)
 
 
 # -- Retry-After -----------------------------------------------------------------------------
@@ -286,7 +288,7 @@ class GraphClient:
         wanted = tuple(scopes) if scopes is not None else route.scopes
         attempt = 0  # retries spent (throttling, 5xx, dropped connections)
         connect_failures = 0
-        refreshed = False
+        rejected: set[str] = set()  # tokens Graph refused (401) for this call
         maybe_done = False  # an earlier attempt may have reached Graph
         earliest = not_before if not_before is not None else -math.inf
         while True:
@@ -402,8 +404,12 @@ class GraphClient:
                 earliest = self._clock() + delay
                 continue
 
-            if status == 401 and not refreshed:
-                refreshed = True
+            if status == 401 and token not in rejected and len(rejected) < MAX_TOKEN_REFRESHES:
+                # A call can meet more than one expired token: throttled or paced for longer
+                # than the refreshed token lives (or revoked again), it is refused anew. Each
+                # token gets one refresh; the same token refused twice, or a credential whose
+                # every new token is refused, ends the call.
+                rejected.add(token)
                 self._credential.invalidate()
                 self._emit("token_refresh", method=method, path=rel)
                 earliest = -math.inf

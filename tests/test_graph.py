@@ -23,6 +23,7 @@ from werkzeug import Request, Response
 from provisioner import __version__
 from provisioner.errors import InputError, ProvisionError
 from provisioner.graph import (
+    MAX_TOKEN_REFRESHES,
     AmbiguousOutcome,
     GraphAuthError,
     GraphClient,
@@ -287,11 +288,38 @@ def test_401_refreshes_the_token_once(
 def test_401_after_refresh_is_an_auth_error(
     httpserver: HTTPServer, client: GraphClient, credential: FakeCredential
 ) -> None:
+    # Every new token refused as well (a wrong tenant or audience): a few tries, then stop.
     httpserver.expect_request("/v1.0/chats/c").respond_with_response(json_response(401, {}))
     with pytest.raises(GraphAuthError) as err:
         client.get_chat("c")
-    assert credential.invalidated == 1
+    assert credential.invalidated == MAX_TOKEN_REFRESHES
     assert err.value.status == 401
+
+
+def test_the_same_token_refused_twice_is_not_refreshed_again(
+    httpserver: HTTPServer, client: GraphClient, credential: FakeCredential
+) -> None:
+    credential.invalidate = lambda: setattr(credential, "invalidated", credential.invalidated + 1)  # type: ignore[method-assign]
+    httpserver.expect_request("/v1.0/chats/c").respond_with_response(json_response(401, {}))
+    with pytest.raises(GraphAuthError):
+        client.get_chat("c")
+    assert credential.invalidated == 1  # the credential handed out the refused token again
+
+
+def test_a_token_expiring_again_later_in_the_same_call_is_refreshed_again(
+    httpserver: HTTPServer, client: GraphClient, credential: FakeCredential
+) -> None:
+    """Throttled for longer than the refreshed token lives: 401, 429, 401, then success."""
+    handler = sequence(
+        json_response(401, {"error": {"code": "InvalidAuthenticationToken"}}),
+        json_response(429, {}, **{"Retry-After": "1"}),
+        json_response(401, {"error": {"code": "InvalidAuthenticationToken"}}),
+        json_response(200, {"id": "c"}),
+    )
+    httpserver.expect_request("/v1.0/chats/c").respond_with_handler(handler)
+    assert client.get_chat("c")["id"] == "c"
+    assert credential.invalidated == 2
+    assert [r.headers["Authorization"][-2:] for r in handler.calls] == ["-0", "-1", "-1", "-2"]
 
 
 # -- throttling ---------------------------------------------------------------------------------
