@@ -13,8 +13,9 @@ Retry policy (``concepts/throttling.md``, ``concepts/errors.md``):
   repeating it creates a second chat.
 * A connection that could not be opened (DNS, refused, connect timeout): nothing was sent,
   retried a few times for any call, then `GraphConnectionError`.
-* 401: the token is refreshed and the call repeated, once per token that was rejected (at most
-  ``MAX_TOKEN_REFRESHES`` per call); 403 names the permission needed.
+* 401: the token is refreshed and the call repeated, once per refused token and at most
+  ``MAX_TOKEN_REFRESHES`` times in a row (an answer other than 401 starts the count again: the
+  token was accepted, a later 401 is a new expiry); 403 names the permission needed.
 
 Every request carries a fresh ``client-request-id``; it and Graph's ``request-id`` are logged
 (``provision.graph``) and kept on every error so a user can quote them to Microsoft support.
@@ -73,7 +74,7 @@ log = logging.getLogger("provision.graph")
 #: ``concepts/json-batching.md``: "JSON batch requests are currently limited to 20 individual
 #: requests."
 BATCH_LIMIT = 20
-MAX_TOKEN_REFRESHES = 3  # new tokens tried per call after 401s (each refused token once)
+MAX_TOKEN_REFRESHES = 3  # new tokens tried in a row after 401s (each refused token once)
 
 
 # -- Retry-After -----------------------------------------------------------------------------
@@ -359,6 +360,8 @@ class GraphClient:
                 method, rel, status, elapsed, client_request_id, request_id,
             )  # fmt: skip
             self._emit("response", method=method, path=rel, status=status, elapsed=elapsed)
+            if status != 401:
+                rejected.clear()  # the token was accepted: a later 401 is a new expiry
 
             if status < 400:
                 if self._pacer is not None:
