@@ -7,14 +7,21 @@ Exit codes (contract): 0 success / no changes, 1 any error (usage errors include
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import click
 
 from provisioner import __version__
 from provisioner.errors import ProvisionError
+from provisioner.lock import LockInfo
+from provisioner.state import DEFAULT_STATE_PATH
 
 BUG_REPORT = (
     "provision: internal error (a bug in provision {version}): {error}. "
@@ -37,17 +44,303 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+# --- plan, state, force-unlock -------------------------------------------------------------
+
+STATE_HELP = "The state file (env PROVISION_STATE)."
+
+
+def _state_option(fn: Any) -> Any:
+    return click.option(
+        "--state",
+        "state_path",
+        envvar="PROVISION_STATE",
+        default=DEFAULT_STATE_PATH,
+        show_default=True,
+        metavar="FILE",
+        help=STATE_HELP,
+    )(fn)
+
+
+def _use_color() -> bool:
+    # Colour on a terminal only, and never with NO_COLOR set (https://no-color.org).
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _note_takeover(info: LockInfo) -> None:
+    stale = info.took_over
+    if stale is not None:
+        click.echo(
+            f"note: took over a stale lock: {stale.operation} by {stale.who} (pid {stale.pid}, "
+            f"created {stale.created}) is no longer running.",
+            err=True,
+        )
+
+
+def _check_graph_url(url: str) -> str:
+    # Contract: plain http:// only for loopback hosts. (The Graph client of issue 5 enforces
+    # the same rule for requests; the plan checks it because the URL goes into request bodies.)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if parts.scheme == "https" or (parts.scheme == "http" and loopback):
+        return url.rstrip("/")
+    raise click.BadParameter(
+        f"{url!r}: Graph URLs must be https:// (plain http:// only for loopback hosts)",
+        param_hint="--graph-url",
+    )
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@_state_option
+@click.option(
+    "--out", "out", metavar="PLANFILE", help="Save the plan for `provision apply PLANFILE`."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts, markdown for pull-request comments.",
+)
+@click.option(
+    "--refresh/--no-refresh",
+    default=True,
+    show_default=True,
+    help="Read the managed chats back from Graph first, to show drift.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
+)
+@click.option(
+    "--graph-url",
+    envvar="PROVISION_GRAPH_URL",
+    default="https://graph.microsoft.com/v1.0",
+    show_default=True,
+    help="Microsoft Graph base URL (env PROVISION_GRAPH_URL).",
+)
+def plan(
+    paths: tuple[str, ...],
+    state_path: str,
+    out: str | None,
+    fmt: str,
+    refresh: bool,
+    detailed_exitcode: bool,
+    graph_url: str,
+) -> int:
+    """Show what apply would change: manifests compared with the state.
+
+    The plan lists each chat key to create (+), update in place (~), delete (-), forget (.)
+    or reconcile (?), then a summary. `--out` saves it; `provision apply PLANFILE` then does
+    exactly that, and refuses it once the state has moved on.
+    """
+    from provisioner.manifest import load_desired
+    from provisioner.plan import save_plan
+    from provisioner.planner import make_plan
+    from provisioner.render import render_plan
+    from provisioner.state import open_store
+
+    graph_url = _check_graph_url(graph_url)
+    desired = load_desired(paths)
+    store = open_store(state_path)
+    state = store.read()
+    live = None
+    if refresh and (state.chats or state.intents):
+        # Refresh holds the lock so no apply changes the chats while they are read.
+        with store.lock("plan") as info:
+            _note_takeover(info)
+            state = store.read()
+            # Refresh is not implemented yet: there is no Graph client (issue 5). Issue 7
+            # fills ``live`` here from a batched read of every managed chat; until then the
+            # plan is made from state alone (``Plan.refreshed`` stays False and says so).
+            live = None
+    result = make_plan(desired, state, live=live, graph_url=graph_url)
+    if out:
+        save_plan(result, out)
+    click.echo(render_plan(result, fmt, color=fmt == "text" and _use_color()), nl=False)
+    if out:
+        click.echo(
+            f"Saved the plan to {out}. Apply exactly this with: provision apply {out}", err=True
+        )
+    return 2 if detailed_exitcode and result.has_changes else 0
+
+
+@cli.group("state")
+def state_cmd() -> None:
+    """Inspect the state, or stop managing chats (the chats stay in Teams)."""
+
+
+@state_cmd.command("list")
+@_state_option
+def state_list(state_path: str) -> int:
+    """List the managed chat keys: key, chat type and chat id."""
+    from provisioner.state import iter_keys, open_store
+
+    store = open_store(state_path)
+    state = store.read()
+    if not state.exists:
+        click.echo(f"No state at {store.location} yet.", err=True)
+        return 0
+    rows = []
+    for key in iter_keys(state):
+        record = state.chats.get(key)
+        if record is not None:
+            rows.append((key, record.chat_type, record.chat_id))
+        else:
+            rows.append((key, state.intents[key].chat_type, "(creation pending: reconcile)"))
+    width = max((len(r[0]) for r in rows), default=0)
+    for key, chat_type, chat_id in rows:
+        click.echo(f"{key:<{width}}  {chat_type:<8}  {chat_id}")
+    return 0
+
+
+@state_cmd.command("show")
+@click.argument("key")
+@_state_option
+def state_show(key: str, state_path: str) -> int:
+    """Show what the state records for KEY."""
+    import json
+
+    from provisioner.errors import StateError
+    from provisioner.state import open_store
+
+    store = open_store(state_path)
+    state = store.read()
+    record = state.chats.get(key)
+    intent = state.intents.get(key)
+    if record is None and intent is None:
+        raise StateError(f"no chat with key {key!r} in the state {store.location}")
+    click.echo(f"# {key}")
+    if record is not None:
+        click.echo(f"chat_id:    {record.chat_id}")
+        click.echo(f"chat_type:  {record.chat_type}")
+        if record.topic is not None:
+            click.echo(f"topic:      {json.dumps(record.topic, ensure_ascii=False)}")
+        if record.created_at:
+            click.echo(f"created_at: {record.created_at}")
+        members = record.members
+    else:
+        assert intent is not None
+        click.echo(f"chat_type:  {intent.chat_type}")
+        if intent.topic is not None:
+            click.echo(f"topic:      {json.dumps(intent.topic, ensure_ascii=False)}")
+        members = intent.members
+    click.echo("members:")
+    for m in members:
+        extra = [
+            f"{name} {value}"
+            for name, value in (
+                ("object id", m.object_id),
+                ("tenant", m.tenant_id),
+                ("membership", m.membership_id),
+            )
+            if value
+        ]
+        click.echo(f"  - {m.user}  {m.role}" + (f"  ({', '.join(extra)})" if extra else ""))
+    if intent is not None:
+        click.echo(
+            f"pending:    a creation started {intent.started_at} (attempt {intent.attempt_id});"
+            f" the next apply looks it up before creating anything"
+        )
+    return 0
+
+
+@state_cmd.command("rm")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@_state_option
+def state_rm(keys: tuple[str, ...], state_path: str) -> int:
+    """Stop managing KEY: remove it from the state. The chat stays in Teams.
+
+    A key still in the manifests is planned as a create again (for a oneOnOne chat that adopts
+    the existing chat); `provision import KEY CHAT_ID` takes a chat back under management.
+    """
+    from provisioner.errors import StateError
+    from provisioner.state import open_store
+
+    store = open_store(state_path)
+    with store.lock("state rm") as info:
+        _note_takeover(info)
+        state = store.read()
+        missing = [k for k in keys if k not in state.chats and k not in state.intents]
+        if missing:
+            raise StateError(
+                f"not in the state {store.location}: {', '.join(missing)}; nothing was removed",
+                hint="see the keys with: provision state list",
+            )
+        removed = []
+        for key in dict.fromkeys(keys):
+            record = state.remove_chat(key)
+            state.clear_intent(key)
+            removed.append((key, record.chat_id if record else None))
+        store.write(state)
+    for key, chat_id in removed:
+        where = f"chat {chat_id}" if chat_id else "any chat created for it"
+        click.echo(f"Removed {key} from the state ({where} stays in Teams).")
+    return 0
+
+
+@cli.command("force-unlock")
+@click.argument("lock_id", metavar="LOCK_ID")
+@_state_option
+def force_unlock_cmd(lock_id: str, state_path: str) -> int:
+    """Remove the state's lock, left by a run on another host or one that hangs.
+
+    A lock whose run died on this host is taken over automatically; use this only when no run
+    is using the state any more. LOCK_ID is the ID shown by the run that found it locked.
+    """
+    from provisioner.state import force_unlock, open_store
+
+    info = force_unlock(open_store(state_path), lock_id)
+    click.echo(
+        f"Removed the lock {info.id} ({info.operation} by {info.who}, pid {info.pid} on "
+        f"{info.host}, created {info.created})."
+    )
+    return 0
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so ``with`` blocks unwind (locks are released)."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``provision`` console script. Returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        result = cli.main(args=args, prog_name="provision", standalone_mode=False)
+        with _sigterm_unwinds():
+            result = cli.main(args=args, prog_name="provision", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns ^C into Abort
+            click.echo("Interrupted.", err=True)
+            return 130
         click.echo("Aborted.", err=True)
         return 1
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        return 143
     except click.ClickException as exc:
         # Usage errors are exit 1 by contract (click's default would be 2, which the
         # contract reserves for `plan --detailed-exitcode`).

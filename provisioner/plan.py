@@ -1,0 +1,437 @@
+"""The plan as data: what apply will do per chat key, and saved plans that refuse to be stale.
+
+A ``Plan`` holds everything apply needs (request bodies, chat ids, membership ids), so nothing is
+recomputed at apply time and a reviewed plan is exactly what runs. It records the state lineage
+and serial it was made against, including "no state yet" (``state_lineage`` None, serial 0):
+Terraform skipped its staleness check in that case and let one plan be applied twice
+(hashicorp/terraform#21785); ``check_applicable`` does not.
+
+A saved plan file carries a sha256 digest over its own content, so a hand edit or a truncated
+copy is detected. The digest is not a signature: it protects against accidents, not attackers.
+Plan files hold no secrets (no tokens ever reach the planner).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from provisioner import __version__
+from provisioner.errors import PlanError
+from provisioner.state import ChatRecord, Intent, MemberRecord, State
+
+PLAN_FORMAT_VERSION = 1
+PLAN_FILE_KIND = "provision-plan"
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    FORGET = "forget"
+    RECONCILE = "reconcile"
+    NOOP = "no-op"
+
+    @property
+    def symbol(self) -> str:
+        return _SYMBOLS[self]
+
+
+# Terraform's symbols where it has the action (+ ~ -, and "." for "removed from state").
+_SYMBOLS = {
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.DELETE: "-",
+    Action.FORGET: ".",
+    Action.RECONCILE: "?",
+    Action.NOOP: " ",
+}
+ACTIONS = tuple(Action)
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """A member whose role changes; ``member`` carries the new role and the membership id."""
+
+    member: MemberRecord
+    old_role: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.member.to_dict(), "old_role": self.old_role}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoleChange:
+        return cls(member=_member(data), old_role=str(data["old_role"]))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One chat key's planned action.
+
+    ``members`` and ``topic`` are the chat as it will be after apply (members carry the object
+    and membership ids known so far), ready to record in state. ``before`` is the chat as
+    currently known (state, or the refreshed view from Graph).
+    """
+
+    key: str
+    action: Action
+    chat_type: str
+    members: tuple[MemberRecord, ...] = ()
+    topic: str | None = None
+    chat_id: str | None = None
+    before: ChatRecord | None = None
+    topic_change: tuple[str | None, str | None] | None = None  # (before, after)
+    add: tuple[MemberRecord, ...] = ()
+    remove: tuple[MemberRecord, ...] = ()
+    role_changes: tuple[RoleChange, ...] = ()
+    body: dict[str, Any] | None = None  # exactly the POST /chats body, for create/reconcile
+    intent: Intent | None = None  # the pending creation to reconcile
+    notes: tuple[str, ...] = ()
+    source: str | None = None  # manifest file:line:col
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "action": self.action.value,
+            "chat_type": self.chat_type,
+            "chat_id": self.chat_id,
+        }
+        if self.topic is not None:
+            data["topic"] = self.topic
+        data["members"] = [m.to_dict() for m in self.members]
+        if self.topic_change is not None:
+            data["topic_change"] = {"before": self.topic_change[0], "after": self.topic_change[1]}
+        if self.add:
+            data["members_add"] = [m.to_dict() for m in self.add]
+        if self.remove:
+            data["members_remove"] = [m.to_dict() for m in self.remove]
+        if self.role_changes:
+            data["role_changes"] = [r.to_dict() for r in self.role_changes]
+        if self.body is not None:
+            data["request"] = self.body
+        if self.before is not None:
+            data["before"] = self.before.to_dict()
+        if self.intent is not None:
+            data["intent"] = self.intent.to_dict()
+        if self.notes:
+            data["notes"] = list(self.notes)
+        if self.source is not None:
+            data["source"] = self.source
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Change:
+        key = str(data["key"])
+        topic_change = data.get("topic_change")
+        before = data.get("before")
+        intent = data.get("intent")
+        return cls(
+            key=key,
+            action=Action(data["action"]),
+            chat_type=str(data["chat_type"]),
+            chat_id=_opt_str(data.get("chat_id")),
+            topic=_opt_str(data.get("topic")),
+            members=tuple(_member(m) for m in data["members"]),
+            topic_change=(
+                (_opt_str(topic_change["before"]), _opt_str(topic_change["after"]))
+                if topic_change is not None
+                else None
+            ),
+            add=tuple(_member(m) for m in data.get("members_add", ())),
+            remove=tuple(_member(m) for m in data.get("members_remove", ())),
+            role_changes=tuple(RoleChange.from_dict(r) for r in data.get("role_changes", ())),
+            body=dict(data["request"]) if data.get("request") is not None else None,
+            before=_record(before) if before is not None else None,
+            intent=_intent(key, intent) if intent is not None else None,
+            notes=tuple(str(n) for n in data.get("notes", ())),
+            source=_opt_str(data.get("source")),
+        )
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A difference between state and Graph found by refresh: changed outside provision."""
+
+    key: str
+    chat_id: str
+    gone: bool = False
+    topic_change: tuple[str | None, str | None] | None = None  # (state, Graph)
+    added: tuple[MemberRecord, ...] = ()  # in Teams, not in state
+    removed: tuple[MemberRecord, ...] = ()  # in state, no longer in Teams
+    role_changes: tuple[RoleChange, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"key": self.key, "chat_id": self.chat_id, "gone": self.gone}
+        if self.topic_change is not None:
+            data["topic_change"] = {"before": self.topic_change[0], "after": self.topic_change[1]}
+        data["members_added"] = [m.to_dict() for m in self.added]
+        data["members_removed"] = [m.to_dict() for m in self.removed]
+        data["role_changes"] = [r.to_dict() for r in self.role_changes]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Drift:
+        topic_change = data.get("topic_change")
+        return cls(
+            key=str(data["key"]),
+            chat_id=str(data["chat_id"]),
+            gone=bool(data["gone"]),
+            topic_change=(
+                (_opt_str(topic_change["before"]), _opt_str(topic_change["after"]))
+                if topic_change is not None
+                else None
+            ),
+            added=tuple(_member(m) for m in data.get("members_added", ())),
+            removed=tuple(_member(m) for m in data.get("members_removed", ())),
+            role_changes=tuple(RoleChange.from_dict(r) for r in data.get("role_changes", ())),
+        )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every chat key's change (no-ops included), ordered by key, and what it was made against."""
+
+    changes: tuple[Change, ...]
+    state_lineage: str | None  # None: made when no state existed
+    state_serial: int
+    graph_url: str
+    manifest_digest: str = ""
+    manifest_files: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
+    refreshed: bool = False
+    prune: bool = False
+    tool_version: str = __version__
+    created_at: str = field(default_factory=_now)
+    plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    format_version: int = PLAN_FORMAT_VERSION
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Each action name -> count, every action present (contract: ``plan --format json``)."""
+        counts = dict.fromkeys((a.value for a in ACTIONS), 0)
+        for change in self.changes:
+            counts[change.action.value] += 1
+        return counts
+
+    @property
+    def has_changes(self) -> bool:
+        """True when apply would change anything (Teams or state): not only no-ops."""
+        return any(c.action is not Action.NOOP for c in self.changes)
+
+    @property
+    def actionable(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan_id": self.plan_id,
+            "created_at": self.created_at,
+            "tool_version": self.tool_version,
+            "graph_url": self.graph_url,
+            "state": {"lineage": self.state_lineage, "serial": self.state_serial},
+            "manifest": {"digest": self.manifest_digest, "files": list(self.manifest_files)},
+            "refreshed": self.refreshed,
+            "prune": self.prune,
+            "summary": self.summary,
+            "changes": [c.to_dict() for c in self.changes],
+            "drift": [d.to_dict() for d in self.drift],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], format_version: int) -> Plan:
+        state = data["state"]
+        manifest = data["manifest"]
+        return cls(
+            changes=tuple(Change.from_dict(c) for c in data["changes"]),
+            state_lineage=_opt_str(state["lineage"]),
+            state_serial=int(state["serial"]),
+            graph_url=str(data["graph_url"]),
+            manifest_digest=str(manifest["digest"]),
+            manifest_files=tuple(str(f) for f in manifest["files"]),
+            drift=tuple(Drift.from_dict(d) for d in data.get("drift", ())),
+            refreshed=bool(data["refreshed"]),
+            prune=bool(data["prune"]),
+            tool_version=str(data["tool_version"]),
+            created_at=str(data["created_at"]),
+            plan_id=str(data["plan_id"]),
+            format_version=format_version,
+        )
+
+
+# --- saved plans ---------------------------------------------------------------------------
+
+
+def _canonical(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def plan_digest(payload: Mapping[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(_canonical(payload)).hexdigest()
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
+    """Write ``plan`` to ``path`` atomically with mode 0600 and a digest over its content."""
+    path = os.fspath(path)
+    payload = plan.to_dict()
+    document = {
+        "kind": PLAN_FILE_KIND,
+        "format_version": plan.format_version,
+        "digest": plan_digest(payload),
+        "plan": payload,
+    }
+    data = (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise PlanError(f"cannot write plan file {path}: {exc.strerror or exc}") from exc
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """Read a saved plan; PlanError if it is not ours, was edited, or is from a newer version."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc.strerror or exc}") from exc
+    not_ours = f"{path} is not a provision plan file"
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{not_ours} (not JSON: {exc})") from exc
+    if not isinstance(document, dict) or document.get("kind") != PLAN_FILE_KIND:
+        raise PlanError(not_ours, hint="make one with: provision plan PATH... --out FILE")
+    version = document.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise PlanError(f"{not_ours} (no valid format_version)")
+    if version > PLAN_FORMAT_VERSION:
+        raise PlanError(
+            f"the plan file {path} has format version {version}, made by a newer provision; "
+            f"this provision {__version__} reads up to version {PLAN_FORMAT_VERSION}",
+            hint="apply it with the provision version that made it, or plan again",
+        )
+    payload = document.get("plan")
+    if not isinstance(payload, dict) or document.get("digest") != plan_digest(payload):
+        raise PlanError(
+            f"the plan file {path} was modified after it was written (its digest does not "
+            f"match its content)",
+            hint="plans cannot be edited by hand; change the manifest and plan again",
+        )
+    try:
+        return Plan.from_dict(payload, version)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PlanError(f"{not_ours} (unexpected content: {exc!r})") from exc
+
+
+def check_applicable(plan: Plan, state: State, graph_url: str) -> None:
+    """Refuse (PlanError) a saved plan that no longer matches the world it was made for."""
+    if plan.graph_url.rstrip("/") != graph_url.rstrip("/"):
+        raise PlanError(
+            f"the plan was made for Graph at {plan.graph_url}, but this run targets {graph_url}",
+            hint="apply it with the same --graph-url/--cloud, or plan again",
+        )
+    if plan.tool_version != __version__:
+        raise PlanError(
+            f"the plan was made by provision {plan.tool_version}; this is provision {__version__}",
+            hint="plan again with this version",
+        )
+    again = "run provision plan again and review the new plan"
+    if plan.state_lineage is None:
+        if state.exists:
+            raise PlanError(
+                f"the plan was made when no state existed, but the state now exists (serial "
+                f"{state.serial}): the plan was applied already or another run changed things",
+                hint=again,
+            )
+        return
+    if not state.exists:
+        raise PlanError(
+            f"the plan was made against state serial {plan.state_serial} (lineage "
+            f"{plan.state_lineage}), but there is no state now",
+            hint="check --state (or PROVISION_STATE) points at the right file; " + again,
+        )
+    if state.lineage != plan.state_lineage:
+        raise PlanError(
+            f"the plan was made against another state (lineage {plan.state_lineage}); this "
+            f"state has lineage {state.lineage}",
+            hint="check --state (or PROVISION_STATE) points at the right file; " + again,
+        )
+    if state.last_plan_id == plan.plan_id:
+        raise PlanError(
+            f"this plan was already applied (the state is now at serial {state.serial})",
+            hint=again,
+        )
+    if state.serial != plan.state_serial:
+        raise PlanError(
+            f"the state has changed since the plan was made (plan: serial {plan.state_serial}, "
+            f"state: serial {state.serial})",
+            hint=again,
+        )
+
+
+# --- helpers for from_dict -----------------------------------------------------------------
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _member(data: Mapping[str, Any]) -> MemberRecord:
+    return MemberRecord(
+        user=str(data["user"]),
+        role=str(data["role"]),
+        object_id=_opt_str(data.get("object_id")),
+        tenant_id=_opt_str(data.get("tenant_id")),
+        membership_id=_opt_str(data.get("membership_id")),
+    )
+
+
+def _record(data: Mapping[str, Any]) -> ChatRecord:
+    return ChatRecord(
+        chat_id=str(data["chat_id"]),
+        chat_type=str(data["chat_type"]),
+        members=tuple(_member(m) for m in data["members"]),
+        topic=_opt_str(data.get("topic")),
+        created_at=_opt_str(data.get("created_at")),
+    )
+
+
+def _intent(key: str, data: Mapping[str, Any]) -> Intent:
+    return Intent(
+        key=key,
+        chat_type=str(data["chat_type"]),
+        members=tuple(_member(m) for m in data["members"]),
+        attempt_id=str(data["attempt_id"]),
+        started_at=str(data["started_at"]),
+        topic=_opt_str(data.get("topic")),
+    )
