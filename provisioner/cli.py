@@ -44,6 +44,40 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for machines.",
+)
+def validate(paths: tuple[str, ...], fmt: str) -> int:
+    """Check manifests offline: YAML, the manifest schema and Graph's rules.
+
+    PATH is a manifest file or a directory (its *.yaml and *.yml files). All manifests
+    together form one desired state. Every problem is reported, each with file:line:col;
+    under GitHub Actions they also become annotations on the pull request. Exit code 0 when
+    everything is valid, 1 otherwise.
+    """
+    # Imported here so that commands which never read manifests do not pay for it.
+    from provisioner.manifest import validate_paths
+    from provisioner.render_diagnostics import render_github, render_json, render_text
+
+    result = validate_paths(paths)
+    if fmt == "json":
+        counts = {"files": result.files, "chats": result.chats, "errors": len(result.diagnostics)}
+        files = result.desired.files if result.desired else ()
+        click.echo(render_json(result.diagnostics, counts, files))
+    else:
+        if result.diagnostics and os.environ.get("GITHUB_ACTIONS") == "true":
+            click.echo(render_github(result.diagnostics))
+        click.echo(render_text(result.diagnostics, result.summary))
+    return 0 if result.ok else 1
+
+
 # --- plan, state, force-unlock -------------------------------------------------------------
 
 STATE_HELP = "The state file (env PROVISION_STATE)."

@@ -1,0 +1,155 @@
+"""How long `provision validate` takes on a 10,000-chat manifest, relative to parsing it.
+
+Generates a manifest of 10,000 chats (half oneOnOne, half group with 4 members, one of them a
+guest), then times, interleaved and repeated, in the same run:
+
+* baseline: ``yaml.load(f, Loader=yaml.CSafeLoader)`` of the file, and
+* ``provisioner.manifest.validate_paths([file])`` (everything `validate` does but printing),
+
+in-process, and both again through the command line (a fresh interpreter each:
+``python -c 'import yaml; yaml.load(...)'`` against ``python -m provisioner validate FILE``).
+Prints best-of-N and median times and their ratios. Target (issue 2): ratio <= 1.2.
+Also printed, for context: the ratio against ``yaml.load`` with the garbage collector paused
+(validate pauses it while loading) and the error path's cost (one typo -> jsonschema runs).
+
+Usage: python benchmarks/bench_validate.py [--chats N] [--repeat N] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from provisioner.manifest import validate_paths
+
+
+def generate(path: Path, chats: int) -> None:
+    ids = (str(uuid.UUID(int=i * 7919 + 12345, version=4)) for i in range(10 * chats))
+    lines = [
+        "# yaml-language-server: $schema=../schemas/manifest.schema.json",
+        "version: 1",
+        "chats:",
+    ]
+    half = chats // 2
+    for i in range(half):
+        lines += [
+            "  - chatType: oneOnOne",
+            "    members:",
+            f"      - user: {next(ids)}",
+            f"      - user: user{i}@contoso.com",
+        ]
+    for i in range(chats - half):
+        lines += [
+            f"  - key: team-{i}",
+            "    chatType: group",
+            f"    topic: Team {i} planning",
+            "    members:",
+            f"      - user: {next(ids)}",
+            f"      - user: {next(ids)}",
+            f"      - user: lead{i}@contoso.com",
+            f"      - user: {next(ids)}",
+            "        role: guest",
+        ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(
+    name: str, base: Callable[[], object], ours: Callable[[], object], repeat: int
+) -> float:
+    base_t: list[float] = []
+    ours_t: list[float] = []
+    for _ in range(repeat):  # interleaved, so machine noise hits both alike
+        base_t.append(timed(base))
+        ours_t.append(timed(ours))
+    best = min(ours_t) / min(base_t)
+    median = statistics.median(ours_t) / statistics.median(base_t)
+    print(
+        f"{name}: yaml.load best {min(base_t):.3f}s median {statistics.median(base_t):.3f}s | "
+        f"validate best {min(ours_t):.3f}s median {statistics.median(ours_t):.3f}s | "
+        f"ratio best {best:.2f}x median {median:.2f}x"
+    )
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chats", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--keep", type=Path, help="write the manifest here and keep it")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = (args.keep or Path(tmp)) / "bench-chats.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generate(path, args.chats)
+        size = path.stat().st_size
+        print(f"manifest: {path.name}, {args.chats} chats, {size / 1e6:.1f} MB")
+
+        result = validate_paths([str(path)])
+        assert result.ok and result.chats == args.chats, result.diagnostics[:3]
+
+        def load() -> object:
+            with path.open(encoding="utf-8") as fh:
+                return yaml.load(fh, Loader=yaml.CSafeLoader)
+
+        def validate() -> object:
+            return validate_paths([str(path)])
+
+        in_process = compare("in-process", load, validate, args.repeat)
+
+        # For transparency: how much of the gain is pausing the garbage collector (which
+        # validate does while loading, see manifest._gc_paused), and what the error path costs
+        # (one typo in the last chat sends the whole file through jsonschema).
+        def load_no_gc() -> object:
+            gc.disable()
+            try:
+                return load()
+            finally:
+                gc.enable()
+
+        compare("in-process vs yaml.load with gc paused", load_no_gc, validate, args.repeat)
+        broken = path.with_name("bench-chats-broken.yaml")
+        text = path.read_text(encoding="utf-8")
+        cut = text.rindex("chatType: group")
+        broken.write_text(text[:cut] + "chatTyp" + text[cut + len("chatType") :], "utf-8")
+        errors = validate_paths([str(broken)])
+        assert len(errors.diagnostics) == 1, errors.diagnostics
+        compare("error path (1 typo)", load, lambda: validate_paths([str(broken)]), 3)
+
+        load_cmd = [
+            sys.executable,
+            "-c",
+            "import sys, yaml; yaml.load(open(sys.argv[1], encoding='utf-8'), "
+            "Loader=yaml.CSafeLoader)",
+            str(path),
+        ]
+        validate_cmd = [sys.executable, "-m", "provisioner", "validate", str(path)]
+
+        def run(cmd: list[str]) -> Callable[[], object]:
+            return lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+        cli = compare("cli", run(load_cmd), run(validate_cmd), max(3, args.repeat // 2))
+    target = 1.2
+    verdict = "ok" if max(in_process, cli) <= target else "OVER TARGET"
+    print(f"target <= {target}x: in-process {in_process:.2f}x, cli {cli:.2f}x -> {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,433 @@
+"""Manifests -> desired state: find the files, load them safely, check them, build the models.
+
+Pipeline per file: bytes -> text -> YAML node tree (``yamlload``) -> chats. Two ways to chats:
+
+* **Fast path** (``_build_document``): walks the node tree once, checks exactly what the JSON
+  Schema checks (with the enums and patterns taken from the schema itself) and builds the
+  ``Chat``/``Member`` models directly. It gives up (returns ``None``) at the first thing that
+  is not plainly valid; it never reports anything itself.
+* **Error path** (``_slow_file``): converts the nodes to plain data, collects every YAML-level
+  problem and every JSON Schema error (``schema``), and builds the chats that have none so that
+  Graph's rules can be checked on them too. All problems of all files are reported at once.
+
+Graph's cross-field and cross-file rules (``rules``) then run on the chats of both paths.
+The fast path exists because ``jsonschema``'s ``iter_errors`` over a 10,000-chat document
+costs about as much as parsing it (see ``benchmarks/bench_validate.py``); tests check that
+both paths agree on every golden file and on generated documents.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from provisioner import rules
+from provisioner.errors import Diagnostic, InputError, ValidationFailed
+from provisioner.models import GROUP, ONE_ON_ONE, Chat, DesiredState, Member, Source, one_on_one_key
+from provisioner.schema import load_schema, regex, schema_path
+from provisioner.yamlload import (
+    INT_TAG,
+    MAP_TAG,
+    SEQ_TAG,
+    STR_TAG,
+    BadFile,
+    Problem,
+    alias_budget,
+    compose,
+    decode,
+    flatten_merges,
+    format_path,
+    locate,
+    position,
+    read_bytes,
+    to_data,
+)
+
+__all__ = [
+    "ValidationResult",
+    "load_desired",
+    "load_schema",
+    "manifest_files",
+    "schema_path",
+    "validate_paths",
+]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Outcome of checking manifests: every diagnostic (sorted), how many files and chat
+    entries were read, and the desired state when there were no errors."""
+
+    diagnostics: tuple[Diagnostic, ...]
+    files: int
+    chats: int
+    desired: DesiredState | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+    @property
+    def summary(self) -> str:
+        """``2 files, 14 chats, 3 errors``."""
+        return ", ".join(
+            (
+                _plural(self.files, "file"),
+                _plural(self.chats, "chat"),
+                _plural(len(self.diagnostics), "error"),
+            )
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def manifest_files(paths: Sequence[str]) -> list[Path]:
+    """The manifest files named by ``paths``: a file as it is, a directory as its
+    ``*.yaml``/``*.yml`` files (not recursive, sorted; names starting with '.' are skipped, as
+    a shell glob would). A file reached twice is read once. ``InputError`` for a missing path,
+    a directory without manifests, or something that is neither file nor directory."""
+    if not paths:
+        raise InputError("no manifest given", hint="pass manifest files or directories")
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix in MANIFEST_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
+            if not found:
+                raise InputError(f"{raw}: directory has no manifest files (*.yaml, *.yml)")
+        elif path.is_file():
+            found = [path]
+        elif path.exists():
+            raise InputError(f"{raw}: not a regular file or directory")
+        else:
+            raise InputError(f"{raw}: no such file or directory")
+        for p in found:
+            real = p.resolve()
+            if real not in seen:
+                seen.add(real)
+                files.append(p)
+    return files
+
+
+def validate_paths(paths: Sequence[str]) -> ValidationResult:
+    """Check the manifests named by ``paths`` as one desired state and report every problem.
+    Raises only ``InputError`` (for paths that cannot be used at all)."""
+    files = manifest_files(paths)
+    digest = hashlib.sha256()
+    diagnostics: list[Diagnostic] = []
+    entries: list[rules.Entry] = []
+    chat_count = 0
+    with _gc_paused():
+        for path in files:
+            name = str(path)
+            checked = _check_file(path, name, digest)
+            diagnostics.extend(checked.diagnostics)
+            entries.extend(checked.entries)
+            chat_count += checked.chats
+        diagnostics.extend(rules.check(entries))
+    diagnostics.sort(key=Diagnostic.sort_key)
+    desired = None
+    if not diagnostics:
+        chats = sorted((e.chat for e in entries), key=lambda c: c.key)
+        desired = DesiredState(
+            chats=tuple(chats), files=tuple(str(p) for p in files), digest=digest.hexdigest()
+        )
+    return ValidationResult(tuple(diagnostics), len(files), chat_count, desired)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while manifests are loaded.
+
+    Composing a 10,000-chat manifest creates ~300,000 small objects (nodes, marks, models) and
+    none of them needs the collector: reference counting frees them. Left on, the collector
+    re-walks the growing tree at every generation threshold, which measured at about 70% of the
+    parse time (benchmarks/bench_validate.py). It is switched back on afterwards (and cycles
+    such as self-referencing anchors are collected then)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def load_desired(paths: Sequence[str]) -> DesiredState:
+    """The desired state from the manifests named by ``paths``.
+
+    Chats are ordered by key; a oneOnOne chat without a key gets
+    ``models.one_on_one_key(a, b)``; a member's role defaults to ``defaults.role``, then
+    ``owner``; ``Chat.source``/``Member.source`` say where each was written. ``digest`` is the
+    sha256 over, for each file in order, its size as 8 big-endian bytes and then its bytes.
+
+    Raises ``ValidationFailed`` with every diagnostic (sorted) or ``InputError``.
+    """
+    result = validate_paths(paths)
+    if result.desired is None:
+        raise ValidationFailed(list(result.diagnostics), result.summary)
+    return result.desired
+
+
+@dataclass
+class _Checked:
+    diagnostics: list[Diagnostic]
+    entries: list[rules.Entry]
+    chats: int
+
+
+def _check_file(path: Path, name: str, digest: Any) -> _Checked:
+    try:
+        data = read_bytes(path)
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+        text = decode(data)
+        root = compose(text, name)
+    except BadFile as exc:
+        return _Checked([Diagnostic(name, exc.line, exc.col, exc.message, hint=exc.hint)], [], 0)
+    if root is None:
+        return _Checked(
+            [
+                Diagnostic(
+                    name, 0, 0, "file is empty", hint="a manifest needs 'version: 1' and 'chats:'"
+                )
+            ],
+            [],
+            0,
+        )
+    budget = alias_budget(text)
+    fast = _build_document(root, name, budget)
+    if fast is not None:
+        return _Checked([], [rules.Entry(c, name, i, root) for i, c in enumerate(fast)], len(fast))
+    return _slow_file(root, name, budget)
+
+
+def _slow_file(root: Node, name: str, budget: int) -> _Checked:
+    problems: list[Problem] = flatten_merges(root)
+    converted = to_data(root, budget)
+    problems.extend(converted.problems)
+    skip = list(converted.bad_paths)
+    if converted.data is not None or () not in skip:
+        from provisioner.schema import schema_problems  # jsonschema only on the error path
+
+        problems.extend(schema_problems(converted.data, root, skip))
+
+    diagnostics = [_diagnostic(name, p) for p in problems]
+    data = converted.data
+    chats = data.get("chats") if isinstance(data, dict) else None
+    if not isinstance(chats, list):
+        return _Checked(diagnostics, [], 0)
+
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    role = defaults.get("role") if isinstance(defaults, dict) else None
+    default_role = role if isinstance(role, str) and role in _ROLES else "owner"
+    _, chats_node = locate(root, ("chats",))
+    assert isinstance(chats_node, SequenceNode)
+    broken = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "chats"}
+    entries: list[rules.Entry] = []
+    for i, node in enumerate(chats_node.value):
+        if i in broken:
+            partial = _lenient_chat(chats[i], name, default_role)
+            if partial is not None:
+                entries.append(rules.Entry(partial, name, i, root, partial=True))
+            continue
+        chat = _build_chat(node, name, default_role)
+        if chat is not None:
+            entries.append(rules.Entry(chat, name, i, root))
+        elif not problems:
+            # The schema found nothing wrong but the fast path refused this chat: the two
+            # disagree, which is a bug in provision, not in the manifest.
+            line, col = position(node)
+            raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
+    return _Checked(diagnostics, entries, len(chats))
+
+
+def _lenient_chat(data: object, file: str, default_role: str) -> Chat | None:
+    """Whatever members of a broken chat can be read, for the member rules only."""
+    if not isinstance(data, dict) or not isinstance(data.get("members"), list):
+        return None
+    members = []
+    for item in data["members"]:
+        item = item if isinstance(item, dict) else {}
+        user, role, tenant = item.get("user"), item.get("role"), item.get("tenantId")
+        if role is None:
+            role = default_role
+        members.append(
+            Member(
+                user if isinstance(user, str) else "",
+                role if isinstance(role, str) and role in _ROLES else "owner",
+                tenant if isinstance(tenant, str) and tenant else None,
+            )
+        )
+    chat_type = data.get("chatType")
+    return Chat("", chat_type if isinstance(chat_type, str) else "", tuple(members))
+
+
+def _diagnostic(name: str, problem: Problem) -> Diagnostic:
+    line, col = position(problem.node)
+    return Diagnostic(name, line, col, problem.message, format_path(problem.path), problem.hint)
+
+
+# --- the fast path --------------------------------------------------------------------------
+# Everything it accepts must be valid under the schema; constants come from the schema so the
+# two cannot drift apart (tests/test_manifest_paths.py checks the structure agrees too).
+
+_SCHEMA = load_schema()
+_DEFS = _SCHEMA["$defs"]
+_CHAT = _DEFS["chat"]["properties"]
+_MEMBER = _DEFS["member"]["properties"]
+_CHAT_TYPES = frozenset(_CHAT["chatType"]["enum"])
+_ROLES = frozenset(_DEFS["role"]["enum"])
+_KEY_RE = regex(_CHAT["key"]["pattern"])
+_TOPIC_RE = regex(_CHAT["topic"]["pattern"])
+_TOPIC_MIN = _CHAT["topic"]["minLength"]
+_TOPIC_MAX = _CHAT["topic"]["maxLength"]
+_MIN_MEMBERS = _CHAT["members"]["minItems"]
+_USER_RE = regex(_MEMBER["user"]["pattern"])
+_GUID_RE = regex(_DEFS["guid"]["pattern"])
+assert {ONE_ON_ONE, GROUP} == _CHAT_TYPES
+
+
+def _build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
+    """The chats of a plainly valid document, or ``None`` for anything else."""
+    if root.__class__ is not MappingNode or root.tag != MAP_TAG:
+        return None
+    version = defaults = chats = None
+    for k, v in root.value:
+        if k.__class__ is not ScalarNode or k.tag != STR_TAG:
+            return None
+        name = k.value
+        if name == "chats" and chats is None:
+            chats = v
+        elif name == "version" and version is None:
+            version = v
+        elif name == "defaults" and defaults is None:
+            defaults = v
+        else:
+            return None
+    if version is None or version.tag != INT_TAG or version.value != "1":
+        return None
+    if chats is None or chats.__class__ is not SequenceNode or chats.tag != SEQ_TAG:
+        return None
+    default_role = "owner"
+    if defaults is not None:
+        if defaults.__class__ is not MappingNode or defaults.tag != MAP_TAG:
+            return None
+        if defaults.value:
+            if len(defaults.value) != 1:
+                return None
+            ((k, v),) = defaults.value
+            if k.tag != STR_TAG or k.value != "role" or not _is_str(v) or v.value not in _ROLES:
+                return None
+            default_role = v.value
+    out: list[Chat] = []
+    expanded = 0
+    for node in chats.value:
+        # Aliases can make one long members list appear in every chat: count (roughly, at
+        # least 3 nodes a member) before building, and leave it to the error path to report
+        # a document that expands beyond the alias budget.
+        expanded += 1
+        if node.__class__ is MappingNode:
+            for _, v in node.value:
+                if v.__class__ is SequenceNode:
+                    expanded += 3 * len(v.value)
+        if expanded > budget:
+            return None
+        chat = _build_chat(node, file, default_role)
+        if chat is None:
+            return None
+        out.append(chat)
+    return out
+
+
+def _is_str(node: Node) -> bool:
+    return node.__class__ is ScalarNode and node.tag == STR_TAG
+
+
+def _build_chat(node: Node, file: str, default_role: str) -> Chat | None:
+    """One chat from its node if it is plainly valid under the schema, else ``None``."""
+    if node.__class__ is not MappingNode or node.tag != MAP_TAG:
+        return None
+    key = chat_type = topic = None
+    members: list[Node] | None = None
+    for k, v in node.value:
+        if k.__class__ is not ScalarNode or k.tag != STR_TAG:
+            return None
+        name = k.value
+        if name == "members":
+            if members is not None or v.__class__ is not SequenceNode or v.tag != SEQ_TAG:
+                return None
+            members = v.value
+            continue
+        if v.__class__ is not ScalarNode or v.tag != STR_TAG:
+            return None
+        if name == "chatType" and chat_type is None:
+            chat_type = v.value
+        elif name == "key" and key is None:
+            key = v.value
+        elif name == "topic" and topic is None:
+            topic = v.value
+        else:
+            return None
+    if members is None or len(members) < _MIN_MEMBERS:
+        return None
+    if chat_type == ONE_ON_ONE:
+        if topic is not None or len(members) != 2:
+            return None
+    elif chat_type != GROUP or key is None:
+        return None
+    if key is not None and not _KEY_RE.search(key):
+        return None
+    if topic is not None and not (
+        _TOPIC_MIN <= len(topic) <= _TOPIC_MAX and _TOPIC_RE.search(topic)
+    ):
+        return None
+    built: list[Member] = []
+    for m in members:
+        if m.__class__ is not MappingNode or m.tag != MAP_TAG:
+            return None
+        user = role = tenant = None
+        for k, v in m.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG:
+                return None
+            if v.__class__ is not ScalarNode or v.tag != STR_TAG:
+                return None
+            name = k.value
+            if name == "user" and user is None:
+                user = v.value
+            elif name == "role" and role is None:
+                role = v.value
+            elif name == "tenantId" and tenant is None:
+                tenant = v.value
+            else:
+                return None
+        if user is None or not _USER_RE.search(user):
+            return None
+        if role is not None and role not in _ROLES:
+            return None
+        if tenant is not None and not _GUID_RE.search(tenant):
+            return None
+        mark = m.start_mark
+        built.append(
+            Member(user, role or default_role, tenant, Source(file, mark.line + 1, mark.column + 1))
+        )
+    if key is None:
+        key = one_on_one_key(built[0].user, built[1].user)
+    mark = node.start_mark
+    return Chat(key, chat_type, tuple(built), topic, Source(file, mark.line + 1, mark.column + 1))
