@@ -158,6 +158,11 @@ def _check_graph_url(url: str) -> str:
     show_default=True,
     help="Microsoft Graph base URL (env PROVISION_GRAPH_URL).",
 )
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Plan against the built-in Graph emulator (tenant in ./.provision-emulator.json).",
+)
 def plan(
     paths: tuple[str, ...],
     state_path: str,
@@ -166,6 +171,7 @@ def plan(
     refresh: bool,
     detailed_exitcode: bool,
     graph_url: str,
+    emulator: bool,
 ) -> int:
     """Show what apply would change: manifests compared with the state.
 
@@ -179,6 +185,10 @@ def plan(
     from provisioner.render import render_plan
     from provisioner.state import open_store
 
+    if emulator:  # runs until the command ends (click closes the context's resources)
+        from provisioner.cli_apply import emulator_session
+
+        graph_url = click.get_current_context().with_resource(emulator_session())
     graph_url = _check_graph_url(graph_url)
     desired = load_desired(paths)
     store = open_store(state_path)
@@ -335,6 +345,12 @@ def force_unlock_cmd(lock_id: str, state_path: str) -> int:
         f"{info.host}, created {info.created})."
     )
     return 0
+
+
+# `provision apply` lives in its own module (provisioner/cli_apply.py).
+from provisioner.cli_apply import apply_command  # noqa: E402
+
+cli.add_command(apply_command)
 
 
 class Terminated(BaseException):

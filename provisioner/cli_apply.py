@@ -1,0 +1,445 @@
+"""``provision apply``: plan (or load a saved plan), confirm, run it, report.
+
+Thin like the rest of the CLI: the work is in ``provisioner.apply``; this module wires the
+Graph client, the state lock, signals, the progress display and the exit code:
+0 every change made (or nothing to do), 1 anything failed or was refused, 130/143 stopped by
+SIGINT/SIGTERM (the state is saved; running the same command again continues).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from provisioner.apply import ApplyListener, ApplyOptions, Outcome, Progress
+from provisioner.cli_options import connection_options
+from provisioner.errors import InputError
+from provisioner.state import DEFAULT_STATE_PATH
+
+EMULATOR_DATA = ".provision-emulator.json"
+#: Graph client retries per request (throttling, 5xx, dropped connections).
+MAX_RETRIES = 8
+DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round trips) = 14
+LINE_EVERY_S = 5.0  # progress line interval when stderr is not a terminal
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class EmulatorToken:
+    """The credential for ``--emulator``: any bearer token works there. A rejected token is
+    replaced by a new one, the way a real credential refreshes."""
+
+    description = "the built-in emulator (no sign-in)"
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def get_token(self) -> str:
+        with self._lock:
+            return f"emulator-token-{self._generation}"
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._generation += 1
+
+
+@contextlib.contextmanager
+def emulator_session(port: int = 0) -> Iterator[str]:
+    """Run the built-in emulator (tenant kept in ``./.provision-emulator.json``) for a block;
+    yields its Graph URL."""
+    from provisioner.emulator import embedded
+
+    with embedded(EMULATOR_DATA, port=port) as url:
+        click.echo(
+            f"Using the built-in Graph emulator at {url} (tenant kept in ./{EMULATOR_DATA}).",
+            err=True,
+        )
+        yield url
+
+
+def _emulator_port(graph_url: str) -> int:
+    """A saved plan made with ``--emulator`` names the port its emulator had: use it again so
+    the plan's Graph URL matches (``check_applicable``)."""
+    from provisioner.auth import is_loopback_host
+
+    parts = urlsplit(graph_url)
+    if parts.scheme == "http" and is_loopback_host(parts.hostname or "") and parts.port:
+        return parts.port
+    return 0
+
+
+def is_plan_file(path: str) -> bool:
+    """True for a file saved by ``provision plan --out`` (JSON with ``kind: provision-plan``)."""
+    from provisioner.plan import PLAN_FILE_KIND
+
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+            if head != b"{":
+                return False
+            document = json.loads(head + f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("kind") == PLAN_FILE_KIND
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class CliProgress(ApplyListener):
+    """``bar``: a click progress bar on a terminal; ``lines``: a plain line every few seconds
+    (CI logs); ``none``. ``verbose`` adds one line per finished key. All output goes to
+    stderr, from the thread that runs the executor."""
+
+    def __init__(self, mode: str, *, verbose: bool = False, every_s: float = LINE_EVERY_S) -> None:
+        self.mode = mode
+        self.verbose = verbose
+        self.every_s = every_s
+        self._finished: deque[Outcome] = deque()
+        self._bar: Any = None
+        self._last_line = 0.0
+        self._total = 0
+
+    def started(self, total: int) -> None:
+        self._total = total
+        if self.mode == "bar" and total:
+            self._bar = click.progressbar(
+                length=total,
+                label="Applying",
+                file=sys.stderr,
+                show_eta=True,
+                show_pos=True,
+                show_percent=False,
+                item_show_func=lambda text: text,
+            )
+            self._bar.__enter__()
+
+    def finished(self, outcome: Outcome) -> None:
+        self._finished.append(outcome)  # deque.append is thread-safe
+
+    def tick(self, p: Progress) -> None:
+        from provisioner.render_result import outcome_line
+
+        while self._finished:
+            outcome = self._finished.popleft()
+            if self.verbose:
+                click.echo(outcome_line(outcome), err=True)
+        if self._bar is not None:
+            status = f"{p.rate:.1f} chats/s, {p.throttled} throttled"
+            if p.failed:
+                status += f", {p.failed} failed"
+            self._bar.update(p.done - self._bar.pos, status)
+        elif self.mode == "lines" and (
+            p.elapsed - self._last_line >= self.every_s or p.done == p.total
+        ):
+            if p.done == p.total and self._last_line < 0:
+                return
+            self._last_line = p.elapsed if p.done < p.total else -1.0
+            eta = f", ETA {(p.total - p.done) / p.rate:.0f}s" if p.rate > 0 and p.done else ""
+            click.echo(
+                f"apply: {p.done}/{p.total} done, {p.failed} failed, {p.rate:.1f} chats/s, "
+                f"{p.throttled} throttled{eta}",
+                err=True,
+            )
+
+    def stopping(self, reason: str, in_flight: int, grace_s: float) -> None:
+        self.close()
+        if self.mode == "none":
+            return
+        click.echo(
+            f"\n{reason}: stopping. No new changes start; waiting up to {grace_s:.0f}s for "
+            f"{in_flight} request(s) in flight. Press Ctrl+C again to stop at once (the next "
+            f"run picks up safely).",
+            err=True,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def progress_mode(quiet: bool | None) -> tuple[str, bool]:
+    """``--quiet``: none; ``--verbose``: plain lines plus one line per key; default: a bar on
+    a terminal, plain lines elsewhere."""
+    if quiet is True:
+        return "none", False
+    if quiet is False:
+        return "lines", True
+    return ("bar" if sys.stderr.isatty() else "lines"), False
+
+
+# --- signals -----------------------------------------------------------------------------------
+
+
+class Abort(Exception):
+    """A second signal: stop at once."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@contextlib.contextmanager
+def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
+    """First SIGINT/SIGTERM: ``request_stop(name)`` (finish what is in flight, save, exit).
+    A second one raises `Abort` at once; the journal keeps the next run safe."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[str] = []
+
+    def handler(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if seen:
+            raise Abort(name)
+        seen.append(name)
+        request_stop(name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
+    """The command that continues an interrupted run."""
+    words = ["provision", "apply", *targets]
+    for flag, value in options.items():
+        if value is True:
+            words.append(flag)
+        elif value:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+@click.command("apply")
+@click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
+@click.option(
+    "--state",
+    "state_path",
+    envvar="PROVISION_STATE",
+    default=DEFAULT_STATE_PATH,
+    show_default=True,
+    metavar="FILE",
+    help="The state file (env PROVISION_STATE).",
+)
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 128),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Requests in flight at once (enough to keep Graph's rate limit busy).",
+)
+@click.option(
+    "--max-rps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests per second per tenant (default: Graph's documented 30 for writes and "
+    "for reads; lower it when other apps share the tenant's limits).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for each Graph answer.",
+)
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help=f"Apply to the built-in Graph emulator (tenant in ./{EMULATOR_DATA}); "
+    "no credentials needed.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="The final report: text for people, json for scripts (one object on stdout).",
+)
+@click.option(
+    "--quiet/--verbose",
+    "quiet",
+    default=None,
+    help="--quiet: no progress, only the final report. --verbose: a line per chat.",
+)
+@connection_options
+def apply_command(
+    targets: tuple[str, ...],
+    state_path: str,
+    auto_approve: bool,
+    concurrency: int,
+    max_rps: float | None,
+    timeout: float,
+    emulator: bool,
+    fmt: str,
+    quiet: bool | None,
+    graph_url: str | None,
+    cloud: str,
+    auth: str,
+) -> int:
+    """Make the chats match the manifests (or do exactly what a saved plan says).
+
+    With manifest PATHs, the plan is shown first and applied after you confirm (on a
+    terminal; elsewhere --auto-approve is required). With a PLANFILE from `provision plan
+    --out`, exactly that plan is applied, and refused if the state changed since.
+
+    Every change is saved to the state as soon as Graph made it. Ctrl+C (or SIGTERM) stops
+    cleanly: nothing new starts, changes in flight finish, the state is saved; run the same
+    command again to continue. Group chat creations are journaled first, so even a killed
+    run never leads to a duplicate chat.
+    """
+    from provisioner.apply import Executor, RequestStats, StopSignal
+    from provisioner.auth import is_loopback_host
+    from provisioner.cli import _note_takeover, _use_color
+    from provisioner.cli_options import connection_from_options
+    from provisioner.graph import GraphClient
+    from provisioner.pacing import Pacer
+    from provisioner.plan import check_applicable, load_plan
+    from provisioner.planner import make_plan
+    from provisioner.render import render_plan
+    from provisioner.render_result import render_json, render_text, run_status
+    from provisioner.state import open_store
+    from provisioner.state_writer import StateWriter
+
+    plan_file = targets[0] if len(targets) == 1 and is_plan_file(targets[0]) else None
+    if fmt == "json" and plan_file is None and not auto_approve:
+        raise click.UsageError("--format json needs --auto-approve (or a saved plan file)")
+    # Credentials are checked before anything is planned (no network yet).
+    credential: Any
+    if emulator:
+        credential = EmulatorToken()
+    else:
+        connection = connection_from_options(
+            graph_url, cloud, auth, prompt=lambda text: click.echo(text, err=True)
+        )
+        credential = connection.credential
+    saved = load_plan(plan_file) if plan_file is not None else None
+    desired = None
+    if saved is None:
+        from provisioner.manifest import load_desired
+
+        desired = load_desired(targets)
+
+    resume_targets = targets if saved is None else saved.manifest_files
+    resume = resume_command(
+        resume_targets,
+        {
+            "--state": state_path if state_path != DEFAULT_STATE_PATH else None,
+            "--emulator": emulator,
+            "--graph-url": graph_url if not emulator else None,
+            "--auto-approve": auto_approve and saved is None,
+        },
+    )
+    with contextlib.ExitStack() as stack:
+        if emulator:
+            port = _emulator_port(saved.graph_url) if saved is not None else 0
+            url = stack.enter_context(emulator_session(port))
+        else:
+            url = connection.graph_url
+        store = open_store(state_path)
+        with store.lock("apply") as info:
+            _note_takeover(info)
+            state = store.read()
+            if saved is not None:
+                check_applicable(saved, state, url)
+                plan = saved
+            else:
+                assert desired is not None
+                plan = make_plan(desired, state, graph_url=url)
+                if fmt == "text":
+                    color = _use_color()
+                    click.echo(render_plan(plan, "text", color=color), nl=False)
+                if plan.has_changes and not auto_approve:
+                    _confirm()
+            if not plan.has_changes and fmt == "text":
+                if saved is not None:
+                    click.echo("No changes. The chats match the plan.")
+                return 0
+
+            stop = StopSignal()
+            stats = RequestStats()
+            pacer = Pacer(max_rps=max_rps, sleep=stop.sleep)
+            client = GraphClient(
+                url,
+                credential,
+                pacer=pacer,
+                timeout=(min(10.0, timeout), timeout),
+                max_retries=MAX_RETRIES,
+                pool_size=concurrency + 4,
+                on_event=stats,
+            )
+            stack.callback(client.close)
+            mode, verbose = progress_mode(quiet)
+            listener = CliProgress(mode, verbose=verbose)
+            # The emulator lists a chat as soon as it exists; Graph may take a moment.
+            settle = 0.5 if is_loopback_host(urlsplit(url).hostname or "") else 5.0
+            executor = Executor(
+                plan,
+                client,
+                StateWriter(store, state),
+                options=ApplyOptions(concurrency=concurrency, settle_s=settle),
+                listener=listener,
+                stats=stats,
+                stop=stop,
+                pacer=pacer,
+            )
+            try:
+                with stop_on_signals(executor.request_stop):
+                    result = executor.run()
+            except (Abort, KeyboardInterrupt) as exc:
+                listener.close()
+                name = exc.name if isinstance(exc, Abort) else "SIGINT"
+                click.echo(
+                    f"\n{name}: stopped at once. Changes Graph made are in the state or in its "
+                    f"journal; to continue, run: {resume}",
+                    err=True,
+                )
+                return SIGNAL_EXIT.get(name, 130)
+            finally:
+                listener.close()
+    status = run_status(result)
+    shown_resume = resume if status != "ok" else None
+    if fmt == "json":
+        click.echo(render_json(result, resume=shown_resume), nl=False)
+    else:
+        click.echo(render_text(result, resume=shown_resume), nl=False)
+    if status == "interrupted":
+        return SIGNAL_EXIT.get(result.stopped or "", 130)
+    return 0 if status == "ok" else 1
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        raise InputError(
+            "refusing to apply without confirmation: standard input is not a terminal",
+            hint="review the plan above, then run again with --auto-approve; or save it with "
+            "provision plan --out FILE and apply that file",
+        )
+    click.echo("\nDo you want to perform these actions?")
+    answer = click.prompt(
+        "  Only 'yes' will be accepted to approve", default="", show_default=False
+    )
+    if answer.strip() != "yes":
+        raise InputError("apply cancelled: nothing was changed")
