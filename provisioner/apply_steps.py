@@ -222,7 +222,8 @@ class ChatSteps:
         started = parse_time(intent.started_at)
         if started is not None:
             settled = started + timedelta(seconds=self.ctx.settle_s)
-            wait = (settled - self._now()).total_seconds()
+            # At most settle_s from now, whatever the journal's clock said.
+            wait = min(self.ctx.settle_s, (settled - self._now()).total_seconds())
             if wait > 0:
                 yield self.ctx.clock() + wait
         note = f"an unfinished creation (attempt {intent.attempt_id}) was looked up"
@@ -353,9 +354,9 @@ class ChatSteps:
             save()
 
         # The final record is the plan's "after" view, with the membership ids learned.
-        learned = {c.identity: c.membership_id for c in current if c.membership_id}
+        learned = {k: c.membership_id for c in current if c.membership_id for k in _keys(c)}
         members = tuple(
-            replace(m, membership_id=learned.get(m.identity) or m.membership_id)
+            replace(m, membership_id=_first_known(m, learned) or membership(m))
             for m in change.members
         )
         final = ChatRecord(chat_id, change.chat_type, members, change.topic, created_at)
@@ -471,6 +472,10 @@ def _membership_index(members: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 def _keys(member: MemberRecord) -> list[str]:
     keys = [member.object_id.lower()] if member.object_id else []
     return [*keys, member.user.lower()]
+
+
+def _first_known(member: MemberRecord, index: Mapping[str, str | None]) -> str | None:
+    return next((v for k in _keys(member) if (v := index.get(k))), None)
 
 
 def _same(a: MemberRecord, b: MemberRecord) -> bool:

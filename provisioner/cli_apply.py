@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -148,7 +149,11 @@ class CliProgress(ApplyListener):
             if p.done == p.total and self._last_line < 0:
                 return
             self._last_line = p.elapsed if p.done < p.total else -1.0
-            eta = f", ETA {(p.total - p.done) / p.rate:.0f}s" if p.rate > 0 and p.done else ""
+            eta = (
+                f", ETA {(p.total - p.done) / p.rate:.0f}s"
+                if p.rate > 0 and 0 < p.done < p.total
+                else ""
+            )
             click.echo(
                 f"apply: {p.done}/{p.total} done, {p.failed} failed, {p.rate:.1f} chats/s, "
                 f"{p.throttled} throttled{eta}",
@@ -215,6 +220,28 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def graph_log(verbose: bool) -> Iterator[None]:
+    """The Graph client logs every retry (``provision.graph``): shown with ``--verbose``
+    (each line carries the client-request-id), kept out of the progress display otherwise
+    (the final report counts retries and throttling)."""
+    logger = logging.getLogger("provision")
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr) if verbose else logging.NullHandler()
+    )
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
@@ -406,7 +433,7 @@ def apply_command(
                 pacer=pacer,
             )
             try:
-                with stop_on_signals(executor.request_stop):
+                with stop_on_signals(executor.request_stop), graph_log(verbose):
                     result = executor.run()
             except (Abort, KeyboardInterrupt) as exc:
                 listener.close()
