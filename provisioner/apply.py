@@ -327,11 +327,14 @@ class Executor:
             threading.Thread(target=self._worker, name=f"provision-apply-{n}", daemon=True).start()
         deadline: float | None = None
         try:
-            while not self._all_done.wait(self.options.tick_s):
-                self.listener.tick(self._progress(started))
+            while True:
+                finished = self._all_done.wait(self.options.tick_s)
                 if self.stop.is_set() and deadline is None:
                     deadline = self._clock() + self.options.grace_s
                     self.listener.stopping(self.stop.reason, self._active, self.options.grace_s)
+                if finished:
+                    break
+                self.listener.tick(self._progress(started))
                 if deadline is not None and self._clock() >= deadline:
                     break  # requests still in flight are abandoned; the journal covers them
         finally:

@@ -32,6 +32,7 @@ EMULATOR_DATA = ".provision-emulator.json"
 #: Graph client retries per request (throttling, 5xx, dropped connections).
 MAX_RETRIES = 8
 DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round trips) = 14
+DEFAULT_TIMEOUT = 60.0
 LINE_EVERY_S = 5.0  # progress line interval when stderr is not a terminal
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -164,12 +165,13 @@ class CliProgress(ApplyListener):
         self.close()
         if self.mode == "none":
             return
-        click.echo(
-            f"\n{reason}: stopping. No new changes start; waiting up to {grace_s:.0f}s for "
-            f"{in_flight} request(s) in flight. Press Ctrl+C again to stop at once (the next "
-            f"run picks up safely).",
-            err=True,
-        )
+        text = f"\n{reason}: stopping. No new changes start"
+        if in_flight:
+            text += (
+                f"; waiting up to {grace_s:.0f}s for {in_flight} change(s) in flight. Press "
+                "Ctrl+C again to stop at once (the next run picks up safely)"
+            )
+        click.echo(text + ".", err=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -287,7 +289,7 @@ def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
+    default=DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds to wait for each Graph answer.",
 )
@@ -377,6 +379,9 @@ def apply_command(
             "--emulator": emulator,
             "--graph-url": graph_url if not emulator else None,
             "--auto-approve": auto_approve and saved is None,
+            "--concurrency": concurrency if concurrency != DEFAULT_CONCURRENCY else None,
+            "--max-rps": max_rps,
+            "--timeout": timeout if timeout != DEFAULT_TIMEOUT else None,
         },
     )
     with contextlib.ExitStack() as stack:
