@@ -204,6 +204,8 @@ class _Task:
     change: Change
     steps: Steps | None = None
     outcome: Outcome | None = None
+    acted: bool = False  # recorded something in the state (else stopping it skips it)
+    running: bool = False  # a worker is in one of its steps
 
 
 @dataclass(order=True)
@@ -283,6 +285,9 @@ class Executor:
         self._failed = 0
         self._stop_error: Failure | None = None
         self._lookups = 0
+        self._current = threading.local()
+        self._turns_lock = threading.Lock()
+        self._claimed: dict[str, float] = {}
         self._lookup_requests = 0
         self._tasks = [_Task(c) for c in plan.actionable]
         ctx = StepContext(
@@ -293,6 +298,7 @@ class Executor:
             clock=clock,
             wallclock=wallclock,
             interval=self._interval,
+            turn_in=self._turn_in,
             requests=stats.thread_requests if stats is not None else (lambda: 0),
             reconciled=self._reconciled,
             settle_s=self.options.settle_s,
@@ -388,6 +394,8 @@ class Executor:
     def _step(self, task: _Task) -> float:
         """Advance ``task`` by one step; returns when its next step may start."""
         change = task.change
+        self._current.task = task
+        task.running = True
         try:
             if task.steps is None:
                 task.steps = self._steps.run(change)
@@ -395,7 +403,8 @@ class Executor:
         except StopIteration as done:
             self._finish(task, done.value)
         except Cancelled as exc:
-            self._finish(task, Outcome(change.key, change.action, INTERRUPTED, notes=(str(exc),)))
+            status = INTERRUPTED if task.acted else SKIPPED
+            self._finish(task, Outcome(change.key, change.action, status, notes=(str(exc),)))
         except Exception as exc:
             failure = Failure.of(exc)
             self._finish(task, Outcome(change.key, change.action, FAILED, error=failure))
@@ -406,6 +415,9 @@ class Executor:
                     if self._stop_error is None:
                         self._stop_error = failure
                 self.request_stop(type(exc).__name__)
+        finally:
+            task.running = False
+            self._current.task = None
         return 0.0
 
     def _finish(self, task: _Task, outcome: Outcome) -> None:
@@ -419,12 +431,28 @@ class Executor:
     # -- what the steps use -----------------------------------------------------------------
 
     def _record(self, fn: Callable[[State], T]) -> T:
+        task = getattr(self._current, "task", None)
+        if task is not None:
+            task.acted = True
         return self._gate.run(lambda: self._writer.update(fn))
 
     def _interval(self, kind: str, key: str) -> float:
         if self._pacer is not None:
             return 1.0 / self._pacer.rate(Scope(kind, key))
         return 1.0 / DOCUMENTED_LIMITS[kind].rate
+
+    def _turn_in(self, kind: str) -> float:
+        """0.0 when a request of a tenant-wide scope may go now, and the next slot is then
+        claimed for it (so that workers waking together do not all go); else the wait."""
+        if self._pacer is None:
+            return 0.0
+        scope = Scope(kind)
+        with self._turns_lock:
+            now = self._clock()
+            wait = max(self._pacer.delay([scope]), self._claimed.get(kind, -1.0) - now)
+            if wait <= 0:
+                self._claimed[kind] = now + 1.0 / self._pacer.rate(scope)
+            return max(0.0, wait)
 
     def _reconciled(self, requests: int) -> None:
         with self._cond:
@@ -452,7 +480,7 @@ class Executor:
                 outcome = task.outcome
                 if outcome is None:
                     change = task.change
-                    status = SKIPPED if task.steps is None else INTERRUPTED
+                    status = INTERRUPTED if task.acted or task.running else SKIPPED
                     outcome = Outcome(change.key, change.action, status, change.chat_id)
                 outcomes.append(outcome)
         stats = self.stats

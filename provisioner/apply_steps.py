@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from provisioner.graph_errors import AmbiguousOutcome, GraphError, GraphNotFound
 from provisioner.models import GROUP, ONE_ON_ONE, Member
-from provisioner.pacing import CHAT, CHAT_MEMBERS
+from provisioner.pacing import CHAT, CHAT_MEMBERS, TENANT_WRITE
 from provisioner.plan import Action, Change
 from provisioner.reconcile import ChatReader, Lookup, find_created_chats, parse_time
 from provisioner.state import ChatRecord, Intent, MemberRecord, State
@@ -110,7 +110,8 @@ class StepContext:
     """What the steps need from the executor.
 
     ``record(fn)`` applies ``fn`` to the state and returns once that is durable. ``interval(kind,
-    key)`` is the current spacing (s) of a pacing scope. ``requests()`` counts the Graph
+    key)`` is the current spacing (s) of a pacing scope; ``turn_in(kind)`` the wait before a
+    tenant-wide scope admits a request (nothing taken). ``requests()`` counts the Graph
     requests this thread has made (to measure what a reconciliation costs);
     ``reconciled(n)`` reports one finished lookup that took ``n`` requests.
     """
@@ -122,6 +123,7 @@ class StepContext:
     clock: Callable[[], float]
     wallclock: Callable[[], float]
     interval: Callable[[str, str], float]
+    turn_in: Callable[[str], float] = lambda kind: 0.0
     requests: Callable[[], int] = lambda: 0
     reconciled: Callable[[int], None] = lambda n: None
     settle_s: float = 5.0
@@ -184,6 +186,10 @@ class ChatSteps:
             if users:
                 state.users.update(users)
 
+        # Journal just before this request's turn (not while it queues behind others), so a
+        # killed run leaves few entries to look up.
+        while (wait := self.ctx.turn_in(TENANT_WRITE)) > 0:
+            yield self.ctx.clock() + wait
         self.ctx.record(journal)  # durable before the POST: a crash after it leaves a trace
         try:
             chat = self.client.create_chat(body, idempotent=False)
