@@ -19,9 +19,12 @@ from typing import Any
 import click
 
 from provisioner import __version__
+from provisioner.cli_apply import apply_options
+from provisioner.cli_options import connection_options
 from provisioner.errors import ProvisionError
 from provisioner.lock import LockInfo
-from provisioner.state import DEFAULT_STATE_PATH
+from provisioner.plan import Plan
+from provisioner.state import DEFAULT_STATE_PATH, StateStore
 
 BUG_REPORT = (
     "provision: internal error (a bug in provision {version}): {error}. "
@@ -80,10 +83,30 @@ def validate(paths: tuple[str, ...], fmt: str) -> int:
 
 # --- plan, state, force-unlock -------------------------------------------------------------
 
-STATE_HELP = "The state file (env PROVISION_STATE)."
+STATE_HELP = "The state file, or azblob://ACCOUNT/CONTAINER/PATH (env PROVISION_STATE)."
+_ENDPOINT_META = "provision.state_endpoint"
+
+
+def _keep_state_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_ENDPOINT_META] = value
+
+
+def _state_endpoint() -> str | None:
+    """The ``--state-endpoint`` of the running command (None: the account's own endpoint)."""
+    value = click.get_current_context().meta.get(_ENDPOINT_META)
+    return str(value) if value else None
 
 
 def _state_option(fn: Any) -> Any:
+    fn = click.option(
+        "--state-endpoint",
+        envvar="PROVISION_STATE_ENDPOINT",
+        metavar="URL",
+        expose_value=False,
+        callback=_keep_state_endpoint,
+        help="Blob endpoint for an azblob:// state: Azurite, a national cloud or a private "
+        "endpoint (env PROVISION_STATE_ENDPOINT).",
+    )(fn)
     return click.option(
         "--state",
         "state_path",
@@ -108,22 +131,6 @@ def _note_takeover(info: LockInfo) -> None:
             f"created {stale.created}) is no longer running.",
             err=True,
         )
-
-
-def _check_graph_url(url: str) -> str:
-    # Contract: plain http:// only for loopback hosts. (The Graph client of issue 5 enforces
-    # the same rule for requests; the plan checks it because the URL goes into request bodies.)
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    if parts.scheme == "https" or (parts.scheme == "http" and loopback):
-        return url.rstrip("/")
-    raise click.BadParameter(
-        f"{url!r}: Graph URLs must be https:// (plain http:// only for loopback hosts)",
-        param_hint="--graph-url",
-    )
 
 
 @cli.command()
@@ -151,13 +158,7 @@ def _check_graph_url(url: str) -> str:
     is_flag=True,
     help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
 )
-@click.option(
-    "--graph-url",
-    envvar="PROVISION_GRAPH_URL",
-    default="https://graph.microsoft.com/v1.0",
-    show_default=True,
-    help="Microsoft Graph base URL (env PROVISION_GRAPH_URL).",
-)
+@connection_options
 @click.option(
     "--emulator",
     is_flag=True,
@@ -170,7 +171,9 @@ def plan(
     fmt: str,
     refresh: bool,
     detailed_exitcode: bool,
-    graph_url: str,
+    graph_url: str | None,
+    cloud: str,
+    auth: str,
     emulator: bool,
 ) -> int:
     """Show what apply would change: manifests compared with the state.
@@ -179,31 +182,20 @@ def plan(
     or reconcile (?), then a summary. `--out` saves it; `provision apply PLANFILE` then does
     exactly that, and refuses it once the state has moved on.
     """
-    from provisioner.manifest import load_desired
+    from provisioner.auth import graph_url_for, validate_graph_url
+    from provisioner.gcpause import gc_paused
     from provisioner.plan import save_plan
-    from provisioner.planner import make_plan
     from provisioner.render import render_plan
-    from provisioner.state import open_store
 
     if emulator:  # runs until the command ends (click closes the context's resources)
         from provisioner.cli_apply import emulator_session
 
         graph_url = click.get_current_context().with_resource(emulator_session())
-    graph_url = _check_graph_url(graph_url)
-    desired = load_desired(paths)
-    store = open_store(state_path)
-    state = store.read()
-    live = None
-    if refresh and (state.chats or state.intents):
-        # Refresh holds the lock so no apply changes the chats while they are read.
-        with store.lock("plan") as info:
-            _note_takeover(info)
-            state = store.read()
-            # Refresh is not implemented yet: there is no Graph client (issue 5). Issue 7
-            # fills ``live`` here from a batched read of every managed chat; until then the
-            # plan is made from state alone (``Plan.refreshed`` stays False and says so).
-            live = None
-    result = make_plan(desired, state, live=live, graph_url=graph_url)
+    # The URL goes into every request body of the plan. Credentials are not needed until
+    # refresh reads from Graph (issue 7 checks them there, with connection_from_options).
+    graph_url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
+    with gc_paused():  # tens of thousands of chats: see provisioner/gcpause.py
+        result = _plan(paths, state_path, refresh, graph_url)
     if out:
         save_plan(result, out)
     click.echo(render_plan(result, fmt, color=fmt == "text" and _use_color()), nl=False)
@@ -212,6 +204,40 @@ def plan(
             f"Saved the plan to {out}. Apply exactly this with: provision apply {out}", err=True
         )
     return 2 if detailed_exitcode and result.has_changes else 0
+
+
+def _plan(paths: Sequence[str], state_path: str, refresh: bool, graph_url: str) -> Plan:
+    from provisioner.manifest import load_desired
+    from provisioner.planner import make_plan
+    from provisioner.state import open_store
+
+    desired = load_desired(paths)
+    store = open_store(state_path, _state_endpoint())
+    state = store.read()
+    live = None
+    if refresh and (state.chats or state.intents):
+        # Refresh holds the lock so no apply changes the chats while they are read.
+        with _lock_for_refresh(store) as info:
+            _note_takeover(info)
+            state = store.read()
+            # Refresh is not implemented yet: there is no Graph client (issue 5). Issue 7
+            # fills ``live`` here from a batched read of every managed chat; until then the
+            # plan is made from state alone (``Plan.refreshed`` stays False and says so).
+            live = None
+    return make_plan(desired, state, live=live, graph_url=graph_url)
+
+
+@contextlib.contextmanager
+def _lock_for_refresh(store: StateStore) -> Iterator[LockInfo]:
+    with contextlib.ExitStack() as stack:
+        try:
+            info = stack.enter_context(store.lock("plan"))
+        except ProvisionError as exc:
+            exc.hint = (exc.hint + "; " if exc.hint else "") + (
+                "`plan --no-refresh` plans from the state alone, without taking the lock"
+            )
+            raise
+        yield info
 
 
 @cli.group("state")
@@ -225,7 +251,7 @@ def state_list(state_path: str) -> int:
     """List the managed chat keys: key, chat type and chat id."""
     from provisioner.state import iter_keys, open_store
 
-    store = open_store(state_path)
+    store = open_store(state_path, _state_endpoint())
     state = store.read()
     if not state.exists:
         click.echo(f"No state at {store.location} yet.", err=True)
@@ -253,7 +279,7 @@ def state_show(key: str, state_path: str) -> int:
     from provisioner.errors import StateError
     from provisioner.state import open_store
 
-    store = open_store(state_path)
+    store = open_store(state_path, _state_endpoint())
     state = store.read()
     record = state.chats.get(key)
     intent = state.intents.get(key)
@@ -306,7 +332,7 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
     from provisioner.errors import StateError
     from provisioner.state import open_store
 
-    store = open_store(state_path)
+    store = open_store(state_path, _state_endpoint())
     with store.lock("state rm") as info:
         _note_takeover(info)
         state = store.read()
@@ -339,7 +365,7 @@ def force_unlock_cmd(lock_id: str, state_path: str) -> int:
     """
     from provisioner.state import force_unlock, open_store
 
-    info = force_unlock(open_store(state_path), lock_id)
+    info = force_unlock(open_store(state_path, _state_endpoint()), lock_id)
     click.echo(
         f"Removed the lock {info.id} ({info.operation} by {info.who}, pid {info.pid} on "
         f"{info.host}, created {info.created})."
@@ -347,10 +373,27 @@ def force_unlock_cmd(lock_id: str, state_path: str) -> int:
     return 0
 
 
-# `provision apply` lives in its own module (provisioner/cli_apply.py).
-from provisioner.cli_apply import apply_command  # noqa: E402
+@cli.command("apply")
+@click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
+@_state_option
+@apply_options
+@connection_options
+def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
+    """Make the chats match the manifests (or do exactly what a saved plan says).
 
-cli.add_command(apply_command)
+    With manifest PATHs, the plan is shown first and applied after you confirm (on a
+    terminal; elsewhere --auto-approve is required). With a PLANFILE from `provision plan
+    --out`, exactly that plan is applied, and refused if the state changed since.
+
+    Every change is saved to the state as soon as Graph made it. Ctrl+C (or SIGTERM) stops
+    cleanly: nothing new starts, changes in flight finish, the state is saved; run the same
+    command again to continue. Group chat creations are journaled first, so even a killed
+    run never leads to a duplicate chat. Exit 0 when every change was made, 1 otherwise,
+    130/143 when stopped by SIGINT/SIGTERM.
+    """
+    from provisioner.cli_apply import run_apply  # the work lives in provisioner/cli_apply.py
+
+    return run_apply(targets, state_path, _state_endpoint(), **options)
 
 
 class Terminated(BaseException):

@@ -18,13 +18,12 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
 from provisioner.apply import ApplyListener, ApplyOptions, Outcome, Progress
-from provisioner.cli_options import connection_options
 from provisioner.errors import InputError
 from provisioner.state import DEFAULT_STATE_PATH
 
@@ -35,6 +34,8 @@ DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round tr
 DEFAULT_TIMEOUT = 60.0
 LINE_EVERY_S = 5.0  # progress line interval when stderr is not a terminal
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class EmulatorToken:
@@ -260,63 +261,65 @@ def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
 # --- the command -------------------------------------------------------------------------------
 
 
-@click.command("apply")
-@click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
-@click.option(
-    "--state",
-    "state_path",
-    envvar="PROVISION_STATE",
-    default=DEFAULT_STATE_PATH,
-    show_default=True,
-    metavar="FILE",
-    help="The state file (env PROVISION_STATE).",
-)
-@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 128),
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    help="Requests in flight at once (enough to keep Graph's rate limit busy).",
-)
-@click.option(
-    "--max-rps",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Requests per second per tenant (default: Graph's documented 30 for writes and "
-    "for reads; lower it when other apps share the tenant's limits).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for each Graph answer.",
-)
-@click.option(
-    "--emulator",
-    is_flag=True,
-    help=f"Apply to the built-in Graph emulator (tenant in ./{EMULATOR_DATA}); "
-    "no credentials needed.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="The final report: text for people, json for scripts (one object on stdout).",
-)
-@click.option(
-    "--quiet/--verbose",
-    "quiet",
-    default=None,
-    help="--quiet: no progress, only the final report. --verbose: a line per chat.",
-)
-@connection_options
-def apply_command(
+def apply_options(func: F) -> F:
+    """The options of ``provision apply`` beyond ``--state`` and the connection options."""
+    for option in reversed(
+        [
+            click.option(
+                "--auto-approve", is_flag=True, help="Apply without asking for confirmation."
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(1, 128),
+                default=DEFAULT_CONCURRENCY,
+                show_default=True,
+                help="Requests in flight at once (enough to keep Graph's rate limit busy).",
+            ),
+            click.option(
+                "--max-rps",
+                type=click.FloatRange(min=0, min_open=True),
+                default=None,
+                help="Requests per second per tenant (default: Graph's documented 30 for "
+                "writes and for reads; lower it when other apps share the tenant's limits).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=DEFAULT_TIMEOUT,
+                show_default=True,
+                help="Seconds to wait for each Graph answer.",
+            ),
+            click.option(
+                "--emulator",
+                is_flag=True,
+                help=f"Apply to the built-in Graph emulator (tenant in ./{EMULATOR_DATA}); "
+                "no credentials needed.",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["text", "json"]),
+                default="text",
+                show_default=True,
+                help="The final report: text for people, json for scripts (one object on stdout).",
+            ),
+            click.option(
+                "--quiet/--verbose",
+                "quiet",
+                default=None,
+                help="--quiet: no progress, only the final report. --verbose: a line per chat.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def run_apply(
     targets: tuple[str, ...],
     state_path: str,
+    state_endpoint: str | None,
+    *,
     auto_approve: bool,
     concurrency: int,
     max_rps: float | None,
@@ -328,17 +331,7 @@ def apply_command(
     cloud: str,
     auth: str,
 ) -> int:
-    """Make the chats match the manifests (or do exactly what a saved plan says).
-
-    With manifest PATHs, the plan is shown first and applied after you confirm (on a
-    terminal; elsewhere --auto-approve is required). With a PLANFILE from `provision plan
-    --out`, exactly that plan is applied, and refused if the state changed since.
-
-    Every change is saved to the state as soon as Graph made it. Ctrl+C (or SIGTERM) stops
-    cleanly: nothing new starts, changes in flight finish, the state is saved; run the same
-    command again to continue. Group chat creations are journaled first, so even a killed
-    run never leads to a duplicate chat.
-    """
+    """``provision apply``; returns the exit code (see the module docstring)."""
     from provisioner.apply import Executor, RequestStats, StopSignal
     from provisioner.auth import is_loopback_host
     from provisioner.cli import _note_takeover, _use_color
@@ -390,7 +383,7 @@ def apply_command(
             url = stack.enter_context(emulator_session(port))
         else:
             url = connection.graph_url
-        store = open_store(state_path)
+        store = open_store(state_path, state_endpoint)
         with store.lock("apply") as info:
             _note_takeover(info)
             state = store.read()

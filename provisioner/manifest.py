@@ -2,10 +2,10 @@
 
 Pipeline per file: bytes -> text -> YAML node tree (``yamlload``) -> chats. Two ways to chats:
 
-* **Fast path** (``_build_document``): walks the node tree once, checks exactly what the JSON
-  Schema checks (with the enums and patterns taken from the schema itself) and builds the
-  ``Chat``/``Member`` models directly. It gives up (returns ``None``) at the first thing that
-  is not plainly valid; it never reports anything itself.
+* **Fast path** (``fastpath.build_document``): walks the node tree once, checks exactly what
+  the JSON Schema checks (with the enums and patterns taken from the schema itself) and builds
+  the ``Chat``/``Member`` models directly. It gives up (returns ``None``) at the first thing
+  that is not plainly valid; it never reports anything itself.
 * **Error path** (``_slow_file``): converts the nodes to plain data, collects every YAML-level
   problem and every JSON Schema error (``schema``), and builds the chats that have none so that
   Graph's rules can be checked on them too. All problems of all files are reported at once.
@@ -20,23 +20,18 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, SequenceNode
 
-from provisioner import rules
+from provisioner import fastpath, rules
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
-from provisioner.models import GROUP, ONE_ON_ONE, Chat, DesiredState, Member, Source, one_on_one_key
-from provisioner.schema import load_schema, regex, schema_path
+from provisioner.models import Chat, DesiredState, Member
+from provisioner.schema import load_schema, schema_path
 from provisioner.yamlload import (
-    INT_TAG,
-    MAP_TAG,
-    SEQ_TAG,
-    STR_TAG,
     BadFile,
     Problem,
     alias_budget,
@@ -129,18 +124,23 @@ def validate_paths(paths: Sequence[str]) -> ValidationResult:
     """Check the manifests named by ``paths`` as one desired state and report every problem.
     Raises only ``InputError`` (for paths that cannot be used at all)."""
     files = manifest_files(paths)
+    with _gc_paused():
+        # The node trees die with _validate_files' locals, before the collector is back.
+        return _validate_files(files)
+
+
+def _validate_files(files: list[Path]) -> ValidationResult:
     digest = hashlib.sha256()
     diagnostics: list[Diagnostic] = []
     entries: list[rules.Entry] = []
     chat_count = 0
-    with _gc_paused():
-        for path in files:
-            name = str(path)
-            checked = _check_file(path, name, digest)
-            diagnostics.extend(checked.diagnostics)
-            entries.extend(checked.entries)
-            chat_count += checked.chats
-        diagnostics.extend(rules.check(entries))
+    for path in files:
+        name = str(path)
+        checked = _check_file(path, name, digest.update)
+        diagnostics.extend(checked.diagnostics)
+        entries.extend(checked.entries)
+        chat_count += checked.chats
+    diagnostics.extend(rules.check(entries))
     diagnostics.sort(key=Diagnostic.sort_key)
     desired = None
     if not diagnostics:
@@ -192,11 +192,11 @@ class _Checked:
     chats: int
 
 
-def _check_file(path: Path, name: str, digest: Any) -> _Checked:
+def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Checked:
     try:
         data = read_bytes(path)
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
+        digest(len(data).to_bytes(8, "big"))
+        digest(data)
         text = decode(data)
         root = compose(text, name)
     except BadFile as exc:
@@ -212,7 +212,7 @@ def _check_file(path: Path, name: str, digest: Any) -> _Checked:
             0,
         )
     budget = alias_budget(text)
-    fast = _build_document(root, name, budget)
+    fast = fastpath.build_document(root, name, budget)
     if fast is not None:
         return _Checked([], [rules.Entry(c, name, i, root) for i, c in enumerate(fast)], len(fast))
     return _slow_file(root, name, budget)
@@ -223,7 +223,7 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
     converted = to_data(root, budget)
     problems.extend(converted.problems)
     skip = list(converted.bad_paths)
-    if converted.data is not None or () not in skip:
+    if () not in skip:  # () is skipped when the document could not be converted at all
         from provisioner.schema import schema_problems  # jsonschema only on the error path
 
         problems.extend(schema_problems(converted.data, root, skip))
@@ -236,18 +236,18 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
 
     defaults = data.get("defaults") if isinstance(data, dict) else None
     role = defaults.get("role") if isinstance(defaults, dict) else None
-    default_role = role if isinstance(role, str) and role in _ROLES else "owner"
+    default_role = role if isinstance(role, str) and role in fastpath.ROLES else "owner"
     _, chats_node = locate(root, ("chats",))
     assert isinstance(chats_node, SequenceNode)
     broken = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "chats"}
     entries: list[rules.Entry] = []
     for i, node in enumerate(chats_node.value):
         if i in broken:
-            partial = _lenient_chat(chats[i], name, default_role)
+            partial = _lenient_chat(chats[i], default_role)
             if partial is not None:
                 entries.append(rules.Entry(partial, name, i, root, partial=True))
             continue
-        chat = _build_chat(node, name, default_role)
+        chat = fastpath.build_chat(node, name, default_role)
         if chat is not None:
             entries.append(rules.Entry(chat, name, i, root))
         elif not problems:
@@ -258,7 +258,7 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
     return _Checked(diagnostics, entries, len(chats))
 
 
-def _lenient_chat(data: object, file: str, default_role: str) -> Chat | None:
+def _lenient_chat(data: object, default_role: str) -> Chat | None:
     """Whatever members of a broken chat can be read, for the member rules only."""
     if not isinstance(data, dict) or not isinstance(data.get("members"), list):
         return None
@@ -271,7 +271,7 @@ def _lenient_chat(data: object, file: str, default_role: str) -> Chat | None:
         members.append(
             Member(
                 user if isinstance(user, str) else "",
-                role if isinstance(role, str) and role in _ROLES else "owner",
+                role if isinstance(role, str) and role in fastpath.ROLES else "owner",
                 tenant if isinstance(tenant, str) and tenant else None,
             )
         )
@@ -282,152 +282,3 @@ def _lenient_chat(data: object, file: str, default_role: str) -> Chat | None:
 def _diagnostic(name: str, problem: Problem) -> Diagnostic:
     line, col = position(problem.node)
     return Diagnostic(name, line, col, problem.message, format_path(problem.path), problem.hint)
-
-
-# --- the fast path --------------------------------------------------------------------------
-# Everything it accepts must be valid under the schema; constants come from the schema so the
-# two cannot drift apart (tests/test_manifest_paths.py checks the structure agrees too).
-
-_SCHEMA = load_schema()
-_DEFS = _SCHEMA["$defs"]
-_CHAT = _DEFS["chat"]["properties"]
-_MEMBER = _DEFS["member"]["properties"]
-_CHAT_TYPES = frozenset(_CHAT["chatType"]["enum"])
-_ROLES = frozenset(_DEFS["role"]["enum"])
-_KEY_RE = regex(_CHAT["key"]["pattern"])
-_TOPIC_RE = regex(_CHAT["topic"]["pattern"])
-_TOPIC_MIN = _CHAT["topic"]["minLength"]
-_TOPIC_MAX = _CHAT["topic"]["maxLength"]
-_MIN_MEMBERS = _CHAT["members"]["minItems"]
-_USER_RE = regex(_MEMBER["user"]["pattern"])
-_GUID_RE = regex(_DEFS["guid"]["pattern"])
-assert {ONE_ON_ONE, GROUP} == _CHAT_TYPES
-
-
-def _build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
-    """The chats of a plainly valid document, or ``None`` for anything else."""
-    if root.__class__ is not MappingNode or root.tag != MAP_TAG:
-        return None
-    version = defaults = chats = None
-    for k, v in root.value:
-        if k.__class__ is not ScalarNode or k.tag != STR_TAG:
-            return None
-        name = k.value
-        if name == "chats" and chats is None:
-            chats = v
-        elif name == "version" and version is None:
-            version = v
-        elif name == "defaults" and defaults is None:
-            defaults = v
-        else:
-            return None
-    if version is None or version.tag != INT_TAG or version.value != "1":
-        return None
-    if chats is None or chats.__class__ is not SequenceNode or chats.tag != SEQ_TAG:
-        return None
-    default_role = "owner"
-    if defaults is not None:
-        if defaults.__class__ is not MappingNode or defaults.tag != MAP_TAG:
-            return None
-        if defaults.value:
-            if len(defaults.value) != 1:
-                return None
-            ((k, v),) = defaults.value
-            if k.tag != STR_TAG or k.value != "role" or not _is_str(v) or v.value not in _ROLES:
-                return None
-            default_role = v.value
-    out: list[Chat] = []
-    expanded = 0
-    for node in chats.value:
-        # Aliases can make one long members list appear in every chat: count (roughly, at
-        # least 3 nodes a member) before building, and leave it to the error path to report
-        # a document that expands beyond the alias budget.
-        expanded += 1
-        if node.__class__ is MappingNode:
-            for _, v in node.value:
-                if v.__class__ is SequenceNode:
-                    expanded += 3 * len(v.value)
-        if expanded > budget:
-            return None
-        chat = _build_chat(node, file, default_role)
-        if chat is None:
-            return None
-        out.append(chat)
-    return out
-
-
-def _is_str(node: Node) -> bool:
-    return node.__class__ is ScalarNode and node.tag == STR_TAG
-
-
-def _build_chat(node: Node, file: str, default_role: str) -> Chat | None:
-    """One chat from its node if it is plainly valid under the schema, else ``None``."""
-    if node.__class__ is not MappingNode or node.tag != MAP_TAG:
-        return None
-    key = chat_type = topic = None
-    members: list[Node] | None = None
-    for k, v in node.value:
-        if k.__class__ is not ScalarNode or k.tag != STR_TAG:
-            return None
-        name = k.value
-        if name == "members":
-            if members is not None or v.__class__ is not SequenceNode or v.tag != SEQ_TAG:
-                return None
-            members = v.value
-            continue
-        if v.__class__ is not ScalarNode or v.tag != STR_TAG:
-            return None
-        if name == "chatType" and chat_type is None:
-            chat_type = v.value
-        elif name == "key" and key is None:
-            key = v.value
-        elif name == "topic" and topic is None:
-            topic = v.value
-        else:
-            return None
-    if members is None or len(members) < _MIN_MEMBERS:
-        return None
-    if chat_type == ONE_ON_ONE:
-        if topic is not None or len(members) != 2:
-            return None
-    elif chat_type != GROUP or key is None:
-        return None
-    if key is not None and not _KEY_RE.search(key):
-        return None
-    if topic is not None and not (
-        _TOPIC_MIN <= len(topic) <= _TOPIC_MAX and _TOPIC_RE.search(topic)
-    ):
-        return None
-    built: list[Member] = []
-    for m in members:
-        if m.__class__ is not MappingNode or m.tag != MAP_TAG:
-            return None
-        user = role = tenant = None
-        for k, v in m.value:
-            if k.__class__ is not ScalarNode or k.tag != STR_TAG:
-                return None
-            if v.__class__ is not ScalarNode or v.tag != STR_TAG:
-                return None
-            name = k.value
-            if name == "user" and user is None:
-                user = v.value
-            elif name == "role" and role is None:
-                role = v.value
-            elif name == "tenantId" and tenant is None:
-                tenant = v.value
-            else:
-                return None
-        if user is None or not _USER_RE.search(user):
-            return None
-        if role is not None and role not in _ROLES:
-            return None
-        if tenant is not None and not _GUID_RE.search(tenant):
-            return None
-        mark = m.start_mark
-        built.append(
-            Member(user, role or default_role, tenant, Source(file, mark.line + 1, mark.column + 1))
-        )
-    if key is None:
-        key = one_on_one_key(built[0].user, built[1].user)
-    mark = node.start_mark
-    return Chat(key, chat_type, tuple(built), topic, Source(file, mark.line + 1, mark.column + 1))

@@ -51,11 +51,20 @@ class Member:
         body: dict[str, object] = {
             "@odata.type": "#microsoft.graph.aadUserConversationMember",
             "roles": [self.role],
-            "user@odata.bind": f"{graph_url.rstrip('/')}/users('{self.user}')",
+            "user@odata.bind": f"{graph_url.rstrip('/')}/users('{odata_key(self.user)}')",
         }
         if self.tenant_id:
             body["tenantId"] = self.tenant_id
         return body
+
+
+def odata_key(value: str) -> str:
+    """``value`` as the inside of an OData key literal in a URL: a single quote is doubled
+    (OData ABNF, ``SQUOTE-in-string``) and '%' and '#' are percent-encoded so that a guest UPN
+    like ``ann_fabrikam.com#EXT#@contoso.onmicrosoft.com`` is not cut at a URL fragment. Plain
+    GUIDs and UPNs, which is nearly every user, come out unchanged, as the contract shows them.
+    """
+    return value.replace("%", "%25").replace("#", "%23").replace("'", "''")
 
 
 @dataclass(frozen=True)

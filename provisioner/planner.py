@@ -18,7 +18,7 @@ from provisioner.state import ChatRecord, Intent, MemberRecord, State
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveMember:
     """A member as Graph reports it (``aadUserConversationMember``): ``userId``, ``roles``,
     the membership ``id``, ``tenantId`` and ``email``."""
@@ -30,7 +30,7 @@ class LiveMember:
     email: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveChat:
     """A managed chat as refresh read it back from Graph (issue 7 fills these), or ``gone``
     when Graph answered 404."""
@@ -151,12 +151,7 @@ def _object_id(user: str, users: Mapping[str, str]) -> str | None:
 
 
 def _after(member: Member, users: Mapping[str, str]) -> MemberRecord:
-    return MemberRecord(
-        user=member.user,
-        role=member.role,
-        object_id=_object_id(member.user, users),
-        tenant_id=member.tenant_id,
-    )
+    return MemberRecord(member.user, member.role, _object_id(member.user, users), member.tenant_id)
 
 
 def _source(chat: Chat) -> str | None:
@@ -280,6 +275,18 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
             f"{chat.key}: chatType changes from {current.chat_type} to {chat.chat_type}; Graph "
             f"cannot convert a chat ({current.chat_id}), so this would be a different chat"
         )
+    if _unchanged(chat, current):
+        # The common case of a large steady-state plan: same members, written the same way.
+        return Change(
+            key=chat.key,
+            action=Action.NOOP,
+            chat_type=chat.chat_type,
+            members=current.members,
+            topic=chat.topic,
+            chat_id=current.chat_id,
+            before=current,
+            source=_source(chat),
+        )
     wanted = [_after(m, users) for m in chat.members]
     matched = _match(((m.user, m.object_id) for m in wanted), current.members)
     if chat.chat_type == ONE_ON_ONE and any(r is None for r in matched):
@@ -298,17 +305,21 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
             after.append(member)
             add.append(member)
             continue
-        merged = replace(
-            member,
-            object_id=member.object_id or found.object_id,
-            membership_id=found.membership_id,
-        )
         if chat.chat_type == GROUP and _norm(member.tenant_id) != _norm(found.tenant_id):
             # The membership belongs to the user of another tenant: replace it.
-            merged = replace(merged, membership_id=None)
+            merged = MemberRecord(
+                member.user, member.role, member.object_id or found.object_id, member.tenant_id
+            )
             add.append(merged)
             after.append(merged)
             continue
+        merged = MemberRecord(
+            member.user,
+            member.role,
+            member.object_id or found.object_id,
+            member.tenant_id,
+            found.membership_id,
+        )
         kept.add(id(found))
         after.append(merged)
         if chat.chat_type == GROUP and member.role != found.role:
@@ -338,6 +349,17 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
         notes=tuple(notes) if action is Action.UPDATE else (),
         source=_source(chat),
     )
+
+
+def _unchanged(chat: Chat, current: ChatRecord) -> bool:
+    if chat.chat_type == GROUP and chat.topic != current.topic:
+        return False
+    if len(chat.members) != len(current.members):
+        return False
+    for m, r in zip(chat.members, current.members, strict=True):
+        if m.user != r.user or m.role != r.role or m.tenant_id != r.tenant_id:
+            return False
+    return True
 
 
 def _norm(tenant_id: str | None) -> str | None:

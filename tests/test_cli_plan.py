@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fs_helpers import snapshot
+from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner import cli
 from provisioner.cli import main
@@ -205,3 +205,18 @@ def test_color_only_on_a_terminal_without_no_color(monkeypatch) -> None:
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     monkeypatch.delenv("NO_COLOR")
     assert not cli._use_color()
+
+
+def test_read_only_state_directory(capsys, workdir: Path, make_readonly) -> None:  # noqa: F811
+    path = workdir / "provision.state.json"
+    record_all(path)
+    (workdir / "p.plan").unlink()
+    before = snapshot(workdir)
+    make_readonly(workdir)
+    capsys.readouterr()
+    code, out, err = run(capsys, "plan", "chats.yaml")  # refresh takes the lock: refused
+    assert code == 1 and out == ""
+    assert "cannot create the lock file" in err and "--no-refresh" in err
+    code, out, _ = run(capsys, "plan", "chats.yaml", "--no-refresh")  # reading needs no lock
+    assert code == 0 and "No changes." in out
+    assert snapshot(workdir) == before

@@ -188,7 +188,7 @@ RACER = textwrap.dedent(
         print("refused", flush=True)
     else:
         print("got", info.took_over is not None, flush=True)
-        time.sleep(2)
+        time.sleep(1)  # hold it while the others try
     """
 )
 

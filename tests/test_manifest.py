@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import manifest
+from provisioner import fastpath, manifest
 from provisioner.errors import InputError, ValidationFailed
 from provisioner.manifest import load_desired, manifest_files, validate_paths
 from provisioner.models import Source, one_on_one_key
@@ -303,7 +303,7 @@ def test_fast_path_takes_plain_valid_manifests() -> None:
         text = path.read_text(encoding="utf-8")
         root = compose(text, path.name)
         assert root is not None
-        assert manifest._build_document(root, path.name, alias_budget(text)) is not None, path
+        assert fastpath.build_document(root, path.name, alias_budget(text)) is not None, path
 
 
 def test_schema_is_reachable_from_the_manifest_module() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import manifest
+from provisioner import fastpath, manifest
 from provisioner.manifest import validate_paths
 from provisioner.render_diagnostics import render_text
 
@@ -79,7 +79,7 @@ def test_fast_and_error_paths_agree(case: Path, monkeypatch) -> None:
     """The fast path must accept only what the schema accepts, and build the same chats."""
     monkeypatch.chdir(case.parent)
     fast = validate_paths([case.name])
-    monkeypatch.setattr(manifest, "_build_document", lambda *args: None)
+    monkeypatch.setattr(fastpath, "build_document", lambda *args: None)
     slow = validate_paths([case.name])
     assert fast.diagnostics == slow.diagnostics
     assert (fast.files, fast.chats) == (slow.files, slow.chats)

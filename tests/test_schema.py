@@ -78,3 +78,11 @@ def test_schema_file_is_plain_json_without_duplicates() -> None:
         return dict(pairs)
 
     json.loads(schema_path().read_text(encoding="utf-8"), object_pairs_hook=no_dupes)
+
+
+def test_schema_enums_match_the_models() -> None:
+    from provisioner import models
+
+    defs = load_schema()["$defs"]
+    assert tuple(defs["chat"]["properties"]["chatType"]["enum"]) == models.CHAT_TYPES
+    assert tuple(defs["role"]["enum"]) == models.ROLES

@@ -13,7 +13,7 @@ import base64
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from provisioner.emulator.errors import GraphError, bad_request, not_found
 from provisioner.emulator.messages import JSON_TYPE, Request, Response
@@ -30,7 +30,7 @@ UNREADABLE = (
     "payload is of valid JSON format."
 )
 BIND_RE = re.compile(
-    r"^https?://[^/]+/(?:v1\.0|beta)/users(?:\('(?P<quoted>[^']+)'\)|/(?P<plain>[^/?#()']+))$"
+    r"^https?://[^/]+/(?:v1\.0|beta)/users(?:\('(?P<quoted>(?:[^']|'')+)'\)|/(?P<plain>[^/?#()']+))$"
 )
 CHAT_PROPERTIES = {"@odata.type", "chatType", "topic", "members"}
 MAX_TOPIC = 250  # chat-patch.md: "Maximum length is 250 characters. Use of ':' is not allowed."
@@ -93,7 +93,9 @@ def parse_member(api: Api, obj: object) -> NewMember:
             f"Invalid value for 'user@odata.bind': {bind!r}; expected "
             "'https://graph.microsoft.com/v1.0/users('<id or userPrincipalName>')'."
         )
-    ref = found.group("quoted") or found.group("plain")
+    # OData string literals double a single quote; '#' (as in guest UPNs with #EXT#) arrives
+    # percent-encoded because it would otherwise start a URL fragment.
+    ref = unquote((found.group("quoted") or "").replace("''", "'") or found.group("plain"))
     if not (GUID_RE.match(ref) or UPN_RE.match(ref)):
         raise bad_request(f"'{ref}' is neither a user id nor a userPrincipalName.")
     tenant_id = obj.get("tenantId")

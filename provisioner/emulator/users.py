@@ -31,7 +31,7 @@ from provisioner.emulator.errors import EmulatorError
 GUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
-UPN_RE = re.compile(r"^[^@\s/'()]+@[^@\s/'()]+\.[^@\s/'()]+$")
+UPN_RE = re.compile(r"^[^@\s/()]+@[^@\s/'()]+\.[^@\s/'()]+$")  # Entra allows ' in the local part
 
 MADE_UP_DOMAIN = "emulator.invalid"  # RFC 2606: can never be a real tenant's domain
 USER_NAMESPACE = uuid.UUID("5b0d7a43-8c2e-4f7e-9a55-2f6e0b8d1c11")

@@ -1,0 +1,262 @@
+"""The ``StateStore`` contract: one suite that every state backend must pass.
+
+Like Terraform's ``statemgr.TestFull``: ``tests/test_state_contract.py`` runs it against the
+local file and against Azure Blob Storage (Azurite). A backend provides a ``Backend``: a way to
+open fresh store instances on one location (as separate runs would), to plant raw bytes there,
+and to read the backup.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from provisioner.errors import LockError, StateError
+from provisioner.state import ChatRecord, Intent, MemberRecord, State, StateStore
+from provisioner.state_coalesce import CoalescingStore
+
+
+@dataclass
+class Backend:
+    name: str
+    new_store: Callable[[], StateStore]  # a new instance on the same location: "another run"
+    put_raw: Callable[[bytes], None]  # replace the stored bytes (corruption, foreign files)
+    read_backup: Callable[[], State]
+
+
+def sample_state() -> State:
+    state = State()
+    state.put_chat(
+        "project-x",
+        ChatRecord(
+            chat_id="19:abc@thread.v2",
+            chat_type="group",
+            topic="Project X — ünïcode",
+            created_at="2024-05-01T10:00:00Z",
+            members=(
+                MemberRecord("alice@contoso.com", "owner", object_id="oid-a", membership_id="m1"),
+                MemberRecord("bob@contoso.com", "guest", object_id="oid-b"),
+                MemberRecord("oid-c", "owner", tenant_id="tenant-2"),
+            ),
+        ),
+    )
+    state.put_chat(
+        "oneonone-0123456789abcdef",
+        ChatRecord(
+            chat_id="19:pair@unq.gbl.spaces",
+            chat_type="oneOnOne",
+            members=(MemberRecord("alice@contoso.com"), MemberRecord("carol@contoso.com")),
+        ),
+    )
+    state.users["alice@contoso.com"] = "oid-a"
+    state.last_plan_id = "plan-1"
+    return state
+
+
+def pending_intent(key: str = "team-y") -> Intent:
+    return Intent(
+        key=key,
+        chat_type="group",
+        topic="Team Y",
+        members=(MemberRecord("alice@contoso.com"), MemberRecord("dave@contoso.com", "guest")),
+        attempt_id="attempt-1",
+        started_at="2024-05-01T10:00:01Z",
+    )
+
+
+def assert_same_content(a: State, b: State) -> None:
+    assert a.lineage == b.lineage
+    assert a.chats == b.chats
+    assert a.intents == b.intents
+    assert a.users == b.users
+    assert a.last_plan_id == b.last_plan_id
+
+
+class StateStoreContract:
+    """Tests every backend passes. Subclasses provide a ``backend`` fixture."""
+
+    # --- read / write -----------------------------------------------------------------------
+
+    def test_no_state_yet_reads_empty(self, backend: Backend) -> None:
+        state = backend.new_store().read()
+        assert not state.exists
+        assert state.serial == 0
+        assert state.chats == {} and state.intents == {}
+
+    def test_write_then_another_run_reads_the_same(self, backend: Backend) -> None:
+        store = backend.new_store()
+        store.read()
+        state = sample_state()
+        store.write(state)
+        assert state.serial == 1 and state.exists
+        again = backend.new_store().read()
+        assert again.exists and again.serial == 1
+        assert_same_content(again, state)
+
+    def test_every_write_bumps_serial_and_keeps_a_backup(self, backend: Backend) -> None:
+        store = backend.new_store()
+        state = store.read()
+        state.put_chat("a", sample_state().chats["project-x"])
+        store.write(state)
+        state.remove_chat("a")
+        state.users["x@contoso.com"] = "oid-x"
+        store.write(state)
+        assert state.serial == 2
+        current = backend.new_store().read()
+        assert current.serial == 2 and "a" not in current.chats
+        backup = backend.read_backup()
+        assert backup.serial == 1 and "a" in backup.chats and backup.lineage == state.lineage
+        assert store.backup_location != store.location
+
+    def test_pending_intent_is_recovered_by_a_new_store(self, backend: Backend) -> None:
+        # The journal: a group creation's intent written before the POST must be there for
+        # the next run, exactly as written, even if the run died right after.
+        store = backend.new_store()
+        state = store.read()
+        state.put_intent(pending_intent())
+        store.write(state)
+        recovered = backend.new_store().read()
+        assert recovered.intents == {"team-y": pending_intent()}
+        state.clear_intent("team-y")
+        state.put_chat("team-y", sample_state().chats["project-x"])
+        store.write(state)
+        done = backend.new_store().read()
+        assert done.intents == {} and "team-y" in done.chats
+
+    def test_refuses_to_write_another_lineage(self, backend: Backend) -> None:
+        first = sample_state()
+        backend.new_store().write(first)
+        other = backend.new_store()
+        other.read()
+        with pytest.raises(StateError, match="lineage"):
+            other.write(State())
+        assert_same_content(backend.new_store().read(), first)
+
+    def test_a_store_that_never_read_still_refuses_another_lineage(self, backend: Backend) -> None:
+        first = sample_state()
+        backend.new_store().write(first)
+        with pytest.raises(StateError, match="lineage"):
+            backend.new_store().write(State())
+        assert backend.new_store().read().serial == 1
+
+    def test_refuses_to_write_an_older_serial(self, backend: Backend) -> None:
+        store = backend.new_store()
+        state = store.read()
+        store.write(state)
+        store.write(state)
+        stale = backend.new_store().read()
+        stale.serial = 1
+        with pytest.raises(StateError, match="older"):
+            store.write(stale)
+        assert backend.new_store().read().serial == 2
+
+    def test_truncated_state_is_a_clear_error_that_names_it(self, backend: Backend) -> None:
+        store = backend.new_store()
+        store.write(sample_state())
+        good = sample_state().encode(serial=1)
+        backend.put_raw(good[: len(good) // 2])
+        with pytest.raises(StateError) as err:
+            backend.new_store().read()
+        message = str(err.value)
+        assert store.location in message and "truncated" in message
+
+    def test_corrupt_state_points_at_the_backup(self, backend: Backend) -> None:
+        store = backend.new_store()
+        state = store.read()
+        store.write(state)
+        store.write(state)  # now a backup exists
+        backend.put_raw(b'{"format_version": 1, "lineage": "x", "serial": "two"}')
+        with pytest.raises(StateError) as err:
+            backend.new_store().read()
+        assert store.backup_location in str(err.value)
+
+    def test_future_format_version_is_refused(self, backend: Backend) -> None:
+        backend.put_raw(b'{"format_version": 99, "lineage": "x", "serial": 1, "chats": {}}\n')
+        with pytest.raises(StateError, match="newer"):
+            backend.new_store().read()
+
+    # --- locking ----------------------------------------------------------------------------
+
+    def test_lock_records_who_holds_it(self, backend: Backend) -> None:
+        store = backend.new_store()
+        assert store.current_lock() is None
+        with store.lock("apply") as info:
+            assert info.operation == "apply" and info.pid == os.getpid()
+            assert "@" in info.who and info.created and info.id
+            seen = backend.new_store().current_lock()
+            assert seen is not None and seen.id == info.id and seen.who == info.who
+        assert backend.new_store().current_lock() is None
+
+    def test_second_run_fails_at_once_with_the_holders_details(self, backend: Backend) -> None:
+        store = backend.new_store()
+        with store.lock("apply") as info:
+            with pytest.raises(LockError) as err, backend.new_store().lock("plan"):
+                pass
+            message = str(err.value)
+            for detail in (info.id, "apply", info.who, str(info.pid), info.created):
+                assert detail in message
+        with backend.new_store().lock("plan"):  # free again afterwards
+            pass
+
+    def test_lock_is_released_when_the_run_fails(self, backend: Backend) -> None:
+        store = backend.new_store()
+        with pytest.raises(RuntimeError), store.lock("apply"):
+            raise RuntimeError("boom")
+        assert backend.new_store().current_lock() is None
+
+    def test_writes_under_the_lock(self, backend: Backend) -> None:
+        store = backend.new_store()
+        with store.lock("apply"):
+            state = store.read()
+            state.put_intent(pending_intent())
+            store.write(state)
+            state.clear_intent("team-y")
+            store.write(state)
+        after = backend.new_store().read()
+        assert after.serial == 2 and after.intents == {}
+
+    def test_force_unlock_needs_the_right_id(self, backend: Backend) -> None:
+        holder = backend.new_store()
+        with holder.lock("apply") as info:
+            other = backend.new_store()
+            with pytest.raises(LockError, match="does not match"):
+                other.force_unlock("not-the-id")
+            removed = other.force_unlock(info.id)
+            assert removed.id == info.id
+            with other.lock("apply") as taken:
+                pass_through = backend.new_store().current_lock()
+                assert pass_through is not None and pass_through.id == taken.id
+        # The first holder's exit does not disturb anything (its lock was already gone).
+        assert backend.new_store().current_lock() is None
+        with pytest.raises(LockError, match="not locked"):
+            backend.new_store().force_unlock(info.id)
+
+    # --- coalesced writes (the apply's journal discipline) ---------------------------------
+
+    def test_coalesced_writes_keep_the_journal_guarantee(self, backend: Backend) -> None:
+        now = [0.0]
+        store = CoalescingStore(
+            backend.new_store(), max_delay=1.0, clock=lambda: now[0], timer=lambda: now[0]
+        )
+        with store.lock("apply"):
+            state = store.read()
+            state.put_intent(pending_intent())
+            store.write(state, durable=True)  # before the POST: on storage at once
+            assert backend.new_store().read().intents == {"team-y": pending_intent()}
+            state.put_chat("pair", sample_state().chats["oneonone-0123456789abcdef"])
+            store.write(state, durable=False)  # a oneOnOne result: may wait
+            assert store.pending and "pair" not in backend.new_store().read().chats
+            now[0] += 1.5
+            state.put_chat("pair2", sample_state().chats["oneonone-0123456789abcdef"])
+            store.write(state, durable=False)  # due: written with everything before it
+            assert not store.pending
+            assert {"pair", "pair2"} <= set(backend.new_store().read().chats)
+            state.clear_intent("team-y")
+            store.write(state, durable=False)
+            assert store.pending
+        # Releasing the lock flushes what was held back.
+        final = backend.new_store().read()
+        assert final.intents == {} and final.serial == store.writes
