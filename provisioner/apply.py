@@ -20,24 +20,20 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from provisioner.apply_steps import (
-    FAILED,
-    INTERRUPTED,
-    SKIPPED,
-    STATUSES,
-    ChatApi,
-    ChatSteps,
-    Failure,
-    Outcome,
-    StepContext,
-    Steps,
+from provisioner.apply_control import (
+    ApplyListener,
+    Cancelled,
+    Progress,
+    RequestStats,
+    StopSignal,
 )
+from provisioner.apply_result import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
+from provisioner.apply_steps import ChatApi, ChatSteps, StepContext, Steps
 from provisioner.errors import AuthError, StateError
 from provisioner.graph_errors import GraphAuthError, GraphPermissionError
 from provisioner.pacing import DOCUMENTED_LIMITS, Pacer, Scope
@@ -61,64 +57,6 @@ __all__ = [
 ]
 
 
-class Cancelled(Exception):
-    """The run is stopping: a request that was still waiting for its turn was not sent."""
-
-
-class StopSignal:
-    """Shared by the executor and the `Pacer`: once set, a request waiting for its turn raises
-    `Cancelled` instead of being sent. Build the pacer with ``Pacer(sleep=stop.sleep)``."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        if not self._event.is_set():
-            self.reason = reason
-            self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def sleep(self, seconds: float) -> None:
-        if self._event.wait(max(0.0, seconds)):
-            raise Cancelled(self.reason or "the run is stopping")
-
-
-class RequestStats:
-    """The Graph client's ``on_event`` hook: counts requests, throttling and retries, in total
-    and per thread (so a lookup can tell what it cost). Thread-safe."""
-
-    def __init__(self, forward: Callable[[str, Mapping[str, Any]], None] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._forward = forward
-        self.requests = 0  # answers received (every attempt of every request)
-        self.throttled = 0  # 429s and 503s with Retry-After
-        self.retries = 0  # retries for other reasons (5xx, dropped connections)
-        self.token_refreshes = 0
-        self.by_status: Counter[int] = Counter()
-
-    def __call__(self, kind: str, info: Mapping[str, Any]) -> None:
-        with self._lock:
-            if kind == "response":
-                self.requests += 1
-                self.by_status[int(info.get("status", 0))] += 1
-                self._local.requests = getattr(self._local, "requests", 0) + 1
-            elif kind == "throttled":
-                self.throttled += 1
-            elif kind == "retry":
-                self.retries += 1
-            elif kind == "token_refresh":
-                self.token_refreshes += 1
-        if self._forward is not None:
-            self._forward(kind, info)
-
-    def thread_requests(self) -> int:
-        return int(getattr(self._local, "requests", 0))
-
-
 @dataclass(frozen=True)
 class ApplyOptions:
     """``concurrency``: worker threads. ``settle_s``: how long after a creation a lookup waits,
@@ -131,72 +69,6 @@ class ApplyOptions:
     clock_skew: timedelta = timedelta(minutes=5)
     grace_s: float = 30.0
     tick_s: float = 0.2
-
-
-@dataclass(frozen=True)
-class Progress:
-    total: int
-    done: int
-    failed: int
-    in_flight: int
-    elapsed: float
-    requests: int
-    throttled: int
-
-    @property
-    def rate(self) -> float:
-        return self.done / self.elapsed if self.elapsed > 0 else 0.0
-
-
-class ApplyListener:
-    """Receives progress; the default does nothing. ``finished`` is called from worker
-    threads (keep it quick and thread-safe); ``tick`` and ``stopping`` from ``run``'s thread."""
-
-    def started(self, total: int) -> None:
-        return None
-
-    def finished(self, outcome: Outcome) -> None:
-        return None
-
-    def tick(self, progress: Progress) -> None:
-        return None
-
-    def stopping(self, reason: str, in_flight: int, grace_s: float) -> None:
-        return None
-
-
-@dataclass
-class ApplyResult:
-    """The outcome of every planned key (ordered by key) and the run's figures."""
-
-    plan_id: str
-    outcomes: list[Outcome]
-    duration_s: float = 0.0
-    requests: int = 0
-    throttled: int = 0
-    retries: int = 0
-    token_refreshes: int = 0
-    stopped: str | None = None  # why the run stopped early: a signal name, or an error
-    stop_error: Failure | None = None
-    lookups: int = 0  # reconciliation lookups made
-    lookup_requests: int = 0  # the requests they cost
-    state_writes: int = 0
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        for o in self.outcomes:
-            counts[o.status] += 1
-        return counts
-
-    @property
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == FAILED]
-
-    @property
-    def complete(self) -> bool:
-        """Every change was made: nothing failed, nothing left undone."""
-        return all(o.status not in (FAILED, SKIPPED, INTERRUPTED) for o in self.outcomes)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
+from provisioner.apply_result import ADOPTED, CREATED, DELETED, FORGOTTEN, UPDATED, Outcome
 from provisioner.graph_errors import AmbiguousOutcome, GraphError, GraphNotFound
 from provisioner.models import GROUP, ONE_ON_ONE, Member
 from provisioner.pacing import CHAT, CHAT_MEMBERS, TENANT_WRITE
@@ -30,63 +31,6 @@ from provisioner.reconcile import ChatReader, Lookup, find_created_chats, parse_
 from provisioner.state import ChatRecord, Intent, MemberRecord, State
 
 T = TypeVar("T")
-
-# Outcome statuses (the ``status`` of each key in ``apply --format json``).
-CREATED = "created"
-ADOPTED = "adopted"  # a chat an unfinished creation had made was found and recorded
-UPDATED = "updated"
-DELETED = "deleted"
-FORGOTTEN = "forgotten"
-FAILED = "failed"
-SKIPPED = "skipped"  # never started: the run stopped first
-INTERRUPTED = "interrupted"  # started, then the run stopped; the state has what was done
-STATUSES = (CREATED, ADOPTED, UPDATED, DELETED, FORGOTTEN, FAILED, SKIPPED, INTERRUPTED)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a key failed, with what Microsoft support needs to trace the call."""
-
-    message: str
-    status: int = 0
-    code: str = ""
-    request_id: str = ""
-    client_request_id: str = ""
-    date: str = ""
-    hint: str | None = None
-    permission: str = ""
-
-    @classmethod
-    def of(cls, exc: BaseException) -> Failure:
-        if isinstance(exc, GraphError):
-            return cls(
-                message=exc.message,
-                status=exc.status,
-                code=exc.code,
-                request_id=exc.request_id,
-                client_request_id=exc.client_request_id,
-                date=exc.date,
-                hint=exc.hint,
-                permission=getattr(exc, "permission", "") or "",
-            )
-        hint = getattr(exc, "hint", None)
-        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        return cls(message=str(message), hint=hint if isinstance(hint, str) else None)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one chat key. ``duplicates`` are ids of further chats an unfinished
-    creation made (found by reconciliation; reported, never deleted)."""
-
-    key: str
-    action: Action
-    status: str
-    chat_id: str | None = None
-    error: Failure | None = None
-    duplicates: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
 
 Steps = Generator[float, None, Outcome]
 

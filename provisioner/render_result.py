@@ -10,8 +10,7 @@ import json
 import re
 from typing import Any
 
-from provisioner.apply import ApplyResult, Failure, Outcome
-from provisioner.apply_steps import (
+from provisioner.apply_result import (
     ADOPTED,
     CREATED,
     DELETED,
@@ -20,6 +19,9 @@ from provisioner.apply_steps import (
     INTERRUPTED,
     SKIPPED,
     UPDATED,
+    ApplyResult,
+    Failure,
+    Outcome,
 )
 
 RESULT_FORMAT_VERSION = 1
