@@ -358,3 +358,38 @@ def test_a_signal_stops_cleanly_and_the_same_command_continues(
     code, out, err = run(capsys, *args[:-2])  # the rest at full speed
     assert code == 0, err
     assert len(emulator_chats()) == 40
+
+
+def test_manifest_changes_are_applied_in_place(capsys, workdir: Path) -> None:
+    assert run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve")[0] == 0
+    chat_id = LocalStateStore("provision.state.json").read().chats["group-000"].chat_id
+    text = Path("chats.yaml").read_text()
+    # group-000: a new topic and USERS[5] joins. (One member change: Graph allows 4 per minute
+    # per chat, so more would take minutes here; test_apply.py covers removals and roles.)
+    text = text.replace("topic: Team 0", "topic: Renamed 0")
+    old_members = "\n".join(f"      - user: {USERS[n]}" for n in (0, 1, 2))
+    assert old_members in text
+    Path("chats.yaml").write_text(
+        text.replace(old_members, f"{old_members}\n      - user: {USERS[5]}", 1)
+    )
+    code, out, err = run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve", "--verbose")
+    assert code == 0, err
+    assert "Plan: 0 to create, 1 to update, 0 to delete." in out
+    assert "Apply complete: 0 created, 0 adopted, 1 updated" in out
+    assert f"  ~ group-000 updated ({chat_id})" in err  # --verbose: a line per chat
+    with EmulatorServer(data_path=".provision-emulator.json", limits="off") as server:
+        chat = server.tenant.chat(chat_id)
+        assert chat is not None and chat.topic == "Renamed 0"
+        roles = {m.user_id: m.roles[0] for m in chat.members}
+    assert roles == dict.fromkeys((USERS[0], USERS[1], USERS[2], USERS[5]), "owner")
+    code, out, err = run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve", "--quiet")
+    assert code == 0 and "No changes." in out
+    assert "apply:" not in err  # --quiet: no progress lines
+
+
+def test_progress_lines_when_not_on_a_terminal(capsys, workdir: Path) -> None:
+    code, _, err = run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve")
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.startswith("apply: ")]
+    assert lines and lines[-1].startswith("apply: 4/4 done, 0 failed,")
+    assert "throttled" in lines[-1]
