@@ -35,7 +35,7 @@ from provisioner.apply_control import (
 from provisioner.apply_result import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply_steps import ChatApi, ChatSteps, StepContext, Steps
 from provisioner.errors import AuthError, StateError
-from provisioner.graph_errors import GraphAuthError, GraphPermissionError
+from provisioner.graph_errors import GraphAuthError, GraphConnectionError, GraphPermissionError
 from provisioner.pacing import DOCUMENTED_LIMITS, Pacer, Scope
 from provisioner.plan import Change, Plan
 from provisioner.state import State
@@ -114,7 +114,9 @@ class _Gate:
             self._cond.wait_for(lambda: self._inside == 0, timeout)
 
 
-_STOP_EARLY = (GraphAuthError, GraphPermissionError, AuthError, StateError)
+# Failures every other chat would meet too: a missing permission, a rejected credential, a
+# Graph that cannot be reached (DNS, refused), a state that cannot be written.
+_STOP_EARLY = (GraphAuthError, GraphPermissionError, GraphConnectionError, AuthError, StateError)
 
 
 class Executor:
@@ -281,8 +283,7 @@ class Executor:
             failure = Failure.of(exc)
             self._finish(task, Outcome(change.key, change.action, FAILED, error=failure))
             if isinstance(exc, _STOP_EARLY):
-                # Every other chat would fail the same way (a missing permission, a rejected
-                # credential, a state that cannot be written): stop instead of repeating it.
+                # Every other chat would fail the same way: stop instead of repeating it.
                 with self._cond:
                     if self._stop_error is None:
                         self._stop_error = failure

@@ -22,7 +22,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
-from provisioner.apply_result import ADOPTED, CREATED, DELETED, FORGOTTEN, UPDATED, Outcome
+from provisioner.apply_control import Cancelled
+from provisioner.apply_result import (
+    ADOPTED,
+    CREATED,
+    DELETED,
+    FORGOTTEN,
+    SKIPPED,
+    UPDATED,
+    Outcome,
+)
 from provisioner.graph_errors import AmbiguousOutcome, GraphError, GraphNotFound
 from provisioner.models import GROUP, ONE_ON_ONE, Member
 from provisioner.pacing import CHAT, CHAT_MEMBERS, TENANT_WRITE
@@ -139,10 +148,12 @@ class ChatSteps:
             chat = self.client.create_chat(body, idempotent=False)
         except AmbiguousOutcome as exc:
             unknown = exc
-        except Exception:
+        except Exception as exc:
             # Graph did not create it: an error answer, throttled past the retry budget, never
             # sent (no connection, or the run stopped while it waited for its turn).
             self.ctx.record(lambda s: _clear_intent(s, intent))
+            if isinstance(exc, Cancelled) and not notes:  # nothing at all was done
+                return Outcome(change.key, change.action, SKIPPED, notes=(str(exc),))
             raise
         else:
             record = ChatRecord(
@@ -194,11 +205,12 @@ class ChatSteps:
                     FORGOTTEN,
                     notes=(*notes, "no chat had been created; the key is no longer managed"),
                 )
-            return (
-                yield from self._create_group(
-                    change, (*notes, "no chat had been created: created it"), lookup.users
-                )
-            )
+            notes = (*notes, "no chat had been created: created it")
+            if change.chat_type == ONE_ON_ONE:  # the manifest made the key a oneOnOne since
+                self.ctx.record(lambda s: _forget_intent(s, intent, lookup))
+                outcome = yield from self._create_one_on_one(change)
+                return replace(outcome, notes=notes)
+            return (yield from self._create_group(change, notes, lookup.users))
         chat_id = str(lookup.chat["id"])
         duplicates = tuple(str(c["id"]) for c in lookup.duplicates)
         if duplicates:

@@ -86,8 +86,8 @@ class CliProgress(ApplyListener):
 
     def stopping(self, reason: str, in_flight: int, grace_s: float) -> None:
         self.close()
-        if self.mode == "none":
-            return
+        if self.mode == "none" or not reason.startswith("SIG"):
+            return  # a stop on an error is explained by the final report
         text = f"\n{reason}: stopping. No new changes start"
         if in_flight:
             text += (

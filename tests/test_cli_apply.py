@@ -393,3 +393,23 @@ def test_progress_lines_when_not_on_a_terminal(capsys, workdir: Path) -> None:
     lines = [line for line in err.splitlines() if line.startswith("apply: ")]
     assert lines and lines[-1].startswith("apply: 4/4 done, 0 failed,")
     assert "throttled" in lines[-1]
+
+
+def test_an_unreachable_graph_stops_the_run_early(
+    capsys, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("chats.yaml").write_text(manifest(groups=10, pairs=10))
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: connections are refused
+    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "token")
+    url = f"http://127.0.0.1:{port}/v1.0"
+    code, out, err = run(
+        capsys, "apply", "chats.yaml", "--auto-approve", "--graph-url", url, "--concurrency", "2"
+    )
+    assert code == 1, err
+    assert f"Stopped early: Graph request on POST /chats: cannot connect to 127.0.0.1:{port}" in out
+    assert "check the Graph URL, DNS and network access" in out
+    assert "Left undone: 19 not started." in out or "Left undone: 18 not started." in out
+    assert LocalStateStore("provision.state.json").read().intents == {}  # nothing was sent

@@ -74,7 +74,12 @@ class Report:
 
 
 def write_manifest(path: Path, rng: random.Random, groups: int, pairs: int) -> list[dict]:
-    users = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(max(8, groups // 2))]
+    seed_tag = rng.randrange(10**6)
+    # Two in three users by object id, the others by UPN (which a lookup resolves first).
+    users = [
+        str(uuid.UUID(int=rng.getrandbits(128))) if n % 3 else f"user{n}.{seed_tag}@contoso.com"
+        for n in range(max(8, groups // 2))
+    ]
     chats: list[dict] = []
     lines = ["version: 1", "chats:"]
     for n in range(groups):
