@@ -16,6 +16,7 @@ and leads to a lookup (``reconcile.py``) instead of a second POST.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -286,10 +287,11 @@ class ChatSteps:
             if added is not None:
                 current = [c for c in current if not _same(c, added)] + [added]
 
+        add = functools.partial(self._add, history=change.history)
         for member in change.add:
             if wait := paced(True):
                 yield wait
-            member_call(self._add, member)
+            member_call(add, member)
             save()
         for member in change.remove:
             mid = membership(member)
@@ -312,7 +314,7 @@ class ChatSteps:
                 save()
             if wait := paced(True):
                 yield wait
-            member_call(self._add, replace(member, membership_id=None))
+            member_call(add, replace(member, membership_id=None))
             save()
 
         # The final record is the plan's "after" view, with the membership ids learned.
@@ -325,8 +327,13 @@ class ChatSteps:
         self.ctx.record(lambda s: s.put_chat(change.key, final))
         return Outcome(change.key, change.action, UPDATED, chat_id)
 
-    def _add(self, chat_id: str, member: MemberRecord) -> MemberRecord:
-        body = Member(member.user, member.role, member.tenant_id).request_body(self.ctx.graph_url)
+    def _add(
+        self, chat_id: str, member: MemberRecord, *, history: str | None = None
+    ) -> MemberRecord:
+        # chat-post-members.md; ``history`` sets visibleHistoryStartDateTime (examples 2, 3).
+        body = Member(member.user, member.role, member.tenant_id).request_body(
+            self.ctx.graph_url, history=history
+        )
         try:
             added = self.client.add_member(chat_id, body)
         except GraphError as exc:

@@ -68,6 +68,14 @@ def emulator_session(port: int = 0) -> Iterator[str]:
         yield url
 
 
+def emulator_client(graph_url: str) -> Any:
+    """A paced Graph client for the built-in emulator (``plan --emulator`` refreshes with it)."""
+    from provisioner.graph import GraphClient
+    from provisioner.pacing import Pacer
+
+    return GraphClient(graph_url, EmulatorToken(), pacer=Pacer())
+
+
 def _emulator_port(graph_url: str) -> int:
     """A saved plan made with ``--emulator`` names the port its emulator had: use it again so
     the plan's Graph URL matches (``check_applicable``)."""
@@ -139,6 +147,18 @@ def apply_options(func: F) -> F:
                 help="Seconds to wait for each Graph answer.",
             ),
             click.option(
+                "--refresh/--no-refresh",
+                default=None,
+                help="Read the managed chats back from Graph before planning (drift, UPNs), as "
+                "plan does. Default: when the state holds chats. Not with a PLANFILE.",
+            ),
+            click.option(
+                "--prune",
+                is_flag=True,
+                help="Delete (soft delete in Teams) the chats removed from the manifests, "
+                "instead of forgetting them. Not with a PLANFILE (the plan says).",
+            ),
+            click.option(
                 "--emulator",
                 is_flag=True,
                 help=f"Apply to the built-in Graph emulator (tenant in ./{EMULATOR_DATA}); "
@@ -173,6 +193,8 @@ def run_apply(
     concurrency: int,
     max_rps: float | None,
     timeout: float,
+    refresh: bool | None,
+    prune: bool,
     emulator: bool,
     fmt: str,
     quiet: bool | None,
@@ -189,6 +211,7 @@ def run_apply(
     from provisioner.pacing import Pacer
     from provisioner.plan import check_applicable, load_plan
     from provisioner.planner import make_plan
+    from provisioner.refresh import read_from_graph, record_plan_facts
     from provisioner.render import render_plan
     from provisioner.render_result import render_json, render_text, run_status
     from provisioner.state import open_store
@@ -197,6 +220,11 @@ def run_apply(
     plan_file = targets[0] if len(targets) == 1 and is_plan_file(targets[0]) else None
     if fmt == "json" and plan_file is None and not auto_approve:
         raise click.UsageError("--format json needs --auto-approve (or a saved plan file)")
+    if plan_file is not None and (prune or refresh is not None):
+        raise click.UsageError(
+            "a saved plan is applied as it is: --prune and --refresh are for "
+            "planning (provision plan ... --out FILE)"
+        )
     # Credentials are checked before anything is planned (no network yet).
     credential: Any
     if emulator:
@@ -221,6 +249,8 @@ def run_apply(
             "--emulator": emulator,
             "--graph-url": graph_url if not emulator else None,
             "--auto-approve": auto_approve and saved is None,
+            "--prune": prune,
+            "--no-refresh": refresh is False,
             "--concurrency": concurrency if concurrency != DEFAULT_CONCURRENCY else None,
             "--max-rps": max_rps,
             "--timeout": timeout if timeout != DEFAULT_TIMEOUT else None,
@@ -232,6 +262,19 @@ def run_apply(
             url = stack.enter_context(emulator_session(port))
         else:
             url = connection.graph_url
+        stop = StopSignal()
+        stats = RequestStats()
+        pacer = Pacer(max_rps=max_rps, sleep=stop.sleep)
+        client = GraphClient(
+            url,
+            credential,
+            pacer=pacer,
+            timeout=(min(10.0, timeout), timeout),
+            max_retries=MAX_RETRIES,
+            pool_size=concurrency + 4,
+            on_event=stats,
+        )
+        stack.callback(client.close)
         store = open_store(state_path, state_endpoint)
         with store.lock("apply") as info:
             _note_takeover(info)
@@ -241,7 +284,11 @@ def run_apply(
                 plan = saved
             else:
                 assert desired is not None
-                plan = make_plan(desired, state, graph_url=url)
+                if refresh or (refresh is None and bool(state.chats)):
+                    # As plan does: drift, the refreshed view, UPNs resolved (issue 7).
+                    plan = read_from_graph(client, desired, state, graph_url=url, prune=prune)
+                else:
+                    plan = make_plan(desired, state, prune=prune, graph_url=url)
                 if fmt == "text":
                     color = _use_color()
                     click.echo(render_plan(plan, "text", color=color), nl=False)
@@ -251,20 +298,13 @@ def run_apply(
                 if saved is not None:
                     click.echo("No changes. The chats match the plan.")
                 return 0
+            writer = StateWriter(store, state)
+            # What the plan learned (refreshed chats, renamed keys, resolved users, protection)
+            # is recorded before any change, as Terraform's apply persists its refresh.
+            if record_plan_facts(plan, state):
+                state.last_plan_id = plan.plan_id
+                writer.flush()
 
-            stop = StopSignal()
-            stats = RequestStats()
-            pacer = Pacer(max_rps=max_rps, sleep=stop.sleep)
-            client = GraphClient(
-                url,
-                credential,
-                pacer=pacer,
-                timeout=(min(10.0, timeout), timeout),
-                max_retries=MAX_RETRIES,
-                pool_size=concurrency + 4,
-                on_event=stats,
-            )
-            stack.callback(client.close)
             mode, verbose = progress_mode(quiet)
             listener = CliProgress(mode, verbose=verbose)
             # The emulator lists a chat as soon as it exists; Graph may take a moment.
@@ -272,7 +312,7 @@ def run_apply(
             executor = Executor(
                 plan,
                 client,
-                StateWriter(store, state),
+                writer,
                 options=ApplyOptions(concurrency=concurrency, settle_s=settle),
                 listener=listener,
                 stats=stats,
