@@ -262,6 +262,8 @@ def run_apply(
             url = stack.enter_context(emulator_session(port))
         else:
             url = connection.graph_url
+        mode, verbose = progress_mode(quiet)
+        stack.enter_context(graph_log(verbose))  # refresh and apply alike
         stop = StopSignal()
         stats = RequestStats()
         pacer = Pacer(max_rps=max_rps, sleep=stop.sleep)
@@ -305,7 +307,6 @@ def run_apply(
                 state.last_plan_id = plan.plan_id
                 writer.flush()
 
-            mode, verbose = progress_mode(quiet)
             listener = CliProgress(mode, verbose=verbose)
             # The emulator lists a chat as soon as it exists; Graph may take a moment.
             settle = 0.5 if is_loopback_host(urlsplit(url).hostname or "") else 5.0
@@ -320,7 +321,7 @@ def run_apply(
                 pacer=pacer,
             )
             try:
-                with stop_on_signals(executor.request_stop), graph_log(verbose):
+                with stop_on_signals(executor.request_stop):
                     result = executor.run()
             except (Abort, KeyboardInterrupt) as exc:
                 listener.close()
