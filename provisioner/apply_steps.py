@@ -33,6 +33,7 @@ from provisioner.apply_result import (
     UPDATED,
     Outcome,
 )
+from provisioner.errors import PlanError
 from provisioner.graph_errors import AmbiguousOutcome, GraphError, GraphNotFound
 from provisioner.models import GROUP, ONE_ON_ONE, Member
 from provisioner.pacing import CHAT, CHAT_MEMBERS, TENANT_WRITE
@@ -256,6 +257,13 @@ class ChatSteps:
             at = max(next_call, next_member if member_change else -1.0)
             return at if at > self.ctx.clock() else 0.0
 
+        if change.topic_change is not None and change.topic is None:
+            # chat-patch.md sets a topic to a string; there is no documented way to clear it.
+            raise PlanError(
+                f"{change.key}: Graph cannot remove a group chat's topic "
+                f"(it is {change.topic_change[0]!r})",
+                hint="keep a topic for this chat in the manifest",
+            )
         if change.topic_change is not None and change.topic is not None:
             started = self.ctx.clock()
             self.client.update_chat_topic(chat_id, change.topic)

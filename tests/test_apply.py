@@ -409,3 +409,16 @@ def test_a_permission_error_stops_the_run_early(server: EmulatorServer, tmp_path
     assert result.counts["failed"] == client.calls
     assert result.counts["skipped"] == 20 - client.calls
     assert state.intents == {} and state.chats == {}
+
+
+def test_removing_a_topic_fails_that_chat_clearly(server: EmulatorServer, tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    run(server, desired(group("g", A, B, topic="Kept"), group("h", A, C, topic="H")), path)
+    want = desired(group("g", A, B, topic=None), group("h", A, C, topic="H2"))
+    result, state = run(server, want, path)
+    by_key = {o.key: o for o in result.outcomes}
+    error = by_key["g"].error
+    assert by_key["g"].status == "failed" and error is not None
+    assert "cannot remove a group chat's topic" in error.message
+    assert by_key["h"].status == "updated"  # the other chat is not held back
+    assert state.chats["g"].topic == "Kept"
