@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
+from provisioner.apply_context import ChatApi, StepContext, Steps
 from provisioner.apply_control import (
     ApplyListener,
     Cancelled,
@@ -33,7 +34,7 @@ from provisioner.apply_control import (
     StopSignal,
 )
 from provisioner.apply_result import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
-from provisioner.apply_steps import ChatApi, ChatSteps, StepContext, Steps
+from provisioner.apply_steps import ChatSteps
 from provisioner.errors import AuthError, StateError
 from provisioner.graph_errors import GraphAuthError, GraphConnectionError, GraphPermissionError
 from provisioner.pacing import DOCUMENTED_LIMITS, Pacer, Scope
