@@ -706,3 +706,70 @@ def test_a_failing_sign_in_through_the_cli(
     assert code == 1 and "internal error" not in err
     assert_clean("a failed sign-in", run.text + all_logs.text, SECRET)
     assert_files_clean(workdir, SECRET)
+
+
+def test_apply_never_shows_the_token_or_secret(
+    faulty_emulator: EmulatorServer,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    all_logs: pytest.LogCaptureFixture,
+    open_umask: None,
+) -> None:
+    """apply from manifests (--verbose, --debug, JSON), then a saved plan, through throttling,
+    503s and ambiguous 504s; the state, its backup and the plan stay 0600 and clean."""
+    faulty_emulator.set_faults(
+        ["429=0.1", "503=0.1", "504=0.2,method=POST,path=/chats,chat-type=group"]
+    )
+    write_manifest(workdir, groups=3)
+    run = Run(capsys)
+    code, out, err = run("--debug", "apply", "chats.yaml", "--auto-approve", "--verbose")
+    assert code == 0, out + err
+    (workdir / "chats.yaml").write_text(manifest_text(3).replace("Team 0", "Renamed 0"))
+    code, _, err = run("plan", "chats.yaml", "--out", "p.plan")
+    assert code == 0, err
+    assert mode_of(workdir / "p.plan") == 0o600
+    code, out, err = run("apply", "p.plan", "--format", "json")
+    assert code == 0, out + err
+    code, _, err = run("--debug", "plan", "chats.yaml", "--detailed-exitcode")
+    assert code == 0, err
+    for name in ("provision.state.json", "provision.state.json.backup", "p.plan"):
+        assert mode_of(workdir / name) == 0o600, name
+    assert any(
+        r.levelno <= logging.INFO and r.name.startswith("provision.") for r in all_logs.records
+    )
+    assert_files_clean(workdir)
+    assert_clean("apply output and logs", run.text + all_logs.text)
+
+
+def test_apply_with_a_failing_sign_in(
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    all_logs: pytest.LogCaptureFixture,
+) -> None:
+    from provisioner import cli_options
+
+    real = cli_options.credential_from_env
+    login = EchoingLogin("json")
+    monkeypatch.setattr(
+        cli_options,
+        "credential_from_env",
+        lambda *a, **k: real(*a, **{**k, "http_client": login}),
+    )
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    server = EmulatorServer(host="127.0.0.1", port=0, limits="off").start()
+    try:
+        monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
+        write_manifest(workdir)
+        run = Run(capsys)
+        code, _, err = run("--debug", "apply", "chats.yaml", "--auto-approve", "--verbose")
+        assert code == 1 and "internal error" not in err
+        assert login.posts
+        code, out, _ = run("apply", "chats.yaml", "--auto-approve", "--format", "json")
+        assert code == 1
+        assert "sign-in failed" in out or "sign-in failed" in run.text
+    finally:
+        server.stop()
+    assert_clean("apply with a failed sign-in", run.text + all_logs.text, SECRET)
+    assert_files_clean(workdir, SECRET)

@@ -30,3 +30,20 @@ def test_fuzz_soak_atheris_short(tmp_path: Path) -> None:
     assert report.crashes == 0, report.failures
     assert report.runs == 800
     assert report.refused > 0
+
+
+def test_fault_soak_short(tmp_path: Path) -> None:
+    """One apply through 429 storms, 503s, ambiguous 504s/drops and token expiry."""
+    from soak import fault_soak
+
+    report = fault_soak.fault_run(
+        tmp_path, seed=4, groups=10, pairs=8, token_lifetime_s=1.0, storm_every_s=1.0
+    )
+    assert report.errors == [], report.errors
+    assert report.crashes == 0 and report.exit_code == 0
+    assert report.duplicates == 0 and report.missing == 0
+    assert report.wrong == 0 and report.extra_chats == 0
+    assert report.plan_exit == 0
+    assert report.unauthorized >= 1 and report.tokens_issued >= 2  # the token was refreshed
+    assert report.injected > report.unauthorized  # faults beyond expiry were injected too
+    assert "duplicates 0, lost chats 0, crashes 0" in fault_soak.figure_line("x", [report])
