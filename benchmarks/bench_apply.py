@@ -1,6 +1,6 @@
 """`provision apply` against the emulator's throttling, beside a naive and a sequential client.
 
-    python benchmarks/bench_apply.py [--chats 300] [--sequential-chats 60] [--seed 1]
+    python benchmarks/bench_apply.py [--chats 300] [--sequential-chats 60] [--seed 1] [--json FILE]
 
 Setup (issue 5): 300 chats, half oneOnOne, half group (3 members); the emulator enforces Graph's
 documented Teams limits unscaled (30 writes/s per tenant: 300 creations take >= 10 s) with
@@ -43,6 +43,11 @@ import requests
 from provisioner.emulator import EmulatorServer
 from provisioner.graph import parse_retry_after
 from provisioner.models import Chat, Member
+
+try:
+    from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path
+except ImportError:  # pragma: no cover
+    from benchmarks._figures import Figure, write_figures
 
 DOCUMENTED_WRITES = 30.0  # includes/throttling-teams.md: 30 rps per app per tenant
 LATENCY_MS = (150.0, 300.0)
@@ -209,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chats", type=int, default=300)
     parser.add_argument("--sequential-chats", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument("--quick", action="store_true", help="60 chats, 20 sequential")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.chats, args.sequential_chats = 60, 20
+    figures: list[Figure] = []
     chats = make_chats(args.chats, args.seed)
     few = chats[: args.sequential_chats // 2] + chats[-(args.sequential_chats // 2) :]
     for scale, label, target in (
@@ -223,7 +233,36 @@ def main(argv: list[str] | None = None) -> int:
             run_simple("sequential", few, scale, args.seed, threads=1),
         ]
         report(runs, {"provision": target})
+        figures += apply_figures(runs, target, "documented" if scale == 1.0 else "half")
+    write_figures(args.json, "apply", figures)
     return 0
+
+
+def apply_figures(runs: list[Run], target: tuple[float, float], which: str) -> list[Figure]:
+    """Each client's creation rate against the enforced limit; provision's 429 share."""
+    rate_target, share_target = target
+    figures = []
+    for r in runs:
+        label = {"provision": "provision apply", "naive": "naive client (8 threads, SDK "
+                 "retries)", "sequential": "sequential client"}[r.client]  # fmt: skip
+        figure = Figure.compared(
+            f"{label}, {r.chats} chats, {which} limit ({r.limit:g} writes/s): creations/s",
+            r.rate,
+            "chats/s",
+            r.limit,
+            "the limit the emulator enforces",
+        )
+        if r.failed:
+            figure.name += f" ({r.failed} failed)"
+        if r.client == "provision":
+            figure.target = f"ratio >= {rate_target:g}, no failures"
+            figure.ok = r.of_limit >= rate_target and not r.failed
+        figures.append(figure)
+        share = Figure(f"{label}, {which} limit: requests answered 429", r.share_429 * 100, "%")
+        if r.client == "provision":
+            share.target, share.ok = f"value <= {share_target:.0%}", r.share_429 <= share_target
+        figures.append(share)
+    return figures
 
 
 if __name__ == "__main__":
