@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 import wheelhouse
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS_FILE = ROOT / ".pre-commit-hooks.yaml"
@@ -135,11 +135,18 @@ def _pre_commit(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Comple
     )
 
 
+def _try_repo(
+    project: Path, env: dict[str, str], hook_repo: Path
+) -> subprocess.CompletedProcess[str]:
+    hook = "provision-validate"
+    return _pre_commit(project, env, "try-repo", str(hook_repo), hook, "--all-files")
+
+
 def test_try_repo_fails_a_bad_manifest_with_its_location_then_passes_once_fixed(
     setup: tuple[Path, Path, dict[str, str]],
 ) -> None:
     hook_repo, project, env = setup
-    done = _pre_commit(project, env, "try-repo", str(hook_repo), "provision-validate", "--all-files")
+    done = _try_repo(project, env, hook_repo)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "provision validate" in out and "Failed" in out
@@ -149,7 +156,7 @@ def test_try_repo_fails_a_bad_manifest_with_its_location_then_passes_once_fixed(
 
     (project / "chats/ops.yaml").write_text(BAD.replace("chatTyp:", "chatType:"), encoding="utf-8")
     _git(project, "add", "-A")
-    done = _pre_commit(project, env, "try-repo", str(hook_repo), "provision-validate", "--all-files")
+    done = _try_repo(project, env, hook_repo)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "Passed" in out
