@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB_WORKFLOW = ROOT / "examples/github-actions/provision.yml"
-AZURE_PIPELINE = ROOT / "examples/azure-pipelines.yml"
+AZURE_PIPELINE = ROOT / "examples/azure-devops/azure-pipelines.yml"
 VENV_BIN = Path(sys.executable).parent
 
 needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")

@@ -1,4 +1,4 @@
-"""examples/azure-pipelines.yml: valid for Azure Pipelines, and its steps do what they say.
+"""examples/azure-devops/azure-pipelines.yml: valid for Azure Pipelines; its steps work.
 
 Checked against check-jsonschema's built-in Azure Pipelines schema (offline) and with
 shellcheck; the scripts run with bash here: validate's `##vso[task.logissue]` annotations,
