@@ -13,7 +13,6 @@ No secret or token ever appears in an exception, a log line or a ``repr``.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import re
 import time
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from provisioner.errors import AuthError, InputError
+from provisioner.fsutil import is_loopback_host
 from provisioner.msal_credentials import (
     ConfidentialClientCredential,
     DeviceCodeCredential,
@@ -78,15 +78,6 @@ def graph_url_for(cloud: str) -> str:
 def graph_scope_for(cloud: str) -> str:
     """The ``.default`` scope that asks Entra for a token for that cloud's Graph."""
     return f"{cloud_named(cloud).graph}/.default"
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_graph_url(url: str) -> str:

@@ -7,7 +7,6 @@ plain functions, testable without the Azure SDK installed. The SDK itself is an 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from provisioner.errors import ProvisionError, StateError
+from provisioner.fsutil import is_loopback_host
 
 SCHEME = "azblob://"
 ENDPOINT_ENV = "PROVISION_STATE_ENDPOINT"
@@ -101,15 +101,6 @@ def parse_azblob_url(spec: str) -> BlobLocation:
     return BlobLocation(account, container, blob)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(endpoint: str) -> str:
     """An account endpoint URL: https, or plain http only on loopback (as for --graph-url)."""
     parts = urlsplit(endpoint)
@@ -121,7 +112,7 @@ def check_endpoint(endpoint: str) -> str:
             "https://contoso.blob.core.usgovcloudapi.net or, for Azurite, "
             f"{DEV_BLOB_ENDPOINT}",
         )
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback_host(host):
         raise StateError(
             f"refusing plain http:// for the state endpoint {host}",
             hint="plain http is accepted only for loopback hosts (Azurite); use https",

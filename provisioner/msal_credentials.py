@@ -8,11 +8,8 @@ share one token; `invalidate` (after a 401) makes the next call fetch a new one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import AuthError
+from provisioner.fsutil import write_atomic
 
 log = logging.getLogger("provision.auth")
 
@@ -307,20 +305,9 @@ class DeviceCodeCredential(_MsalCredential):
 
 
 def write_private_file(path: Path, text: str) -> None:
-    """Write atomically (temp file in the same directory, fsync, rename) with mode 0600."""
+    """Write atomically with mode 0600, in a directory only the user can enter."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text.encode("utf-8"))
 
 
 def token_cache_path(environ: Mapping[str, str]) -> Path:

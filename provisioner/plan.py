@@ -13,7 +13,6 @@ Plan files hold no secrets (no tokens ever reach the planner).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +25,7 @@ from typing import Any
 
 from provisioner import __version__
 from provisioner.errors import PlanError
+from provisioner.fsutil import write_atomic
 from provisioner.state import ChatRecord, Intent, MemberRecord, State
 
 PLAN_FORMAT_VERSION = 1
@@ -292,28 +292,10 @@ def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
         "plan": payload,
     }
     data = (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, data)
     except OSError as exc:
         raise PlanError(f"cannot write plan file {path}: {exc.strerror or exc}") from exc
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from provisioner import __version__
 from provisioner.errors import StateError
+from provisioner.fsutil import write_atomic
 from provisioner.lock import FileLock, LockInfo, hold
 from provisioner.models import CHAT_TYPES, ROLES
 
@@ -280,23 +281,10 @@ class LocalStateStore:
         new_serial = state.serial + 1
         data = state.encode(serial=new_serial)
         directory = os.path.dirname(os.path.abspath(self.path))
-        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{uuid.uuid4().hex}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_atomic(self.path, data, before_replace=self._backup)
         except OSError as exc:
             raise self._unwritable(exc, directory) from exc
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self._backup()
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise self._unwritable(exc, directory) from exc
-        _fsync_dir(directory)
         state.serial = new_serial
         state.exists = True
         self._lineage, self._serial = state.lineage, new_serial
@@ -361,20 +349,6 @@ class LocalStateStore:
             f"cannot write state file {self.path}: {exc.strerror or exc} (directory {directory})",
             hint=f"nothing was changed; {self.path} still holds the previous state",
         )
-
-
-def _fsync_dir(directory: str) -> None:
-    # Makes the rename itself durable; not possible on every platform (e.g. Windows).
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def open_store(spec: str, endpoint: str | None = None) -> StateStore:
