@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,3 +303,36 @@ def test_first_comment_thread_is_created(tmp_path: Path, httpserver: HTTPServer)
     (comment,) = body["comments"]
     assert comment["content"].startswith(MARKER)
     assert "**Planning failed**" in comment["content"]
+
+
+@needs_jq
+def test_apply_refreshes_the_token_while_apply_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    env = _env(tmp_path, OIDC_REFRESH_SECONDS="0.3", PIPELINE_WORKSPACE=str(tmp_path / "ws"))
+    calls = tmp_path / "refreshes"
+    refresh = tmp_path / "bin/refresh-token"
+    refresh.write_text(f"#!/bin/sh\necho refreshed >> {calls}\n", encoding="utf-8")
+    refresh.chmod(0o755)
+    env["OIDC_TOKEN_SCRIPT"] = str(refresh)
+    result = {
+        "status": "ok",
+        "summary": {"created": 2, "failed": 0},
+        "outcomes": [{"key": "launch", "status": "created", "error": None}],
+    }
+    fake = tmp_path / "bin/provision"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'[ "$2" = "{tmp_path}/ws/provision-plan/provision.plan" ] || exit 64\n'
+        "sleep 2\n"
+        f"cat <<'EOF'\n{json.dumps(result)}\nEOF\n",
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    started = time.monotonic()
+    done = run_bash(_script("Apply", "apply"), env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert time.monotonic() - started < 10
+    assert len(calls.read_text().splitlines()) >= 3
+    summary_file = Path(env["AGENT_TEMPDIRECTORY"]) / "apply.md"
+    assert f"##vso[task.uploadsummary]{summary_file}" in done.stdout.splitlines()
+    summary = summary_file.read_text(encoding="utf-8")
+    assert "### provision apply: ok" in summary and "| created | 2 |" in summary

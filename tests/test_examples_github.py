@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -464,3 +465,55 @@ def test_a_direct_push_has_no_reviewed_plan(tmp_path: Path) -> None:
     done = run_bash(github_step("main", "reviewed")["run"], env)
     assert done.returncode == 0, done.stderr
     assert outputs(env["GITHUB_OUTPUT"]) == {"found": "false"}
+
+
+# --- apply: the token refresher and the summary (apply itself faked here; the real one runs
+# against the emulator in test_examples_apply.py) ------------------------------------------------
+
+FAKE_APPLY_RESULT = {
+    "status": "failed",
+    "summary": {"created": 1, "updated": 0, "failed": 1},
+    "outcomes": [
+        {"key": "launch", "status": "created", "error": None},
+        {
+            "key": "partners",
+            "status": "failed",
+            "error": {"message": "Graph 404 NotFound on POST /chats", "request_id": "rid-1"},
+        },
+    ],
+}
+
+
+@needs_jq
+def test_apply_step_refreshes_the_token_while_apply_runs_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    env = base_env(tmp_path, {"OIDC_REFRESH_SECONDS": "0.3"})
+    calls = tmp_path / "refreshes"
+    refresh = tmp_path / "bin/refresh-token"
+    refresh.write_text(f"#!/bin/sh\necho refreshed >> {calls}\n", encoding="utf-8")
+    refresh.chmod(0o755)
+    env["GITHUB_OIDC_TOKEN_SCRIPT"] = str(refresh)
+    # A stand-in for a long `provision apply PLANFILE --format json` that fails one key.
+    fake = tmp_path / "bin/provision"
+    fake.write_text(
+        "#!/bin/sh\n"
+        '[ "$1 $3 $4" = "apply --format json" ] || exit 64\n'
+        "sleep 2\n"
+        f"cat <<'EOF'\n{json.dumps(FAKE_APPLY_RESULT)}\nEOF\n"
+        "exit 1\n",
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    (Path(env["RUNNER_TEMP"]) / "provision").mkdir()
+    started = time.monotonic()
+    done = run_bash(github_step("main", "apply")["run"], env)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1  # apply's exit code, not swallowed
+    assert elapsed < 10, "the refresher's sleep kept the step from ending"
+    assert len(calls.read_text().splitlines()) >= 3
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
+    assert "### provision apply: failed" in summary
+    assert "| created | 1 |" in summary and "| failed | 1 |" in summary
+    assert "| updated |" not in summary
+    assert "- `partners`: Graph 404 NotFound on POST /chats (request-id `rid-1`)" in summary
