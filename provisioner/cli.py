@@ -13,8 +13,8 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,9 @@ from provisioner.errors import ProvisionError
 from provisioner.lock import LockInfo
 from provisioner.plan import Plan
 from provisioner.state import DEFAULT_STATE_PATH, StateStore
+
+if TYPE_CHECKING:
+    from provisioner.graph import GraphClient
 
 BUG_REPORT = (
     "provision: internal error (a bug in provision {version}): {error}. "
@@ -171,9 +174,21 @@ def _note_takeover(info: LockInfo) -> None:
 )
 @click.option(
     "--refresh/--no-refresh",
-    default=True,
-    show_default=True,
-    help="Read the managed chats back from Graph first, to show drift.",
+    default=None,
+    help="Read the managed chats back from Graph first, to show drift, and resolve UPNs. "
+    "Default: when the state holds chats. --refresh also resolves UPNs for a first plan.",
+)
+@click.option(
+    "--refresh-only",
+    is_flag=True,
+    help="Only report what changed outside provision since the last apply (drift); with "
+    "--detailed-exitcode exit 2 when there is drift. For a scheduled drift check.",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Plan chats removed from the manifests as delete (a soft delete in Teams) instead "
+    "of forget. Chats with protect: true are never deleted.",
 )
 @click.option(
     "--detailed-exitcode",
@@ -186,28 +201,51 @@ def plan(
     state_path: str,
     out: str | None,
     fmt: str,
-    refresh: bool,
+    refresh: bool | None,
+    refresh_only: bool,
+    prune: bool,
     detailed_exitcode: bool,
     graph_url: str | None,
     cloud: str,
     auth: str,
 ) -> int:
-    """Show what apply would change: manifests compared with the state.
+    """Show what apply would change: manifests compared with the state and with Graph.
 
-    The plan lists each chat key to create (+), update in place (~), delete (-), forget (.)
-    or reconcile (?), then a summary. `--out` saves it; `provision apply PLANFILE` then does
-    exactly that, and refuses it once the state has moved on.
+    Refresh first reads every managed chat back from Graph (credentials needed, as for
+    apply; `--no-refresh` plans from the state alone): what changed in Teams since the last
+    apply is listed as "changes outside provision", and the plan repairs it. The plan lists
+    each chat key to create (+), update in place (~), delete (-), forget (.) or reconcile (?),
+    then a summary. `--out` saves it; `provision apply PLANFILE` then does exactly that, and
+    refuses it once the state has moved on.
     """
     from provisioner.auth import graph_url_for, validate_graph_url
     from provisioner.gcpause import gc_paused
     from provisioner.plan import save_plan
     from provisioner.render import render_plan
 
-    # The URL goes into every request body of the plan. Credentials are not needed until
-    # refresh reads from Graph (issue 7 checks them there, with connection_from_options).
+    if refresh_only and refresh is False:
+        raise click.UsageError("--refresh-only reads the chats from Graph: drop --no-refresh")
+    if refresh_only and prune:
+        raise click.UsageError("--refresh-only plans no changes: --prune does not apply")
+    # The URL goes into every request body of the plan. Credentials are checked only when
+    # the plan reads from Graph (connection_from_options, in connect).
     graph_url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
+
+    def connect() -> GraphClient:
+        from provisioner.cli_lifecycle import open_client
+
+        return open_client(graph_url, cloud, auth)
+
     with gc_paused():  # tens of thousands of chats: see provisioner/gcpause.py
-        result = _plan(paths, state_path, refresh, graph_url)
+        result = _plan(
+            paths,
+            state_path,
+            True if refresh_only else refresh,
+            graph_url,
+            connect=connect,
+            prune=prune,
+            refresh_only=refresh_only,
+        )
     if out:
         save_plan(result, out)
     click.echo(render_plan(result, fmt, color=fmt == "text" and _use_color()), nl=False)
@@ -218,7 +256,18 @@ def plan(
     return 2 if detailed_exitcode and result.has_changes else 0
 
 
-def _plan(paths: Sequence[str], state_path: str, refresh: bool, graph_url: str) -> Plan:
+def _plan(
+    paths: Sequence[str],
+    state_path: str,
+    refresh: bool | None,
+    graph_url: str,
+    *,
+    connect: Callable[[], GraphClient] | None = None,
+    prune: bool = False,
+    refresh_only: bool = False,
+) -> Plan:
+    """``refresh``: True always reads from Graph, None when the state holds chats, False
+    never. Reading means refreshing the managed chats and resolving UPNs (issue 7)."""
     from provisioner.manifest import load_desired
     from provisioner.planner import make_plan
     from provisioner.state import open_store
@@ -226,17 +275,27 @@ def _plan(paths: Sequence[str], state_path: str, refresh: bool, graph_url: str) 
     desired = load_desired(paths)
     store = open_store(state_path, _state_endpoint())
     state = store.read()
-    live = None
-    if refresh and (state.chats or state.intents):
+    if refresh is False or (refresh is None and not state.chats) or connect is None:
+        return make_plan(desired, state, prune=prune, graph_url=graph_url)
+    from provisioner.refresh import read_from_graph
+
+    client = connect()
+    try:
         # Refresh holds the lock so no apply changes the chats while they are read.
         with _lock_for_refresh(store) as info:
             _note_takeover(info)
             state = store.read()
-            # Refresh is not implemented yet: there is no Graph client (issue 5). Issue 7
-            # fills ``live`` here from a batched read of every managed chat; until then the
-            # plan is made from state alone (``Plan.refreshed`` stays False and says so).
-            live = None
-    return make_plan(desired, state, live=live, graph_url=graph_url)
+            if state.chats:
+                n = len(state.chats)
+                click.echo(
+                    f"Refreshing {n} managed chat{'s' if n != 1 else ''} from {client.base_url}...",
+                    err=True,
+                )
+            return read_from_graph(
+                client, desired, state, graph_url=graph_url, prune=prune, refresh_only=refresh_only
+            )
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
@@ -305,6 +364,8 @@ def state_show(key: str, state_path: str) -> int:
             click.echo(f"topic:      {json.dumps(record.topic, ensure_ascii=False)}")
         if record.created_at:
             click.echo(f"created_at: {record.created_at}")
+        if key in state.protected:
+            click.echo("protected:  yes (plan --prune refuses to delete it)")
         members = record.members
     else:
         assert intent is not None
@@ -573,3 +634,8 @@ def emulator_command(
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+# `provision import` and `provision export` live in their own module; importing it registers
+# them (it imports this module's helpers, so it comes last).
+from provisioner import cli_lifecycle  # noqa: E402, F401

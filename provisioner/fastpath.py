@@ -19,11 +19,23 @@ as parsing it; this walk costs a fraction (benchmarks/bench_validate.py).
 
 from __future__ import annotations
 
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from provisioner.models import GROUP, ONE_ON_ONE, Chat, Member, Source, one_on_one_key
+from provisioner.models import (
+    GROUP,
+    HISTORY_NONE,
+    ONE_ON_ONE,
+    Chat,
+    Member,
+    Move,
+    Source,
+    one_on_one_key,
+)
 from provisioner.schema import load_schema, regex
-from provisioner.yamlload import INT_TAG, MAP_TAG, SEQ_TAG, STR_TAG
+from provisioner.yamlload import INT_TAG, MAP_TAG, SEQ_TAG, STR_TAG, TAG_PREFIX
+
+BOOL_TAG = TAG_PREFIX + "bool"
 
 _SCHEMA = load_schema()
 _DEFS = _SCHEMA["$defs"]
@@ -31,7 +43,8 @@ _CHAT = _DEFS["chat"]["properties"]
 _MEMBER = _DEFS["member"]["properties"]
 _CHAT_TYPES = frozenset(_CHAT["chatType"]["enum"])
 ROLES = frozenset(_DEFS["role"]["enum"])
-_KEY_RE = regex(_CHAT["key"]["pattern"])
+_KEY_RE = regex(_DEFS["key"]["pattern"])
+_HISTORIES = frozenset(_CHAT["history"]["enum"])
 _TOPIC_RE = regex(_CHAT["topic"]["pattern"])
 _TOPIC_MIN = _CHAT["topic"]["minLength"]
 _TOPIC_MAX = _CHAT["topic"]["maxLength"]
@@ -45,6 +58,7 @@ def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
     if root.__class__ is not MappingNode or root.tag != MAP_TAG:
         return None
     version = defaults = chats = None
+    moved_seen = False
     for k, v in root.value:
         if k.__class__ is not ScalarNode or k.tag != STR_TAG:
             return None
@@ -55,6 +69,8 @@ def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
             version = v
         elif name == "defaults" and defaults is None:
             defaults = v
+        elif name == "moved" and not moved_seen:
+            moved_seen = True  # read by build_moves
         else:
             return None
     if version is None or version.tag != INT_TAG or version.value != "1":
@@ -100,7 +116,8 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
     """One chat from its node if it is plainly valid under the schema, else ``None``."""
     if node.__class__ is not MappingNode or node.tag != MAP_TAG:
         return None
-    key = chat_type = topic = None
+    key = chat_type = topic = history = None
+    protect: bool | None = None
     members: list[Node] | None = None
     for k, v in node.value:
         if k.__class__ is not ScalarNode or k.tag != STR_TAG:
@@ -111,6 +128,11 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
                 return None
             members = v.value
             continue
+        if name == "protect" and protect is None:
+            protect = _bool(v)
+            if protect is None:
+                return None
+            continue
         if v.__class__ is not ScalarNode or v.tag != STR_TAG:
             return None
         if name == "chatType" and chat_type is None:
@@ -119,12 +141,16 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
             key = v.value
         elif name == "topic" and topic is None:
             topic = v.value
+        elif name == "history" and history is None:
+            history = v.value
         else:
             return None
     if members is None or len(members) < _MIN_MEMBERS:
         return None
+    if history is not None and history not in _HISTORIES:
+        return None
     if chat_type == ONE_ON_ONE:
-        if topic is not None or len(members) != 2:
+        if topic is not None or history is not None or len(members) != 2:
             return None
     elif chat_type != GROUP or key is None:
         return None
@@ -166,4 +192,52 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
     if key is None:
         key = one_on_one_key(built[0].user, built[1].user)
     mark = node.start_mark
-    return Chat(key, chat_type, tuple(built), topic, Source(file, mark.line + 1, mark.column + 1))
+    return Chat(
+        key,
+        chat_type,
+        tuple(built),
+        topic,
+        Source(file, mark.line + 1, mark.column + 1),
+        history=history or HISTORY_NONE,
+        protect=bool(protect),
+    )
+
+
+def _bool(node: Node) -> bool | None:
+    """A YAML boolean (``true``/``false``, and YAML 1.1's ``yes``/``no``/``on``/``off``, which
+    the error path's constructor reads as booleans too), or None."""
+    if node.__class__ is not ScalarNode or node.tag != BOOL_TAG:
+        return None
+    return SafeConstructor.bool_values.get(node.value.lower())
+
+
+def build_moves(root: Node, file: str) -> list[Move] | None:
+    """The top-level ``moved:`` entries of a document (``[]`` without any), or ``None`` when
+    they are not plainly valid under the schema (the error path then reports why). Only
+    called on documents whose top level is a plain mapping."""
+    if root.__class__ is not MappingNode:
+        return None
+    moved = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == "moved"]
+    if not moved:
+        return []
+    if len(moved) > 1:
+        return None
+    seq = moved[0]
+    if seq.__class__ is not SequenceNode or seq.tag != SEQ_TAG:
+        return None
+    out: list[Move] = []
+    for node in seq.value:
+        if node.__class__ is not MappingNode or node.tag != MAP_TAG:
+            return None
+        ends: dict[str, str] = {}
+        for k, v in node.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in ends:
+                return None
+            if k.value not in ("from", "to") or not _is_str(v) or not _KEY_RE.search(v.value):
+                return None
+            ends[k.value] = v.value
+        if len(ends) != 2:
+            return None
+        mark = node.start_mark
+        out.append(Move(ends["from"], ends["to"], Source(file, mark.line + 1, mark.column + 1)))
+    return out

@@ -22,14 +22,14 @@ import gc
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yaml.nodes import Node, SequenceNode
 
-from provisioner import fastpath, rules
+from provisioner import fastpath, moves, rules
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
-from provisioner.models import Chat, DesiredState, Member
+from provisioner.models import Chat, DesiredState, Member, Move
 from provisioner.schema import load_schema, schema_path
 from provisioner.yamlload import (
     BadFile,
@@ -133,20 +133,30 @@ def _validate_files(files: list[Path]) -> ValidationResult:
     digest = hashlib.sha256()
     diagnostics: list[Diagnostic] = []
     entries: list[rules.Entry] = []
+    move_entries: list[moves.MoveEntry] = []
     chat_count = 0
     for path in files:
         name = str(path)
         checked = _check_file(path, name, digest.update)
         diagnostics.extend(checked.diagnostics)
         entries.extend(checked.entries)
+        move_entries.extend(checked.moves)
         chat_count += checked.chats
     diagnostics.extend(rules.check(entries))
+    if move_entries:
+        # Only chats without errors are known by key: with errors elsewhere, a move to a key
+        # of a broken chat would be reported as unknown, wrongly.
+        by_key = {e.chat.key: e.chat for e in entries if not e.partial}
+        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=not diagnostics))
     diagnostics.sort(key=Diagnostic.sort_key)
     desired = None
     if not diagnostics:
         chats = sorted((e.chat for e in entries), key=lambda c: c.key)
         desired = DesiredState(
-            chats=tuple(chats), files=tuple(str(p) for p in files), digest=digest.hexdigest()
+            chats=tuple(chats),
+            files=tuple(str(p) for p in files),
+            digest=digest.hexdigest(),
+            moves=tuple(e.move for e in move_entries),
         )
     return ValidationResult(tuple(diagnostics), len(files), chat_count, desired)
 
@@ -190,6 +200,7 @@ class _Checked:
     diagnostics: list[Diagnostic]
     entries: list[rules.Entry]
     chats: int
+    moves: list[moves.MoveEntry] = field(default_factory=list)
 
 
 def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Checked:
@@ -213,9 +224,19 @@ def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Ch
         )
     budget = alias_budget(text)
     fast = fastpath.build_document(root, name, budget)
-    if fast is not None:
-        return _Checked([], [rules.Entry(c, name, i, root) for i, c in enumerate(fast)], len(fast))
+    fast_moves = fastpath.build_moves(root, name) if fast is not None else None
+    if fast is not None and fast_moves is not None:
+        return _Checked(
+            [],
+            [rules.Entry(c, name, i, root) for i, c in enumerate(fast)],
+            len(fast),
+            _move_entries(fast_moves, name, root),
+        )
     return _slow_file(root, name, budget)
+
+
+def _move_entries(found: list[Move], name: str, root: Node) -> list[moves.MoveEntry]:
+    return [moves.MoveEntry(m, name, i, root) for i, m in enumerate(found)]
 
 
 def _slow_file(root: Node, name: str, budget: int) -> _Checked:
@@ -230,9 +251,17 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
 
     diagnostics = [_diagnostic(name, p) for p in problems]
     data = converted.data
+    move_entries: list[moves.MoveEntry] = []
+    if isinstance(data, dict) and not any(p.path[:1] in ((), ("moved",)) for p in problems):
+        found = fastpath.build_moves(root, name)
+        if found is None:
+            # The schema found nothing wrong with 'moved' but the fast path refused it.
+            line, col = position(root)
+            raise RuntimeError(f"fast path and schema disagree on 'moved' in {name}:{line}:{col}")
+        move_entries = _move_entries(found, name, root)
     chats = data.get("chats") if isinstance(data, dict) else None
     if not isinstance(chats, list):
-        return _Checked(diagnostics, [], 0)
+        return _Checked(diagnostics, [], 0, move_entries)
 
     defaults = data.get("defaults") if isinstance(data, dict) else None
     role = defaults.get("role") if isinstance(defaults, dict) else None
@@ -255,7 +284,7 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
             # disagree, which is a bug in provision, not in the manifest.
             line, col = position(node)
             raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
-    return _Checked(diagnostics, entries, len(chats))
+    return _Checked(diagnostics, entries, len(chats), move_entries)
 
 
 def _lenient_chat(data: object, default_role: str) -> Chat | None:

@@ -15,6 +15,12 @@ ONE_ON_ONE = "oneOnOne"
 GROUP = "group"
 CHAT_TYPES = (ONE_ON_ONE, GROUP)
 ROLES = ("owner", "guest")
+HISTORY_NONE = "none"
+HISTORY_ALL = "all"
+HISTORIES = (HISTORY_NONE, HISTORY_ALL)
+#: ``visibleHistoryStartDateTime`` that shows a new member the whole chat history
+#: (api-reference/v1.0/api/chat-post-members.md, example 3); omitting it shares none (example 2).
+ALL_HISTORY_START = "0001-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,16 @@ class Member:
         case-insensitive in Entra ID)."""
         return self.user.lower()
 
-    def request_body(self, graph_url: str = DEFAULT_GRAPH_URL) -> dict[str, object]:
+    def request_body(
+        self, graph_url: str = DEFAULT_GRAPH_URL, *, history: str | None = None
+    ) -> dict[str, object]:
+        """The member as Graph takes it in ``POST /chats`` and ``POST /chats/{id}/members``.
+
+        ``history`` is the chat's ``history`` setting, for a member added to an existing chat
+        only: ``all`` adds ``visibleHistoryStartDateTime: 0001-01-01T00:00:00Z`` (the whole
+        history, chat-post-members.md example 3); ``none``/None omit it (no history, example 2).
+        Creation bodies never carry it (contract: "Request bodies").
+        """
         # Shape from Graph "Create chat" (api-reference/v1.0/api/chat-post.md), examples 1-5:
         # an aadUserConversationMember with roles and a user@odata.bind URL; tenantId only for
         # out-of-tenant (federated) users, example 5.
@@ -55,6 +70,8 @@ class Member:
         }
         if self.tenant_id:
             body["tenantId"] = self.tenant_id
+        if history == HISTORY_ALL:
+            body["visibleHistoryStartDateTime"] = ALL_HISTORY_START
         return body
 
 
@@ -69,13 +86,20 @@ def odata_key(value: str) -> str:
 
 @dataclass(frozen=True)
 class Chat:
-    """One desired chat. ``key`` is its stable identity in state."""
+    """One desired chat. ``key`` is its stable identity in state.
+
+    ``history`` (group chats): how much of the chat history members added later see, ``none``
+    or ``all``. ``protect``: a planned delete of this chat is an error (recorded in state, so
+    it still holds once the chat is removed from the manifest).
+    """
 
     key: str
     chat_type: str
     members: tuple[Member, ...]
     topic: str | None = None
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+    history: str = HISTORY_NONE
+    protect: bool = False
 
     @property
     def member_identities(self) -> frozenset[str]:
@@ -99,12 +123,24 @@ def one_on_one_key(user_a: str, user_b: str) -> str:
 
 
 @dataclass(frozen=True)
+class Move:
+    """A ``moved:`` entry: the chat state knows as ``from_key`` is now ``to_key`` (like
+    Terraform's ``moved`` blocks): its state record is renamed, the chat is not recreated."""
+
+    from_key: str
+    to_key: str
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
 class DesiredState:
-    """Every chat of one run, from all manifest files, ordered by key."""
+    """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
+    entries of all files (in file order), already checked by ``provisioner.moves``."""
 
     chats: tuple[Chat, ...]
     files: tuple[str, ...] = ()
     digest: str = ""  # sha256 over the manifest files' bytes, in order
+    moves: tuple[Move, ...] = ()
 
     def by_key(self) -> dict[str, Chat]:
         return {c.key: c for c in self.chats}

@@ -96,6 +96,18 @@ class Change:
     intent: Intent | None = None  # the pending creation to reconcile
     notes: tuple[str, ...] = ()
     source: str | None = None  # manifest file:line:col
+    # Issue 7: the key the state knew this chat by (a ``moved:`` entry; apply renames it),
+    # the ``protect`` flip to record in state ((before, after), None: unchanged), and the
+    # chat's ``history`` setting for members added to it (``models.Member.request_body``).
+    moved_from: str | None = None
+    protect_change: tuple[bool, bool] | None = None
+    history: str | None = None
+
+    @property
+    def bookkeeping(self) -> bool:
+        """True when apply records something in state for this key even without a Graph
+        call: a renamed key or a protection change."""
+        return self.moved_from is not None or self.protect_change is not None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -125,6 +137,15 @@ class Change:
             data["notes"] = list(self.notes)
         if self.source is not None:
             data["source"] = self.source
+        if self.moved_from is not None:
+            data["moved_from"] = self.moved_from
+        if self.protect_change is not None:
+            data["protect_change"] = {
+                "before": self.protect_change[0],
+                "after": self.protect_change[1],
+            }
+        if self.history is not None:
+            data["history"] = self.history
         return data
 
     @classmethod
@@ -153,6 +174,13 @@ class Change:
             intent=_intent(key, intent) if intent is not None else None,
             notes=tuple(str(n) for n in data.get("notes", ())),
             source=_opt_str(data.get("source")),
+            moved_from=_opt_str(data.get("moved_from")),
+            protect_change=(
+                (bool(protect["before"]), bool(protect["after"]))
+                if (protect := data.get("protect_change")) is not None
+                else None
+            ),
+            history=_opt_str(data.get("history")),
         )
 
 
@@ -167,6 +195,9 @@ class Drift:
     added: tuple[MemberRecord, ...] = ()  # in Teams, not in state
     removed: tuple[MemberRecord, ...] = ()  # in state, no longer in Teams
     role_changes: tuple[RoleChange, ...] = ()
+    # The chat as refresh read it (None when gone): what apply records in state before it
+    # makes any change, as Terraform's apply persists the refreshed state.
+    record: ChatRecord | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"key": self.key, "chat_id": self.chat_id, "gone": self.gone}
@@ -175,6 +206,8 @@ class Drift:
         data["members_added"] = [m.to_dict() for m in self.added]
         data["members_removed"] = [m.to_dict() for m in self.removed]
         data["role_changes"] = [r.to_dict() for r in self.role_changes]
+        if self.record is not None:
+            data["refreshed"] = self.record.to_dict()
         return data
 
     @classmethod
@@ -192,6 +225,7 @@ class Drift:
             added=tuple(_member(m) for m in data.get("members_added", ())),
             removed=tuple(_member(m) for m in data.get("members_removed", ())),
             role_changes=tuple(RoleChange.from_dict(r) for r in data.get("role_changes", ())),
+            record=_record(data["refreshed"]) if data.get("refreshed") is not None else None,
         )
 
 
@@ -212,6 +246,10 @@ class Plan:
     drift: tuple[Drift, ...] = ()
     refreshed: bool = False
     prune: bool = False
+    # Issue 7: UPN (lower case) -> object id resolved while planning (apply caches them in
+    # state), and a ``plan --refresh-only`` plan: drift only, no changes from the manifest.
+    users: Mapping[str, str] = field(default_factory=dict)
+    refresh_only: bool = False
     tool_version: str = __version__
     created_at: str = field(default_factory=_now)
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -227,12 +265,27 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        """True when apply would change anything (Teams or state): not only no-ops."""
-        return any(c.action is not Action.NOOP for c in self.changes)
+        """True when apply would change anything (Teams or state): not only no-ops. A
+        refresh-only plan has changes when it found drift (apply records the refreshed view)."""
+        if self.refresh_only:
+            return bool(self.drift)
+        return any(c.action is not Action.NOOP or c.bookkeeping for c in self.changes)
 
     @property
     def actionable(self) -> tuple[Change, ...]:
+        """The changes that make Graph calls or remove a key (no-ops excluded)."""
         return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+    @property
+    def reported(self) -> tuple[Change, ...]:
+        """The changes a plan view lists: actionable ones, and no-ops that only rename a key
+        or change its protection."""
+        return tuple(c for c in self.changes if c.action is not Action.NOOP or c.bookkeeping)
+
+    @property
+    def moves(self) -> tuple[tuple[str, str], ...]:
+        """(old key, new key) of every renamed key."""
+        return tuple((c.moved_from, c.key) for c in self.changes if c.moved_from is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,7 +296,9 @@ class Plan:
             "state": {"lineage": self.state_lineage, "serial": self.state_serial},
             "manifest": {"digest": self.manifest_digest, "files": list(self.manifest_files)},
             "refreshed": self.refreshed,
+            "refresh_only": self.refresh_only,
             "prune": self.prune,
+            "users": dict(sorted(self.users.items())),
             "summary": self.summary,
             "changes": [c.to_dict() for c in self.changes],
             "drift": [d.to_dict() for d in self.drift],
@@ -263,6 +318,8 @@ class Plan:
             drift=tuple(Drift.from_dict(d) for d in data.get("drift", ())),
             refreshed=bool(data["refreshed"]),
             prune=bool(data["prune"]),
+            users={str(k): str(v) for k, v in (data.get("users") or {}).items()},
+            refresh_only=bool(data.get("refresh_only", False)),
             tool_version=str(data["tool_version"]),
             created_at=str(data["created_at"]),
             plan_id=str(data["plan_id"]),

@@ -6,70 +6,32 @@ key order. Everything apply needs goes into the plan (see ``provisioner.plan``).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 
+from provisioner import moves as moves_
 from provisioner.errors import PlanError
-from provisioner.models import DEFAULT_GRAPH_URL, GROUP, ONE_ON_ONE, Chat, DesiredState, Member
+from provisioner.live import (
+    LiveChat,
+    LiveMember,
+    find_drift,
+    match_members,
+    object_id_of,
+    with_object_ids,
+)
+from provisioner.models import (
+    DEFAULT_GRAPH_URL,
+    GROUP,
+    HISTORY_ALL,
+    ONE_ON_ONE,
+    Chat,
+    DesiredState,
+    Member,
+)
 from provisioner.plan import Action, Change, Drift, Plan, RoleChange
 from provisioner.state import ChatRecord, Intent, MemberRecord, State
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
-
-
-@dataclass(frozen=True, slots=True)
-class LiveMember:
-    """A member as Graph reports it (``aadUserConversationMember``): ``userId``, ``roles``,
-    the membership ``id``, ``tenantId`` and ``email``."""
-
-    object_id: str
-    role: str = "owner"
-    membership_id: str | None = None
-    tenant_id: str | None = None
-    email: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LiveChat:
-    """A managed chat as refresh read it back from Graph (issue 7 fills these), or ``gone``
-    when Graph answered 404."""
-
-    chat_id: str
-    chat_type: str = ""
-    topic: str | None = None
-    members: tuple[LiveMember, ...] = ()
-    gone: bool = False
-    created_at: str | None = None
-
-    def as_record(self, known: ChatRecord | None = None) -> ChatRecord:
-        """The live chat as a state record; members keep the ``user`` text state had for them
-        (matched by object id) so plans and state keep showing users as the manifest wrote
-        them."""
-        written = {}
-        if known is not None:
-            for m in known.members:
-                if m.object_id:
-                    written[m.object_id.lower()] = m.user
-                elif _GUID.match(m.user):
-                    written[m.user.lower()] = m.user
-        members = tuple(
-            MemberRecord(
-                user=written.get(m.object_id.lower(), m.email or m.object_id),
-                role=m.role,
-                object_id=m.object_id,
-                tenant_id=m.tenant_id,
-                membership_id=m.membership_id,
-            )
-            for m in self.members
-        )
-        return ChatRecord(
-            chat_id=self.chat_id,
-            chat_type=self.chat_type or (known.chat_type if known else GROUP),
-            members=members,
-            topic=self.topic,
-            created_at=self.created_at or (known.created_at if known else None),
-        )
+__all__ = ["LiveChat", "LiveMember", "make_plan", "refresh_only_plan"]
 
 
 def make_plan(
@@ -82,50 +44,71 @@ def make_plan(
 ) -> Plan:
     """Plan every key of ``desired`` and ``state`` (ordered by key).
 
-    ``live`` is the refreshed view of managed chats by key (None: no refresh; a key missing
-    from it was not refreshed). Raises PlanError, listing every offending key, for changes
-    Graph cannot make in place (a chat's type, a oneOnOne's member pair).
+    ``live`` is the refreshed view of managed chats by *state* key (None: no refresh; a key
+    missing from it was not refreshed). ``desired.moves`` rename state keys first (the change
+    of the new key carries ``moved_from``). ``state.users`` (UPN -> object id, filled in by
+    ``provisioner.users`` before planning) makes member comparisons exact.
+
+    Raises PlanError, listing every offending key, for changes Graph cannot make in place (a
+    chat's type, a oneOnOne's member pair), for a planned delete of a protected key, and for
+    a ``moved:`` entry whose old and new keys are both in the state.
     """
     wanted = desired.by_key()
-    keys = sorted(set(wanted) | set(state.chats) | set(state.intents))
+    errors: list[tuple[str, str]] = []
+    chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
+    keys = sorted(set(wanted) | set(chats) | set(intents))
     changes: list[Change] = []
     drift: list[Drift] = []
-    errors: list[str] = []
     users = state.users
     for key in keys:
         chat = wanted.get(key)
-        record = state.chats.get(key)
-        intent = state.intents.get(key)
+        record = chats.get(key)
+        intent = intents.get(key)
+        if record is not None and live is not None:
+            record = with_object_ids(record, users)
         current = record
         gone = False
         if live is not None and record is not None and key in live:
             seen = live[key]
-            found = _drift(key, record, seen, users)
+            found = find_drift(key, record, seen, users)
             if found is not None:
                 drift.append(found)
             gone = seen.gone
             current = None if gone else seen.as_record(record)
         if intent is not None:
-            changes.append(_reconcile(key, intent, chat, graph_url, users))
+            change = _reconcile(key, intent, chat, graph_url, users)
         elif chat is None:
-            if record is not None:
-                changes.append(_unmanaged(key, record, prune=prune, gone=gone))
+            if record is None:
+                continue
+            change = _unmanaged(key, record, prune=prune, gone=gone)
+            if change.action is Action.DELETE and key in protected:
+                errors.append(
+                    (
+                        f"{key}: it is protected (protect: true when last applied), so its "
+                        f"chat {record.chat_id} cannot be deleted",
+                        _UNPROTECT_HINT,
+                    )
+                )
         elif current is None:
             change = _create(chat, graph_url, users)
             if gone and record is not None:
                 note = f"chat {record.chat_id} was deleted outside provision: created again"
                 change = replace(change, notes=(note, *change.notes))
-            changes.append(change)
         else:
             try:
-                changes.append(_compare(chat, current, users))
+                change = _compare(chat, current, users)
             except _CannotUpdate as exc:
-                errors.append(str(exc))
+                errors.append((str(exc), _NEW_KEY_HINT))
+                continue
+        if chat is not None and chat.protect != (key in protected):
+            change = replace(change, protect_change=(key in protected, chat.protect))
+        if key in moved_from:
+            change = replace(change, moved_from=moved_from[key])
+        changes.append(change)
     if errors:
         raise PlanError(
-            "the plan cannot be made:\n" + "\n".join(f"  - {e}" for e in errors),
-            hint="a different chat needs a different key; the old key is then planned as "
-            "forget (or remove it now with: provision state rm KEY)",
+            "the plan cannot be made:\n" + "\n".join(f"  - {e}" for e, _ in errors),
+            hint="; ".join(dict.fromkeys(h for _, h in errors)),
         )
     return Plan(
         changes=tuple(changes),
@@ -140,18 +123,113 @@ def make_plan(
     )
 
 
+def refresh_only_plan(
+    state: State,
+    live: Mapping[str, LiveChat],
+    *,
+    graph_url: str = DEFAULT_GRAPH_URL,
+    desired: DesiredState | None = None,
+) -> Plan:
+    """``plan --refresh-only``: the drift between ``state`` and ``live`` alone, no changes
+    from the manifests (Terraform's refresh-only mode). Applying it records the refreshed view
+    in state (``refresh.record_plan_facts``)."""
+    drift = []
+    for key in sorted(state.chats):
+        if key in live:
+            record = with_object_ids(state.chats[key], state.users)
+            found = find_drift(key, record, live[key], state.users)
+            if found is not None:
+                drift.append(found)
+    return Plan(
+        changes=(),
+        state_lineage=state.lineage if state.exists else None,
+        state_serial=state.serial if state.exists else 0,
+        graph_url=graph_url,
+        manifest_digest=desired.digest if desired is not None else "",
+        manifest_files=desired.files if desired is not None else (),
+        drift=tuple(drift),
+        refreshed=True,
+        refresh_only=True,
+    )
+
+
+_NEW_KEY_HINT = (
+    "a different chat needs a different key; the old key is then planned as forget (or "
+    "remove it now with: provision state rm KEY)"
+)
+_UNPROTECT_HINT = (
+    "to delete it, put it back in the manifest with protect: false and apply, then remove it; "
+    "to stop managing it without deleting, plan without --prune (forget) or run: provision "
+    "state rm KEY"
+)
+
+
+def _moved(
+    desired: DesiredState,
+    state: State,
+    live: Mapping[str, LiveChat] | None,
+    errors: list[tuple[str, str]],
+) -> tuple[
+    dict[str, ChatRecord],
+    Mapping[str, Intent],
+    set[str],
+    Mapping[str, LiveChat] | None,
+    dict[str, str],
+]:
+    """The state's chats, protected keys and refreshed view with ``moved:`` applied, and the
+    old key of each renamed one (new key -> old key). Entries whose old key the state does
+    not hold do nothing (they may have been applied already, or this is a fresh state)."""
+    if not desired.moves:
+        return state.chats, state.intents, state.protected, live, {}
+    chats = dict(state.chats)
+    protected = set(state.protected)
+    seen = dict(live) if live is not None else None
+    moved_from: dict[str, str] = {}
+    for old, new in sorted(moves_.resolve(desired.moves).items()):
+        if old not in state.chats:
+            if old in state.intents:
+                errors.append(
+                    (
+                        f"{old}: moved to {new}, but its creation is unfinished",
+                        "apply once without the moved: entry (it reconciles the creation), "
+                        "then add it again",
+                    )
+                )
+            continue
+        if new in state.chats or new in state.intents or new in moved_from:
+            other = moved_from.get(new, new)
+            errors.append(
+                (
+                    f"{old}: moved to {new}, but the state already has a chat under "
+                    f"{other if other != new else new} ({_chat_id(state, other)})",
+                    "keep the entry of the chat that is now this key, and stop managing the "
+                    "other one: provision state rm KEY",
+                )
+            )
+            continue
+        chats[new] = chats.pop(old)
+        if old in protected:
+            protected.discard(old)
+            protected.add(new)
+        if seen is not None and old in seen:
+            seen[new] = seen.pop(old)
+        moved_from[new] = old
+    return chats, state.intents, protected, seen, moved_from
+
+
+def _chat_id(state: State, key: str) -> str:
+    record = state.chats.get(key)
+    return f"chat {record.chat_id}" if record is not None else "a creation in progress"
+
+
 class _CannotUpdate(Exception):
     pass
 
 
-def _object_id(user: str, users: Mapping[str, str]) -> str | None:
-    if _GUID.match(user):
-        return user
-    return users.get(user.lower())
-
-
 def _after(member: Member, users: Mapping[str, str]) -> MemberRecord:
-    return MemberRecord(member.user, member.role, _object_id(member.user, users), member.tenant_id)
+    return MemberRecord(
+        member.user, member.role, object_id_of(member.user, users), member.tenant_id
+    )
 
 
 def _source(chat: Chat) -> str | None:
@@ -213,10 +291,13 @@ def _unmanaged(key: str, record: ChatRecord, *, prune: bool, gone: bool) -> Chan
     if gone:
         action, note = Action.FORGET, "not in the manifest and already deleted outside provision"
     elif prune:
+        # api-reference/v1.0/api/chat-delete.md: a soft delete, admin only
+        # (Chat.ManageDeletion.All), one delete per second per tenant, restorable for 7 days.
         action, note = (
             Action.DELETE,
-            "not in the manifest: deleted in Teams (Graph soft-deletes chats; restorable for "
-            "a limited time)",
+            "not in the manifest (--prune): deleted in Teams. Graph soft-deletes chats: a "
+            "tenant admin can restore it for 7 days. Needs Chat.ManageDeletion.All; one "
+            "delete per second per tenant",
         )
     else:
         action, note = (
@@ -233,40 +314,6 @@ def _unmanaged(key: str, record: ChatRecord, *, prune: bool, gone: bool) -> Chan
         before=record,
         notes=(note,),
     )
-
-
-def _index(records: Iterable[MemberRecord]) -> dict[str, MemberRecord]:
-    index: dict[str, MemberRecord] = {}
-    for r in records:
-        index.setdefault(r.user.lower(), r)
-        if r.object_id:
-            index.setdefault(r.object_id.lower(), r)
-    return index
-
-
-def _match(
-    wanted: Iterable[tuple[str, str | None]], current: tuple[MemberRecord, ...]
-) -> list[MemberRecord | None]:
-    """For each wanted (user, resolved object id), the current member it is, or None.
-
-    Users are matched case-insensitively by what was written (GUID or UPN) or by object id,
-    so a manifest switching between a user's UPN and object id is not a membership change
-    once the UPN is resolved (cached in state by issue 7).
-    """
-    index = _index(current)
-    used: set[int] = set()
-    out: list[MemberRecord | None] = []
-    for user, object_id in wanted:
-        found = None
-        for candidate in (user.lower(), object_id.lower() if object_id else None):
-            r = index.get(candidate) if candidate else None
-            if r is not None and id(r) not in used:
-                found = r
-                break
-        if found is not None:
-            used.add(id(found))
-        out.append(found)
-    return out
 
 
 def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Change:
@@ -288,7 +335,7 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
             source=_source(chat),
         )
     wanted = [_after(m, users) for m in chat.members]
-    matched = _match(((m.user, m.object_id) for m in wanted), current.members)
+    matched = match_members(((m.user, m.object_id) for m in wanted), current.members)
     if chat.chat_type == ONE_ON_ONE and any(r is None for r in matched):
         was = " and ".join(m.user for m in current.members)
         now = " and ".join(m.user for m in chat.members)
@@ -333,6 +380,22 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
     notes: list[str] = []
     if any(m.membership_id is None for m in (*remove, *(r.member for r in role_changes))):
         notes.append("membership ids not known yet: apply reads the chat's members first")
+    if role_changes:
+        # Graph v1.0 has no update for chat members: the chat resource lists Add, Get, List
+        # and Remove member only (resources/chat.md), and conversationmember-update.md
+        # ("PATCH roles") is for teams and channels. So a role change is a remove and an add.
+        notes.append(
+            "Graph cannot change a chat member's role in place: apply removes and adds the "
+            "member again (2 member changes each; 4 per minute per chat)"
+        )
+    history = None
+    if add or role_changes:
+        history = chat.history
+        notes.append(
+            "added members see the whole chat history (history: all)"
+            if chat.history == HISTORY_ALL
+            else "added members see the chat from when they are added (history: none)"
+        )
     action = Action.UPDATE if (add or remove or role_changes or topic_change) else Action.NOOP
     return Change(
         key=chat.key,
@@ -348,6 +411,7 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
         role_changes=tuple(role_changes),
         notes=tuple(notes) if action is Action.UPDATE else (),
         source=_source(chat),
+        history=history if action is Action.UPDATE else None,
     )
 
 
@@ -364,33 +428,3 @@ def _unchanged(chat: Chat, current: ChatRecord) -> bool:
 
 def _norm(tenant_id: str | None) -> str | None:
     return tenant_id.lower() if tenant_id else None
-
-
-def _drift(key: str, record: ChatRecord, seen: LiveChat, users: Mapping[str, str]) -> Drift | None:
-    """What changed in Teams since state was written, or None."""
-    if seen.gone:
-        return Drift(key=key, chat_id=record.chat_id, gone=True)
-    live = seen.as_record(record)
-    matched = _match(
-        ((m.user, m.object_id or _object_id(m.user, users)) for m in record.members),
-        live.members,
-    )
-    removed = tuple(r for r, found in zip(record.members, matched, strict=True) if found is None)
-    present = {id(f) for f in matched if f is not None}
-    added = tuple(m for m in live.members if id(m) not in present)
-    role_changes = tuple(
-        RoleChange(member=found, old_role=r.role)
-        for r, found in zip(record.members, matched, strict=True)
-        if found is not None and found.role != r.role
-    )
-    topic_change = (record.topic, live.topic) if live.topic != record.topic else None
-    if not (removed or added or role_changes or topic_change):
-        return None
-    return Drift(
-        key=key,
-        chat_id=record.chat_id,
-        topic_change=topic_change,
-        added=added,
-        removed=removed,
-        role_changes=role_changes,
-    )

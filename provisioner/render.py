@@ -91,6 +91,15 @@ def _member(m: MemberRecord) -> str:
 
 
 def summary_line(plan: Plan) -> str:
+    if plan.refresh_only:
+        if not plan.drift:
+            return "No changes outside provision. The chats match the state."
+        n = len(plan.drift)
+        return (
+            f"Refresh: {n} chat{'s' if n != 1 else ''} changed outside provision. To repair "
+            f"them, plan without --refresh-only; to accept them, save this plan (--out) and "
+            f"apply it."
+        )
     if not plan.has_changes:
         return "No changes. The chats match the manifest."
     counts = plan.summary
@@ -101,17 +110,33 @@ def summary_line(plan: Plan) -> str:
     ]
     parts += [f"{counts[a.value]} to {a.value}" for a in (Action.FORGET, Action.RECONCILE)]
     parts = parts[:3] + [p for p in parts[3:] if not p.startswith("0 ")]
+    if plan.moves:
+        parts.append(f"{len(plan.moves)} to move")
+    protect = sum(1 for c in plan.changes if c.protect_change is not None)
+    if protect:
+        parts.append(f"{protect} protection change{'s' if protect != 1 else ''}")
     return "Plan: " + ", ".join(parts) + "."
 
 
 def _change_lines(change: Change) -> Iterator[Line]:
     action = change.action
     where = f" (chat {_plain(change.chat_id)})" if change.chat_id else ""
+    if change.moved_from is not None:
+        yield ("#", 0, f"{change.moved_from} has moved to {change.key}{where}")
+        if action is Action.NOOP:
+            where = ""
+    if action is Action.NOOP:
+        if change.protect_change is not None:
+            yield ("#", 0, f"{change.key}: protection changes (recorded in the state){where}")
+            yield ("~", 1, _protect_line(change.protect_change))
+        return
     title = _TITLES[action]
     if action is Action.CREATE and change.chat_type == "oneOnOne":
         title = "will be created, or the existing one-on-one chat adopted"
     yield ("#", 0, f"{change.key} {title}{where}")
     yield (action.symbol, 0, f'chat "{change.key}" ({change.chat_type})')
+    if change.protect_change is not None:
+        yield ("~", 1, _protect_line(change.protect_change))
     if action in (Action.CREATE, Action.RECONCILE):
         if change.topic is not None:
             yield (action.symbol, 1, f"topic {_q(change.topic)}")
@@ -138,6 +163,10 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, _member(m))
     for note in change.notes:
         yield (" ", 1, f"# {note}")
+
+
+def _protect_line(flip: tuple[bool, bool]) -> str:
+    return f"protect {str(flip[0]).lower()} -> {str(flip[1]).lower()}"
 
 
 def _drift_lines(d: Drift) -> Iterator[Line]:
@@ -183,9 +212,9 @@ def render_text(plan: Plan, color: bool = False) -> str:
         for d in plan.drift:
             out.extend(_text_line(line, color) for line in _drift_lines(d))
             out.append("")
-    if plan.has_changes:
+    if plan.reported:
         out += [ACTIONS_HEADING, "", *_legend(plan), ""]
-        for change in plan.actionable:
+        for change in plan.reported:
             out.extend(_text_line(line, color) for line in _change_lines(change))
             out.append("")
     summary = summary_line(plan)
@@ -232,6 +261,8 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
         head.append(f"| {label} | {counts[action.value]} |")
     if plan.drift:
         head.append(f"| changed outside provision | {len(plan.drift)} |")
+    if plan.moves:
+        head.append(f"| moved (key renamed) | {len(plan.moves)} |")
     head.append("")
     state = (
         f"state serial {plan.state_serial} (lineage `{plan.state_lineage}`)"
@@ -248,8 +279,8 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
     sections = []
     if plan.drift:
         sections.append(("Changes outside provision", [list(_drift_lines(d)) for d in plan.drift]))
-    if plan.has_changes:
-        sections.append(("Changes", [list(_change_lines(c)) for c in plan.actionable]))
+    if plan.reported:
+        sections.append(("Changes", [list(_change_lines(c)) for c in plan.reported]))
 
     text = "\n".join(head)
     budget = limit - len("\n".join(foot)) - 400  # room for the truncation note

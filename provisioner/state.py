@@ -128,6 +128,9 @@ class State:
     intents: dict[str, Intent] = field(default_factory=dict)
     # UPN (lower case) -> Entra object id, filled by UPN resolution (issue 7).
     users: dict[str, str] = field(default_factory=dict)
+    # Keys whose chat had ``protect: true`` when last applied: deleting them is refused even
+    # after their entry left the manifest (issue 7). Absent from the file when empty.
+    protected: set[str] = field(default_factory=set)
     # The id of the last saved plan an apply started from, so re-applying it is named as such.
     last_plan_id: str | None = None
     # True when read from an existing file (or written); False for "no state yet".
@@ -139,7 +142,17 @@ class State:
 
     def remove_chat(self, key: str) -> ChatRecord | None:
         self._encoded.pop(key, None)
+        self.protected.discard(key)
         return self.chats.pop(key, None)
+
+    def rename_chat(self, old: str, new: str) -> None:
+        """Record the chat of ``old`` under ``new`` (a ``moved:`` entry), protection included."""
+        record = self.chats.pop(old)
+        self._encoded.pop(old, None)
+        self.chats[new] = record
+        if old in self.protected:
+            self.protected.discard(old)
+            self.protected.add(new)
 
     def put_intent(self, intent: Intent) -> None:
         self.intents[intent.key] = intent
@@ -158,6 +171,7 @@ class State:
             chats=dict(self.chats),
             intents=dict(self.intents),
             users=dict(self.users),
+            protected=set(self.protected),
             last_plan_id=self.last_plan_id,
             exists=self.exists,
             _encoded=self._encoded,
@@ -199,6 +213,9 @@ class State:
             f'  "users": {_dumps(dict(sorted(self.users.items())))}',
             "}\n",
         ]
+        if self.protected:
+            tail[-2] += ","
+            tail.insert(-1, f'  "protected": {_dumps(sorted(self.protected))}')
         if not lines:
             parts.pop()
         out = "\n".join(parts).encode() + b"\n"
@@ -549,6 +566,10 @@ def _state_from(data: Mapping[str, Any]) -> State:
     for upn, oid in users.items():
         if not isinstance(oid, str):
             raise _Bad(f"$.users[{upn!r}]", "expected a string")
+    protected = _get(data, "protected", "$", list, optional=True) or []
+    for i, key in enumerate(protected):
+        if not isinstance(key, str):
+            raise _Bad(f"$.protected[{i}]", "expected a string")
     return State(
         lineage=lineage,
         serial=serial,
@@ -557,6 +578,7 @@ def _state_from(data: Mapping[str, Any]) -> State:
         chats=chats,
         intents=intents,
         users=dict(users),
+        protected=set(protected),
         last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
         exists=True,
     )

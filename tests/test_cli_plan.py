@@ -81,9 +81,7 @@ def test_detailed_exitcode(capsys, workdir: Path) -> None:
     capsys.readouterr()
     code, out, _ = run(capsys, "plan", "chats.yaml", "--detailed-exitcode", "--no-refresh")
     assert code == 0 and "No changes." in out
-    code, out, _ = run(capsys, "plan", "chats.yaml", "--detailed-exitcode")  # refresh: locks
-    assert code == 0 and "No changes." in out
-    assert not (workdir / "provision.state.json.lock").exists()
+    # Plans that refresh from Graph (and release the lock after): tests/test_lifecycle.py.
 
 
 def test_json_format(capsys, workdir: Path) -> None:
@@ -128,10 +126,10 @@ def test_out_saves_a_plan_that_loads(capsys, workdir: Path) -> None:
 def test_state_option_and_env(capsys, workdir: Path, monkeypatch) -> None:
     record_all(workdir / "elsewhere.json")
     capsys.readouterr()
-    code, out, _ = run(capsys, "plan", "chats.yaml", "--state", "elsewhere.json")
+    code, out, _ = run(capsys, "plan", "chats.yaml", "--state", "elsewhere.json", "--no-refresh")
     assert code == 0 and "No changes." in out
     monkeypatch.setenv("PROVISION_STATE", "elsewhere.json")
-    code, out, _ = run(capsys, "plan", "chats.yaml")
+    code, out, _ = run(capsys, "plan", "chats.yaml", "--no-refresh")
     assert code == 0 and "No changes." in out
 
 
@@ -185,7 +183,11 @@ def test_corrupt_state(capsys, workdir: Path) -> None:
     assert snapshot(workdir) == before
 
 
-def test_refresh_waits_for_no_one_and_no_refresh_needs_no_lock(capsys, workdir: Path) -> None:
+def test_refresh_waits_for_no_one_and_no_refresh_needs_no_lock(
+    capsys, workdir: Path, monkeypatch
+) -> None:
+    # Credentials are checked (no network) before the lock is taken; the lock stops it.
+    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "test-token")
     path = workdir / "provision.state.json"
     record_all(path)
     held = FileLock(str(path)).acquire("apply")
@@ -207,7 +209,13 @@ def test_color_only_on_a_terminal_without_no_color(monkeypatch) -> None:
     assert not cli._use_color()
 
 
-def test_read_only_state_directory(capsys, workdir: Path, make_readonly) -> None:  # noqa: F811
+def test_read_only_state_directory(
+    capsys,
+    workdir: Path,
+    make_readonly,  # noqa: F811
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "test-token")
     path = workdir / "provision.state.json"
     record_all(path)
     (workdir / "p.plan").unlink()

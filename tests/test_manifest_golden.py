@@ -42,16 +42,30 @@ def check_golden(path: Path, actual: str) -> None:
 
 def chats_view(result: manifest.ValidationResult) -> str:
     assert result.desired is not None
-    chats = [
-        {
+    chats = []
+    for c in result.desired.chats:
+        view: dict[str, object] = {
             "key": c.key,
             "source": str(c.source),
             "members": [str(m.source) for m in c.members],
             "body": c.request_body(),
         }
-        for c in result.desired.chats
-    ]
-    doc = {"summary": result.summary, "files": list(result.desired.files), "chats": chats}
+        # Settings that are not part of the creation body, shown only when set.
+        if c.history != "none":
+            view["history"] = c.history
+        if c.protect:
+            view["protect"] = True
+        chats.append(view)
+    doc: dict[str, object] = {
+        "summary": result.summary,
+        "files": list(result.desired.files),
+        "chats": chats,
+    }
+    if result.desired.moves:
+        doc["moved"] = [
+            {"from": m.from_key, "to": m.to_key, "source": str(m.source)}
+            for m in result.desired.moves
+        ]
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 

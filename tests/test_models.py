@@ -41,3 +41,17 @@ def test_escaped_users_reach_graph_as_the_same_users() -> None:
         (view,) = server.tenant.find_chats(chat_type="group", topic="T")
         for user in users:
             assert server.tenant.user_id(user) in view.member_user_ids
+
+
+def test_member_body_history_only_when_all() -> None:
+    from provisioner.models import ALL_HISTORY_START, Member
+
+    member = Member("adele@contoso.com", "owner")
+    plain = member.request_body()
+    assert "visibleHistoryStartDateTime" not in plain
+    assert member.request_body(history="none") == plain
+    # chat-post-members.md example 3: the whole history.
+    assert member.request_body(history="all") == {
+        **plain,
+        "visibleHistoryStartDateTime": ALL_HISTORY_START,
+    }

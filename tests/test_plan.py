@@ -196,3 +196,29 @@ def test_plan_refused_for_another_graph_or_tool_version(tmp_path: Path) -> None:
         check_applicable(plan, state, "https://graph.microsoft.us/v1.0")
     with pytest.raises(PlanError, match=r"made by provision 0\.0\.1"):
         check_applicable(dataclasses.replace(plan, tool_version="0.0.1"), state, URL)
+
+
+def test_lifecycle_fields_round_trip(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from provisioner.models import Move
+
+    state = State(serial=2, exists=True)
+    members = (MemberRecord(A, membership_id="m-a"), MemberRecord(B, membership_id="m-b"))
+    state.put_chat("old", ChatRecord("19:old", "group", members, topic="T"))
+    chats = (Chat("new", "group", (Member(A), Member(B), Member("c@x.com")), "T", protect=True,
+                  history="all"),)  # fmt: skip
+    live = {"old": LiveChat("19:old", "group", topic="Renamed", members=())}
+    desired = DesiredState(chats=chats, moves=(Move("old", "new"),))
+    plan = replace(make_plan(desired, state, live=live), users={"c@x.com": "oid-c"})
+    (change,) = plan.changes
+    assert change.moved_from == "old" and change.protect_change == (False, True)
+    assert change.history == "all"
+    assert plan.drift[0].record is not None and plan.drift[0].record.topic == "Renamed"
+    save_plan(plan, tmp_path / "p")
+    assert load_plan(tmp_path / "p") == plan
+    only_drift = replace(plan, changes=(), refresh_only=True)
+    save_plan(only_drift, tmp_path / "r")
+    loaded = load_plan(tmp_path / "r")
+    assert loaded == only_drift and loaded.has_changes  # drift: something to record
+    assert not replace(only_drift, drift=()).has_changes

@@ -344,3 +344,73 @@ def test_applying_a_plan_then_planning_again_changes_nothing(
     again = make_plan(desired(*after), state, prune=prune)
     assert not again.has_changes
     assert sorted(state.chats) == sorted(c.key for c in after)
+
+
+# --- issue 7: protect, moved, history, role changes, refresh-only ---------------------------
+
+
+def test_protect_flip_is_a_change_and_a_protected_delete_an_error() -> None:
+    from provisioner.planner import make_plan as plan_of
+
+    chat = dataclasses.replace(group("g", Member(A), Member(B)), protect=True)
+    state = state_with(g=applied(chat, "19:g"))
+    change = only(plan_of(desired(chat), state).changes)
+    assert change.action is Action.NOOP and change.protect_change == (False, True)
+    assert plan_of(desired(chat), state).has_changes
+    state.protected.add("g")
+    assert not plan_of(desired(chat), state).has_changes
+    unprotect = dataclasses.replace(chat, protect=False)
+    assert only(plan_of(desired(unprotect), state).changes).protect_change == (True, False)
+    assert only(plan_of(desired(), state).changes).action is Action.FORGET  # forget is fine
+    with pytest.raises(PlanError) as err:
+        plan_of(desired(), state, prune=True)
+    assert "g: it is protected" in str(err.value) and "protect: false" in str(err.value)
+
+
+def test_moved_chain_renames_and_conflicts_are_errors() -> None:
+    from provisioner.models import Move
+
+    chat = group("c", Member(A), Member(B))
+    state = state_with(a=applied(chat, "19:a"))
+    moves = (Move("a", "b"), Move("b", "c"))
+    plan = make_plan(DesiredState((chat,), moves=moves), state)
+    change = only(plan.changes)
+    assert change.key == "c" and change.moved_from == "a" and change.action is Action.NOOP
+    assert plan.moves == (("a", "c"),) and plan.has_changes
+    # Old and new key both in the state: refused, naming both.
+    both = state_with(a=applied(chat, "19:a"), c=applied(chat, "19:c"))
+    with pytest.raises(PlanError) as err:
+        make_plan(DesiredState((chat,), moves=moves), both)
+    assert "a: moved to c, but the state already has a chat under c (chat 19:c)" in str(err.value)
+    # Nothing under the old key: the entry does nothing.
+    fresh = make_plan(DesiredState((chat,), moves=moves), State())
+    assert only(fresh.changes).action is Action.CREATE and not fresh.moves
+
+
+def test_role_change_and_history_notes() -> None:
+    old = group("g", Member(A), Member(B))
+    new = dataclasses.replace(group("g", Member(A), Member(B, role="guest"), Member(C)),
+                              history="all")  # fmt: skip
+    change = only(make_plan(desired(new), state_with(g=applied(old))).changes)
+    assert change.action is Action.UPDATE and change.history == "all"
+    assert [r.old_role for r in change.role_changes] == ["owner"]
+    assert any("cannot change a chat member's role in place" in n for n in change.notes)
+    assert any("whole chat history" in n for n in change.notes)
+    topic_only = dataclasses.replace(old, topic="Other")
+    change = only(make_plan(desired(topic_only), state_with(g=applied(old))).changes)
+    assert change.history is None and not any("history" in n for n in change.notes)
+
+
+def test_refresh_only_plan_reports_drift_alone() -> None:
+    from provisioner.planner import refresh_only_plan
+
+    chat = group("g", Member(A), Member(B))
+    state = state_with(g=applied(chat, "19:g"), h=applied(chat, "19:h"))
+    live = {
+        "g": LiveChat("19:g", "group", "Topic", (LiveMember(A, membership_id="m"),)),
+        "h": LiveChat("19:h", gone=True),
+    }
+    plan = refresh_only_plan(state, live)
+    assert plan.refresh_only and plan.changes == () and plan.has_changes
+    assert [(d.key, d.gone) for d in plan.drift] == [("g", False), ("h", True)]
+    assert [m.user for m in plan.drift[0].removed] == [B]

@@ -354,3 +354,21 @@ def test_any_state_round_trips(
     again = LocalStateStore(path).read()
     assert again.chats == chats
     assert again.users == users
+
+
+def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from provisioner.state import ChatRecord, LocalStateStore, MemberRecord
+
+    store = LocalStateStore(tmp_path / "s.json")
+    state = store.read()
+    record = ChatRecord("19:a", "group", (MemberRecord("a@x.com"),))
+    state.put_chat("a", record)
+    assert b'"protected"' not in state.encode()  # absent while empty: old files unchanged
+    state.protected.add("a")
+    store.write(state)
+    again = store.read()
+    assert again.protected == {"a"}
+    again.rename_chat("a", "b")
+    assert again.protected == {"b"} and again.chats == {"b": record}
+    again.remove_chat("b")
+    assert again.protected == set()
