@@ -88,9 +88,9 @@ def validate(paths: tuple[str, ...], fmt: str) -> int:
 def schema_command(name: str) -> int:
     """Print a JSON Schema shipped with provision (default: the manifest's).
 
-    For editors and other validators, e.g. `check-jsonschema --schemafile <(provision schema)
-    chats.yaml`. NAME is `manifest`, or another shipped schema such as the one of
-    `apply --format json` output (`provision schema --help` lists them).
+    For editors and other validators, e.g. `provision schema | check-jsonschema
+    --schemafile - chats.yaml`. NAME is `manifest`, or another shipped schema such as
+    `apply-result` (the output of `apply --format json`); an unknown NAME lists them.
     """
     from provisioner.schema import shipped_schemas
 
