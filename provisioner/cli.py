@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from provisioner import __version__
+from provisioner.cli_apply import apply_options
 from provisioner.cli_options import connection_options
 from provisioner.errors import ProvisionError
 from provisioner.lock import LockInfo
@@ -196,6 +197,11 @@ def _note_takeover(info: LockInfo) -> None:
     help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
 )
 @connection_options
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Plan against the built-in Graph emulator (tenant in ./.provision-emulator.json).",
+)
 def plan(
     paths: tuple[str, ...],
     state_path: str,
@@ -208,6 +214,7 @@ def plan(
     graph_url: str | None,
     cloud: str,
     auth: str,
+    emulator: bool,
 ) -> int:
     """Show what apply would change: manifests compared with the state and with Graph.
 
@@ -227,11 +234,19 @@ def plan(
         raise click.UsageError("--refresh-only reads the chats from Graph: drop --no-refresh")
     if refresh_only and prune:
         raise click.UsageError("--refresh-only plans no changes: --prune does not apply")
+    if emulator:  # runs until the command ends (click closes the context's resources)
+        from provisioner.cli_apply import emulator_session
+
+        graph_url = click.get_current_context().with_resource(emulator_session())
     # The URL goes into every request body of the plan. Credentials are checked only when
     # the plan reads from Graph (connection_from_options, in connect).
     graph_url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
 
     def connect() -> GraphClient:
+        if emulator:
+            from provisioner.cli_apply import emulator_client
+
+            return emulator_client(graph_url)
         from provisioner.cli_lifecycle import open_client
 
         return open_client(graph_url, cloud, auth)
@@ -444,6 +459,29 @@ def force_unlock_cmd(lock_id: str, state_path: str) -> int:
         f"{info.host}, created {info.created})."
     )
     return 0
+
+
+@cli.command("apply")
+@click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
+@_state_option
+@apply_options
+@connection_options
+def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
+    """Make the chats match the manifests (or do exactly what a saved plan says).
+
+    With manifest PATHs, the plan is shown first and applied after you confirm (on a
+    terminal; elsewhere --auto-approve is required). With a PLANFILE from `provision plan
+    --out`, exactly that plan is applied, and refused if the state changed since.
+
+    Every change is saved to the state as soon as Graph made it. Ctrl+C (or SIGTERM) stops
+    cleanly: nothing new starts, changes in flight finish, the state is saved; run the same
+    command again to continue. Group chat creations are journaled first, so even a killed
+    run never leads to a duplicate chat. Exit 0 when every change was made, 1 otherwise,
+    130/143 when stopped by SIGINT/SIGTERM.
+    """
+    from provisioner.cli_apply import run_apply  # the work lives in provisioner/cli_apply.py
+
+    return run_apply(targets, state_path, _state_endpoint(), **options)
 
 
 class Terminated(BaseException):

@@ -486,7 +486,9 @@ class GraphClient:
             "POST", "/$batch", json={"requests": chunk}, idempotent=idempotent, scopes=scopes
         )
         answers = {str(r.get("id")): r for r in self._json(response).get("responses", [])}
+        answered = self._clock()
         results: dict[str, dict[str, Any]] = {}
+        retries: list[tuple[dict[str, Any], float]] = []
         for item in chunk:
             answer = answers.get(item["id"])
             if answer is None:
@@ -502,23 +504,21 @@ class GraphClient:
             if status == 429 or (status == 503 and retry_after is not None):
                 # concepts/json-batching.md: items are throttled individually; retry each
                 # on its own, after its own Retry-After, through the normal request loop.
+                # All of them count from this answer (one congestion event for the pacer),
+                # so several throttled items cost one Retry-After, not one each in turn.
                 item_scopes = route_for(item["method"], item["url"]).scopes
                 if self._pacer is not None:
-                    self._pacer.throttled(
-                        item_scopes, retry_after=retry_after, sent_at=self._clock()
-                    )
+                    self._pacer.throttled(item_scopes, retry_after=retry_after, sent_at=answered)
                 delay = (
                     retry_after if retry_after is not None else backoff_delay(0, rand=self._rand)
                 )
                 self._emit("throttled", method=item["method"], path=item["url"], status=status,
                            delay=delay)  # fmt: skip
-                answer = self._retry_item(item, self._clock() + delay)
-            results[item["id"]] = {
-                "id": item["id"],
-                "status": int(answer.get("status", 0)),
-                "headers": answer.get("headers") or {},
-                "body": answer.get("body"),
-            }
+                retries.append((item, answered + delay))
+                continue
+            results[item["id"]] = _item_result(item, answer)
+        for item, not_before in retries:
+            results[item["id"]] = _item_result(item, self._retry_item(item, not_before))
         return results
 
     def _retry_item(self, item: Mapping[str, Any], not_before: float) -> dict[str, Any]:
@@ -592,6 +592,15 @@ class GraphClient:
             hint=hint,
             **extra,
         )
+
+
+def _item_result(item: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": item["id"],
+        "status": int(answer.get("status", 0)),
+        "headers": answer.get("headers") or {},
+        "body": answer.get("body"),
+    }
 
 
 def _response(raw: requests.Response, client_request_id: str, attempts: int) -> Response:

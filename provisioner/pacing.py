@@ -237,6 +237,20 @@ class Pacer:
                 bucket.tat = max(bucket.tat, now) + n * interval
             return 0.0
 
+    def delay(self, scopes: Iterable[Scope]) -> float:
+        """Seconds until every scope would admit one more request (0.0: now). Takes no slot.
+
+        Lets a caller do its preparation (apply journals a group creation) just before its
+        turn rather than long before it."""
+        with self._lock:
+            now = self._clock()
+            ready = -math.inf
+            for scope in set(scopes):
+                bucket = self._bucket(scope, now)
+                tolerance = min(self._slack / bucket.rate, self._max_slack)
+                ready = max(ready, bucket.paused_until, bucket.tat - tolerance)
+            return max(0.0, ready - now)
+
     def acquire(self, scopes: Iterable[Scope], *, not_before: float = -math.inf) -> float:
         """Block until every scope allows one more request; return the clock time granted."""
         wanted = list(scopes)

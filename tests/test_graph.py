@@ -699,3 +699,38 @@ def test_many_threads_share_one_client_and_pacer(threaded_server: HTTPServer) ->
     assert errors == []
     assert len(set(results)) == 40
     assert pacer.throttle_count(Scope(TENANT_WRITE)) == counter["n"] - 40
+
+
+def test_several_throttled_batch_items_cost_one_retry_after(
+    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeTime
+) -> None:
+    # Each throttled item is paused from the batch's answer, not from the previous item's
+    # retry: five items throttled with Retry-After 2 cost 2 s in all, not 10 s.
+    pacer = Pacer(clock=fake_time.clock, sleep=fake_time.sleep)
+    client = client_for(httpserver, credential, fake_time, pacer=pacer)
+    throttled = {str(i) for i in range(5)}
+
+    def batch_handler(request: Request) -> Response:
+        items = json.loads(request.get_data())["requests"]
+        return json_response(
+            200,
+            {
+                "responses": [
+                    {"id": i["id"], "status": 429, "headers": {"Retry-After": "2"}, "body": ERROR}
+                    if i["id"] in throttled
+                    else {"id": i["id"], "status": 200, "body": {}}
+                    for i in items
+                ]
+            },
+        )
+
+    httpserver.expect_request("/v1.0/$batch", method="POST").respond_with_handler(batch_handler)
+    for i in range(8):
+        httpserver.expect_request(f"/v1.0/users/user{i}").respond_with_json({"id": f"r{i}"})
+    started = fake_time.now
+    results = client.batch(
+        [{"id": str(i), "method": "GET", "url": f"/users/user{i}"} for i in range(8)]
+    )
+    assert [r["status"] for r in results] == [200] * 8
+    assert [r["body"]["id"] for r in results[:5]] == [f"r{i}" for i in range(5)]
+    assert fake_time.now - started == pytest.approx(2.0, abs=0.2)

@@ -379,3 +379,17 @@ def test_limits_override_some_kinds_and_keep_the_rest() -> None:
     assert pacer.rate(WRITE) == 3.0
     assert pacer.rate(READ) == 30.0
     assert pacer.documented_rate(CHAT) == 1.0
+
+
+def test_delay_tells_the_wait_without_taking_a_slot() -> None:
+    clock = FakeClock()
+    pacer = make(clock)
+    assert pacer.delay([WRITE]) == 0.0
+    assert pacer.delay([WRITE]) == 0.0  # asking takes nothing
+    pacer.acquire([WRITE])
+    pacer.acquire([WRITE])
+    wait = pacer.delay([WRITE])
+    assert wait == pytest.approx(1 / 30, abs=0.02)
+    assert pacer.try_acquire([WRITE]) == pytest.approx(wait)
+    pacer.throttled([WRITE], retry_after=5.0, sent_at=clock.now)
+    assert pacer.delay([WRITE, READ]) == pytest.approx(5.0)
