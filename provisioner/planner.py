@@ -375,9 +375,9 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
     if chat.chat_type == ONE_ON_ONE:
         remove = ()  # pair equal (checked above); tenant/role are not changed in place
     topic_change = None
-    if chat.chat_type == GROUP and chat.topic != current.topic:
-        topic_change = (current.topic, chat.topic)
     notes: list[str] = []
+    if _topic_differs(chat, current):
+        topic_change = (current.topic, chat.topic)
     if any(m.membership_id is None for m in (*remove, *(r.member for r in role_changes))):
         notes.append("membership ids not known yet: apply reads the chat's members first")
     if role_changes:
@@ -402,7 +402,7 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
         action=action,
         chat_type=chat.chat_type,
         members=tuple(after),
-        topic=chat.topic,
+        topic=chat.topic if chat.topic is not None else current.topic,
         chat_id=current.chat_id,
         before=current,
         topic_change=topic_change,
@@ -415,8 +415,15 @@ def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Chang
     )
 
 
+def _topic_differs(chat: Chat, current: ChatRecord) -> bool:
+    """A group chat's topic is managed only when the manifest sets one: chat-patch.md sets a
+    topic to a string and documents no way to clear it, so a manifest without a topic leaves
+    whatever topic the chat has (a plan to clear it could never be applied)."""
+    return chat.chat_type == GROUP and chat.topic is not None and chat.topic != current.topic
+
+
 def _unchanged(chat: Chat, current: ChatRecord) -> bool:
-    if chat.chat_type == GROUP and chat.topic != current.topic:
+    if _topic_differs(chat, current):
         return False
     if len(chat.members) != len(current.members):
         return False

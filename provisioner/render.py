@@ -41,7 +41,7 @@ _TITLES = {
     Action.RECONCILE: "has an unfinished creation to reconcile",
 }
 _LEGEND = {
-    Action.CREATE: "create (a oneOnOne chat: or adopt the existing one, which Graph returns)",
+    Action.CREATE: "create (a oneOnOne chat: create, or adopt the one Graph already has)",
     Action.UPDATE: "update in place",
     Action.DELETE: "delete",
     Action.FORGET: "forget (stop managing; the chat stays in Teams)",
@@ -136,7 +136,10 @@ def _change_lines(change: Change) -> Iterator[Line]:
     yield ("#", 0, f"{change.key} {title}{where}")
     yield (action.symbol, 0, f'chat "{change.key}" ({change.chat_type})')
     if change.protect_change is not None:
-        yield ("~", 1, _protect_line(change.protect_change))
+        if action is Action.CREATE and change.protect_change[1]:
+            yield ("+", 1, "protect true")  # a new chat has nothing to flip from
+        else:
+            yield ("~", 1, _protect_line(change.protect_change))
     if action in (Action.CREATE, Action.RECONCILE):
         if change.topic is not None:
             yield (action.symbol, 1, f"topic {_q(change.topic)}")

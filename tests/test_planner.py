@@ -414,3 +414,18 @@ def test_refresh_only_plan_reports_drift_alone() -> None:
     assert plan.refresh_only and plan.changes == () and plan.has_changes
     assert [(d.key, d.gone) for d in plan.drift] == [("g", False), ("h", True)]
     assert [m.user for m in plan.drift[0].removed] == [B]
+
+
+def test_group_without_topic_in_manifest_leaves_the_chats_topic_alone() -> None:
+    # chat-patch.md documents no way to clear a topic: planning to clear it could never apply.
+    record = applied(group("g", Member(A), Member(B), topic="Set in Teams"))
+    change = only(
+        make_plan(
+            desired(group("g", Member(A), Member(B), topic=None)), state_with(g=record)
+        ).changes
+    )
+    assert change.action is Action.NOOP and change.topic_change is None
+    grown = group("g", Member(A), Member(B), Member(C), topic=None)
+    change = only(make_plan(desired(grown), state_with(g=record)).changes)
+    assert change.action is Action.UPDATE and change.topic_change is None
+    assert change.topic == "Set in Teams"  # what state records after apply

@@ -158,3 +158,9 @@ def test_large_markdown_is_truncated_below_githubs_limit(count: int) -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown plan format"):
         render_plan(example_plan(), "yaml")
+
+
+def test_a_protected_new_chat_shows_protect_as_added() -> None:
+    chat = Chat("p", "group", (Member("a@contoso.com"), Member("b@contoso.com")), "T", protect=True)
+    text = render_plan(make_plan(DesiredState((chat,)), State()), "text")
+    assert "+ protect true" in text and "protect false -> true" not in text
