@@ -84,6 +84,29 @@ def validate(paths: tuple[str, ...], fmt: str) -> int:
     return 0 if result.ok else 1
 
 
+@cli.command("schema")
+@click.argument("name", required=False, default="manifest", metavar="[NAME]")
+def schema_command(name: str) -> int:
+    """Print a JSON Schema shipped with provision (default: the manifest's).
+
+    For editors and other validators, e.g. `provision schema | check-jsonschema
+    --schemafile - chats.yaml`. NAME is `manifest`, or another shipped schema such as
+    `apply-result` (the output of `apply --format json`); an unknown NAME lists them.
+    """
+    from provisioner.schema import shipped_schemas
+
+    schemas = shipped_schemas()
+    path = schemas.get(name)
+    if path is None:
+        raise click.BadParameter(
+            f"{name!r} is not a shipped schema; choose from: {', '.join(schemas)}",
+            param_hint="NAME",
+        )
+    # Printed byte for byte, so the output equals the file editors reference by path.
+    click.echo(path.read_text(encoding="utf-8"), nl=False)
+    return 0
+
+
 # --- plan, state, force-unlock -------------------------------------------------------------
 
 STATE_HELP = "The state file, or azblob://ACCOUNT/CONTAINER/PATH (env PROVISION_STATE)."

@@ -40,6 +40,13 @@ def schema_path() -> Path:
     return Path(__file__).resolve().parent / "schemas" / SCHEMA_FILE
 
 
+def shipped_schemas() -> dict[str, Path]:
+    """The JSON Schemas shipped in the package, by name: ``manifest`` (and ``apply-result``
+    and others once their commands ship them), from ``schemas/<name>.schema.json``."""
+    folder = schema_path().parent
+    return {p.name[: -len(".schema.json")]: p for p in sorted(folder.glob("*.schema.json"))}
+
+
 @functools.cache
 def load_schema() -> Mapping[str, Any]:
     """The manifest JSON Schema (parsed once; treat it as read-only)."""

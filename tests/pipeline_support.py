@@ -1,0 +1,201 @@
+"""Running the shell steps of the example pipelines (examples/) for real, on this machine.
+
+The steps' scripts read everything from environment variables (no `${{ }}` or `$( )`
+template expressions inside them), so a test can run one with bash exactly as the CI service
+would, with a fake `gh` on PATH where a step talks to GitHub, and check what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+GITHUB_WORKFLOW = ROOT / "examples/github-actions/provision.yml"
+AZURE_PIPELINE = ROOT / "examples/azure-devops/azure-pipelines.yml"
+VENV_BIN = Path(sys.executable).parent
+
+needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def github_step(job: str, step_id: str) -> dict[str, Any]:
+    steps = load(GITHUB_WORKFLOW)["jobs"][job]["steps"]
+    (step,) = [s for s in steps if s.get("id") == step_id]
+    return dict(step)
+
+
+def iter_github_scripts() -> Iterator[tuple[str, str]]:
+    for job_name, job in load(GITHUB_WORKFLOW)["jobs"].items():
+        for n, step in enumerate(job["steps"]):
+            if "run" in step:
+                yield f"{job_name}/{step.get('id', n)}", step["run"]
+
+
+def base_env(tmp_path: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A CI-like environment: this venv's `provision` first on PATH, the runner's files in
+    ``tmp_path``, no colour, nothing from the developer's own provision setup."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PROVISION_", "AZURE_", "GITHUB_", "ACTIONS_", "SYSTEM_", "BUILD_"))
+    }
+    runner = tmp_path / "runner"
+    runner.mkdir(exist_ok=True)
+    for name in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_STEP_SUMMARY"):
+        (runner / name).touch()
+    env.update(
+        PATH=f"{tmp_path / 'bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        RUNNER_TEMP=str(runner),
+        GITHUB_OUTPUT=str(runner / "GITHUB_OUTPUT"),
+        GITHUB_ENV=str(runner / "GITHUB_ENV"),
+        GITHUB_STEP_SUMMARY=str(runner / "GITHUB_STEP_SUMMARY"),
+        GITHUB_REPOSITORY="contoso/teams",
+        GITHUB_RUN_ID="4242",
+        NO_COLOR="1",
+    )
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    env.update(extra or {})
+    return env
+
+
+def run_bash(
+    script: str, env: Mapping[str, str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    # GitHub runs `run:` with `bash --noprofile --norc -eo pipefail {0}`.
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def outputs(path: str | Path) -> dict[str, str]:
+    """``key=value`` lines of a $GITHUB_OUTPUT / $GITHUB_ENV file."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+FAKE_GH = '''\
+#!{python}
+"""A stand-in for the GitHub CLI: answers from $FAKE_GH_WORLD (JSON), logs writes to
+$FAKE_GH_LOG. Only what the example workflow calls is supported."""
+import json, os, subprocess, sys
+
+world = json.load(open(os.environ["FAKE_GH_WORLD"]))
+args = sys.argv[1:]
+
+def opt(name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+
+def emit(data):
+    jq = opt("--jq")
+    text = json.dumps(data)
+    if jq is None:
+        print(text)
+        return
+    done = subprocess.run(["jq", "-r", jq], input=text, capture_output=True, text=True)
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    if done.returncode:
+        sys.exit(done.returncode)
+
+def log(entry):
+    with open(os.environ["FAKE_GH_LOG"], "a") as f:
+        f.write(json.dumps(entry) + "\\n")
+
+if args[:1] == ["api"]:
+    method = opt("--method", "GET")
+    values = (method, opt("--jq"), opt("--input"))
+    path = next(a for a in args[1:] if not a.startswith("-") and a not in values)
+    if method == "GET":
+        if path not in world["api"]:
+            print("gh: Not Found (HTTP 404)", file=sys.stderr)
+            sys.exit(1)
+        emit(world["api"][path])
+    else:
+        body = json.load(open(opt("--input")))
+        log({{"method": method, "path": path, "body": body}})
+        print("{{}}")
+elif args[:2] == ["run", "list"]:
+    runs = [r for r in world.get("runs", [])
+            if r["workflow"] == opt("--workflow") and r["event"] == opt("--event")
+            and r["headSha"] == opt("--commit") and r["status"] == opt("--status")]
+    emit([{{"databaseId": r["databaseId"]}} for r in runs][: int(opt("--limit", "20"))])
+elif args[:2] == ["run", "download"]:
+    run_id, name, dest = args[2], opt("--name"), opt("--dir")
+    files = world["artifacts"].get(f"{{run_id}}/{{name}}")
+    if files is None:
+        print(f"no artifact {{name}} in run {{run_id}}", file=sys.stderr)
+        sys.exit(1)
+    os.makedirs(dest, exist_ok=True)
+    for file_name, content in files.items():
+        with open(os.path.join(dest, file_name), "w") as f:
+            f.write(content)
+    log({{"method": "download", "run": run_id, "name": name}})
+else:
+    print(f"fake gh: unsupported: {{args}}", file=sys.stderr)
+    sys.exit(2)
+'''
+
+
+def install_fake_gh(tmp_path: Path, world: Mapping[str, Any], env: dict[str, str]) -> Path:
+    """Put a fake `gh` first on PATH; returns the log file its writes go to."""
+    gh = tmp_path / "bin" / "gh"
+    gh.write_text(textwrap.dedent(FAKE_GH.format(python=sys.executable)), encoding="utf-8")
+    gh.chmod(gh.stat().st_mode | stat.S_IXUSR)
+    (tmp_path / "gh-world.json").write_text(json.dumps(world), encoding="utf-8")
+    log = tmp_path / "gh-log.jsonl"
+    log.touch()
+    env.update(FAKE_GH_WORLD=str(tmp_path / "gh-world.json"), FAKE_GH_LOG=str(log))
+    return log
+
+
+def gh_log(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+
+
+def write_manifest(path: Path, chats: int, *, topic: str = "Team {i}") -> Path:
+    """A manifest of ``chats`` group chats (three members each)."""
+    lines = ["version: 1", "chats:"]
+    for i in range(chats):
+        lines += [
+            f"  - key: team-{i:05d}",
+            "    chatType: group",
+            f"    topic: {topic.format(i=i)}",
+            "    members:",
+            f"      - user: lead{i}@contoso.com",
+            f"      - user: dev{i}@contoso.com",
+            f"      - user: ops{i % 50}@contoso.com",
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def provision(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "provision"), *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -1,0 +1,338 @@
+"""examples/azure-devops/azure-pipelines.yml: valid for Azure Pipelines; its steps work.
+
+Checked against check-jsonschema's built-in Azure Pipelines schema (offline) and with
+shellcheck; the scripts run with bash here: validate's `##vso[task.logissue]` annotations,
+the OIDC token request against a loopback stand-in for Azure DevOps, plan's output variable
+and summary, and the pull request comment thread against a loopback stand-in for the Azure
+DevOps REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pipeline_support import AZURE_PIPELINE, ROOT, base_env, load, needs_jq, run_bash
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+MARKER = "<!-- provision-plan -->"
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    # --data-transform azure-pipelines: understand ${{ }} template expressions.
+    # --regex-variant nonunicode: the vendored schema has a pattern that ECMAScript's unicode
+    # mode rejects ("Invalid character escape"), which check-jsonschema would report as a crash.
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.azure-pipelines",
+            "--data-transform",
+            "azure-pipelines",
+            "--regex-variant",
+            "nonunicode",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _steps(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if "script" in node or "task" in node or "publish" in node or "download" in node:
+            yield node
+        for value in node.values():
+            yield from _steps(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _steps(value)
+
+
+def _stage(name: str) -> dict[str, Any]:
+    (stage,) = [s for s in load(AZURE_PIPELINE)["stages"] if s["stage"] == name]
+    return dict(stage)
+
+
+def _script(stage: str, name: str) -> str:
+    (step,) = [s for s in _steps(_stage(stage)) if s.get("name") == name]
+    return str(step["script"])
+
+
+# --- the file ----------------------------------------------------------------------------------
+
+
+def test_validates_against_the_azure_pipelines_schema() -> None:
+    done = _check(AZURE_PIPELINE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_schema_check_catches_a_broken_pipeline(tmp_path: Path) -> None:
+    broken = load(AZURE_PIPELINE)
+    broken["stages"][2]["jobs"][0]["enviroment"] = broken["stages"][2]["jobs"][0].pop("environment")
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    assert _check(path).returncode == 1
+
+
+def test_plan_then_manual_approval_then_apply_of_that_plan() -> None:
+    pipeline = load(AZURE_PIPELINE)
+    assert [s["stage"] for s in pipeline["stages"]] == ["Plan", "Approve", "Apply"]
+    assert pipeline["lockBehavior"] == "sequential"
+    assert pipeline["trigger"]["branches"]["include"] == ["main"]
+    assert pipeline["pr"]["branches"]["include"] == ["main"]
+
+    approve = _stage("Approve")
+    (job,) = approve["jobs"]
+    assert job["pool"] == "server"  # an agentless job: waiting costs no agent
+    (task,) = job["steps"]
+    assert task["task"] == "ManualValidation@1"
+    assert task["inputs"]["onTimeout"] == "reject"
+    for stage in (approve, _stage("Apply")):
+        assert "eq(variables['Build.SourceBranch'], 'refs/heads/main')" in stage["condition"]
+        assert "ne(variables['Build.Reason'], 'PullRequest')" in stage["condition"]
+    assert "dependencies.Plan.outputs['Plan.plan.changes']" in approve["condition"]
+
+    (deploy,) = _stage("Apply")["jobs"]
+    assert deploy["environment"] == "teams-production"
+    steps = deploy["strategy"]["runOnce"]["deploy"]["steps"]
+    assert {"download": "current", "artifact": "provision-plan"} in steps
+    publish = [s for s in _steps(_stage("Plan")) if "publish" in s]
+    assert publish[0]["artifact"] == "provision-plan"
+    # Apply applies the saved plan file from this run, nothing else.
+    assert 'provision apply "$PIPELINE_WORKSPACE/provision-plan/provision.plan"' in _script(
+        "Apply", "apply"
+    )
+
+
+def test_workload_identity_without_a_secret() -> None:
+    assert "AZURE_CLIENT_SECRET" not in AZURE_PIPELINE.read_text(encoding="utf-8")
+    tasks = {s["task"].split("@")[0] for s in _steps(load(AZURE_PIPELINE)) if "task" in s}
+    assert tasks == {"UsePythonVersion", "ManualValidation"}  # no AzureCLI / AzurePowerShell
+    assert _script("Plan", "oidc") == _script("Apply", "oidc")
+    for step in _steps(load(AZURE_PIPELINE)):
+        if step.get("name") in ("oidc", "apply", "comment"):
+            # System.AccessToken reaches a script only when mapped explicitly.
+            assert step["env"]["SYSTEM_ACCESSTOKEN"] == "$(System.AccessToken)"
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_every_script_passes_shellcheck() -> None:
+    for step in _steps(load(AZURE_PIPELINE)):
+        if "script" in step:
+            done = subprocess.run(
+                ["shellcheck", "--shell=bash", "-"],
+                input=step["script"],
+                capture_output=True,
+                text=True,
+            )
+            assert done.returncode == 0, f"{step.get('name')}:\n{done.stdout}"
+
+
+# --- the scripts -------------------------------------------------------------------------------
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = base_env(tmp_path, extra)
+    env["AGENT_TEMPDIRECTORY"] = env["RUNNER_TEMP"]
+    return env
+
+
+@needs_jq
+def test_validate_reports_each_problem_at_file_line_and_column(tmp_path: Path) -> None:
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    (chats / "ops.yaml").write_text(
+        "version: 1\nchats:\n  - key: ops\n    chatTyp: group\n"
+        "    members: [{user: a@contoso.com}, {user: b@contoso.com}]\n",
+        encoding="utf-8",
+    )
+    done = run_bash(_script("Plan", "validate"), _env(tmp_path, MANIFESTS="chats/"), cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert (
+        "##vso[task.logissue type=error;sourcepath=chats/ops.yaml;linenumber=4;columnnumber=5]"
+        "'chatTyp' is not a known field" in lines
+    )
+    assert "chats/ops.yaml:4:5: error: 'chatTyp' is not a known field" in lines
+    assert "1 files, 1 chats, 1 errors" in lines
+
+
+@needs_jq
+def test_validate_passes_valid_manifests(tmp_path: Path) -> None:
+    env = _env(tmp_path, MANIFESTS=str(ROOT / "examples/chats.yaml"))
+    done = run_bash(_script("Plan", "validate"), env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "##vso[task.logissue" not in done.stdout
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_oidc_token_from_azure_devops(tmp_path: Path, httpserver: HTTPServer) -> None:
+    token = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJzYzovL2NvbnRvc28vdGVhbXMvY29ubiJ9.c2ln"
+    seen: list[Request] = []
+
+    def answer(request: Request) -> Response:
+        seen.append(request)
+        return Response(json.dumps({"oidcToken": token}), content_type="application/json")
+
+    httpserver.expect_request("/oidctoken", method="POST").respond_with_handler(answer)
+    env = _env(
+        tmp_path,
+        SYSTEM_OIDCREQUESTURI=httpserver.url_for("/oidctoken"),
+        SYSTEM_ACCESSTOKEN="job-access-token",
+        SERVICE_CONNECTION_ID="4b5f4a7e-0000-4000-8000-000000000001",
+    )
+    done = run_bash(_script("Plan", "oidc"), env)
+    assert done.returncode == 0, done.stderr
+    (request,) = seen
+    assert request.args["serviceConnectionId"] == "4b5f4a7e-0000-4000-8000-000000000001"
+    assert request.args["api-version"] == "7.1-preview.1"
+    assert request.headers["Authorization"] == "Bearer job-access-token"
+    token_file = Path(env["AGENT_TEMPDIRECTORY"]) / "azure-federated-token"
+    assert token_file.read_text(encoding="utf-8").strip() == token
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert f"##vso[task.setvariable variable=AZURE_FEDERATED_TOKEN_FILE]{token_file}" in (
+        done.stdout.splitlines()
+    )
+    # Only the agent's secret-masking command may carry the token.
+    assert [line for line in done.stdout.splitlines() if token in line] == [
+        f"##vso[task.setsecret]{token}"
+    ]
+
+
+def test_plan_sets_the_output_variable_and_the_summary(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        MANIFESTS=str(ROOT / "examples/chats.yaml"),
+        PROVISION_STATE=str(tmp_path / "state.json"),
+    )
+    done = run_bash(_script("Plan", "plan"), env)
+    assert done.returncode == 0, done.stderr
+    out = Path(env["AGENT_TEMPDIRECTORY"]) / "provision"
+    lines = done.stdout.splitlines()
+    assert "##vso[task.setvariable variable=changes;isOutput=true]true" in lines
+    assert f"##vso[task.uploadsummary]{out}/plan.md" in lines
+    assert (out / "plan.md").read_text(encoding="utf-8").startswith("### provision plan")
+    assert json.loads((out / "provision.plan").read_text())["kind"] == "provision-plan"
+
+
+class FakeDevOps:
+    """The three pull request thread calls of the comment step, on a loopback server."""
+
+    def __init__(self, server: HTTPServer, threads: list[dict[str, Any]]) -> None:
+        self.threads = threads
+        self.writes: list[tuple[str, str, Any]] = []
+        base = "/contoso/proj-id/_apis/git/repositories/repo-id/pullRequests/7/threads"
+        server.expect_request(base, method="GET").respond_with_handler(self._list)
+        server.expect_request(base, method="POST").respond_with_handler(self._write)
+        server.expect_request(f"{base}/31/comments/1", method="PATCH").respond_with_handler(
+            self._write
+        )
+        self.collection = server.url_for("/contoso/")
+
+    def _list(self, request: Request) -> Response:
+        assert request.headers["Authorization"] == "Bearer job-access-token"
+        return Response(json.dumps({"value": self.threads}), content_type="application/json")
+
+    def _write(self, request: Request) -> Response:
+        assert request.args["api-version"] == "7.1"
+        self.writes.append((request.method, request.path, json.loads(request.data)))
+        return Response("{}", content_type="application/json")
+
+
+def _comment_env(tmp_path: Path, devops: FakeDevOps, result: str = "Succeeded") -> dict[str, str]:
+    env = _env(
+        tmp_path,
+        SYSTEM_COLLECTIONURI=devops.collection,
+        SYSTEM_TEAMPROJECTID="proj-id",
+        BUILD_REPOSITORY_ID="repo-id",
+        SYSTEM_PULLREQUEST_PULLREQUESTID="7",
+        BUILD_BUILDID="88",
+        BUILD_SOURCEVERSION="abc123",
+        SYSTEM_ACCESSTOKEN="job-access-token",
+        PLAN_RESULT=result,
+    )
+    out = Path(env["AGENT_TEMPDIRECTORY"]) / "provision"
+    out.mkdir(parents=True)
+    (out / "plan.md").write_text("### provision plan\n\nnew plan\n", encoding="utf-8")
+    return env
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_comment_thread_is_edited_in_place(tmp_path: Path, httpserver: HTTPServer) -> None:
+    devops = FakeDevOps(
+        httpserver,
+        [
+            {"id": 30, "comments": [{"id": 1, "content": "Please rename the topic"}]},
+            {"id": 31, "comments": [{"id": 1, "content": f"{MARKER}\nold plan"}]},
+            {"id": 32, "comments": [{"id": 1, "content": None}]},  # a system thread
+        ],
+    )
+    done = run_bash(_script("Plan", "comment"), _comment_env(tmp_path, devops))
+    assert done.returncode == 0, done.stderr
+    ((method, path, body),) = devops.writes
+    assert (method, path.rsplit("/threads", 1)[1]) == ("PATCH", "/31/comments/1")
+    assert body["content"].startswith(f"{MARKER}\n### provision plan\n\nnew plan\n")
+    assert "buildId=88" in body["content"]
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_first_comment_thread_is_created(tmp_path: Path, httpserver: HTTPServer) -> None:
+    devops = FakeDevOps(httpserver, [])
+    done = run_bash(_script("Plan", "comment"), _comment_env(tmp_path, devops, "Failed"))
+    assert done.returncode == 0, done.stderr
+    ((method, _, body),) = devops.writes
+    assert method == "POST"
+    assert body["status"] == "closed"
+    (comment,) = body["comments"]
+    assert comment["content"].startswith(MARKER)
+    assert "**Planning failed**" in comment["content"]
+
+
+@needs_jq
+def test_apply_refreshes_the_token_while_apply_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    env = _env(tmp_path, OIDC_REFRESH_SECONDS="0.3", PIPELINE_WORKSPACE=str(tmp_path / "ws"))
+    calls = tmp_path / "refreshes"
+    refresh = tmp_path / "bin/refresh-token"
+    refresh.write_text(f"#!/bin/sh\necho refreshed >> {calls}\n", encoding="utf-8")
+    refresh.chmod(0o755)
+    env["OIDC_TOKEN_SCRIPT"] = str(refresh)
+    result = {
+        "status": "ok",
+        "summary": {"created": 2, "failed": 0},
+        "outcomes": [{"key": "launch", "status": "created", "error": None}],
+    }
+    fake = tmp_path / "bin/provision"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'[ "$2" = "{tmp_path}/ws/provision-plan/provision.plan" ] || exit 64\n'
+        "sleep 2\n"
+        f"cat <<'EOF'\n{json.dumps(result)}\nEOF\n",
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    started = time.monotonic()
+    done = run_bash(_script("Apply", "apply"), env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert time.monotonic() - started < 10
+    assert len(calls.read_text().splitlines()) >= 3
+    summary_file = Path(env["AGENT_TEMPDIRECTORY"]) / "apply.md"
+    assert f"##vso[task.uploadsummary]{summary_file}" in done.stdout.splitlines()
+    summary = summary_file.read_text(encoding="utf-8")
+    assert "### provision apply: ok" in summary and "| created | 2 |" in summary
