@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import click
 
-from provisioner.apply import ApplyOptions
-from provisioner.cli_progress import Abort, CliProgress, graph_log, progress_mode, stop_on_signals
 from provisioner.errors import InputError
-from provisioner.state import DEFAULT_STATE_PATH
+
+# The executor, the progress display and the state are imported inside run_apply: registering
+# the command (every `provision` start, `--help` included) must not pay for them.
 
 EMULATOR_DATA = ".provision-emulator.json"
 #: Graph client retries per request (throttling, 5xx, dropped connections).
@@ -203,10 +203,17 @@ def run_apply(
     auth: str,
 ) -> int:
     """``provision apply``; returns the exit code (see the module docstring)."""
-    from provisioner.apply import Executor, RequestStats, StopSignal
+    from provisioner.apply import ApplyOptions, Executor, RequestStats, StopSignal
     from provisioner.auth import is_loopback_host
     from provisioner.cli import _note_takeover, _use_color
     from provisioner.cli_options import connection_from_options
+    from provisioner.cli_progress import (
+        Abort,
+        CliProgress,
+        graph_log,
+        progress_mode,
+        stop_on_signals,
+    )
     from provisioner.graph import GraphClient
     from provisioner.pacing import Pacer
     from provisioner.plan import check_applicable, load_plan
@@ -214,7 +221,7 @@ def run_apply(
     from provisioner.refresh import read_from_graph, record_plan_facts
     from provisioner.render import render_plan
     from provisioner.render_result import render_json, render_text, run_status
-    from provisioner.state import open_store
+    from provisioner.state import DEFAULT_STATE_PATH, open_store
     from provisioner.state_writer import StateWriter
 
     plan_file = targets[0] if len(targets) == 1 and is_plan_file(targets[0]) else None

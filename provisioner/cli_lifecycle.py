@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from provisioner.cli import _note_takeover, _state_endpoint, _state_option, cli
 from provisioner.cli_options import connection_from_options, connection_options
 from provisioner.errors import InputError
-from provisioner.graph import GraphClient
-from provisioner.pacing import Pacer
-from provisioner.reads import READ_CONCURRENCY
+
+if TYPE_CHECKING:
+    from provisioner.graph import GraphClient
 
 
 def open_client(graph_url: str | None, cloud: str, auth: str) -> GraphClient:
     """A paced Graph client for reads (documented limits), with checked credentials."""
+    # Imported here: requests and the Graph client are not needed for `provision --help`.
+    from provisioner.graph import GraphClient
+    from provisioner.pacing import Pacer
+    from provisioner.reads import READ_CONCURRENCY
+
     connection = connection_from_options(
         graph_url, cloud, auth, prompt=lambda text: click.echo(text, err=True)
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import tempfile
 from collections.abc import Callable
 
 
@@ -36,6 +35,8 @@ def write_atomic(
     ``before_replace`` runs after the new content is durable and before the rename (the state
     store keeps its backup there). OSError propagates; the temp file never outlives a failure.
     """
+    import tempfile  # here, not at the top: `provision --help` never writes a file
+
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
