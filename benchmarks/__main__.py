@@ -297,7 +297,9 @@ def _kill_figures(output: str) -> dict[str, Any]:
     return {
         "runs": number(r"(\d+) runs"),
         "kills": number(r"(\d+) kill cycles"),
-        "faults": number(r"(\d+) ambiguous faults injected"),
+        # SIGKILLs plus ambiguous answers (504/drop after the change); kill_soak.py does not
+        # count the 503s it also injects.
+        "faults": number(r"(\d+) kill cycles") + number(r"(\d+) ambiguous faults injected"),
         "duplicates": number(r"duplicates (\d+)"),
         "lost": number(r"missing (\d+)"),
         # A run that was not killed yet printed no result: it crashed.
@@ -323,7 +325,8 @@ SOAKS = [
         ],
         _kill_figures,
         "`provision apply` SIGKILLed at random moments, rerun until done, against an emulator "
-        "answering group creations ambiguously (504/drop after the change) and 5 % 503s",
+        "answering group creations ambiguously (504/drop after the change) and 5 % 503s; "
+        "faults counted: the SIGKILLs and the ambiguous answers",
     ),
     Soak(
         "fault",
@@ -336,6 +339,8 @@ SOAKS = [
             "15",
             "--pairs",
             "10",
+            "--token-lifetime",
+            "1",
             "--json",
         ],
         _json_line("fault"),
