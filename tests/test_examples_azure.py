@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pipeline_support import AZURE_PIPELINE, ROOT, base_env, load, needs_jq, run_bash
+from pipeline_support import AZURE_PIPELINE, ROOT, SHELLCHECK, base_env, load, needs_jq, run_bash
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -129,12 +129,12 @@ def test_workload_identity_without_a_secret() -> None:
             assert step["env"]["SYSTEM_ACCESSTOKEN"] == "$(System.AccessToken)"
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck is not installed")
 def test_every_script_passes_shellcheck() -> None:
     for step in _steps(load(AZURE_PIPELINE)):
         if "script" in step:
             done = subprocess.run(
-                ["shellcheck", "--shell=bash", "-"],
+                [str(SHELLCHECK), "--shell=bash", "-"],
                 input=step["script"],
                 capture_output=True,
                 text=True,

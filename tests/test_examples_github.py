@@ -23,6 +23,7 @@ import yaml
 from pipeline_support import (
     GITHUB_WORKFLOW,
     ROOT,
+    SHELLCHECK,
     base_env,
     gh_log,
     github_step,
@@ -113,12 +114,12 @@ def test_saved_plans_are_kept_as_artifacts() -> None:
         assert any(u["with"]["name"] == "provision-plan" for u in uploads)
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck is not installed")
 def test_every_shell_step_passes_shellcheck() -> None:
     for where, script in iter_github_scripts():
         assert "${{" not in script, f"{where}: pass values through env:, not into the script"
         done = subprocess.run(
-            ["shellcheck", "--shell=bash", "-"], input=script, capture_output=True, text=True
+            [str(SHELLCHECK), "--shell=bash", "-"], input=script, capture_output=True, text=True
         )
         assert done.returncode == 0, f"{where}:\n{done.stdout}"
 
