@@ -24,7 +24,6 @@ from provisioner.apply_context import (
     same_member,
 )
 from provisioner.apply_result import UPDATED, Outcome
-from provisioner.errors import PlanError
 from provisioner.graph_errors import GraphError, GraphNotFound
 from provisioner.models import Member
 from provisioner.pacing import CHAT, CHAT_MEMBERS
@@ -54,13 +53,8 @@ def update_steps(ctx: StepContext, change: Change) -> Steps:
         at = max(next_call, next_member if member_change else -1.0)
         return at if at > ctx.clock() else 0.0
 
-    if change.topic_change is not None and change.topic is None:
-        # chat-patch.md sets a topic to a string; there is no documented way to clear it.
-        raise PlanError(
-            f"{change.key}: Graph cannot remove a group chat's topic "
-            f"(it is {change.topic_change[0]!r})",
-            hint="keep a topic for this chat in the manifest",
-        )
+    # The planner never plans clearing a topic (chat-patch.md documents no way to), so a
+    # topic change always carries the new topic.
     if change.topic_change is not None and change.topic is not None:
         started = ctx.clock()
         ctx.client.update_chat_topic(chat_id, change.topic)
