@@ -540,12 +540,14 @@ def reliability_md(
         "",
         "Short versions run in the default `python -m pytest -q` (CI), in seconds:",
         "",
-        "- `tests/test_apply_kill.py`: three seeds of the kill soak;",
-        "- `tests/test_soak.py`: a small fault soak, and the fuzz soak with a small budget "
+        "- `tests/apply/test_apply_kill.py`: three seeds of the kill soak;",
+        "- `tests/acceptance/test_soak.py`: a small fault soak, and the fuzz soak with a small "
+        "budget "
         "(hypothesis; atheris when installed);",
-        "- `tests/test_manifest_fuzz.py`: the loader properties (`PROVISION_FUZZ_EXAMPLES`, "
+        "- `tests/manifest/test_manifest_fuzz.py`: the loader properties "
+        "(`PROVISION_FUZZ_EXAMPLES`, "
         "default 150);",
-        "- `tests/test_security.py`: the access token and client secret never appear in "
+        "- `tests/acceptance/test_security.py`: the access token and client secret never appear in "
         "output, logs at DEBUG, plan or state files or error text (real commands against the "
         "emulator, and a failing sign-in whose login endpoint echoes the secret); state and "
         "plan files are 0600; plain http:// only for loopback; YAML tags are never "

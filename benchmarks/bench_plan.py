@@ -4,7 +4,7 @@ Prints, for a generated manifest of N chats (half group chats of 3-6 members, ha
 
 - the baseline: a bare ``yaml.load(f, Loader=yaml.CSafeLoader)`` of the manifest;
 - plan (a) against no state and (b) against a state holding every chat, without refresh:
-  manifest loading (``provisioner.manifest.load_desired``) + state read + ``make_plan``, as a
+  manifest loading (``provisioner.manifest.load.load_desired``) + state read + ``make_plan``, as a
   ratio to the baseline measured in the same run (target: <= 1.5x for both);
 - the state store's own costs on that state: read, first write (everything encoded) and a
   write after one changed chat (what the apply executor pays after every change);
@@ -36,12 +36,13 @@ from typing import Any
 
 import yaml
 
-from provisioner.gcpause import gc_paused
+from provisioner.manifest.gcpause import gc_paused
 from provisioner.models import Chat, DesiredState, Member, one_on_one_key
-from provisioner.plan import Action, Plan
-from provisioner.planner import make_plan
-from provisioner.state import ChatRecord, LocalStateStore, MemberRecord, State
-from provisioner.state_writer import StateWriter
+from provisioner.plans.planner import make_plan
+from provisioner.plans.types import Action, Plan
+from provisioner.states.local import LocalStateStore
+from provisioner.states.records import ChatRecord, MemberRecord, State
+from provisioner.states.writer import StateWriter
 
 try:
     from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path
@@ -49,7 +50,7 @@ except ImportError:  # pragma: no cover
     from benchmarks._figures import Figure, write_figures
 
 try:  # the manifest loader (issue 3); without it the benchmark times planner + state only
-    from provisioner.manifest import load_desired
+    from provisioner.manifest.load import load_desired
 except ImportError:  # pragma: no cover - depends on the branch
     load_desired = None
 

@@ -23,14 +23,14 @@ import argparse
 import math
 import time
 
-from provisioner.auth import StaticToken
 from provisioner.emulator import EmulatorServer
 from provisioner.emulator.server import parse_latency
 from provisioner.emulator.tenant import NewMember
-from provisioner.graph import BATCH_LIMIT, GraphClient
-from provisioner.pacing import CHAT, DOCUMENTED_LIMITS, TENANT_READ, Pacer
-from provisioner.refresh import CHAT_BATCH, refresh
-from provisioner.state import ChatRecord, MemberRecord, State
+from provisioner.graph.auth import StaticToken
+from provisioner.graph.client import BATCH_LIMIT, GraphClient
+from provisioner.graph.pacing import CHAT, DOCUMENTED_LIMITS, TENANT_READ, Pacer
+from provisioner.operations.refresh import CHAT_BATCH, refresh
+from provisioner.states.records import ChatRecord, MemberRecord, State
 
 try:
     from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path

@@ -40,19 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from azure.storage.blob import BlobServiceClient
 from azurite_support import ACCOUNT, KEY, Azurite, find_azurite
 
-from provisioner.azblob_conn import BlobLocation
-from provisioner.state import (
-    BACKUP_SUFFIX,
-    ChatRecord,
-    Intent,
-    LocalStateStore,
-    MemberRecord,
-    State,
-    StateStore,
-)
-from provisioner.state_azblob import AzureBlobStateStore
-from provisioner.state_coalesce import CoalescingStore
-from provisioner.state_writer import StateWriter
+from provisioner.states.azblob import AzureBlobStateStore
+from provisioner.states.azblob_conn import BlobLocation
+from provisioner.states.coalesce import CoalescingStore
+from provisioner.states.local import LocalStateStore
+from provisioner.states.records import BACKUP_SUFFIX, ChatRecord, Intent, MemberRecord, State
+from provisioner.states.store import StateStore
+from provisioner.states.writer import StateWriter
 
 try:
     from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path

@@ -4,7 +4,7 @@ Generates a manifest of 10,000 chats (half oneOnOne, half group with 4 members, 
 guest), then times, interleaved and repeated, in the same run:
 
 * baseline: ``yaml.load(f, Loader=yaml.CSafeLoader)`` of the file, and
-* ``provisioner.manifest.validate_paths([file])`` (everything `validate` does but printing),
+* ``provisioner.manifest.load.validate_paths([file])`` (everything `validate` does but printing),
 
 in-process, and both again through the command line (a fresh interpreter each:
 ``python -c 'import yaml; yaml.load(...)'`` against ``python -m provisioner validate FILE``).
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from provisioner.manifest import validate_paths
+from provisioner.manifest.load import validate_paths
 
 try:
     from _figures import Figure, write_figures  # run as a script: benchmarks/ is on sys.path

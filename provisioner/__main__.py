@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from provisioner.cli import main
+from provisioner.cli.main import main
 
 raise SystemExit(main())

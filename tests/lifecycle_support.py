@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioner.auth import StaticToken
 from provisioner.emulator import EmulatorServer
-from provisioner.graph import GraphClient
+from provisioner.graph.auth import StaticToken
+from provisioner.graph.client import GraphClient
+from provisioner.graph.pacing import Pacer
 from provisioner.models import Chat, Member
-from provisioner.pacing import Pacer
 
 A = "adele@contoso.com"
 M = "megan@contoso.com"

@@ -1,6 +1,6 @@
 """The ``StateStore`` contract: one suite that every state backend must pass.
 
-Like Terraform's ``statemgr.TestFull``: ``tests/test_state_contract.py`` runs it against the
+Like Terraform's ``statemgr.TestFull``: ``tests/states/test_state_contract.py`` runs it against the
 local file and against Azure Blob Storage (Azurite). A backend provides a ``Backend``: a way to
 open fresh store instances on one location (as separate runs would), to plant raw bytes there,
 and to read the backup.
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import pytest
 
 from provisioner.errors import LockError, StateError
-from provisioner.state import ChatRecord, Intent, MemberRecord, State, StateStore
-from provisioner.state_coalesce import CoalescingStore
+from provisioner.states.coalesce import CoalescingStore
+from provisioner.states.records import ChatRecord, Intent, MemberRecord, State
+from provisioner.states.store import StateStore
 
 
 @dataclass

@@ -17,7 +17,7 @@ emulator's side with the kill soak's checks (``kill_soak._check_tenant``): every
 exactly once, no duplicate group chat, nothing extra; and ``provision plan --detailed-exitcode``
 (refreshing from Graph) must find nothing to do.
 
-``tests/test_soak.py`` runs a small version in the default test run. By hand::
+``tests/acceptance/test_soak.py`` runs a small version in the default test run. By hand::
 
     python tests/soak/fault_soak.py --seeds 5 --groups 150 --pairs 100
 
@@ -50,8 +50,8 @@ try:  # tests/ is on sys.path under pytest; tests/soak/ when run as a script
 except ImportError:  # pragma: no cover
     from kill_soak import Report, _check_tenant, write_manifest  # type: ignore[no-redef]
 
-from provisioner import cli_options
-from provisioner.cli import main as provision
+from provisioner.cli import options as cli_options
+from provisioner.cli.main import main as provision
 from provisioner.emulator import EmulatorServer
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -1,7 +1,7 @@
 """Fuzz soak of the manifest loader: hypothesis with a large example budget, and atheris
 (coverage-guided, libFuzzer) when it is installed.
 
-* **hypothesis** runs the properties of ``tests/test_manifest_fuzz.py`` (any YAML document,
+* **hypothesis** runs the properties of ``tests/manifest/test_manifest_fuzz.py`` (any YAML document,
   YAML-like text and raw bytes are validated without crashing, with every diagnostic carrying
   a message and a position; the fast path agrees with the JSON Schema path on mutated
   manifests) with ``--examples`` examples each, counting every example that ran.
@@ -9,7 +9,7 @@
   ``validate_paths`` for ``--atheris-runs`` inputs. Any exception other than the loader's
   own outcome is a crash; its input is kept in ``--crash-dir``.
 
-``tests/test_soak.py`` runs a small version in the default test run. By hand::
+``tests/acceptance/test_soak.py`` runs a small version in the default test run. By hand::
 
     python tests/soak/fuzz_soak.py --examples 20000 --atheris-runs 200000
 
@@ -61,8 +61,9 @@ class FuzzReport:
 def hypothesis_soak(examples: int) -> FuzzReport:
     """Every property of test_manifest_fuzz with ``examples`` examples (x3 for the fast-path
     comparison, as in the default run)."""
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
+    for folder in (TESTS, TESTS / "manifest"):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     before = os.environ.get("PROVISION_FUZZ_EXAMPLES")
     os.environ["PROVISION_FUZZ_EXAMPLES"] = str(examples)
     try:
@@ -156,7 +157,7 @@ def _atheris_child(counts_path: str, crash_dir: str, argv: list[str]) -> None:
     import atheris
 
     with atheris.instrument_imports():
-        from provisioner.manifest import validate_paths
+        from provisioner.manifest.load import validate_paths
 
     workdir = Path(tempfile.mkdtemp(prefix="provision-fuzz-"))
     target = workdir / "m.yaml"

@@ -7,7 +7,8 @@ SIGKILLed at random moments several times, then rerun until it finishes. From th
 side, every desired chat must exist exactly once with its exact members and topic, no group
 chat may be duplicated, and ``provision plan --detailed-exitcode`` must find nothing to do.
 
-``tests/test_apply_kill.py`` runs a few seeds of this in the default test run; run it longer by
+``tests/apply/test_apply_kill.py`` runs a few seeds of this in the default test run; run it
+longer by
 hand::
 
     python tests/soak/kill_soak.py --seeds 20 --kills 6 --groups 60 --pairs 40

@@ -1,0 +1,104 @@
+"""How a caller stops and watches an apply: the stop signal, request figures, progress events.
+
+The core never prints; the CLI implements `ApplyListener` to draw its progress display.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.apply.results import Outcome
+
+
+class Cancelled(Exception):
+    """The run is stopping: a request that was still waiting for its turn was not sent."""
+
+
+class StopSignal:
+    """Shared by the executor and the `Pacer`: once set, a request waiting for its turn raises
+    `Cancelled` instead of being sent. Build the pacer with ``Pacer(sleep=stop.sleep)``."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        if self._event.wait(max(0.0, seconds)):
+            raise Cancelled(self.reason or "the run is stopping")
+
+
+class RequestStats:
+    """The Graph client's ``on_event`` hook: counts requests, throttling and retries, in total
+    and per thread (so a lookup can tell what it cost). Thread-safe."""
+
+    def __init__(self, forward: Callable[[str, Mapping[str, Any]], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._forward = forward
+        self.requests = 0  # answers received (every attempt of every request)
+        self.throttled = 0  # 429s and 503s with Retry-After
+        self.retries = 0  # retries for other reasons (5xx, dropped connections)
+        self.token_refreshes = 0
+        self.by_status: Counter[int] = Counter()
+
+    def __call__(self, kind: str, info: Mapping[str, Any]) -> None:
+        with self._lock:
+            if kind == "response":
+                self.requests += 1
+                self.by_status[int(info.get("status", 0))] += 1
+                self._local.requests = getattr(self._local, "requests", 0) + 1
+            elif kind == "throttled":
+                self.throttled += 1
+            elif kind == "retry":
+                self.retries += 1
+            elif kind == "token_refresh":
+                self.token_refreshes += 1
+        if self._forward is not None:
+            self._forward(kind, info)
+
+    def thread_requests(self) -> int:
+        return int(getattr(self._local, "requests", 0))
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    done: int
+    failed: int
+    in_flight: int
+    elapsed: float
+    requests: int
+    throttled: int
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class ApplyListener:
+    """Receives progress; the default does nothing. ``finished`` is called from worker
+    threads (keep it quick and thread-safe); ``tick`` and ``stopping`` from ``run``'s thread."""
+
+    def started(self, total: int) -> None:
+        return None
+
+    def finished(self, outcome: Outcome) -> None:
+        return None
+
+    def tick(self, progress: Progress) -> None:
+        return None
+
+    def stopping(self, reason: str, in_flight: int, grace_s: float) -> None:
+        return None

@@ -1,0 +1,256 @@
+"""What apply does for one chat key: the Graph calls of each planned action, as steps.
+
+Each action is a generator: it makes one Graph call (or a few that must go together), records
+the result durably in the state, and yields the monotonic time before which its next call
+cannot usefully start (the chat's own limits: 1 request per second per chat, 4 member changes
+per minute per chat, ``includes/throttling-teams.md``). The executor (``apply.py``) puts the
+chat aside until then and serves other chats meanwhile, so a worker never sits out a per-chat
+limit. The generator's return value is the key's `Outcome`.
+
+Group creation follows the journal protocol of issue 6: the intent (members, topic, attempt id,
+time) is made durable *before* ``POST /chats``; the chat id is recorded and the intent cleared
+in one write after it. An ambiguous answer (timeout, dropped connection, 5xx) keeps the intent
+and leads to a lookup (``reconcile.py``) instead of a second POST.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from provisioner.apply.context import StepContext, Steps, member_keys, membership_index, opt
+from provisioner.apply.control import Cancelled
+from provisioner.apply.reconcile import Lookup, find_created_chats, parse_time
+from provisioner.apply.results import ADOPTED, CREATED, DELETED, FORGOTTEN, SKIPPED, Outcome
+from provisioner.apply.update import update_steps
+from provisioner.graph.errors import AmbiguousOutcome, GraphError, GraphNotFound
+from provisioner.graph.pacing import TENANT_WRITE
+from provisioner.models import GROUP, ONE_ON_ONE
+from provisioner.plans.types import Action, Change
+from provisioner.states.records import ChatRecord, Intent, State
+
+
+class ChatSteps:
+    """Turns each planned change into its steps (updates: ``apply_update.py``)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.client = ctx.client
+
+    def run(self, change: Change) -> Steps:
+        """The steps of one planned change (no-ops are never given)."""
+        action = change.action
+        if action is Action.CREATE:
+            if change.chat_type == ONE_ON_ONE:
+                return self._create_one_on_one(change)
+            return self._create_group(change)
+        if action is Action.RECONCILE:
+            return self._reconcile(change)
+        if action is Action.UPDATE:
+            return update_steps(self.ctx, change)
+        if action is Action.DELETE:
+            return self._delete(change)
+        if action is Action.FORGET:
+            return self._forget(change)
+        raise ValueError(f"nothing to apply for a {action.value} change")
+
+    # -- creations -------------------------------------------------------------------------
+
+    def _create_one_on_one(self, change: Change) -> Steps:
+        # chat-post.md: "Only one one-on-one chat can exist between two members"; Graph returns
+        # the existing one, so this needs no journal and the client may retry it.
+        chat = self.client.create_chat(_body(change), idempotent=True)
+        record = ChatRecord(
+            chat_id=str(chat["id"]),
+            chat_type=ONE_ON_ONE,
+            members=change.members,
+            created_at=opt(chat.get("createdDateTime")),
+        )
+        self.ctx.record(lambda s: s.put_chat(change.key, record))
+        return Outcome(change.key, change.action, CREATED, record.chat_id)
+        yield  # pragma: no cover  (a generator, like every action)
+
+    def _create_group(
+        self, change: Change, notes: tuple[str, ...] = (), users: Mapping[str, str] | None = None
+    ) -> Steps:
+        body = _body(change)
+        intent = Intent(
+            key=change.key,
+            chat_type=GROUP,
+            members=change.members,
+            attempt_id=str(uuid.uuid4()),
+            started_at=self._now().isoformat(timespec="milliseconds"),
+            topic=change.topic,
+        )
+
+        def journal(state: State) -> None:
+            state.put_intent(intent)  # replaces an earlier attempt's intent, in one write
+            if users:
+                state.users.update(users)
+
+        # Journal just before this request's turn (not while it queues behind others), so a
+        # killed run leaves few entries to look up.
+        while (wait := self.ctx.turn_in(TENANT_WRITE)) > 0:
+            yield self.ctx.clock() + wait
+        self.ctx.record(journal)  # durable before the POST: a crash after it leaves a trace
+        try:
+            chat = self.client.create_chat(body, idempotent=False)
+        except AmbiguousOutcome as exc:
+            unknown = exc
+        except Exception as exc:
+            # Graph did not create it: an error answer, throttled past the retry budget, never
+            # sent (no connection, or the run stopped while it waited for its turn).
+            self.ctx.record(lambda s: _clear_intent(s, intent))
+            if isinstance(exc, Cancelled) and not notes:  # nothing at all was done
+                return Outcome(change.key, change.action, SKIPPED, notes=(str(exc),))
+            raise
+        else:
+            record = ChatRecord(
+                chat_id=str(chat["id"]),
+                chat_type=GROUP,
+                members=change.members,
+                topic=change.topic,
+                created_at=opt(chat.get("createdDateTime")),
+            )
+
+            def done(state: State) -> None:
+                state.put_chat(change.key, record)
+                _clear_intent(state, intent)
+
+            self.ctx.record(done)
+            return Outcome(change.key, change.action, CREATED, record.chat_id, notes=notes)
+        # Graph may or may not have made the chat: look before creating again. Give Graph a
+        # moment first, so a chat made by the lost request is listed by the lookup.
+        note = f"the creation's outcome was unknown ({_reason(unknown)}): looked it up"
+        yield self.ctx.clock() + self.ctx.settle_s
+        return (yield from self._look_up(change, intent, (*notes, note)))
+
+    def _reconcile(self, change: Change) -> Steps:
+        intent = change.intent
+        if intent is None:
+            raise ValueError(f"{change.key}: a reconcile change without an intent")
+        started = parse_time(intent.started_at)
+        if started is not None:
+            settled = started + timedelta(seconds=self.ctx.settle_s)
+            # At most settle_s from now, whatever the journal's clock said.
+            wait = min(self.ctx.settle_s, (settled - self._now()).total_seconds())
+            if wait > 0:
+                yield self.ctx.clock() + wait
+        note = f"an unfinished creation (attempt {intent.attempt_id}) was looked up"
+        return (yield from self._look_up(change, intent, (note,)))
+
+    def _look_up(self, change: Change, intent: Intent, notes: tuple[str, ...]) -> Steps:
+        before = self.ctx.requests()
+        lookup = find_created_chats(
+            self.client, intent, users=self.ctx.users, clock_skew=self.ctx.clock_skew
+        )
+        self.ctx.reconciled(self.ctx.requests() - before)
+        if lookup.chat is None:
+            if change.body is None:  # no longer in the manifest, and nothing was made
+                self.ctx.record(lambda s: _forget_intent(s, intent, lookup))
+                return Outcome(
+                    change.key,
+                    change.action,
+                    FORGOTTEN,
+                    notes=(*notes, "no chat had been created; the key is no longer managed"),
+                )
+            notes = (*notes, "no chat had been created: created it")
+            if change.chat_type == ONE_ON_ONE:  # the manifest made the key a oneOnOne since
+                self.ctx.record(lambda s: _forget_intent(s, intent, lookup))
+                outcome = yield from self._create_one_on_one(change)
+                return replace(outcome, notes=notes)
+            return (yield from self._create_group(change, notes, lookup.users))
+        chat_id = str(lookup.chat["id"])
+        duplicates = tuple(str(c["id"]) for c in lookup.duplicates)
+        if duplicates:
+            notes = (
+                *notes,
+                f"{len(duplicates) + 1} chats match this creation: adopted the oldest, "
+                f"{chat_id}; the others were NOT deleted: {', '.join(duplicates)}",
+            )
+        if change.body is None:
+            self.ctx.record(lambda s: _forget_intent(s, intent, lookup))
+            note = f"found chat {chat_id}; not in the manifest, so not managed (it stays in Teams)"
+            return Outcome(
+                change.key, change.action, FORGOTTEN, chat_id, None, duplicates, (*notes, note)
+            )
+        record = _adopted(intent, lookup)
+
+        def adopt(state: State) -> None:
+            state.put_chat(change.key, record)
+            _forget_intent(state, intent, lookup)
+
+        self.ctx.record(adopt)
+        return Outcome(change.key, change.action, ADOPTED, chat_id, None, duplicates, notes)
+
+    # -- deletions -------------------------------------------------------------------------
+
+    def _delete(self, change: Change) -> Steps:
+        chat_id = change.chat_id
+        if chat_id is None:
+            raise ValueError(f"{change.key}: a delete without a chat id")
+        notes: tuple[str, ...] = ()
+        try:
+            # chat-delete.md: a soft delete; the chat can be restored for a limited time.
+            self.client.delete_chat(chat_id)
+        except GraphNotFound:
+            notes = ("the chat was already deleted",)
+        self.ctx.record(lambda s: s.remove_chat(change.key))
+        return Outcome(change.key, change.action, DELETED, chat_id, notes=notes)
+        yield  # pragma: no cover
+
+    def _forget(self, change: Change) -> Steps:
+        self.ctx.record(lambda s: s.remove_chat(change.key))
+        return Outcome(change.key, change.action, FORGOTTEN, change.chat_id)
+        yield  # pragma: no cover
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.ctx.wallclock(), tz=timezone.utc)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _body(change: Change) -> dict[str, Any]:
+    if change.body is None:
+        raise ValueError(f"{change.key}: a creation without a request body")
+    return change.body
+
+
+def _reason(exc: GraphError) -> str:
+    return f"HTTP {exc.status}" if exc.status else exc.graph_message
+
+
+def _clear_intent(state: State, intent: Intent) -> None:
+    current = state.intents.get(intent.key)
+    if current is not None and current.attempt_id == intent.attempt_id:
+        state.clear_intent(intent.key)
+
+
+def _forget_intent(state: State, intent: Intent, lookup: Lookup) -> None:
+    _clear_intent(state, intent)
+    state.users.update(lookup.users)
+
+
+def _adopted(intent: Intent, lookup: Lookup) -> ChatRecord:
+    """The record of an adopted chat: the intent's members (what the chat really has), with the
+    object ids resolved and the membership ids Graph listed."""
+    chat = lookup.chat
+    assert chat is not None
+    index = membership_index(chat.get("members") or ())
+    members = []
+    for m in intent.members:
+        oid = lookup.object_ids.get(m.user) or m.object_id
+        probe = replace(m, object_id=oid)
+        mid = next((index[k] for k in member_keys(probe) if k in index), None)
+        members.append(replace(probe, membership_id=mid or m.membership_id))
+    return ChatRecord(
+        chat_id=str(chat["id"]),
+        chat_type=GROUP,
+        members=tuple(members),
+        topic=intent.topic,
+        created_at=opt(chat.get("createdDateTime")),
+    )

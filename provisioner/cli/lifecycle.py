@@ -1,0 +1,154 @@
+"""``provision import`` and ``provision export``, and the Graph client ``plan`` reads with.
+
+Thin like the rest of the CLI: the work is in ``adopt``, ``export`` and ``refresh``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING
+
+import click
+
+from provisioner.cli.main import _note_takeover, _state_endpoint, _state_option, cli
+from provisioner.cli.options import connection_from_options, connection_options
+from provisioner.errors import InputError
+
+if TYPE_CHECKING:
+    from provisioner.graph.client import GraphClient
+
+
+def open_client(graph_url: str | None, cloud: str, auth: str) -> GraphClient:
+    """A paced Graph client for reads (documented limits), with checked credentials."""
+    # Imported here: requests and the Graph client are not needed for `provision --help`.
+    from provisioner.graph.client import GraphClient
+    from provisioner.graph.pacing import Pacer
+    from provisioner.graph.reads import READ_CONCURRENCY
+
+    connection = connection_from_options(
+        graph_url, cloud, auth, prompt=lambda text: click.echo(text, err=True)
+    )
+    return GraphClient(
+        connection.graph_url,
+        connection.credential,
+        pacer=Pacer(),
+        pool_size=READ_CONCURRENCY + 2,
+    )
+
+
+@cli.command("import")
+@click.argument("key")
+@click.argument("chat_id", metavar="CHAT_ID")
+@_state_option
+@connection_options
+def import_command(
+    key: str, chat_id: str, state_path: str, graph_url: str | None, cloud: str, auth: str
+) -> int:
+    """Start managing an existing chat: read CHAT_ID from Graph and record it as KEY.
+
+    Nothing changes in Teams. The next `provision plan` compares the chat with the manifest's
+    chat KEY and shows any difference. CHAT_ID is Graph's chat id (19:...@thread.v2).
+    """
+    from provisioner.operations.adopt import check_free, check_key, import_chat
+    from provisioner.states.store import open_store
+
+    check_key(key)
+    store = open_store(state_path, _state_endpoint())
+    check_free(store.read(), key, chat_id)  # fail before asking for credentials
+    client = open_client(graph_url, cloud, auth)
+    with contextlib.closing(client), store.lock("import") as info:
+        _note_takeover(info)
+        state = store.read()
+        record, users = import_chat(client, state, key, chat_id)
+        state.put_chat(key, record)
+        state.users.update(users)
+        store.write(state)
+    what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
+    click.echo(
+        f"Imported {what} {record.chat_id} as {key} ({len(record.members)} members) into "
+        f"{store.location}."
+    )
+    click.echo(f"Compare it with the manifests: provision plan PATH... (key {key})", err=True)
+    return 0
+
+
+@cli.command("export")
+@click.option("--user", "user", required=True, metavar="UPN|ID", help="Whose chats to export.")
+@click.option(
+    "--type",
+    "chat_type",
+    type=click.Choice(["group", "oneOnOne"]),
+    default=None,
+    help="Only chats of this type (default: both).",
+)
+@click.option(
+    "--out",
+    "out",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Write the manifest to FILE (default: standard output).",
+)
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option(
+    "--import-to-state",
+    is_flag=True,
+    help="Also record every exported chat in the state (as provision import does).",
+)
+@_state_option
+@connection_options
+def export_command(
+    user: str,
+    chat_type: str | None,
+    out: str | None,
+    force: bool,
+    import_to_state: bool,
+    state_path: str,
+    graph_url: str | None,
+    cloud: str,
+    auth: str,
+) -> int:
+    """Write a manifest of the chats USER is in, to bring them under management.
+
+    Keys are generated from topics and user names plus a short hash of the chat id, stable
+    across exports. Review the manifest, then import the chats (the commands are in its
+    comments, or use --import-to-state): `provision plan` on it then shows no changes.
+    """
+    from provisioner.operations.export import export_chats, import_export, render_manifest
+    from provisioner.states.store import open_store
+
+    if out and os.path.exists(out) and not force:
+        raise InputError(f"{out} exists", hint="pass --force to overwrite it, or another --out")
+    store = open_store(state_path, _state_endpoint()) if import_to_state else None
+    # Chats the state manages already keep their key in the export.
+    managed = {k: r.chat_id for k, r in store.read().chats.items()} if store is not None else {}
+    client = open_client(graph_url, cloud, auth)
+    with contextlib.closing(client):
+        result = export_chats(client, user, chat_type, managed=managed)
+    text = render_manifest(result, graph_url=client.base_url)
+    if out:
+        _write_text(out, text)
+    else:
+        click.echo(text, nl=False)
+    where = out or "standard output"
+    skipped = f"; skipped {len(result.skipped)}, see its comments" if result.skipped else ""
+    click.echo(f"Exported {len(result.chats)} chats of {user} to {where}{skipped}.", err=True)
+    if store is not None:
+        with store.lock("export") as info:
+            _note_takeover(info)
+            state = store.read()
+            added = import_export(result, state)
+            store.write(state)
+        already = len(result.chats) - len(added)
+        note = f" ({already} were managed already)" if already else ""
+        click.echo(f"Recorded {len(added)} chats in {store.location}{note}.", err=True)
+    return 0
+
+
+def _write_text(path: str, text: str) -> None:
+    from provisioner.fsutil import write_atomic
+
+    try:
+        write_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc

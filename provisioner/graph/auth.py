@@ -1,0 +1,351 @@
+"""Credentials for Microsoft Graph: a static token, or MSAL flows chosen from the environment.
+
+`credential_from_env` picks one flow from the contract's variables and checks everything it
+can without the network (variables set, files readable, certificate and password valid), so
+the CLI can call it before any plan is computed and fail with a message naming exactly the
+variable to set. Tokens are fetched lazily, cached, and refreshed ahead of expiry, so a run
+longer than a token's lifetime carries on. Nothing here prints or prompts: the device-code
+flow hands its instructions to a ``prompt`` callback.
+
+No secret or token ever appears in an exception, a log line or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from provisioner.errors import AuthError, InputError
+from provisioner.fsutil import is_loopback_host
+from provisioner.graph.msal_credentials import (
+    ConfidentialClientCredential,
+    DeviceCodeCredential,
+    ManagedIdentityCredential,
+    assertion_reader,
+    certificate_credential,
+    token_cache_path,
+)
+
+# -- clouds and Graph URLs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    graph: str  # Graph service root, no version
+    login: str  # Microsoft Entra ID (token service) root
+
+
+# concepts/deployments.md (microsoft-graph-docs-contrib): Graph and token service roots per
+# national cloud. GCC (not High) stays on the global endpoints. For China the doc lists
+# login.chinacloudapi.cn; Entra's instance discovery names login.partner.microsoftonline.cn as
+# the preferred host with login.chinacloudapi.cn as its alias, and MSAL marks the latter
+# deprecated, so the preferred one is used (AZURE_AUTHORITY_HOST overrides it).
+CLOUDS: Mapping[str, Cloud] = {
+    "global": Cloud("global", "https://graph.microsoft.com", "https://login.microsoftonline.com"),
+    "usgov": Cloud("usgov", "https://graph.microsoft.us", "https://login.microsoftonline.us"),
+    "dod": Cloud("dod", "https://dod-graph.microsoft.us", "https://login.microsoftonline.us"),
+    "china": Cloud(
+        "china",
+        "https://microsoftgraph.chinacloudapi.cn",
+        "https://login.partner.microsoftonline.cn",
+    ),
+}
+DEFAULT_CLOUD = "global"
+AUTH_MODES = ("env", "managed-identity", "device-code")
+
+
+def cloud_named(name: str) -> Cloud:
+    try:
+        return CLOUDS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown cloud {name!r}", hint=f"use one of: {', '.join(CLOUDS)}"
+        ) from None
+
+
+def graph_url_for(cloud: str) -> str:
+    """The Graph v1.0 base URL of a national cloud (``https://graph.microsoft.com/v1.0``)."""
+    return f"{cloud_named(cloud).graph}/v1.0"
+
+
+def graph_scope_for(cloud: str) -> str:
+    """The ``.default`` scope that asks Entra for a token for that cloud's Graph."""
+    return f"{cloud_named(cloud).graph}/.default"
+
+
+def validate_graph_url(url: str) -> str:
+    """Return ``url`` normalised (no trailing slash), or raise `InputError`.
+
+    Only ``https://``; plain ``http://`` only for loopback hosts (a local emulator), because
+    every request carries a bearer token (contract: Connection and credentials).
+    """
+    shown = _shown_url(url)
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (raises ValueError for a port that is not 0..65535)
+    except ValueError:
+        host = ""
+        parts = urlsplit("")
+    if parts.scheme not in ("https", "http") or not host or any(c.isspace() for c in host):
+        raise InputError(
+            f"Graph URL {shown!r} is not an http(s) URL",
+            hint="use e.g. https://graph.microsoft.com/v1.0",
+        )
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise InputError(
+            f"Graph URL {shown!r} uses plain http:// for a host that is not loopback; "
+            "the access token would travel unencrypted",
+            hint="use https://, or http:// only for 127.0.0.1, ::1 or localhost (the emulator)",
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InputError(
+            f"Graph URL {shown!r} must not contain credentials, a query or a fragment",
+            hint="use e.g. https://graph.microsoft.com/v1.0",
+        )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _shown_url(url: str) -> str:
+    """``url`` fit for a message: a password, query or fragment (where a token pasted into the
+    URL would be) replaced by ``***``."""
+    try:
+        parts = urlsplit(url.strip())
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+    except ValueError:  # malformed (e.g. an unclosed IPv6 bracket): show it only if harmless
+        return "***" if any(c in url for c in "@?#") else url.strip()
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            parts.path,
+            "***" if parts.query else "",
+            "***" if parts.fragment else "",
+        )
+    )
+
+
+# -- the credential interface ----------------------------------------------------------------
+
+
+class Credential(Protocol):
+    """What the Graph client needs: a bearer token, fresh, from any thread."""
+
+    description: str
+
+    def get_token(self) -> str:
+        """A valid access token; refreshed before it expires. Raises `AuthError`."""
+        ...
+
+    def invalidate(self) -> None:
+        """Graph rejected the last token (401): the next `get_token` must not return it."""
+        ...
+
+
+class StaticToken:
+    """``PROVISION_ACCESS_TOKEN``: a bearer token used as it is (no refresh possible)."""
+
+    def __init__(self, token: str, *, variable: str = "PROVISION_ACCESS_TOKEN") -> None:
+        token = token.strip()
+        if token.lower().startswith("bearer "):
+            token = token[7:].strip()
+        if not token or any(c.isspace() or not c.isprintable() for c in token):
+            raise AuthError(
+                f"{variable} is not a usable bearer token (empty, or contains spaces or "
+                "control characters)",
+                hint=f"set {variable} to the access token alone, without 'Bearer '",
+            )
+        expires = _jwt_expiry(token)
+        if expires is not None and expires <= time.time():
+            raise AuthError(
+                f"{variable} holds a token that expired at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(expires))}",
+                hint=f"get a fresh token into {variable}, or use the AZURE_* variables so "
+                "provision can refresh tokens itself",
+            )
+        self._token = token
+        self._variable = variable
+        self._rejected = False
+        self.description = f"access token from {variable}"
+
+    def get_token(self) -> str:
+        if self._rejected:
+            raise AuthError(
+                f"Graph rejected the token from {self._variable} (401 Unauthorized); it may "
+                "have expired during the run",
+                hint=f"get a fresh token into {self._variable}, or use the AZURE_* variables "
+                "so provision can refresh tokens itself",
+            )
+        return self._token
+
+    def invalidate(self) -> None:
+        self._rejected = True
+
+    def __repr__(self) -> str:
+        return f"StaticToken(<{self._variable}>)"
+
+
+def _jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT access token, if it is one (the signature is not checked)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        exp = payload.get("exp") if isinstance(payload, dict) else None
+    except ValueError:
+        return None
+    return float(exp) if isinstance(exp, (int, float)) else None
+
+
+# -- choosing a flow from the environment ----------------------------------------------------
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TENANT = re.compile(r"^(?:[0-9a-fA-F-]{36}|[A-Za-z0-9][A-Za-z0-9.-]{0,252}[A-Za-z0-9])$")
+
+_NO_CREDENTIALS = (
+    "no Graph credentials found",
+    "set PROVISION_ACCESS_TOKEN to a bearer token, or AZURE_TENANT_ID and AZURE_CLIENT_ID "
+    "with one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
+    "AZURE_FEDERATED_TOKEN_FILE; or use --auth managed-identity or --auth device-code",
+)
+
+
+def credential_from_env(
+    auth: str | None,
+    cloud: str,
+    environ: Mapping[str, str],
+    *,
+    http_client: Any = None,
+    prompt: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Credential:
+    """Choose and check the credential for ``--auth`` (None or "env" means: from variables).
+
+    Raises `AuthError` naming the variable to set when something is missing or unusable.
+    No network access happens here; the first `get_token` signs in.
+    """
+    mode = auth or "env"
+    if mode not in AUTH_MODES:
+        raise AuthError(f"unknown --auth {auth!r}", hint=f"use one of: {', '.join(AUTH_MODES)}")
+    target = cloud_named(cloud)
+    scope = graph_scope_for(cloud)
+    authority_host = _authority_host(environ, target)
+
+    def env(name: str) -> str:
+        return environ.get(name, "").strip()
+
+    if mode == "managed-identity":
+        client_id = env("AZURE_CLIENT_ID") or None
+        if client_id is not None:
+            _check_guid("AZURE_CLIENT_ID", client_id)
+        return ManagedIdentityCredential(
+            resource=target.graph, client_id=client_id, http_client=http_client, clock=clock
+        )
+
+    if mode == "device-code":
+        client_id = env("AZURE_CLIENT_ID")
+        if not client_id:
+            raise AuthError(
+                "--auth device-code needs AZURE_CLIENT_ID (an app registration that allows "
+                "public client flows and lists the delegated Chat permissions)",
+                hint="set AZURE_CLIENT_ID; AZURE_TENANT_ID is optional (default: organizations)",
+            )
+        _check_guid("AZURE_CLIENT_ID", client_id)
+        tenant_id = env("AZURE_TENANT_ID") or "organizations"
+        _check_tenant(tenant_id)
+        return DeviceCodeCredential(
+            tenant_id=tenant_id,
+            client_id=client_id,
+            authority_host=authority_host,
+            scope=scope,
+            cache_path=token_cache_path(environ),
+            prompt=prompt,
+            http_client=http_client,
+            clock=clock,
+        )
+
+    if "PROVISION_ACCESS_TOKEN" in environ:
+        return StaticToken(environ["PROVISION_ACCESS_TOKEN"])
+
+    tenant_id, client_id = env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID")
+    secret = environ.get("AZURE_CLIENT_SECRET", "")
+    cert_path = env("AZURE_CLIENT_CERTIFICATE_PATH")
+    token_file = env("AZURE_FEDERATED_TOKEN_FILE")
+    if not (tenant_id or client_id or secret or cert_path or token_file):
+        raise AuthError(_NO_CREDENTIALS[0], hint=_NO_CREDENTIALS[1])
+    for name, value in (("AZURE_TENANT_ID", tenant_id), ("AZURE_CLIENT_ID", client_id)):
+        if not value:
+            raise AuthError(
+                f"{name} is not set",
+                hint=f"set {name} (needed with AZURE_CLIENT_SECRET, "
+                "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE)",
+            )
+    _check_tenant(tenant_id)
+    _check_guid("AZURE_CLIENT_ID", client_id)
+
+    client_credential: str | dict[str, Any]
+    if secret:
+        client_credential, what = secret, "client secret"
+    elif cert_path:
+        client_credential = certificate_credential(
+            cert_path, environ.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None
+        )
+        what = "client certificate"
+    elif token_file:
+        client_credential = {"client_assertion": assertion_reader(token_file)}
+        what = "federated token"
+    else:
+        raise AuthError(
+            "AZURE_TENANT_ID and AZURE_CLIENT_ID are set but no client credential is",
+            hint="set one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
+            "AZURE_FEDERATED_TOKEN_FILE (or use --auth managed-identity / device-code)",
+        )
+    return ConfidentialClientCredential(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_credential=client_credential,
+        authority_host=authority_host,
+        scope=scope,
+        description=f"{what} for app {client_id}",
+        http_client=http_client,
+        clock=clock,
+    )
+
+
+def _authority_host(environ: Mapping[str, str], cloud: Cloud) -> str:
+    """``AZURE_AUTHORITY_HOST`` (Azure Identity's variable) overrides the cloud's login host."""
+    override = environ.get("AZURE_AUTHORITY_HOST", "").strip()
+    if not override:
+        return cloud.login
+    host = override if "://" in override else f"https://{override}"
+    parts = urlsplit(host)
+    if parts.scheme != "https" or not parts.hostname:
+        raise AuthError(
+            f"AZURE_AUTHORITY_HOST {override!r} is not an https:// host",
+            hint=f"unset it, or set it like {cloud.login}",
+        )
+    return f"https://{parts.netloc}"
+
+
+def _check_guid(name: str, value: str) -> None:
+    if not _GUID.match(value):
+        raise AuthError(f"{name} is not a GUID", hint=f"set {name} to the application (client) ID")
+
+
+def _check_tenant(value: str) -> None:
+    if not _TENANT.match(value):
+        raise AuthError(
+            "AZURE_TENANT_ID is neither a tenant GUID nor a domain name",
+            hint="set AZURE_TENANT_ID to the directory (tenant) ID, e.g. from the app's "
+            "overview page",
+        )

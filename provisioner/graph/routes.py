@@ -1,0 +1,117 @@
+"""The Graph endpoints provision calls: their throttling scopes and the permission each needs.
+
+One table serves the client (pacing, 403 messages) and ``$batch`` items alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from provisioner.graph.pacing import (
+    CHAT,
+    CHAT_MEMBERS,
+    DIRECTORY_READ,
+    TENANT_DELETE,
+    TENANT_READ,
+    TENANT_WRITE,
+    USER_CHATS,
+    Scope,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    scopes: tuple[Scope, ...]
+    permission: str  # least-privileged application permission, as the API doc lists it
+
+
+_ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
+    # api-reference/v1.0/api/chat-post.md
+    ("POST", re.compile(r"^/chats/?$"), lambda m: Route((Scope(TENANT_WRITE),), "Chat.Create")),
+    # chat-get.md
+    (
+        "GET",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/?$"),
+        lambda m: Route(
+            (Scope(TENANT_READ), Scope(CHAT, m["chat"])), "Chat.ReadBasic.All (or Chat.Read.All)"
+        ),
+    ),
+    # chat-patch.md
+    (
+        "PATCH",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/?$"),
+        lambda m: Route((Scope(TENANT_WRITE), Scope(CHAT, m["chat"])), "Chat.ReadWrite.All"),
+    ),
+    # chat-delete.md: "One delete request per second per tenant is allowed."
+    (
+        "DELETE",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(TENANT_DELETE), Scope(CHAT, m["chat"])),
+            "Chat.ManageDeletion.All",
+        ),
+    ),
+    # chat-list-members.md
+    (
+        "GET",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/members(/[^/]+)?/?$"),
+        lambda m: Route((Scope(TENANT_READ), Scope(CHAT, m["chat"])), "ChatMember.Read.All"),
+    ),
+    # chat-post-members.md, chat-delete-members.md; throttling-teams.md: 4 rpm per chat
+    (
+        "POST|DELETE",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/members(/[^/]+)?/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(CHAT, m["chat"]), Scope(CHAT_MEMBERS, m["chat"])),
+            "ChatMember.ReadWrite.All",
+        ),
+    ),
+    # chat-list.md: GET /users/{id}/chats with application permissions
+    (
+        "GET",
+        re.compile(r"^/users/(?P<user>[^/]+)/chats/?$"),
+        lambda m: Route(
+            (Scope(TENANT_READ), Scope(USER_CHATS, m["user"].lower())),
+            "Chat.ReadBasic.All (or Chat.Read.All)",
+        ),
+    ),
+    # user-get.md (directory, not Teams, limits)
+    (
+        "GET",
+        re.compile(r"^/users/(?P<user>[^/]+)/?$"),
+        lambda m: Route((Scope(DIRECTORY_READ),), "User.Read.All (or User.ReadBasic.All)"),
+    ),
+]
+
+
+def route_for(method: str, path: str) -> Route:
+    """Throttling scopes and needed permission of a Graph call (path relative to the version)."""
+    bare = urlsplit(path).path
+    for methods, pattern, build in _ROUTES:
+        if method.upper() in methods.split("|"):
+            match = pattern.match(bare)
+            if match:
+                return build(match)
+    read = method.upper() == "GET"
+    return Route((Scope(TENANT_READ if read else TENANT_WRITE),), "")
+
+
+def chat_path(chat_id: str) -> str:
+    # Chat ids look like 19:...@thread.v2; ':' and '@' are legal in a path segment and Graph's
+    # own examples use them unescaped (api/chat-get.md).
+    return f"/chats/{quote(chat_id, safe=':@')}"
+
+
+def user_path(id_or_upn: str) -> str:
+    # api/user-get.md: a UPN starting with '$' must use the /users('...') form; '#' is %23.
+    if id_or_upn.startswith("$"):
+        return "/users('" + quote(id_or_upn.replace("'", "''"), safe="$@:'") + "')"
+    return f"/users/{quote(id_or_upn, safe='@:')}"
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"

@@ -1,0 +1,244 @@
+"""Chats straight from YAML nodes, for plainly valid manifests (the fast path).
+
+``build_document`` walks a composed node tree once, checks exactly what the manifest JSON
+Schema checks and builds the ``Chat``/``Member`` models as it goes. At the first thing that is
+not plainly valid it returns ``None`` and reports nothing: ``manifest`` then takes the error
+path, where JSON Schema finds and words every problem. So this module only has to be right
+about what it accepts: everything it accepts must be valid under the schema, which the golden
+and property tests check (tests/manifest/test_manifest_golden.py,
+tests/manifest/test_manifest_fuzz.py). Enums,
+patterns and limits are read from the schema itself so the two cannot drift apart.
+
+Adding a field (e.g. a per-chat option): add it to the schema, read it in ``build_chat`` (or
+``build_document``) and carry it on the model. Until this module knows it, a manifest using
+the field takes the error path and, being valid there, makes ``manifest`` raise its "fast path
+and schema disagree" internal error, which the golden tests catch at once.
+
+Why it exists: ``jsonschema``'s ``iter_errors`` over a 10,000-chat document costs about as much
+as parsing it; this walk costs a fraction (benchmarks/bench_validate.py).
+"""
+
+from __future__ import annotations
+
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from provisioner.manifest.schema import load_schema, regex
+from provisioner.manifest.yamlload import INT_TAG, MAP_TAG, SEQ_TAG, STR_TAG, TAG_PREFIX
+from provisioner.models import (
+    GROUP,
+    HISTORY_NONE,
+    ONE_ON_ONE,
+    Chat,
+    Member,
+    Move,
+    Source,
+    one_on_one_key,
+)
+
+BOOL_TAG = TAG_PREFIX + "bool"
+
+_SCHEMA = load_schema()
+_DEFS = _SCHEMA["$defs"]
+_CHAT = _DEFS["chat"]["properties"]
+_MEMBER = _DEFS["member"]["properties"]
+_CHAT_TYPES = frozenset(_CHAT["chatType"]["enum"])
+ROLES = frozenset(_DEFS["role"]["enum"])
+_KEY_RE = regex(_DEFS["key"]["pattern"])
+_HISTORIES = frozenset(_CHAT["history"]["enum"])
+_TOPIC_RE = regex(_CHAT["topic"]["pattern"])
+_TOPIC_MIN = _CHAT["topic"]["minLength"]
+_TOPIC_MAX = _CHAT["topic"]["maxLength"]
+_MIN_MEMBERS = _CHAT["members"]["minItems"]
+_USER_RE = regex(_MEMBER["user"]["pattern"])
+_GUID_RE = regex(_DEFS["guid"]["pattern"])
+
+
+def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
+    """The chats of a plainly valid document, or ``None`` for anything else."""
+    if root.__class__ is not MappingNode or root.tag != MAP_TAG:
+        return None
+    version = defaults = chats = None
+    moved_seen = False
+    for k, v in root.value:
+        if k.__class__ is not ScalarNode or k.tag != STR_TAG:
+            return None
+        name = k.value
+        if name == "chats" and chats is None:
+            chats = v
+        elif name == "version" and version is None:
+            version = v
+        elif name == "defaults" and defaults is None:
+            defaults = v
+        elif name == "moved" and not moved_seen:
+            moved_seen = True  # read by build_moves
+        else:
+            return None
+    if version is None or version.tag != INT_TAG or version.value != "1":
+        return None
+    if chats is None or chats.__class__ is not SequenceNode or chats.tag != SEQ_TAG:
+        return None
+    default_role = "owner"
+    if defaults is not None:
+        if defaults.__class__ is not MappingNode or defaults.tag != MAP_TAG:
+            return None
+        if defaults.value:
+            if len(defaults.value) != 1:
+                return None
+            ((k, v),) = defaults.value
+            if k.tag != STR_TAG or k.value != "role" or not _is_str(v) or v.value not in ROLES:
+                return None
+            default_role = v.value
+    out: list[Chat] = []
+    expanded = 0
+    for node in chats.value:
+        # Aliases can make one long members list appear in every chat: count (roughly, at
+        # least 3 nodes a member) before building, and leave it to the error path to report
+        # a document that expands beyond the alias budget.
+        expanded += 1
+        if node.__class__ is MappingNode:
+            for _, v in node.value:
+                if v.__class__ is SequenceNode:
+                    expanded += 3 * len(v.value)
+        if expanded > budget:
+            return None
+        chat = build_chat(node, file, default_role)
+        if chat is None:
+            return None
+        out.append(chat)
+    return out
+
+
+def _is_str(node: Node) -> bool:
+    return node.__class__ is ScalarNode and node.tag == STR_TAG
+
+
+def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
+    """One chat from its node if it is plainly valid under the schema, else ``None``."""
+    if node.__class__ is not MappingNode or node.tag != MAP_TAG:
+        return None
+    key = chat_type = topic = history = None
+    protect: bool | None = None
+    members: list[Node] | None = None
+    for k, v in node.value:
+        if k.__class__ is not ScalarNode or k.tag != STR_TAG:
+            return None
+        name = k.value
+        if name == "members":
+            if members is not None or v.__class__ is not SequenceNode or v.tag != SEQ_TAG:
+                return None
+            members = v.value
+            continue
+        if name == "protect" and protect is None:
+            protect = _bool(v)
+            if protect is None:
+                return None
+            continue
+        if v.__class__ is not ScalarNode or v.tag != STR_TAG:
+            return None
+        if name == "chatType" and chat_type is None:
+            chat_type = v.value
+        elif name == "key" and key is None:
+            key = v.value
+        elif name == "topic" and topic is None:
+            topic = v.value
+        elif name == "history" and history is None:
+            history = v.value
+        else:
+            return None
+    if members is None or len(members) < _MIN_MEMBERS:
+        return None
+    if history is not None and history not in _HISTORIES:
+        return None
+    if chat_type == ONE_ON_ONE:
+        if topic is not None or history is not None or len(members) != 2:
+            return None
+    elif chat_type != GROUP or key is None:
+        return None
+    if key is not None and not _KEY_RE.search(key):
+        return None
+    if topic is not None and not (
+        _TOPIC_MIN <= len(topic) <= _TOPIC_MAX and _TOPIC_RE.search(topic)
+    ):
+        return None
+    built: list[Member] = []
+    for m in members:
+        if m.__class__ is not MappingNode or m.tag != MAP_TAG:
+            return None
+        user = role = tenant = None
+        for k, v in m.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG:
+                return None
+            if v.__class__ is not ScalarNode or v.tag != STR_TAG:
+                return None
+            name = k.value
+            if name == "user" and user is None:
+                user = v.value
+            elif name == "role" and role is None:
+                role = v.value
+            elif name == "tenantId" and tenant is None:
+                tenant = v.value
+            else:
+                return None
+        if user is None or not _USER_RE.search(user):
+            return None
+        if role is not None and role not in ROLES:
+            return None
+        if tenant is not None and not _GUID_RE.search(tenant):
+            return None
+        mark = m.start_mark
+        built.append(
+            Member(user, role or default_role, tenant, Source(file, mark.line + 1, mark.column + 1))
+        )
+    if key is None:
+        key = one_on_one_key(built[0].user, built[1].user)
+    mark = node.start_mark
+    return Chat(
+        key,
+        chat_type,
+        tuple(built),
+        topic,
+        Source(file, mark.line + 1, mark.column + 1),
+        history=history or HISTORY_NONE,
+        protect=bool(protect),
+    )
+
+
+def _bool(node: Node) -> bool | None:
+    """A YAML boolean (``true``/``false``, and YAML 1.1's ``yes``/``no``/``on``/``off``, which
+    the error path's constructor reads as booleans too), or None."""
+    if node.__class__ is not ScalarNode or node.tag != BOOL_TAG:
+        return None
+    return SafeConstructor.bool_values.get(node.value.lower())
+
+
+def build_moves(root: Node, file: str) -> list[Move] | None:
+    """The top-level ``moved:`` entries of a document (``[]`` without any), or ``None`` when
+    they are not plainly valid under the schema (the error path then reports why). Only
+    called on documents whose top level is a plain mapping."""
+    if root.__class__ is not MappingNode:
+        return None
+    moved = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == "moved"]
+    if not moved:
+        return []
+    if len(moved) > 1:
+        return None
+    seq = moved[0]
+    if seq.__class__ is not SequenceNode or seq.tag != SEQ_TAG:
+        return None
+    out: list[Move] = []
+    for node in seq.value:
+        if node.__class__ is not MappingNode or node.tag != MAP_TAG:
+            return None
+        ends: dict[str, str] = {}
+        for k, v in node.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in ends:
+                return None
+            if k.value not in ("from", "to") or not _is_str(v) or not _KEY_RE.search(v.value):
+                return None
+            ends[k.value] = v.value
+        if len(ends) != 2:
+            return None
+        mark = node.start_mark
+        out.append(Move(ends["from"], ends["to"], Source(file, mark.line + 1, mark.column + 1)))
+    return out

@@ -1,0 +1,313 @@
+"""Manifests -> desired state: find the files, load them safely, check them, build the models.
+
+Pipeline per file: bytes -> text -> YAML node tree (``yamlload``) -> chats. Two ways to chats:
+
+* **Fast path** (``fastpath.build_document``): walks the node tree once, checks exactly what
+  the JSON Schema checks (with the enums and patterns taken from the schema itself) and builds
+  the ``Chat``/``Member`` models directly. It gives up (returns ``None``) at the first thing
+  that is not plainly valid; it never reports anything itself.
+* **Error path** (``_slow_file``): converts the nodes to plain data, collects every YAML-level
+  problem and every JSON Schema error (``schema``), and builds the chats that have none so that
+  Graph's rules can be checked on them too. All problems of all files are reported at once.
+
+Graph's cross-field and cross-file rules (``rules``) then run on the chats of both paths.
+The fast path exists because ``jsonschema``'s ``iter_errors`` over a 10,000-chat document
+costs about as much as parsing it (see ``benchmarks/bench_validate.py``); tests check that
+both paths agree on every golden file and on generated documents.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yaml.nodes import Node, SequenceNode
+
+from provisioner.errors import Diagnostic, InputError, ValidationFailed
+from provisioner.manifest import fastpath, moves, rules
+from provisioner.manifest.schema import load_schema, schema_path
+from provisioner.manifest.yamlload import (
+    BadFile,
+    Problem,
+    alias_budget,
+    compose,
+    decode,
+    flatten_merges,
+    format_path,
+    locate,
+    position,
+    read_bytes,
+    to_data,
+)
+from provisioner.models import Chat, DesiredState, Member, Move
+
+__all__ = [
+    "ValidationResult",
+    "load_desired",
+    "load_schema",
+    "manifest_files",
+    "schema_path",
+    "validate_paths",
+]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Outcome of checking manifests: every diagnostic (sorted), how many files and chat
+    entries were read, and the desired state when there were no errors."""
+
+    diagnostics: tuple[Diagnostic, ...]
+    files: int
+    chats: int
+    desired: DesiredState | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+    @property
+    def summary(self) -> str:
+        """``2 files, 14 chats, 3 errors``."""
+        return ", ".join(
+            (
+                _plural(self.files, "file"),
+                _plural(self.chats, "chat"),
+                _plural(len(self.diagnostics), "error"),
+            )
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def manifest_files(paths: Sequence[str]) -> list[Path]:
+    """The manifest files named by ``paths``: a file as it is, a directory as its
+    ``*.yaml``/``*.yml`` files (not recursive, sorted; names starting with '.' are skipped, as
+    a shell glob would). A file reached twice is read once. ``InputError`` for a missing path,
+    a directory without manifests, or something that is neither file nor directory."""
+    if not paths:
+        raise InputError("no manifest given", hint="pass manifest files or directories")
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix in MANIFEST_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
+            if not found:
+                raise InputError(f"{raw}: directory has no manifest files (*.yaml, *.yml)")
+        elif path.is_file():
+            found = [path]
+        elif path.exists():
+            raise InputError(f"{raw}: not a regular file or directory")
+        else:
+            raise InputError(f"{raw}: no such file or directory")
+        for p in found:
+            real = p.resolve()
+            if real not in seen:
+                seen.add(real)
+                files.append(p)
+    return files
+
+
+def validate_paths(paths: Sequence[str]) -> ValidationResult:
+    """Check the manifests named by ``paths`` as one desired state and report every problem.
+    Raises only ``InputError`` (for paths that cannot be used at all)."""
+    files = manifest_files(paths)
+    with _gc_paused():
+        # The node trees die with _validate_files' locals, before the collector is back.
+        return _validate_files(files)
+
+
+def _validate_files(files: list[Path]) -> ValidationResult:
+    digest = hashlib.sha256()
+    diagnostics: list[Diagnostic] = []
+    entries: list[rules.Entry] = []
+    move_entries: list[moves.MoveEntry] = []
+    chat_count = 0
+    for path in files:
+        name = str(path)
+        checked = _check_file(path, name, digest.update)
+        diagnostics.extend(checked.diagnostics)
+        entries.extend(checked.entries)
+        move_entries.extend(checked.moves)
+        chat_count += checked.chats
+    diagnostics.extend(rules.check(entries))
+    if move_entries:
+        # Only chats without errors are known by key: with errors elsewhere, a move to a key
+        # of a broken chat would be reported as unknown, wrongly.
+        by_key = {e.chat.key: e.chat for e in entries if not e.partial}
+        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=not diagnostics))
+    diagnostics.sort(key=Diagnostic.sort_key)
+    desired = None
+    if not diagnostics:
+        chats = sorted((e.chat for e in entries), key=lambda c: c.key)
+        desired = DesiredState(
+            chats=tuple(chats),
+            files=tuple(str(p) for p in files),
+            digest=digest.hexdigest(),
+            moves=tuple(e.move for e in move_entries),
+        )
+    return ValidationResult(tuple(diagnostics), len(files), chat_count, desired)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while manifests are loaded.
+
+    Composing a 10,000-chat manifest creates ~300,000 small objects (nodes, marks, models) and
+    none of them needs the collector: reference counting frees them. Left on, the collector
+    re-walks the growing tree at every generation threshold, which measured at about 70% of the
+    parse time (benchmarks/bench_validate.py). It is switched back on afterwards (and cycles
+    such as self-referencing anchors are collected then)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def load_desired(paths: Sequence[str]) -> DesiredState:
+    """The desired state from the manifests named by ``paths``.
+
+    Chats are ordered by key; a oneOnOne chat without a key gets
+    ``models.one_on_one_key(a, b)``; a member's role defaults to ``defaults.role``, then
+    ``owner``; ``Chat.source``/``Member.source`` say where each was written. ``digest`` is the
+    sha256 over, for each file in order, its size as 8 big-endian bytes and then its bytes.
+
+    Raises ``ValidationFailed`` with every diagnostic (sorted) or ``InputError``.
+    """
+    result = validate_paths(paths)
+    if result.desired is None:
+        raise ValidationFailed(list(result.diagnostics), result.summary)
+    return result.desired
+
+
+@dataclass
+class _Checked:
+    diagnostics: list[Diagnostic]
+    entries: list[rules.Entry]
+    chats: int
+    moves: list[moves.MoveEntry] = field(default_factory=list)
+
+
+def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Checked:
+    try:
+        data = read_bytes(path)
+        digest(len(data).to_bytes(8, "big"))
+        digest(data)
+        text = decode(data)
+        root = compose(text, name)
+    except BadFile as exc:
+        return _Checked([Diagnostic(name, exc.line, exc.col, exc.message, hint=exc.hint)], [], 0)
+    if root is None:
+        return _Checked(
+            [
+                Diagnostic(
+                    name, 0, 0, "file is empty", hint="a manifest needs 'version: 1' and 'chats:'"
+                )
+            ],
+            [],
+            0,
+        )
+    budget = alias_budget(text)
+    fast = fastpath.build_document(root, name, budget)
+    fast_moves = fastpath.build_moves(root, name) if fast is not None else None
+    if fast is not None and fast_moves is not None:
+        return _Checked(
+            [],
+            [rules.Entry(c, name, i, root) for i, c in enumerate(fast)],
+            len(fast),
+            _move_entries(fast_moves, name, root),
+        )
+    return _slow_file(root, name, budget)
+
+
+def _move_entries(found: list[Move], name: str, root: Node) -> list[moves.MoveEntry]:
+    return [moves.MoveEntry(m, name, i, root) for i, m in enumerate(found)]
+
+
+def _slow_file(root: Node, name: str, budget: int) -> _Checked:
+    problems: list[Problem] = flatten_merges(root)
+    converted = to_data(root, budget)
+    problems.extend(converted.problems)
+    skip = list(converted.bad_paths)
+    if () not in skip:  # () is skipped when the document could not be converted at all
+        from provisioner.manifest.schema import schema_problems
+
+        problems.extend(schema_problems(converted.data, root, skip))
+
+    diagnostics = [_diagnostic(name, p) for p in problems]
+    data = converted.data
+    move_entries: list[moves.MoveEntry] = []
+    if isinstance(data, dict) and not any(p.path[:1] in ((), ("moved",)) for p in problems):
+        found = fastpath.build_moves(root, name)
+        if found is None:
+            # The schema found nothing wrong with 'moved' but the fast path refused it.
+            line, col = position(root)
+            raise RuntimeError(f"fast path and schema disagree on 'moved' in {name}:{line}:{col}")
+        move_entries = _move_entries(found, name, root)
+    chats = data.get("chats") if isinstance(data, dict) else None
+    if not isinstance(chats, list):
+        return _Checked(diagnostics, [], 0, move_entries)
+
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    role = defaults.get("role") if isinstance(defaults, dict) else None
+    default_role = role if isinstance(role, str) and role in fastpath.ROLES else "owner"
+    _, chats_node = locate(root, ("chats",))
+    assert isinstance(chats_node, SequenceNode)
+    broken = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "chats"}
+    entries: list[rules.Entry] = []
+    for i, node in enumerate(chats_node.value):
+        if i in broken:
+            partial = _lenient_chat(chats[i], default_role)
+            if partial is not None:
+                entries.append(rules.Entry(partial, name, i, root, partial=True))
+            continue
+        chat = fastpath.build_chat(node, name, default_role)
+        if chat is not None:
+            entries.append(rules.Entry(chat, name, i, root))
+        elif not problems:
+            # The schema found nothing wrong but the fast path refused this chat: the two
+            # disagree, which is a bug in provision, not in the manifest.
+            line, col = position(node)
+            raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
+    return _Checked(diagnostics, entries, len(chats), move_entries)
+
+
+def _lenient_chat(data: object, default_role: str) -> Chat | None:
+    """Whatever members of a broken chat can be read, for the member rules only."""
+    if not isinstance(data, dict) or not isinstance(data.get("members"), list):
+        return None
+    members = []
+    for item in data["members"]:
+        item = item if isinstance(item, dict) else {}
+        user, role, tenant = item.get("user"), item.get("role"), item.get("tenantId")
+        if role is None:
+            role = default_role
+        members.append(
+            Member(
+                user if isinstance(user, str) else "",
+                role if isinstance(role, str) and role in fastpath.ROLES else "owner",
+                tenant if isinstance(tenant, str) and tenant else None,
+            )
+        )
+    chat_type = data.get("chatType")
+    return Chat("", chat_type if isinstance(chat_type, str) else "", tuple(members))
+
+
+def _diagnostic(name: str, problem: Problem) -> Diagnostic:
+    line, col = position(problem.node)
+    return Diagnostic(name, line, col, problem.message, format_path(problem.path), problem.hint)

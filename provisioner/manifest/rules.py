@@ -1,0 +1,132 @@
+"""Graph's rules for chats that JSON Schema cannot express: they compare members with each other
+and chats across files.
+
+The schema already checks each field on its own (types, patterns, member counts per chat type,
+no topic on oneOnOne, key required for group). What is left, with where Graph says it:
+
+* the same user twice in one chat, case-insensitively (GUIDs and UPNs both are): a oneOnOne
+  chat needs two *distinct* members and a group chat at least two (chat.md, chatType values:
+  "The roster size (of at least two people)");
+* an out-of-tenant member (``tenantId`` set) must be an owner (chat-post.md, request body,
+  ``members``: "Out-of-tenant external users must be assigned with owner role");
+* one oneOnOne chat per pair of users (chat-post.md: "Only one one-on-one chat can exist
+  between two members"), so two entries for one pair would fight over the same chat;
+* keys are unique across all manifest files of a run (contract: the key is the chat's identity
+  in state).
+
+All docs: ``api-reference/v1.0/{api/chat-post.md,resources/chat.md}`` in
+microsoftgraph/microsoft-graph-docs-contrib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from yaml.nodes import Node
+
+from provisioner.errors import Diagnostic
+from provisioner.manifest.yamlload import JsonPath, format_path, locate, position
+from provisioner.models import ONE_ON_ONE, Chat, Source
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A chat built from a manifest, with where it came from (file, index, node)."""
+
+    chat: Chat
+    file: str
+    index: int
+    root: Node  # the file's document node, to point diagnostics at fields
+    # A chat that has schema errors, rebuilt leniently so its members can still be checked
+    # (every problem at once); cross-chat rules skip it. Unreadable members are user "".
+    partial: bool = False
+
+
+def check(entries: Sequence[Entry]) -> list[Diagnostic]:
+    """Every rule violation among ``entries`` (in manifest order: the first occurrence of a
+    key or pair is the one kept, later ones are reported)."""
+    out: list[Diagnostic] = []
+    keys: dict[str, Entry] = {}
+    pairs: dict[frozenset[str], Entry] = {}
+    for entry in entries:
+        chat = entry.chat
+        base: JsonPath = ("chats", entry.index)
+        first_at: dict[str, int] = {}
+        for j, member in enumerate(chat.members):
+            here: JsonPath = (*base, "members", j)
+            if not member.user:
+                continue
+            if member.identity in first_at:
+                hint = (
+                    "a oneOnOne chat is between two different users"
+                    if (chat.chat_type == ONE_ON_ONE)
+                    else "list each user once"
+                )
+                out.append(
+                    _diag(
+                        entry,
+                        (*here, "user"),
+                        f"user '{member.user}' is already a member of this chat "
+                        f"(members[{first_at[member.identity]}])",
+                        hint,
+                    )
+                )
+            else:
+                first_at[member.identity] = j
+            if member.tenant_id and member.role != "owner":
+                explicit = _has_field(entry.root, here, "role")
+                out.append(
+                    _diag(
+                        entry,
+                        (*here, "role"),
+                        f"an out-of-tenant member (tenantId set) must be an owner, not a "
+                        f"{member.role}" + ("" if explicit else " (from defaults.role)"),
+                        "Graph requires the owner role for users of other tenants; "
+                        "set 'role: owner' on this member",
+                    )
+                )
+        if entry.partial:
+            continue
+        if chat.chat_type == ONE_ON_ONE and len(first_at) == 2:
+            pair = frozenset(first_at)
+            if pair in pairs:
+                users = " and ".join(f"'{m.user}'" for m in chat.members)
+                out.append(
+                    _diag(
+                        entry,
+                        (*base, "members"),
+                        f"a oneOnOne chat between {users} is already defined at "
+                        f"{_where(pairs[pair])}",
+                        "Graph keeps a single oneOnOne chat per pair of users",
+                    )
+                )
+                continue
+            pairs[pair] = entry
+        if chat.key in keys:
+            out.append(
+                _diag(
+                    entry,
+                    (*base, "key"),
+                    f"duplicate key '{chat.key}': already used at {_where(keys[chat.key])}",
+                    "keys identify chats in state and must be unique across all manifests",
+                )
+            )
+        else:
+            keys[chat.key] = entry
+    return out
+
+
+def _where(entry: Entry) -> str:
+    return str(entry.chat.source or Source(entry.file, 0, 0))
+
+
+def _has_field(root: Node, path: JsonPath, name: str) -> bool:
+    key, _ = locate(root, (*path, name))
+    return key is not None
+
+
+def _diag(entry: Entry, path: JsonPath, message: str, hint: str | None) -> Diagnostic:
+    _, node = locate(entry.root, path)
+    line, col = position(node)
+    return Diagnostic(entry.file, line, col, message, format_path(path), hint)

@@ -1,0 +1,255 @@
+"""The manifest's JSON Schema: where it ships, how it is checked, and how its errors read.
+
+``schemas/manifest.schema.json`` (inside the package, so a non-editable install has it) is
+the single source of truth for the format: editors use it through the
+``# yaml-language-server: $schema=`` comment, ``jsonschema`` uses it on the error path, and the
+fast path in ``manifest.py`` takes its enums and patterns from it.
+
+Two details keep the three in agreement:
+
+* ``pattern`` is matched with ECMA-262 semantics, as JSON Schema specifies: a final ``$``
+  matches only at the very end (Python's ``$`` also matches before a trailing newline, which
+  would let ``"key\\n"`` through).
+* Error messages come from ``patternErrorMessage`` / ``errorMessage`` in the schema where
+  present (VS Code's JSON and YAML extensions show the same texts), otherwise from the
+  validator keyword, always phrased for someone editing YAML.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from yaml.nodes import Node
+
+from provisioner.manifest.yamlload import JsonPath, Problem, locate
+
+SCHEMA_FILE = "manifest.schema.json"
+
+_Tag = tuple[str, str] | None
+
+
+def schema_path() -> Path:
+    """Path of the manifest JSON Schema shipped inside the installed package."""
+    return Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_FILE
+
+
+def shipped_schemas() -> dict[str, Path]:
+    """The JSON Schemas shipped in the package, by name: ``manifest`` (and ``apply-result``
+    and others once their commands ship them), from ``schemas/<name>.schema.json``."""
+    folder = schema_path().parent
+    return {p.name[: -len(".schema.json")]: p for p in sorted(folder.glob("*.schema.json"))}
+
+
+@functools.cache
+def load_schema() -> Mapping[str, Any]:
+    """The manifest JSON Schema (parsed once; treat it as read-only)."""
+    with schema_path().open(encoding="utf-8") as fh:
+        schema: dict[str, Any] = json.load(fh)
+    return schema
+
+
+@functools.cache
+def regex(pattern: str) -> re.Pattern[str]:
+    """A JSON Schema ``pattern`` compiled for ``search`` with ECMA-262 end-of-input ``$``."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+@functools.cache
+def _validator() -> Any:
+    # jsonschema is imported here, not at module level: valid manifests never need it, and
+    # importing it costs more than validating a small manifest.
+    from jsonschema import Draft202012Validator, validators
+    from jsonschema.exceptions import ValidationError
+
+    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not regex(patrn).search(instance):
+            yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    cls = validators.extend(Draft202012Validator, {"pattern": pattern})
+    return cls(load_schema())
+
+
+def schema_problems(data: object, root: Node, skip: list[JsonPath]) -> list[Problem]:
+    """Every JSON Schema error in ``data`` (built from ``root``), as problems pointing at the
+    offending nodes. Errors at or below a path in ``skip`` are dropped (already reported)."""
+    found: list[tuple[Problem, _Tag]] = []
+    for error in _validator().iter_errors(data):
+        path: JsonPath = tuple(error.absolute_path)
+        if not any(path[: len(s)] == s for s in skip):
+            found.extend(_translate(error, path, root))
+    # A misspelt required field ('chatTyp') is one mistake, not two: drop "missing 'chatType'"
+    # when the unknown field next to it already suggests 'chatType'.
+    suggested = {(p.path, tag[1]) for p, tag in found if tag and tag[0] == "suggests"}
+    problems: list[Problem] = []
+    seen: set[tuple[JsonPath, str]] = set()
+    for problem, tag in found:
+        if tag and tag[0] == "missing" and (problem.path, tag[1]) in suggested:
+            continue
+        if (problem.path, problem.message) not in seen:
+            seen.add((problem.path, problem.message))
+            problems.append(problem)
+    return problems
+
+
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty",
+}
+
+
+def _translate(error: Any, path: JsonPath, root: Node) -> Iterator[tuple[Problem, _Tag]]:
+    """The problems of one jsonschema error. Each carries a tag linking unknown fields to the
+    name they suggest and missing fields to their name (``("suggests" | "missing", name)``)."""
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    instance = error.instance
+    label = _label(path)
+    _, node = locate(root, path)
+    hint: str | None = None
+
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        known = sorted(schema.get("properties", {}))
+        for name in instance:
+            if name in known:
+                continue
+            key_node, _ = locate(root, (*path, name))
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean '{close[0]}'?"
+            elif known:
+                hint = "known fields: " + ", ".join(known)
+            problem = Problem(path, key_node or node, f"'{name}' is not a known field", hint)
+            yield problem, ("suggests", close[0]) if close else None
+        return
+    if kind == "required" and isinstance(instance, dict):
+        for name in error.validator_value:
+            if name not in instance:
+                message = schema.get("errorMessage") or f"missing required field '{name}'"
+                missing_hint = _REQUIRED_HINTS.get((path, name))
+                yield Problem(path, node, message, missing_hint), ("missing", name)
+        return
+    if kind == "type":
+        expected = error.validator_value
+        names = [expected] if isinstance(expected, str) else list(expected)
+        want = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        if names == ["string"] and isinstance(instance, (bool, int, float, datetime.date)):
+            hint = "put the value in quotes to make it a string"
+        elif instance is None and "array" in names:
+            hint = "for an empty list write []"
+        elif not path:
+            hint = "a manifest is a mapping with 'version: 1' and a 'chats:' list"
+        yield (
+            Problem(path, node, f"{label} must be {want}, not {_describe(instance)}", hint),
+            None,
+        )
+        return
+    if kind == "enum":
+        options = ", ".join(repr(o) for o in error.validator_value)
+        if isinstance(instance, str):
+            lowered = {str(o).lower(): str(o) for o in error.validator_value}
+            close = difflib.get_close_matches(instance.lower(), list(lowered), n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean '{lowered[close[0]]}'?"
+        yield (
+            Problem(path, node, f"{label} {_show(instance)} is not one of {options}", hint),
+            None,
+        )
+        return
+    if kind == "const":
+        if path == ("version",):
+            hint = "this provision reads manifest version 1"
+        yield (
+            Problem(
+                path,
+                node,
+                f"{label} must be {error.validator_value!r}, not {_show(instance)}",
+                hint,
+            ),
+            None,
+        )
+        return
+    if kind == "pattern":
+        what = schema.get("patternErrorMessage") or f"does not match {error.validator_value}"
+        yield (Problem(path, node, f"{label} {_show(instance)} {what}"), None)
+        return
+    if kind in ("minLength", "maxLength", "minItems", "maxItems"):
+        limit = error.validator_value
+        size = len(instance)
+        unit = "character" if kind.endswith("Length") else "entry"
+        bound = "at least" if kind.startswith("min") else "at most"
+        if "errorMessage" in schema:
+            message = f"{schema['errorMessage']} (found {size})"
+        else:
+            message = f"{label} must have {bound} {_count(limit, unit)} (found {size})"
+        yield (Problem(path, node, message), None)
+        return
+    if kind == "not" and "errorMessage" in schema:
+        yield (Problem(path, node, f"{label} {schema['errorMessage']}"), None)
+        return
+    yield (Problem(path, node, f"{label}: {error.message}"), None)
+
+
+_REQUIRED_HINTS: dict[tuple[JsonPath, str], str] = {
+    ((), "version"): "start the manifest with 'version: 1'",
+    ((), "chats"): "add a 'chats:' list (write 'chats: []' for none)",
+}
+
+
+def _label(path: JsonPath) -> str:
+    if not path:
+        return "the manifest"
+    last = path[-1]
+    if isinstance(last, int):
+        parent = path[-2] if len(path) > 1 else ""
+        return f"{parent}[{last}]"
+    return last
+
+
+def _count(n: int, unit: str) -> str:
+    if n == 1:
+        return f"1 {unit}"
+    return f"{n} " + ("entries" if unit == "entry" else unit + "s")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return _describe(value)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return f"the boolean {_show(value)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return "a date"
+    return type(value).__name__

@@ -1,0 +1,181 @@
+"""Refresh: read every managed chat and its members back from Graph, to see drift.
+
+``refresh(client, state)`` reads each chat of the state with ``GET /chats/{id}?$expand=members``
+(api-reference/v1.0/api/chat-get.md, example 3: the chat "and all its members"), 20 per
+``$batch``, paced under the read limits (``provisioner.reads``). A 404 means the chat is gone
+(deleted in Teams; Graph's soft-deleted chats are not found either). The result feeds
+``planner.make_plan(live=...)``, which reports the differences as drift ("changed outside
+provision") and plans the changes that bring the chats back to the manifest.
+
+Does refresh update the state? Not by itself, like Terraform's plan: ``plan`` never writes the
+state. The plan records the refreshed view (each drifted chat's ``Drift.record``; the changes'
+``before``), and apply persists it (``record_plan_facts``) before making any change, as
+Terraform's apply persists the refreshed state. So a ``plan`` is read-only, and a saved plan
+applies exactly the view it was reviewed with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from provisioner.graph.errors import GraphNotFound
+from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
+from provisioner.graph.routes import chat_path
+from provisioner.graph.users import resolve_users
+from provisioner.models import CHAT_TYPES, DesiredState
+from provisioner.plans.live import LiveChat, LiveMember
+from provisioner.plans.planner import make_plan, refresh_only_plan
+from provisioner.plans.types import Plan
+from provisioner.states.records import State
+
+#: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
+#: spends its reads at once, and network jitter can make two batches arrive together; at
+#: 15 (half a second of the 30 reads per second) two of them still fit the limit's burst,
+#: at 20 they do not. Measured with benchmarks/bench_refresh.py, 1,000 chats, documented
+#: limits, 200-600 ms latency: 20 per batch took 1.16x the minimum time (2 items throttled,
+#: each pausing all reads for its Retry-After); 15 per batch 1.00x, none throttled, for 67
+#: requests instead of 50.
+CHAT_BATCH = 15
+
+
+def refresh(
+    client: BatchClient,
+    state: State,
+    *,
+    concurrency: int = READ_CONCURRENCY,
+    batch_size: int = CHAT_BATCH,
+) -> dict[str, LiveChat]:
+    """The live view of every chat in ``state.chats``, by key (pending creations are left to
+    apply's reconciliation). Graph errors other than 404 raise (``GraphError`` subclasses)."""
+    ids = {key: record.chat_id for key, record in state.chats.items()}
+    found = read_chats(client, ids.values(), concurrency=concurrency, batch_size=batch_size)
+    return {key: found[chat_id] for key, chat_id in ids.items()}
+
+
+def read_chats(
+    client: BatchClient,
+    chat_ids: Iterable[str],
+    *,
+    concurrency: int = READ_CONCURRENCY,
+    batch_size: int = CHAT_BATCH,
+) -> dict[str, LiveChat]:
+    """Each chat (with all its members) by id; ``LiveChat.gone`` for a 404."""
+    unique = list(dict.fromkeys(chat_ids))
+    urls = [f"{chat_path(chat_id)}?$expand=members" for chat_id in unique]
+
+    def handle(index: int, answer: dict[str, Any]) -> LiveChat:
+        chat_id = unique[index]
+        status = int(answer.get("status", 0))
+        body = answer.get("body")
+        if status == 200 and isinstance(body, dict):
+            return live_chat(body, chat_id)
+        if status == 404:
+            return LiveChat(chat_id=chat_id, gone=True)
+        # Anything else (a 5xx Graph did not mark retryable, a 403...): read it on its own,
+        # so the client's retry policy and typed errors (permission hints) apply.
+        try:
+            return live_chat(client.get_chat(chat_id), chat_id)
+        except GraphNotFound:
+            return LiveChat(chat_id=chat_id, gone=True)
+
+    chats = batched_gets(client, urls, handle, concurrency=concurrency, batch_size=batch_size)
+    return {chat.chat_id: chat for chat in chats}
+
+
+def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
+    """A Graph ``chat`` (with ``members`` expanded) as a `LiveChat`.
+
+    A member's ``tenantId`` is kept only when it differs from the chat's: the manifest sets
+    ``tenantId`` for out-of-tenant users alone, and every in-tenant member carries the home
+    tenant. A member without roles counts as an owner (chat-post.md: a member is an owner or
+    a guest; guests always have the guest role).
+    """
+    home = str(body.get("tenantId") or "").lower()
+    members = []
+    for m in body.get("members") or ():
+        if not isinstance(m, Mapping) or not m.get("userId"):
+            continue  # not a user (e.g. an app or bot in the chat): not managed here
+        roles = [str(r).lower() for r in m.get("roles") or ()]
+        tenant = str(m.get("tenantId") or "") or None
+        if tenant is not None and (not home or tenant.lower() == home):
+            tenant = None
+        members.append(
+            LiveMember(
+                object_id=str(m["userId"]),
+                role="guest" if "guest" in roles else "owner",
+                membership_id=str(m["id"]) if m.get("id") else None,
+                tenant_id=tenant,
+                email=str(m["email"]) if m.get("email") else None,
+            )
+        )
+    return LiveChat(
+        chat_id=str(body.get("id") or chat_id or ""),
+        chat_type=str(body.get("chatType") or ""),
+        topic=str(body["topic"]) if body.get("topic") is not None else None,
+        members=tuple(members),
+        created_at=str(body["createdDateTime"]) if body.get("createdDateTime") else None,
+    )
+
+
+def read_from_graph(
+    client: BatchClient,
+    desired: DesiredState,
+    state: State,
+    *,
+    graph_url: str,
+    prune: bool = False,
+    refresh_only: bool = False,
+) -> Plan:
+    """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
+    unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
+    against that live view (or, ``refresh_only``, report the drift alone). ``state`` gets
+    the resolved users in memory only; the plan carries them for apply to persist."""
+    users = resolve_users(client, state, None if refresh_only else desired)
+    state.users.update(users)
+    live = refresh(client, state) if state.chats else {}
+    if refresh_only:
+        plan = refresh_only_plan(state, live, graph_url=graph_url, desired=desired)
+    else:
+        plan = make_plan(desired, state, live=live, prune=prune, graph_url=graph_url)
+    return replace(plan, users=users)
+
+
+def is_manageable(chat: LiveChat) -> bool:
+    """Only oneOnOne and group chats can be managed (meeting chats belong to meetings)."""
+    return chat.chat_type in CHAT_TYPES
+
+
+def record_plan_facts(plan: Plan, state: State) -> bool:
+    """Record in ``state`` what ``plan`` learned, before apply makes any change: renamed keys
+    (``moved:``), the refreshed view of drifted chats (a gone chat leaves the state), the
+    resolved users, and protection changes. Returns True when ``state`` changed (the caller
+    writes it). Safe to call twice (a resumed apply)."""
+    changed = False
+    for old, new in plan.moves:
+        if old in state.chats and new not in state.chats:
+            state.rename_chat(old, new)
+            changed = True
+    for drift in plan.drift:
+        if drift.record is not None:
+            if state.chats.get(drift.key) != drift.record:
+                state.put_chat(drift.key, drift.record)
+                changed = True
+        elif drift.gone and drift.key in state.chats:
+            state.remove_chat(drift.key)
+            changed = True
+    for upn, object_id in plan.users.items():
+        if state.users.get(upn) != object_id:
+            state.users[upn] = object_id
+            changed = True
+    for change in plan.changes:
+        if change.protect_change is None:
+            continue
+        if change.protect_change[1] and change.key not in state.protected:
+            state.protected.add(change.key)
+            changed = True
+        elif not change.protect_change[1] and change.key in state.protected:
+            state.protected.discard(change.key)
+            changed = True
+    return changed

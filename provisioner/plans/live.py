@@ -1,0 +1,159 @@
+"""The live view of managed chats (what refresh read from Graph) and how members are matched.
+
+Graph names a chat member by object id (``userId``) and email; the state and the manifest name
+them as written (GUID or UPN). Matching goes by what was written or by object id, case-
+insensitively, so once UPNs are resolved (``provisioner.users``) the form a manifest uses does
+not matter. ``find_drift`` compares a state record with the live chat: the "changed outside
+provision" section of a plan.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from provisioner.models import GROUP
+from provisioner.plans.types import Drift, RoleChange
+from provisioner.states.records import ChatRecord, MemberRecord
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMember:
+    """A member as Graph reports it (``aadUserConversationMember``): ``userId``, ``roles``,
+    the membership ``id``, ``tenantId`` and ``email``."""
+
+    object_id: str
+    role: str = "owner"
+    membership_id: str | None = None
+    tenant_id: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveChat:
+    """A managed chat as refresh read it back from Graph (issue 7 fills these), or ``gone``
+    when Graph answered 404."""
+
+    chat_id: str
+    chat_type: str = ""
+    topic: str | None = None
+    members: tuple[LiveMember, ...] = ()
+    gone: bool = False
+    created_at: str | None = None
+
+    def as_record(self, known: ChatRecord | None = None) -> ChatRecord:
+        """The live chat as a state record; members keep the ``user`` text state had for them
+        (matched by object id) so plans and state keep showing users as the manifest wrote
+        them."""
+        written = {}
+        if known is not None:
+            for m in known.members:
+                if m.object_id:
+                    written[m.object_id.lower()] = m.user
+                elif _GUID.match(m.user):
+                    written[m.user.lower()] = m.user
+        members = tuple(
+            MemberRecord(
+                user=written.get(m.object_id.lower(), m.email or m.object_id),
+                role=m.role,
+                object_id=m.object_id,
+                tenant_id=m.tenant_id,
+                membership_id=m.membership_id,
+            )
+            for m in self.members
+        )
+        return ChatRecord(
+            chat_id=self.chat_id,
+            chat_type=self.chat_type or (known.chat_type if known else GROUP),
+            members=members,
+            topic=self.topic,
+            created_at=self.created_at or (known.created_at if known else None),
+        )
+
+
+def object_id_of(user: str, users: Mapping[str, str]) -> str | None:
+    if _GUID.match(user):
+        return user
+    return users.get(user.lower())
+
+
+def with_object_ids(record: ChatRecord, users: Mapping[str, str]) -> ChatRecord:
+    """The record with the object ids of its UPN members filled in from the resolved users,
+    so it can be matched exactly with what Graph reports (``userId``)."""
+    if not users or all(m.object_id for m in record.members):
+        return record
+    members = tuple(
+        m if m.object_id else replace(m, object_id=object_id_of(m.user, users))
+        for m in record.members
+    )
+    return replace(record, members=members)
+
+
+def _index(records: Iterable[MemberRecord]) -> dict[str, MemberRecord]:
+    index: dict[str, MemberRecord] = {}
+    for r in records:
+        index.setdefault(r.user.lower(), r)
+        if r.object_id:
+            index.setdefault(r.object_id.lower(), r)
+    return index
+
+
+def match_members(
+    wanted: Iterable[tuple[str, str | None]], current: tuple[MemberRecord, ...]
+) -> list[MemberRecord | None]:
+    """For each wanted (user, resolved object id), the current member it is, or None.
+
+    Users are matched case-insensitively by what was written (GUID or UPN) or by object id,
+    so a manifest switching between a user's UPN and object id is not a membership change
+    once the UPN is resolved (cached in state by issue 7).
+    """
+    index = _index(current)
+    used: set[int] = set()
+    out: list[MemberRecord | None] = []
+    for user, object_id in wanted:
+        found = None
+        for candidate in (user.lower(), object_id.lower() if object_id else None):
+            r = index.get(candidate) if candidate else None
+            if r is not None and id(r) not in used:
+                found = r
+                break
+        if found is not None:
+            used.add(id(found))
+        out.append(found)
+    return out
+
+
+def find_drift(
+    key: str, record: ChatRecord, seen: LiveChat, users: Mapping[str, str]
+) -> Drift | None:
+    """What changed in Teams since state was written, or None."""
+    if seen.gone:
+        return Drift(key=key, chat_id=record.chat_id, gone=True)
+    live = seen.as_record(record)
+    matched = match_members(
+        ((m.user, m.object_id or object_id_of(m.user, users)) for m in record.members),
+        live.members,
+    )
+    removed = tuple(r for r, found in zip(record.members, matched, strict=True) if found is None)
+    present = {id(f) for f in matched if f is not None}
+    added = tuple(m for m in live.members if id(m) not in present)
+    role_changes = tuple(
+        RoleChange(member=found, old_role=r.role)
+        for r, found in zip(record.members, matched, strict=True)
+        if found is not None and found.role != r.role
+    )
+    topic_change = (record.topic, live.topic) if live.topic != record.topic else None
+    if not (removed or added or role_changes or topic_change):
+        return None
+    return Drift(
+        key=key,
+        chat_id=record.chat_id,
+        topic_change=topic_change,
+        added=added,
+        removed=removed,
+        role_changes=role_changes,
+        record=live,
+    )

@@ -1,0 +1,162 @@
+"""The example pipelines' apply steps, run with bash against the Graph emulator: they apply the
+saved plan, their `apply --format json` output matches the shipped JSON Schema, and their
+summary lists each failure with Graph's request-id while the step fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from pipeline_support import ROOT, base_env, github_step, load, needs_jq, provision, run_bash
+
+from provisioner.emulator import EmulatorServer
+from provisioner.emulator.users import User
+from provisioner.manifest.schema import shipped_schemas
+
+ADELE = User("0b4e34c5-5d6f-4d0a-9a53-1c5c4bd5e0a1", "adele@contoso.com", "Adele Vance")
+ALEX = User("6e7b7d0c-47a0-4d1b-8f33-0f0b8e5c7f12", "alex@contoso.com", "Alex Wilber")
+
+MANIFEST = """\
+version: 1
+chats:
+  - key: launch
+    chatType: group
+    topic: Launch
+    members:
+      - user: adele@contoso.com
+      - user: alex@contoso.com
+  - chatType: oneOnOne
+    members:
+      - user: adele@contoso.com
+      - user: alex@contoso.com
+"""
+# A member the tenant does not have: Graph refuses that chat, the others are made.
+WITH_A_STRANGER = (
+    MANIFEST
+    + """\
+  - key: partners
+    chatType: group
+    topic: Partners
+    members:
+      - user: adele@contoso.com
+      - user: nobody@contoso.com
+"""
+)
+
+
+@pytest.fixture
+def graph() -> Iterator[str]:
+    server = EmulatorServer(limits="off", seed=7, users=[ADELE, ALEX]).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _apply_result_schema() -> dict[str, Any]:
+    path = shipped_schemas()["apply-result"]
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _azure_apply_script() -> str:
+    pipeline = load(ROOT / "examples/azure-devops/azure-pipelines.yml")
+    (apply_stage,) = [s for s in pipeline["stages"] if s["stage"] == "Apply"]
+    steps = apply_stage["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+    (step,) = [s for s in steps if s.get("name") == "apply"]
+    return str(step["script"])
+
+
+def _setup(tmp_path: Path, graph: str, manifest: str) -> dict[str, str]:
+    (tmp_path / "chats").mkdir()
+    (tmp_path / "chats/chats.yaml").write_text(manifest, encoding="utf-8")
+    never = tmp_path / "bin/refresh-token"
+    env = base_env(
+        tmp_path,
+        {
+            "MANIFESTS": "chats/",
+            "PROVISION_STATE": str(tmp_path / "state.json"),
+            "PROVISION_GRAPH_URL": graph,
+            "PROVISION_ACCESS_TOKEN": "emulator",
+            # The token refresher sleeps minutes before its first call; it must not matter.
+            "GITHUB_OIDC_TOKEN_SCRIPT": str(never),
+            "OIDC_TOKEN_SCRIPT": str(never),
+        },
+    )
+    never.write_text("#!/bin/sh\nexit 1\n", encoding="utf-8")
+    never.chmod(0o755)
+    done = run_bash(github_step("main", "plan")["run"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+@needs_jq
+def test_github_apply_step_applies_the_plan_and_reports_per_key(tmp_path: Path, graph: str) -> None:
+    env = _setup(tmp_path, graph, MANIFEST)
+    done = run_bash(github_step("main", "apply")["run"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result_file = Path(env["RUNNER_TEMP"]) / "provision/apply-result.json"
+    result = json.loads(result_file.read_text())
+    jsonschema.validate(result, _apply_result_schema())
+    # As a later pipeline step would check it, with the schema provision prints.
+    schema = provision("schema", "apply-result", env=env, cwd=tmp_path)
+    checked = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--schemafile", "-", str(result_file)],
+        input=schema.stdout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert result["status"] == "ok"
+    assert {o["key"]: o["status"] for o in result["outcomes"]}["launch"] == "created"
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
+    assert "### provision apply: ok" in summary
+    assert "| created | 2 |" in summary
+    # Applied: planning again finds nothing to do.
+    again = provision(
+        "plan", "chats/", "--no-refresh", "--detailed-exitcode", env=env, cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+@needs_jq
+@pytest.mark.parametrize("pipeline", ["github", "azure"])
+def test_apply_step_fails_and_names_the_request_id(
+    tmp_path: Path, graph: str, pipeline: str
+) -> None:
+    env = _setup(tmp_path, graph, WITH_A_STRANGER)
+    if pipeline == "github":
+        script = github_step("main", "apply")["run"]
+        result_file = Path(env["RUNNER_TEMP"]) / "provision/apply-result.json"
+    else:
+        env["AGENT_TEMPDIRECTORY"] = env["RUNNER_TEMP"]
+        workspace = tmp_path / "pipeline"
+        (workspace / "provision-plan").mkdir(parents=True)
+        (Path(env["RUNNER_TEMP"]) / "provision/provision.plan").rename(
+            workspace / "provision-plan/provision.plan"
+        )
+        env["PIPELINE_WORKSPACE"] = str(workspace)
+        script = _azure_apply_script()
+        result_file = Path(env["RUNNER_TEMP"]) / "apply-result.json"
+    done = run_bash(script, env, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    result = json.loads(result_file.read_text(encoding="utf-8"))
+    jsonschema.validate(result, _apply_result_schema())
+    assert result["status"] == "failed"
+    (failed,) = [o for o in result["outcomes"] if o["status"] == "failed"]
+    assert failed["key"] == "partners"
+    assert failed["error"]["request_id"]
+    if pipeline == "github":
+        summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
+    else:
+        summary = (Path(env["RUNNER_TEMP"]) / "apply.md").read_text(encoding="utf-8")
+        assert f"##vso[task.uploadsummary]{env['RUNNER_TEMP']}/apply.md" in done.stdout
+    assert "### provision apply: failed" in summary
+    assert f"- `partners`: {failed['error']['message']}" in summary
+    assert f"(request-id `{failed['error']['request_id']}`)" in summary

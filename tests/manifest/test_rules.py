@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from provisioner.manifest import fastpath
+from provisioner.manifest.rules import Entry, check
+from provisioner.manifest.yamlload import compose
+
+DOC = """\
+version: 1
+chats:
+  - key: a
+    chatType: group
+    members: [{user: x@c.com}, {user: y@c.com}]
+  - chatType: oneOnOne
+    members: [{user: x@c.com}, {user: Y@C.COM}]
+  - key: a
+    chatType: oneOnOne
+    members: [{user: y@c.com}, {user: x@c.com}]
+  - key: a
+    chatType: group
+    members: [{user: z@c.com, tenantId: 4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1}, {user: z@c.com}]
+"""
+
+
+def entries(text: str, file: str = "m.yaml", partial: bool = False) -> list[Entry]:
+    root = compose(text, file)
+    assert root is not None
+    chats = fastpath.build_document(root, file, 10**6)
+    assert chats is not None
+    return [Entry(c, file, i, root, partial=partial) for i, c in enumerate(chats)]
+
+
+def test_first_occurrence_wins_and_later_ones_are_reported() -> None:
+    found = [(d.line, d.path, d.message.split(":")[0]) for d in check(entries(DOC))]
+    assert found == [
+        (
+            10,
+            "$.chats[2].members",
+            "a oneOnOne chat between 'y@c.com' and 'x@c.com' is already defined at m.yaml",
+        ),
+        (
+            13,
+            "$.chats[3].members[1].user",
+            "user 'z@c.com' is already a member of this chat (members[0])",
+        ),
+        (11, "$.chats[3].key", "duplicate key 'a'"),
+    ]
+
+
+def test_roles_of_out_of_tenant_members() -> None:
+    doc = DOC.replace("tenantId:", "role: guest, tenantId:")
+    messages = [d.message for d in check(entries(doc))]
+    assert "an out-of-tenant member (tenantId set) must be an owner, not a guest" in messages
+    doc = "version: 1\ndefaults: {role: guest}\n" + DOC.split("\n", 1)[1]
+    messages = [d.message for d in check(entries(doc))]
+    assert any(m.endswith("(from defaults.role)") for m in messages)
+
+
+def test_partial_entries_get_member_rules_only() -> None:
+    found = [d.path for d in check(entries(DOC, partial=True))]
+    assert found == ["$.chats[3].members[1].user"]

@@ -1,0 +1,53 @@
+"""Run the shared StateStore contract (``state_contract.py``) against every backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from state_contract import Backend, StateStoreContract
+
+from provisioner.states.local import LocalStateStore
+
+
+def _local(tmp_path: Path) -> Backend:
+    path = tmp_path / "provision.state.json"
+
+    def put_raw(data: bytes) -> None:
+        path.write_bytes(data)
+
+    return Backend(
+        name="local",
+        new_store=lambda: LocalStateStore(path),
+        put_raw=put_raw,
+        read_backup=lambda: LocalStateStore(str(path) + ".backup").read(),
+    )
+
+
+def _azblob(request: pytest.FixtureRequest) -> Backend:
+    azurite = request.getfixturevalue("azurite")  # skips when Azurite is not installed
+    from provisioner.states.azblob import open_azblob_store
+
+    spec = f"azblob://devstoreaccount1/{azurite.new_container()}/teams/provision.state.json"
+
+    def new_store() -> object:
+        return open_azblob_store(spec, env=azurite.env)
+
+    def put_raw(data: bytes) -> None:
+        store = open_azblob_store(spec, env=azurite.env)
+        store._blob.upload_blob(data, overwrite=True)
+
+    return Backend(
+        name="azblob",
+        new_store=new_store,  # type: ignore[arg-type]
+        put_raw=put_raw,
+        read_backup=lambda: open_azblob_store(spec + ".backup", env=azurite.env).read(),
+    )
+
+
+class TestStateStoreContract(StateStoreContract):
+    @pytest.fixture(params=["local", "azblob"])
+    def backend(self, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+        if request.param == "local":
+            return _local(tmp_path)
+        return _azblob(request)
