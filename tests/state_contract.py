@@ -15,15 +15,16 @@ from dataclasses import dataclass
 import pytest
 
 from provisioner.errors import LockError, StateError
-from provisioner.states.coalesce import CoalescingStore
+from provisioner.states.journal import encode, header
+from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.records import ChatRecord, Intent, MemberRecord, State
-from provisioner.states.store import StateStore
+from provisioner.states.store import JournaledStore
 
 
 @dataclass
 class Backend:
     name: str
-    new_store: Callable[[], StateStore]  # a new instance on the same location: "another run"
+    new_store: Callable[[], JournaledStore]  # a new instance on the same location: "another run"
     put_raw: Callable[[bytes], None]  # replace the stored bytes (corruption, foreign files)
     read_backup: Callable[[], State]
 
@@ -235,29 +236,52 @@ class StateStoreContract:
         with pytest.raises(LockError, match="not locked"):
             backend.new_store().force_unlock(info.id)
 
-    # --- coalesced writes (the apply's journal discipline) ---------------------------------
+    # --- the journal (the apply's durable changes) -----------------------------------------
 
-    def test_coalesced_writes_keep_the_journal_guarantee(self, backend: Backend) -> None:
-        now = [0.0]
-        store = CoalescingStore(
-            backend.new_store(), max_delay=1.0, clock=lambda: now[0], timer=lambda: now[0]
-        )
+    def test_journaled_changes_are_durable_without_rewriting_the_state(
+        self, backend: Backend
+    ) -> None:
+        store = backend.new_store()
         with store.lock("apply"):
             state = store.read()
-            state.put_intent(pending_intent())
-            store.write(state, durable=True)  # before the POST: on storage at once
-            assert backend.new_store().read().intents == {"team-y": pending_intent()}
-            state.put_chat("pair", sample_state().chats["oneonone-0123456789abcdef"])
-            store.write(state, durable=False)  # a oneOnOne result: may wait
-            assert store.pending and "pair" not in backend.new_store().read().chats
-            now[0] += 1.5
-            state.put_chat("pair2", sample_state().chats["oneonone-0123456789abcdef"])
-            store.write(state, durable=False)  # due: written with everything before it
-            assert not store.pending
-            assert {"pair", "pair2"} <= set(backend.new_store().read().chats)
-            state.clear_intent("team-y")
-            store.write(state, durable=False)
-            assert store.pending
-        # Releasing the lock flushes what was held back.
-        final = backend.new_store().read()
-        assert final.intents == {} and final.serial == store.writes
+            with JournalWriter(store, state, every_s=3600).running() as writer:
+                serial = state.serial  # the state on storage the journal continues
+                writer.update(lambda s: s.put_intent(pending_intent()))  # before the POST
+                other = backend.new_store().read()  # what a killed run leaves: state + journal
+                assert other.intents == {"team-y": pending_intent()}
+                assert backend.new_store().inner.read().intents == {}  # not a full rewrite
+                record = sample_state().chats["project-x"]
+                writer.update(lambda s: (s.put_chat("team-y", record), s.clear_intent("team-y")))
+                writer.update(lambda s: s.put_users({"dave@contoso.com": "oid-d"}))
+                seen = backend.new_store().read()
+                assert seen.chats["team-y"] == record and seen.intents == {}
+                assert seen.users["dave@contoso.com"] == "oid-d" and seen.serial == serial
+        # The end of the run writes the full state once; the journal is gone.
+        final = backend.new_store()
+        assert final.journal.read() is None
+        assert_same_content(final.read(), state)
+        assert final.inner.read().serial == serial + 1
+
+    def test_a_torn_last_record_is_dropped_and_a_foreign_journal_refused(
+        self, backend: Backend
+    ) -> None:
+        store = backend.new_store()
+        store.write(sample_state())
+        with store.lock("apply"):
+            state = store.read()
+            writer = JournalWriter(store, state)
+            writer.start()
+            writer.update(lambda s: s.put_intent(pending_intent("a")))
+            writer.abandon()  # killed: no compaction
+            full = encode([("intent", "b", pending_intent("b"))])
+            store.journal.append(full[: len(full) - 3])  # killed mid-append
+        again = backend.new_store().read()
+        assert set(again.intents) == {"a"}  # the torn record is dropped, never misread
+        # A journal that continues another state is refused and left in place.
+        store.journal.reset(header("another-lineage", state.serial) + full)
+        with pytest.raises(StateError, match="belongs to another state"):
+            backend.new_store().read()
+        store.journal.reset(header(state.lineage, state.serial + 5) + full)
+        with pytest.raises(StateError, match="continues serial"):
+            backend.new_store().read()
+        assert store.journal.read() is not None

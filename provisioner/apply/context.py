@@ -35,7 +35,8 @@ class ChatApi(ChatReader, Protocol):
 class StepContext:
     """What the steps need from the executor.
 
-    ``record(fn)`` applies ``fn`` to the state and returns once that is durable. ``interval(kind,
+    ``record(fn)`` applies ``fn`` to the state and returns once that is durable (``fn`` changes
+    the state through its methods, which note each change for the journal). ``interval(kind,
     key)`` is the current spacing (s) of a pacing scope; ``turn_in(kind)`` the wait before a
     tenant-wide scope admits a request (nothing taken). ``requests()`` counts the Graph
     requests this thread has made (to measure what a reconciliation costs);

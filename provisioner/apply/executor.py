@@ -6,8 +6,9 @@ change is a sequence of steps (``apply_steps.py``), and a chat that has to wait 
 limits (1 request/s per chat, 4 member changes/min per chat) is put aside until then while the
 workers serve other chats, so the run is paced by the tenant-wide limit, not by one busy chat.
 
-Every step's result is made durable in the state before the step counts as done (through the
-state module's group-commit `StateWriter`, so 30 changes/s do not mean 30 full writes/s). One
+Every step's result is made durable before the step counts as done: appended to the state's
+journal with group commit (`states.journal_writer.JournalWriter`), so a change costs O(change),
+not a rewrite of the whole state. One
 failed chat does not stop the others; a failure that will hit every chat (401, 403, the state
 cannot be written) stops the run early. ``request_stop`` (SIGINT/SIGTERM in the CLI) starts no
 new work, lets requests in flight finish for a bounded time, and returns what was done.
@@ -33,8 +34,8 @@ from provisioner.errors import AuthError, StateError
 from provisioner.graph.errors import GraphAuthError, GraphConnectionError, GraphPermissionError
 from provisioner.graph.pacing import DOCUMENTED_LIMITS, Pacer, Scope
 from provisioner.plans.types import Change, Plan
+from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.records import State
-from provisioner.states.writer import StateWriter
 
 T = TypeVar("T")
 
@@ -125,7 +126,7 @@ class Executor:
         self,
         plan: Plan,
         client: ChatApi,
-        writer: StateWriter,
+        writer: JournalWriter,
         *,
         options: ApplyOptions | None = None,
         listener: ApplyListener | None = None,
@@ -188,8 +189,8 @@ class Executor:
         """Run every change; returns when all are done, or after a stop (bounded by
         ``grace_s``). A KeyboardInterrupt in the calling thread aborts at once."""
         started = self._clock()
-        # Written with the first change: a saved plan is then refused as "already applied".
-        self._writer.state.last_plan_id = self.plan.plan_id  # no worker runs yet
+        # Journaled with the first change: a saved plan is then refused as "already applied".
+        self._writer.defer(lambda s: s.set_last_plan(self.plan.plan_id))
         total = len(self._tasks)
         self.listener.started(total)
         for task in self._tasks:

@@ -87,9 +87,9 @@ class ChatSteps:
         )
 
         def journal(state: State) -> None:
-            state.put_intent(intent)  # replaces an earlier attempt's intent, in one write
+            state.put_intent(intent)  # replaces an earlier attempt's intent, in one record
             if users:
-                state.users.update(users)
+                state.put_users(users)
 
         # Journal just before this request's turn (not while it queues behind others), so a
         # killed run leaves few entries to look up.
@@ -232,7 +232,7 @@ def _clear_intent(state: State, intent: Intent) -> None:
 
 def _forget_intent(state: State, intent: Intent, lookup: Lookup) -> None:
     _clear_intent(state, intent)
-    state.users.update(lookup.users)
+    state.put_users(lookup.users)
 
 
 def _adopted(intent: Intent, lookup: Lookup) -> ChatRecord:

@@ -219,9 +219,9 @@ def run_apply(
     from provisioner.operations.refresh import read_from_graph, record_plan_facts
     from provisioner.plans.files import check_applicable, load_plan
     from provisioner.plans.planner import make_plan
+    from provisioner.states.journal_writer import JournalWriter
     from provisioner.states.records import DEFAULT_STATE_PATH
     from provisioner.states.store import open_store
-    from provisioner.states.writer import StateWriter
     from provisioner.views.plan import render_plan
     from provisioner.views.result import render_json, render_text, run_status
 
@@ -286,7 +286,8 @@ def run_apply(
         )
         stack.callback(client.close)
         store = open_store(state_path, state_endpoint)
-        with store.lock("apply") as info:
+        # ``journaled`` closes before the lock is released: the run's journal is compacted there.
+        with store.lock("apply") as info, contextlib.ExitStack() as journaled:
             _note_takeover(info)
             state = store.read()
             if saved is not None:
@@ -308,12 +309,11 @@ def run_apply(
                 if saved is not None:
                     click.echo("No changes. The chats match the plan.")
                 return 0
-            writer = StateWriter(store, state)
+            # Every change from here on is journaled; the full state is written at the end.
+            writer = journaled.enter_context(JournalWriter(store, state).running())
             # What the plan learned (refreshed chats, renamed keys, resolved users, protection)
             # is recorded before any change, as Terraform's apply persists its refresh.
-            if record_plan_facts(plan, state):
-                state.last_plan_id = plan.plan_id
-                writer.flush()
+            writer.update(lambda s: record_plan_facts(plan, s, note_plan=True))
 
             listener = CliProgress(mode, verbose=verbose)
             # The emulator lists a chat as soon as it exists; Graph may take a moment.

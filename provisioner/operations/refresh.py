@@ -147,11 +147,12 @@ def is_manageable(chat: LiveChat) -> bool:
     return chat.chat_type in CHAT_TYPES
 
 
-def record_plan_facts(plan: Plan, state: State) -> bool:
+def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> bool:
     """Record in ``state`` what ``plan`` learned, before apply makes any change: renamed keys
     (``moved:``), the refreshed view of drifted chats (a gone chat leaves the state), the
-    resolved users, and protection changes. Returns True when ``state`` changed (the caller
-    writes it). Safe to call twice (a resumed apply)."""
+    resolved users, and protection changes, through ``State``'s methods (so an apply journals
+    them), and with ``note_plan`` the plan's id when anything changed. Returns True when
+    ``state`` changed. Safe to call twice (a resumed apply)."""
     changed = False
     for old, new in plan.moves:
         if old in state.chats and new not in state.chats:
@@ -165,17 +166,17 @@ def record_plan_facts(plan: Plan, state: State) -> bool:
         elif drift.gone and drift.key in state.chats:
             state.remove_chat(drift.key)
             changed = True
-    for upn, object_id in plan.users.items():
-        if state.users.get(upn) != object_id:
-            state.users[upn] = object_id
-            changed = True
+    users = {upn: oid for upn, oid in plan.users.items() if state.users.get(upn) != oid}
+    if users:
+        state.put_users(users)
+        changed = True
     for change in plan.changes:
         if change.protect_change is None:
             continue
-        if change.protect_change[1] and change.key not in state.protected:
-            state.protected.add(change.key)
+        protect = change.protect_change[1]
+        if protect != (change.key in state.protected):
+            state.set_protected(change.key, protect)
             changed = True
-        elif not change.protect_change[1] and change.key in state.protected:
-            state.protected.discard(change.key)
-            changed = True
+    if changed and note_plan:
+        state.set_last_plan(plan.plan_id)  # a saved plan is then refused as already applied
     return changed

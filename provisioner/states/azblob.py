@@ -37,8 +37,10 @@ from provisioner.states.azblob_conn import (
     connection_for,
     parse_azblob_url,
 )
+from provisioner.states.codec import decode_state
+from provisioner.states.journal import JOURNAL_SUFFIX
 from provisioner.states.lock import LockInfo
-from provisioner.states.records import BACKUP_SUFFIX, State, decode_state
+from provisioner.states.records import BACKUP_SUFFIX, State
 
 try:
     from azure.core import MatchConditions
@@ -63,6 +65,7 @@ from provisioner.states.azblob_errors import (
     raise_if_no_container,
     sdk_errors,
 )
+from provisioner.states.azblob_journal import BlobJournalFile
 from provisioner.states.azblob_lease import LeaseKeeper, error_code
 from provisioner.states.azblob_lock import (
     MAX_LEASE_SECONDS,
@@ -93,6 +96,7 @@ class AzureBlobStateStore:
         location: BlobLocation,
         blob: BlobClient,
         backup: BlobClient,
+        journal: BlobClient | None = None,
         *,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         lock_timeout: float = 0.0,
@@ -108,6 +112,7 @@ class AzureBlobStateStore:
         self._backup_blob = backup
         self._endpoint = endpoint
         self._lock = BlobLock(location, blob, lease_seconds, lock_timeout)
+        self._journal = journal
         self._mutex = threading.RLock()
         # The version of the blob this store last read or wrote: ETag (None: absent), size,
         # lineage and serial. ``_serial`` None means "never read".
@@ -201,6 +206,13 @@ class AzureBlobStateStore:
     def force_unlock(self, lock_id: str) -> LockInfo:
         with self._errors("unlock"):
             return self._lock.force_unlock(lock_id)
+
+    def journal_file(self) -> BlobJournalFile:
+        """The append blob ``PATH.journal`` (``states.azblob_journal``), written under this
+        store's lock."""
+        assert self._journal is not None, "opened without a journal blob"
+        where = self._where.sibling(JOURNAL_SUFFIX)
+        return BlobJournalFile(where, self._journal, self._lock, self._endpoint)
 
     # --- locking ----------------------------------------------------------------------------
 
@@ -372,6 +384,7 @@ def open_azblob_store(
         location,
         container.get_blob_client(location.blob),
         container.get_blob_client(location.blob + BACKUP_SUFFIX),
+        container.get_blob_client(location.blob + JOURNAL_SUFFIX),
         lease_seconds=lease_seconds,
         lock_timeout=lock_timeout,
         endpoint=conn.account_url,

@@ -14,8 +14,9 @@ import uuid
 
 from provisioner.errors import StateError
 from provisioner.fsutil import write_atomic
+from provisioner.states.codec import decode_state
 from provisioner.states.lock import FileLock, LockInfo, hold
-from provisioner.states.records import BACKUP_SUFFIX, State, decode_state
+from provisioner.states.records import BACKUP_SUFFIX, State
 
 
 class LocalStateStore:

@@ -1,5 +1,6 @@
-"""Where state lives: the ``StateStore`` protocol and ``open_store`` for a ``--state`` value
-(a local file, or Azure Blob Storage imported on demand).
+"""Where state lives: the ``StateStore`` protocol, ``JournaledStore`` (a store with its
+write-ahead journal, ``states.journal``) and ``open_store`` for a ``--state`` value (a local
+file, or Azure Blob Storage imported on demand).
 """
 
 from __future__ import annotations
@@ -8,6 +9,14 @@ import contextlib
 from typing import Protocol
 
 from provisioner.errors import StateError
+from provisioner.states.journal import (
+    JOURNAL_SUFFIX,
+    JournalFile,
+    LocalJournalFile,
+    marker,
+    parse,
+    replay,
+)
 from provisioner.states.local import LocalStateStore
 from provisioner.states.lock import LockInfo
 from provisioner.states.records import State
@@ -40,7 +49,72 @@ class StateStore(Protocol):
     def force_unlock(self, lock_id: str) -> LockInfo: ...
 
 
-def open_store(spec: str, endpoint: str | None = None) -> StateStore:
+class JournaledStore:
+    """A ``StateStore`` with the journal a run appends its changes to.
+
+    ``read()`` returns the state with any journal a killed run left replayed into it (in
+    memory: the files are not changed), so plan, ``state list/show`` and import see every
+    change that run made durable. ``write(state)`` writes the whole state, which absorbs the
+    journal: a ``compact`` marker first (so a crash before the journal is gone cannot replay
+    it twice), then the state, then the journal is removed. A run's own appends and
+    compactions go through ``states.journal_writer.JournalWriter``.
+    """
+
+    def __init__(self, inner: StateStore, journal: JournalFile) -> None:
+        self.inner = inner
+        self.journal = journal
+        self.leftover = False  # the last read found a journal (a killed run's)
+        self.replayed = 0  # how many of its records were applied
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    @property
+    def backup_location(self) -> str:
+        return self.inner.backup_location
+
+    def read(self) -> State:
+        state = self.inner.read()
+        raw = self.journal.read()
+        self.leftover = raw is not None
+        self.replayed = 0
+        if raw:
+            parsed = parse(raw, self.journal.location)
+            self.replayed = replay(state, parsed, self.journal.location, self.location)
+        return state
+
+    def write(self, state: State) -> None:
+        if self.journal.read() is None:
+            self.inner.write(state)
+            return
+        if not self.leftover:
+            raise StateError(
+                f"refusing to write {self.location}: its journal {self.journal.location} "
+                "appeared after this command read the state",
+                hint="another run may be using the state; run the command again",
+            )
+        self.journal.append(marker(state.serial + 1))
+        self.inner.write(state)
+        self.journal.remove()
+        self.leftover = False
+
+    def lock(self, operation: str) -> contextlib.AbstractContextManager[LockInfo]:
+        return self.inner.lock(operation)
+
+    def current_lock(self) -> LockInfo | None:
+        return self.inner.current_lock()
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        return self.inner.force_unlock(lock_id)
+
+
+def local_store(path: str) -> JournaledStore:
+    """The local state file ``path`` with its journal ``path.journal``."""
+    return JournaledStore(LocalStateStore(path), LocalJournalFile(path + JOURNAL_SUFFIX))
+
+
+def open_store(spec: str, endpoint: str | None = None) -> JournaledStore:
     """The store for a ``--state`` value: a local path, or ``azblob://ACCOUNT/CONTAINER/PATH``
     (Azure Blob Storage, issue 9; ``endpoint``, else env ``PROVISION_STATE_ENDPOINT``, overrides
     the account's public endpoint, e.g. for Azurite or a national cloud)."""
@@ -49,11 +123,12 @@ def open_store(spec: str, endpoint: str | None = None) -> StateStore:
         # error says to install it (raised by the import).
         from provisioner.states.azblob import open_azblob_store
 
-        return open_azblob_store(spec, endpoint)
+        store = open_azblob_store(spec, endpoint)
+        return JournaledStore(store, store.journal_file())
     if "://" in spec:
         scheme = spec.split("://", 1)[0]
         raise StateError(f"unsupported state location {spec!r}: {scheme}:// is not supported")
-    return LocalStateStore(spec)
+    return local_store(spec)
 
 
 def force_unlock(store: StateStore, lock_id: str) -> LockInfo:

@@ -30,9 +30,10 @@ from provisioner.graph.pacing import CHAT, CHAT_MEMBERS, Pacer
 from provisioner.models import Chat, DesiredState, Member, one_on_one_key
 from provisioner.plans.planner import make_plan
 from provisioner.plans.types import Action
+from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.local import LocalStateStore
 from provisioner.states.records import Intent, MemberRecord, State
-from provisioner.states.writer import StateWriter
+from provisioner.states.store import local_store
 
 A, B, C, D, E = (str(uuid.UUID(int=n)) for n in range(1, 6))
 FAST = {CHAT: 50.0, CHAT_MEMBERS: 50.0}  # per-chat limits sped up, so tests take no minutes
@@ -81,7 +82,7 @@ def run(
     concurrency: int = 8,
     client: Any = None,
 ) -> tuple[ApplyResult, State]:
-    store = LocalStateStore(state_path)
+    store = local_store(str(state_path))
     state = store.read()
     plan = make_plan(want, state, prune=prune, graph_url=server.url)
     stop = stop or StopSignal()
@@ -89,17 +90,19 @@ def run(
     pacer = Pacer(limits if limits is not None else FAST, max_rps=max_rps, sleep=stop.sleep)
     if client is None:
         client = GraphClient(server.url, EmulatorToken(), pacer=pacer, on_event=stats)
-    executor = Executor(
-        plan,
-        client,
-        StateWriter(store, state),
-        options=ApplyOptions(concurrency=concurrency, settle_s=0.05, tick_s=0.02),
-        listener=listener,
-        stats=stats,
-        stop=stop,
-        pacer=pacer,
-    )
-    return executor.run(), LocalStateStore(state_path).read()
+    with JournalWriter(store, state).running() as writer:
+        executor = Executor(
+            plan,
+            client,
+            writer,
+            options=ApplyOptions(concurrency=concurrency, settle_s=0.05, tick_s=0.02),
+            listener=listener,
+            stats=stats,
+            stop=stop,
+            pacer=pacer,
+        )
+        result = executor.run()
+    return result, local_store(str(state_path)).read()
 
 
 def live(server: EmulatorServer, chat_id: str) -> tuple[str | None, dict[str, str]]:
@@ -117,8 +120,8 @@ def test_creates_chats_and_records_each_before_reporting_it(
 
     class CheckDurable(ApplyListener):
         def finished(self, outcome: Outcome) -> None:
-            on_disk = json.loads(path.read_text())
-            seen_durable.append(outcome.key in on_disk["chats"])
+            # Durable: in the state file or in its journal (what the next run reads).
+            seen_durable.append(outcome.key in local_store(str(path)).read().chats)
 
     want = desired(group("team", A, B, C, topic="Team"), pair(A, B), pair(C, D))
     result, state = run(server, want, path, listener=CheckDurable())
@@ -142,8 +145,9 @@ def test_group_creation_is_journaled_before_the_post(
 
     class Spy(GraphClient):
         def create_chat(self, body: Any, *, idempotent: bool) -> dict[str, Any]:
-            on_disk = json.loads(path.read_text()) if path.exists() else {"intents": {}}
-            journaled.append(on_disk["intents"])
+            if not idempotent:  # a group POST: what the next run would read (state + journal)
+                durable = local_store(str(path)).read()
+                journaled.append({k: i.to_dict() for k, i in durable.intents.items()})
             return super().create_chat(body, idempotent=idempotent)
 
     client = Spy(server.url, EmulatorToken(), pacer=Pacer())

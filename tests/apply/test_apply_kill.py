@@ -6,7 +6,6 @@ The harness is ``tests/soak/kill_soak.py`` (run it by hand for more seeds and ki
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.emulator import EmulatorServer
+from provisioner.states.store import local_store
 
 try:  # tests/ is on sys.path in pytest's default import mode
     from soak.kill_soak import kill_cycles, write_manifest
@@ -52,7 +52,8 @@ def test_a_second_sigint_stops_at_once_and_the_next_run_is_safe(tmp_path: Path) 
             cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         deadline = time.monotonic() + 20
-        while not (state.exists() and json.loads(state.read_text())["intents"]):
+        # Durable intents: in the state file or in its journal (what the next run reads).
+        while not (state.exists() and local_store(str(state)).read().intents):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         time.sleep(0.3)  # the creations are in flight (each answer takes 4 s)
@@ -64,7 +65,7 @@ def test_a_second_sigint_stops_at_once_and_the_next_run_is_safe(tmp_path: Path) 
         assert proc.returncode == 130, err
         assert "stopped at once" in err and "provision apply chats.yaml" in err
         assert not Path(f"{state}.lock").exists()
-        assert json.loads(state.read_text())["intents"]  # the journal says what may exist
+        assert local_store(str(state)).read().intents  # the journal says what may exist
         server.latency = None
         time.sleep(4)  # the emulator finishes the creations the killed run sent
         done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -302,7 +302,7 @@ def test_state_path_that_is_a_directory(tmp_path: Path) -> None:
 
 
 def test_open_store_rejects_unknown_schemes(tmp_path: Path) -> None:
-    assert isinstance(open_store(str(tmp_path / "s.json")), LocalStateStore)
+    assert isinstance(open_store(str(tmp_path / "s.json")).inner, LocalStateStore)
     with pytest.raises(StateError, match="not supported"):
         open_store("s3://bucket/state.json")
 

@@ -208,7 +208,7 @@ def test_open_store_picks_the_blob_backend(
     monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
     store = open_store(spec, azurite.endpoint)
-    assert isinstance(store, AzureBlobStateStore) and store.location == spec
+    assert isinstance(store.inner, AzureBlobStateStore) and store.location == spec
     store.write(sample_state())
     monkeypatch.setenv("PROVISION_STATE_ENDPOINT", azurite.endpoint)
     assert open_store(spec).read().serial == 1  # endpoint from the environment

@@ -8,6 +8,7 @@ import pytest
 from state_contract import Backend, StateStoreContract
 
 from provisioner.states.local import LocalStateStore
+from provisioner.states.store import JournaledStore, local_store
 
 
 def _local(tmp_path: Path) -> Backend:
@@ -18,7 +19,7 @@ def _local(tmp_path: Path) -> Backend:
 
     return Backend(
         name="local",
-        new_store=lambda: LocalStateStore(path),
+        new_store=lambda: local_store(str(path)),
         put_raw=put_raw,
         read_backup=lambda: LocalStateStore(str(path) + ".backup").read(),
     )
@@ -30,8 +31,9 @@ def _azblob(request: pytest.FixtureRequest) -> Backend:
 
     spec = f"azblob://devstoreaccount1/{azurite.new_container()}/teams/provision.state.json"
 
-    def new_store() -> object:
-        return open_azblob_store(spec, env=azurite.env)
+    def new_store() -> JournaledStore:
+        store = open_azblob_store(spec, env=azurite.env)
+        return JournaledStore(store, store.journal_file())
 
     def put_raw(data: bytes) -> None:
         store = open_azblob_store(spec, env=azurite.env)
@@ -39,7 +41,7 @@ def _azblob(request: pytest.FixtureRequest) -> Backend:
 
     return Backend(
         name="azblob",
-        new_store=new_store,  # type: ignore[arg-type]
+        new_store=new_store,
         put_raw=put_raw,
         read_backup=lambda: open_azblob_store(spec + ".backup", env=azurite.env).read(),
     )

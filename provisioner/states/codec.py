@@ -1,0 +1,229 @@
+"""Decoding a state file's bytes into a ``State``, naming the file and JSON path of any problem.
+
+Reading a 100,000-chat state is on every plan's path, so the common shape takes a fast path
+with inline type checks; anything else falls back to the field-by-field checks, which say
+exactly what is wrong. Also decodes single records for the journal (``states.journal``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from provisioner import __version__
+from provisioner.errors import StateError
+from provisioner.models import CHAT_TYPES, ROLES
+from provisioner.states.records import (
+    STATE_FORMAT_VERSION,
+    ChatRecord,
+    Intent,
+    MemberRecord,
+    State,
+)
+
+
+class _Bad(Exception):
+    """A structural problem at a JSON path inside the state file."""
+
+    def __init__(self, where: str, what: str) -> None:
+        super().__init__(f"{where}: {what}")
+
+
+def decode_state(raw: bytes, path: str, hint: str) -> State:
+    """Parse a state file's bytes; any problem is a StateError naming the file."""
+    if not raw or raw.isspace():
+        raise StateError(f"the state file {path} is empty (truncated?)", hint=hint)
+    try:
+        # Straight from bytes: a 100,000-chat state is ~100 MB, so no extra decoded copy.
+        data = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise StateError(f"the state file {path} is not UTF-8 text", hint=hint) from exc
+    except json.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StateError(f"the state file {path} is not UTF-8 text", hint=hint) from exc
+        # Every state file ends with the closing brace of its document; one that stops before
+        # it was cut short (a copy interrupted, a full disk under another tool...).
+        if raw.lstrip().startswith(b"{") and not raw.rstrip().endswith(b"}"):
+            raise StateError(
+                f"the state file {path} is truncated: it stops after {len(raw)} bytes, in the "
+                f"middle of the document",
+                hint=hint,
+            ) from exc
+        raise StateError(
+            f"the state file {path} is corrupt: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+            hint=hint,
+        ) from exc
+    if not isinstance(data, dict) or "lineage" not in data or "format_version" not in data:
+        raise StateError(
+            f"{path} is not a provision state file (no format_version/lineage)", hint=hint
+        )
+    version = data["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StateError(f"the state file {path} has an invalid format_version", hint=hint)
+    if version > STATE_FORMAT_VERSION:
+        raise StateError(
+            f"the state file {path} has format version {version}, written by a newer "
+            f"provision ({data.get('tool_version', '?')}); this provision {__version__} reads up "
+            f"to version {STATE_FORMAT_VERSION}",
+            hint="upgrade provision; the file was not changed",
+        )
+    try:
+        return _state_from(data)
+    except _Bad as exc:
+        raise StateError(f"the state file {path} is corrupt: {exc}", hint=hint) from exc
+
+
+def _get(obj: Mapping[str, Any], name: str, where: str, kind: type, optional: bool = False) -> Any:
+    value = obj.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Bad(f"{where}.{name}", f"expected {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _members(raw: Any, where: str) -> tuple[MemberRecord, ...]:
+    if not isinstance(raw, list):
+        raise _Bad(where, "expected a list of members")
+    out = []
+    for i, m in enumerate(raw):
+        w = f"{where}[{i}]"
+        if not isinstance(m, dict):
+            raise _Bad(w, "expected an object")
+        role = _get(m, "role", w, str)
+        if role not in ROLES:
+            raise _Bad(f"{w}.role", f"unknown role {role!r}")
+        out.append(
+            MemberRecord(
+                user=_get(m, "user", w, str),
+                role=role,
+                object_id=_get(m, "object_id", w, str, optional=True),
+                tenant_id=_get(m, "tenant_id", w, str, optional=True),
+                membership_id=_get(m, "membership_id", w, str, optional=True),
+            )
+        )
+    return tuple(out)
+
+
+def _chat_type(obj: Mapping[str, Any], where: str) -> str:
+    chat_type = _get(obj, "chat_type", where, str)
+    if chat_type not in CHAT_TYPES:
+        raise _Bad(f"{where}.chat_type", f"unknown chat type {chat_type!r}")
+    return str(chat_type)
+
+
+class _Slow(Exception):
+    """Not the common shape: take the checked path, which names the problem."""
+
+
+def _member_fast(m: dict[str, Any]) -> MemberRecord:
+    user, role = m["user"], m["role"]
+    oid, tid, mid = m.get("object_id"), m.get("tenant_id"), m.get("membership_id")
+    if (
+        type(user) is not str
+        or role not in ROLES
+        or (oid is not None and type(oid) is not str)
+        or (tid is not None and type(tid) is not str)
+        or (mid is not None and type(mid) is not str)
+    ):
+        raise _Slow
+    if oid == user:
+        oid = user  # one string, not two equal ones: a GUID member's id is its user
+    return MemberRecord(user, role, oid, tid, mid)
+
+
+def _chat_fast(c: dict[str, Any]) -> ChatRecord:
+    # Reading a 100,000-chat state is on every plan's path: check types inline and only fall
+    # back to the field-by-field checks (with their precise messages) when something is off.
+    chat_id, chat_type = c["chat_id"], c["chat_type"]
+    topic, created_at = c.get("topic"), c.get("created_at")
+    if (
+        type(chat_id) is not str
+        or chat_type not in CHAT_TYPES
+        or (topic is not None and type(topic) is not str)
+        or (created_at is not None and type(created_at) is not str)
+        or type(c["members"]) is not list
+    ):
+        raise _Slow
+    members = tuple([_member_fast(m) for m in c["members"]])
+    return ChatRecord(chat_id, chat_type, members, topic, created_at)
+
+
+def _chat_checked(c: Any, where: str) -> ChatRecord:
+    if not isinstance(c, dict):
+        raise _Bad(where, "expected an object")
+    return ChatRecord(
+        chat_id=_get(c, "chat_id", where, str),
+        chat_type=_chat_type(c, where),
+        members=_members(c.get("members"), f"{where}.members"),
+        topic=_get(c, "topic", where, str, optional=True),
+        created_at=_get(c, "created_at", where, str, optional=True),
+    )
+
+
+def _intent(key: str, i: Any, w: str) -> Intent:
+    if not isinstance(i, dict):
+        raise _Bad(w, "expected an object")
+    return Intent(
+        key=key,
+        chat_type=_chat_type(i, w),
+        members=_members(i.get("members"), f"{w}.members"),
+        attempt_id=_get(i, "attempt_id", w, str),
+        started_at=_get(i, "started_at", w, str),
+        topic=_get(i, "topic", w, str, optional=True),
+    )
+
+
+def chat_from_json(data: Any, where: str) -> ChatRecord:
+    """One chat record as ``ChatRecord.to_dict`` wrote it; ValueError says what is wrong."""
+    try:
+        return _chat_checked(data, where)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def intent_from_json(key: str, data: Any, where: str) -> Intent:
+    """One intent as ``Intent.to_dict`` wrote it; ValueError says what is wrong."""
+    try:
+        return _intent(key, data, where)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _state_from(data: Mapping[str, Any]) -> State:
+    lineage = _get(data, "lineage", "$", str)
+    serial = _get(data, "serial", "$", int)
+    raw_chats = _get(data, "chats", "$", dict)
+    chats = {}
+    while raw_chats:  # popping frees each parsed chat as soon as its record exists
+        key, c = raw_chats.popitem()
+        try:
+            chats[key] = _chat_fast(c)
+        except (_Slow, TypeError, KeyError, AttributeError):
+            chats[key] = _chat_checked(c, f"$.chats[{key!r}]")  # says exactly what is wrong
+    intents = {}
+    for key, i in (_get(data, "intents", "$", dict, optional=True) or {}).items():
+        intents[key] = _intent(key, i, f"$.intents[{key!r}]")
+    users = _get(data, "users", "$", dict, optional=True) or {}
+    for upn, oid in users.items():
+        if not isinstance(oid, str):
+            raise _Bad(f"$.users[{upn!r}]", "expected a string")
+    protected = _get(data, "protected", "$", list, optional=True) or []
+    for i, key in enumerate(protected):
+        if not isinstance(key, str):
+            raise _Bad(f"$.protected[{i}]", "expected a string")
+    return State(
+        lineage=lineage,
+        serial=serial,
+        format_version=STATE_FORMAT_VERSION,
+        tool_version=str(data.get("tool_version", "")),
+        chats=chats,
+        intents=intents,
+        users=dict(users),
+        protected=set(protected),
+        last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
+        exists=True,
+    )

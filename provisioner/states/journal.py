@@ -1,0 +1,323 @@
+"""The write-ahead journal beside a state: its records, how it is read back, the local file.
+
+During an apply, each change (a group creation's intent before its ``POST /chats``, a chat
+recorded, members added or removed, a chat forgotten or deleted) is appended to the journal and
+made durable, so a change costs O(size of the change) instead of a rewrite of the whole state;
+the full state is written only now and then (compaction, ``states.journal_writer``).
+
+The journal is a sequence of records, each framed as::
+
+    length (4 bytes, big endian) | CRC-32 of the payload (4 bytes) | payload (UTF-8 JSON)
+
+The first record is the header ``{"journal": 1, "lineage": L, "serial": S}``: the journal
+continues the state of lineage ``L`` at serial ``S``. Every other record is a list of changes
+made together (an intent with the users it resolved, say), applied all or nothing:
+
+    ["chat", key, record] ["rm", key] ["mv", old, new] ["intent", key, intent]
+    ["unintent", key] ["users", {upn: id}] ["protect", key, bool] ["plan", plan_id]
+    ["compact", serial]   (a marker: the state written as ``serial`` holds everything before it)
+
+A run killed in the middle of an append leaves a torn last record: a short frame or a checksum
+that does not match. It is dropped with everything after it, never misread: nothing after it
+was reported durable (an append returns only once the bytes are on storage). A journal of
+another lineage, or one that does not continue the state's serial, is refused and left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from provisioner.errors import StateError
+from provisioner.fsutil import write_atomic
+from provisioner.states.codec import chat_from_json, intent_from_json
+from provisioner.states.records import ChatRecord, Intent, State
+
+JOURNAL_SUFFIX = ".journal"
+JOURNAL_FORMAT = 1
+_FRAME = struct.Struct(">II")
+# A record is one change: even a 250-member chat is a few tens of kB. Anything bigger is not
+# a record this program wrote (bounded input), and is treated like a torn one.
+MAX_RECORD = 16 * 1024 * 1024
+
+Change = tuple[Any, ...]
+
+
+class JournalFile(Protocol):
+    """Where a journal lives (a local file, an append blob). ``atomic_reset``: whether
+    ``reset`` replaces the journal in one step (else the writer holds appends meanwhile)."""
+
+    atomic_reset: bool
+
+    @property
+    def location(self) -> str: ...
+
+    def read(self) -> bytes | None:
+        """The journal's bytes, or None when there is none."""
+        ...
+
+    def append(self, data: bytes) -> None:
+        """Append ``data``; returns once it is durable."""
+        ...
+
+    def reset(self, data: bytes) -> None:
+        """Replace the whole journal with ``data``, atomically and durably."""
+        ...
+
+    def remove(self) -> None:
+        """Delete the journal (it is absorbed in a written state)."""
+        ...
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+def frame(payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def header(lineage: str, serial: int) -> bytes:
+    return frame(_dumps({"journal": JOURNAL_FORMAT, "lineage": lineage, "serial": serial}))
+
+
+def marker(serial: int) -> bytes:
+    return frame(_dumps([["compact", serial]]))
+
+
+def encode(changes: Iterable[Change]) -> bytes:
+    """One record from the changes ``State`` noted (see ``State._note``)."""
+    out: list[list[Any]] = []
+    for change in changes:
+        kind = change[0]
+        if kind == "chat":
+            record: ChatRecord = change[2]
+            out.append(["chat", change[1], record.to_dict()])
+        elif kind == "intent":
+            intent: Intent = change[2]
+            out.append(["intent", change[1], intent.to_dict()])
+        else:
+            out.append(list(change))
+    return frame(_dumps(out))
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --- reading back --------------------------------------------------------------------------
+
+
+@dataclass
+class Parsed:
+    """A journal read back: its header (None: empty, or torn before its header was durable),
+    its records (each a list of changes), and how many torn bytes were dropped at its end."""
+
+    header: dict[str, Any] | None
+    records: list[list[Any]] = field(default_factory=list)
+    dropped: int = 0
+
+
+def parse(raw: bytes, location: str) -> Parsed:
+    records: list[list[Any]] = []
+    offset = 0
+    head: dict[str, Any] | None = None
+    while offset < len(raw):
+        payload = _payload(raw, offset)
+        if payload is None:
+            break  # torn: this record and anything after it was never reported durable
+        try:
+            value = json.loads(payload)
+        except ValueError as exc:
+            # The checksum matched: not a torn write, but bytes this program did not write.
+            raise _corrupt(location, offset, "a record is not JSON") from exc
+        if head is None:
+            head = _check_header(value, location)
+        elif isinstance(value, list):
+            records.append(value)
+        else:
+            raise _corrupt(location, offset, "a record is not a list of changes")
+        offset += _FRAME.size + len(payload)
+    return Parsed(head, records, len(raw) - offset)
+
+
+def _payload(raw: bytes, offset: int) -> bytes | None:
+    if len(raw) - offset < _FRAME.size:
+        return None
+    length, crc = _FRAME.unpack_from(raw, offset)
+    start = offset + _FRAME.size
+    if length > MAX_RECORD or start + length > len(raw):
+        return None
+    payload = raw[start : start + length]
+    return payload if zlib.crc32(payload) == crc else None
+
+
+def _check_header(value: Any, location: str) -> dict[str, Any]:
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("lineage"), str)
+        or type(value.get("serial")) is not int
+        or type(value.get("journal")) is not int
+    ):
+        raise _corrupt(location, 0, "it does not start with a journal header")
+    if value["journal"] > JOURNAL_FORMAT:
+        raise StateError(
+            f"the journal {location} has format {value['journal']}, written by a newer "
+            f"provision; this one reads up to {JOURNAL_FORMAT}",
+            hint="upgrade provision; the journal was left in place",
+        )
+    return value
+
+
+def _corrupt(location: str, offset: int, what: str) -> StateError:
+    return StateError(
+        f"the journal {location} is corrupt at byte {offset}: {what}",
+        hint="provision left it in place; it holds changes a killed run made after the state "
+        "was last written: move it away only once you have checked them",
+    )
+
+
+def replay(state: State, parsed: Parsed, location: str, state_location: str) -> int:
+    """Apply the journal's changes to ``state`` (read from ``state_location``); returns how
+    many records were applied. Refuses (StateError, nothing applied) a journal of another
+    lineage or one that does not continue the state's serial."""
+    head = parsed.header
+    if head is None:
+        return 0
+    lineage, serial = head["lineage"], head["serial"]
+    if lineage != state.lineage:
+        raise StateError(
+            f"the journal {location} belongs to another state (lineage {lineage}) than "
+            f"{state_location} (lineage {state.lineage}); provision left it in place",
+            hint=f"if {state_location} was replaced on purpose, move the journal away; "
+            "otherwise restore the state it belongs to",
+        )
+    records = parsed.records
+    if serial != state.serial:
+        # A run killed between writing a compacted state and starting the next journal: the
+        # state holds everything up to the marker of its serial.
+        ends = [i for i, r in enumerate(records) if r == [["compact", state.serial]]]
+        if not ends or serial > state.serial:
+            raise StateError(
+                f"the journal {location} continues serial {serial} of the state, but "
+                f"{state_location} is at serial {state.serial}; provision left it in place",
+                hint="the state was replaced or restored since the journal was written: "
+                "check which one is current before moving the journal away",
+            )
+        records = records[ends[-1] + 1 :]
+    applied = 0
+    for i, record in enumerate(records):
+        try:
+            for change in record:
+                _apply(state, change, f"{location}: record {i + 1}")
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise StateError(
+                f"the journal {location} holds a change provision cannot apply ({exc})",
+                hint="provision left it in place",
+            ) from exc
+        applied += 1
+    return applied
+
+
+def _apply(state: State, change: list[Any], where: str) -> None:
+    kind = change[0]
+    if kind == "chat":
+        state.put_chat(_str(change[1]), chat_from_json(change[2], where))
+    elif kind == "rm":
+        state.remove_chat(_str(change[1]))
+    elif kind == "mv":
+        if change[1] in state.chats:
+            state.rename_chat(_str(change[1]), _str(change[2]))
+    elif kind == "intent":
+        state.put_intent(intent_from_json(_str(change[1]), change[2], where))
+    elif kind == "unintent":
+        state.clear_intent(_str(change[1]))
+    elif kind == "users":
+        users = change[1]
+        if not isinstance(users, dict) or not all(isinstance(v, str) for v in users.values()):
+            raise ValueError("users: expected an object of strings")
+        state.put_users(users)
+    elif kind == "protect":
+        state.set_protected(_str(change[1]), bool(change[2]))
+    elif kind == "plan":
+        state.set_last_plan(None if change[1] is None else _str(change[1]))
+    elif kind != "compact":
+        raise ValueError(f"unknown change {kind!r}")
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, found {type(value).__name__}")
+    return value
+
+
+# --- the local file ------------------------------------------------------------------------
+
+
+class LocalJournalFile:
+    """``<state>.journal``: appended with ``O_APPEND`` and made durable with ``fdatasync``;
+    ``reset`` is an atomic write (temp file, fsync, rename)."""
+
+    atomic_reset = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    def read(self) -> bytes | None:
+        try:
+            with open(self.path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read the journal {self.path}: {exc.strerror}") from exc
+
+    def append(self, data: bytes) -> None:
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            _sync(self._fd)
+        except OSError as exc:
+            raise StateError(
+                f"cannot write the journal {self.path}: {exc.strerror or exc}",
+                hint="the changes made so far are in the state or in the journal",
+            ) from exc
+
+    def reset(self, data: bytes) -> None:
+        self.close()
+        try:
+            write_atomic(self.path, data)
+        except OSError as exc:
+            raise StateError(f"cannot write the journal {self.path}: {exc.strerror}") from exc
+
+    def remove(self) -> None:
+        self.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot remove the journal {self.path}: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _sync(fd: int) -> None:
+    # fdatasync: the file's data and size, without the metadata an append does not need.
+    sync = getattr(os, "fdatasync", os.fsync)
+    sync(fd)
