@@ -39,6 +39,23 @@ def test_killed_runs_never_lose_or_duplicate_a_chat(tmp_path: Path, seed: int) -
     assert report.ambiguous_faults + report.recovered > 0  # there was something to recover
 
 
+def test_killed_runs_on_a_10000_chat_state_never_lose_or_duplicate_a_chat(
+    tmp_path: Path,
+) -> None:
+    # Issue 16: the changes are journaled on top of a big state; a kill leaves them in the
+    # journal, which the next run replays before anything else.
+    report = kill_cycles(
+        tmp_path, seed=21, kills=3, groups=60, pairs=30, max_rps=15.0, kill_window=(0.5, 2.0),
+        base_chats=10_000,
+    )  # fmt: skip
+    assert report.errors == []
+    assert report.kills >= 2, report
+    assert report.duplicates == 0 and report.missing == 0  # the 10,000 included
+    assert report.wrong == 0 and report.extra_chats == 0
+    assert report.plan_exit == 0
+    assert report.recovered > 0  # intents a killed run left in its journal were reconciled
+
+
 def test_a_second_sigint_stops_at_once_and_the_next_run_is_safe(tmp_path: Path) -> None:
     chats = write_manifest(tmp_path / "chats.yaml", random.Random(5), groups=8, pairs=0)
     state = tmp_path / "state.json"

@@ -200,3 +200,47 @@ def test_signals_release_the_lock(state_file: Path, signum: int, code: int) -> N
     assert proc.returncode == code, err
     assert not lock_path.exists()
     assert snapshot(state_file.parent) == before
+
+
+def killed_run_journal(state_file: Path) -> None:
+    """What an apply killed mid-run leaves: the state file and its journal."""
+    from provisioner.states.journal_writer import JournalWriter
+    from provisioner.states.store import local_store
+
+    store = local_store(str(state_file))
+    writer = JournalWriter(store, store.read())
+    writer.start()
+    record = ChatRecord("19:new@thread.v2", "group", (MemberRecord(A, object_id=A),), "New")
+    writer.update(lambda s: (s.put_chat("journaled", record), s.clear_intent("pending")))
+    writer.abandon()
+
+
+def test_state_list_show_and_rm_see_a_killed_runs_journal(capsys, state_file: Path) -> None:
+    killed_run_journal(state_file)
+    before = state_file.read_bytes()
+    code, out, _ = run(capsys, "state", "list", "--state", str(state_file))
+    assert code == 0
+    assert out.split() == ["journaled", "group", "19:new@thread.v2"] + [
+        "oneonone-1", "oneOnOne", "19:a_b@unq.gbl.spaces", "project-x", "group", "19:px@thread.v2"
+    ]  # fmt: skip
+    code, out, _ = run(capsys, "state", "show", "journaled", "--state", str(state_file))
+    assert code == 0 and "19:new@thread.v2" in out
+    assert state_file.read_bytes() == before  # reading replays in memory only
+    code, _, err = run(capsys, "state", "rm", "oneonone-1", "--state", str(state_file))
+    assert code == 0, err
+    # The write absorbed the journal: the state file now holds the journaled chat itself.
+    assert not Path(f"{state_file}.journal").exists()
+    assert set(LocalStateStore(state_file).read().chats) == {"project-x", "journaled"}
+
+
+def test_a_journal_of_another_state_is_refused_with_a_clear_error(
+    capsys, state_file: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.json"
+    LocalStateStore(other).write(LocalStateStore(other).read())
+    killed_run_journal(other)
+    os.replace(f"{other}.journal", f"{state_file}.journal")
+    code, _, err = run(capsys, "state", "list", "--state", str(state_file))
+    assert code == 1
+    assert "belongs to another state" in err and "Traceback" not in err
+    assert Path(f"{state_file}.journal").exists()

@@ -13,6 +13,11 @@ hand::
 
     python tests/soak/kill_soak.py --seeds 20 --kills 6 --groups 60 --pairs 40
 
+``--base-chats 10000`` starts every seed from a state that already manages that many chats
+(in the manifest too, so the next plan must leave them alone): the changes are journaled on top
+of a big state (issue 16), and none of them may be lost either. Runs then use ``--no-refresh``
+(refreshing 10,000 chats from the emulator on every rerun would only measure the refresh).
+
 It prints, per seed and in total: kill cycles, runs, ambiguous faults injected, duplicates
 (must be 0), missing chats (must be 0), and the extra requests reconciliation cost per
 recovered intent. Exit status 1 if any seed lost or duplicated a chat.
@@ -34,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner.emulator import EmulatorServer
+from provisioner.states.records import ChatRecord, MemberRecord, State
+from provisioner.states.store import local_store
 
 FAULTS = (
     "504=0.06,method=POST,path=/chats,chat-type=group",
@@ -117,6 +124,7 @@ def kill_cycles(
     max_rps: float = 20.0,
     kill_window: tuple[float, float] = (0.6, 2.2),
     max_runs: int = 12,
+    base_chats: int = 0,
 ) -> Report:
     """One seed: kill ``kills`` runs at random moments, rerun to completion, check."""
     rng = random.Random(seed)
@@ -124,14 +132,25 @@ def kill_cycles(
     started = time.monotonic()
     chats = write_manifest(workdir / "chats.yaml", rng, groups, pairs)
     state_path = workdir / "state.json"
+    base = write_base(workdir, state_path, base_chats) if base_chats else {}
     with EmulatorServer(
         data_path=workdir / "emulator.json", faults=list(FAULTS), seed=seed, limits="documented"
     ) as server:
         env = dict(os.environ, PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="soak")
         env.pop("PROVISION_STATE", None)
-        cmd = [sys.executable, "-m", "provisioner", "apply", "chats.yaml", "--auto-approve"]
+        manifests = ["chats.yaml", "base.yaml"] if base_chats else ["chats.yaml"]
+        cmd = [sys.executable, "-m", "provisioner", "apply", *manifests, "--auto-approve"]
         cmd += ["--state", str(state_path), "--format", "json", "--quiet"]
         cmd += ["--max-rps", str(max_rps)]
+        refresh = ["--no-refresh"] if base_chats else []
+        cmd += refresh
+        if base_chats:
+            # Kill during the changes, not while the manifests and the big state load: the
+            # window starts after what a plan of the same files takes.
+            t0 = time.monotonic()
+            _plan(workdir, env, manifests, state_path, server.url, refresh)
+            load = time.monotonic() - t0
+            kill_window = (kill_window[0] + load, kill_window[1] + load)
         finished = False
         while report.runs < max_runs and not finished:
             report.recovered += _pending_intents(state_path)
@@ -155,11 +174,9 @@ def kill_cycles(
         report.ambiguous_faults = counters.faults["504"] + counters.faults["drop"]
         report.server_lookup_requests = sum(counters.by_route[r] for r in LOOKUP_ROUTES)
         _check_tenant(server, chats, state_path, report)
-        plan = subprocess.run(
-            [sys.executable, "-m", "provisioner", "plan", "chats.yaml", "--state",
-             str(state_path), "--detailed-exitcode", "--graph-url", server.url],
-            cwd=workdir, env=env, capture_output=True, text=True,
-        )  # fmt: skip
+        kept = local_store(str(state_path)).read().chats
+        report.missing += sum(1 for key, record in base.items() if kept.get(key) != record)
+        plan = _plan(workdir, env, manifests, state_path, server.url, refresh)
     report.plan_exit = plan.returncode
     if plan.returncode != 0:
         report.errors.append(f"plan --detailed-exitcode exited {plan.returncode}: {plan.stdout}")
@@ -167,10 +184,45 @@ def kill_cycles(
     return report
 
 
+def _plan(
+    workdir: Path,
+    env: dict[str, str],
+    manifests: list[str],
+    state_path: Path,
+    url: str,
+    refresh: list[str],
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", "plan", *manifests, "--state", str(state_path),
+         "--detailed-exitcode", "--graph-url", url, *refresh],
+        cwd=workdir, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def write_base(workdir: Path, state_path: Path, n: int) -> dict[str, ChatRecord]:
+    """``n`` group chats already managed: in ``base.yaml`` and in the state (not in the
+    emulator: with ``--no-refresh`` nothing reads them from Graph)."""
+    rng = random.Random(n)
+    users = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(50)]
+    state = State()
+    lines = ["version: 1", "chats:"]
+    for i in range(n):
+        members = sorted(rng.sample(users, 3))
+        key = f"base-{i:06d}"
+        lines += [f"  - key: {key}", "    chatType: group", f"    topic: Base {i}", "    members:"]
+        lines += [f"      - user: {u}" for u in members]
+        records = tuple(MemberRecord(u, "owner", object_id=u) for u in members)
+        state.put_chat(key, ChatRecord(f"19:base{i}@thread.v2", "group", records, f"Base {i}"))
+    (workdir / "base.yaml").write_text("\n".join(lines) + "\n")
+    local_store(str(state_path)).write(state)
+    return dict(state.chats)
+
+
 def _pending_intents(state_path: Path) -> int:
+    # What the next run starts from: the state and any journal a killed run left.
     try:
-        return len(json.loads(state_path.read_text()).get("intents", {}))
-    except (OSError, ValueError):
+        return len(local_store(str(state_path)).read().intents)
+    except Exception:  # an unreadable state is reported by the run itself
         return 0
 
 
@@ -192,8 +244,8 @@ def _check_tenant(
 ) -> None:
     tenant = server.tenant
     report.duplicates = sum(len(g) - 1 for g in tenant.duplicate_group_chats())
-    state = json.loads(state_path.read_text())
-    recorded = {rec["chat_id"] for rec in state["chats"].values()}
+    state = local_store(str(state_path)).read()
+    recorded = {rec.chat_id for rec in state.chats.values()}
     for chat in chats:
         found = tenant.find_chats(
             chat_type=chat["type"], topic=chat["topic"], members=chat["members"]
@@ -206,8 +258,8 @@ def _check_tenant(
             report.wrong += 1
     live = tenant.chats(include_deleted=False)
     report.extra_chats = max(0, len(live) - len(chats))
-    if state.get("intents"):
-        report.errors.append(f"intents left in state: {sorted(state['intents'])}")
+    if state.intents:
+        report.errors.append(f"intents left in state: {sorted(state.intents)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=40)
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--max-rps", type=float, default=20.0)
+    parser.add_argument("--base-chats", type=int, default=0)
     args = parser.parse_args(argv)
     reports = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory(prefix="provision-kill-") as tmp:
             r = kill_cycles(
                 Path(tmp), seed=seed, kills=args.kills, groups=args.groups, pairs=args.pairs,
-                max_rps=args.max_rps,
+                max_rps=args.max_rps, base_chats=args.base_chats,
             )  # fmt: skip
         reports.append(r)
         per = f"{r.lookup_requests / r.lookups:.2f}" if r.lookups else "-"
