@@ -111,13 +111,14 @@ def write_state(spec: str, env: dict[str, str], state: State) -> None:
 
 
 def one_size(
-    directory: Path, state: State, new: int, spec: str, env: dict[str, str], repeat: int
+    directory: Path, state: State, new: int, where: str, env: dict[str, str], repeat: int
 ) -> tuple[Run, Run]:
     """(plan, apply) at one size and store, the pair whose apply-beyond-plan is shortest of
     ``repeat`` (each with the state rewritten and a fresh emulator)."""
     files = ["base.yaml", "new.yaml"]
     best: tuple[Run, Run] | None = None
-    for _ in range(repeat):
+    for n in range(repeat):
+        spec = where.replace("state.json", f"state-{n}.json")  # a fresh state each time
         write_state(spec, env, state)
         with EmulatorServer(limits=1.0, latency_ms=LATENCY_MS, seed=7) as server:
             run_env = dict(env, PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="bench")

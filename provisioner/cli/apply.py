@@ -216,6 +216,7 @@ def run_apply(
     from provisioner.graph.auth import is_loopback_host
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
+    from provisioner.manifest.gcpause import gc_paused
     from provisioner.operations.refresh import read_from_graph, record_plan_facts
     from provisioner.plans.files import check_applicable, load_plan
     from provisioner.plans.planner import make_plan
@@ -289,7 +290,8 @@ def run_apply(
         # ``journaled`` closes before the lock is released: the run's journal is compacted there.
         with store.lock("apply") as info, contextlib.ExitStack() as journaled:
             _note_takeover(info)
-            state = store.read()
+            with gc_paused():  # a big state: its records are then frozen out of collections
+                state = store.read()
             if saved is not None:
                 check_applicable(saved, state, url)
                 plan = saved
@@ -299,7 +301,8 @@ def run_apply(
                     # As plan does: drift, the refreshed view, UPNs resolved (issue 7).
                     plan = read_from_graph(client, desired, state, graph_url=url, prune=prune)
                 else:
-                    plan = make_plan(desired, state, prune=prune, graph_url=url)
+                    with gc_paused():
+                        plan = make_plan(desired, state, prune=prune, graph_url=url)
                 if fmt == "text":
                     color = _use_color()
                     click.echo(render_plan(plan, "text", color=color), nl=False)

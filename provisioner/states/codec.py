@@ -71,7 +71,9 @@ def decode_state(raw: bytes, path: str, hint: str) -> State:
             hint="upgrade provision; the file was not changed",
         )
     try:
-        return _state_from(data)
+        state = _state_from(data)
+        state._source.update(raw=raw, chats=dict(state.chats))
+        return state
     except _Bad as exc:
         raise StateError(f"the state file {path} is corrupt: {exc}", hint=hint) from exc
 

@@ -71,8 +71,11 @@ class JournalWriter:
         self._carry: list[bytes] | None = None  # appended after a compaction's marker
         self._broken: StateError | None = None
         self._last = clock()
-        self._cost = 0.0
+        # What a compaction costs: until one is measured, about what reading the state took
+        # (both are one pass over every chat), so a big state is not compacted 5 s in.
+        self._cost = store.read_seconds
         self._open = False
+        self._prewarm: threading.Thread | None = None
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -110,6 +113,13 @@ class JournalWriter:
         self.state._log = []
         self._last = self._clock()
         self._open = True
+        if self.state._source:
+            # The run mostly waits for Graph: meanwhile, take the unchanged chats' encoded
+            # lines from the file just read, so the compaction at the end only writes them.
+            self._prewarm = threading.Thread(
+                target=self.state.copy().encode, name="provision-state-prewarm", daemon=True
+            )
+            self._prewarm.start()
 
     def update(self, change: Callable[[State], T]) -> T:
         """Run ``change(state)`` under the lock, then return its result once an append that
@@ -153,6 +163,8 @@ class JournalWriter:
                 self.store.journal.remove()
                 return
             self._compacting = True
+        if self._prewarm is not None:
+            self._prewarm.join()
         self._compact(final=True)
 
     # --- inside ----------------------------------------------------------------------------

@@ -129,6 +129,10 @@ class State:
     # True when read from an existing file (or written); False for "no state yet".
     exists: bool = False
     _encoded: dict[str, tuple[ChatRecord, bytes]] = field(default_factory=dict, repr=False)
+    # The bytes this state was decoded from and its chats as decoded ("raw", "chats"), until
+    # the first encode takes the unchanged chats' lines from them (``_adopt_source``). Shared
+    # by copies; emptied once used.
+    _source: dict[str, Any] = field(default_factory=dict, repr=False)
     # While a run journals its changes (``states.journaled``), each change made through the
     # methods below is also noted here, in order, for the journal to append; None otherwise.
     # Code that changes a journaled state must use these methods, not the dicts directly.
@@ -198,6 +202,7 @@ class State:
             last_plan_id=self.last_plan_id,
             exists=self.exists,
             _encoded=self._encoded,
+            _source=self._source,
         )
 
     def encode(self, serial: int | None = None) -> bytes:
@@ -210,15 +215,18 @@ class State:
         chats = list(self.chats.items())  # a snapshot: safe against a concurrent put_chat
         chats.sort(key=_first)
         cache = self._encoded
-        lines = []
-        for key, record in chats:
-            hit = cache.get(key)
-            if hit is None or hit[0] is not record:
-                line = f"    {_dumps(key)}: {_dumps(record.to_dict())}".encode()
-                cache[key] = (record, line)
-                lines.append(line)
-            else:
-                lines.append(hit[1])
+        if self._source:
+            _adopt_source(self._source, cache)
+        # Comprehensions, not a loop: at 100,000 chats this is the cost of every compaction.
+        hits = list(map(cache.get, [key for key, _ in chats]))
+        lines = [
+            hit[1] if hit is not None and hit[0] is record else b""
+            for (_, record), hit in zip(chats, hits, strict=True)
+        ]
+        for i in [i for i, line in enumerate(lines) if not line]:
+            key, record = chats[i]
+            lines[i] = f"    {_dumps(key)}: {_dumps(record.to_dict())}".encode()
+            cache[key] = (record, lines[i])
         head = {
             "format_version": self.format_version,
             "serial": self.serial if serial is None else serial,
@@ -245,6 +253,57 @@ class State:
         if lines:
             out += b",\n".join(lines) + b"\n"
         return out + "\n".join(tail).encode()
+
+
+def _adopt_source(source: dict[str, Any], cache: dict[str, tuple[ChatRecord, bytes]]) -> None:
+    """Fill the encoding cache from the file the state was read from, so that the first
+    write after a read costs a copy of the unchanged chats' lines rather than encoding each
+    again (the journal's compaction of a 100,000-chat state: issue 16).
+
+    Only a file in this module's layout is used: exactly one line per chat between the
+    ``"chats"`` line and its closing brace, each ``    "KEY": {...}``, the KEYs exactly the
+    chats decoded from that file. Anything else (an edited or pretty-printed file) is simply
+    encoded anew. The checks run over whole byte strings or in comprehensions: this is on the
+    path of every compaction. A chat replaced since the read is not taken (the cache checks
+    the record's identity).
+    """
+    raw, decoded = source.pop("raw", b""), source.pop("chats", {})
+    opening = b'\n  "chats": {\n'
+    start = raw.find(opening) + len(opening)
+    end = raw.find(b"\n  },\n", start)
+    n = len(decoded)
+    if start < len(opening) or end < 0 or not n:
+        return
+    region = raw[start:end]
+    if not (
+        region.startswith(b'    "')
+        and region.endswith(b"}")
+        and region.count(b"\n") == n - 1
+        and region.count(b'},\n    "') == n - 1
+    ):
+        return
+    lines = region.split(b",\n")  # a JSON string holds no raw newline: these are the chats
+    try:
+        keys = [_key(line[5 : line.find(b'": {', 5)]) for line in lines]
+    except ValueError:  # not "KEY": {, or not UTF-8: encode anew
+        return
+    if len(set(keys)) != n or decoded.keys() != set(keys):
+        return
+    # Each of the n lines starts a distinct one of the n chats the JSON parser found in this
+    # object, so each line is exactly that chat. An entry replaced meanwhile by a newer
+    # record's line is only a cache miss (the record's identity is checked on use).
+    cache.update(zip(keys, zip(map(decoded.__getitem__, keys), lines, strict=True), strict=True))
+
+
+def _key(name: bytes) -> str:
+    if b"\\" in name:  # an escape: rare, let JSON decode it
+        key = json.loads(b'"' + name + b'"')
+        if not isinstance(key, str):
+            raise ValueError(name)
+        return key
+    if b'"' in name:
+        raise ValueError(name)
+    return name.decode()
 
 
 def _first(item: tuple[str, ChatRecord]) -> str:

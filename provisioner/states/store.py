@@ -6,6 +6,7 @@ file, or Azure Blob Storage imported on demand).
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Protocol
 
 from provisioner.errors import StateError
@@ -65,6 +66,7 @@ class JournaledStore:
         self.journal = journal
         self.leftover = False  # the last read found a journal (a killed run's)
         self.replayed = 0  # how many of its records were applied
+        self.read_seconds = 0.0  # what the last read of the state took (a compaction's cost)
 
     @property
     def location(self) -> str:
@@ -75,7 +77,9 @@ class JournaledStore:
         return self.inner.backup_location
 
     def read(self) -> State:
+        started = time.perf_counter()
         state = self.inner.read()
+        self.read_seconds = time.perf_counter() - started
         raw = self.journal.read()
         self.leftover = raw is not None
         self.replayed = 0

@@ -371,3 +371,25 @@ def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:  # type
     assert again.protected == {"b"} and again.chats == {"b": record}
     again.remove_chat("b")
     assert again.protected == set()
+
+
+def test_the_first_write_after_a_read_reuses_the_files_lines_and_writes_the_same_bytes() -> None:
+    from provisioner.states.codec import decode_state
+
+    state = State()
+    for n, key in enumerate(["a", 'we"ird\\key', "ünï", "brace{", "b"]):
+        topic = "t{o}p[ic" if n % 2 else f"Topic {n}"
+        state.put_chat(key, ChatRecord(f"19:{n}@thread.v2", "group", (MemberRecord("u"),), topic))
+    raw = state.encode(serial=1)
+    read = decode_state(raw, "s", "h")
+    changed = ChatRecord("19:new@thread.v2", "group", (MemberRecord("v"),), "New")
+    read.put_chat("b", changed)  # replaced since the read: must not take the file's line
+    read.remove_chat("a")
+    again = read.copy().encode(serial=1)
+    assert len(read._encoded) >= 4  # the unchanged chats' lines came from the file
+    fresh = State(lineage=read.lineage, chats=dict(read.chats), last_plan_id=read.last_plan_id)
+    assert again == fresh.encode(serial=1)
+    # A file in another layout (pretty-printed) is not used: the bytes are encoded anew.
+    pretty = json.dumps(json.loads(raw), indent=2).encode()
+    other = decode_state(pretty, "s", "h")
+    assert other.copy().encode(serial=1) == raw and not other._source
