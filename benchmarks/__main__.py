@@ -106,6 +106,15 @@ BENCHES = [
         "emulator requests/s vs a bare stdlib HTTP server, same clients",
     ),
     Bench(
+        "journal",
+        "bench_journal.py",
+        [],
+        ["--new", "90", "--sizes", "10000", "--repeat", "1", "--big", "20000"],
+        "`apply` of 300 new chats at Graph's rate on 10,000- and 100,000-chat states vs the same "
+        "from an empty state; the state in Azurite vs the local file; journal replay and "
+        "compaction",
+    ),
+    Bench(
         "state_azblob",
         "bench_state_azblob.py",
         [],

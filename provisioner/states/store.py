@@ -89,7 +89,8 @@ class JournaledStore:
         return state
 
     def write(self, state: State) -> None:
-        if self.journal.read() is None:
+        raw = self.journal.read()
+        if raw is None:
             self.inner.write(state)
             return
         if not self.leftover:
@@ -98,7 +99,9 @@ class JournaledStore:
                 "appeared after this command read the state",
                 hint="another run may be using the state; run the command again",
             )
-        self.journal.append(marker(state.serial + 1))
+        if parse(raw, self.journal.location).header is not None:
+            # Else empty, or torn before its header was durable: nothing in it to absorb.
+            self.journal.append(marker(state.serial + 1))
         self.inner.write(state)
         self.journal.remove()
         self.leftover = False

@@ -133,3 +133,16 @@ def test_a_foreign_journal_is_refused_and_left_in_place(tmp_path: Path) -> None:
         local_store(path).read()
     assert "left it in place" in caught.value.message
     assert Path(path + ".journal").read_bytes() == foreign
+
+
+def test_a_journal_torn_before_its_header_holds_nothing_and_is_removed(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.json")
+    store = local_store(path)
+    store.write(store.read())
+    Path(path + ".journal").write_bytes(header("l", 1)[:6])  # killed while starting one
+    again = local_store(path)
+    state = again.read()
+    assert again.leftover and again.replayed == 0
+    again.write(state)
+    assert not Path(path + ".journal").exists()
+    assert local_store(path).read().serial == 2
