@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from operator import itemgetter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from provisioner import __version__
