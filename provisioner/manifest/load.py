@@ -29,6 +29,7 @@ from yaml.nodes import Node, SequenceNode
 
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
 from provisioner.manifest import fastpath, moves, rules
+from provisioner.manifest.plaindata import flatten_merges, to_data
 from provisioner.manifest.schema import load_schema, schema_path
 from provisioner.manifest.yamlload import (
     BadFile,
@@ -36,12 +37,10 @@ from provisioner.manifest.yamlload import (
     alias_budget,
     compose,
     decode,
-    flatten_merges,
     format_path,
     locate,
     position,
     read_bytes,
-    to_data,
 )
 from provisioner.models import Chat, DesiredState, Member, Move
 
