@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.graph.errors import GraphError
 from provisioner.graph.pacing import Scope, backoff_delay
 from provisioner.graph.retry import parse_retry_after
 from provisioner.graph.routes import route_for
-from provisioner.graph.transport import Response
+
+if TYPE_CHECKING:  # the transport imports requests; shaping a batch does not need it
+    from provisioner.graph.transport import Response
 
 #: ``concepts/json-batching.md``: "JSON batch requests are currently limited to 20 individual
 #: requests."
