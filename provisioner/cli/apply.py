@@ -32,12 +32,13 @@ from provisioner.cli.options import (
 )
 from provisioner.errors import InputError
 
-# Light at module level (defaults and the hooks' base class); the executor, the progress
-# display and the state are imported when an apply runs: registering the command (every
-# `provision` start, `--help` included) must not pay for them.
-from provisioner.operations.apply import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, ApplyHooks
+# Light (the defaults); the operation, the executor, the progress display and the state are
+# imported when an apply runs: registering the command (every `provision` start, `--help`
+# included) must not pay for them.
+from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
+    from provisioner.apply.control import ApplyListener
     from provisioner.graph.auth import Credential
     from provisioner.operations.apply import ApplyOutcome
     from provisioner.plans.types import Plan
@@ -216,9 +217,12 @@ def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
     return shlex.join(words)
 
 
-class _CommandLine(ApplyHooks):
-    """An apply run from the command line: the plan on stdout and a confirmation on the
-    terminal, the progress display on stderr, SIGINT/SIGTERM as a clean stop."""
+class _CommandLine:
+    """The `ApplyHooks` of an apply run from the command line: the plan on stdout and a
+    confirmation on the terminal, the progress display on stderr, SIGINT/SIGTERM as a clean
+    stop (a second one stops at once)."""
+
+    listener: ApplyListener | None
 
     def __init__(self, *, fmt: str, auto_approve: bool, quiet: bool | None) -> None:
         from provisioner.cli.progress import CliProgress, progress_mode

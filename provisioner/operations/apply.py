@@ -17,9 +17,10 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Protocol, Union
 from urllib.parse import urlsplit
 
+from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 from provisioner.operations.state import locked
 
 if TYPE_CHECKING:
@@ -33,11 +34,6 @@ if TYPE_CHECKING:
     from provisioner.states.lock import LockInfo
     from provisioner.states.records import State
     from provisioner.states.writer import StateWriter
-
-#: Graph client retries per request (throttling, 5xx, dropped connections).
-MAX_RETRIES = 8
-DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round trips) = 14
-DEFAULT_TIMEOUT = 60.0
 
 #: What an apply starts from: a saved plan, or the manifests' desired state (planned here).
 Target = Union["Plan", "DesiredState"]
@@ -66,11 +62,12 @@ class ApplySettings:
     run_unchanged: bool = False
 
 
-class ApplyHooks:
-    """How the caller takes part in an apply; the defaults do nothing (a library caller)."""
+class ApplyHooks(Protocol):
+    """How the caller takes part in an apply (the CLI: its plan display, confirmation prompt,
+    progress display and signal handling). `NoHooks` does nothing."""
 
     #: Receives the executor's progress (None: nothing is shown).
-    listener: ApplyListener | None = None
+    listener: ApplyListener | None
 
     def took_over(self, stale: LockInfo) -> None:
         """The run took over the stale lock ``stale`` (its holder died on this host)."""
@@ -84,6 +81,22 @@ class ApplyHooks:
     ) -> contextlib.AbstractContextManager[None]:
         """Held while the executor runs; ``request_stop(reason)`` stops it cleanly (e.g. from a
         signal handler). Raise `StopNow` inside it to stop at once."""
+
+
+class NoHooks:
+    """`ApplyHooks` for a library caller: no progress, no review, no signal handling."""
+
+    listener: ApplyListener | None = None
+
+    def took_over(self, stale: LockInfo) -> None:
+        return None
+
+    def review(self, plan: Plan) -> None:
+        return None
+
+    def running(
+        self, request_stop: Callable[[str], None]
+    ) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
 
@@ -177,14 +190,24 @@ def run_apply(
     """Apply ``target`` to the chats at ``graph_url``, under the state's lock. Every change is
     saved to the state as soon as Graph made it (see `provisioner.apply.executor`)."""
     from provisioner.apply.control import RequestStats, StopSignal
+    from provisioner.graph.pacing import Pacer
+    from provisioner.operations.clients import apply_client
     from provisioner.states.store import open_store
     from provisioner.states.writer import StateWriter
 
     settings = settings or ApplySettings()
-    hooks = hooks or ApplyHooks()
+    hooks = hooks or NoHooks()
     stop = StopSignal()
     stats = RequestStats()
-    pacer, client = _apply_client(graph_url, credential, settings, stop, stats)
+    pacer = Pacer(max_rps=settings.max_rps, sleep=stop.sleep)
+    client = apply_client(
+        graph_url,
+        credential,
+        pacer,
+        timeout=settings.timeout,
+        pool=settings.concurrency,
+        stats=stats,
+    )
     try:
         store = open_store(state_path, state_endpoint)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
@@ -202,30 +225,6 @@ def run_apply(
             )
     finally:
         client.close()
-
-
-def _apply_client(
-    graph_url: str,
-    credential: Credential,
-    settings: ApplySettings,
-    stop: StopSignal,
-    stats: RequestStats,
-) -> tuple[Pacer, GraphClient]:
-    """The paced client of an apply: its pacer obeys ``stop``, ``stats`` counts its requests."""
-    from provisioner.graph.client import GraphClient
-    from provisioner.graph.pacing import Pacer
-
-    pacer = Pacer(max_rps=settings.max_rps, sleep=stop.sleep)
-    client = GraphClient(
-        graph_url,
-        credential,
-        pacer=pacer,
-        timeout=(min(10.0, settings.timeout), settings.timeout),
-        max_retries=MAX_RETRIES,
-        pool_size=settings.concurrency + 4,
-        on_event=stats,
-    )
-    return pacer, client
 
 
 def _plan(

@@ -1,9 +1,9 @@
-"""The Graph clients the operations read with, and the credential of the built-in emulator.
+"""The Graph clients the operations use, their settings, and the emulator's credential.
 
-``apply`` builds its own client (its pacer obeys the stop signal, its retries and timeouts come
-from the command line: `provisioner.operations.apply`); ``plan``, ``import`` and ``export``
-read with `read_client`. The Graph client (and so requests) is imported when a client is
-built: ``provision --help`` does not pay for it.
+``apply`` writes with `apply_client` (its pacer obeys the stop signal; retries, timeout and
+pool size as configured); ``plan``, ``import`` and ``export`` read with `read_client`. This
+module is light: the CLI reads its defaults at start-up, and the Graph client (and so
+requests) is imported only when a client is built.
 """
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from provisioner.apply.control import RequestStats
     from provisioner.graph.auth import Credential
     from provisioner.graph.client import GraphClient
+    from provisioner.graph.pacing import Pacer
+
+#: Graph client retries per request (throttling, 5xx, dropped connections).
+MAX_RETRIES = 8
+DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round trips) = 14
+DEFAULT_TIMEOUT = 60.0
 
 
 class EmulatorToken:
@@ -34,6 +41,30 @@ class EmulatorToken:
     def invalidate(self) -> None:
         with self._lock:
             self._generation += 1
+
+
+def apply_client(
+    graph_url: str,
+    credential: Credential,
+    pacer: Pacer,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    pool: int = DEFAULT_CONCURRENCY,
+    stats: RequestStats | None = None,
+) -> GraphClient:
+    """The client of an apply: ``pool`` workers' connections, ``timeout`` seconds per answer
+    (at most 10 to connect), `MAX_RETRIES` retries, every request counted by ``stats``."""
+    from provisioner.graph.client import GraphClient
+
+    return GraphClient(
+        graph_url,
+        credential,
+        pacer=pacer,
+        timeout=(min(10.0, timeout), timeout),
+        max_retries=MAX_RETRIES,
+        pool_size=pool + 4,
+        on_event=stats,
+    )
 
 
 def read_client(graph_url: str, credential: Credential) -> GraphClient:

@@ -14,8 +14,8 @@ from provisioner.emulator import EmulatorServer
 from provisioner.errors import ProvisionError, StateError
 from provisioner.models import DesiredState, Member
 from provisioner.operations.apply import (
-    ApplyHooks,
     ApplySettings,
+    NoHooks,
     record_plan_facts,
     run_apply,
 )
@@ -74,7 +74,7 @@ def test_remove_keys_removes_all_or_nothing(tmp_path: Path) -> None:
     assert sorted(LocalStateStore(tmp_path / "s.json").read().chats) == ["b"]
 
 
-class Recorder(ApplyHooks):
+class Recorder(NoHooks):
     def __init__(self) -> None:
         self.reviewed: list[Plan] = []
 
