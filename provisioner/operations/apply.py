@@ -6,8 +6,7 @@ applies, records the plan's facts, and runs the executor. It never prints or pro
 caller shows the plan and confirms in `ApplyHooks.review`, draws progress with its listener,
 and turns signals into a stop in `ApplyHooks.running`.
 
-Imports stay light at module level (the CLI reads the defaults below when it starts); the
-executor, the Graph client and the stores are imported when an apply runs.
+The executor, the Graph client and the stores are imported when an apply runs.
 """
 
 from __future__ import annotations
