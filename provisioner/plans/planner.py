@@ -85,7 +85,7 @@ def refresh_only_plan(
 ) -> Plan:
     """``plan --refresh-only``: the drift between ``state`` and ``live`` alone, no changes
     from the manifests (Terraform's refresh-only mode). Applying it records the refreshed view
-    in state (``refresh.record_plan_facts``)."""
+    in state (``operations.apply.record_plan_facts``)."""
     drift = []
     for key in sorted(state.chats):
         if key in live:
