@@ -9,9 +9,9 @@ provision") and plans the changes that bring the chats back to the manifest.
 
 Does refresh update the state? Not by itself, like Terraform's plan: ``plan`` never writes the
 state. The plan records the refreshed view (each drifted chat's ``Drift.record``; the changes'
-``before``), and apply persists it (``record_plan_facts``) before making any change, as
-Terraform's apply persists the refreshed state. So a ``plan`` is read-only, and a saved plan
-applies exactly the view it was reviewed with.
+``before``), and apply persists it (``operations.apply.record_plan_facts``) before making any
+change, as Terraform's apply persists the refreshed state. So a ``plan`` is read-only, and a
+saved plan applies exactly the view it was reviewed with; this module never writes the state.
 """
 
 from __future__ import annotations
@@ -145,38 +145,3 @@ def read_from_graph(
 def is_manageable(chat: LiveChat) -> bool:
     """Only oneOnOne and group chats can be managed (meeting chats belong to meetings)."""
     return chat.chat_type in CHAT_TYPES
-
-
-def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> bool:
-    """Record in ``state`` what ``plan`` learned, before apply makes any change: renamed keys
-    (``moved:``), the refreshed view of drifted chats (a gone chat leaves the state), the
-    resolved users, and protection changes, through ``State``'s methods (so an apply journals
-    them), and with ``note_plan`` the plan's id when anything changed. Returns True when
-    ``state`` changed. Safe to call twice (a resumed apply)."""
-    changed = False
-    for old, new in plan.moves:
-        if old in state.chats and new not in state.chats:
-            state.rename_chat(old, new)
-            changed = True
-    for drift in plan.drift:
-        if drift.record is not None:
-            if state.chats.get(drift.key) != drift.record:
-                state.put_chat(drift.key, drift.record)
-                changed = True
-        elif drift.gone and drift.key in state.chats:
-            state.remove_chat(drift.key)
-            changed = True
-    users = {upn: oid for upn, oid in plan.users.items() if state.users.get(upn) != oid}
-    if users:
-        state.put_users(users)
-        changed = True
-    for change in plan.changes:
-        if change.protect_change is None:
-            continue
-        protect = change.protect_change[1]
-        if protect != (change.key in state.protected):
-            state.set_protected(change.key, protect)
-            changed = True
-    if changed and note_plan:
-        state.set_last_plan(plan.plan_id)  # a saved plan is then refused as already applied
-    return changed
