@@ -30,7 +30,7 @@ from provisioner.apply.context import ChatApi, StepContext, Steps
 from provisioner.apply.control import ApplyListener, Cancelled, Progress, RequestStats, StopSignal
 from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply.steps import ChatSteps
-from provisioner.errors import AuthError, StateError
+from provisioner.errors import AuthError, LockError, StateError
 from provisioner.graph.errors import GraphAuthError, GraphConnectionError, GraphPermissionError
 from provisioner.graph.pacing import DOCUMENTED_LIMITS, Pacer, Scope
 from provisioner.plans.types import Change, Plan
@@ -111,8 +111,16 @@ class _Gate:
 
 
 # Failures every other chat would meet too: a missing permission, a rejected credential, a
-# Graph that cannot be reached (DNS, refused), a state that cannot be written.
-_STOP_EARLY = (GraphAuthError, GraphPermissionError, GraphConnectionError, AuthError, StateError)
+# Graph that cannot be reached (DNS, refused), a state that cannot be written (or whose lock
+# was lost).
+_STOP_EARLY = (
+    GraphAuthError,
+    GraphPermissionError,
+    GraphConnectionError,
+    AuthError,
+    StateError,
+    LockError,
+)
 
 
 class Executor:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from provisioner.errors import StateError
+from provisioner.errors import ProvisionError, StateError
 from provisioner.states.journal import encode, header, marker
 from provisioner.states.records import State
 from provisioner.states.store import JournaledStore
@@ -69,7 +69,7 @@ class JournalWriter:
         self._appending = False  # an append is in flight (without the lock)
         self._compacting = False
         self._carry: list[bytes] | None = None  # appended after a compaction's marker
-        self._broken: StateError | None = None
+        self._broken: ProvisionError | None = None
         self._last = clock()
         # What a compaction costs: until one is measured, about what reading the state took
         # (both are one pass over every chat), so a big state is not compacted 5 s in.
@@ -88,7 +88,7 @@ class JournalWriter:
         except Exception:
             # Everything reported done is in the journal already; the error matters more than
             # a failed compaction (the next run replays the journal).
-            with contextlib.suppress(StateError):
+            with contextlib.suppress(ProvisionError):
                 self.close()
             raise
         except BaseException:
@@ -123,7 +123,7 @@ class JournalWriter:
 
     def update(self, change: Callable[[State], T]) -> T:
         """Run ``change(state)`` under the lock, then return its result once an append that
-        includes it is durable. A failed append raises (StateError) in every thread whose
+        includes it is durable. A failed append raises (a ProvisionError) in every thread whose
         change it was meant to persist, and in every later call."""
         with self._cond:
             if self._broken is not None:
@@ -201,7 +201,7 @@ class JournalWriter:
         self._cond.release()
         try:
             self.store.journal.append(data)
-        except StateError as exc:
+        except ProvisionError as exc:
             self._broken = exc
             raise
         finally:
@@ -263,7 +263,7 @@ class JournalWriter:
             if self._broken is None:
                 try:
                     self.store.journal.append(data)
-                except StateError as exc:
+                except ProvisionError as exc:
                     self._broken = exc
                     if not final:
                         raise
@@ -284,6 +284,6 @@ class JournalWriter:
         carry = b"".join(self._carry or [])
         try:
             self.store.journal.reset(header(self.state.lineage, self.state.serial) + carry)
-        except StateError as exc:
+        except ProvisionError as exc:
             self._broken = exc
             raise

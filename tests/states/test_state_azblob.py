@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from azurite_support import ACCOUNT, KEY, Azurite
@@ -483,3 +484,37 @@ def test_cli_without_the_azure_extra(
     assert main(["state", "list", "--state", "azblob://contoso/tfstate/s.json"]) == 1
     err = capsys.readouterr().err
     assert INSTALL in err and "Traceback" not in err
+
+
+def test_the_journal_is_an_append_blob_no_second_writer_can_interleave(
+    azurite: Azurite, spec: str, open_: Callable[..., Any]
+) -> None:
+    from azure.storage.blob import BlobClient
+
+    from provisioner.errors import LockError
+    from provisioner.states.journal_writer import JournalWriter
+    from provisioner.states.records import ChatRecord, MemberRecord
+    from provisioner.states.store import JournaledStore
+
+    inner = open_()
+    store = JournaledStore(inner, inner.journal_file())
+    record = ChatRecord("19:a@thread.v2", "group", (MemberRecord("a@x.com"),), "A")
+    with store.lock("apply"):
+        writer = JournalWriter(store, store.read())
+        writer.start()
+        writer.update(lambda s: s.put_chat("a", record))
+        loc = parse_azblob_url(spec)
+        journal = BlobClient(
+            azurite.endpoint,
+            loc.container,
+            loc.blob + ".journal",
+            credential={"account_name": ACCOUNT, "account_key": KEY},
+        )
+        assert journal.get_blob_properties().blob_type == "AppendBlob"
+        journal.append_block(b"someone else")  # not this run's append position any more
+        with pytest.raises(LockError, match="changed by another writer"):
+            writer.update(lambda s: s.put_chat("b", record))
+        writer.abandon()
+    # What this run made durable before is still read back; the foreign bytes are a torn tail.
+    again = open_()
+    assert set(JournaledStore(again, again.journal_file()).read().chats) == {"a"}
