@@ -37,6 +37,11 @@ from provisioner.states.store import JournaledStore
 T = TypeVar("T")
 
 
+def _yield() -> None:
+    """Between two steps of the prewarm: let the apply's threads run first."""
+    time.sleep(0.002)
+
+
 class JournalWriter:
     """Owns one ``State`` for the length of a run; threads change it only through ``update``.
 
@@ -117,7 +122,10 @@ class JournalWriter:
             # The run mostly waits for Graph: meanwhile, take the unchanged chats' encoded
             # lines from the file just read, so the compaction at the end only writes them.
             self._prewarm = threading.Thread(
-                target=self.state.copy().encode, name="provision-state-prewarm", daemon=True
+                target=self.state.copy().prepare,
+                args=(_yield,),
+                name="provision-state-prewarm",
+                daemon=True,
             )
             self._prewarm.start()
 

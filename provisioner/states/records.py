@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -26,6 +26,7 @@ from provisioner import __version__
 STATE_FORMAT_VERSION = 1
 DEFAULT_STATE_PATH = "provision.state.json"
 BACKUP_SUFFIX = ".backup"
+_STEP = 1 << 20  # bytes of a state file handled in one step by _adopt_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +207,13 @@ class State:
             _source=self._source,
         )
 
+    def prepare(self, pause: Callable[[], None] | None = None) -> None:
+        """Take the unchanged chats' encoded lines from the file this state was read from
+        now (``_adopt_source``; else the next ``encode`` does it), calling ``pause()`` between
+        steps."""
+        if self._source:
+            _adopt_source(self._source, self._encoded, pause)
+
     def encode(self, serial: int | None = None) -> bytes:
         """The state file's bytes (with ``serial`` instead of ``self.serial`` if given).
 
@@ -257,7 +265,11 @@ class State:
         return out + "\n".join(tail).encode()
 
 
-def _adopt_source(source: dict[str, Any], cache: dict[str, tuple[ChatRecord, bytes]]) -> None:
+def _adopt_source(
+    source: dict[str, Any],
+    cache: dict[str, tuple[ChatRecord, bytes]],
+    pause: Callable[[], None] | None = None,
+) -> None:
     """Fill the encoding cache from the file the state was read from, so that the first
     write after a read costs a copy of the unchanged chats' lines rather than encoding each
     again (the journal's compaction of a 100,000-chat state: issue 16).
@@ -265,36 +277,49 @@ def _adopt_source(source: dict[str, Any], cache: dict[str, tuple[ChatRecord, byt
     Only a file in this module's layout is used: exactly one line per chat between the
     ``"chats"`` line and its closing brace, each ``    "KEY": {...}``, the KEYs exactly the
     chats decoded from that file. Anything else (an edited or pretty-printed file) is simply
-    encoded anew. The checks run over whole byte strings or in comprehensions: this is on the
-    path of every compaction. A chat replaced since the read is not taken (the cache checks
-    the record's identity).
+    encoded anew. A chat replaced since the read is not taken (the cache checks the record's
+    identity). The work goes in steps of about ``_STEP`` bytes, with ``pause()`` between
+    them: run beside an apply, no step keeps the other threads from the interpreter long.
     """
     raw, decoded = source.pop("raw", b""), source.pop("chats", {})
     opening = b'\n  "chats": {\n'
     start = raw.find(opening) + len(opening)
-    end = raw.find(b"\n  },\n", start)
+    end = raw.rfind(b'\n  },\n  "intents": ')
     n = len(decoded)
-    if start < len(opening) or end < 0 or not n:
+    if start < len(opening) or end < start or not n:
         return
-    region = raw[start:end]
-    if not (
-        region.startswith(b'    "')
-        and region.endswith(b"}")
-        and region.count(b"\n") == n - 1
-        and region.count(b'},\n    "') == n - 1
-    ):
-        return
-    lines = region.split(b",\n")  # a JSON string holds no raw newline: these are the chats
-    try:
-        keys = [_key(line[5 : line.find(b'": {', 5)]) for line in lines]
-    except ValueError:  # not "KEY": {, or not UTF-8: encode anew
-        return
-    if len(set(keys)) != n or decoded.keys() != set(keys):
+    keys: list[str] = []
+    lines: list[bytes] = []
+    pos = start
+    while pos < end:
+        stop = raw.find(b",\n", min(pos + _STEP, end), end)
+        stop = end if stop < 0 else stop
+        # A JSON string holds no raw newline: the chats are separated by ",\n" alone.
+        part = raw[pos:stop].split(b",\n")
+        if not all(
+            [line[:5] == b'    "' and line[-1:] == b"}" and b"\n" not in line for line in part]
+        ):
+            return
+        try:
+            keys += [_key(line[5 : line.find(b'": {', 5)]) for line in part]
+        except ValueError:  # not "KEY": {, or not UTF-8: encode anew
+            return
+        lines += part
+        pos = stop + 2
+        if pause is not None:
+            pause()
+    if len(lines) != n or len(set(keys)) != n or decoded.keys() != set(keys):
         return
     # Each of the n lines starts a distinct one of the n chats the JSON parser found in this
     # object, so each line is exactly that chat. An entry replaced meanwhile by a newer
     # record's line is only a cache miss (the record's identity is checked on use).
-    cache.update(zip(keys, zip(map(decoded.__getitem__, keys), lines, strict=True), strict=True))
+    step = max(1, n * _STEP // max(1, end - start))
+    for i in range(0, n, step):
+        chunk = keys[i : i + step]
+        records = map(decoded.__getitem__, chunk)
+        cache.update(zip(chunk, zip(records, lines[i : i + step], strict=True), strict=True))
+        if pause is not None:
+            pause()
 
 
 def _key(name: bytes) -> str:
