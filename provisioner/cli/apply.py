@@ -145,6 +145,7 @@ def _apply(
     auth: str,
 ) -> int:
     from provisioner.cli.progress import graph_log
+    from provisioner.manifest.gcpause import gc_paused
     from provisioner.operations.apply import ApplySettings, load_target, plan_file_of, run_apply
     from provisioner.plans.types import Plan
 
@@ -152,7 +153,8 @@ def _apply(
     _check_usage(plan_file, fmt=fmt, auto_approve=auto_approve, prune=prune, refresh=refresh)
     # Credentials are checked before anything is planned (no network yet).
     connection = None if emulator else connection_for(graph_url, cloud, auth)
-    target = load_target(targets, plan_file)
+    with gc_paused():  # as plan does: a big manifest's chats are then frozen (issue 16)
+        target = load_target(targets, plan_file)
     saved = target if isinstance(target, Plan) else None
     resume = resume_command(
         targets if saved is None else saved.manifest_files,
