@@ -452,10 +452,12 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
 @click.argument("lock_id", metavar="LOCK_ID")
 @_state_option
 def force_unlock_cmd(lock_id: str, state_path: str) -> int:
-    """Remove the state's lock, left by a run on another host or one that hangs.
+    """Remove the state's lock, left by a run that is gone.
 
-    A lock whose run died on this host is taken over automatically; use this only when no run
-    is using the state any more. LOCK_ID is the ID shown by the run that found it locked.
+    A local lock is released by the operating system when its run ends, and a lock file left
+    by a killed run is taken over automatically; a lock still held by a running process is
+    never removed (stop that process instead). For an azblob:// state this breaks the lease.
+    LOCK_ID is the ID shown by the run that found it locked.
     """
     from provisioner.states.store import force_unlock, open_store
 

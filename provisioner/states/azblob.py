@@ -41,7 +41,7 @@ from provisioner.states.azblob_conn import (
     connection_for,
     parse_azblob_url,
 )
-from provisioner.states.lock import LockInfo
+from provisioner.states.lock import LockInfo, new_lock_info
 from provisioner.states.records import BACKUP_SUFFIX, State, decode_state
 
 try:
@@ -73,7 +73,6 @@ from provisioner.states.azblob_lease import (
     decode_lock,
     encode_lock,
     error_code,
-    new_lock_info,
 )
 
 DEFAULT_LEASE_SECONDS = 60

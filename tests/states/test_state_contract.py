@@ -21,6 +21,7 @@ def _local(tmp_path: Path) -> Backend:
         new_store=lambda: LocalStateStore(path),
         put_raw=put_raw,
         read_backup=lambda: LocalStateStore(str(path) + ".backup").read(),
+        force_unlock_breaks_a_live_lock=False,
     )
 
 
