@@ -9,8 +9,6 @@ SIGINT/SIGTERM (the state is saved; running the same command again continues).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shlex
 import sys
 import threading
@@ -20,6 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from provisioner.cli.options import MAX_RPS, MAX_TIMEOUT, FiniteRange
 from provisioner.errors import InputError
 
 # The executor, the progress display and the state are imported inside run_apply: registering
@@ -89,19 +88,9 @@ def _emulator_port(graph_url: str) -> int:
 
 def is_plan_file(path: str) -> bool:
     """True for a file saved by ``provision plan --out`` (JSON with ``kind: provision-plan``)."""
-    from provisioner.plans.types import PLAN_FILE_KIND
+    from provisioner.plans.files import is_plan_file as check
 
-    if not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1)
-            if head != b"{":
-                return False
-            document = json.loads(head + f.read())
-    except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("kind") == PLAN_FILE_KIND
+    return check(path)
 
 
 def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
@@ -134,14 +123,14 @@ def apply_options(func: F) -> F:
             ),
             click.option(
                 "--max-rps",
-                type=click.FloatRange(min=0, min_open=True),
+                type=FiniteRange(0, MAX_RPS),
                 default=None,
                 help="Requests per second per tenant (default: Graph's documented 30 for "
                 "writes and for reads; lower it when other apps share the tenant's limits).",
             ),
             click.option(
                 "--timeout",
-                type=click.FloatRange(min=0, min_open=True),
+                type=FiniteRange(0, MAX_TIMEOUT),
                 default=DEFAULT_TIMEOUT,
                 show_default=True,
                 help="Seconds to wait for each Graph answer.",

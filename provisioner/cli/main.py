@@ -20,7 +20,7 @@ import click
 
 from provisioner import __version__
 from provisioner.cli.apply import apply_options
-from provisioner.cli.options import connection_options
+from provisioner.cli.options import FiniteRange, connection_options
 from provisioner.errors import ProvisionError
 
 if TYPE_CHECKING:
@@ -171,6 +171,11 @@ def _note_takeover(info: LockInfo) -> None:
     "--out", "out", metavar="PLANFILE", help="Save the plan for `provision apply PLANFILE`."
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="With --out: overwrite a file that is not a saved plan (never the state file).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "markdown"]),
@@ -211,6 +216,7 @@ def plan(
     paths: tuple[str, ...],
     state_path: str,
     out: str | None,
+    force: bool,
     fmt: str,
     refresh: bool | None,
     refresh_only: bool,
@@ -232,8 +238,11 @@ def plan(
     """
     from provisioner.graph.auth import graph_url_for, validate_graph_url
     from provisioner.manifest.gcpause import gc_paused
-    from provisioner.plans.files import save_plan
+    from provisioner.plans.files import check_plan_out, save_plan
     from provisioner.views.plan import render_plan
+
+    if out:  # before any work: never a manifest or a state overwritten by a plan
+        check_plan_out(out, force=force, state_path=state_path)
 
     if refresh_only and refresh is False:
         raise click.UsageError("--refresh-only reads the chats from Graph: drop --no-refresh")
@@ -608,7 +617,7 @@ EMULATOR_FAULT_HELP = (
 @click.option("--me", default=None, help="The signed-in user of /me (GUID or UPN).")
 @click.option(
     "--token-lifetime",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(0, 10 * 365 * 86400),
     default=None,
     metavar="SECONDS",
     help="Reject a bearer token with 401 this long after first use.",

@@ -33,8 +33,10 @@ class LocalStateStore:
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0.0) -> None:
         self.given_path = os.fspath(path)
-        # Followed through symlinks: one file, one backup, one lock, whatever the spelling.
-        self.path = os.path.realpath(self.given_path)
+        # Followed through symlinks: one file, one backup, one lock, whatever the spelling
+        # (kept as given when no link is involved, so messages show the user's own path).
+        real = os.path.realpath(self.given_path)
+        self.path = self.given_path if real == os.path.abspath(self.given_path) else real
         self.lock_timeout = lock_timeout
         self._lock = FileLock(self.path)
         self._took_over: LockInfo | None = None
