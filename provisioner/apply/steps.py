@@ -30,6 +30,7 @@ from provisioner.graph.errors import AmbiguousOutcome, GraphError, GraphNotFound
 from provisioner.graph.pacing import TENANT_WRITE
 from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.plans.types import Action, Change
+from provisioner.states.home import claim_home, tenants_seen
 from provisioner.states.records import ChatRecord, Intent, State
 
 
@@ -69,7 +70,13 @@ class ChatSteps:
             members=change.members,
             created_at=opt(chat.get("createdDateTime")),
         )
-        self.ctx.record(lambda s: s.put_chat(change.key, record))
+        tenant = _tenant_of(chat)
+
+        def done_one(state: State) -> None:
+            state.put_chat(change.key, record)
+            claim_home(state, tenant=tenant)
+
+        self.ctx.record(done_one)
         return Outcome(change.key, change.action, CREATED, record.chat_id)
         yield  # pragma: no cover  (a generator, like every action)
 
@@ -116,9 +123,12 @@ class ChatSteps:
                 created_at=opt(chat.get("createdDateTime")),
             )
 
+            tenant = _tenant_of(chat)
+
             def done(state: State) -> None:
                 state.put_chat(change.key, record)
                 _clear_intent(state, intent)
+                claim_home(state, tenant=tenant)
 
             self.ctx.record(done)
             return Outcome(change.key, change.action, CREATED, record.chat_id, notes=notes)
@@ -222,6 +232,12 @@ def _body(change: Change) -> dict[str, Any]:
 
 def _reason(exc: GraphError) -> str:
     return f"HTTP {exc.status}" if exc.status else exc.graph_message
+
+
+def _tenant_of(chat: Mapping[str, Any]) -> str | None:
+    """The chat's ``tenantId`` (chat resource), which a state without a tenant records."""
+    found = tenants_seen([chat])
+    return found.pop() if len(found) == 1 else None
 
 
 def _clear_intent(state: State, intent: Intent) -> None:

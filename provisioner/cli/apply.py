@@ -208,6 +208,7 @@ def run_apply(
     from provisioner.operations.refresh import read_from_graph, record_plan_facts
     from provisioner.plans.files import check_applicable, load_plan
     from provisioner.plans.planner import make_plan
+    from provisioner.states.home import settle_home
     from provisioner.states.records import DEFAULT_STATE_PATH
     from provisioner.states.store import open_store
     from provisioner.states.writer import StateWriter
@@ -278,6 +279,8 @@ def run_apply(
         with store.lock("apply") as info:
             _note_takeover(info)
             state = store.read()
+            # Before any change: the state's tenant and cloud are this run's (issue 15).
+            settle_home(state, store.location, graph_url=url, tenant=client.signed_in_tenant())
             if saved is not None:
                 check_applicable(saved, state, url)
                 plan = saved
@@ -285,7 +288,9 @@ def run_apply(
                 assert desired is not None
                 if refresh or (refresh is None and bool(state.chats)):
                     # As plan does: drift, the refreshed view, UPNs resolved (issue 7).
-                    plan = read_from_graph(client, desired, state, graph_url=url, prune=prune)
+                    plan = read_from_graph(
+                        client, desired, state, graph_url=url, prune=prune, location=store.location
+                    )
                 else:
                     plan = make_plan(desired, state, prune=prune, graph_url=url)
                 if fmt == "text":

@@ -51,6 +51,7 @@ def import_command(
     chat KEY and shows any difference. CHAT_ID is Graph's chat id (19:...@thread.v2).
     """
     from provisioner.operations.adopt import check_free, check_key, import_chat
+    from provisioner.states.home import settle_home
     from provisioner.states.store import open_store
 
     check_key(key)
@@ -60,6 +61,8 @@ def import_command(
     with contextlib.closing(client), store.lock("import") as info:
         _note_takeover(info)
         state = store.read()
+        tenant = client.signed_in_tenant()
+        settle_home(state, store.location, graph_url=client.base_url, tenant=tenant)
         record, users = import_chat(client, state, key, chat_id)
         state.put_chat(key, record)
         state.users.update(users)
@@ -115,6 +118,7 @@ def export_command(
     comments, or use --import-to-state): `provision plan` on it then shows no changes.
     """
     from provisioner.operations.export import export_chats, import_export, render_manifest
+    from provisioner.states.home import check_home, settle_home
     from provisioner.states.store import open_store
 
     if out and os.path.exists(out) and not force:
@@ -123,6 +127,9 @@ def export_command(
     # Chats the state manages already keep their key in the export.
     managed = {k: r.chat_id for k, r in store.read().chats.items()} if store is not None else {}
     client = open_client(graph_url, cloud, auth)
+    if store is not None:  # another tenant's state: stop before reading (issue 15)
+        check_home(store.read(), store.location, graph_url=client.base_url,
+                   tenant=client.signed_in_tenant())  # fmt: skip
     with contextlib.closing(client):
         result = export_chats(client, user, chat_type, managed=managed)
     text = render_manifest(result, graph_url=client.base_url)
@@ -137,6 +144,8 @@ def export_command(
         with store.lock("export") as info:
             _note_takeover(info)
             state = store.read()
+            tenant = client.signed_in_tenant()
+            settle_home(state, store.location, graph_url=client.base_url, tenant=tenant)
             added = import_export(result, state)
             store.write(state)
         already = len(result.chats) - len(added)

@@ -299,11 +299,13 @@ def _plan(
     never. Reading means refreshing the managed chats and resolving UPNs (issue 7)."""
     from provisioner.manifest.load import load_desired
     from provisioner.plans.planner import make_plan
+    from provisioner.states.home import check_home, settle_home
     from provisioner.states.store import open_store
 
     desired = load_desired(paths)
     store = open_store(state_path, _state_endpoint())
     state = store.read()
+    check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
     if refresh is False or (refresh is None and not state.chats) or connect is None:
         return make_plan(desired, state, prune=prune, graph_url=graph_url)
     from provisioner.operations.refresh import read_from_graph
@@ -314,6 +316,9 @@ def _plan(
         with _lock_for_refresh(store) as info:
             _note_takeover(info)
             state = store.read()
+            settle_home(
+                state, store.location, graph_url=graph_url, tenant=client.signed_in_tenant()
+            )
             if state.chats:
                 n = len(state.chats)
                 click.echo(
@@ -321,7 +326,13 @@ def _plan(
                     err=True,
                 )
             return read_from_graph(
-                client, desired, state, graph_url=graph_url, prune=prune, refresh_only=refresh_only
+                client,
+                desired,
+                state,
+                graph_url=graph_url,
+                prune=prune,
+                refresh_only=refresh_only,
+                location=store.location,
             )
     finally:
         client.close()
@@ -454,6 +465,32 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
     for key, chat_id in removed:
         where = f"chat {chat_id}" if chat_id else "any chat created for it"
         click.echo(f"Removed {key} from the state ({where} stays in Teams).")
+    return 0
+
+
+@state_cmd.command("unbind")
+@_state_option
+def state_unbind(state_path: str) -> int:
+    """Forget the tenant and cloud this state belongs to, to move it on purpose.
+
+    A state records the tenant and Graph cloud it was used with, and every command refuses
+    another (its chat ids mean nothing elsewhere). After a tenant migration, or to take a
+    state made against the emulator to a real tenant, unbind it: the next plan, apply, import
+    or export records the tenant and cloud it runs against.
+    """
+    from provisioner.errors import StateError
+    from provisioner.states.store import open_store
+
+    store = open_store(state_path, _state_endpoint())
+    with store.lock("state unbind") as info:
+        _note_takeover(info)
+        state = store.read()
+        if not state.exists:
+            raise StateError(f"no state at {store.location}: nothing to unbind")
+        was = f"tenant {state.tenant_id or '(none)'}, cloud {state.cloud or '(none)'}"
+        state.tenant_id = state.cloud = None
+        store.write(state)
+    click.echo(f"Unbound {store.location} from {was}; the next run records its own.")
     return 0
 
 

@@ -193,6 +193,21 @@ class StaticToken:
         return f"StaticToken(<{self._variable}>)"
 
 
+def tenant_of_token(token: str) -> str | None:
+    """The ``tid`` claim (the tenant signed in to) of a JWT access token, if it is one; the
+    signature is not checked: this only tells which tenant a run is about to change (Entra
+    access tokens carry ``tid``: identity-platform access-token claims reference)."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 64 * 1024:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
+        return None
+    tid = payload.get("tid") if isinstance(payload, dict) else None
+    return tid.lower() if isinstance(tid, str) and _GUID.match(tid) else None
+
+
 def _jwt_expiry(token: str) -> float | None:
     """The ``exp`` claim of a JWT access token, if it is one (the signature is not checked)."""
     parts = token.split(".")

@@ -27,7 +27,7 @@ import requests
 
 from provisioner import __version__
 from provisioner.graph import batch as batching
-from provisioner.graph.auth import Credential, validate_graph_url
+from provisioner.graph.auth import Credential, tenant_of_token, validate_graph_url
 from provisioner.graph.batch import BATCH_LIMIT
 from provisioner.graph.errors import (
     AmbiguousOutcome,
@@ -139,6 +139,11 @@ class GraphClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def signed_in_tenant(self) -> str | None:
+        """The tenant the credential signs in to (the token's ``tid``), or None when the token
+        does not say (an opaque token, the emulator's). Gets a token: signs in if needed."""
+        return tenant_of_token(self._credential.get_token())
 
     # -- endpoints -----------------------------------------------------------------------------
 

@@ -132,6 +132,10 @@ class State:
     protected: set[str] = field(default_factory=set)
     # The id of the last saved plan an apply started from, so re-applying it is named as such.
     last_plan_id: str | None = None
+    # Where the chats live (``states.home``): the tenant id and the Graph cloud, recorded the
+    # first time the state is used against Graph. Absent from the file until known.
+    tenant_id: str | None = None
+    cloud: str | None = None
     # True when read from an existing file (or written); False for "no state yet".
     exists: bool = False
     _encoded: dict[str, tuple[ChatRecord, bytes]] = field(default_factory=dict, repr=False)
@@ -172,6 +176,8 @@ class State:
             users=dict(self.users),
             protected=set(self.protected),
             last_plan_id=self.last_plan_id,
+            tenant_id=self.tenant_id,
+            cloud=self.cloud,
             exists=self.exists,
             _encoded=self._encoded,
         )
@@ -202,6 +208,10 @@ class State:
             "tool_version": __version__,
             "last_plan_id": self.last_plan_id,
         }
+        if self.tenant_id is not None:
+            head["tenant_id"] = self.tenant_id
+        if self.cloud is not None:
+            head["cloud"] = self.cloud
         parts = ["{"]
         parts.extend(f"  {_dumps(k)}: {_dumps(v)}," for k, v in head.items())
         parts.append('  "chats": {')
@@ -315,6 +325,13 @@ def _get(obj: Mapping[str, Any], name: str, where: str, kind: type, optional: bo
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise _Bad(f"{where}.{name}", f"expected {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _short(obj: Mapping[str, Any], name: str) -> str | None:
+    value = _get(obj, name, "$", str, optional=True)
+    if value is not None and not 0 < len(value) <= 256:
+        raise _Bad(f"$.{name}", "expected a short non-empty text")
     return value
 
 
@@ -441,5 +458,7 @@ def _state_from(data: Mapping[str, Any]) -> State:
         users=dict(users),
         protected=set(protected),
         last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
+        tenant_id=_short(data, "tenant_id"),
+        cloud=_short(data, "cloud"),
         exists=True,
     )
