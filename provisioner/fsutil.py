@@ -4,8 +4,9 @@ One atomic write for every file provision owns, so a crash at any instant leaves
 content or the new, never a mix: temp file in the same directory (so ``os.replace`` is a rename
 on one filesystem), fsync, ``os.replace``, fsync the directory. New files are created 0600
 because state, plans and token caches describe a tenant and must not be world-readable; a file
-that exists keeps its mode and owner (a 0644 state shared by a team stays so, even when root
-rewrites it). Temp files a killed run left are swept by ``sweep_temp_files`` under the lock.
+that exists keeps its owner, and a state its mode too (a 0644 state shared by a team stays so,
+even when root rewrites it). Temp files a killed run left are swept by ``sweep_temp_files``
+under the lock.
 
 ``loads_json`` is ``json.loads`` with bounds, for every file provision reads back: NaN and
 infinity are refused, integers are limited to 20 digits and nesting depth to what the parser
@@ -41,9 +42,11 @@ def write_atomic(
     data: bytes,
     *,
     before_replace: Callable[[], None] | None = None,
+    keep_mode: bool = False,
 ) -> None:
-    """Replace ``path`` with ``data`` atomically: mode 0600 for a new file, the existing
-    file's mode and owner otherwise.
+    """Replace ``path`` with ``data`` atomically, mode 0600; an existing file keeps its owner,
+    and with ``keep_mode`` its mode too (the state: a team may share it 0640 on purpose; a
+    plan or token cache is always made private again).
 
     ``before_replace`` runs after the new content is durable and before the rename (the state
     store keeps its backup there). OSError propagates; the temp file never outlives a failure.
@@ -60,7 +63,7 @@ def write_atomic(
     try:
         with os.fdopen(fd, "wb") as f:  # mkstemp creates the file 0600
             if old is not None:
-                keep_mode_and_owner(f.fileno(), old)
+                keep_mode_and_owner(f.fileno(), old, mode=keep_mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -74,9 +77,10 @@ def write_atomic(
     fsync_dir(directory)
 
 
-def keep_mode_and_owner(fd: int, old: os.stat_result) -> None:
-    """Give the file open as ``fd`` the mode and owner of ``old`` (as far as we may)."""
-    if hasattr(os, "fchmod"):
+def keep_mode_and_owner(fd: int, old: os.stat_result, *, mode: bool = True) -> None:
+    """Give the file open as ``fd`` the owner (and ``mode``: the mode) of ``old``, as far as
+    we may."""
+    if mode and hasattr(os, "fchmod"):
         with contextlib.suppress(OSError):
             os.fchmod(fd, old.st_mode & 0o7777)
     if hasattr(os, "fchown"):

@@ -213,12 +213,17 @@ def _jwt_expiry(token: str) -> float | None:
     parts = token.split(".")
     if len(parts) != 3:
         return None
+    if len(parts[1]) > 64 * 1024:
+        return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
         exp = payload.get("exp") if isinstance(payload, dict) else None
-    except ValueError:
+        # A claim is seconds since 1970: anything beyond year 9999 (or NaN) is not one.
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and 0 <= exp < 253402300800:
+            return float(exp)
+    except (ValueError, RecursionError):
         return None
-    return float(exp) if isinstance(exp, (int, float)) else None
+    return None
 
 
 # -- choosing a flow from the environment ----------------------------------------------------

@@ -75,7 +75,7 @@ class LocalStateStore:
         data = state.encode(serial=new_serial)
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            write_atomic(self.path, data, before_replace=self._backup)
+            write_atomic(self.path, data, before_replace=self._backup, keep_mode=True)
         except OSError as exc:
             raise self._unwritable(exc, directory) from exc
         state.serial = new_serial
