@@ -58,10 +58,10 @@ from provisioner.graph.routes import chat_path, odata_string, resolve_url, route
 from provisioner.graph.transport import (
     Response,
     error_for,
+    fetch,
     new_session,
     request_headers,
     response_from,
-    transport_failure,
 )
 
 __all__ = [
@@ -82,6 +82,22 @@ __all__ = [
 ]
 
 log = logging.getLogger("provision.graph")
+
+#: Pages followed for one collection at most (50 chats a page: 500,000 chats).
+MAX_PAGES = 10_000
+#: Graph chat ids are ``19:...@thread.v2`` / ``19:..._...@unq.gbl.spaces``, under 200 chars.
+MAX_CHAT_ID = 512
+
+
+def is_chat_id(value: object) -> bool:
+    """A usable chat id from an answer: a short, non-empty, printable text."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_CHAT_ID
+        and value.isprintable()
+        and value.strip() == value
+    )
+
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
 
@@ -149,8 +165,24 @@ class GraphClient:
 
     def create_chat(self, body: Mapping[str, Any], *, idempotent: bool) -> dict[str, Any]:
         """``POST /chats`` (api/chat-post.md). ``idempotent`` is True for oneOnOne chats only:
-        Graph returns the existing one; a group POST always makes a new chat."""
-        return self._json(self.request("POST", "/chats", json=body, idempotent=idempotent))
+        Graph returns the existing one; a group POST always makes a new chat.
+
+        A success must carry the new chat's id (chat-post.md: 201 with the chat): an answer
+        without a usable one raises `AmbiguousOutcome`, since Graph may have made the chat."""
+        response = self.request("POST", "/chats", json=body, idempotent=idempotent)
+        chat = self._json(response)
+        if not is_chat_id(chat.get("id")):
+            raise AmbiguousOutcome(
+                f"Graph answered {response.status} without a usable chat id; it may or may not "
+                f"have made the chat",
+                status=response.status,
+                method="POST",
+                path="/chats",
+                request_id=response.headers.get("request-id", ""),
+                client_request_id=response.client_request_id,
+                hint="the chat is looked up before anything is created again",
+            )
+        return chat
 
     def get_chat(self, chat_id: str, *, expand_members: bool = True) -> dict[str, Any]:
         params = {"$expand": "members"} if expand_members else None
@@ -284,12 +316,12 @@ class GraphClient:
         token = self._credential.get_token()
         headers = request_headers(token, client_request_id, self._user_agent)
         started = self._clock()
-        try:
-            raw = self._session.request(
-                call.method, url, params=params, json=json, headers=headers, timeout=self._timeout
-            )
-        except requests.RequestException as exc:
-            failure = transport_failure(exc)
+        raw = fetch(
+            self._session, call.method, url, params=params, json=json, headers=headers,
+            timeout=self._timeout, deadline=max(self._timeout),
+        )  # fmt: skip
+        if isinstance(raw, TransportFailure):
+            failure = raw
             log.warning(
                 "%s %s failed after %.3fs: %s client-request-id=%s",
                 call.method, rel, self._clock() - started, failure.reason, client_request_id,
@@ -353,13 +385,31 @@ class GraphClient:
             self._on_event(kind, info)
 
     def _pages(self, path: str, params: Mapping[str, str] | None) -> Iterator[dict[str, Any]]:
+        """Items of a collection, following ``@odata.nextLink`` (paging.md), which must be a
+        new link on the Graph URL (``resolve_url`` refuses other hosts): a link seen before
+        would page forever."""
         next_path: str | None = path
+        seen: set[str] = set()
         while next_path is not None:
             body = self._json(self.request("GET", next_path, params=params))
             params = None  # the nextLink carries the query
-            yield from body.get("value", [])
+            items = body.get("value", [])
+            if isinstance(items, list):
+                yield from (item for item in items if isinstance(item, dict))
             link = body.get("@odata.nextLink")
-            next_path = str(link) if link else None
+            if link is None:
+                return
+            if not isinstance(link, str) or not link or len(link) > 8192:
+                raise GraphError("Graph answered a page whose @odata.nextLink is not a link")
+            if link in seen or len(seen) >= MAX_PAGES:
+                raise GraphError(
+                    f"paging stopped: Graph's @odata.nextLink repeats an earlier page "
+                    f"(or more than {MAX_PAGES} pages)",
+                    method="GET",
+                    path=resolve_url(self.base_url, path)[1],
+                )
+            seen.add(link)
+            next_path = link
 
     @staticmethod
     def _json(response: Response) -> dict[str, Any]:
