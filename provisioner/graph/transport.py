@@ -61,7 +61,6 @@ def new_session(pool_size: int) -> requests.Session:
     """A session whose pool holds ``pool_size`` connections and which never retries by itself
     (the client's retry policy does), nor follows redirects (`fetch` asks for none)."""
     session = requests.Session()
-    session.max_redirects = 0
     adapter = _WatchedAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
