@@ -348,6 +348,15 @@ SOAKS = [
         "(real MSAL refresh), then the tenant is counted and `plan` must find nothing to do",
     ),
     Soak(
+        "lock",
+        ["tests/soak/lock_soak.py", "--rounds", "12", "--groups", "20", "--pairs", "10", "--json"],
+        ["tests/soak/lock_soak.py", "--rounds", "2", "--groups", "6", "--pairs", "3", "--json"],
+        _json_line("lock"),
+        "two `provision apply` runs started at the same instant on one state, through a "
+        "symlink and its target, some rounds SIGKILLing the lock holder; one must stop (or "
+        "find nothing to do), never both create chats (issue 15)",
+    ),
+    Soak(
         "fuzz (hypothesis)",
         ["tests/soak/fuzz_soak.py", "--examples", "5000", "--atheris-runs", "0", "--json"],
         ["tests/soak/fuzz_soak.py", "--examples", "100", "--atheris-runs", "0", "--json"],
