@@ -8,7 +8,6 @@ in the working directory (state, its backup, plans, lock) and the text and repr 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
