@@ -26,6 +26,7 @@ from provisioner.apply.control import Cancelled
 from provisioner.apply.reconcile import Lookup, find_created_chats, parse_time
 from provisioner.apply.results import ADOPTED, CREATED, DELETED, FORGOTTEN, SKIPPED, Outcome
 from provisioner.apply.update import update_steps
+from provisioner.errors import AuthError
 from provisioner.graph.errors import (
     AmbiguousOutcome,
     GraphConnectionError,
@@ -252,8 +253,13 @@ _LOOKED_UP = "the creation's outcome was unknown"
 def not_created(exc: BaseException) -> bool:
     """True only with evidence that a group ``POST /chats`` made no chat: Graph answered with
     an error (4xx, throttling past the budget, a redirect), the connection was never opened,
-    or the request never left its queue. Anything else may have reached Graph (issue 15)."""
+    no token could be had, or the request never left its queue. Anything else may have
+    reached Graph (issue 15)."""
     if isinstance(exc, (Cancelled, GraphConnectionError, ThrottledError)):
+        return True
+    if isinstance(exc, AuthError):
+        # No token for the attempt: raised before sending, or after Graph refused the earlier
+        # ones (401); a group POST is never re-sent after an attempt that may have reached it.
         return True
     if isinstance(exc, AmbiguousOutcome) or not isinstance(exc, GraphError):
         return False

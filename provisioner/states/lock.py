@@ -248,8 +248,8 @@ class FileLock:
         self, operation: str, lock_id: str | None = None, *, timeout: float = 0.0
     ) -> LockInfo:
         """Take the lock, waiting up to ``timeout`` seconds; LockError naming the holder."""
-        if self._held is not None:
-            raise LockError(f"the state {self.state_path} is already locked by this run")
+        if self._held is not None:  # one lock per run: a second taker waits like another run
+            raise self._busy()
         deadline = time.monotonic() + max(0.0, timeout)
         info = new_lock_info(operation, self.state_path, lock_id)
         while True:
