@@ -172,8 +172,10 @@ def fetch(
             )  # fmt: skip
             try:
                 content = _read(raw, max_bytes)
-            finally:
-                raw.close()
+            except BaseException:
+                raw.close()  # the connection is in an unknown state: never reused
+                raise
+            raw.raw.release_conn()  # read to the end: back to the pool (keep-alive)
     except AnswerTooLarge:
         return TransportFailure(sent=True, reason=f"answer larger than {max_bytes} bytes")
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
