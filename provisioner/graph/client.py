@@ -27,6 +27,7 @@ import requests
 
 from provisioner import __version__
 from provisioner.graph import batch as batching
+from provisioner.graph.answers import checked_chat, next_page
 from provisioner.graph.auth import Credential, tenant_of_token, validate_graph_url
 from provisioner.graph.batch import BATCH_LIMIT
 from provisioner.graph.errors import (
@@ -82,22 +83,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("provision.graph")
-
-#: Pages followed for one collection at most (50 chats a page: 500,000 chats).
-MAX_PAGES = 10_000
-#: Graph chat ids are ``19:...@thread.v2`` / ``19:..._...@unq.gbl.spaces``, under 200 chars.
-MAX_CHAT_ID = 512
-
-
-def is_chat_id(value: object) -> bool:
-    """A usable chat id from an answer: a short, non-empty, printable text."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_CHAT_ID
-        and value.isprintable()
-        and value.strip() == value
-    )
-
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
 
@@ -170,19 +155,7 @@ class GraphClient:
         A success must carry the new chat's id (chat-post.md: 201 with the chat): an answer
         without a usable one raises `AmbiguousOutcome`, since Graph may have made the chat."""
         response = self.request("POST", "/chats", json=body, idempotent=idempotent)
-        chat = self._json(response)
-        if not is_chat_id(chat.get("id")):
-            raise AmbiguousOutcome(
-                f"Graph answered {response.status} without a usable chat id; it may or may not "
-                f"have made the chat",
-                status=response.status,
-                method="POST",
-                path="/chats",
-                request_id=response.headers.get("request-id", ""),
-                client_request_id=response.client_request_id,
-                hint="the chat is looked up before anything is created again",
-            )
-        return chat
+        return checked_chat(response, self._json(response))
 
     def get_chat(self, chat_id: str, *, expand_members: bool = True) -> dict[str, Any]:
         params = {"$expand": "members"} if expand_members else None
@@ -396,20 +369,7 @@ class GraphClient:
             items = body.get("value", [])
             if isinstance(items, list):
                 yield from (item for item in items if isinstance(item, dict))
-            link = body.get("@odata.nextLink")
-            if link is None:
-                return
-            if not isinstance(link, str) or not link or len(link) > 8192:
-                raise GraphError("Graph answered a page whose @odata.nextLink is not a link")
-            if link in seen or len(seen) >= MAX_PAGES:
-                raise GraphError(
-                    f"paging stopped: Graph's @odata.nextLink repeats an earlier page "
-                    f"(or more than {MAX_PAGES} pages)",
-                    method="GET",
-                    path=resolve_url(self.base_url, path)[1],
-                )
-            seen.add(link)
-            next_path = link
+            next_path = next_page(body, seen, resolve_url(self.base_url, path)[1])
 
     @staticmethod
     def _json(response: Response) -> dict[str, Any]:

@@ -9,29 +9,24 @@ trickles, bombs, loops). Nothing leaves loopback.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_server import HostileServer, gzip_bomb, hostile, huge, send_json, trickle
+from hostile_server import HostileServer, hostile, send_json
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
-from provisioner.errors import ProvisionError
-from provisioner.graph.auth import StaticToken
 from provisioner.graph.client import GraphClient
-from provisioner.graph.errors import AmbiguousOutcome, GraphError
 from provisioner.states.local import LocalStateStore
-from provisioner.states.lock import FileLock, new_lock_info
+from provisioner.states.lock import FileLock
 
 TENANT_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 TENANT_B = "bbbbbbbb-0000-4000-8000-00000000000b"
@@ -337,119 +332,3 @@ def test_a_sign_in_answered_200_with_a_page_is_one_clear_line(
     errors = [line for line in err.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "could not get a token" in errors[0]
     assert chats_in(tenants[TENANT_A]) == 0
-
-
-# -- the limits ---------------------------------------------------------------------------------
-
-
-def client(server: HostileServer, **kw: Any) -> GraphClient:
-    kw.setdefault("timeout", (1.0, 1.0))
-    kw.setdefault("max_retries", 0)
-    return GraphClient(server.url, StaticToken(jwt(TENANT_A)), sleep=lambda s: None, **kw)
-
-
-def test_a_trickling_server_is_cut_off_at_the_total_deadline() -> None:
-    with hostile() as server:
-        server.on("GET", "/v1.0/chats/", trickle(every=0.2))
-        started = time.monotonic()
-        with pytest.raises(GraphError, match="no complete answer within 1s"):
-            client(server).get_chat("19:a@thread.v2")
-        assert time.monotonic() - started < 5  # was: forever (each byte reset the timeout)
-
-
-def test_a_trickled_creation_is_ambiguous_not_lost() -> None:
-    with hostile() as server:
-        server.on("POST", "/v1.0/chats", trickle(every=0.2))
-        with pytest.raises(AmbiguousOutcome, match="no complete answer"):
-            client(server).create_chat({"chatType": "group"}, idempotent=False)
-
-
-def test_a_next_link_to_itself_stops_paging() -> None:
-    with hostile() as server:
-
-        def loop(h: Any) -> None:
-            send_json(
-                h, 200, {"value": [{"id": "19:a"}], "@odata.nextLink": server.origin + h.path}
-            )
-
-        server.on("GET", "/v1.0/users/", loop)
-        with pytest.raises(GraphError, match="repeats an earlier page"):
-            list(client(server).list_user_chats(USERS[0]))
-        assert len(server.requests) == 2
-
-
-def test_a_next_link_to_another_host_is_refused() -> None:
-    with hostile() as server:
-        server.on("GET", "/v1.0/users/", lambda h: send_json(
-            h, 200, {"value": [], "@odata.nextLink": "https://evil.example/v1.0/users/x/chats"}
-        ))  # fmt: skip
-        with pytest.raises(GraphError, match="another host"):
-            list(client(server).list_user_chats(USERS[0]))
-
-
-def test_a_gzip_bomb_is_cut_off() -> None:
-    with hostile() as server:
-        server.on("GET", "/v1.0/chats/", gzip_bomb(100 * 1024 * 1024))
-        with pytest.raises(GraphError, match="answer larger than"):
-            client(server).get_chat("19:a@thread.v2")
-
-
-@pytest.mark.parametrize("declare", [True, False])
-def test_a_huge_answer_never_reaches_the_state(declare: bool) -> None:
-    with hostile() as server:
-        server.on("POST", "/v1.0/chats", huge(40 * 1024 * 1024, declare))
-        with pytest.raises(AmbiguousOutcome, match="answer larger than"):
-            client(server, timeout=(5.0, 20.0)).create_chat({}, idempotent=False)
-
-
-def test_batch_answers_with_non_object_items_are_errors_not_crashes() -> None:
-    with hostile() as server:
-        server.on("POST", "/v1.0/$batch", lambda h: send_json(
-            h, 200, {"responses": [1, "x", None, {"id": "2", "status": "abc"}]}
-        ))  # fmt: skip
-        items = [{"id": str(n), "method": "GET", "url": f"/chats/19:{n}"} for n in range(3)]
-        with pytest.raises(GraphError, match="no answer for request"):
-            client(server).batch(items)
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("--max-rps", "nan"),
-        ("--max-rps", "inf"),
-        ("--max-rps", "-1"),
-        ("--timeout", "1e308"),
-        ("--concurrency", "9" * 5000),
-    ],
-)
-def test_absurd_flags_are_usage_errors(workdir: Path, args: tuple[str, str], capsys) -> None:
-    code, _, err = Run(capsys)("apply", "chats.yaml", "--emulator", "--auto-approve", *args)
-    assert code == 1 and args[0] in err
-    assert not Path("provision.state.json").exists()
-
-
-@pytest.mark.parametrize(
-    "serial", ["7" * 5000, "NaN", "1e999", "-5", '1, "x": ' + "[" * 100_000 + "]" * 100_000]
-)
-def test_a_state_with_absurd_numbers_or_nesting_is_a_clear_error(
-    workdir: Path, serial: str, capsys
-) -> None:
-    Path("provision.state.json").write_text(
-        '{"format_version": 1, "lineage": "l", "chats": {}, "serial": ' + serial + "}"
-    )
-    for args in (("plan", "chats.yaml", "--no-refresh"), ("state", "list")):
-        code, _, err = Run(capsys)(*args)
-        assert code == 1 and "is corrupt" in err
-
-
-def test_a_lock_with_a_huge_pid_left_behind_is_taken_over(workdir: Path, capsys) -> None:
-    info = dataclasses.replace(new_lock_info("apply", "provision.state.json"))
-    text = info.to_json().replace(f'"pid": {info.pid}', '"pid": ' + "9" * 400)
-    Path("provision.state.json.lock").write_text(text)
-    code, _, err = Run(capsys)("apply", "chats.yaml", "--emulator", "--auto-approve")
-    assert code == 0, err
-
-
-def test_errors_here_are_provision_errors() -> None:
-    # The suite's premise: what a user meets is a ProvisionError (one line, exit 1).
-    assert issubclass(GraphError, ProvisionError)
