@@ -1,5 +1,5 @@
 """Accidents and hostile servers (issue 15): each row of the issue's table, replayed as a new
-user would, with the exit code and message expected now; then each limit.
+user would, with the exit code and message expected now (the limits: ``test_limits.py``).
 
 The emulator stands in for a tenant (two emulators for two tenants, tokens carrying ``tid``
 as Entra's do); `hostile_server` answers what Graph never should (no chat id, redirects,
