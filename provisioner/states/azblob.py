@@ -16,6 +16,8 @@ primitives, as Terraform's ``azurerm`` backend does:
   ``PATH.backup`` (Azurite has no blob versioning, and a copy works on every account). The copy
   is conditional on the same ETag, so the backup is exactly the version the write replaces.
 
+- **Journal:** a run's changes go to ``PATH.journal``, an append blob (``states.azblob_journal``).
+
 Secrets: the credential lives only in the SDK client; messages name the account, container and
 blob, never a key, SAS or URL query (``states.azblob_errors``).
 """
@@ -67,21 +69,9 @@ from provisioner.states.azblob_errors import (
 )
 from provisioner.states.azblob_journal import BlobJournalFile
 from provisioner.states.azblob_lease import LeaseKeeper, error_code
-from provisioner.states.azblob_lock import (
-    MAX_LEASE_SECONDS,
-    MIN_LEASE_SECONDS,
-    UNKNOWN_LOCK_ID,
-    BlobLock,
-)
+from provisioner.states.azblob_lock import MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, BlobLock
 
-__all__ = [
-    "MAX_LEASE_SECONDS",
-    "MIN_LEASE_SECONDS",
-    "UNKNOWN_LOCK_ID",
-    "AzureBlobStateStore",
-    "StateConflictError",
-    "open_azblob_store",
-]
+__all__ = ["AzureBlobStateStore", "StateConflictError", "open_azblob_store"]
 
 DEFAULT_LEASE_SECONDS = 60
 _HINT_LATER = "\x00restore hint\x00"
@@ -96,7 +86,7 @@ class AzureBlobStateStore:
         location: BlobLocation,
         blob: BlobClient,
         backup: BlobClient,
-        journal: BlobClient | None = None,
+        journal: BlobClient,
         *,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         lock_timeout: float = 0.0,
@@ -151,10 +141,12 @@ class AzureBlobStateStore:
                 raw = download.readall()
             except ResourceNotFoundError as exc:
                 raise_if_no_container(self._where, exc)
+                self._refuse_if_backup()
                 self._remember(None, b"", None, 0)
                 return State()
             etag = download.properties.etag
             if not raw:  # the placeholder a lock creates: no state yet
+                self._refuse_if_backup()
                 self._remember(etag, raw, None, 0)
                 return State()
             # Remember the version before decoding, so an explicit write can replace an
@@ -208,9 +200,7 @@ class AzureBlobStateStore:
             return self._lock.force_unlock(lock_id)
 
     def journal_file(self) -> BlobJournalFile:
-        """The append blob ``PATH.journal`` (``states.azblob_journal``), written under this
-        store's lock."""
-        assert self._journal is not None, "opened without a journal blob"
+        """``PATH.journal``: an append blob written under this store's lock."""
         where = self._where.sibling(JOURNAL_SUFFIX)
         return BlobJournalFile(where, self._journal, self._lock, self._endpoint)
 
@@ -338,6 +328,19 @@ class AzureBlobStateStore:
         """Adopt the ETag of our own metadata change if the blob was the version we knew."""
         if before is not None and self._etag == before:
             self._etag = after
+
+    def _refuse_if_backup(self) -> None:
+        """No state, but its backup: a state existed (issue 15). Refuse rather than start
+        empty and create every chat again (and later replace that backup)."""
+        if self._backup_blob.exists():
+            raise StateError(
+                f"the state {self.location} is missing, but {self.backup_location} says a state "
+                f"existed: refusing to start from an empty state (every chat would be created "
+                f"again)",
+                hint="check --state names the right blob; restore the backup by copying it over "
+                "the state blob (e.g. az storage blob copy start), or, to start afresh on "
+                "purpose, delete the backup blob first",
+            )
 
     def _restore_hint(self) -> str:
         try:

@@ -27,6 +27,9 @@ STATE_FORMAT_VERSION = 1
 DEFAULT_STATE_PATH = "provision.state.json"
 BACKUP_SUFFIX = ".backup"
 _STEP = 1 << 20  # bytes of a state file handled in one step by _adopt_source
+#: Serials count writes: 2**63 - 1 is more than any state will ever see, and what other tools
+#: reading the file (Terraform-style int64) can hold.
+MAX_SERIAL = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,10 @@ class State:
     protected: set[str] = field(default_factory=set)
     # The id of the last saved plan an apply started from, so re-applying it is named as such.
     last_plan_id: str | None = None
+    # Where the chats live (``states.home``): the tenant id and the Graph cloud, recorded the
+    # first time the state is used against Graph. Absent from the file until known.
+    tenant_id: str | None = None
+    cloud: str | None = None
     # True when read from an existing file (or written); False for "no state yet".
     exists: bool = False
     _encoded: dict[str, tuple[ChatRecord, bytes]] = field(default_factory=dict, repr=False)
@@ -202,6 +209,8 @@ class State:
             users=dict(self.users),
             protected=set(self.protected),
             last_plan_id=self.last_plan_id,
+            tenant_id=self.tenant_id,
+            cloud=self.cloud,
             exists=self.exists,
             _encoded=self._encoded,
             _source=self._source,
@@ -244,6 +253,10 @@ class State:
             "tool_version": __version__,
             "last_plan_id": self.last_plan_id,
         }
+        if self.tenant_id is not None:
+            head["tenant_id"] = self.tenant_id
+        if self.cloud is not None:
+            head["cloud"] = self.cloud
         parts = ["{"]
         parts.extend(f"  {_dumps(k)}: {_dumps(v)}," for k, v in head.items())
         parts.append('  "chats": {')

@@ -117,8 +117,10 @@ class JournaledStore:
 
 
 def local_store(path: str) -> JournaledStore:
-    """The local state file ``path`` with its journal ``path.journal``."""
-    return JournaledStore(LocalStateStore(path), LocalJournalFile(path + JOURNAL_SUFFIX))
+    """The local state file ``path`` with its journal ``path.journal`` (beside the file a
+    symlink points to: one journal whatever the spelling, as for the backup and the lock)."""
+    inner = LocalStateStore(path)
+    return JournaledStore(inner, LocalJournalFile(inner.path + JOURNAL_SUFFIX))
 
 
 def open_store(spec: str, endpoint: str | None = None) -> JournaledStore:
