@@ -144,13 +144,13 @@ def kill_cycles(
         cmd += ["--max-rps", str(max_rps)]
         refresh = ["--no-refresh"] if base_chats else []
         cmd += refresh
-        if base_chats:
-            # Kill during the changes, not while the manifests and the big state load: the
-            # window starts after what a plan of the same files takes.
-            t0 = time.monotonic()
-            _plan(workdir, env, manifests, state_path, server.url, refresh)
-            load = time.monotonic() - t0
-            kill_window = (kill_window[0] + load, kill_window[1] + load)
+        # Kill during the changes, not while the interpreter starts and the manifests (and a
+        # big state) load: the window starts after what a plan of the same files takes now,
+        # so a loaded machine does not turn every kill into one before the first change.
+        t0 = time.monotonic()
+        _plan(workdir, env, manifests, state_path, server.url, refresh)
+        load = time.monotonic() - t0
+        kill_window = (kill_window[0] + load, kill_window[1] + load)
         finished = False
         while report.runs < max_runs and not finished:
             report.recovered += _pending_intents(state_path)
