@@ -120,7 +120,7 @@ def embedded_setuptools() -> Path:
     return max(wheels, key=lambda p: Version(p.name.split("-")[1]))
 
 
-def build(dest: Path, root: str = "provision") -> list[Path]:
+def build(dest: Path, root: str = "teams-provision") -> list[Path]:
     """Fill ``dest`` with the wheels ``pip install --no-index`` of ``root`` needs."""
     dest.mkdir(parents=True, exist_ok=True)
     made = [repack(dist, dest) for dist in runtime_closure(root)]

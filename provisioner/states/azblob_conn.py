@@ -2,7 +2,7 @@
 
 Kept apart from the store (``state_azblob.py``) so that parsing and credential selection are
 plain functions, testable without the Azure SDK installed. The SDK itself is an optional extra
-(``pip install 'provision[azure]'``) and is imported only by :func:`import_azure`.
+(``pip install 'teams-provision[azure]'``) and is imported only by :func:`import_azure`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ENDPOINT_ENV = "PROVISION_STATE_ENDPOINT"
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_KEY_ENV = "AZURE_STORAGE_KEY"
 SAS_TOKEN_ENV = "AZURE_STORAGE_SAS_TOKEN"
-INSTALL_HINT = "install the Azure extra: pip install 'provision[azure]'"
+INSTALL_HINT = "install the Azure extra: pip install 'teams-provision[azure]'"
 
 # Azure naming rules (Azure Storage "Naming and referencing containers, blobs, and metadata"):
 # accounts 3-24 lowercase letters/digits; containers 3-63 lowercase letters/digits/single

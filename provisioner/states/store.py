@@ -45,8 +45,8 @@ def open_store(spec: str, endpoint: str | None = None) -> StateStore:
     (Azure Blob Storage, issue 9; ``endpoint``, else env ``PROVISION_STATE_ENDPOINT``, overrides
     the account's public endpoint, e.g. for Azurite or a national cloud)."""
     if spec.lower().startswith("azblob://"):
-        # Imported on demand: the Azure SDK is the optional extra provision[azure], and a clear
-        # error says to install it (raised by the import).
+        # Imported on demand: the Azure SDK is the optional extra teams-provision[azure], and a
+        # clear error says to install it (raised by the import).
         from provisioner.states.azblob import open_azblob_store
 
         return open_azblob_store(spec, endpoint)

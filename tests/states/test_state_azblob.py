@@ -29,7 +29,7 @@ from provisioner.states.azblob_conn import (
 from provisioner.states.records import State
 from provisioner.states.store import open_store
 
-INSTALL = "pip install 'provision[azure]'"
+INSTALL = "pip install 'teams-provision[azure]'"
 
 # --- locations, endpoints, credentials (no service needed) ---------------------------------
 
