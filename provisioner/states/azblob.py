@@ -41,7 +41,7 @@ from provisioner.states.azblob_conn import (
     connection_for,
     parse_azblob_url,
 )
-from provisioner.states.lock import LockInfo
+from provisioner.states.lock import LockHeld, LockInfo
 from provisioner.states.records import BACKUP_SUFFIX, State, decode_state
 
 try:
@@ -350,8 +350,11 @@ class AzureBlobStateStore:
             raise LockError(
                 f"could not lock {self.location}: the lock changed hands, retry"
             ) from exc
-        raise LockError(
-            f"the state {self.location} is locked by another run:\n{holder.describe()}",
+        waited = (
+            f"waited {self.lock_timeout:g}s (--lock-timeout), but " if self.lock_timeout else ""
+        )
+        raise LockHeld(
+            f"{waited}the state {self.location} is locked by another run:\n{holder.describe()}",
             hint=(
                 "the lock is a blob lease that its run renews while it lasts: if that run was "
                 f"killed, the lease expires within {MAX_LEASE_SECONDS} s and the next run "

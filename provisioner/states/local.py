@@ -21,9 +21,11 @@ from provisioner.states.records import BACKUP_SUFFIX, State, decode_state
 class LocalStateStore:
     """A state file on the local filesystem."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0.0) -> None:
         self.path = os.fspath(path)
         self._lock = FileLock(self.path)
+        #: Seconds to wait for another run's lock (``--lock-timeout``); 0 fails at once.
+        self.lock_timeout = lock_timeout
         # What this store last read or wrote: writes must continue that history.
         self._lineage: str | None = None
         self._serial: int | None = None
@@ -66,7 +68,7 @@ class LocalStateStore:
         self._lineage, self._serial = state.lineage, new_serial
 
     def lock(self, operation: str) -> contextlib.AbstractContextManager[LockInfo]:
-        return hold(self._lock, operation)
+        return hold(self._lock, operation, self.lock_timeout)
 
     def current_lock(self) -> LockInfo | None:
         return self._lock.read()

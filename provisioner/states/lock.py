@@ -20,8 +20,9 @@ import getpass
 import json
 import os
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
@@ -195,7 +196,7 @@ class FileLock:
             f" (its lock is then taken over automatically) or run: "
             f"provision force-unlock {holder.id}"
         )
-        raise LockError(
+        raise LockHeld(
             f"the state {self.state_path} is locked by another run:\n{holder.describe()}",
             hint=hint,
         )
@@ -295,14 +296,47 @@ def _unwritable(state_path: str, lock_path: str, exc: OSError) -> StateError:
     )
 
 
+class LockHeld(LockError):
+    """The lock is held by another run (as opposed to a lock that cannot be read or made):
+    the one case worth waiting for with ``--lock-timeout``."""
+
+
+#: How often a waiting run looks at the lock again (Terraform polls its locks similarly).
+LOCK_POLL_SECONDS = 1.0
+
+
+def wait_for(
+    take: Callable[[], LockInfo],
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LockInfo:
+    """Call ``take`` until it stops raising `LockHeld` or ``timeout`` seconds have passed
+    (``--lock-timeout``; 0: one try, the default). The last refusal names the holder, and how
+    long this run waited."""
+    deadline = clock() + timeout
+    while True:
+        try:
+            return take()
+        except LockHeld as exc:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                if timeout > 0:
+                    exc.message = f"waited {timeout:g}s (--lock-timeout), but {exc.message}"
+                raise
+            sleep(min(LOCK_POLL_SECONDS, remaining))
+
+
 @contextlib.contextmanager
-def hold(lock: FileLock, operation: str) -> Iterator[LockInfo]:
-    """Hold ``lock`` for the ``with`` block; released on success, error, KeyboardInterrupt and
-    anything the CLI's SIGTERM handler raises."""
+def hold(lock: FileLock, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
+    """Hold ``lock`` for the ``with`` block, waiting up to ``timeout`` seconds for another run
+    to release it; released on success, error, KeyboardInterrupt and anything the CLI's
+    SIGTERM handler raises."""
     # The ID is chosen before the lock file exists, so a signal arriving anywhere after the file
     # was created (even before ``acquire`` returns) still releases it.
     lock_id = str(uuid.uuid4())
     try:
-        yield lock.acquire(operation, lock_id)
+        yield wait_for(lambda: lock.acquire(operation, lock_id), timeout)
     finally:
         lock.release(lock_id)

@@ -8,13 +8,25 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.errors import LockError, StateError
-from provisioner.states.lock import FileLock, LockInfo, hold, is_stale, process_start
+from provisioner.states.local import LocalStateStore
+from provisioner.states.lock import (
+    LOCK_POLL_SECONDS,
+    FileLock,
+    LockHeld,
+    LockInfo,
+    hold,
+    is_stale,
+    process_start,
+    wait_for,
+)
 
 
 def dead_pid() -> int:
@@ -210,3 +222,79 @@ def test_racing_runs_take_a_stale_lock_over_exactly_once(tmp_path: Path) -> None
     # just after the removal may create its lock first (then it has nothing to take over).
     assert sum(r.startswith("got") for r in results) == 1, results
     assert results.count("refused") == 3, results
+
+
+# --- --lock-timeout ----------------------------------------------------------------------------
+
+LOCKED = LockInfo(
+    id="x", operation="apply", who="me@here", pid=1, created="2024-01-01T00:00:00+00:00", host="h"
+)
+
+
+def test_wait_for_retries_only_while_the_lock_is_held() -> None:
+    now = [0.0]
+    naps: list[float] = []
+    tries = iter([LockHeld("locked by another run"), LockHeld("locked by another run")])
+
+    def take() -> LockInfo:
+        failure = next(tries, None)
+        if failure is not None:
+            raise failure
+        return LOCKED
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += seconds
+
+    assert wait_for(take, 5.0, clock=lambda: now[0], sleep=sleep) is LOCKED
+    assert naps == [LOCK_POLL_SECONDS, LOCK_POLL_SECONDS]
+
+
+def test_wait_for_gives_up_at_the_deadline_and_says_it_waited() -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def take() -> LockInfo:
+        raise LockHeld("the state s is locked by another run", hint="force-unlock X")
+
+    with pytest.raises(LockHeld) as caught:
+        wait_for(take, 2.5, clock=lambda: now[0], sleep=sleep)
+    assert now[0] == 2.5
+    assert str(caught.value).startswith("waited 2.5s (--lock-timeout), but the state s is locked")
+
+
+def test_wait_for_does_not_wait_for_other_lock_errors() -> None:
+    def take() -> LockInfo:
+        raise LockError("the lock file is not readable")
+
+    with pytest.raises(LockError, match="not readable"):
+        wait_for(take, 60.0, sleep=lambda s: pytest.fail("slept"))
+
+
+def test_no_timeout_fails_at_once_without_the_waiting_note(tmp_path: Path) -> None:
+    state = tmp_path / "s.json"
+    write_lock(state, host="elsewhere")
+    with pytest.raises(LockHeld) as caught, LocalStateStore(str(state)).lock("plan"):
+        pass
+    assert "waited" not in str(caught.value)
+
+
+def test_a_waiting_run_gets_the_lock_when_the_holder_releases_it(tmp_path: Path) -> None:
+    state = tmp_path / "s.json"
+    holder = LocalStateStore(str(state))
+    waiter = LocalStateStore(str(state), lock_timeout=30.0)
+    got: list[str] = []
+    with holder.lock("apply"):
+        thread = threading.Thread(target=lambda: got.append(_lock_once(waiter)))
+        thread.start()
+        time.sleep(1.5)  # the waiter polls meanwhile
+        assert got == []
+    thread.join(10)
+    assert got == ["plan"]
+
+
+def _lock_once(store: LocalStateStore) -> str:
+    with store.lock("plan") as info:
+        return info.operation
