@@ -110,7 +110,7 @@ def test_credentials_come_from_the_environment_in_order() -> None:
     from azure.identity import DefaultAzureCredential
 
     aad = connection_for(LOC, None, {})
-    assert isinstance(aad.credential, DefaultAzureCredential) and "Azure AD" in aad.how
+    assert isinstance(aad.credential.inner, DefaultAzureCredential) and "Azure AD" in aad.how
 
 
 def test_connection_string_variants() -> None:
