@@ -175,8 +175,11 @@ def test_no_credentials_names_every_option() -> None:
         "AZURE_CLIENT_SECRET",
         "AZURE_CLIENT_CERTIFICATE_PATH",
         "AZURE_FEDERATED_TOKEN_FILE",
-        "--auth managed-identity",
-        "--auth device-code",
+        "id-token: write",
+        "--auth azure-cli",
+        "managed-identity",
+        "device-code",
+        "azure-pipelines",
     ):
         assert name in text
 
