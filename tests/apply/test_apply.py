@@ -22,12 +22,12 @@ from provisioner.apply.executor import (
     RequestStats,
     StopSignal,
 )
-from provisioner.cli.apply import EmulatorToken
 from provisioner.emulator import EmulatorServer
 from provisioner.graph.client import GraphClient
 from provisioner.graph.errors import GraphPermissionError
 from provisioner.graph.pacing import CHAT, CHAT_MEMBERS, Pacer
 from provisioner.models import Chat, DesiredState, Member, one_on_one_key
+from provisioner.operations.clients import EmulatorToken
 from provisioner.plans.planner import make_plan
 from provisioner.plans.types import Action
 from provisioner.states.local import LocalStateStore
