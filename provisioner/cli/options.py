@@ -182,9 +182,10 @@ def connection_options(func: F) -> F:
     func = click.option(
         "--auth",
         type=click.Choice(AUTH_MODES),
+        envvar="PROVISION_AUTH",
         default="env",
         show_default=True,
-        help="How to sign in. env: PROVISION_ACCESS_TOKEN, or AZURE_TENANT_ID/AZURE_CLIENT_ID "
+        help="How to sign in (env PROVISION_AUTH). env: PROVISION_ACCESS_TOKEN, or AZURE_TENANT_ID/AZURE_CLIENT_ID "
         "with a secret, certificate or federated token file, or (GitHub Actions with "
         "id-token: write) the job's OIDC token; azure-cli: the az login account; "
         "azure-pipelines: an Azure DevOps service connection (AZURESUBSCRIPTION_SERVICE_"
