@@ -57,8 +57,11 @@ class RequestStats:
         with self._lock:
             if kind == "response":
                 self.requests += 1
-                self.by_status[int(info.get("status", 0))] += 1
+                status = int(info.get("status", 0))
+                self.by_status[status] += 1
                 self._local.requests = getattr(self._local, "requests", 0) + 1
+                if status < 400:
+                    self._local.successes = getattr(self._local, "successes", 0) + 1
             elif kind == "throttled":
                 self.throttled += 1
             elif kind == "retry":
@@ -71,6 +74,10 @@ class RequestStats:
     def thread_requests(self) -> int:
         return int(getattr(self._local, "requests", 0))
 
+    def thread_successes(self) -> int:
+        """Answers below 400 this thread received: requests that did their work."""
+        return int(getattr(self._local, "successes", 0))
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -81,9 +88,17 @@ class Progress:
     elapsed: float
     requests: int
     throttled: int
+    # The work, in the Graph requests the plan needs (`provisioner.apply.work`): what the
+    # progress display measures, since chats differ a hundredfold in what they take.
+    work_total: int = 0
+    work_done: int = 0
+    work_rate: float = 0.0  # requests per second, recent
+    eta_s: float | None = None
+    retries: int = 0
 
     @property
     def rate(self) -> float:
+        """Chats finished per second, over the whole run."""
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
 

@@ -29,9 +29,10 @@ from provisioner.apply.context import ChatApi, StepContext, Steps
 from provisioner.apply.control import ApplyListener, Cancelled, Progress, RequestStats, StopSignal
 from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply.steps import ChatSteps
+from provisioner.apply.work import WorkMeter
 from provisioner.errors import AuthError, StateError
 from provisioner.graph.errors import GraphAuthError, GraphConnectionError, GraphPermissionError
-from provisioner.graph.pacing import DOCUMENTED_LIMITS, Pacer, Scope
+from provisioner.graph.pacing import CHAT_MEMBERS, DOCUMENTED_LIMITS, Pacer, Scope
 from provisioner.plans.types import Change, Plan
 from provisioner.states.records import State
 from provisioner.states.writer import StateWriter
@@ -69,6 +70,7 @@ class ApplyOptions:
 @dataclass
 class _Task:
     change: Change
+    index: int = 0  # in the plan's actionable changes (the work meter's account)
     steps: Steps | None = None
     outcome: Outcome | None = None
     acted: bool = False  # recorded something in the state (else stopping it skips it)
@@ -158,7 +160,11 @@ class Executor:
         self._turns_lock = threading.Lock()
         self._claimed: dict[str, float] = {}
         self._lookup_requests = 0
-        self._tasks = [_Task(c) for c in plan.actionable]
+        self._tasks = [_Task(c, n) for n, c in enumerate(plan.actionable)]
+        self._work = WorkMeter(
+            [t.change for t in self._tasks], lambda chat: self._interval(CHAT_MEMBERS, chat)
+        )
+        self._started = clock()
         ctx = StepContext(
             client=client,
             record=self._record,
@@ -187,7 +193,7 @@ class Executor:
     def run(self) -> ApplyResult:
         """Run every change; returns when all are done, or after a stop (bounded by
         ``grace_s``). A KeyboardInterrupt in the calling thread aborts at once."""
-        started = self._clock()
+        started = self._started = self._clock()
         # Written with the first change: a saved plan is then refused as "already applied".
         self._writer.state.last_plan_id = self.plan.plan_id  # no worker runs yet
         total = len(self._tasks)
@@ -265,6 +271,7 @@ class Executor:
         change = task.change
         self._current.task = task
         task.running = True
+        before = self.stats.thread_successes() if self.stats is not None else 0
         try:
             if task.steps is None:
                 task.steps = self._steps.run(change)
@@ -286,6 +293,9 @@ class Executor:
         finally:
             task.running = False
             self._current.task = None
+            if self.stats is not None:
+                made = self.stats.thread_successes() - before
+                self._work.advance(task.index, made, self._clock() - self._started)
         return 0.0
 
     def _finish(self, task: _Task, outcome: Outcome) -> None:
@@ -294,6 +304,7 @@ class Executor:
             self._done += 1
             if outcome.status == FAILED:
                 self._failed += 1
+        self._work.finish(task.index)
         self.listener.finished(outcome)
 
     # -- what the steps use -----------------------------------------------------------------
@@ -331,14 +342,21 @@ class Executor:
 
     def _progress(self, started: float) -> Progress:
         stats = self.stats
+        elapsed = self._clock() - started
+        work = self._work.snapshot(elapsed)
         return Progress(
             total=len(self._tasks),
             done=self._done,
             failed=self._failed,
             in_flight=self._active,
-            elapsed=self._clock() - started,
+            elapsed=elapsed,
             requests=stats.requests if stats else 0,
             throttled=stats.throttled if stats else 0,
+            work_total=work.total,
+            work_done=work.done,
+            work_rate=work.rate,
+            eta_s=work.eta_s,
+            retries=stats.retries if stats else 0,
         )
 
     def _result(self, started: float) -> ApplyResult:
@@ -365,4 +383,6 @@ class Executor:
             lookups=self._lookups,
             lookup_requests=self._lookup_requests,
             state_writes=self._writer.writes,
+            work_total=self._work.total,
+            work_done=self._work.snapshot(self._clock() - started).done,
         )

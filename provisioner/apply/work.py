@@ -1,0 +1,126 @@
+"""How much work an apply is, and how fast it goes: the figures behind its progress display.
+
+Chats are the wrong unit for progress: a creation is one request, but a chat gaining five
+members is five member changes, and Graph allows 4 member changes per minute per chat
+(``includes/throttling-teams.md``), so such a chat takes over a minute whatever the tenant's
+rate. Counted in finished chats, a member-heavy run shows "0 done" for a minute and then
+guesses an ETA from nothing. The unit here is the Graph request a planned change needs
+(`planned_requests`): the run's total is known from the plan, each successful request of a
+change counts as done (at most what it planned), and a finished change counts as whole.
+
+`WorkMeter.snapshot` gives the rate over the last ``window_s`` seconds (the pace the limits
+allow now, not the start's burst) and an ETA that is at least what the busiest chat still
+needs at its member-change pace (its member changes left, one interval apart, counted from
+its last one): a run waiting on a few chats' member changes is not "1 s left".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from provisioner.plans.types import Action, Change
+
+
+def member_changes(change: Change) -> int:
+    """Member additions and removals an update makes (a role change is both)."""
+    if change.action is not Action.UPDATE:
+        return 0
+    return len(change.add) + len(change.remove) + 2 * len(change.role_changes)
+
+
+def planned_requests(change: Change) -> int:
+    """The Graph requests ``change`` needs when nothing goes wrong (retries, and the lookups of
+    an unfinished creation, come on top and are reported apart)."""
+    action = change.action
+    if action in (Action.CREATE, Action.RECONCILE, Action.DELETE):
+        return 1
+    if action is not Action.UPDATE:
+        return 0  # forget, no-op: the state only
+    topic = 1 if change.topic_change is not None and change.topic is not None else 0
+    wanted = [*change.remove, *(r.member for r in change.role_changes)]
+    listing = 1 if any(m.membership_id is None for m in wanted) else 0
+    return topic + listing + member_changes(change)
+
+
+@dataclass(frozen=True)
+class Work:
+    """A snapshot: requests planned and done, the recent rate, the estimate of time left."""
+
+    total: int
+    done: int
+    rate: float  # requests per second over the recent window
+    eta_s: float | None  # None until there is a rate to go by
+
+
+class WorkMeter:
+    """Thread-safe account of the work done per planned change. ``member_interval(chat_id)``
+    gives the seconds between two member changes of that chat (60/4 by Graph's documented
+    limit, or what the pacer adapted it to)."""
+
+    def __init__(
+        self,
+        changes: Sequence[Change],
+        member_interval: Callable[[str], float],
+        *,
+        window_s: float = 20.0,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._planned = [planned_requests(c) for c in changes]
+        self._members = [member_changes(c) for c in changes]
+        self._chats = [c.chat_id or "" for c in changes]
+        self._done = [0] * len(changes)
+        self._last: list[float | None] = [None] * len(changes)
+        self._finished = [False] * len(changes)
+        self._member_interval = member_interval
+        self._window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+        self.total = sum(self._planned)
+
+    def advance(self, index: int, successes: int, at: float) -> None:
+        """Change ``index`` got ``successes`` more successful answers, the last at ``at``
+        (seconds since the run started)."""
+        if successes <= 0:
+            return
+        with self._lock:
+            self._done[index] = min(self._planned[index], self._done[index] + successes)
+            self._last[index] = at
+
+    def finish(self, index: int) -> None:
+        """Change ``index`` ended (made, failed or skipped): none of its work is left."""
+        with self._lock:
+            self._done[index] = self._planned[index]
+            self._finished[index] = True
+
+    def _chat_bound(self, n: int, elapsed: float) -> float:
+        """The least time change ``n`` still needs at its chat's member-change pace."""
+        left = min(self._members[n], self._planned[n] - self._done[n])
+        if self._finished[n] or left <= 0:
+            return 0.0
+        interval = self._member_interval(self._chats[n])
+        last = self._last[n]
+        if last is None:  # nothing made yet: the first change may go now
+            return (left - 1) * interval
+        return max(0.0, last + left * interval - elapsed)
+
+    def snapshot(self, elapsed: float) -> Work:
+        with self._lock:
+            done = sum(self._done)
+            left = self.total - done
+            bound = max((self._chat_bound(n, elapsed) for n in range(len(self._done))), default=0)
+            self._samples.append((elapsed, done))
+            while len(self._samples) > 2 and self._samples[1][0] <= elapsed - self._window_s:
+                self._samples.popleft()
+        start_t, start_done = self._samples[0]
+        span = elapsed - start_t
+        rate = (done - start_done) / span if span > 0 else 0.0
+        if rate <= 0 and elapsed > 0:
+            rate = done / elapsed  # nothing in the window yet: the run's average
+        if left == 0:
+            return Work(self.total, done, rate, 0.0)
+        if rate <= 0:
+            return Work(self.total, done, rate, None)
+        eta = max(left / rate, bound)
+        return Work(self.total, done, rate, eta)

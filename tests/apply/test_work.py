@@ -1,0 +1,86 @@
+"""The work an apply measures its progress in (`provisioner.apply.work`): Graph requests per
+planned change, and a rate and ETA that hold for member-heavy runs as for creations."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner.apply.work import WorkMeter, member_changes, planned_requests
+from provisioner.plans.types import Action, Change, RoleChange
+from provisioner.states.records import MemberRecord
+
+A, B, C, D = (MemberRecord(u, object_id=u) for u in ("a", "b", "c", "d"))
+KNOWN = MemberRecord("x", membership_id="m")
+
+
+def change(action: Action, **kw: object) -> Change:
+    return Change(key="k", action=action, chat_type="group", **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("planned", "requests", "members"),
+    [
+        (change(Action.CREATE, members=(A, B, C)), 1, 0),
+        (change(Action.RECONCILE), 1, 0),
+        (change(Action.DELETE), 1, 0),
+        (change(Action.FORGET), 0, 0),
+        (change(Action.NOOP), 0, 0),
+        (change(Action.UPDATE, topic="T", topic_change=("S", "T")), 1, 0),
+        (change(Action.UPDATE, add=(A, B, C, D, A)), 5, 5),
+        # Removals whose membership id is unknown need the member list first.
+        (change(Action.UPDATE, remove=(A,)), 2, 1),
+        (change(Action.UPDATE, remove=(MemberRecord("x", membership_id="m"),)), 1, 1),
+        (change(Action.UPDATE, role_changes=(RoleChange(KNOWN, "guest"),)), 2, 2),
+    ],
+)  # fmt: skip
+def test_planned_requests(planned: Change, requests: int, members: int) -> None:
+    assert planned_requests(planned) == requests
+    assert member_changes(planned) == members
+
+
+def test_progress_counts_requests_not_chats() -> None:
+    changes = [change(Action.UPDATE, add=(A, B, C, D, A)) for _ in range(3)]
+    meter = WorkMeter(changes, lambda chat: 15.0)
+    assert meter.total == 15
+    for n in range(3):
+        meter.advance(n, 2, 9.0)
+    work = meter.snapshot(10.0)
+    assert (work.total, work.done) == (15, 6)  # no chat is finished, the work is under way
+
+
+def test_a_change_never_counts_more_than_it_planned_and_ends_whole() -> None:
+    meter = WorkMeter([change(Action.CREATE), change(Action.UPDATE, add=(A, B))], lambda chat: 15.0)
+    meter.advance(0, 5, 0.5)  # a lookup's reads on top of the creation
+    assert meter.snapshot(1.0).done == 1
+    meter.finish(1)  # failed after one member: nothing of it is left to do
+    work = meter.snapshot(2.0)
+    assert (work.done, work.eta_s) == (3, 0.0)
+
+
+def test_eta_from_the_recent_rate() -> None:
+    meter = WorkMeter([change(Action.CREATE) for _ in range(100)], lambda chat: 15.0, window_s=10)
+    for second in range(21):
+        for n in range(second * 2, second * 2 + 2):  # two per second
+            if n < 100:
+                meter.finish(n)
+        work = meter.snapshot(float(second))
+    assert work.done == 42
+    assert work.rate == pytest.approx(2.0, rel=0.1)
+    assert work.eta_s == pytest.approx(58 / 2.0, rel=0.1)
+
+
+def test_eta_is_at_least_what_the_busiest_chat_needs_at_its_member_pace() -> None:
+    many = change(Action.UPDATE, add=(A, B, C, D, A, B, C, D, A))  # nine member changes
+    meter = WorkMeter([*(change(Action.CREATE) for _ in range(50)), many], lambda chat: 15.0)
+    for n in range(50):
+        meter.finish(n)
+    meter.advance(50, 1, 4.0)
+    work = meter.snapshot(5.0)
+    # 8 member changes left on one chat, 15 s apart after the one made at 4 s: whatever the
+    # rate, the last one is due at 4 + 8 * 15 s.
+    assert work.eta_s == pytest.approx(4 + 8 * 15.0 - 5.0)
+
+
+def test_no_rate_no_eta() -> None:
+    meter = WorkMeter([change(Action.CREATE)], lambda chat: 15.0)
+    assert meter.snapshot(0.0).eta_s is None
