@@ -138,6 +138,24 @@ def _report(name: str, what: str, recorder: Recorder, result: Any) -> dict[str, 
         "throttled": result.throttled,
         "first_chat_done_at_s": round(first.elapsed, 1) if first else None,
         "marks": _marks(recorder.ticks, duration),
+        "worst": _worst(recorder.ticks, duration),
+    }
+
+
+def _worst(ticks: list[Progress], duration: float) -> dict[str, float]:
+    """The largest ETA error over every tick between 10 and 90 % of the work (the marks fall
+    where the work just advanced; this covers the pauses between member bursts too)."""
+    errors = [
+        (t.eta_s - (duration - t.elapsed), duration - t.elapsed)
+        for t in ticks
+        if t.eta_s is not None and t.work_total and 0.1 <= t.work_done / t.work_total <= 0.9
+    ]
+    worst_s = max(errors, key=lambda e: abs(e[0]))
+    worst_pct = max(errors, key=lambda e: abs(e[0] / e[1]))
+    return {
+        "ticks": len(errors),
+        "error_s": round(worst_s[0], 1),
+        "error_pct": round(100 * worst_pct[0] / worst_pct[1], 1),
     }
 
 
@@ -158,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             mark = int(m["mark"] * 100)
             print(f"  {mark}% at {m['at_s']}s: ETA {m['predicted_s']}s, actual "
                   f"{m['actual_s']}s, error {m['error_s']}s ({m['error_pct']}%)")  # fmt: skip
+        worst = run["worst"]
+        print(f"  worst over {worst['ticks']} ticks from 10 to 90 %: {worst['error_s']}s, "
+              f"{worst['error_pct']}%")  # fmt: skip
     print(f"({time.monotonic() - started:.0f}s in all)")
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")

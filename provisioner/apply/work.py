@@ -8,10 +8,17 @@ guesses an ETA from nothing. The unit here is the Graph request a planned change
 (`planned_requests`): the run's total is known from the plan, each successful request of a
 change counts as done (at most what it planned), and a finished change counts as whole.
 
-`WorkMeter.snapshot` gives the rate over the last ``window_s`` seconds (the pace the limits
-allow now, not the start's burst) and an ETA that is at least what the busiest chat still
-needs at its member-change pace (its member changes left, one interval apart, counted from
-its last one): a run waiting on a few chats' member changes is not "1 s left".
+`WorkMeter.snapshot` gives the rate over the last ``window_s`` seconds, and an ETA that is the
+larger of two lower bounds:
+
+* the work left at the pace the run can go when nothing holds it back: the best rate over
+  ``burst_s`` seconds within the last ``horizon_s`` (a member-heavy run goes in bursts, every
+  chat's next member change falling due together, then waits; averaging the waits in would
+  count them twice), and
+* what the busiest chat still needs at its member-change pace (its member changes left, one
+  interval apart, from its last one): a run waiting on a few chats is not "1 s left".
+
+Measured against the emulator's documented limits (``benchmarks/bench_progress.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ class WorkMeter:
         member_interval: Callable[[str], float],
         *,
         window_s: float = 20.0,
+        burst_s: float = 5.0,
+        horizon_s: float = 40.0,
     ) -> None:
         self._lock = threading.Lock()
         self._planned = [planned_requests(c) for c in changes]
@@ -76,6 +85,8 @@ class WorkMeter:
         self._finished = [False] * len(changes)
         self._member_interval = member_interval
         self._window_s = window_s
+        self._burst_s = burst_s
+        self._horizon_s = max(horizon_s, window_s)
         self._samples: deque[tuple[float, int]] = deque()
         self.total = sum(self._planned)
 
@@ -111,16 +122,34 @@ class WorkMeter:
             left = self.total - done
             bound = max((self._chat_bound(n, elapsed) for n in range(len(self._done))), default=0)
             self._samples.append((elapsed, done))
-            while len(self._samples) > 2 and self._samples[1][0] <= elapsed - self._window_s:
+            while len(self._samples) > 2 and self._samples[1][0] <= elapsed - self._horizon_s:
                 self._samples.popleft()
-        start_t, start_done = self._samples[0]
-        span = elapsed - start_t
-        rate = (done - start_done) / span if span > 0 else 0.0
-        if rate <= 0 and elapsed > 0:
-            rate = done / elapsed  # nothing in the window yet: the run's average
+            samples = list(self._samples)
+        rate = _rate_since(samples, elapsed - self._window_s)
+        pace = _best_rate(samples, self._burst_s)
         if left == 0:
             return Work(self.total, done, rate, 0.0)
-        if rate <= 0:
+        if pace <= 0:
             return Work(self.total, done, rate, None)
-        eta = max(left / rate, bound)
-        return Work(self.total, done, rate, eta)
+        return Work(self.total, done, rate, max(left / pace, bound))
+
+
+def _rate_since(samples: list[tuple[float, int]], since: float) -> float:
+    """Requests per second from the last sample at or before ``since`` (else the first) to
+    the newest."""
+    start = next((s for s in reversed(samples) if s[0] <= since), samples[0])
+    (t, d), (t0, d0) = samples[-1], start
+    return (d - d0) / (t - t0) if t > t0 else 0.0
+
+
+def _best_rate(samples: list[tuple[float, int]], span: float) -> float:
+    """The highest rate over any ``span`` seconds of ``samples`` (all of them while the run
+    is younger than ``span``)."""
+    best, j = 0.0, 0
+    for t, d in samples:
+        while j + 1 < len(samples) and samples[j + 1][0] <= t - span:
+            j += 1
+        t0, d0 = samples[j]
+        if t > t0:
+            best = max(best, (d - d0) / (t - t0))
+    return best

@@ -72,6 +72,7 @@ def test_eta_from_the_recent_rate() -> None:
 def test_eta_is_at_least_what_the_busiest_chat_needs_at_its_member_pace() -> None:
     many = change(Action.UPDATE, add=(A, B, C, D, A, B, C, D, A))  # nine member changes
     meter = WorkMeter([*(change(Action.CREATE) for _ in range(50)), many], lambda chat: 15.0)
+    meter.snapshot(0.0)
     for n in range(50):
         meter.finish(n)
     meter.advance(50, 1, 4.0)
@@ -79,6 +80,24 @@ def test_eta_is_at_least_what_the_busiest_chat_needs_at_its_member_pace() -> Non
     # 8 member changes left on one chat, 15 s apart after the one made at 4 s: whatever the
     # rate, the last one is due at 4 + 8 * 15 s.
     assert work.eta_s == pytest.approx(4 + 8 * 15.0 - 5.0)
+
+
+def test_pauses_between_member_bursts_do_not_stretch_the_eta() -> None:
+    """Member-heavy: every 15 s each of 30 chats makes its next member change (a burst of 30
+    requests in a second), then all wait. The ETA in a pause is the remaining rounds, not the
+    work left divided by an average that counts the pauses."""
+    chats = [change(Action.UPDATE, add=(A, B, C, D, A)) for _ in range(30)]
+    meter = WorkMeter(chats, lambda chat: 15.0)
+    for round_ in range(3):
+        start = round_ * 15.0
+        for n in range(30):
+            meter.advance(n, 1, start + n / 30)
+            if n % 6 == 5:
+                meter.snapshot(start + n / 30)
+    work = meter.snapshot(40.0)  # in the pause after the third round (the last at ~31 s)
+    assert work.done == 90
+    # Two rounds left, due 15 s apart from the last ones: done at about 31 + 30 = 61 s.
+    assert work.eta_s == pytest.approx(61.0 - 40.0, abs=1.0)
 
 
 def test_no_rate_no_eta() -> None:
