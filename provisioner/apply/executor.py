@@ -165,6 +165,8 @@ class Executor:
             [t.change for t in self._tasks], lambda chat: self._interval(CHAT_MEMBERS, chat)
         )
         self._started = clock()
+        if stats is not None:
+            stats.on_success = self._succeeded
         ctx = StepContext(
             client=client,
             record=self._record,
@@ -271,7 +273,6 @@ class Executor:
         change = task.change
         self._current.task = task
         task.running = True
-        before = self.stats.thread_successes() if self.stats is not None else 0
         try:
             if task.steps is None:
                 task.steps = self._steps.run(change)
@@ -293,9 +294,6 @@ class Executor:
         finally:
             task.running = False
             self._current.task = None
-            if self.stats is not None:
-                made = self.stats.thread_successes() - before
-                self._work.advance(task.index, made, self._clock() - self._started)
         return 0.0
 
     def _finish(self, task: _Task, outcome: Outcome) -> None:
@@ -333,6 +331,14 @@ class Executor:
                 self._claimed[kind] = now + 1.0 / self._pacer.rate(scope)
             return max(0.0, wait)
 
+    def _succeeded(self) -> None:
+        """A request of this worker's change succeeded (`RequestStats.on_success`): one more
+        request of its work is done. Counted per request, not per step: a step may make
+        several (a worker held by the pacer for a chat's member limit goes on to the next)."""
+        task = getattr(self._current, "task", None)
+        if task is not None:
+            self._work.advance(task.index, 1, self._clock() - self._started)
+
     def _reconciled(self, requests: int) -> None:
         with self._cond:
             self._lookups += 1
@@ -342,8 +348,11 @@ class Executor:
 
     def _progress(self, started: float) -> Progress:
         stats = self.stats
-        elapsed = self._clock() - started
-        work = self._work.snapshot(elapsed)
+        now = self._clock()
+        with self._cond:  # some change may go now: the work's rate counts this time
+            busy = self._active > 0 or bool(self._heap and self._heap[0].at <= now)
+        elapsed = now - started
+        work = self._work.snapshot(elapsed, busy=busy)
         return Progress(
             total=len(self._tasks),
             done=self._done,

@@ -11,10 +11,10 @@ change counts as done (at most what it planned), and a finished change counts as
 `WorkMeter.snapshot` gives the rate over the last ``window_s`` seconds, and an ETA that is the
 larger of two lower bounds:
 
-* the work left at the pace the run can go when nothing holds it back: the best rate over
-  ``burst_s`` seconds within the last ``horizon_s`` (a member-heavy run goes in bursts, every
-  chat's next member change falling due together, then waits; averaging the waits in would
-  count them twice), and
+* the work left at the rate the run makes while it has work it may send: time in which every
+  remaining change waits for its chat's own limit does not count (a member-heavy run goes in
+  bursts, every chat's next member change falling due together, then waits; averaging the
+  waits into the rate would count them twice), and
 * what the busiest chat still needs at its member-change pace (its member changes left, one
   interval apart, from its last one): a run waiting on a few chats is not "1 s left".
 
@@ -73,8 +73,6 @@ class WorkMeter:
         member_interval: Callable[[str], float],
         *,
         window_s: float = 20.0,
-        burst_s: float = 5.0,
-        horizon_s: float = 40.0,
     ) -> None:
         self._lock = threading.Lock()
         self._planned = [planned_requests(c) for c in changes]
@@ -85,9 +83,9 @@ class WorkMeter:
         self._finished = [False] * len(changes)
         self._member_interval = member_interval
         self._window_s = window_s
-        self._burst_s = burst_s
-        self._horizon_s = max(horizon_s, window_s)
-        self._samples: deque[tuple[float, int]] = deque()
+        # (elapsed, done, busy): busy is the time so far in which some change could go.
+        self._samples: deque[tuple[float, int, float]] = deque()
+        self._busy = 0.0
         self.total = sum(self._planned)
 
     def advance(self, index: int, successes: int, at: float) -> None:
@@ -116,40 +114,23 @@ class WorkMeter:
             return (left - 1) * interval
         return max(0.0, last + left * interval - elapsed)
 
-    def snapshot(self, elapsed: float) -> Work:
+    def snapshot(self, elapsed: float, *, busy: bool = True) -> Work:
+        """The work at ``elapsed`` seconds; ``busy``: some change could go since the last
+        snapshot (False while every change waits for its chat's own limit)."""
         with self._lock:
             done = sum(self._done)
             left = self.total - done
             bound = max((self._chat_bound(n, elapsed) for n in range(len(self._done))), default=0)
-            self._samples.append((elapsed, done))
-            while len(self._samples) > 2 and self._samples[1][0] <= elapsed - self._horizon_s:
+            if self._samples and busy:
+                self._busy += elapsed - self._samples[-1][0]
+            self._samples.append((elapsed, done, self._busy))
+            while len(self._samples) > 2 and self._samples[1][0] <= elapsed - self._window_s:
                 self._samples.popleft()
-            samples = list(self._samples)
-        rate = _rate_since(samples, elapsed - self._window_s)
-        pace = _best_rate(samples, self._burst_s)
+            (t0, d0, b0), (t1, d1, b1) = self._samples[0], self._samples[-1]
+        rate = (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+        pace = (d1 - d0) / (b1 - b0) if b1 > b0 else rate
         if left == 0:
             return Work(self.total, done, rate, 0.0)
         if pace <= 0:
             return Work(self.total, done, rate, None)
         return Work(self.total, done, rate, max(left / pace, bound))
-
-
-def _rate_since(samples: list[tuple[float, int]], since: float) -> float:
-    """Requests per second from the last sample at or before ``since`` (else the first) to
-    the newest."""
-    start = next((s for s in reversed(samples) if s[0] <= since), samples[0])
-    (t, d), (t0, d0) = samples[-1], start
-    return (d - d0) / (t - t0) if t > t0 else 0.0
-
-
-def _best_rate(samples: list[tuple[float, int]], span: float) -> float:
-    """The highest rate over any ``span`` seconds of ``samples`` (all of them while the run
-    is younger than ``span``)."""
-    best, j = 0.0, 0
-    for t, d in samples:
-        while j + 1 < len(samples) and samples[j + 1][0] <= t - span:
-            j += 1
-        t0, d0 = samples[j]
-        if t > t0:
-            best = max(best, (d - d0) / (t - t0))
-    return best

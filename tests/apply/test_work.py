@@ -84,20 +84,39 @@ def test_eta_is_at_least_what_the_busiest_chat_needs_at_its_member_pace() -> Non
 
 def test_pauses_between_member_bursts_do_not_stretch_the_eta() -> None:
     """Member-heavy: every 15 s each of 30 chats makes its next member change (a burst of 30
-    requests in a second), then all wait. The ETA in a pause is the remaining rounds, not the
-    work left divided by an average that counts the pauses."""
+    requests in a second), then all wait for their chat's limit. The ETA in a pause is the
+    remaining rounds, not the work left divided by an average that counts the pauses."""
     chats = [change(Action.UPDATE, add=(A, B, C, D, A)) for _ in range(30)]
     meter = WorkMeter(chats, lambda chat: 15.0)
-    for round_ in range(3):
-        start = round_ * 15.0
-        for n in range(30):
-            meter.advance(n, 1, start + n / 30)
-            if n % 6 == 5:
-                meter.snapshot(start + n / 30)
-    work = meter.snapshot(40.0)  # in the pause after the third round (the last at ~31 s)
+    made = 0
+    for tick in range(201):  # 0.2 s ticks up to 40 s; a round every 75 ticks
+        busy = tick // 75 <= 2 and tick % 75 < 5  # six changes a tick for a second
+        for _ in range(6 if busy else 0):
+            meter.advance(made % 30, 1, tick * 0.2)
+            made += 1
+        work = meter.snapshot(tick * 0.2, busy=busy)
     assert work.done == 90
-    # Two rounds left, due 15 s apart from the last ones: done at about 31 + 30 = 61 s.
-    assert work.eta_s == pytest.approx(61.0 - 40.0, abs=1.0)
+    # Two rounds left, due 15 s after the last ones (about 30 s): done at about 60 s.
+    assert work.eta_s == pytest.approx(60.0 - 40.0, abs=1.5)
+    # The last 20 s made 30 requests: 1.5/s, and 60 left at that rate would say 40 s.
+    assert work.rate == pytest.approx(1.5, rel=0.05)
+    assert 60 / work.rate > 1.8 * work.eta_s
+
+
+def test_a_slower_tenant_is_seen_in_the_recent_rate() -> None:
+    """Creation-heavy: 30/s for 5 s, then the tenant allows only 20/s. The ETA follows the
+    recent rate, not the first burst."""
+    meter = WorkMeter([change(Action.CREATE) for _ in range(1000)], lambda chat: 15.0)
+    made = 0
+    for tick in range(0, 151):  # 0.2 s ticks up to 30 s
+        now = tick * 0.2
+        target = int(30 * now) if now <= 5 else 150 + int(20 * (now - 5))
+        while made < target:
+            meter.finish(made)
+            made += 1
+        work = meter.snapshot(now)
+    assert work.done == 650
+    assert work.eta_s == pytest.approx(350 / 20.0, rel=0.05)
 
 
 def test_no_rate_no_eta() -> None:
