@@ -33,9 +33,8 @@ from provisioner.states.azblob_lease import (
     LeaseKeeper,
     decode_lock,
     encode_lock,
-    new_lock_info,
 )
-from provisioner.states.lock import LockHeld, LockInfo
+from provisioner.states.lock import LockInfo, new_lock_info
 
 # Azure Storage "Lease Blob": a finite lease lasts 15 to 60 seconds.
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 15, 60
@@ -196,7 +195,7 @@ class BlobLock:
         waited = (
             f"waited {self.lock_timeout:g}s (--lock-timeout), but " if self.lock_timeout else ""
         )
-        raise LockHeld(
+        raise LockError(
             f"{waited}the state {self.location} is locked by another run:\n{holder.describe()}",
             hint=(
                 "the lock is a blob lease that its run renews while it lasts: if that run was "

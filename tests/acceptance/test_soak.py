@@ -47,3 +47,16 @@ def test_fault_soak_short(tmp_path: Path) -> None:
     assert report.unauthorized >= 1 and report.tokens_issued >= 2  # the token was refreshed
     assert report.injected > report.unauthorized  # faults beyond expiry were injected too
     assert "duplicates 0, lost chats 0, crashes 0" in fault_soak.figure_line("x", [report])
+
+
+def test_lock_soak_short(tmp_path: Path) -> None:
+    """Two applies started together on one state (a symlink and its target), then one with
+    the lock holder SIGKILLed: never both run, no duplicate, nothing lost (issue 15)."""
+    from soak import lock_soak
+
+    for n, kill in enumerate((False, True)):
+        (tmp_path / str(n)).mkdir()
+        figures = lock_soak.one_round(tmp_path / str(n), seed=7 + n, groups=4, pairs=2, kill=kill)
+        assert figures["both_ran"] == 0 and figures["duplicates"] == 0, figures
+        assert figures["lost"] == 0 and figures["crashes"] == 0 and figures["plan_exit"] == 0
+        assert kill or figures["stopped"] == 1, figures  # one stopped at once, naming the lock

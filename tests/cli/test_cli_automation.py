@@ -125,8 +125,10 @@ def test_bad_durations(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["plan", "x"], ["apply", "x"], ["import", "k", "c"], ["export"], ["state", "rm"]]
-)
+    "command",
+    [["plan", "x"], ["apply", "x"], ["import", "k", "c"], ["export"], ["state", "rm"],
+     ["state", "unbind"]],
+)  # fmt: skip
 def test_every_command_that_locks_takes_lock_timeout(
     capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
