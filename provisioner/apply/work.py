@@ -16,13 +16,17 @@ larger of two lower bounds:
   bursts, every chat's next member change falling due together, then waits; averaging the
   waits into the rate would count them twice), and
 * what the busiest chat still needs at its member-change pace (its member changes left, one
-  interval apart, from its last one): a run waiting on a few chats is not "1 s left".
+  interval apart, from its last one): a run waiting on a few chats is not "1 s left". The
+  interval is the median of the gaps between consecutive member changes of one chat seen
+  lately (the pace the tenant really allows; the pacer's own figure for a chat dips after a
+  429 and recovers, which made the ETA jump), the pacer's until there are enough of them.
 
 Measured against the emulator's documented limits (``benchmarks/bench_progress.py``).
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -50,6 +54,11 @@ def planned_requests(change: Change) -> int:
     wanted = [*change.remove, *(r.member for r in change.role_changes)]
     listing = 1 if any(m.membership_id is None for m in wanted) else 0
     return topic + listing + member_changes(change)
+
+
+#: Recent gaps between two member changes of one chat that set the member pace (at least
+#: ``_MIN_GAPS`` of them).
+_GAPS, _MIN_GAPS = 200, 5
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class WorkMeter:
         # (elapsed, done, busy): busy is the time so far in which some change could go.
         self._samples: deque[tuple[float, int, float]] = deque()
         self._busy = 0.0
+        self._gaps: deque[float] = deque(maxlen=_GAPS)
         self.total = sum(self._planned)
 
     def advance(self, index: int, successes: int, at: float) -> None:
@@ -94,6 +104,9 @@ class WorkMeter:
         if successes <= 0:
             return
         with self._lock:
+            last = self._last[index]
+            if last is not None and self._members[index] and successes == 1:
+                self._gaps.append(at - last)
             self._done[index] = min(self._planned[index], self._done[index] + successes)
             self._last[index] = at
 
@@ -103,12 +116,12 @@ class WorkMeter:
             self._done[index] = self._planned[index]
             self._finished[index] = True
 
-    def _chat_bound(self, n: int, elapsed: float) -> float:
+    def _chat_bound(self, n: int, elapsed: float, seen: float | None) -> float:
         """The least time change ``n`` still needs at its chat's member-change pace."""
         left = min(self._members[n], self._planned[n] - self._done[n])
         if self._finished[n] or left <= 0:
             return 0.0
-        interval = self._member_interval(self._chats[n])
+        interval = seen if seen is not None else self._member_interval(self._chats[n])
         last = self._last[n]
         if last is None:  # nothing made yet: the first change may go now
             return (left - 1) * interval
@@ -120,7 +133,10 @@ class WorkMeter:
         with self._lock:
             done = sum(self._done)
             left = self.total - done
-            bound = max((self._chat_bound(n, elapsed) for n in range(len(self._done))), default=0)
+            seen = statistics.median(self._gaps) if len(self._gaps) >= _MIN_GAPS else None
+            bound = max(
+                (self._chat_bound(n, elapsed, seen) for n in range(len(self._done))), default=0
+            )
             if self._samples and busy:
                 self._busy += elapsed - self._samples[-1][0]
             self._samples.append((elapsed, done, self._busy))

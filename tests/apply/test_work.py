@@ -122,3 +122,16 @@ def test_a_slower_tenant_is_seen_in_the_recent_rate() -> None:
 def test_no_rate_no_eta() -> None:
     meter = WorkMeter([change(Action.CREATE)], lambda chat: 15.0)
     assert meter.snapshot(0.0).eta_s is None
+
+
+def test_the_member_pace_seen_wins_over_the_pacers_momentary_figure() -> None:
+    """After a 429 the pacer's figure for a chat dips (here 30 s) and recovers; the gaps seen
+    between member changes (15 s) are what the remaining ones will take."""
+    chats = [change(Action.UPDATE, add=(A, B, C, D, A)) for _ in range(3)]
+    meter = WorkMeter(chats, lambda chat: 30.0)
+    for round_ in range(3):
+        for n in range(3):
+            meter.advance(n, 1, round_ * 15.0 + n)
+            work = meter.snapshot(round_ * 15.0 + n)
+    # Two changes left on chat 2 (its last at 32 s), 15 s apart: done at 62 s, not at 92.
+    assert work.eta_s == pytest.approx(62.0 - 32.0)
