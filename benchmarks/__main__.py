@@ -96,6 +96,14 @@ BENCHES = [
         "documented and at half the limits, vs a naive client and a sequential one",
     ),
     Bench(
+        "progress",
+        "bench_progress.py",
+        [],
+        ["--members-chats", "20", "--members-each", "2", "--creations", "120"],
+        "apply's ETA at 25/50/75 % of a member-heavy and a creation-heavy run against the "
+        "emulator's documented limits vs the time the run then still took",
+    ),
+    Bench(
         "refresh",
         "bench_refresh.py",
         ["--chats", "1000"],
