@@ -30,9 +30,10 @@ from provisioner.apply.context import ChatApi, StepContext, Steps
 from provisioner.apply.control import ApplyListener, Cancelled, Progress, RequestStats, StopSignal
 from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply.steps import ChatSteps
+from provisioner.apply.work import WorkMeter
 from provisioner.errors import AuthError, LockError, StateError
 from provisioner.graph.errors import GraphAuthError, GraphConnectionError, GraphPermissionError
-from provisioner.graph.pacing import DOCUMENTED_LIMITS, Pacer, Scope
+from provisioner.graph.pacing import CHAT_MEMBERS, DOCUMENTED_LIMITS, Pacer, Scope
 from provisioner.plans.types import Change, Plan
 from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.records import State
@@ -70,6 +71,7 @@ class ApplyOptions:
 @dataclass
 class _Task:
     change: Change
+    index: int = 0  # in the plan's actionable changes (the work meter's account)
     steps: Steps | None = None
     outcome: Outcome | None = None
     acted: bool = False  # recorded something in the state (else stopping it skips it)
@@ -167,7 +169,13 @@ class Executor:
         self._turns_lock = threading.Lock()
         self._claimed: dict[str, float] = {}
         self._lookup_requests = 0
-        self._tasks = [_Task(c) for c in plan.actionable]
+        self._tasks = [_Task(c, n) for n, c in enumerate(plan.actionable)]
+        self._work = WorkMeter(
+            [t.change for t in self._tasks], lambda chat: self._interval(CHAT_MEMBERS, chat)
+        )
+        self._started = clock()
+        if stats is not None:
+            stats.on_success = self._succeeded
         ctx = StepContext(
             client=client,
             record=self._record,
@@ -196,7 +204,7 @@ class Executor:
     def run(self) -> ApplyResult:
         """Run every change; returns when all are done, or after a stop (bounded by
         ``grace_s``). A KeyboardInterrupt in the calling thread aborts at once."""
-        started = self._clock()
+        started = self._started = self._clock()
         # Journaled with the first change: a saved plan is then refused as "already applied".
         self._writer.defer(lambda s: s.set_last_plan(self.plan.plan_id))
         total = len(self._tasks)
@@ -303,6 +311,7 @@ class Executor:
             self._done += 1
             if outcome.status == FAILED:
                 self._failed += 1
+        self._work.finish(task.index)
         self.listener.finished(outcome)
 
     # -- what the steps use -----------------------------------------------------------------
@@ -331,6 +340,14 @@ class Executor:
                 self._claimed[kind] = now + 1.0 / self._pacer.rate(scope)
             return max(0.0, wait)
 
+    def _succeeded(self) -> None:
+        """A request of this worker's change succeeded (`RequestStats.on_success`): one more
+        request of its work is done. Counted per request, not per step: a step may make
+        several (a worker held by the pacer for a chat's member limit goes on to the next)."""
+        task = getattr(self._current, "task", None)
+        if task is not None:
+            self._work.advance(task.index, 1, self._clock() - self._started)
+
     def _reconciled(self, requests: int) -> None:
         with self._cond:
             self._lookups += 1
@@ -340,14 +357,24 @@ class Executor:
 
     def _progress(self, started: float) -> Progress:
         stats = self.stats
+        now = self._clock()
+        with self._cond:  # some change may go now: the work's rate counts this time
+            busy = self._active > 0 or bool(self._heap and self._heap[0].at <= now)
+        elapsed = now - started
+        work = self._work.snapshot(elapsed, busy=busy)
         return Progress(
             total=len(self._tasks),
             done=self._done,
             failed=self._failed,
             in_flight=self._active,
-            elapsed=self._clock() - started,
+            elapsed=elapsed,
             requests=stats.requests if stats else 0,
             throttled=stats.throttled if stats else 0,
+            work_total=work.total,
+            work_done=work.done,
+            work_rate=work.rate,
+            eta_s=work.eta_s,
+            retries=stats.retries if stats else 0,
         )
 
     def _result(self, started: float) -> ApplyResult:
@@ -374,4 +401,6 @@ class Executor:
             lookups=self._lookups,
             lookup_requests=self._lookup_requests,
             state_writes=self._writer.writes,
+            work_total=self._work.total,
+            work_done=self._work.snapshot(self._clock() - started).done,
         )

@@ -85,6 +85,8 @@ class ApplyResult:
     lookups: int = 0  # reconciliation lookups made
     lookup_requests: int = 0  # the requests they cost
     state_writes: int = 0
+    work_total: int = 0  # the Graph requests the plan needed (`provisioner.apply.work`)
+    work_done: int = 0  # of those, done (finished changes count whole)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -116,28 +116,31 @@ class JournaledStore:
         return self.inner.force_unlock(lock_id)
 
 
-def local_store(path: str) -> JournaledStore:
+def local_store(path: str, *, lock_timeout: float = 0.0) -> JournaledStore:
     """The local state file ``path`` with its journal ``path.journal`` (beside the file a
     symlink points to: one journal whatever the spelling, as for the backup and the lock)."""
-    inner = LocalStateStore(path)
+    inner = LocalStateStore(path, lock_timeout=lock_timeout)
     return JournaledStore(inner, LocalJournalFile(inner.path + JOURNAL_SUFFIX))
 
 
-def open_store(spec: str, endpoint: str | None = None) -> JournaledStore:
+def open_store(
+    spec: str, endpoint: str | None = None, *, lock_timeout: float = 0.0
+) -> JournaledStore:
     """The store for a ``--state`` value: a local path, or ``azblob://ACCOUNT/CONTAINER/PATH``
     (Azure Blob Storage, issue 9; ``endpoint``, else env ``PROVISION_STATE_ENDPOINT``, overrides
-    the account's public endpoint, e.g. for Azurite or a national cloud)."""
+    the account's public endpoint, e.g. for Azurite or a national cloud). ``lock_timeout``:
+    seconds ``lock()`` waits for another run's lock (``--lock-timeout``)."""
     if spec.lower().startswith("azblob://"):
-        # Imported on demand: the Azure SDK is the optional extra provision[azure], and a clear
-        # error says to install it (raised by the import).
+        # Imported on demand: the Azure SDK is the optional extra teams-provision[azure], and a
+        # clear error says to install it (raised by the import).
         from provisioner.states.azblob import open_azblob_store
 
-        store = open_azblob_store(spec, endpoint)
+        store = open_azblob_store(spec, endpoint, lock_timeout=lock_timeout)
         return JournaledStore(store, store.journal_file())
     if "://" in spec:
         scheme = spec.split("://", 1)[0]
         raise StateError(f"unsupported state location {spec!r}: {scheme}:// is not supported")
-    return local_store(spec)
+    return local_store(spec, lock_timeout=lock_timeout)
 
 
 def force_unlock(store: StateStore, lock_id: str) -> LockInfo:
