@@ -14,8 +14,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from provisioner.emulator import chats
 from provisioner.emulator.batch import handle_batch
+from provisioner.emulator.chats import run as run_handler
 from provisioner.emulator.errors import GraphError, bad_request
 from provisioner.emulator.faults import AFTER_KINDS, BEFORE_KINDS, FaultInjector
 from provisioner.emulator.messages import Request, Response, error_response
@@ -50,6 +50,10 @@ class Api:
         self._rng_lock = threading.Lock()
         self._tokens: dict[str, float] = {}  # sha256(token) -> first seen (monotonic)
         self._tokens_lock = threading.Lock()
+
+    @property
+    def me(self) -> str:
+        return self.options.me
 
     # -- authentication ------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> GraphError | None:
@@ -145,7 +149,7 @@ class Api:
             )
 
         try:
-            response = chats.run(self, req, m)
+            response = run_handler(self, req, m)
         except GraphError as err:
             response = error_response(req, err)
 

@@ -13,14 +13,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from provisioner.emulator.errors import GraphError, bad_request
 from provisioner.emulator.messages import ERROR_TYPE, Request, Response, error_response
-
-if TYPE_CHECKING:
-    from provisioner.emulator.api import Api
+from provisioner.emulator.protocol import Pipeline
 
 MAX_REQUESTS = 20  # json-batching.md: "JSON batch requests are currently limited to 20"
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
@@ -138,7 +135,7 @@ def _item_request(outer: Request, item: Item) -> Request | GraphError:
     )
 
 
-def handle_batch(api: Api, outer: Request) -> Response:
+def handle_batch(api: Pipeline, outer: Request) -> Response:
     if outer.body_error is not None:
         return error_response(outer, outer.body_error)
     try:

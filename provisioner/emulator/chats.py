@@ -12,18 +12,15 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from provisioner.emulator.errors import GraphError, bad_request, not_found
 from provisioner.emulator.messages import JSON_TYPE, Request, Response
 from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
+from provisioner.emulator.protocol import Context
 from provisioner.emulator.routes import Match
 from provisioner.emulator.tenant import NewMember
 from provisioner.emulator.users import GUID_RE, UPN_RE, User, made_up_user
-
-if TYPE_CHECKING:
-    from provisioner.emulator.api import Api
 
 UNREADABLE = (
     "Unable to read JSON request payload. Please ensure Content-Type header is set and "
@@ -66,7 +63,7 @@ def check_topic(topic: object) -> str:
     return topic
 
 
-def parse_member(api: Api, obj: object) -> NewMember:
+def parse_member(api: Context, obj: object) -> NewMember:
     """One ``aadUserConversationMember`` (``chat-post.md``): a role of owner or guest; in-tenant
     guests must be guest, out-of-tenant (``tenantId`` set to another tenant) must be owner."""
     if not isinstance(obj, dict):
@@ -140,7 +137,7 @@ def expand_members(req: Request) -> bool:
 
 
 # -- chats -----------------------------------------------------------------------------------
-def post_chat(api: Api, req: Request, m: Match) -> Response:
+def post_chat(api: Context, req: Request, m: Match) -> Response:
     api.tenant.count("post_chats_total")
     body = json_object(req)
     unknown = sorted(set(body) - CHAT_PROPERTIES)
@@ -179,7 +176,7 @@ def post_chat(api: Api, req: Request, m: Match) -> Response:
     return json_ok(201, chat_body(req, chat))
 
 
-def get_chat(api: Api, req: Request, m: Match) -> Response:
+def get_chat(api: Context, req: Request, m: Match) -> Response:
     members = expand_members(req)
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
@@ -187,13 +184,13 @@ def get_chat(api: Api, req: Request, m: Match) -> Response:
     return json_ok(200, chat_body(req, chat, members=members))
 
 
-def _chat_of_user(api: Api, req: Request, m: Match, chat: ChatView) -> None:
+def _chat_of_user(api: Context, req: Request, m: Match, chat: ChatView) -> None:
     user = _path_user(api, m)
     if user.id not in chat.member_user_ids:
         raise not_found(f"Chat '{chat.id}' was not found.")
 
 
-def patch_chat(api: Api, req: Request, m: Match) -> Response:
+def patch_chat(api: Context, req: Request, m: Match) -> Response:
     body = json_object(req)
     for key in body:
         if key not in ("topic", "@odata.type"):
@@ -207,13 +204,13 @@ def patch_chat(api: Api, req: Request, m: Match) -> Response:
     return json_ok(200, chat_body(req, chat))  # chat-patch.md: 200 OK with the chat
 
 
-def delete_chat(api: Api, req: Request, m: Match) -> Response:
+def delete_chat(api: Context, req: Request, m: Match) -> Response:
     api.tenant.delete_chat(m.params["chat-id"])
     return Response(204)
 
 
 # -- members ---------------------------------------------------------------------------------
-def list_members(api: Api, req: Request, m: Match) -> Response:
+def list_members(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
         _chat_of_user(api, req, m, chat)
@@ -228,7 +225,7 @@ def list_members(api: Api, req: Request, m: Match) -> Response:
     )
 
 
-def get_member(api: Api, req: Request, m: Match) -> Response:
+def get_member(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     member = chat.member(m.params["membership-id"])
     if member is None:
@@ -240,7 +237,7 @@ def get_member(api: Api, req: Request, m: Match) -> Response:
     )
 
 
-def add_member(api: Api, req: Request, m: Match) -> Response:
+def add_member(api: Context, req: Request, m: Match) -> Response:
     chat_id = m.params["chat-id"]
     api.tenant.live_chat(chat_id)  # 404 before looking at the body
     member = api.tenant.add_member(chat_id, parse_member(api, json_object(req)))
@@ -253,14 +250,14 @@ def add_member(api: Api, req: Request, m: Match) -> Response:
     )
 
 
-def remove_member(api: Api, req: Request, m: Match) -> Response:
+def remove_member(api: Context, req: Request, m: Match) -> Response:
     api.tenant.remove_member(m.params["chat-id"], m.params["membership-id"])
     return Response(204)  # chat-delete-members.md
 
 
 # -- users -----------------------------------------------------------------------------------
-def _path_user(api: Api, m: Match) -> User:
-    ref = m.params.get("user-id", api.options.me)  # /me/... and GET /chats: the signed-in user
+def _path_user(api: Context, m: Match) -> User:
+    ref = m.params.get("user-id", api.me)  # /me/... and GET /chats: the signed-in user
     user = api.tenant.directory.resolve(ref)
     if user is None:
         # user-get.md: 404 when the user does not exist; Graph's directory error code.
@@ -272,7 +269,7 @@ def _path_user(api: Api, m: Match) -> User:
     return user
 
 
-def get_user(api: Api, req: Request, m: Match) -> Response:
+def get_user(api: Context, req: Request, m: Match) -> Response:
     user = _path_user(api, m)
     return json_ok(
         200, {"@odata.context": f"{req.base_url}/$metadata#users/$entity"} | user.to_graph()
@@ -315,7 +312,7 @@ def _after(token: str) -> int:
     raise bad_request("Invalid $skiptoken.")
 
 
-def list_chats(api: Api, req: Request, m: Match) -> Response:
+def list_chats(api: Context, req: Request, m: Match) -> Response:
     """``chat-list.md``: ``$top`` (1..50), ``$filter``, ``$expand=members``, and an
     ``@odata.nextLink`` while more pages remain."""
     user = _path_user(api, m)
@@ -350,7 +347,7 @@ def list_chats(api: Api, req: Request, m: Match) -> Response:
     return json_ok(200, body)
 
 
-Handler = Callable[["Api", Request, Match], Response]
+Handler = Callable[[Context, Request, Match], Response]
 HANDLERS: dict[str, Handler] = {
     "POST /chats": post_chat,
     "GET /chats": list_chats,
@@ -372,7 +369,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def run(api: Api, req: Request, m: Match) -> Response:
+def run(api: Context, req: Request, m: Match) -> Response:
     handler = HANDLERS.get(m.key)
     if handler is None:  # pragma: no cover - routes.METHODS and HANDLERS are kept in step
         raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed.")

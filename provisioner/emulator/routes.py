@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from provisioner.emulator import throttle as t
+import provisioner.emulator.throttle as t
 from provisioner.emulator.errors import GraphError, bad_request
 
 TEMPLATES = (

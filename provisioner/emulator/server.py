@@ -72,26 +72,9 @@ class EmulatorServer:
 
         self._rng = stream("latency")
         self._rng_lock = threading.Lock()
-        if users is None:
-            directory = Directory()
-        elif isinstance(users, (str, os.PathLike)):
-            directory = Directory.from_file(users)
-        else:
-            directory = Directory(users)
+        directory = _directory(users)
         self._store = Store(data_path) if data_path is not None else None
-        loaded = self._store.open() if self._store is not None else Loaded()
-        try:
-            self.tenant = Tenant(
-                loaded.tenant_id or tenant_id.lower(),
-                directory,
-                rng=stream("ids"),
-                store=self._store,
-            )
-            self._load(loaded, directory)
-        except BaseException:
-            if self._store is not None:
-                self._store.close()
-            raise
+        self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME
@@ -114,12 +97,26 @@ class EmulatorServer:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
-    def _load(self, loaded: Loaded, directory: Directory) -> None:
+    def _open_tenant(self, directory: Directory, tenant_id: str, rng: random.Random) -> Tenant:
+        """The tenant, with the chats (and made-up users) of the data file, if any."""
+        loaded = self._store.open() if self._store is not None else Loaded()
+        try:
+            tenant = Tenant(
+                loaded.tenant_id or tenant_id.lower(), directory, rng=rng, store=self._store
+            )
+            self._load(tenant, loaded, directory)
+        except BaseException:
+            if self._store is not None:
+                self._store.close()
+            raise
+        return tenant
+
+    def _load(self, tenant: Tenant, loaded: Loaded, directory: Directory) -> None:
         try:
             if directory.made_up:
                 for rec in loaded.users:
                     directory.remember(User.from_record(rec, "emulator data: users"))
-            self.tenant.load(list(loaded.chats.values()))
+            tenant.load(list(loaded.chats.values()))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             assert self._store is not None
             raise EmulatorError(
@@ -127,9 +124,9 @@ class EmulatorServer:
                 f"malformed: {exc!r})",
                 hint=f"move {self._store.path} aside to start an empty tenant",
             ) from None
-        directory.on_new_user = self.tenant.persist_user
+        directory.on_new_user = tenant.persist_user
         if self._store is not None and self._store.has_pending:
-            self.tenant.compact()  # fold the journal of the last run into the snapshot
+            tenant.compact()  # fold the journal of the last run into the snapshot
 
     def set_faults(self, faults: FaultsArg) -> None:
         """Replace the fault rules of a running emulator (e.g. to end a fault phase)."""
@@ -201,6 +198,14 @@ class EmulatorServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _directory(users: str | os.PathLike[str] | Sequence[User] | None) -> Directory:
+    if users is None:
+        return Directory()
+    if isinstance(users, (str, os.PathLike)):
+        return Directory.from_file(users)
+    return Directory(users)
 
 
 def parse_latency(text: str) -> LatencyArg:

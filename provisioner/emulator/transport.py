@@ -15,14 +15,12 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from provisioner.emulator.errors import GraphError, bad_request
 from provisioner.emulator.messages import Request, Response, error_response
-
-if TYPE_CHECKING:
-    from provisioner.emulator.server import EmulatorServer
+from provisioner.emulator.protocol import Host
 
 VERSIONS = ("/v1.0", "/beta")
 BODY_METHODS = ("POST", "PATCH", "PUT")
@@ -34,7 +32,7 @@ class HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], owner: EmulatorServer) -> None:
+    def __init__(self, address: tuple[str, int], owner: Host) -> None:
         self.owner = owner
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
@@ -65,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.owner.tenant.count("connections_total")
+        self.server.owner.api.tenant.count("connections_total")
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
 
@@ -125,8 +123,28 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._write(response, req)
 
-    def _respond(self, owner: EmulatorServer, req: Request, version: str | None) -> Response:
+    def _respond(self, owner: Host, req: Request, version: str | None) -> Response:
         api = owner.api
+        raw = self._read_body(owner, req)
+        if isinstance(raw, Response):
+            return raw
+        if version is None:
+            return error_response(
+                req, GraphError(404, "NotFound", "Unknown API version; use /v1.0 (or /beta).")
+            )
+        auth_error = api.authenticate(req.headers.get("authorization"))
+        if auth_error is not None:
+            api.tenant.count("unauthorized_total")
+            return error_response(req, auth_error)
+        if req.method in BODY_METHODS and raw:
+            _parse_body(req, raw)
+        if owner.latency is not None:
+            lo, hi = owner.latency
+            time.sleep((lo if lo == hi else owner.latency_sample(lo, hi)) / 1000)
+        return api.handle_top(req)
+
+    def _read_body(self, owner: Host, req: Request) -> bytes | Response:
+        """The request body, or the answer to a body that cannot be read."""
         if "chunked" in req.headers.get("transfer-encoding", "").lower():
             self.close_connection = True
             return error_response(
@@ -156,39 +174,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(raw) < length:
             self.close_connection = True
             return Response(0, drop=True)
-        if version is None:
-            return error_response(
-                req, GraphError(404, "NotFound", "Unknown API version; use /v1.0 (or /beta).")
-            )
-        auth_error = api.authenticate(req.headers.get("authorization"))
-        if auth_error is not None:
-            api.tenant.count("unauthorized_total")
-            return error_response(req, auth_error)
-        if req.method in BODY_METHODS and raw:
-            ctype = req.headers.get("content-type")
-            if ctype is None:
-                req.body_error = bad_request(
-                    "Unable to read JSON request payload. Please ensure Content-Type header is "
-                    "set and payload is of valid JSON format."
-                )
-            elif "json" not in ctype.lower():
-                req.body_error = GraphError(
-                    415,
-                    "UnsupportedMediaType",
-                    f"Content-Type '{ctype}' is not supported; use application/json.",
-                )
-            else:
-                try:
-                    req.body = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
-                    req.body_error = bad_request(
-                        "Unable to read JSON request payload. Please ensure Content-Type header "
-                        "is set and payload is of valid JSON format."
-                    )
-        if owner.latency is not None:
-            lo, hi = owner.latency
-            time.sleep((lo if lo == hi else owner.latency_sample(lo, hi)) / 1000)
-        return api.handle_top(req)
+        return raw
 
     def _write(self, response: Response, req: Request) -> None:
         self.send_response(response.status)
@@ -206,3 +192,27 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
+
+
+UNREADABLE = (
+    "Unable to read JSON request payload. Please ensure Content-Type header is set and "
+    "payload is of valid JSON format."
+)
+
+
+def _parse_body(req: Request, raw: bytes) -> None:
+    """Set ``req.body`` from a JSON body, or ``req.body_error`` to the answer Graph gives."""
+    ctype = req.headers.get("content-type")
+    if ctype is None:
+        req.body_error = bad_request(UNREADABLE)
+    elif "json" not in ctype.lower():
+        req.body_error = GraphError(
+            415,
+            "UnsupportedMediaType",
+            f"Content-Type '{ctype}' is not supported; use application/json.",
+        )
+    else:
+        try:
+            req.body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            req.body_error = bad_request(UNREADABLE)
