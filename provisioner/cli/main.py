@@ -600,8 +600,29 @@ EMULATOR_FAULT_HELP = (
     "users_path",
     type=click.Path(dir_okay=False, exists=True),
     default=None,
-    help="Users directory (JSON); unknown users are then 404. "
-    "Default: any GUID or UPN is a user, made up consistently.",
+    help="Users directory (JSON) replacing the default one (the users the README and "
+    "examples/ name). Anyone else is 404 Request_ResourceNotFound, as on a real tenant.",
+)
+@click.option(
+    "--invent-users",
+    is_flag=True,
+    help="Make up any GUID or UPN as a user the first time it is named (load tests).",
+)
+@click.option(
+    "--list-delay",
+    default="1-4s",
+    show_default=True,
+    envvar="PROVISION_EMULATOR_LIST_DELAY",
+    help="How long a new chat or membership takes to show in list calls: N or LO-HI "
+    "seconds, drawn per write (Graph's lists lag behind its writes; 0: at once).",
+)
+@click.option(
+    "--sign-in",
+    type=click.Choice(["application", "delegated"]),
+    default="application",
+    show_default=True,
+    help="Calls act as the app, or (delegated) as --me: a new chat must include that user, "
+    "and only that user's chats can be listed. JWT tokens with scp/oid decide for themselves.",
 )
 @click.option("--me", default=None, help="The signed-in user of /me (GUID or UPN).")
 @click.option(
@@ -621,6 +642,9 @@ def emulator_command(
     faults: tuple[str, ...],
     seed: int | None,
     users_path: str | None,
+    invent_users: bool,
+    list_delay: str,
+    sign_in: str,
     me: str | None,
     token_lifetime: float | None,
 ) -> int:
@@ -635,7 +659,7 @@ def emulator_command(
     import threading
 
     from provisioner.emulator import EmulatorServer
-    from provisioner.emulator.server import parse_latency
+    from provisioner.emulator.server import parse_delay, parse_latency
 
     server = EmulatorServer(
         host=host,
@@ -648,6 +672,9 @@ def emulator_command(
         users=users_path,
         me=me,
         token_lifetime_s=token_lifetime,
+        list_delay_s=parse_delay(list_delay),
+        invent_users=invent_users,
+        sign_in=sign_in,
     ).start()
     click.echo(server.url)
     where = "memory only" if ephemeral else data_path
