@@ -81,6 +81,7 @@ class Progress:
     elapsed: float
     requests: int
     throttled: int
+    waiting: tuple[tuple[str, str], ...] = ()  # (key, what it waits for), chats put aside
 
     @property
     def rate(self) -> float:

@@ -84,6 +84,7 @@ class ApplyResult:
     stop_error: Failure | None = None
     lookups: int = 0  # reconciliation lookups made
     lookup_requests: int = 0  # the requests they cost
+    settle_seconds: float = 0.0  # the time they took, summed over chats (the run went on)
     state_writes: int = 0
 
     @property

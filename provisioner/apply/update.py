@@ -27,6 +27,7 @@ from provisioner.apply.results import UPDATED, Outcome
 from provisioner.graph.errors import GraphError, GraphNotFound
 from provisioner.graph.pacing import CHAT, CHAT_MEMBERS
 from provisioner.models import Member
+from provisioner.plans.live import object_id_of
 from provisioner.plans.types import Change
 from provisioner.states.records import ChatRecord, MemberRecord
 
@@ -142,7 +143,9 @@ def _add(
     return replace(
         member,
         membership_id=opt(added.get("id")) or member.membership_id,
-        object_id=member.object_id or opt(added.get("userId")),
+        object_id=member.object_id
+        or opt(added.get("userId"))
+        or object_id_of(member.user, ctx.users),
     )
 
 

@@ -60,12 +60,30 @@ def emulator_session(port: int = 0) -> Iterator[str]:
     yields its Graph URL."""
     from provisioner.emulator import embedded
 
-    with embedded(EMULATOR_DATA, port=port) as url:
+    with embedded(EMULATOR_DATA, port=port, **emulator_settings()) as url:
         click.echo(
             f"Using the built-in Graph emulator at {url} (tenant kept in ./{EMULATOR_DATA}).",
             err=True,
         )
         yield url
+
+
+def emulator_settings() -> dict[str, Any]:
+    """The built-in emulator's settings from the environment, as ``provision emulator``
+    takes them as options: ``PROVISION_EMULATOR_USERS`` (a users file, or ``invent`` to make
+    up any user named) and ``PROVISION_EMULATOR_LIST_DELAY`` (``N`` or ``LO-HI`` seconds)."""
+    from provisioner.emulator.server import parse_delay
+
+    settings: dict[str, Any] = {}
+    users = os.environ.get("PROVISION_EMULATOR_USERS", "").strip()
+    if users == "invent":
+        settings["invent_users"] = True
+    elif users:
+        settings["users"] = users
+    delay = os.environ.get("PROVISION_EMULATOR_LIST_DELAY", "").strip()
+    if delay:
+        settings["list_delay_s"] = parse_delay(delay)
+    return settings
 
 
 def emulator_client(graph_url: str) -> Any:
@@ -147,6 +165,17 @@ def apply_options(func: F) -> F:
                 help="Seconds to wait for each Graph answer.",
             ),
             click.option(
+                "--consistency-window",
+                type=click.FloatRange(min=0, max=86400),
+                default=60.0,
+                show_default=True,
+                envvar="PROVISION_CONSISTENCY_WINDOW",
+                metavar="SECONDS",
+                help="How long Graph may take to list a new chat: a group chat whose creation "
+                "got no clear answer is looked up over this window (other chats go on) and "
+                "created again only if no lookup found it. Env: PROVISION_CONSISTENCY_WINDOW.",
+            ),
+            click.option(
                 "--refresh/--no-refresh",
                 default=None,
                 help="Read the managed chats back from Graph before planning (drift, UPNs), as "
@@ -193,6 +222,7 @@ def run_apply(
     concurrency: int,
     max_rps: float | None,
     timeout: float,
+    consistency_window: float,
     refresh: bool | None,
     prune: bool,
     emulator: bool,
@@ -213,7 +243,6 @@ def run_apply(
         progress_mode,
         stop_on_signals,
     )
-    from provisioner.graph.auth import is_loopback_host
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
     from provisioner.operations.refresh import read_from_graph, record_plan_facts
@@ -262,6 +291,7 @@ def run_apply(
             "--concurrency": concurrency if concurrency != DEFAULT_CONCURRENCY else None,
             "--max-rps": max_rps,
             "--timeout": timeout if timeout != DEFAULT_TIMEOUT else None,
+            "--consistency-window": consistency_window if consistency_window != 60.0 else None,
         },
     )
     with contextlib.ExitStack() as stack:
@@ -316,13 +346,13 @@ def run_apply(
                 writer.flush()
 
             listener = CliProgress(mode, verbose=verbose)
-            # The emulator lists a chat as soon as it exists; Graph may take a moment.
-            settle = 0.5 if is_loopback_host(urlsplit(url).hostname or "") else 5.0
             executor = Executor(
                 plan,
                 client,
                 writer,
-                options=ApplyOptions(concurrency=concurrency, settle_s=settle),
+                options=ApplyOptions(
+                    concurrency=concurrency, consistency_window_s=consistency_window
+                ),
                 listener=listener,
                 stats=stats,
                 stop=stop,

@@ -66,6 +66,8 @@ class CliProgress(ApplyListener):
             status = f"{p.rate:.1f} chats/s, {p.throttled} throttled"
             if p.failed:
                 status += f", {p.failed} failed"
+            if p.waiting:
+                status += f", {len(p.waiting)} waiting for Graph to list a new chat"
             self._bar.update(p.done - self._bar.pos, status)
         elif self.mode == "lines" and (
             p.elapsed - self._last_line >= self.every_s or p.done == p.total
@@ -80,7 +82,7 @@ class CliProgress(ApplyListener):
             )
             click.echo(
                 f"apply: {p.done}/{p.total} done, {p.failed} failed, {p.rate:.1f} chats/s, "
-                f"{p.throttled} throttled{eta}",
+                f"{p.throttled} throttled{eta}{_waiting(p)}",
                 err=True,
             )
 
@@ -167,3 +169,18 @@ def graph_log(verbose: bool) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+def _waiting(p: Progress) -> str:
+    """What chats put aside wait for, e.g. ``; 2 waiting for Graph to list the chat an
+    unknown creation may have made (...): falcon-launch, falcon-design``."""
+    if not p.waiting:
+        return ""
+    by_what: dict[str, list[str]] = {}
+    for key, what in p.waiting:
+        by_what.setdefault(what, []).append(key)
+    parts = []
+    for what, keys in by_what.items():
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        parts.append(f"{len(keys)} waiting for {what}: {shown}")
+    return "; " + "; ".join(parts)

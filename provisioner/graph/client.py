@@ -52,7 +52,14 @@ from provisioner.graph.errors import (
     parse_error_body,
 )
 from provisioner.graph.pacing import Pacer, Scope, backoff_delay
-from provisioner.graph.routes import Route, chat_path, odata_string, route_for, user_path
+from provisioner.graph.routes import (
+    Route,
+    chat_path,
+    membership_id_from_location,
+    odata_string,
+    route_for,
+    user_path,
+)
 
 __all__ = [
     "BATCH_LIMIT",
@@ -201,9 +208,13 @@ class GraphClient:
     def add_member(self, chat_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         # Repeating an add cannot create a second membership (a user is a member or not), so
         # a timed-out add is retried; the caller may see "already a member" as the outcome.
-        return self._json(
-            self.request("POST", f"{chat_path(chat_id)}/members", json=body, idempotent=True)
-        )
+        response = self.request("POST", f"{chat_path(chat_id)}/members", json=body, idempotent=True)
+        added = self._json(response)
+        if not added.get("id"):  # chat-post-members.md: no body, the member is in Location
+            membership_id = membership_id_from_location(response.headers.get("Location"))
+            if membership_id:
+                added = {**added, "id": membership_id}
+        return added
 
     def remove_member(self, chat_id: str, membership_id: str) -> None:
         path = f"{chat_path(chat_id)}/members/{quote(membership_id, safe='')}"
@@ -227,15 +238,18 @@ class GraphClient:
         expand_members: bool = True,
         top: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """``GET /users/{id}/chats`` (api/chat-list.md), following ``@odata.nextLink``."""
-        filters = []
-        if chat_type is not None:
-            filters.append(f"chatType eq {odata_string(chat_type)}")
-        if topic is not None:
-            filters.append(f"topic eq {odata_string(topic)}")
+        """``GET /users/{id}/chats`` (api/chat-list.md), following ``@odata.nextLink``.
+
+        At most one of ``chat_type`` and ``topic``: Graph documents no ``$filter`` joining
+        properties with ``and`` (graph-facts), so a caller filters on one and checks the rest
+        itself."""
+        if chat_type is not None and topic is not None:
+            raise ValueError("filter chats on chatType or on topic, not both")
         params: dict[str, str] = {}
-        if filters:
-            params["$filter"] = " and ".join(filters)
+        if chat_type is not None:
+            params["$filter"] = f"chatType eq {odata_string(chat_type)}"
+        if topic is not None:
+            params["$filter"] = f"topic eq {odata_string(topic)}"
         if expand_members:
             params["$expand"] = "members"
         if top is not None:

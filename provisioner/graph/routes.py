@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from provisioner.graph.pacing import (
     CHAT,
@@ -115,3 +115,19 @@ def user_path(id_or_upn: str) -> str:
 def odata_string(value: str) -> str:
     """An OData string literal (single quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def membership_id_from_location(location: str | None) -> str | None:
+    """The membership id at the end of the ``Location`` of ``POST /chats/{id}/members``.
+
+    chat-post-members.md answers "201 Created ... and a Location header that provides a URL
+    path to the newly created member object", with no body in any example, e.g.
+    ``/chats/19:cf66...@thread.v2/members/MCMjMjQz...YmQ4Mw==``. The id is opaque; it is only
+    percent-decoded (it may arrive encoded, ``%3D`` for ``=``)."""
+    if not location:
+        return None
+    path = urlsplit(location.strip()).path.rstrip("/")
+    head, _, last = path.rpartition("/")
+    if not last or not head.endswith("/members"):
+        return None
+    return unquote(last) or None

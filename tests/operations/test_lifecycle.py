@@ -66,7 +66,7 @@ class World:
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PROVISION_STATE", raising=False)
-    with EmulatorServer(limits="off", seed=11) as server:
+    with EmulatorServer(limits="off", seed=11, invent_users=True, list_delay_s=0) as server:
         monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
         monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "test-token")
         world = World(server, tmp_path)
@@ -285,7 +285,7 @@ def test_unknown_user_is_an_error_naming_file_and_line(tmp_path: Path, monkeypat
         User("8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca", A, "Adele"),
         User("3626a173-f2bc-4883-bcf7-01514c3bfb82", M, "Megan"),
     ]
-    with EmulatorServer(limits="off", users=users) as server:
+    with EmulatorServer(limits="off", users=users, list_delay_s=0) as server:
         monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
         monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "test-token")
         (tmp_path / "chats.yaml").write_text(MANIFEST)

@@ -17,7 +17,7 @@ from provisioner.states.records import ChatRecord, MemberRecord, State
 
 @pytest.fixture
 def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(limits="off", seed=3) as server:
+    with EmulatorServer(limits="off", seed=3, invent_users=True, list_delay_s=0) as server:
         yield server
 
 
@@ -52,7 +52,9 @@ def test_a_deleted_chat_is_gone(server: EmulatorServer) -> None:
 def test_throttled_items_are_retried_on_their_own() -> None:
     # Every fourth item is throttled (429 with a short Retry-After); the client retries each
     # one alone after its own Retry-After, and refresh still sees every chat.
-    with EmulatorServer(limits="x100", seed=5, faults=["429=0.25"]) as server:
+    with EmulatorServer(
+        limits="x100", seed=5, faults=["429=0.25"], invent_users=True, list_delay_s=0
+    ) as server:
         client = client_for(server)
         server.set_faults([])
         ids = [create(client, group(f"g{i}", f"T{i}", A, M)) for i in range(30)]
