@@ -160,7 +160,7 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[Timing, Any]:
 
 
 def plan_once(manifest: Path, state_path: Path) -> Plan:
-    """What ``provision plan --no-refresh`` does, without rendering (cli._plan)."""
+    """What ``provision plan --no-refresh`` does, without rendering (operations.plan.run_plan)."""
     with gc_paused():
         desired = load(manifest)
         state = LocalStateStore(state_path).read()

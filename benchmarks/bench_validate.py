@@ -122,7 +122,7 @@ def main() -> int:
         in_process, ours_s, base_s = compare("in-process", load, validate, args.repeat)
 
         # For transparency: how much of the gain is pausing the garbage collector (which
-        # validate does while loading, see manifest._gc_paused), and what the error path costs
+        # validate does while loading, see manifest/gcpause.py), and what the error path costs
         # (one typo in the last chat sends the whole file through jsonschema).
         def load_no_gc() -> object:
             gc.disable()

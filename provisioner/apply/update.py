@@ -9,10 +9,8 @@ state before the next one, so a stopped run leaves the chat's real membership in
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TypeVar
 
 from provisioner.apply.context import (
     StepContext,
@@ -31,100 +29,122 @@ from provisioner.plans.live import object_id_of
 from provisioner.plans.types import Change
 from provisioner.states.records import ChatRecord, MemberRecord
 
-T = TypeVar("T")
-
 
 def update_steps(ctx: StepContext, change: Change) -> Steps:
     """The steps of an ``update`` change: topic, then members added, removed, re-roled."""
     chat_id = change.chat_id
     if chat_id is None:
         raise ValueError(f"{change.key}: an update without a chat id")
-    before = change.before
-    current = list(before.members) if before is not None else list(change.members)
-    topic = before.topic if before is not None else change.topic
-    created_at = before.created_at if before is not None else None
-    next_call = -1.0  # monotonic time before which this chat's next call would wait
-    next_member = -1.0
-
-    def save() -> None:
-        record = ChatRecord(chat_id, change.chat_type, tuple(current), topic, created_at)
-        ctx.record(lambda s: s.put_chat(change.key, record))
-
-    def paced(member_change: bool) -> float:
-        at = max(next_call, next_member if member_change else -1.0)
-        return at if at > ctx.clock() else 0.0
-
-    # The planner never plans clearing a topic (chat-patch.md documents no way to), so a
-    # topic change always carries the new topic.
-    if change.topic_change is not None and change.topic is not None:
-        started = ctx.clock()
-        ctx.client.update_chat_topic(chat_id, change.topic)
-        topic = change.topic
-        save()
-        next_call = started + ctx.interval(CHAT, chat_id)
-
-    known: dict[str, str] = {}
-    wanted = [*change.remove, *(r.member for r in change.role_changes)]
-    if any(m.membership_id is None for m in wanted):
-        # Removing a member needs its membership id (chat-delete-members.md).
-        if wait := paced(False):
-            yield wait
-        started = ctx.clock()
-        known = membership_index(ctx.client.list_members(chat_id))
-        next_call = started + ctx.interval(CHAT, chat_id)
-
-    def membership(member: MemberRecord) -> str | None:
-        return member.membership_id or next(
-            (known[k] for k in member_keys(member) if k in known), None
-        )
-
-    def member_call(call: Callable[[str, T], MemberRecord | None], arg: T) -> None:
-        nonlocal next_call, next_member, current
-        started = ctx.clock()
-        added = call(chat_id, arg)
-        next_call = started + ctx.interval(CHAT, chat_id)
-        next_member = started + ctx.interval(CHAT_MEMBERS, chat_id)
-        if added is not None:
-            current = [c for c in current if not same_member(c, added)] + [added]
-
-    add = functools.partial(_add, ctx, history=change.history)
+    update = _ChatUpdate(ctx, change, chat_id)
+    update.set_topic()
+    yield from update.read_memberships()
     for member in change.add:
-        if wait := paced(True):
-            yield wait
-        member_call(add, member)
-        save()
+        yield from update.add(member)
     for member in change.remove:
-        mid = membership(member)
-        if mid is not None:
-            if wait := paced(True):
-                yield wait
-            member_call(functools.partial(_remove, ctx), mid)
-        current = [c for c in current if not same_member(c, member)]
-        save()
+        yield from update.remove(member)
     for role_change in change.role_changes:
+        yield from update.change_role(role_change.member)
+    return update.finish()
+
+
+class _ChatUpdate:
+    """One update in progress: the chat as recorded so far (members, topic), the membership
+    ids read from Graph, and when the chat's next call (and next member change) may start."""
+
+    def __init__(self, ctx: StepContext, change: Change, chat_id: str) -> None:
+        self.ctx = ctx
+        self.change = change
+        self.chat_id = chat_id
+        before = change.before
+        self.current = list(before.members) if before is not None else list(change.members)
+        self.topic = before.topic if before is not None else change.topic
+        self.created_at = before.created_at if before is not None else None
+        self.known: dict[str, str] = {}
+        self.next_call = -1.0  # monotonic time before which this chat's next call would wait
+        self.next_member = -1.0
+
+    def set_topic(self) -> None:
+        # The planner never plans clearing a topic (chat-patch.md documents no way to), so a
+        # topic change always carries the new topic.
+        topic = self.change.topic
+        if self.change.topic_change is None or topic is None:
+            return
+        started = self.ctx.clock()
+        self.ctx.client.update_chat_topic(self.chat_id, topic)
+        self.topic = topic
+        self.save()
+        self.next_call = started + self.ctx.interval(CHAT, self.chat_id)
+
+    def read_memberships(self) -> Iterator[float]:
+        wanted = [*self.change.remove, *(r.member for r in self.change.role_changes)]
+        if all(m.membership_id is not None for m in wanted):
+            return
+        # Removing a member needs its membership id (chat-delete-members.md).
+        yield from self.pace(member_change=False)
+        started = self.ctx.clock()
+        self.known = membership_index(self.ctx.client.list_members(self.chat_id))
+        self.next_call = started + self.ctx.interval(CHAT, self.chat_id)
+
+    def add(self, member: MemberRecord) -> Iterator[float]:
+        yield from self.pace(member_change=True)
+        history = self.change.history
+        self.member_call(lambda: _add(self.ctx, self.chat_id, member, history=history))
+        self.save()
+
+    def remove(self, member: MemberRecord) -> Iterator[float]:
+        mid = self.membership(member)
+        if mid is not None:
+            yield from self.pace(member_change=True)
+            self.member_call(lambda: _remove(self.ctx, self.chat_id, mid))
+        self.current = [c for c in self.current if not same_member(c, member)]
+        self.save()
+
+    def change_role(self, member: MemberRecord) -> Iterator[float]:
         # Graph cannot change a chat member's role in place (conversationmember-update.md
         # covers teams and channels only): remove the membership, add it with the new role.
-        member = role_change.member
-        mid = membership(member)
-        if mid is not None:
-            if wait := paced(True):
-                yield wait
-            member_call(functools.partial(_remove, ctx), mid)
-            current = [c for c in current if not same_member(c, member)]
-            save()
-        if wait := paced(True):
-            yield wait
-        member_call(add, replace(member, membership_id=None))
-        save()
+        if self.membership(member) is not None:  # else it is not a member now: only add
+            yield from self.remove(member)
+        yield from self.add(replace(member, membership_id=None))
 
-    # The final record is the plan's "after" view, with the membership ids learned.
-    learned = {k: c.membership_id for c in current if c.membership_id for k in member_keys(c)}
-    members = tuple(
-        replace(m, membership_id=first_known(m, learned) or membership(m)) for m in change.members
-    )
-    final = ChatRecord(chat_id, change.chat_type, members, change.topic, created_at)
-    ctx.record(lambda s: s.put_chat(change.key, final))
-    return Outcome(change.key, change.action, UPDATED, chat_id)
+    def finish(self) -> Outcome:
+        # The final record is the plan's "after" view, with the membership ids learned.
+        change = self.change
+        learned = {
+            k: c.membership_id for c in self.current if c.membership_id for k in member_keys(c)
+        }
+        members = tuple(
+            replace(m, membership_id=first_known(m, learned) or self.membership(m))
+            for m in change.members
+        )
+        final = ChatRecord(self.chat_id, change.chat_type, members, change.topic, self.created_at)
+        self.ctx.record(lambda s: s.put_chat(change.key, final))
+        return Outcome(change.key, change.action, UPDATED, self.chat_id)
+
+    def save(self) -> None:
+        record = ChatRecord(
+            self.chat_id, self.change.chat_type, tuple(self.current), self.topic, self.created_at
+        )
+        self.ctx.record(lambda s: s.put_chat(self.change.key, record))
+
+    def pace(self, *, member_change: bool) -> Iterator[float]:
+        """Yields the time the chat's next call may start, when that is still to come."""
+        at = max(self.next_call, self.next_member if member_change else -1.0)
+        wait = at if at > self.ctx.clock() else 0.0
+        if wait:
+            yield wait
+
+    def membership(self, member: MemberRecord) -> str | None:
+        return member.membership_id or next(
+            (self.known[k] for k in member_keys(member) if k in self.known), None
+        )
+
+    def member_call(self, call: Callable[[], MemberRecord | None]) -> None:
+        started = self.ctx.clock()
+        added = call()
+        self.next_call = started + self.ctx.interval(CHAT, self.chat_id)
+        self.next_member = started + self.ctx.interval(CHAT_MEMBERS, self.chat_id)
+        if added is not None:
+            self.current = [c for c in self.current if not same_member(c, added)] + [added]
 
 
 def _add(

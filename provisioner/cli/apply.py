@@ -1,222 +1,146 @@
 """``provision apply``: plan (or load a saved plan), confirm, run it, report.
 
-Thin like the rest of the CLI: the work is in ``provisioner.apply``; this module wires the
-Graph client, the state lock, signals, the progress display and the exit code:
-0 every change made (or nothing to do), 1 anything failed or was refused, 130/143 stopped by
-SIGINT/SIGTERM (the state is saved; running the same command again continues).
+Thin like the rest of the CLI: the work is in ``operations.apply``; this module parses the
+options, checks the credentials, shows the plan and asks for confirmation, draws the
+progress, turns signals into a stop, and chooses the exit code: 0 every change made (or
+nothing to do), 1 anything failed or was refused, 130/143 stopped by SIGINT/SIGTERM (the
+state is saved; running the same command again continues).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shlex
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from provisioner.cli.emulator import EMULATOR_DATA
+from provisioner.cli.options import (
+    DEFAULT_STATE_PATH,
+    Connection,
+    connection_for,
+    connection_options,
+    note,
+    note_takeover,
+    stacked,
+    state_endpoint,
+    state_option,
+    use_color,
+)
 from provisioner.errors import InputError
 
-# The executor, the progress display and the state are imported inside run_apply: registering
-# the command (every `provision` start, `--help` included) must not pay for them.
+# Light (the defaults); the operation, the executor, the progress display and the state are
+# imported when an apply runs: registering the command (every `provision` start, `--help`
+# included) must not pay for them.
+from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 
-EMULATOR_DATA = ".provision-emulator.json"
-#: Graph client retries per request (throttling, 5xx, dropped connections).
-MAX_RETRIES = 8
-DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round trips) = 14
-DEFAULT_TIMEOUT = 60.0
+if TYPE_CHECKING:
+    from provisioner.apply.control import ApplyListener
+    from provisioner.graph.auth import Credential
+    from provisioner.operations.apply import ApplyOutcome
+    from provisioner.plans.types import Plan
+    from provisioner.states.lock import LockInfo
+
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
-F = TypeVar("F", bound=Callable[..., Any])
+apply_options = stacked(
+    [
+        click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation."),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 128),
+            default=DEFAULT_CONCURRENCY,
+            show_default=True,
+            help="Requests in flight at once (enough to keep Graph's rate limit busy).",
+        ),
+        click.option(
+            "--max-rps",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Requests per second per tenant (default: Graph's documented 30 for "
+            "writes and for reads; lower it when other apps share the tenant's limits).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for each Graph answer.",
+        ),
+        click.option(
+            "--consistency-window",
+            type=click.FloatRange(min=0, max=86400),
+            default=60.0,
+            show_default=True,
+            envvar="PROVISION_CONSISTENCY_WINDOW",
+            metavar="SECONDS",
+            help="How long Graph may take to list a new chat: a group chat whose creation "
+            "got no clear answer is looked up over this window (other chats go on) and "
+            "created again only if no lookup found it. Env: PROVISION_CONSISTENCY_WINDOW.",
+        ),
+        click.option(
+            "--refresh/--no-refresh",
+            default=None,
+            help="Read the managed chats back from Graph before planning (drift, UPNs), as "
+            "plan does. Default: when the state holds chats. Not with a PLANFILE.",
+        ),
+        click.option(
+            "--prune",
+            is_flag=True,
+            help="Delete (soft delete in Teams) the chats removed from the manifests, "
+            "instead of forgetting them. Not with a PLANFILE (the plan says).",
+        ),
+        click.option(
+            "--emulator",
+            is_flag=True,
+            help=f"Apply to the built-in Graph emulator (tenant in ./{EMULATOR_DATA}); "
+            "no credentials needed.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="The final report: text for people, json for scripts (one object on stdout).",
+        ),
+        click.option(
+            "--quiet/--verbose",
+            "quiet",
+            default=None,
+            help="--quiet: no progress, only the final report. --verbose: a line per chat.",
+        ),
+    ]
+)
 
 
-class EmulatorToken:
-    """The credential for ``--emulator``: any bearer token works there. A rejected token is
-    replaced by a new one, the way a real credential refreshes."""
+@click.command("apply")
+@click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
+@state_option
+@apply_options
+@connection_options
+def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
+    """Make the chats match the manifests (or do exactly what a saved plan says).
 
-    description = "the built-in emulator (no sign-in)"
+    With manifest PATHs, the plan is shown first and applied after you confirm (on a
+    terminal; elsewhere --auto-approve is required). With a PLANFILE from `provision plan
+    --out`, exactly that plan is applied, and refused if the state changed since.
 
-    def __init__(self) -> None:
-        self._generation = 0
-        self._lock = threading.Lock()
-
-    def get_token(self) -> str:
-        with self._lock:
-            return f"emulator-token-{self._generation}"
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._generation += 1
-
-
-@contextlib.contextmanager
-def emulator_session(port: int = 0) -> Iterator[str]:
-    """Run the built-in emulator (tenant kept in ``./.provision-emulator.json``) for a block;
-    yields its Graph URL."""
-    from provisioner.emulator import embedded
-
-    with embedded(EMULATOR_DATA, port=port, **emulator_settings()) as url:
-        click.echo(
-            f"Using the built-in Graph emulator at {url} (tenant kept in ./{EMULATOR_DATA}).",
-            err=True,
-        )
-        yield url
+    Every change is saved to the state as soon as Graph made it. Ctrl+C (or SIGTERM) stops
+    cleanly: nothing new starts, changes in flight finish, the state is saved; run the same
+    command again to continue. Group chat creations are journaled first, so even a killed
+    run never leads to a duplicate chat. Exit 0 when every change was made, 1 otherwise,
+    130/143 when stopped by SIGINT/SIGTERM.
+    """
+    return _apply(targets, state_path, **options)
 
 
-def emulator_settings() -> dict[str, Any]:
-    """The built-in emulator's settings from the environment, as ``provision emulator``
-    takes them as options: ``PROVISION_EMULATOR_USERS`` (a users file, or ``invent`` to make
-    up any user named) and ``PROVISION_EMULATOR_LIST_DELAY`` (``N`` or ``LO-HI`` seconds)."""
-    from provisioner.emulator.server import parse_delay
-
-    settings: dict[str, Any] = {}
-    users = os.environ.get("PROVISION_EMULATOR_USERS", "").strip()
-    if users == "invent":
-        settings["invent_users"] = True
-    elif users:
-        settings["users"] = users
-    delay = os.environ.get("PROVISION_EMULATOR_LIST_DELAY", "").strip()
-    if delay:
-        settings["list_delay_s"] = parse_delay(delay)
-    return settings
-
-
-def emulator_client(graph_url: str) -> Any:
-    """A paced Graph client for the built-in emulator (``plan --emulator`` refreshes with it)."""
-    from provisioner.graph.client import GraphClient
-    from provisioner.graph.pacing import Pacer
-
-    return GraphClient(graph_url, EmulatorToken(), pacer=Pacer())
-
-
-def _emulator_port(graph_url: str) -> int:
-    """A saved plan made with ``--emulator`` names the port its emulator had: use it again so
-    the plan's Graph URL matches (``check_applicable``)."""
-    from provisioner.graph.auth import is_loopback_host
-
-    parts = urlsplit(graph_url)
-    if parts.scheme == "http" and is_loopback_host(parts.hostname or "") and parts.port:
-        return parts.port
-    return 0
-
-
-def is_plan_file(path: str) -> bool:
-    """True for a file saved by ``provision plan --out`` (JSON with ``kind: provision-plan``)."""
-    from provisioner.plans.types import PLAN_FILE_KIND
-
-    if not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1)
-            if head != b"{":
-                return False
-            document = json.loads(head + f.read())
-    except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("kind") == PLAN_FILE_KIND
-
-
-def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
-    """The command that continues an interrupted run."""
-    words = ["provision", "apply", *targets]
-    for flag, value in options.items():
-        if value is True:
-            words.append(flag)
-        elif value:
-            words += [flag, str(value)]
-    return shlex.join(words)
-
-
-# --- the command -------------------------------------------------------------------------------
-
-
-def apply_options(func: F) -> F:
-    """The options of ``provision apply`` beyond ``--state`` and the connection options."""
-    for option in reversed(
-        [
-            click.option(
-                "--auto-approve", is_flag=True, help="Apply without asking for confirmation."
-            ),
-            click.option(
-                "--concurrency",
-                type=click.IntRange(1, 128),
-                default=DEFAULT_CONCURRENCY,
-                show_default=True,
-                help="Requests in flight at once (enough to keep Graph's rate limit busy).",
-            ),
-            click.option(
-                "--max-rps",
-                type=click.FloatRange(min=0, min_open=True),
-                default=None,
-                help="Requests per second per tenant (default: Graph's documented 30 for "
-                "writes and for reads; lower it when other apps share the tenant's limits).",
-            ),
-            click.option(
-                "--timeout",
-                type=click.FloatRange(min=0, min_open=True),
-                default=DEFAULT_TIMEOUT,
-                show_default=True,
-                help="Seconds to wait for each Graph answer.",
-            ),
-            click.option(
-                "--consistency-window",
-                type=click.FloatRange(min=0, max=86400),
-                default=60.0,
-                show_default=True,
-                envvar="PROVISION_CONSISTENCY_WINDOW",
-                metavar="SECONDS",
-                help="How long Graph may take to list a new chat: a group chat whose creation "
-                "got no clear answer is looked up over this window (other chats go on) and "
-                "created again only if no lookup found it. Env: PROVISION_CONSISTENCY_WINDOW.",
-            ),
-            click.option(
-                "--refresh/--no-refresh",
-                default=None,
-                help="Read the managed chats back from Graph before planning (drift, UPNs), as "
-                "plan does. Default: when the state holds chats. Not with a PLANFILE.",
-            ),
-            click.option(
-                "--prune",
-                is_flag=True,
-                help="Delete (soft delete in Teams) the chats removed from the manifests, "
-                "instead of forgetting them. Not with a PLANFILE (the plan says).",
-            ),
-            click.option(
-                "--emulator",
-                is_flag=True,
-                help=f"Apply to the built-in Graph emulator (tenant in ./{EMULATOR_DATA}); "
-                "no credentials needed.",
-            ),
-            click.option(
-                "--format",
-                "fmt",
-                type=click.Choice(["text", "json"]),
-                default="text",
-                show_default=True,
-                help="The final report: text for people, json for scripts (one object on stdout).",
-            ),
-            click.option(
-                "--quiet/--verbose",
-                "quiet",
-                default=None,
-                help="--quiet: no progress, only the final report. --verbose: a line per chat.",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-def run_apply(
+def _apply(
     targets: tuple[str, ...],
     state_path: str,
-    state_endpoint: str | None,
     *,
     auto_approve: bool,
     concurrency: int,
@@ -232,55 +156,18 @@ def run_apply(
     cloud: str,
     auth: str,
 ) -> int:
-    """``provision apply``; returns the exit code (see the module docstring)."""
-    from provisioner.apply.executor import ApplyOptions, Executor, RequestStats, StopSignal
-    from provisioner.cli.main import _note_takeover, _use_color
-    from provisioner.cli.options import connection_from_options
-    from provisioner.cli.progress import (
-        Abort,
-        CliProgress,
-        graph_log,
-        progress_mode,
-        stop_on_signals,
-    )
-    from provisioner.graph.client import GraphClient
-    from provisioner.graph.pacing import Pacer
-    from provisioner.operations.refresh import read_from_graph, record_plan_facts
-    from provisioner.plans.files import check_applicable, load_plan
-    from provisioner.plans.planner import make_plan
-    from provisioner.states.records import DEFAULT_STATE_PATH
-    from provisioner.states.store import open_store
-    from provisioner.states.writer import StateWriter
-    from provisioner.views.plan import render_plan
-    from provisioner.views.result import render_json, render_text, run_status
+    from provisioner.cli.progress import graph_log
+    from provisioner.operations.apply import ApplySettings, load_target, plan_file_of, run_apply
+    from provisioner.plans.types import Plan
 
-    plan_file = targets[0] if len(targets) == 1 and is_plan_file(targets[0]) else None
-    if fmt == "json" and plan_file is None and not auto_approve:
-        raise click.UsageError("--format json needs --auto-approve (or a saved plan file)")
-    if plan_file is not None and (prune or refresh is not None):
-        raise click.UsageError(
-            "a saved plan is applied as it is: --prune and --refresh are for "
-            "planning (provision plan ... --out FILE)"
-        )
+    plan_file = plan_file_of(targets)
+    _check_usage(plan_file, fmt=fmt, auto_approve=auto_approve, prune=prune, refresh=refresh)
     # Credentials are checked before anything is planned (no network yet).
-    credential: Any
-    if emulator:
-        credential = EmulatorToken()
-    else:
-        connection = connection_from_options(
-            graph_url, cloud, auth, prompt=lambda text: click.echo(text, err=True)
-        )
-        credential = connection.credential
-    saved = load_plan(plan_file) if plan_file is not None else None
-    desired = None
-    if saved is None:
-        from provisioner.manifest.load import load_desired
-
-        desired = load_desired(targets)
-
-    resume_targets = targets if saved is None else saved.manifest_files
+    connection = None if emulator else connection_for(graph_url, cloud, auth)
+    target = load_target(targets, plan_file)
+    saved = target if isinstance(target, Plan) else None
     resume = resume_command(
-        resume_targets,
+        targets if saved is None else saved.manifest_files,
         {
             "--state": state_path if state_path != DEFAULT_STATE_PATH else None,
             "--emulator": emulator,
@@ -294,93 +181,93 @@ def run_apply(
             "--consistency-window": consistency_window if consistency_window != 60.0 else None,
         },
     )
-    with contextlib.ExitStack() as stack:
-        if emulator:
-            port = _emulator_port(saved.graph_url) if saved is not None else 0
-            url = stack.enter_context(emulator_session(port))
-        else:
-            url = connection.graph_url
-        mode, verbose = progress_mode(quiet)
-        stack.enter_context(graph_log(verbose))  # refresh and apply alike
-        stop = StopSignal()
-        stats = RequestStats()
-        pacer = Pacer(max_rps=max_rps, sleep=stop.sleep)
-        client = GraphClient(
-            url,
-            credential,
-            pacer=pacer,
-            timeout=(min(10.0, timeout), timeout),
-            max_retries=MAX_RETRIES,
-            pool_size=concurrency + 4,
-            on_event=stats,
-        )
-        stack.callback(client.close)
-        store = open_store(state_path, state_endpoint)
-        with store.lock("apply") as info:
-            _note_takeover(info)
-            state = store.read()
-            if saved is not None:
-                check_applicable(saved, state, url)
-                plan = saved
-            else:
-                assert desired is not None
-                if refresh or (refresh is None and bool(state.chats)):
-                    # As plan does: drift, the refreshed view, UPNs resolved (issue 7).
-                    plan = read_from_graph(client, desired, state, graph_url=url, prune=prune)
-                else:
-                    plan = make_plan(desired, state, prune=prune, graph_url=url)
-                if fmt == "text":
-                    color = _use_color()
-                    click.echo(render_plan(plan, "text", color=color), nl=False)
-                if plan.has_changes and not auto_approve:
-                    _confirm()
-            if not plan.has_changes and fmt == "text":
-                if saved is not None:
-                    click.echo("No changes. The chats match the plan.")
-                return 0
-            writer = StateWriter(store, state)
-            # What the plan learned (refreshed chats, renamed keys, resolved users, protection)
-            # is recorded before any change, as Terraform's apply persists its refresh.
-            if record_plan_facts(plan, state):
-                state.last_plan_id = plan.plan_id
-                writer.flush()
+    settings = ApplySettings(
+        concurrency, max_rps, timeout, refresh, prune, fmt != "text", consistency_window
+    )
+    hooks = _CommandLine(fmt=fmt, auto_approve=auto_approve, quiet=quiet)
+    with _graph(connection, saved) as (url, credential), graph_log(hooks.verbose):
+        # The Graph log covers refresh and apply alike.
+        outcome = run_apply(
+            target, state_path, state_endpoint(), graph_url=url, credential=credential,
+            settings=settings, hooks=hooks,
+        )  # fmt: skip
+    return _report(outcome, fmt, resume=resume, saved=saved is not None)
 
-            listener = CliProgress(mode, verbose=verbose)
-            executor = Executor(
-                plan,
-                client,
-                writer,
-                options=ApplyOptions(
-                    concurrency=concurrency, consistency_window_s=consistency_window
-                ),
-                listener=listener,
-                stats=stats,
-                stop=stop,
-                pacer=pacer,
-            )
-            try:
-                with stop_on_signals(executor.request_stop):
-                    result = executor.run()
-            except (Abort, KeyboardInterrupt) as exc:
-                listener.close()
-                name = exc.name if isinstance(exc, Abort) else "SIGINT"
-                click.echo(
-                    f"\n{name}: stopped at once. Changes Graph made are in the state or in its "
-                    f"journal; to continue, run: {resume}",
-                    err=True,
-                )
-                return SIGNAL_EXIT.get(name, 130)
-            finally:
-                listener.close()
-    status = run_status(result)
-    shown_resume = resume if status != "ok" else None
-    if fmt == "json":
-        click.echo(render_json(result, resume=shown_resume), nl=False)
-    else:
-        click.echo(render_text(result, resume=shown_resume), nl=False)
-    if status == "interrupted":
-        return SIGNAL_EXIT.get(result.stopped or "", 130)
-    return 0 if status == "ok" else 1
+
+@contextlib.contextmanager
+def _graph(connection: Connection | None, saved: Plan | None) -> Iterator[tuple[str, Credential]]:
+    """The Graph URL and credential to apply with: the connection's, or (None) the built-in
+    emulator's, on the port a saved plan names."""
+    if connection is not None:
+        yield connection.graph_url, connection.credential
+        return
+    from provisioner.cli.emulator import emulator_session
+    from provisioner.operations.clients import EmulatorToken, emulator_port
+
+    port = emulator_port(saved.graph_url) if saved is not None else 0
+    with emulator_session(port) as url:
+        yield url, EmulatorToken()
+
+
+def _check_usage(
+    plan_file: str | None, *, fmt: str, auto_approve: bool, prune: bool, refresh: bool | None
+) -> None:
+    if fmt == "json" and plan_file is None and not auto_approve:
+        raise click.UsageError("--format json needs --auto-approve (or a saved plan file)")
+    if plan_file is not None and (prune or refresh is not None):
+        raise click.UsageError(
+            "a saved plan is applied as it is: --prune and --refresh are for "
+            "planning (provision plan ... --out FILE)"
+        )
+
+
+def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
+    """The command that continues an interrupted run."""
+    words = ["provision", "apply", *targets]
+    for flag, value in options.items():
+        if value is True:
+            words.append(flag)
+        elif value:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+class _CommandLine:
+    """The `ApplyHooks` of an apply run from the command line: the plan on stdout and a
+    confirmation on the terminal, the progress display on stderr, SIGINT/SIGTERM as a clean
+    stop (a second one stops at once)."""
+
+    listener: ApplyListener | None
+
+    def __init__(self, *, fmt: str, auto_approve: bool, quiet: bool | None) -> None:
+        from provisioner.cli.progress import CliProgress, progress_mode
+
+        mode, self.verbose = progress_mode(quiet)
+        self.fmt = fmt
+        self.auto_approve = auto_approve
+        self.progress = CliProgress(mode, verbose=self.verbose)
+        self.listener = self.progress
+
+    def took_over(self, stale: LockInfo) -> None:
+        note_takeover(stale)
+
+    def review(self, plan: Plan) -> None:
+        from provisioner.views.plan import render_plan
+
+        if self.fmt == "text":
+            click.echo(render_plan(plan, "text", color=use_color()), nl=False)
+        if plan.has_changes and not self.auto_approve:
+            _confirm()
+
+    @contextlib.contextmanager
+    def running(self, request_stop: Callable[[str], None]) -> Iterator[None]:
+        from provisioner.cli.progress import stop_on_signals
+
+        try:
+            with stop_on_signals(request_stop):
+                yield
+        finally:
+            self.progress.close()
 
 
 def _confirm() -> None:
@@ -396,3 +283,30 @@ def _confirm() -> None:
     )
     if answer.strip() != "yes":
         raise InputError("apply cancelled: nothing was changed")
+
+
+def _report(outcome: ApplyOutcome, fmt: str, *, resume: str, saved: bool) -> int:
+    """Print the final report; returns the exit code."""
+    from provisioner.views.result import render_json, render_text, run_status
+
+    if outcome.stopped_at_once is not None:
+        name = outcome.stopped_at_once
+        note(
+            f"\n{name}: stopped at once. Changes Graph made are in the state or in its "
+            f"journal; to continue, run: {resume}"
+        )
+        return SIGNAL_EXIT.get(name, 130)
+    result = outcome.result
+    if result is None:  # the plan had no changes (text output)
+        if saved:
+            click.echo("No changes. The chats match the plan.")
+        return 0
+    status = run_status(result)
+    shown_resume = resume if status != "ok" else None
+    if fmt == "json":
+        click.echo(render_json(result, resume=shown_resume), nl=False)
+    else:
+        click.echo(render_text(result, resume=shown_resume), nl=False)
+    if status == "interrupted":
+        return SIGNAL_EXIT.get(result.stopped or "", 130)
+    return 0 if status == "ok" else 1

@@ -1,6 +1,6 @@
-"""``provision import`` and ``provision export``, and the Graph client ``plan`` reads with.
+"""``provision import`` and ``provision export``: bring existing chats under management.
 
-Thin like the rest of the CLI: the work is in ``adopt``, ``export`` and ``refresh``.
+Thin like the rest of the CLI: the work is in ``operations.adopt`` and ``operations.export``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from provisioner.cli.main import _note_takeover, _state_endpoint, _state_option, cli
-from provisioner.cli.options import connection_from_options, connection_options
+from provisioner.cli.options import (
+    connection_for,
+    connection_options,
+    note,
+    note_takeover,
+    stacked,
+    state_endpoint,
+    state_option,
+)
 from provisioner.errors import InputError
 
 if TYPE_CHECKING:
@@ -22,25 +29,16 @@ if TYPE_CHECKING:
 def open_client(graph_url: str | None, cloud: str, auth: str) -> GraphClient:
     """A paced Graph client for reads (documented limits), with checked credentials."""
     # Imported here: requests and the Graph client are not needed for `provision --help`.
-    from provisioner.graph.client import GraphClient
-    from provisioner.graph.pacing import Pacer
-    from provisioner.graph.reads import READ_CONCURRENCY
+    from provisioner.operations.clients import read_client
 
-    connection = connection_from_options(
-        graph_url, cloud, auth, prompt=lambda text: click.echo(text, err=True)
-    )
-    return GraphClient(
-        connection.graph_url,
-        connection.credential,
-        pacer=Pacer(),
-        pool_size=READ_CONCURRENCY + 2,
-    )
+    connection = connection_for(graph_url, cloud, auth)
+    return read_client(connection.graph_url, connection.credential)
 
 
-@cli.command("import")
+@click.command("import")
 @click.argument("key")
 @click.argument("chat_id", metavar="CHAT_ID")
-@_state_option
+@state_option
 @connection_options
 def import_command(
     key: str, chat_id: str, state_path: str, graph_url: str | None, cloud: str, auth: str
@@ -50,52 +48,55 @@ def import_command(
     Nothing changes in Teams. The next `provision plan` compares the chat with the manifest's
     chat KEY and shows any difference. CHAT_ID is Graph's chat id (19:...@thread.v2).
     """
-    from provisioner.operations.adopt import check_free, check_key, import_chat
+    from provisioner.operations.adopt import adopt, check_free, check_key
     from provisioner.states.store import open_store
 
     check_key(key)
-    store = open_store(state_path, _state_endpoint())
+    store = open_store(state_path, state_endpoint())
     check_free(store.read(), key, chat_id)  # fail before asking for credentials
-    client = open_client(graph_url, cloud, auth)
-    with contextlib.closing(client), store.lock("import") as info:
-        _note_takeover(info)
-        state = store.read()
-        record, users = import_chat(client, state, key, chat_id)
-        state.put_chat(key, record)
-        state.users.update(users)
-        store.write(state)
+    with contextlib.closing(open_client(graph_url, cloud, auth)) as client:
+        record = adopt(store, client, key, chat_id, on_takeover=note_takeover)
     what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
     click.echo(
         f"Imported {what} {record.chat_id} as {key} ({len(record.members)} members) into "
         f"{store.location}."
     )
-    click.echo(f"Compare it with the manifests: provision plan PATH... (key {key})", err=True)
+    note(f"Compare it with the manifests: provision plan PATH... (key {key})")
     return 0
 
 
-@cli.command("export")
-@click.option("--user", "user", required=True, metavar="UPN|ID", help="Whose chats to export.")
-@click.option(
-    "--type",
-    "chat_type",
-    type=click.Choice(["group", "oneOnOne"]),
-    default=None,
-    help="Only chats of this type (default: both).",
+export_options = stacked(
+    [
+        click.option(
+            "--user", "user", required=True, metavar="UPN|ID", help="Whose chats to export."
+        ),
+        click.option(
+            "--type",
+            "chat_type",
+            type=click.Choice(["group", "oneOnOne"]),
+            default=None,
+            help="Only chats of this type (default: both).",
+        ),
+        click.option(
+            "--out",
+            "out",
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help="Write the manifest to FILE (default: standard output).",
+        ),
+        click.option("--force", is_flag=True, help="Overwrite FILE if it exists."),
+        click.option(
+            "--import-to-state",
+            is_flag=True,
+            help="Also record every exported chat in the state (as provision import does).",
+        ),
+    ]
 )
-@click.option(
-    "--out",
-    "out",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Write the manifest to FILE (default: standard output).",
-)
-@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-@click.option(
-    "--import-to-state",
-    is_flag=True,
-    help="Also record every exported chat in the state (as provision import does).",
-)
-@_state_option
+
+
+@click.command("export")
+@export_options
+@state_option
 @connection_options
 def export_command(
     user: str,
@@ -114,16 +115,15 @@ def export_command(
     across exports. Review the manifest, then import the chats (the commands are in its
     comments, or use --import-to-state): `provision plan` on it then shows no changes.
     """
-    from provisioner.operations.export import export_chats, import_export, render_manifest
+    from provisioner.operations.export import export_chats, record_export, render_manifest
     from provisioner.states.store import open_store
 
     if out and os.path.exists(out) and not force:
         raise InputError(f"{out} exists", hint="pass --force to overwrite it, or another --out")
-    store = open_store(state_path, _state_endpoint()) if import_to_state else None
+    store = open_store(state_path, state_endpoint()) if import_to_state else None
     # Chats the state manages already keep their key in the export.
     managed = {k: r.chat_id for k, r in store.read().chats.items()} if store is not None else {}
-    client = open_client(graph_url, cloud, auth)
-    with contextlib.closing(client):
+    with contextlib.closing(open_client(graph_url, cloud, auth)) as client:
         result = export_chats(client, user, chat_type, managed=managed)
     text = render_manifest(result, graph_url=client.base_url)
     if out:
@@ -132,16 +132,12 @@ def export_command(
         click.echo(text, nl=False)
     where = out or "standard output"
     skipped = f"; skipped {len(result.skipped)}, see its comments" if result.skipped else ""
-    click.echo(f"Exported {len(result.chats)} chats of {user} to {where}{skipped}.", err=True)
+    note(f"Exported {len(result.chats)} chats of {user} to {where}{skipped}.")
     if store is not None:
-        with store.lock("export") as info:
-            _note_takeover(info)
-            state = store.read()
-            added = import_export(result, state)
-            store.write(state)
+        added = record_export(store, result, on_takeover=note_takeover)
         already = len(result.chats) - len(added)
-        note = f" ({already} were managed already)" if already else ""
-        click.echo(f"Recorded {len(added)} chats in {store.location}{note}.", err=True)
+        extra = f" ({already} were managed already)" if already else ""
+        note(f"Recorded {len(added)} chats in {store.location}{extra}.")
     return 0
 
 

@@ -1,16 +1,18 @@
-"""Click options shared by the commands that talk to Graph (``plan``, ``apply``, ``import``).
+"""What the commands share: the state option, the connection options, colour, notes on stderr.
 
 Only parsing lives here; `connection_from_options` turns the parsed values into a checked
-Graph URL and credential through the core (`provisioner.auth`), raising `ProvisionError`
-subclasses like every other core call.
+Graph URL and credential through the core (`provisioner.graph.auth`), raising `ProvisionError`
+subclasses like every other core call. The command modules import from here (never from
+``cli.main``, which imports them to register them).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,7 +26,77 @@ from provisioner.graph.auth import (
     validate_graph_url,
 )
 
+if TYPE_CHECKING:
+    from provisioner.states.lock import LockInfo
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_STATE_PATH = "provision.state.json"  # = states.records.DEFAULT_STATE_PATH (tested)
+STATE_HELP = "The state file, or azblob://ACCOUNT/CONTAINER/PATH (env PROVISION_STATE)."
+_ENDPOINT_META = "provision.state_endpoint"
+
+
+def stacked(decorators: Sequence[Callable[[Any], Any]]) -> Callable[[F], F]:
+    """One decorator made of ``decorators``, applied as if written top to bottom (the first
+    one is the first option in ``--help``)."""
+
+    def decorate(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return decorate
+
+
+def _keep_state_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_ENDPOINT_META] = value
+
+
+def state_endpoint() -> str | None:
+    """The ``--state-endpoint`` of the running command (None: the account's own endpoint)."""
+    value = click.get_current_context().meta.get(_ENDPOINT_META)
+    return str(value) if value else None
+
+
+def state_option(fn: F) -> F:
+    """Add ``--state`` (the command receives ``state_path``) and ``--state-endpoint`` (read it
+    with `state_endpoint`)."""
+    fn = click.option(
+        "--state-endpoint",
+        envvar="PROVISION_STATE_ENDPOINT",
+        metavar="URL",
+        expose_value=False,
+        callback=_keep_state_endpoint,
+        help="Blob endpoint for an azblob:// state: Azurite, a national cloud or a private "
+        "endpoint (env PROVISION_STATE_ENDPOINT).",
+    )(fn)
+    return click.option(
+        "--state",
+        "state_path",
+        envvar="PROVISION_STATE",
+        default=DEFAULT_STATE_PATH,
+        show_default=True,
+        metavar="FILE",
+        help=STATE_HELP,
+    )(fn)
+
+
+def use_color() -> bool:
+    # Colour on a terminal only, and never with NO_COLOR set (https://no-color.org).
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def note(text: str) -> None:
+    """A line for the person running the command, on stderr (stdout stays the result)."""
+    click.echo(text, err=True)
+
+
+def note_takeover(stale: LockInfo) -> None:
+    """Say that a run took over ``stale``, a lock whose run is gone."""
+    note(
+        f"note: took over a stale lock: {stale.operation} by {stale.who} (pid {stale.pid}, "
+        f"created {stale.created}) is no longer running."
+    )
 
 
 def connection_options(func: F) -> F:
@@ -80,3 +152,8 @@ def connection_from_options(
         auth, cloud, os.environ if environ is None else environ, prompt=prompt
     )
     return Connection(url, cloud, credential)
+
+
+def connection_for(graph_url: str | None, cloud: str, auth: str) -> Connection:
+    """`connection_from_options` for a command: a device code prompt goes to stderr."""
+    return connection_from_options(graph_url, cloud, auth, prompt=note)

@@ -20,6 +20,7 @@ import click
 
 from provisioner.apply.control import ApplyListener, Progress
 from provisioner.apply.results import Outcome
+from provisioner.operations.apply import StopNow
 
 LINE_EVERY_S = 5.0  # progress line interval when stderr is not a terminal
 
@@ -117,18 +118,10 @@ def progress_mode(quiet: bool | None) -> tuple[str, bool]:
 # --- signals -----------------------------------------------------------------------------------
 
 
-class Abort(Exception):
-    """A second signal: stop at once."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
 @contextlib.contextmanager
 def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
     """First SIGINT/SIGTERM: ``request_stop(name)`` (finish what is in flight, save, exit).
-    A second one raises `Abort` at once; the journal keeps the next run safe."""
+    A second one raises `StopNow` at once; the journal keeps the next run safe."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -137,7 +130,7 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
         if seen:
-            raise Abort(name)
+            raise StopNow(name)
         seen.append(name)
         request_stop(name)
 

@@ -23,12 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from provisioner.errors import AuthError, InputError
 from provisioner.fsutil import is_loopback_host
+from provisioner.graph.credential_files import assertion_reader, certificate_credential
 from provisioner.graph.msal_credentials import (
     ConfidentialClientCredential,
     DeviceCodeCredential,
     ManagedIdentityCredential,
-    assertion_reader,
-    certificate_credential,
     token_cache_path,
 )
 
@@ -238,12 +237,7 @@ def credential_from_env(
     if mode not in AUTH_MODES:
         raise AuthError(f"unknown --auth {auth!r}", hint=f"use one of: {', '.join(AUTH_MODES)}")
     target = cloud_named(cloud)
-    scope = graph_scope_for(cloud)
-    authority_host = _authority_host(environ, target)
-
-    def env(name: str) -> str:
-        return environ.get(name, "").strip()
-
+    env = _Env(environ, _authority_host(environ, target), graph_scope_for(cloud))
     if mode == "managed-identity":
         client_id = env("AZURE_CLIENT_ID") or None
         if client_id is not None:
@@ -251,34 +245,59 @@ def credential_from_env(
         return ManagedIdentityCredential(
             resource=target.graph, client_id=client_id, http_client=http_client, clock=clock
         )
-
     if mode == "device-code":
-        client_id = env("AZURE_CLIENT_ID")
-        if not client_id:
-            raise AuthError(
-                "--auth device-code needs AZURE_CLIENT_ID (an app registration that allows "
-                "public client flows and lists the delegated Chat permissions)",
-                hint="set AZURE_CLIENT_ID; AZURE_TENANT_ID is optional (default: organizations)",
-            )
-        _check_guid("AZURE_CLIENT_ID", client_id)
-        tenant_id = env("AZURE_TENANT_ID") or "organizations"
-        _check_tenant(tenant_id)
-        return DeviceCodeCredential(
-            tenant_id=tenant_id,
-            client_id=client_id,
-            authority_host=authority_host,
-            scope=scope,
-            cache_path=token_cache_path(environ),
-            prompt=prompt,
-            http_client=http_client,
-            clock=clock,
-        )
-
+        return _device_code(env, prompt=prompt, http_client=http_client, clock=clock)
     if "PROVISION_ACCESS_TOKEN" in environ:
         return StaticToken(environ["PROVISION_ACCESS_TOKEN"])
+    return _app_credential(env, http_client=http_client, clock=clock)
 
+
+class _Env:
+    """The environment's variables (values stripped), and what every flow derives from them."""
+
+    def __init__(self, environ: Mapping[str, str], authority_host: str, scope: str) -> None:
+        self.environ = environ
+        self.authority_host = authority_host  # checked whichever flow is chosen
+        self.scope = scope
+
+    def __call__(self, name: str) -> str:
+        return self.environ.get(name, "").strip()
+
+
+def _device_code(
+    env: _Env,
+    *,
+    prompt: Callable[[str], None] | None,
+    http_client: Any,
+    clock: Callable[[], float],
+) -> Credential:
+    """``--auth device-code``: a person signs in for a public client app."""
+    client_id = env("AZURE_CLIENT_ID")
+    if not client_id:
+        raise AuthError(
+            "--auth device-code needs AZURE_CLIENT_ID (an app registration that allows "
+            "public client flows and lists the delegated Chat permissions)",
+            hint="set AZURE_CLIENT_ID; AZURE_TENANT_ID is optional (default: organizations)",
+        )
+    _check_guid("AZURE_CLIENT_ID", client_id)
+    tenant_id = env("AZURE_TENANT_ID") or "organizations"
+    _check_tenant(tenant_id)
+    return DeviceCodeCredential(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        authority_host=env.authority_host,
+        scope=env.scope,
+        cache_path=token_cache_path(env.environ),
+        prompt=prompt,
+        http_client=http_client,
+        clock=clock,
+    )
+
+
+def _app_credential(env: _Env, *, http_client: Any, clock: Callable[[], float]) -> Credential:
+    """An app registration's client credentials flow, from the AZURE_* variables."""
     tenant_id, client_id = env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID")
-    secret = environ.get("AZURE_CLIENT_SECRET", "")
+    secret = env.environ.get("AZURE_CLIENT_SECRET", "")  # used as it is, spaces included
     cert_path = env("AZURE_CLIENT_CERTIFICATE_PATH")
     token_file = env("AZURE_FEDERATED_TOKEN_FILE")
     if not (tenant_id or client_id or secret or cert_path or token_file):
@@ -292,33 +311,35 @@ def credential_from_env(
             )
     _check_tenant(tenant_id)
     _check_guid("AZURE_CLIENT_ID", client_id)
-
-    client_credential: str | dict[str, Any]
-    if secret:
-        client_credential, what = secret, "client secret"
-    elif cert_path:
-        client_credential = certificate_credential(
-            cert_path, environ.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None
-        )
-        what = "client certificate"
-    elif token_file:
-        client_credential = {"client_assertion": assertion_reader(token_file)}
-        what = "federated token"
-    else:
-        raise AuthError(
-            "AZURE_TENANT_ID and AZURE_CLIENT_ID are set but no client credential is",
-            hint="set one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
-            "AZURE_FEDERATED_TOKEN_FILE (or use --auth managed-identity / device-code)",
-        )
+    client_credential, what = _client_credential(env, secret, cert_path, token_file)
     return ConfidentialClientCredential(
         tenant_id=tenant_id,
         client_id=client_id,
         client_credential=client_credential,
-        authority_host=authority_host,
-        scope=scope,
+        authority_host=env.authority_host,
+        scope=env.scope,
         description=f"{what} for app {client_id}",
         http_client=http_client,
         clock=clock,
+    )
+
+
+def _client_credential(
+    env: _Env, secret: str, cert_path: str, token_file: str
+) -> tuple[str | dict[str, Any], str]:
+    """MSAL's ``client_credential`` and what it is: the secret, else the certificate, else
+    the federated token."""
+    if secret:
+        return secret, "client secret"
+    if cert_path:
+        password = env.environ.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None
+        return certificate_credential(cert_path, password), "client certificate"
+    if token_file:
+        return {"client_assertion": assertion_reader(token_file)}, "federated token"
+    raise AuthError(
+        "AZURE_TENANT_ID and AZURE_CLIENT_ID are set but no client credential is",
+        hint="set one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
+        "AZURE_FEDERATED_TOKEN_FILE (or use --auth managed-identity / device-code)",
     )
 
 

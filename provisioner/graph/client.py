@@ -1,21 +1,10 @@
 """The Microsoft Graph client: one pooled session, paced, retrying only what is safe to retry.
 
-Retry policy (``concepts/throttling.md``, ``concepts/errors.md``):
-
-* 429, and 503 with ``Retry-After``: Graph did not do the work, so any request is retried,
-  after ``Retry-After`` (seconds, fractional seconds or an HTTP-date; no low cap, up to
-  ``max_retry_after``), or without one after exponential backoff with full jitter. The pacer
-  is told, so the whole scope slows down, not just this request.
-* A timeout, a dropped connection, a 504, or another 5xx without ``Retry-After``: Graph may
-  or may not have done the work. Retried only for idempotent calls (reads, oneOnOne
-  creations, which return the existing chat per ``api/chat-post.md``, PATCH of a topic,
-  member changes and deletes); a group ``POST /chats`` raises `AmbiguousOutcome` instead, because
-  repeating it creates a second chat.
-* A connection that could not be opened (DNS, refused, connect timeout): nothing was sent,
-  retried a few times for any call, then `GraphConnectionError`.
-* 401: the token is refreshed and the call repeated, once per refused token and at most
-  ``MAX_TOKEN_REFRESHES`` times in a row (an answer other than 401 starts the count again: the
-  token was accepted, a later 401 is a new expiry); 403 names the permission needed.
+`GraphClient.request` is the send loop: wait for the pacer, send, and ask the retry policy
+(`provisioner.graph.retry.decide`, a pure function of the answer, where the rules and their
+sources are) whether to return, raise, refresh the token or send again after a delay.
+``$batch`` requests and answers are shaped in `provisioner.graph.batch`; `requests` answers and
+exceptions become facts in `provisioner.graph.transport`.
 
 Every request carries a fresh ``client-request-id``; it and Graph's ``request-id`` are logged
 (``provision.graph``) and kept on every error so a user can quote them to Microsoft support.
@@ -24,23 +13,22 @@ The bearer token is never logged and never part of an exception.
 
 from __future__ import annotations
 
-import email.utils
+import dataclasses
 import logging
 import math
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
 
 from provisioner import __version__
+from provisioner.graph import batch as batching
 from provisioner.graph.auth import Credential, validate_graph_url
+from provisioner.graph.batch import BATCH_LIMIT
 from provisioner.graph.errors import (
     AmbiguousOutcome,
     GraphAuthError,
@@ -49,20 +37,43 @@ from provisioner.graph.errors import (
     GraphNotFound,
     GraphPermissionError,
     ThrottledError,
-    parse_error_body,
 )
-from provisioner.graph.pacing import Pacer, Scope, backoff_delay
+from provisioner.graph.pacing import Pacer, Scope
+from provisioner.graph.retry import (
+    MAX_TOKEN_REFRESHES,
+    Answer,
+    Call,
+    Limits,
+    Raise,
+    RefreshToken,
+    Retry,
+    RetryState,
+    Return,
+    TransportFailure,
+    decide,
+    is_throttled,
+    parse_retry_after,
+)
 from provisioner.graph.routes import (
-    Route,
     chat_path,
     membership_id_from_location,
     odata_string,
+    resolve_url,
     route_for,
     user_path,
+)
+from provisioner.graph.transport import (
+    Response,
+    error_for,
+    new_session,
+    request_headers,
+    response_from,
+    transport_failure,
 )
 
 __all__ = [
     "BATCH_LIMIT",
+    "MAX_TOKEN_REFRESHES",
     "AmbiguousOutcome",
     "GraphAuthError",
     "GraphClient",
@@ -74,56 +85,10 @@ __all__ = [
     "ThrottledError",
     "parse_retry_after",
     "route_for",
+    "user_path",
 ]
 
 log = logging.getLogger("provision.graph")
-
-#: ``concepts/json-batching.md``: "JSON batch requests are currently limited to 20 individual
-#: requests."
-BATCH_LIMIT = 20
-MAX_TOKEN_REFRESHES = 3  # new tokens tried in a row after 401s (each refused token once)
-
-
-# -- Retry-After -----------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: integer or fractional seconds, or an
-    HTTP-date (RFC 9110). None when absent or unparseable; never negative."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-# -- the client --------------------------------------------------------------------------------
-
-
-@dataclass
-class Response:
-    """One Graph answer: status, headers (a plain dict) and the parsed JSON body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: Any
-    client_request_id: str = ""
-    attempts: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
-
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
 
@@ -159,25 +124,22 @@ class GraphClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.base_url = validate_graph_url(base_url)
-        self._origin = urlsplit(self.base_url)
+        self._host = urlsplit(self.base_url).netloc
         self._credential = credential
         self._pacer = pacer
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        self._session = session
+        self._session = session if session is not None else new_session(pool_size)
         self._timeout = timeout
-        self.max_retry_after = max_retry_after
-        self._max_retries = max_retries
-        self._max_connect_retries = max_connect_retries
+        self._limits = Limits(max_retries, max_connect_retries, max_retry_after)
         self._user_agent = user_agent
         self._on_event = on_event
         self._clock = pacer.clock if pacer is not None else clock
         self._wallclock = wallclock
         self._sleep = sleep
         self._rand = rand
+
+    @property
+    def max_retry_after(self) -> float:
+        return self._limits.max_retry_after
 
     def __repr__(self) -> str:
         return f"GraphClient({self.base_url!r})"
@@ -265,19 +227,9 @@ class GraphClient:
         retried one by one after their own ``Retry-After`` (the SDKs' batch handlers don't);
         other failed items are returned as they are, for the caller to judge.
         """
-        results: dict[str, dict[str, Any]] = {}
-        ids = [str(r["id"]) for r in requests_]
-        if len(set(ids)) != len(ids):
-            raise ValueError("batch request ids must be unique")
-        for start in range(0, len(requests_), BATCH_LIMIT):
-            chunk = [dict(r, id=str(r["id"])) for r in requests_[start : start + BATCH_LIMIT]]
-            for item in chunk:
-                if item.get("body") is not None:
-                    item.setdefault("headers", {}).setdefault("Content-Type", "application/json")
-            results.update(self._batch_chunk(chunk))
-        return [results[i] for i in ids]
+        return [result for chunk in batching.chunked(requests_) for result in self._chunk(chunk)]
 
-    # -- the request loop ------------------------------------------------------------------------
+    # -- the send loop -------------------------------------------------------------------------
 
     def request(
         self,
@@ -290,188 +242,106 @@ class GraphClient:
         scopes: Sequence[Scope] | None = None,
         not_before: float | None = None,
     ) -> Response:
-        """One Graph call with pacing and the retry policy of this module.
+        """One Graph call with pacing and the retry policy of `provisioner.graph.retry`.
 
         ``path`` is relative to ``base_url`` (or an absolute URL on the same origin, for
         ``@odata.nextLink``). ``idempotent`` defaults to True for GET, PUT, PATCH, DELETE.
         """
-        method = method.upper()
-        if idempotent is None:
-            idempotent = method in ("GET", "HEAD", "PUT", "PATCH", "DELETE")
-        url, rel = self._url(path)
-        route = route_for(method, rel)
+        url, rel = resolve_url(self.base_url, path)
+        route = route_for(method.upper(), rel)
+        call = Call.of(method, idempotent=idempotent, host=self._host, permission=route.permission)
         wanted = tuple(scopes) if scopes is not None else route.scopes
-        attempt = 0  # retries spent (throttling, 5xx, dropped connections)
-        connect_failures = 0
-        rejected: set[str] = set()  # tokens Graph refused (401) for this call
-        maybe_done = False  # an earlier attempt may have reached Graph
+        state = RetryState()
         earliest = not_before if not_before is not None else -math.inf
         while True:
             sent_at = self._wait_turn(wanted, earliest)
-            client_request_id = str(uuid.uuid4())
-            token = self._credential.get_token()
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "client-request-id": client_request_id,
-                "return-client-request-id": "true",
-                "User-Agent": self._user_agent,
-                "Accept": "application/json",
-            }
-            started = self._clock()
-            try:
-                raw = self._session.request(
-                    method, url, params=params, json=json, headers=headers, timeout=self._timeout
-                )
-            except requests.RequestException as exc:
-                elapsed = self._clock() - started
-                sent = not _never_sent(exc)
-                reason = _transport_reason(exc)
-                log.warning(
-                    "%s %s failed after %.3fs: %s client-request-id=%s",
-                    method, rel, elapsed, reason, client_request_id,
-                )  # fmt: skip
-                if not sent:
-                    connect_failures += 1
-                    if connect_failures > self._max_connect_retries:
-                        raise GraphConnectionError(
-                            f"cannot connect to {self._origin.netloc}: {reason}",
-                            method=method,
-                            path=rel,
-                            client_request_id=client_request_id,
-                            hint="check the Graph URL, DNS and network access (proxy, firewall)",
-                        ) from None
-                    earliest = self._backoff(connect_failures - 1, method, rel, reason)
-                    continue
-                maybe_done = True
-                if not idempotent:
-                    raise AmbiguousOutcome(
-                        f"{reason}; Graph may or may not have done it",
-                        method=method,
-                        path=rel,
-                        client_request_id=client_request_id,
-                        hint="not retried, because repeating this request could do it twice",
-                    ) from None
-                attempt += 1
-                if attempt > self._max_retries:
-                    raise GraphError(
-                        f"{reason}, {attempt} times", method=method, path=rel,
-                        client_request_id=client_request_id,
-                    ) from None  # fmt: skip
-                earliest = self._backoff(attempt - 1, method, rel, reason)
-                continue
-
-            elapsed = self._clock() - started
-            response = _response(raw, client_request_id, attempt + 1)
-            if response.status >= 400:
-                # A gateway or proxy that quotes the request back would put the token into
-                # our error message: take it out of the body every error is built from.
-                response.body = _without(response.body, token)
-            request_id = response.headers.get("request-id", "")
-            status = response.status
-            log.log(
-                logging.DEBUG if status < 400 else logging.INFO,
-                "%s %s -> %d in %.3fs client-request-id=%s request-id=%s",
-                method, rel, status, elapsed, client_request_id, request_id,
-            )  # fmt: skip
-            self._emit("response", method=method, path=rel, status=status, elapsed=elapsed)
-            if status != 401:
-                rejected.clear()  # the token was accepted: a later 401 is a new expiry
-
-            if status < 400:
+            response, outcome, client_request_id = self._send(
+                call, url, rel, params, json, state.attempts
+            )
+            decision, next_state = decide(call, state, outcome, self._limits)
+            if isinstance(outcome, Answer) and is_throttled(outcome.status, outcome.retry_after):
+                self._throttled(wanted, outcome.retry_after, sent_at)
+            if isinstance(decision, Return):
+                assert response is not None  # the policy returns only what Graph answered
+                if decision.deleted:
+                    return dataclasses.replace(response, status=204, body=None)
                 if self._pacer is not None:
                     self._pacer.succeeded(wanted, sent_at=sent_at)
                 return response
-
-            retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), now=self._wallclock()
-            )
-            if status == 429 or (status == 503 and retry_after is not None) or status == 509:
-                # Graph did not do the work (concepts/errors.md): any request may be repeated.
-                attempt += 1
-                if self._pacer is not None:
-                    self._pacer.throttled(wanted, retry_after=retry_after, sent_at=sent_at)
-                if retry_after is not None and retry_after > self.max_retry_after:
-                    raise self._error(
-                        ThrottledError,
-                        response,
-                        method,
-                        rel,
-                        hint=f"Graph asked to wait {retry_after:.0f}s before retrying, more "
-                        f"than the {self.max_retry_after:.0f}s allowed; try again later",
-                    )
-                if attempt > self._max_retries:
-                    raise self._error(
-                        ThrottledError,
-                        response,
-                        method,
-                        rel,
-                        hint=f"still throttled after {self._max_retries} retries; another app "
-                        "may be using this tenant's limits, try again later or lower --max-rps",
-                    )
-                delay = (
-                    retry_after
-                    if retry_after is not None
-                    else backoff_delay(attempt - 1, rand=self._rand)
-                )
-                self._emit("throttled", method=method, path=rel, status=status, delay=delay)
-                log.info(
-                    "%s %s throttled (%d), retrying in %.2fs (attempt %d)",
-                    method, rel, status, delay, attempt + 1,
-                )  # fmt: skip
-                earliest = self._clock() + delay
-                continue
-
-            if status == 401 and token not in rejected and len(rejected) < MAX_TOKEN_REFRESHES:
-                # A call can meet more than one expired token: throttled or paced for longer
-                # than the refreshed token lives (or revoked again), it is refused anew. Each
-                # token gets one refresh; the same token refused twice, or a credential whose
-                # every new token is refused, ends the call.
-                rejected.add(token)
+            if isinstance(decision, Raise):
+                raise error_for(decision, call.method, rel, response, client_request_id)
+            if isinstance(decision, RefreshToken):
                 self._credential.invalidate()
-                self._emit("token_refresh", method=method, path=rel)
+                self._emit("token_refresh", method=call.method, path=rel)
                 earliest = -math.inf
-                continue
+            elif isinstance(decision, Retry):
+                earliest = self._retry_at(decision, call.method, rel, next_state)
+            state = next_state
 
-            if status in (500, 502, 503, 504):
-                # Without Retry-After, Graph may have done the work before failing.
-                maybe_done = True
-                if not idempotent:
-                    raise self._error(
-                        AmbiguousOutcome,
-                        response,
-                        method,
-                        rel,
-                        hint="not retried, because repeating this request could do it twice",
-                    )
-                attempt += 1
-                if attempt > self._max_retries:
-                    raise self._error(GraphError, response, method, rel)
-                earliest = self._backoff(attempt - 1, method, rel, f"{status}")
-                continue
+    def _send(
+        self,
+        call: Call,
+        url: str,
+        rel: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        attempts: int,
+    ) -> tuple[Response | None, Answer | TransportFailure, str]:
+        """One attempt: the answer (None when there is none), the facts for the policy, and
+        the attempt's client-request-id."""
+        client_request_id = str(uuid.uuid4())
+        token = self._credential.get_token()
+        headers = request_headers(token, client_request_id, self._user_agent)
+        started = self._clock()
+        try:
+            raw = self._session.request(
+                call.method, url, params=params, json=json, headers=headers, timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            failure = transport_failure(exc)
+            log.warning(
+                "%s %s failed after %.3fs: %s client-request-id=%s",
+                call.method, rel, self._clock() - started, failure.reason, client_request_id,
+            )  # fmt: skip
+            return None, failure, client_request_id
+        elapsed = self._clock() - started
+        response = response_from(raw, client_request_id, attempts, token=token)
+        status = response.status
+        log.log(
+            logging.DEBUG if status < 400 else logging.INFO,
+            "%s %s -> %d in %.3fs client-request-id=%s request-id=%s",
+            call.method, rel, status, elapsed, client_request_id,
+            response.headers.get("request-id", ""),
+        )  # fmt: skip
+        self._emit("response", method=call.method, path=rel, status=status, elapsed=elapsed)
+        retry_after = (
+            parse_retry_after(response.headers.get("Retry-After"), now=self._wallclock())
+            if status >= 400
+            else None
+        )
+        return response, Answer(status, retry_after, token), client_request_id
 
-            if status == 404 and method == "DELETE" and maybe_done:
-                # An earlier attempt that timed out did the delete.
-                return Response(204, response.headers, None, client_request_id, attempt + 1)
-            raise self._classify(response, method, rel, route)
+    def _retry_at(
+        self,
+        retry: Retry,
+        method: str,
+        rel: str,
+        state: RetryState,
+    ) -> float:
+        """Announce the retry; return the monotonic time not to send it before."""
+        delay = retry.delay(self._rand)
+        if retry.throttled:
+            self._emit("throttled", method=method, path=rel, status=retry.status, delay=delay)
+            log.info(
+                "%s %s throttled (%d), retrying in %.2fs (attempt %d)",
+                method, rel, retry.status, delay, state.attempts,
+            )  # fmt: skip
+        else:
+            self._emit("retry", method=method, path=rel, reason=retry.reason, delay=delay)
+            log.info("%s %s: %s, retrying in %.2fs", method, rel, retry.reason, delay)
+        return self._clock() + delay
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _url(self, path: str) -> tuple[str, str]:
-        """Absolute URL and path relative to the version root, refusing other origins (a
-        nextLink elsewhere would receive our token)."""
-        if "://" in path:
-            parts = urlsplit(path)
-            if (parts.scheme, parts.netloc) != (self._origin.scheme, self._origin.netloc) or not (
-                parts.path.startswith(self._origin.path)
-            ):
-                raise GraphError(
-                    f"refusing to follow a link to another host: {parts.scheme}://{parts.netloc}",
-                    hint="the access token is only sent to the configured Graph URL",
-                )
-            rel = parts.path[len(self._origin.path) :] or "/"
-            return path, rel
-        rel = path if path.startswith("/") else f"/{path}"
-        return self.base_url + rel, rel
 
     def _wait_turn(self, scopes: Sequence[Scope], earliest: float) -> float:
         if self._pacer is not None:
@@ -482,11 +352,10 @@ class GraphClient:
             now = self._clock()
         return now
 
-    def _backoff(self, attempt: int, method: str, rel: str, reason: str) -> float:
-        delay = backoff_delay(attempt, rand=self._rand)
-        self._emit("retry", method=method, path=rel, reason=reason, delay=delay)
-        log.info("%s %s: %s, retrying in %.2fs", method, rel, reason, delay)
-        return self._clock() + delay
+    def _throttled(self, scopes: Sequence[Scope], retry_after: float | None, at: float) -> None:
+        """Tell the pacer, so the whole scope slows down, not just this request."""
+        if self._pacer is not None:
+            self._pacer.throttled(scopes, retry_after=retry_after, sent_at=at)
 
     def _emit(self, kind: str, **info: Any) -> None:
         if self._on_event is not None:
@@ -505,49 +374,29 @@ class GraphClient:
     def _json(response: Response) -> dict[str, Any]:
         return response.body if isinstance(response.body, dict) else {}
 
-    def _batch_chunk(self, chunk: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        scopes = [s for item in chunk for s in route_for(item["method"], item["url"]).scopes]
-        idempotent = all(
-            str(item["method"]).upper() in ("GET", "PUT", "PATCH", "DELETE") for item in chunk
-        )
+    def _chunk(self, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One ``$batch`` call; items Graph throttled are sent again one by one."""
         response = self.request(
-            "POST", "/$batch", json={"requests": chunk}, idempotent=idempotent, scopes=scopes
+            "POST",
+            "/$batch",
+            json={"requests": chunk},
+            idempotent=batching.chunk_is_idempotent(chunk),
+            scopes=[s for item in chunk for s in batching.item_scopes(item)],
         )
-        answers = {str(r.get("id")): r for r in self._json(response).get("responses", [])}
         answered = self._clock()
-        results: dict[str, dict[str, Any]] = {}
-        retries: list[tuple[dict[str, Any], float]] = []
-        for item in chunk:
-            answer = answers.get(item["id"])
-            if answer is None:
-                raise GraphError(
-                    f"$batch response has no answer for request {item['id']!r}",
-                    method="POST",
-                    path="/$batch",
-                    client_request_id=response.client_request_id,
-                )
-            status = int(answer.get("status", 0))
-            headers = {str(k): str(v) for k, v in (answer.get("headers") or {}).items()}
-            retry_after = parse_retry_after(_header(headers, "Retry-After"), now=self._wallclock())
-            if status == 429 or (status == 503 and retry_after is not None):
-                # concepts/json-batching.md: items are throttled individually; retry each
-                # on its own, after its own Retry-After, through the normal request loop.
-                # All of them count from this answer (one congestion event for the pacer),
-                # so several throttled items cost one Retry-After, not one each in turn.
-                item_scopes = route_for(item["method"], item["url"]).scopes
-                if self._pacer is not None:
-                    self._pacer.throttled(item_scopes, retry_after=retry_after, sent_at=answered)
-                delay = (
-                    retry_after if retry_after is not None else backoff_delay(0, rand=self._rand)
-                )
-                self._emit("throttled", method=item["method"], path=item["url"], status=status,
-                           delay=delay)  # fmt: skip
-                retries.append((item, answered + delay))
-                continue
-            results[item["id"]] = _item_result(item, answer)
+        results, throttled = batching.sort_answers(chunk, response, now=self._wallclock())
+        retries: list[tuple[Mapping[str, Any], float]] = []
+        for t in throttled:
+            # All of them count from this answer (one congestion event for the pacer), so
+            # several throttled items cost one Retry-After, not one each in turn.
+            self._throttled(batching.item_scopes(t.item), t.retry_after, answered)
+            delay = t.delay(self._rand)
+            self._emit("throttled", method=t.item["method"], path=t.item["url"], status=t.status,
+                       delay=delay)  # fmt: skip
+            retries.append((t.item, answered + delay))
         for item, not_before in retries:
-            results[item["id"]] = _item_result(item, self._retry_item(item, not_before))
-        return results
+            results[item["id"]] = batching.item_result(item, self._retry_item(item, not_before))
+        return [results[item["id"]] for item in chunk]
 
     def _retry_item(self, item: Mapping[str, Any], not_before: float) -> dict[str, Any]:
         method = str(item["method"]).upper()
@@ -558,148 +407,5 @@ class GraphClient:
         except GraphError as exc:
             if exc.status == 0:
                 raise
-            return {
-                "status": exc.status,
-                "headers": {"request-id": exc.request_id},
-                "body": {"error": {"code": exc.code, "message": exc.graph_message}},
-            }
+            return batching.error_answer(exc)
         return {"status": response.status, "headers": dict(response.headers), "body": response.body}
-
-    def _classify(self, response: Response, method: str, rel: str, route: Route) -> GraphError:
-        status = response.status
-        if status == 401:
-            return self._error(
-                GraphAuthError,
-                response,
-                method,
-                rel,
-                hint="the access token was rejected even after a refresh: check the tenant, "
-                "the app registration and --cloud",
-            )
-        if status == 403:
-            needed = route.permission
-            hint = (
-                f"this call needs the Microsoft Graph permission {needed} granted to the app "
-                "(application permission, with admin consent) or the user (delegated)"
-                if needed
-                else "the app or user lacks a permission for this call"
-            )
-            return self._error(
-                GraphPermissionError, response, method, rel, hint=hint, permission=needed
-            )
-        if status == 404:
-            return self._error(GraphNotFound, response, method, rel)
-        return self._error(GraphError, response, method, rel)
-
-    def _error(
-        self,
-        cls: type[GraphError],
-        response: Response,
-        method: str,
-        rel: str,
-        *,
-        hint: str | None = None,
-        **extra: Any,
-    ) -> GraphError:
-        code, message, inner = parse_error_body(response.body)
-        if not message:
-            message = {
-                429: "Too Many Requests",
-                503: "Service Unavailable",
-                504: "Gateway Timeout",
-            }.get(response.status, f"HTTP {response.status}")
-        return cls(
-            message,
-            status=response.status,
-            code=code,
-            method=method,
-            path=rel,
-            request_id=response.headers.get("request-id") or inner.get("request-id", ""),
-            client_request_id=response.client_request_id,
-            date=inner.get("date") or response.headers.get("Date", ""),
-            hint=hint,
-            **extra,
-        )
-
-
-def _item_result(item: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": item["id"],
-        "status": int(answer.get("status", 0)),
-        "headers": answer.get("headers") or {},
-        "body": answer.get("body"),
-    }
-
-
-def _response(raw: requests.Response, client_request_id: str, attempts: int) -> Response:
-    headers = {k: v for k, v in raw.headers.items()}
-    body: Any = None
-    if raw.content:
-        try:
-            body = raw.json()
-        except ValueError:
-            body = raw.text[:1000]
-    return Response(raw.status_code, _Caseless(headers), body, client_request_id, attempts)
-
-
-class _Caseless(dict[str, str]):
-    """Response headers looked up case-insensitively (HTTP header names are)."""
-
-    def __init__(self, headers: Mapping[str, str]) -> None:
-        super().__init__({k.lower(): v for k, v in headers.items()})
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            return value
-    return None
-
-
-def _without(body: Any, secret: str) -> Any:
-    """``body`` (parsed JSON or text) with every occurrence of ``secret`` replaced."""
-    if not secret:
-        return body
-    if isinstance(body, str):
-        return body.replace(secret, "[redacted]")
-    if isinstance(body, dict):
-        return {_without(k, secret): _without(v, secret) for k, v in body.items()}
-    if isinstance(body, list):
-        return [_without(v, secret) for v in body]
-    return body
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the connection could not even be opened, so Graph saw nothing."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        return isinstance(reason, NewConnectionError)  # includes DNS (NameResolutionError)
-    return False
-
-
-def _transport_reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "no response before the read timeout"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        if reason is not None and "NameResolution" in type(reason).__name__:
-            return "DNS lookup failed"
-        if isinstance(reason, NewConnectionError):
-            return "connection refused or unreachable"
-        return "connection dropped"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "connection dropped mid-response"
-    return type(exc).__name__

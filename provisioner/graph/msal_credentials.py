@@ -1,4 +1,4 @@
-"""The MSAL flows behind `provisioner.auth.Credential`: confidential client (secret,
+"""The MSAL flows behind `provisioner.graph.auth.Credential`: confidential client (secret,
 certificate, federated assertion), managed identity and device code.
 
 Each caches its token and refreshes it ahead of expiry under a lock, so many worker threads
@@ -9,7 +9,6 @@ share one token; `invalidate` (after a 401) makes the next call fetch a new one.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -64,7 +63,7 @@ class _MsalCredential:
             except Exception as exc:  # network failure, malformed response, MSAL ValueError
                 raise AuthError(
                     f"could not get a token ({self.description}): {type(exc).__name__}: "
-                    f"{_first_line(self._scrub(str(exc)))}",
+                    f"{first_line(self._scrub(str(exc)))}",
                     hint="check network access to the login host and the AZURE_* variables",
                 ) from None
             token = result.get("access_token") if isinstance(result, dict) else None
@@ -86,7 +85,7 @@ class _MsalCredential:
 
     def _failure(self, result: Mapping[str, Any]) -> AuthError:
         error = self._scrub(str(result.get("error") or "no access token in the response"))
-        detail = _first_line(self._scrub(str(result.get("error_description") or "")))
+        detail = first_line(self._scrub(str(result.get("error_description") or "")))
         return AuthError(
             f"sign-in failed ({self.description}): {error}" + (f": {detail}" if detail else ""),
             hint=self._hint(error, detail),
@@ -99,7 +98,7 @@ class _MsalCredential:
         return f"{type(self).__name__}({self.description!r})"
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
@@ -334,101 +333,3 @@ def token_cache_path(environ: Mapping[str, str]) -> Path:
     """``$XDG_CACHE_HOME/provision/msal_token_cache.json`` (default ``~/.cache``)."""
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or "~") / ".cache")
     return Path(base).expanduser() / "provision" / "msal_token_cache.json"
-
-
-def certificate_credential(path: str, password: str | None) -> dict[str, Any]:
-    """MSAL ``client_credential`` for a PEM (key + certificate) or PKCS#12 (PFX) file.
-
-    The file is parsed here, with ``cryptography`` (which MSAL itself depends on), so that a
-    wrong path, format or password is reported now, naming the variable, not on first use.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    variable = "AZURE_CLIENT_CERTIFICATE_PATH"
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise AuthError(
-            f"{variable} {path!r} cannot be read: {exc.strerror or exc}",
-            hint=f"set {variable} to a PEM or PFX file with the certificate and its private key",
-        ) from None
-    pw = password.encode() if password else None
-    if b"-----BEGIN" in data:
-        key_block = re.search(
-            rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.+?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
-            data,
-            re.S,
-        )
-        cert_block = re.search(
-            rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S
-        )
-        if key_block is None or cert_block is None:
-            missing = "private key" if key_block is None else "certificate"
-            raise AuthError(
-                f"{variable} {path!r} is a PEM file without a {missing}",
-                hint="the PEM file must contain both the private key and the certificate",
-            )
-        try:
-            serialization.load_pem_private_key(key_block.group(0), pw)
-            x509.load_pem_x509_certificate(cert_block.group(0))
-        except (TypeError, ValueError) as exc:
-            raise _certificate_error(variable, path, password, exc) from None
-        credential: dict[str, Any] = {
-            "private_key": key_block.group(0).decode(),
-            "public_certificate": cert_block.group(0).decode(),  # MSAL derives the thumbprint
-        }
-    else:
-        try:
-            key, cert, _ = pkcs12.load_key_and_certificates(data, pw)
-        except (TypeError, ValueError) as exc:
-            raise _certificate_error(variable, path, password, exc) from None
-        if key is None or cert is None:
-            raise AuthError(
-                f"{variable} {path!r} is a PFX file without a private key and certificate",
-                hint="export the certificate with its private key",
-            )
-        credential = {"private_key_pfx_path": path}
-    if pw is not None:
-        credential["passphrase"] = password
-    return credential
-
-
-def _certificate_error(variable: str, path: str, password: str | None, exc: Exception) -> AuthError:
-    text = str(exc).lower()
-    if "password" in text or "decrypt" in text or "encrypted" in text:
-        if password:
-            return AuthError(
-                f"AZURE_CLIENT_CERTIFICATE_PASSWORD does not decrypt {variable} {path!r}",
-                hint="check AZURE_CLIENT_CERTIFICATE_PASSWORD",
-            )
-        return AuthError(
-            f"{variable} {path!r} is encrypted and AZURE_CLIENT_CERTIFICATE_PASSWORD is not set",
-            hint="set AZURE_CLIENT_CERTIFICATE_PASSWORD",
-        )
-    return AuthError(
-        f"{variable} {path!r} is not a readable PEM or PFX certificate: {_first_line(str(exc))}",
-        hint=f"set {variable} to a PEM or PFX file with the certificate and its private key",
-    )
-
-
-def assertion_reader(path: str) -> Callable[[], str]:
-    """A callable MSAL calls for every token request: the federated token file is re-read
-    each time, because the platform (GitHub Actions OIDC, AKS workload identity) rotates it."""
-    variable = "AZURE_FEDERATED_TOKEN_FILE"
-
-    def read() -> str:
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise AuthError(
-                f"{variable} {path!r} cannot be read: {exc.strerror or exc}",
-                hint=f"set {variable} to the file the platform writes the OIDC token to",
-            ) from None
-        if not text:
-            raise AuthError(f"{variable} {path!r} is empty", hint="is the token mounted yet?")
-        return text
-
-    read()  # fail now, not at the first request
-    return read

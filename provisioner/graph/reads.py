@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from provisioner.graph.client import BATCH_LIMIT
+from provisioner.graph.batch import BATCH_LIMIT
 
 #: Batches in flight at once (see the module docstring).
 READ_CONCURRENCY = 4

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
+from provisioner.graph.errors import GraphError
 from provisioner.graph.pacing import (
     CHAT,
     CHAT_MEMBERS,
@@ -131,3 +132,23 @@ def membership_id_from_location(location: str | None) -> str | None:
     if not last or not head.endswith("/members"):
         return None
     return unquote(last) or None
+
+
+def resolve_url(base_url: str, path: str) -> tuple[str, str]:
+    """Absolute URL and path relative to the version root of ``path`` (relative to
+    ``base_url``, or an absolute ``@odata.nextLink``), refusing other origins: a nextLink
+    elsewhere would receive our token."""
+    origin = urlsplit(base_url)
+    if "://" in path:
+        parts = urlsplit(path)
+        if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc) or not (
+            parts.path.startswith(origin.path)
+        ):
+            raise GraphError(
+                f"refusing to follow a link to another host: {parts.scheme}://{parts.netloc}",
+                hint="the access token is only sent to the configured Graph URL",
+            )
+        rel = parts.path[len(origin.path) :] or "/"
+        return path, rel
+    rel = path if path.startswith("/") else f"/{path}"
+    return base_url + rel, rel

@@ -18,10 +18,8 @@ both paths agree on every golden file and on generated documents.
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +27,8 @@ from yaml.nodes import Node, SequenceNode
 
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
 from provisioner.manifest import fastpath, moves, rules
+from provisioner.manifest.gcpause import gc_paused
+from provisioner.manifest.plaindata import flatten_merges, to_data
 from provisioner.manifest.schema import load_schema, schema_path
 from provisioner.manifest.yamlload import (
     BadFile,
@@ -36,12 +36,10 @@ from provisioner.manifest.yamlload import (
     alias_budget,
     compose,
     decode,
-    flatten_merges,
     format_path,
     locate,
     position,
     read_bytes,
-    to_data,
 )
 from provisioner.models import Chat, DesiredState, Member, Move
 
@@ -124,7 +122,7 @@ def validate_paths(paths: Sequence[str]) -> ValidationResult:
     """Check the manifests named by ``paths`` as one desired state and report every problem.
     Raises only ``InputError`` (for paths that cannot be used at all)."""
     files = manifest_files(paths)
-    with _gc_paused():
+    with gc_paused(freeze=False):
         # The node trees die with _validate_files' locals, before the collector is back.
         return _validate_files(files)
 
@@ -159,24 +157,6 @@ def _validate_files(files: list[Path]) -> ValidationResult:
             moves=tuple(e.move for e in move_entries),
         )
     return ValidationResult(tuple(diagnostics), len(files), chat_count, desired)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause CPython's cyclic garbage collector while manifests are loaded.
-
-    Composing a 10,000-chat manifest creates ~300,000 small objects (nodes, marks, models) and
-    none of them needs the collector: reference counting frees them. Left on, the collector
-    re-walks the growing tree at every generation threshold, which measured at about 70% of the
-    parse time (benchmarks/bench_validate.py). It is switched back on afterwards (and cycles
-    such as self-referencing anchors are collected then)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def load_desired(paths: Sequence[str]) -> DesiredState:

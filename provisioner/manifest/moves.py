@@ -3,7 +3,7 @@
 A chat's key is its identity in state, so renaming it in a manifest alone would plan a
 ``forget`` of the old key and a ``create`` of the new one: a second chat in Teams. A
 ``moved: [{from: old, to: new}]`` entry says they are the same chat; the planner renames the
-state record instead (``provisioner.planner``), and apply records the new key.
+state record instead (``plans.planner``), and apply records the new key.
 
 Checked here, across all manifest files (each problem with ``file:line:col``):
 
@@ -49,62 +49,77 @@ def check(
     by_from: dict[str, MoveEntry] = {}
     by_to: dict[str, MoveEntry] = {}
     for entry in entries:
-        move = entry.move
-        if move.from_key == move.to_key:
-            out.append(_diag(entry, "to", f"moves '{move.from_key}' to itself", None))
+        conflict = _conflict(entry, by_from, by_to)
+        if conflict is not None:
+            out.append(conflict)
             continue
-        earlier = by_from.get(move.from_key)
-        if earlier is not None:
-            out.append(
-                _diag(
-                    entry,
-                    "from",
-                    f"'{move.from_key}' is already moved to '{earlier.move.to_key}' at "
-                    f"{_where(earlier)}",
-                    "a key can be moved only once; for a chain of renames write a -> b, b -> c",
-                )
-            )
-            continue
-        earlier = by_to.get(move.to_key)
-        if earlier is not None:
-            out.append(
-                _diag(
-                    entry,
-                    "to",
-                    f"'{move.from_key}' and '{earlier.move.from_key}' (at {_where(earlier)}) are "
-                    f"both moved to '{move.to_key}'",
-                    "two chats in the state cannot become one; keep the entry of the chat that "
-                    "is now this key",
-                )
-            )
-            continue
-        by_from[move.from_key] = entry
-        by_to[move.to_key] = entry
-        chat = chats.get(move.from_key)
-        if chat is not None:
-            where = f" ({chat.source})" if chat.source else ""
-            out.append(
-                _diag(
-                    entry,
-                    "from",
-                    f"'{move.from_key}' is still the key of a chat{where}; a moved key must no "
-                    f"longer be used",
-                    "remove this entry, or give that chat another key",
-                )
-            )
-    for entry in by_from.values():
-        move = entry.move
-        if keys_complete and move.to_key not in chats and move.to_key not in by_from:
-            out.append(
-                _diag(
-                    entry,
-                    "to",
-                    f"'{move.to_key}' is not the key of any chat in the manifests",
-                    "'to' is the chat's new key; 'from' the key the state knows it by",
-                )
-            )
+        by_from[entry.move.from_key] = entry
+        by_to[entry.move.to_key] = entry
+        still_used = _from_still_used(entry, chats)
+        if still_used is not None:
+            out.append(still_used)
+    if keys_complete:
+        out.extend(_unknown_targets(by_from, chats))
     out.extend(_cycles(by_from))
     return out
+
+
+def _conflict(
+    entry: MoveEntry, by_from: Mapping[str, MoveEntry], by_to: Mapping[str, MoveEntry]
+) -> Diagnostic | None:
+    """A move to itself, or one that clashes with an earlier entry (same from, same to)."""
+    move = entry.move
+    if move.from_key == move.to_key:
+        return _diag(entry, "to", f"moves '{move.from_key}' to itself", None)
+    earlier = by_from.get(move.from_key)
+    if earlier is not None:
+        return _diag(
+            entry,
+            "from",
+            f"'{move.from_key}' is already moved to '{earlier.move.to_key}' at {_where(earlier)}",
+            "a key can be moved only once; for a chain of renames write a -> b, b -> c",
+        )
+    earlier = by_to.get(move.to_key)
+    if earlier is not None:
+        return _diag(
+            entry,
+            "to",
+            f"'{move.from_key}' and '{earlier.move.from_key}' (at {_where(earlier)}) are "
+            f"both moved to '{move.to_key}'",
+            "two chats in the state cannot become one; keep the entry of the chat that "
+            "is now this key",
+        )
+    return None
+
+
+def _from_still_used(entry: MoveEntry, chats: Mapping[str, Chat]) -> Diagnostic | None:
+    chat = chats.get(entry.move.from_key)
+    if chat is None:
+        return None
+    where = f" ({chat.source})" if chat.source else ""
+    return _diag(
+        entry,
+        "from",
+        f"'{entry.move.from_key}' is still the key of a chat{where}; a moved key must no "
+        f"longer be used",
+        "remove this entry, or give that chat another key",
+    )
+
+
+def _unknown_targets(
+    by_from: Mapping[str, MoveEntry], chats: Mapping[str, Chat]
+) -> list[Diagnostic]:
+    """Entries whose ``to`` is neither a chat's key nor the ``from`` of another entry."""
+    return [
+        _diag(
+            entry,
+            "to",
+            f"'{entry.move.to_key}' is not the key of any chat in the manifests",
+            "'to' is the chat's new key; 'from' the key the state knows it by",
+        )
+        for entry in by_from.values()
+        if entry.move.to_key not in chats and entry.move.to_key not in by_from
+    ]
 
 
 def _cycles(by_from: Mapping[str, MoveEntry]) -> list[Diagnostic]:

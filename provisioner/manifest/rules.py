@@ -50,52 +50,19 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
     keys: dict[str, Entry] = {}
     pairs: dict[frozenset[str], Entry] = {}
     for entry in entries:
-        chat = entry.chat
-        base: JsonPath = ("chats", entry.index)
-        first_at: dict[str, int] = {}
-        for j, member in enumerate(chat.members):
-            here: JsonPath = (*base, "members", j)
-            if not member.user:
-                continue
-            if member.identity in first_at:
-                hint = (
-                    "a oneOnOne chat is between two different users"
-                    if (chat.chat_type == ONE_ON_ONE)
-                    else "list each user once"
-                )
-                out.append(
-                    _diag(
-                        entry,
-                        (*here, "user"),
-                        f"user '{member.user}' is already a member of this chat "
-                        f"(members[{first_at[member.identity]}])",
-                        hint,
-                    )
-                )
-            else:
-                first_at[member.identity] = j
-            if member.tenant_id and member.role != "owner":
-                explicit = _has_field(entry.root, here, "role")
-                out.append(
-                    _diag(
-                        entry,
-                        (*here, "role"),
-                        f"an out-of-tenant member (tenantId set) must be an owner, not a "
-                        f"{member.role}" + ("" if explicit else " (from defaults.role)"),
-                        "Graph requires the owner role for users of other tenants; "
-                        "set 'role: owner' on this member",
-                    )
-                )
+        problems, identities = _check_members(entry)
+        out.extend(problems)
         if entry.partial:
             continue
-        if chat.chat_type == ONE_ON_ONE and len(first_at) == 2:
-            pair = frozenset(first_at)
+        chat = entry.chat
+        if chat.chat_type == ONE_ON_ONE and len(identities) == 2:
+            pair = frozenset(identities)
             if pair in pairs:
                 users = " and ".join(f"'{m.user}'" for m in chat.members)
                 out.append(
                     _diag(
                         entry,
-                        (*base, "members"),
+                        ("chats", entry.index, "members"),
                         f"a oneOnOne chat between {users} is already defined at "
                         f"{_where(pairs[pair])}",
                         "Graph keeps a single oneOnOne chat per pair of users",
@@ -107,7 +74,7 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
             out.append(
                 _diag(
                     entry,
-                    (*base, "key"),
+                    ("chats", entry.index, "key"),
                     f"duplicate key '{chat.key}': already used at {_where(keys[chat.key])}",
                     "keys identify chats in state and must be unique across all manifests",
                 )
@@ -115,6 +82,47 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
         else:
             keys[chat.key] = entry
     return out
+
+
+def _check_members(entry: Entry) -> tuple[list[Diagnostic], dict[str, int]]:
+    """The rules within one chat's members, and each distinct member identity's first index."""
+    out: list[Diagnostic] = []
+    chat = entry.chat
+    first_at: dict[str, int] = {}
+    for j, member in enumerate(chat.members):
+        here: JsonPath = ("chats", entry.index, "members", j)
+        if not member.user:
+            continue
+        if member.identity in first_at:
+            hint = (
+                "a oneOnOne chat is between two different users"
+                if (chat.chat_type == ONE_ON_ONE)
+                else "list each user once"
+            )
+            out.append(
+                _diag(
+                    entry,
+                    (*here, "user"),
+                    f"user '{member.user}' is already a member of this chat "
+                    f"(members[{first_at[member.identity]}])",
+                    hint,
+                )
+            )
+        else:
+            first_at[member.identity] = j
+        if member.tenant_id and member.role != "owner":
+            explicit = _has_field(entry.root, here, "role")
+            out.append(
+                _diag(
+                    entry,
+                    (*here, "role"),
+                    f"an out-of-tenant member (tenantId set) must be an owner, not a "
+                    f"{member.role}" + ("" if explicit else " (from defaults.role)"),
+                    "Graph requires the owner role for users of other tenants; "
+                    "set 'role: owner' on this member",
+                )
+            )
+    return out, first_at
 
 
 def _where(entry: Entry) -> str:

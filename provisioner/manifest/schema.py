@@ -3,7 +3,7 @@
 ``schemas/manifest.schema.json`` (inside the package, so a non-editable install has it) is
 the single source of truth for the format: editors use it through the
 ``# yaml-language-server: $schema=`` comment, ``jsonschema`` uses it on the error path, and the
-fast path in ``manifest.py`` takes its enums and patterns from it.
+fast path (``manifest.fastpath``) takes its enums and patterns from it.
 
 Two details keep the three in agreement:
 
@@ -115,92 +115,103 @@ def _translate(error: Any, path: JsonPath, root: Node) -> Iterator[tuple[Problem
     """The problems of one jsonschema error. Each carries a tag linking unknown fields to the
     name they suggest and missing fields to their name (``("suggests" | "missing", name)``)."""
     kind = error.validator
-    schema = error.schema if isinstance(error.schema, dict) else {}
+    _, node = locate(root, path)
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        yield from _unknown_fields(error, path, root, node)
+    elif kind == "required" and isinstance(error.instance, dict):
+        yield from _missing_fields(error, path, node)
+    else:
+        yield _value_problem(error, path, node), None
+
+
+def _unknown_fields(
+    error: Any, path: JsonPath, root: Node, node: Node
+) -> Iterator[tuple[Problem, _Tag]]:
+    known = sorted(_schema_of(error).get("properties", {}))
+    for name in error.instance:
+        if name in known:
+            continue
+        key_node, _ = locate(root, (*path, name))
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint: str | None = None
+        if close:
+            hint = f"did you mean '{close[0]}'?"
+        elif known:
+            hint = "known fields: " + ", ".join(known)
+        problem = Problem(path, key_node or node, f"'{name}' is not a known field", hint)
+        yield problem, ("suggests", close[0]) if close else None
+
+
+def _missing_fields(error: Any, path: JsonPath, node: Node) -> Iterator[tuple[Problem, _Tag]]:
+    for name in error.validator_value:
+        if name not in error.instance:
+            message = _schema_of(error).get("errorMessage") or f"missing required field '{name}'"
+            missing_hint = _REQUIRED_HINTS.get((path, name))
+            yield Problem(path, node, message, missing_hint), ("missing", name)
+
+
+def _value_problem(error: Any, path: JsonPath, node: Node) -> Problem:
+    """The one problem of an error about a value: its type, enum, const, pattern or size."""
+    kind = error.validator
+    schema = _schema_of(error)
     instance = error.instance
     label = _label(path)
-    _, node = locate(root, path)
-    hint: str | None = None
-
-    if kind == "additionalProperties" and isinstance(instance, dict):
-        known = sorted(schema.get("properties", {}))
-        for name in instance:
-            if name in known:
-                continue
-            key_node, _ = locate(root, (*path, name))
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            if close:
-                hint = f"did you mean '{close[0]}'?"
-            elif known:
-                hint = "known fields: " + ", ".join(known)
-            problem = Problem(path, key_node or node, f"'{name}' is not a known field", hint)
-            yield problem, ("suggests", close[0]) if close else None
-        return
-    if kind == "required" and isinstance(instance, dict):
-        for name in error.validator_value:
-            if name not in instance:
-                message = schema.get("errorMessage") or f"missing required field '{name}'"
-                missing_hint = _REQUIRED_HINTS.get((path, name))
-                yield Problem(path, node, message, missing_hint), ("missing", name)
-        return
     if kind == "type":
-        expected = error.validator_value
-        names = [expected] if isinstance(expected, str) else list(expected)
-        want = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
-        if names == ["string"] and isinstance(instance, (bool, int, float, datetime.date)):
-            hint = "put the value in quotes to make it a string"
-        elif instance is None and "array" in names:
-            hint = "for an empty list write []"
-        elif not path:
-            hint = "a manifest is a mapping with 'version: 1' and a 'chats:' list"
-        yield (
-            Problem(path, node, f"{label} must be {want}, not {_describe(instance)}", hint),
-            None,
-        )
-        return
+        return _wrong_type(error, path, node)
     if kind == "enum":
         options = ", ".join(repr(o) for o in error.validator_value)
-        if isinstance(instance, str):
-            lowered = {str(o).lower(): str(o) for o in error.validator_value}
-            close = difflib.get_close_matches(instance.lower(), list(lowered), n=1, cutoff=0.6)
-            if close:
-                hint = f"did you mean '{lowered[close[0]]}'?"
-        yield (
-            Problem(path, node, f"{label} {_show(instance)} is not one of {options}", hint),
-            None,
-        )
-        return
+        hint = _enum_hint(instance, error.validator_value)
+        return Problem(path, node, f"{label} {_show(instance)} is not one of {options}", hint)
     if kind == "const":
-        if path == ("version",):
-            hint = "this provision reads manifest version 1"
-        yield (
-            Problem(
-                path,
-                node,
-                f"{label} must be {error.validator_value!r}, not {_show(instance)}",
-                hint,
-            ),
-            None,
-        )
-        return
+        hint = "this provision reads manifest version 1" if path == ("version",) else None
+        message = f"{label} must be {error.validator_value!r}, not {_show(instance)}"
+        return Problem(path, node, message, hint)
     if kind == "pattern":
         what = schema.get("patternErrorMessage") or f"does not match {error.validator_value}"
-        yield (Problem(path, node, f"{label} {_show(instance)} {what}"), None)
-        return
+        return Problem(path, node, f"{label} {_show(instance)} {what}")
     if kind in ("minLength", "maxLength", "minItems", "maxItems"):
-        limit = error.validator_value
-        size = len(instance)
-        unit = "character" if kind.endswith("Length") else "entry"
-        bound = "at least" if kind.startswith("min") else "at most"
-        if "errorMessage" in schema:
-            message = f"{schema['errorMessage']} (found {size})"
-        else:
-            message = f"{label} must have {bound} {_count(limit, unit)} (found {size})"
-        yield (Problem(path, node, message), None)
-        return
+        return Problem(path, node, _size_message(error, label))
     if kind == "not" and "errorMessage" in schema:
-        yield (Problem(path, node, f"{label} {schema['errorMessage']}"), None)
-        return
-    yield (Problem(path, node, f"{label}: {error.message}"), None)
+        return Problem(path, node, f"{label} {schema['errorMessage']}")
+    return Problem(path, node, f"{label}: {error.message}")
+
+
+def _wrong_type(error: Any, path: JsonPath, node: Node) -> Problem:
+    expected = error.validator_value
+    instance = error.instance
+    names = [expected] if isinstance(expected, str) else list(expected)
+    want = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+    hint: str | None = None
+    if names == ["string"] and isinstance(instance, (bool, int, float, datetime.date)):
+        hint = "put the value in quotes to make it a string"
+    elif instance is None and "array" in names:
+        hint = "for an empty list write []"
+    elif not path:
+        hint = "a manifest is a mapping with 'version: 1' and a 'chats:' list"
+    return Problem(path, node, f"{_label(path)} must be {want}, not {_describe(instance)}", hint)
+
+
+def _enum_hint(instance: object, options: list[Any]) -> str | None:
+    if not isinstance(instance, str):
+        return None
+    lowered = {str(o).lower(): str(o) for o in options}
+    close = difflib.get_close_matches(instance.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"did you mean '{lowered[close[0]]}'?" if close else None
+
+
+def _size_message(error: Any, label: str) -> str:
+    kind = error.validator
+    size = len(error.instance)
+    schema = _schema_of(error)
+    if "errorMessage" in schema:
+        return f"{schema['errorMessage']} (found {size})"
+    unit = "character" if kind.endswith("Length") else "entry"
+    bound = "at least" if kind.startswith("min") else "at most"
+    return f"{label} must have {bound} {_count(error.validator_value, unit)} (found {size})"
+
+
+def _schema_of(error: Any) -> dict[str, Any]:
+    return error.schema if isinstance(error.schema, dict) else {}
 
 
 _REQUIRED_HINTS: dict[tuple[JsonPath, str], str] = {

@@ -4,10 +4,9 @@ Manifests are *composed* (``yaml.compose`` with libyaml's ``CSafeLoader``), neve
 by PyYAML: the result is a tree of nodes that keeps every value's line and column and runs no
 constructor at all, so a ``!!python/object`` tag is just an unknown tag we report. The manifest
 builder reads valid documents straight from the nodes (fast path); only when something is off
-does ``to_data`` turn the tree into plain data for JSON Schema, reporting on the way what plain
-PyYAML would hide or choke on: duplicate keys (PyYAML keeps the last one silently), tags other
-than the YAML core types, non-scalar keys, alias expansion beyond a budget ("billion laughs")
-and nesting beyond a fixed depth.
+does ``plaindata.to_data`` turn the tree into plain data for JSON Schema, reporting on the way
+what plain PyYAML would hide or choke on (duplicate keys, tags other than the YAML core types,
+non-scalar keys, alias expansion beyond a budget, nesting beyond a fixed depth).
 
 Size limits: libyaml itself refuses nesting deeper than 1000 levels with a ScannerError; we
 stop at ``MAX_DEPTH`` (a manifest needs 5), read at most ``MAX_FILE_BYTES``, and let aliases
@@ -18,11 +17,10 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -174,69 +172,6 @@ def alias_budget(text: str) -> int:
     return 100_000 + len(text) // 2
 
 
-class _Expanded(Exception):
-    pass
-
-
-def flatten_merges(root: Node) -> list[Problem]:
-    """Resolve ``<<`` merge keys in place, the way PyYAML's SafeConstructor would, except that
-    explicit keys override merged ones without counting as duplicates. Each merged pair keeps
-    its source position (the anchored mapping it came from)."""
-    problems: list[Problem] = []
-    done: set[int] = set()
-    active: set[int] = set()
-
-    def visit(node: Node, path: JsonPath, depth: int) -> bool:
-        """False when ``node`` is being visited already (a cycle through aliases)."""
-        if depth > MAX_DEPTH or id(node) in done:
-            return True
-        if id(node) in active:
-            return False
-        active.add(id(node))
-        if isinstance(node, SequenceNode):
-            for i, item in enumerate(node.value):
-                visit(item, (*path, i), depth + 1)
-        elif isinstance(node, MappingNode):
-            own: list[tuple[Node, Node]] = []
-            merged: list[tuple[Node, Node]] = []
-            for key, value in node.value:
-                if key.tag != MERGE_TAG:
-                    visit(value, (*path, key_name(key)), depth + 1)
-                    own.append((key, value))
-                    continue
-                sources = value.value if isinstance(value, SequenceNode) else [value]
-                for source in sources:
-                    if not isinstance(source, MappingNode):
-                        problems.append(
-                            Problem(
-                                path,
-                                source,
-                                "a merge key (<<) needs a mapping or a list of mappings",
-                            )
-                        )
-                        continue
-                    if visit(source, path, depth + 1):
-                        merged.extend(source.value)
-                    else:
-                        problems.append(
-                            Problem(path, key, "a merge key (<<) includes the mapping it is in")
-                        )
-            if merged:
-                seen = {key_name(k) for k, _ in own}
-                for key, value in merged:  # earlier sources win, per the YAML merge spec
-                    name = key_name(key)
-                    if name not in seen:
-                        seen.add(name)
-                        own.append((key, value))
-                node.value = own
-        active.discard(id(node))
-        done.add(id(node))
-        return True
-
-    visit(root, (), 0)
-    return problems
-
-
 def key_name(node: Node) -> str:
     """A mapping key as the schema sees it: the text of a scalar (``yes:`` is the field
     ``'yes'``, not ``True``), a placeholder for collections."""
@@ -245,125 +180,10 @@ def key_name(node: Node) -> str:
     return "<mapping>" if isinstance(node, MappingNode) else "<list>"
 
 
-_constructor = SafeConstructor()
-
-
-@dataclass
-class Converted:
-    data: object = None
-    problems: list[Problem] = field(default_factory=list)
-    # Paths whose value was replaced by a placeholder after a problem was reported there;
-    # schema errors at or below them would only repeat it.
-    bad_paths: list[JsonPath] = field(default_factory=list)
-
-
-def to_data(root: Node, budget: int) -> Converted:
-    """Plain data (dict/list/str/int/...) for JSON Schema, with every problem PyYAML itself
-    would not report. Only used on the error path; valid manifests never get here."""
-    out = Converted()
-    count = 0
-    too_deep: list[JsonPath] = []
-
-    def conv(node: Node, path: JsonPath, depth: int) -> object:
-        nonlocal count
-        count += 1
-        if count > budget:
-            raise _Expanded(node)
-        if depth > MAX_DEPTH:
-            if not too_deep:  # once is enough (a cycle through aliases hits this everywhere)
-                too_deep.append(path)
-                out.problems.append(
-                    Problem(path, node, f"the document is nested more than {MAX_DEPTH} levels deep")
-                )
-            out.bad_paths.append(path)
-            return None
-        if isinstance(node, ScalarNode):
-            return scalar(node, path)
-        if isinstance(node, SequenceNode):
-            if node.tag != SEQ_TAG:
-                return unsupported(node, path)
-            return [conv(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            if node.tag != MAP_TAG:
-                return unsupported(node, path)
-            result: dict[str, object] = {}
-            first: dict[str, Node] = {}
-            for key, value in node.value:
-                if not isinstance(key, ScalarNode):
-                    out.problems.append(
-                        Problem(path, key, "a mapping key must be a plain string, not a collection")
-                    )
-                    continue
-                if key.tag == MERGE_TAG:
-                    continue  # reported by flatten_merges
-                name = key_name(key)
-                if name in first:
-                    line, _ = position(first[name])
-                    out.problems.append(
-                        Problem(
-                            path,
-                            key,
-                            f"duplicate key '{name}' (first set on line {line})",
-                            hint="YAML keeps only one of them; remove the other",
-                        )
-                    )
-                    continue
-                first[name] = key
-                result[name] = conv(value, (*path, name), depth + 1)
-            return result
-        return unsupported(node, path)  # pragma: no cover - yaml has three node kinds
-
-    def scalar(node: ScalarNode, path: JsonPath) -> object:
-        if node.tag == STR_TAG:
-            return node.value
-        if node.tag not in SCALAR_TAGS:
-            return unsupported(node, path)
-        try:
-            return _constructor.yaml_constructors[node.tag](_constructor, node)
-        except Exception:  # e.g. `!!int abc`: a user mistake, never a crash
-            out.problems.append(
-                Problem(path, node, f"{node.value!r} cannot be read as {short_tag(node.tag)}")
-            )
-            out.bad_paths.append(path)
-            return None
-
-    def unsupported(node: Node, path: JsonPath) -> object:
-        out.problems.append(
-            Problem(
-                path,
-                node,
-                f"the tag '{short_tag(node.tag)}' is not allowed here",
-                hint="manifests hold plain YAML data: strings, numbers, lists and mappings",
-            )
-        )
-        out.bad_paths.append(path)
-        return None
-
-    try:
-        out.data = conv(root, (), 0)
-    except _Expanded as exc:
-        node = exc.args[0]
-        out.problems.append(
-            Problem(
-                (),
-                node,
-                f"the document expands to more than {budget:,} values through aliases",
-                hint="this looks like a 'billion laughs' document; use fewer nested aliases",
-            )
-        )
-        out.bad_paths.append(())
-        out.data = None
-    return out
-
-
-def short_tag(tag: str) -> str:
-    return "!!" + tag[len(TAG_PREFIX) :] if tag.startswith(TAG_PREFIX) else tag
-
-
 def locate(root: Node, path: JsonPath) -> tuple[Node | None, Node]:
     """``(key node, value node)`` at a JSON path. When the path does not exist in full, the
     value node is the deepest one that does and the key node is ``None`` (it is also ``None``
-    for list items and the root). The first of duplicate keys wins, as in ``to_data``."""
+    for list items and the root). The first of duplicate keys wins, as in ``plaindata.to_data``."""
     node: Node = root
     key_node: Node | None = None
     for part in path:

@@ -13,14 +13,19 @@ object ids are recorded too, so a manifest that uses object ids matches as well.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from provisioner.errors import InputError, StateError
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient
 from provisioner.graph.users import is_guid, lookup_users, upn_map
 from provisioner.manifest.schema import load_schema, regex
 from provisioner.operations.refresh import is_manageable, read_chats
+from provisioner.operations.state import OnTakeover, locked
 from provisioner.plans.live import LiveChat
 from provisioner.states.records import ChatRecord, MemberRecord, State
+
+if TYPE_CHECKING:
+    from provisioner.states.store import StateStore
 
 _KEY_RE = regex(load_schema()["$defs"]["key"]["pattern"])
 # A UPN the manifest schema accepts as it is (else the object id is written instead).
@@ -55,6 +60,24 @@ def check_free(state: State, key: str, chat_id: str) -> None:
                 f"chat {chat_id} is already managed as {other}",
                 hint="to rename its key, add a moved: entry (from: old, to: new) to the manifest",
             )
+
+
+def adopt(
+    store: StateStore,
+    client: BatchClient,
+    key: str,
+    chat_id: str,
+    *,
+    on_takeover: OnTakeover | None = None,
+) -> ChatRecord:
+    """``provision import``: read ``chat_id`` and record it as ``key`` (with the users it
+    taught us), under the state's lock. Returns the record."""
+    with locked(store, "import", on_takeover=on_takeover) as state:
+        record, users = import_chat(client, state, key, chat_id)
+        state.put_chat(key, record)
+        state.users.update(users)
+        store.write(state)
+    return record
 
 
 def import_chat(

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -36,8 +37,12 @@ from provisioner.manifest.schema import load_schema
 from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.operations.adopt import check_free, member_upns, record_from_live
 from provisioner.operations.refresh import is_manageable, read_chats
+from provisioner.operations.state import OnTakeover, locked
 from provisioner.plans.live import LiveChat
 from provisioner.states.records import ChatRecord, State
+
+if TYPE_CHECKING:
+    from provisioner.states.store import StateStore
 
 _CHAT_SCHEMA = load_schema()["$defs"]["chat"]["properties"]
 _TOPIC_MAX = int(_CHAT_SCHEMA["topic"]["maxLength"])
@@ -256,3 +261,14 @@ def import_export(export: Export, state: State) -> list[str]:
         state.put_chat(item.key, item.record)
     state.users.update(export.users)
     return [item.key for item in todo]
+
+
+def record_export(
+    store: StateStore, export: Export, *, on_takeover: OnTakeover | None = None
+) -> list[str]:
+    """``export --import-to-state``: `import_export` under the state's lock, then written.
+    Returns the keys added."""
+    with locked(store, "export", on_takeover=on_takeover) as state:
+        added = import_export(export, state)
+        store.write(state)
+    return added

@@ -9,9 +9,9 @@ provision") and plans the changes that bring the chats back to the manifest.
 
 Does refresh update the state? Not by itself, like Terraform's plan: ``plan`` never writes the
 state. The plan records the refreshed view (each drifted chat's ``Drift.record``; the changes'
-``before``), and apply persists it (``record_plan_facts``) before making any change, as
-Terraform's apply persists the refreshed state. So a ``plan`` is read-only, and a saved plan
-applies exactly the view it was reviewed with.
+``before``), and apply persists it (``operations.apply.record_plan_facts``) before making any
+change, as Terraform's apply persists the refreshed state. So a ``plan`` is read-only, and a
+saved plan applies exactly the view it was reviewed with; this module never writes the state.
 """
 
 from __future__ import annotations
@@ -145,37 +145,3 @@ def read_from_graph(
 def is_manageable(chat: LiveChat) -> bool:
     """Only oneOnOne and group chats can be managed (meeting chats belong to meetings)."""
     return chat.chat_type in CHAT_TYPES
-
-
-def record_plan_facts(plan: Plan, state: State) -> bool:
-    """Record in ``state`` what ``plan`` learned, before apply makes any change: renamed keys
-    (``moved:``), the refreshed view of drifted chats (a gone chat leaves the state), the
-    resolved users, and protection changes. Returns True when ``state`` changed (the caller
-    writes it). Safe to call twice (a resumed apply)."""
-    changed = False
-    for old, new in plan.moves:
-        if old in state.chats and new not in state.chats:
-            state.rename_chat(old, new)
-            changed = True
-    for drift in plan.drift:
-        if drift.record is not None:
-            if state.chats.get(drift.key) != drift.record:
-                state.put_chat(drift.key, drift.record)
-                changed = True
-        elif drift.gone and drift.key in state.chats:
-            state.remove_chat(drift.key)
-            changed = True
-    for upn, object_id in plan.users.items():
-        if state.users.get(upn) != object_id:
-            state.users[upn] = object_id
-            changed = True
-    for change in plan.changes:
-        if change.protect_change is None:
-            continue
-        if change.protect_change[1] and change.key not in state.protected:
-            state.protected.add(change.key)
-            changed = True
-        elif not change.protect_change[1] and change.key in state.protected:
-            state.protected.discard(change.key)
-            changed = True
-    return changed

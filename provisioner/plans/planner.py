@@ -1,35 +1,22 @@
 """The planner: desired chats x state (x live view from Graph) -> Plan. Pure and deterministic.
 
 No I/O and no clock beyond the plan's own timestamp: the same inputs give the same changes, in
-key order. Everything apply needs goes into the plan (see ``provisioner.plan``).
+key order. Everything apply needs goes into the plan (see ``plans.types``). How one chat
+compares with what it is now (the update of a key on both sides) is ``plans.compare``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from provisioner.errors import PlanError
 from provisioner.manifest import moves as moves_
-from provisioner.models import (
-    DEFAULT_GRAPH_URL,
-    GROUP,
-    HISTORY_ALL,
-    ONE_ON_ONE,
-    Chat,
-    DesiredState,
-    Member,
-)
-from provisioner.plans.live import (
-    LiveChat,
-    LiveMember,
-    find_drift,
-    match_members,
-    object_id_of,
-    with_object_ids,
-)
-from provisioner.plans.types import Action, Change, Drift, Plan, RoleChange
-from provisioner.states.records import ChatRecord, Intent, MemberRecord, State
+from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState
+from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
+from provisioner.plans.live import LiveChat, LiveMember, find_drift, with_object_ids
+from provisioner.plans.types import Action, Change, Drift, Plan
+from provisioner.states.records import ChatRecord, Intent, State
 
 __all__ = ["LiveChat", "LiveMember", "make_plan", "refresh_only_plan"]
 
@@ -56,50 +43,16 @@ def make_plan(
     wanted = desired.by_key()
     errors: list[tuple[str, str]] = []
     chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
-    keys = sorted(set(wanted) | set(chats) | set(intents))
     changes: list[Change] = []
     drift: list[Drift] = []
-    users = state.users
-    for key in keys:
-        chat = wanted.get(key)
-        record = chats.get(key)
-        intent = intents.get(key)
-        if record is not None and live is not None:
-            record = with_object_ids(record, users)
-        current = record
-        gone = False
-        if live is not None and record is not None and key in live:
-            seen = live[key]
-            found = find_drift(key, record, seen, users)
-            if found is not None:
-                drift.append(found)
-            gone = seen.gone
-            current = None if gone else seen.as_record(record)
-        if intent is not None:
-            change = _reconcile(key, intent, chat, graph_url, users)
-        elif chat is None:
-            if record is None:
-                continue
-            change = _unmanaged(key, record, prune=prune, gone=gone)
-            if change.action is Action.DELETE and key in protected:
-                errors.append(
-                    (
-                        f"{key}: it is protected (protect: true when last applied), so its "
-                        f"chat {record.chat_id} cannot be deleted",
-                        _UNPROTECT_HINT,
-                    )
-                )
-        elif current is None:
-            change = _create(chat, graph_url, users)
-            if gone and record is not None:
-                note = f"chat {record.chat_id} was deleted outside provision: created again"
-                change = replace(change, notes=(note, *change.notes))
-        else:
-            try:
-                change = _compare(chat, current, users)
-            except _CannotUpdate as exc:
-                errors.append((str(exc), _NEW_KEY_HINT))
-                continue
+    for key in sorted(set(wanted) | set(chats) | set(intents)):
+        sides = _sides(key, wanted.get(key), chats.get(key), intents.get(key), live, state.users)
+        if sides.drift is not None:
+            drift.append(sides.drift)
+        change = _change(sides, state.users, protected, errors, prune=prune, graph_url=graph_url)
+        if change is None:
+            continue
+        chat = sides.chat
         if chat is not None and chat.protect != (key in protected):
             change = replace(change, protect_change=(key in protected, chat.protect))
         if key in moved_from:
@@ -132,7 +85,7 @@ def refresh_only_plan(
 ) -> Plan:
     """``plan --refresh-only``: the drift between ``state`` and ``live`` alone, no changes
     from the manifests (Terraform's refresh-only mode). Applying it records the refreshed view
-    in state (``refresh.record_plan_facts``)."""
+    in state (``operations.apply.record_plan_facts``)."""
     drift = []
     for key in sorted(state.chats):
         if key in live:
@@ -162,6 +115,80 @@ _UNPROTECT_HINT = (
     "to stop managing it without deleting, plan without --prune (forget) or run: provision "
     "state rm KEY"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Sides:
+    """One key as the planner sees it: the manifest's chat, the state's record (with object ids
+    when the plan is refreshed), the chat as it is now (None: not created yet, or ``gone``:
+    deleted outside provision), an unfinished creation, and the drift the refresh found."""
+
+    key: str
+    chat: Chat | None
+    record: ChatRecord | None
+    current: ChatRecord | None
+    intent: Intent | None
+    gone: bool = False
+    drift: Drift | None = None
+
+
+def _sides(
+    key: str,
+    chat: Chat | None,
+    record: ChatRecord | None,
+    intent: Intent | None,
+    live: Mapping[str, LiveChat] | None,
+    users: Mapping[str, str],
+) -> _Sides:
+    if record is None or live is None:
+        return _Sides(key, chat, record, record, intent)
+    record = with_object_ids(record, users)
+    if key not in live:  # not refreshed: the record is the best knowledge
+        return _Sides(key, chat, record, record, intent)
+    seen = live[key]
+    drift = find_drift(key, record, seen, users)
+    current = None if seen.gone else seen.as_record(record)
+    return _Sides(key, chat, record, current, intent, seen.gone, drift)
+
+
+def _change(
+    sides: _Sides,
+    users: Mapping[str, str],
+    protected: set[str],
+    errors: list[tuple[str, str]],
+    *,
+    prune: bool,
+    graph_url: str,
+) -> Change | None:
+    """The key's change; None when there is nothing to plan, or when it cannot be planned (the
+    reason is added to ``errors``)."""
+    key, chat, record = sides.key, sides.chat, sides.record
+    if sides.intent is not None:
+        return _reconcile(key, sides.intent, chat, graph_url, users)
+    if chat is None:
+        if record is None:
+            return None
+        change = _unmanaged(key, record, prune=prune, gone=sides.gone)
+        if change.action is Action.DELETE and key in protected:
+            errors.append(
+                (
+                    f"{key}: it is protected (protect: true when last applied), so its "
+                    f"chat {record.chat_id} cannot be deleted",
+                    _UNPROTECT_HINT,
+                )
+            )
+        return change
+    if sides.current is None:
+        change = _create(chat, graph_url, users)
+        if sides.gone and record is not None:
+            note = f"chat {record.chat_id} was deleted outside provision: created again"
+            change = replace(change, notes=(note, *change.notes))
+        return change
+    try:
+        return compare(chat, sides.current, users)
+    except CannotUpdate as exc:
+        errors.append((str(exc), _NEW_KEY_HINT))
+        return None
 
 
 def _moved(
@@ -222,20 +249,6 @@ def _chat_id(state: State, key: str) -> str:
     return f"chat {record.chat_id}" if record is not None else "a creation in progress"
 
 
-class _CannotUpdate(Exception):
-    pass
-
-
-def _after(member: Member, users: Mapping[str, str]) -> MemberRecord:
-    return MemberRecord(
-        member.user, member.role, object_id_of(member.user, users), member.tenant_id
-    )
-
-
-def _source(chat: Chat) -> str | None:
-    return str(chat.source) if chat.source is not None else None
-
-
 def _create(chat: Chat, graph_url: str, users: Mapping[str, str]) -> Change:
     # A oneOnOne create is "create, or adopt the existing chat": Graph returns the existing
     # one-on-one chat of a pair instead of creating another (api-reference/v1.0/api/chat-post.md),
@@ -244,10 +257,10 @@ def _create(chat: Chat, graph_url: str, users: Mapping[str, str]) -> Change:
         key=chat.key,
         action=Action.CREATE,
         chat_type=chat.chat_type,
-        members=tuple(_after(m, users) for m in chat.members),
+        members=tuple(after_member(m, users) for m in chat.members),
         topic=chat.topic,
         body=chat.request_body(graph_url),
-        source=_source(chat),
+        source=source_of(chat),
     )
 
 
@@ -278,12 +291,12 @@ def _reconcile(
         key=key,
         action=Action.RECONCILE,
         chat_type=chat.chat_type,
-        members=tuple(_after(m, users) for m in chat.members),
+        members=tuple(after_member(m, users) for m in chat.members),
         topic=chat.topic,
         body=chat.request_body(graph_url),
         intent=intent,
         notes=tuple(notes),
-        source=_source(chat),
+        source=source_of(chat),
     )
 
 
@@ -314,124 +327,3 @@ def _unmanaged(key: str, record: ChatRecord, *, prune: bool, gone: bool) -> Chan
         before=record,
         notes=(note,),
     )
-
-
-def _compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Change:
-    if chat.chat_type != current.chat_type:
-        raise _CannotUpdate(
-            f"{chat.key}: chatType changes from {current.chat_type} to {chat.chat_type}; Graph "
-            f"cannot convert a chat ({current.chat_id}), so this would be a different chat"
-        )
-    if _unchanged(chat, current):
-        # The common case of a large steady-state plan: same members, written the same way.
-        return Change(
-            key=chat.key,
-            action=Action.NOOP,
-            chat_type=chat.chat_type,
-            members=current.members,
-            topic=chat.topic,
-            chat_id=current.chat_id,
-            before=current,
-            source=_source(chat),
-        )
-    wanted = [_after(m, users) for m in chat.members]
-    matched = match_members(((m.user, m.object_id) for m in wanted), current.members)
-    if chat.chat_type == ONE_ON_ONE and any(r is None for r in matched):
-        was = " and ".join(m.user for m in current.members)
-        now = " and ".join(m.user for m in chat.members)
-        raise _CannotUpdate(
-            f"{chat.key}: this oneOnOne chat is between {was}; the manifest now says {now}. "
-            f"A one-on-one chat's members cannot change, so this would be a different chat"
-        )
-    after: list[MemberRecord] = []
-    add: list[MemberRecord] = []
-    role_changes: list[RoleChange] = []
-    kept: set[int] = set()
-    for member, found in zip(wanted, matched, strict=True):
-        if found is None:
-            after.append(member)
-            add.append(member)
-            continue
-        if chat.chat_type == GROUP and _norm(member.tenant_id) != _norm(found.tenant_id):
-            # The membership belongs to the user of another tenant: replace it.
-            merged = MemberRecord(
-                member.user, member.role, member.object_id or found.object_id, member.tenant_id
-            )
-            add.append(merged)
-            after.append(merged)
-            continue
-        merged = MemberRecord(
-            member.user,
-            member.role,
-            member.object_id or found.object_id,
-            member.tenant_id,
-            found.membership_id,
-        )
-        kept.add(id(found))
-        after.append(merged)
-        if chat.chat_type == GROUP and member.role != found.role:
-            role_changes.append(RoleChange(member=merged, old_role=found.role))
-    remove = tuple(m for m in current.members if id(m) not in kept)
-    if chat.chat_type == ONE_ON_ONE:
-        remove = ()  # pair equal (checked above); tenant/role are not changed in place
-    topic_change = None
-    notes: list[str] = []
-    if _topic_differs(chat, current):
-        topic_change = (current.topic, chat.topic)
-    if any(m.membership_id is None for m in (*remove, *(r.member for r in role_changes))):
-        notes.append("membership ids not known yet: apply reads the chat's members first")
-    if role_changes:
-        # Graph v1.0 has no update for chat members: the chat resource lists Add, Get, List
-        # and Remove member only (resources/chat.md), and conversationmember-update.md
-        # ("PATCH roles") is for teams and channels. So a role change is a remove and an add.
-        notes.append(
-            "Graph cannot change a chat member's role in place: apply removes and adds the "
-            "member again (2 member changes each; 4 per minute per chat)"
-        )
-    history = None
-    if add or role_changes:
-        history = chat.history
-        notes.append(
-            "added members see the whole chat history (history: all)"
-            if chat.history == HISTORY_ALL
-            else "added members see the chat from when they are added (history: none)"
-        )
-    action = Action.UPDATE if (add or remove or role_changes or topic_change) else Action.NOOP
-    return Change(
-        key=chat.key,
-        action=action,
-        chat_type=chat.chat_type,
-        members=tuple(after),
-        topic=chat.topic if chat.topic is not None else current.topic,
-        chat_id=current.chat_id,
-        before=current,
-        topic_change=topic_change,
-        add=tuple(add),
-        remove=remove,
-        role_changes=tuple(role_changes),
-        notes=tuple(notes) if action is Action.UPDATE else (),
-        source=_source(chat),
-        history=history if action is Action.UPDATE else None,
-    )
-
-
-def _topic_differs(chat: Chat, current: ChatRecord) -> bool:
-    """A group chat's topic is managed only when the manifest sets one: chat-patch.md sets a
-    topic to a string and documents no way to clear it, so a manifest without a topic leaves
-    whatever topic the chat has (a plan to clear it could never be applied)."""
-    return chat.chat_type == GROUP and chat.topic is not None and chat.topic != current.topic
-
-
-def _unchanged(chat: Chat, current: ChatRecord) -> bool:
-    if _topic_differs(chat, current):
-        return False
-    if len(chat.members) != len(current.members):
-        return False
-    for m, r in zip(chat.members, current.members, strict=True):
-        if m.user != r.user or m.role != r.role or m.tenant_id != r.tenant_id:
-            return False
-    return True
-
-
-def _norm(tenant_id: str | None) -> str | None:
-    return tenant_id.lower() if tenant_id else None

@@ -1,16 +1,13 @@
 """State in Azure Blob Storage: ``--state azblob://ACCOUNT/CONTAINER/PATH``.
 
-The same ``StateStore`` interface as the local file (``provisioner.state``), on the service's
-own primitives, as Terraform's ``azurerm`` backend does:
+The same ``StateStore`` interface as the local file (``states.local``), on the service's own
+primitives, as Terraform's ``azurerm`` backend does:
 
-- **Lock = a lease on the state blob.** Only the lease holder can then write the blob (the
-  service refuses writes without the lease ID), and the lock details (ID, operation, who, pid,
-  created) are kept in the blob's metadata for the next run to show. Unlike Terraform, the
-  lease is never infinite: it lasts ``lease_seconds`` (at most 60, the longest finite lease),
-  a background thread renews it every third of that, and a killed run simply stops renewing, so
-  its lock expires by itself within a minute (Terraform #24078-style stuck locks cannot happen).
-  A missing blob cannot be leased, so locking first creates an empty placeholder blob, which
-  reads as "no state yet".
+- **Lock = a lease on the state blob** (``states.azblob_lock``): only the lease holder can write
+  the blob, the lock details live in its metadata, and the lease is renewed while the run lasts
+  and expires by itself within a minute when the run is killed (Terraform #24078-style stuck
+  locks cannot happen). A missing blob cannot be leased, so locking first creates an empty
+  placeholder blob, which reads as "no state yet".
 - **Writes are conditional on the ETag** the store last read or wrote (``If-Match``; creating the
   first state uses ``If-None-Match: *``), so no run overwrites a state it has not read. Our own
   metadata changes (lock details) change the ETag too; the store follows them only when the blob
@@ -20,7 +17,7 @@ own primitives, as Terraform's ``azurerm`` backend does:
   is conditional on the same ETag, so the backup is exactly the version the write replaces.
 
 Secrets: the credential lives only in the SDK client; messages name the account, container and
-blob, never a key, SAS or URL query (transport errors are described by their type only).
+blob, never a key, SAS or URL query (``states.azblob_errors``).
 """
 
 from __future__ import annotations
@@ -29,11 +26,10 @@ import contextlib
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
-from provisioner.errors import AuthError, LockError, ProvisionError, StateError
+from provisioner.errors import LockError, ProvisionError, StateError
 from provisioner.states.azblob_conn import (
     INSTALL_HINT,
     BlobLocation,
@@ -48,48 +44,45 @@ try:
     from azure.core import MatchConditions
     from azure.core.exceptions import (
         AzureError,
-        ClientAuthenticationError,
         HttpResponseError,
         ResourceExistsError,
         ResourceNotFoundError,
     )
-    from azure.storage.blob import (
-        BlobClient,
-        BlobLeaseClient,
-        BlobServiceClient,
-        ContentSettings,
-        ExponentialRetry,
-    )
+    from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, ExponentialRetry
 except ImportError as exc:  # the optional extra is not installed
     raise ProvisionError(
         "azblob:// state needs the Azure SDK (azure-storage-blob is not installed)",
         hint=INSTALL_HINT,
     ) from exc
 
-# After the check above: this module needs the SDK too.
-from provisioner.states.azblob_lease import (
-    LOCK_METADATA_KEY,
-    LeaseKeeper,
-    decode_lock,
-    encode_lock,
-    error_code,
-    new_lock_info,
+# After the check above: these modules need the SDK too.
+from provisioner.states.azblob_errors import (
+    RERUN_PLAN,
+    StateConflictError,
+    conflict,
+    raise_if_no_container,
+    sdk_errors,
 )
+from provisioner.states.azblob_lease import LeaseKeeper, error_code
+from provisioner.states.azblob_lock import (
+    MAX_LEASE_SECONDS,
+    MIN_LEASE_SECONDS,
+    UNKNOWN_LOCK_ID,
+    BlobLock,
+)
+
+__all__ = [
+    "MAX_LEASE_SECONDS",
+    "MIN_LEASE_SECONDS",
+    "UNKNOWN_LOCK_ID",
+    "AzureBlobStateStore",
+    "StateConflictError",
+    "open_azblob_store",
+]
 
 DEFAULT_LEASE_SECONDS = 60
-# Azure Storage "Lease Blob": a finite lease lasts 15 to 60 seconds.
-MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 15, 60
-UNKNOWN_LOCK_ID = "unknown"
-_AUTH_HINT = (
-    "check AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN, or "
-    "that the Azure AD identity has the Storage Blob Data Contributor role on the container"
-)
 _HINT_LATER = "\x00restore hint\x00"
 _JSON = ContentSettings(content_type="application/json; charset=utf-8")
-
-
-class StateConflictError(StateError):
-    """The state blob changed since this store read it: the write was refused, nothing changed."""
 
 
 class AzureBlobStateStore:
@@ -114,8 +107,7 @@ class AzureBlobStateStore:
         self._blob = blob
         self._backup_blob = backup
         self._endpoint = endpoint
-        self.lease_seconds = lease_seconds
-        self.lock_timeout = lock_timeout
+        self._lock = BlobLock(location, blob, lease_seconds, lock_timeout)
         self._mutex = threading.RLock()
         # The version of the blob this store last read or wrote: ETag (None: absent), size,
         # lineage and serial. ``_serial`` None means "never read".
@@ -124,11 +116,18 @@ class AzureBlobStateStore:
         self._lineage: str | None = None
         self._serial: int | None = None
         self._previous: bytes | None = None  # bytes of that version, for the backup fallback
-        # While locked:
-        self._lease: BlobLeaseClient | None = None
-        self._lock_metadata: dict[str, str] | None = None
-        self._info: LockInfo | None = None
-        self._keeper: LeaseKeeper | None = None
+
+    @property
+    def lease_seconds(self) -> int:
+        return self._lock.lease_seconds
+
+    @property
+    def lock_timeout(self) -> float:
+        return self._lock.lock_timeout
+
+    @property
+    def _keeper(self) -> LeaseKeeper | None:
+        return self._lock.keeper
 
     # --- StateStore -------------------------------------------------------------------------
 
@@ -146,7 +145,7 @@ class AzureBlobStateStore:
                 download = self._blob.download_blob()
                 raw = download.readall()
             except ResourceNotFoundError as exc:
-                self._raise_if_no_container(exc)
+                raise_if_no_container(self._where, exc)
                 self._remember(None, b"", None, 0)
                 return State()
             etag = download.properties.etag
@@ -169,15 +168,15 @@ class AzureBlobStateStore:
     def write(self, state: State) -> None:
         with self._mutex, self._errors("write"):
             self._check_history(state)
-            self._check_lease()
+            self._lock.check()
             new_serial = state.serial + 1
             data = state.encode(serial=new_serial)
             if self._etag is not None and self._size:
                 self._backup()
             options: dict[str, Any] = {"content_settings": _JSON}
-            if self._lease is not None:
+            if self._lock.lease is not None:
                 # Put Blob replaces metadata: carry the lock details over.
-                options.update(lease=self._lease, metadata=self._lock_metadata)
+                options.update(lease=self._lock.lease, metadata=self._lock.metadata)
             if self._etag is None:
                 options["overwrite"] = False  # If-None-Match: *
             else:
@@ -197,101 +196,29 @@ class AzureBlobStateStore:
 
     def current_lock(self) -> LockInfo | None:
         with self._errors("read the lock of"):
-            return self._holder(retry_without_details=False)
+            return self._lock.holder(retry_without_details=False)
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         with self._errors("unlock"):
-            props = self._properties()
-            holder = self._holder_from(props) if props is not None else None
-            if holder is None or props is None:
-                raise LockError(f"the state {self.location} is not locked")
-            if holder.id != lock_id:
-                raise LockError(
-                    f"lock ID {lock_id} does not match the lock on {self.location}:\n"
-                    f"{holder.describe()}",
-                    hint="pass the ID shown above, after making sure that run is really gone",
-                )
-            try:
-                # Conditional on the ETag we just saw: a new holder sets its own details
-                # (a new ETag), so a lock that changed hands in between is never broken.
-                BlobLeaseClient(self._blob).break_lease(
-                    lease_break_period=0,
-                    etag=props.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except HttpResponseError as exc:
-                if exc.status_code in (409, 412):
-                    raise LockError(
-                        f"the lock on {self.location} changed while removing it; retry"
-                    ) from exc
-                raise
-            return holder
+            return self._lock.force_unlock(lock_id)
 
     # --- locking ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _hold(self, operation: str) -> Iterator[LockInfo]:
-        info = self._acquire(operation)
+        with self._mutex, self._errors("lock"):
+            before, after = self._lock.acquire(operation, self._create_placeholder)
+            self._follow(before, after)
+            assert self._lock.info is not None
+            info = self._lock.info
         try:
             yield info
         finally:
-            self._release()
-
-    def _acquire(self, operation: str) -> LockInfo:
-        with self._mutex, self._errors("lock"):
-            if self._lease is not None:
-                raise LockError(f"this run already holds the lock on {self.location}")
-            info = new_lock_info(operation, self.location)
-            lease_id = str(uuid.uuid4())  # private to this run; the lock ID shown is info.id
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    lease = self._blob.acquire_lease(self.lease_seconds, lease_id)
-                    break
-                except ResourceNotFoundError as exc:
-                    self._raise_if_no_container(exc)
-                    self._create_placeholder()
-                except ResourceExistsError as exc:  # 409: LeaseAlreadyPresent / breaking
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self._raise_locked(exc)
-                    time.sleep(min(2.0, remaining))
-            metadata = {LOCK_METADATA_KEY: encode_lock(info)}
-            try:
-                response = self._blob.set_blob_metadata(metadata, lease=lease)
-            except BaseException:
-                with contextlib.suppress(AzureError):
-                    lease.release()
-                raise
-            self._follow(lease.etag, str(response["etag"]))
-            self._lease = lease
-            self._lock_metadata = metadata
-            self._info = info
-            self._keeper = LeaseKeeper(lease, self.lease_seconds)
-            self._keeper.start()
-            return info
-
-    def _release(self) -> None:
-        with self._mutex:
-            lease, keeper = self._lease, self._keeper
-            self._lease = self._keeper = self._lock_metadata = self._info = None
-            if lease is None or keeper is None:
-                return
-            keeper.stop()
-            # Best effort: if this fails (network, lease already broken), the lease expires
-            # within lease_seconds anyway, and the core must not mask the run's own outcome.
-            with contextlib.suppress(AzureError):
-                before = self._etag
-                if before is not None:
-                    # Clear our lock details; conditional so we follow only our own change.
-                    response = self._blob.set_blob_metadata(
-                        {}, lease=lease, etag=before, match_condition=MatchConditions.IfNotModified
-                    )
-                    self._follow(before, str(response["etag"]))
-                else:
-                    self._blob.set_blob_metadata({}, lease=lease)
-            with contextlib.suppress(AzureError):
-                lease.release()
+            with self._mutex:
+                known = self._etag
+                cleared = self._lock.release(known)
+                if cleared is not None:
+                    self._follow(known, cleared)
 
     def _create_placeholder(self) -> None:
         try:
@@ -301,64 +228,6 @@ class AzureBlobStateStore:
         if self._etag is None and self._serial is not None:
             # We had read "no state"; the placeholder is our own empty version of that.
             self._etag = response["etag"]
-
-    def _check_lease(self) -> None:
-        if self._keeper is not None and self._keeper.lost:
-            raise LockError(
-                f"this run lost its lock on {self.location}: {self._keeper.lost}; "
-                "nothing was written",
-                hint="another run may have taken over the state; re-run plan",
-            )
-
-    def _holder(self, *, retry_without_details: bool) -> LockInfo | None:
-        props = self._properties()
-        holder = self._holder_from(props) if props is not None else None
-        if retry_without_details and holder is not None and holder.id == UNKNOWN_LOCK_ID:
-            # A holder sets its details right after taking the lease: look once more.
-            time.sleep(0.5)
-            props = self._properties()
-            holder = self._holder_from(props) if props is not None else None
-        return holder
-
-    def _properties(self) -> Any:
-        try:
-            return self._blob.get_blob_properties()
-        except ResourceNotFoundError as exc:
-            self._raise_if_no_container(exc)
-            return None
-
-    def _holder_from(self, props: Any) -> LockInfo | None:
-        if props.lease.state not in ("leased", "breaking"):
-            return None  # available, expired or broken: not locked, whatever the metadata says
-        info = decode_lock(props.metadata or {})
-        if info is None:
-            return LockInfo(
-                id=UNKNOWN_LOCK_ID,
-                operation="unknown",
-                who="unknown (the blob is leased without provision lock details)",
-                pid=0,
-                created="unknown",
-                host="",
-                version="",
-                path=self.location,
-            )
-        return info
-
-    def _raise_locked(self, exc: HttpResponseError) -> NoReturn:
-        holder = self._holder(retry_without_details=True)
-        if holder is None:  # released between our attempt and the look: say so, not "locked"
-            raise LockError(
-                f"could not lock {self.location}: the lock changed hands, retry"
-            ) from exc
-        raise LockError(
-            f"the state {self.location} is locked by another run:\n{holder.describe()}",
-            hint=(
-                "the lock is a blob lease that its run renews while it lasts: if that run was "
-                f"killed, the lease expires within {MAX_LEASE_SECONDS} s and the next run "
-                "proceeds; if it hangs, stop it or run: "
-                f"provision force-unlock {holder.id}"
-            ),
-        ) from exc
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -419,37 +288,31 @@ class AzureBlobStateStore:
         """
         code = error_code(exc)
         refused = exc.status_code in (409, 412)
-        if refused and self._info is not None:  # we were holding the lock
-            holder = self._holder(retry_without_details=True)
-            if holder is None or holder.id != self._info.id:
+        mine = self._lock.info
+        if refused and mine is not None:  # we were holding the lock
+            holder = self._lock.holder(retry_without_details=True)
+            if holder is None or holder.id != mine.id:
                 now = f"; it is now held by:\n{holder.describe()}" if holder else ""
                 raise LockError(
                     f"this run lost its lock on {self.location} ({code}); nothing was written{now}",
-                    hint="another run may have taken over the state; re-run plan",
+                    hint=RERUN_PLAN,
                 ) from exc
         elif refused:
-            holder = self._holder(retry_without_details=True)
+            holder = self._lock.holder(retry_without_details=True)
             if holder is not None:
                 raise LockError(
                     f"the state {self.location} is locked by another run:\n{holder.describe()}",
                     hint="nothing was written; run again when that run has finished",
                 ) from exc
         if code in ("ConditionNotMet", "SourceConditionNotMet", "BlobAlreadyExists"):
-            self._raise_conflict(exc)
+            raise conflict(self.location, self._etag, exc)
         if code.startswith(("Lease", "lease")):
             raise LockError(
                 f"the lock on {self.location} changed during this write ({code}); nothing was "
                 "written",
-                hint="another run may have taken over the state; re-run plan",
+                hint=RERUN_PLAN,
             ) from exc
         raise exc
-
-    def _raise_conflict(self, exc: HttpResponseError) -> NoReturn:
-        raise StateConflictError(
-            f"the state {self.location} was changed by someone else since this run read it "
-            f"(ETag {self._etag or 'none: it did not exist'}); nothing was written",
-            hint="another run or person wrote it; run plan again to see the current state",
-        ) from exc
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -476,46 +339,8 @@ class AzureBlobStateStore:
             )
         return "no backup exists; fix or delete the blob by hand (provision changed nothing)"
 
-    def _raise_if_no_container(self, exc: HttpResponseError) -> None:
-        if error_code(exc) == "ContainerNotFound":
-            raise StateError(
-                f"the container {self._where.container!r} does not exist in storage account "
-                f"{self._where.account!r} (state {self.location})",
-                hint="create it first (e.g. az storage container create); provision does not "
-                "create containers",
-            ) from exc
-
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Turn SDK errors that are not handled above into ProvisionErrors without secrets."""
-        try:
-            yield
-        except ProvisionError:
-            raise
-        except ClientAuthenticationError as exc:
-            raise AuthError(
-                f"access to {self.location} was refused "
-                f"({error_code(exc) or exc.status_code or type(exc).__name__})",
-                hint=_AUTH_HINT,
-            ) from exc
-        except HttpResponseError as exc:
-            if exc.status_code in (401, 403):
-                raise AuthError(
-                    f"access to {self.location} was refused (HTTP {exc.status_code} "
-                    f"{error_code(exc)})".replace(" )", ")"),
-                    hint=_AUTH_HINT,
-                ) from exc
-            raise StateError(
-                f"could not {action} the state {self.location}: HTTP {exc.status_code} "
-                f"{error_code(exc)}".rstrip()
-            ) from exc
-        except AzureError as exc:  # transport: no response (DNS, refused, TLS, timeout)
-            where = f" at {self._endpoint}" if self._endpoint else ""
-            raise StateError(
-                f"could not {action} the state {self.location}: the storage service{where} "
-                f"did not answer ({type(exc).__name__})",
-                hint="check the account name, --state-endpoint and the network",
-            ) from exc
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return sdk_errors(self.location, self._endpoint, action)
 
 
 def open_azblob_store(

@@ -256,6 +256,26 @@ def _fence(blocks: list[str]) -> str:
 def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
     """A pull-request comment (or ``$GITHUB_STEP_SUMMARY``): summary table, then the drift and
     the changes in collapsible blocks; cut with a note before ``limit`` characters."""
+    foot = _markdown_foot(plan)
+    sections = []
+    if plan.drift:
+        sections.append(("Changes outside provision", [list(_drift_lines(d)) for d in plan.drift]))
+    if plan.reported:
+        sections.append(("Changes", [list(_change_lines(c)) for c in plan.reported]))
+    budget = limit - len(foot) - 400  # room for the truncation note
+    text, shown = _markdown_sections(_markdown_head(plan), sections, budget)
+    total = sum(len(blocks) for _, blocks in sections)
+    if shown < total:
+        text += (
+            f"\n> **Truncated:** {shown} of {total} chats are shown; GitHub comments are limited "
+            f"to {GITHUB_COMMENT_LIMIT:,} characters. The full plan: `provision plan` in a "
+            f"terminal, or `--format json`.\n"
+        )
+    return text + foot
+
+
+def _markdown_head(plan: Plan) -> str:
+    """The title, the summary line and a table of counts."""
     counts = plan.summary
     head = ["### provision plan", "", f"**{summary_line(plan)}**", ""]
     head += ["| Action | Chats |", "| --- | ---: |"]
@@ -267,6 +287,11 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
     if plan.moves:
         head.append(f"| moved (key renamed) | {len(plan.moves)} |")
     head.append("")
+    return "\n".join(head)
+
+
+def _markdown_foot(plan: Plan) -> str:
+    """What the plan was made against, in small print."""
     state = (
         f"state serial {plan.state_serial} (lineage `{plan.state_lineage}`)"
         if plan.state_lineage
@@ -279,39 +304,27 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
         f"provision {plan.tool_version}.</sub>",
         "",
     ]
-    sections = []
-    if plan.drift:
-        sections.append(("Changes outside provision", [list(_drift_lines(d)) for d in plan.drift]))
-    if plan.reported:
-        sections.append(("Changes", [list(_change_lines(c)) for c in plan.reported]))
+    return "\n".join(foot)
 
-    text = "\n".join(head)
-    budget = limit - len("\n".join(foot)) - 400  # room for the truncation note
-    total = sum(len(blocks) for _, blocks in sections)
+
+def _markdown_sections(
+    text: str, sections: list[tuple[str, list[list[Line]]]], budget: int
+) -> tuple[str, int]:
+    """``text`` with each section as a collapsible diff block, as many chats as fit in
+    ``budget`` characters; and how many chats are shown."""
     shown = 0
-    truncated = False
     for title, blocks in sections:
         rendered = ["\n".join(_diff_line(line) for line in block) for block in blocks]
         fence = _fence(rendered)
         opening = f"\n<details><summary>{title} ({len(blocks)})</summary>\n\n{fence}diff\n"
         closing = f"{fence}\n\n</details>\n"
         if len(text) + len(opening) + len(closing) > budget:
-            truncated = True
-            break
+            return text, shown
         text += opening
         for block in rendered:
             if len(text) + len(block) + 2 + len(closing) > budget:
-                truncated = True
-                break
+                return text + closing, shown
             text += block + "\n\n"
             shown += 1
         text += closing
-        if truncated:
-            break
-    if truncated:
-        text += (
-            f"\n> **Truncated:** {shown} of {total} chats are shown; GitHub comments are limited "
-            f"to {GITHUB_COMMENT_LIMIT:,} characters. The full plan: `provision plan` in a "
-            f"terminal, or `--format json`.\n"
-        )
-    return text + "\n".join(foot)
+    return text, shown

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from provisioner.cli.apply import EmulatorToken
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
 from provisioner.graph.client import GraphClient
 from provisioner.models import Member
+from provisioner.operations.clients import EmulatorToken
 from provisioner.states.local import LocalStateStore
 
 A, B, C, D = (str(uuid.UUID(int=0x2000 + n)) for n in range(4))

@@ -21,11 +21,11 @@ import jsonschema
 import pytest
 from pytest_httpserver import HTTPServer
 
-from provisioner.cli import apply as cli_apply
 from provisioner.cli import options as cli_options
-from provisioner.cli.apply import EmulatorToken
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
+from provisioner.operations import clients as operation_clients
+from provisioner.operations.clients import EmulatorToken
 from provisioner.states.local import LocalStateStore
 
 USERS = [str(uuid.UUID(int=0x1000 + n)) for n in range(12)]
@@ -325,7 +325,7 @@ def test_a_server_that_never_answers_times_out(
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)  # connections are accepted by the kernel, never answered
-    monkeypatch.setattr(cli_apply, "MAX_RETRIES", 1)
+    monkeypatch.setattr(operation_clients, "MAX_RETRIES", 1)
     monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "token")
     url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1.0"
     started = time.monotonic()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
-from provisioner.cli import main as cli
+from provisioner.cli import options as cli_options
 from provisioner.cli.main import main
 from provisioner.plans.files import load_plan
 from provisioner.plans.types import Action
@@ -204,12 +204,12 @@ def test_refresh_waits_for_no_one_and_no_refresh_needs_no_lock(
 def test_color_only_on_a_terminal_without_no_color(monkeypatch) -> None:
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert cli._use_color()
+    assert cli_options.use_color()
     monkeypatch.setenv("NO_COLOR", "1")
-    assert not cli._use_color()
+    assert not cli_options.use_color()
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     monkeypatch.delenv("NO_COLOR")
-    assert not cli._use_color()
+    assert not cli_options.use_color()
 
 
 def test_read_only_state_directory(

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from provisioner.cli import main as cli
+from provisioner.cli import options as cli_options
 from provisioner.states import records as state
 
 HEAVY = ("msal", "requests", "jsonschema", "azure", "urllib3", "cryptography", "yaml")
@@ -57,4 +57,4 @@ def test_validate_needs_yaml_but_not_the_network_stack(tmp_path: Path) -> None:
 
 
 def test_the_cli_default_state_path_is_the_state_store_default() -> None:
-    assert cli.DEFAULT_STATE_PATH == state.DEFAULT_STATE_PATH
+    assert cli_options.DEFAULT_STATE_PATH == state.DEFAULT_STATE_PATH

@@ -19,7 +19,7 @@ from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer, User
 from provisioner.graph.client import GraphClient
 from provisioner.models import Member
-from provisioner.operations.refresh import record_plan_facts
+from provisioner.operations.apply import record_plan_facts
 from provisioner.plans.files import load_plan
 from provisioner.states.local import LocalStateStore
 

@@ -9,9 +9,8 @@ from lifecycle_support import A, L, M, client_for, create, group, member_of
 
 from provisioner.emulator import EmulatorServer
 from provisioner.models import Member
-from provisioner.operations.refresh import live_chat, read_chats, record_plan_facts, refresh
-from provisioner.plans.planner import LiveChat, LiveMember, make_plan
-from provisioner.plans.types import Plan
+from provisioner.operations.refresh import live_chat, read_chats, refresh
+from provisioner.plans.planner import LiveMember, make_plan
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
 
@@ -104,27 +103,3 @@ def test_member_added_in_teams_is_drift_and_planned_for_removal(server: Emulator
     (change,) = plan.changes
     lee = member_of(client, chat_id, L)
     assert [(m.user, m.membership_id) for m in change.remove] == [(L, lee["id"])]
-
-
-def test_record_plan_facts_persists_what_the_plan_learned() -> None:
-    state = State()
-    old = ChatRecord("19:a", "group", (MemberRecord(A),), "Old")
-    state.put_chat("old-key", old)
-    state.put_chat("gone", ChatRecord("19:g", "group", (MemberRecord(A),)))
-    from provisioner.models import Chat, DesiredState, Move
-
-    desired = DesiredState(
-        (Chat("new-key", "group", (Member(A),), "Old", protect=True),),
-        moves=(Move("old-key", "new-key"),),
-    )
-    live = {
-        "old-key": LiveChat("19:a", "group", "Renamed", (LiveMember("oid-a", email=A),)),
-        "gone": LiveChat("19:g", gone=True),
-    }
-    plan: Plan = make_plan(desired, state, live=live)
-    assert plan.moves == (("old-key", "new-key"),)
-    assert record_plan_facts(plan, state)
-    assert sorted(state.chats) == ["new-key"]
-    assert state.chats["new-key"].topic == "Renamed"  # the refreshed view
-    assert state.protected == {"new-key"}
-    assert not record_plan_facts(plan, state)  # a second time changes nothing

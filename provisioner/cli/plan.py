@@ -1,0 +1,157 @@
+"""``provision plan``: parse the options, run the plan operation, render it, choose the exit
+code (2 with ``--detailed-exitcode`` when there are changes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from provisioner.cli.options import (
+    connection_for,
+    connection_options,
+    note,
+    note_takeover,
+    stacked,
+    state_endpoint,
+    state_option,
+    use_color,
+)
+
+if TYPE_CHECKING:
+    from provisioner.graph.client import GraphClient
+
+plan_options = stacked(
+    [
+        state_option,
+        click.option(
+            "--out", "out", metavar="PLANFILE", help="Save the plan for `provision apply PLANFILE`."
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["text", "json", "markdown"]),
+            default="text",
+            show_default=True,
+            help="text for people, json for scripts, markdown for pull-request comments.",
+        ),
+        click.option(
+            "--refresh/--no-refresh",
+            default=None,
+            help="Read the managed chats back from Graph first, to show drift, and resolve "
+            "UPNs. Default: when the state holds chats. --refresh also resolves UPNs for a "
+            "first plan.",
+        ),
+        click.option(
+            "--refresh-only",
+            is_flag=True,
+            help="Only report what changed outside provision since the last apply (drift); "
+            "with --detailed-exitcode exit 2 when there is drift. For a scheduled drift check.",
+        ),
+        click.option(
+            "--prune",
+            is_flag=True,
+            help="Plan chats removed from the manifests as delete (a soft delete in Teams) "
+            "instead of forget. Chats with protect: true are never deleted.",
+        ),
+        click.option(
+            "--detailed-exitcode",
+            is_flag=True,
+            help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
+        ),
+        connection_options,
+        click.option(
+            "--emulator",
+            is_flag=True,
+            help="Plan against the built-in Graph emulator (tenant in ./.provision-emulator.json).",
+        ),
+    ]
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@plan_options
+def plan(
+    paths: tuple[str, ...],
+    state_path: str,
+    out: str | None,
+    fmt: str,
+    refresh: bool | None,
+    refresh_only: bool,
+    prune: bool,
+    detailed_exitcode: bool,
+    graph_url: str | None,
+    cloud: str,
+    auth: str,
+    emulator: bool,
+) -> int:
+    """Show what apply would change: manifests compared with the state and with Graph.
+
+    Refresh first reads every managed chat back from Graph (credentials needed, as for
+    apply; `--no-refresh` plans from the state alone): what changed in Teams since the last
+    apply is listed as "changes outside provision", and the plan repairs it. The plan lists
+    each chat key to create (+), update in place (~), delete (-), forget (.) or reconcile (?),
+    then a summary. `--out` saves it; `provision apply PLANFILE` then does exactly that, and
+    refuses it once the state has moved on.
+    """
+    from provisioner.manifest.gcpause import gc_paused
+    from provisioner.operations.plan import run_plan
+    from provisioner.plans.files import save_plan
+    from provisioner.views.plan import render_plan
+
+    if refresh_only and refresh is False:
+        raise click.UsageError("--refresh-only reads the chats from Graph: drop --no-refresh")
+    if refresh_only and prune:
+        raise click.UsageError("--refresh-only plans no changes: --prune does not apply")
+    url, connect = _graph(graph_url, cloud, auth, emulator)
+    with gc_paused():  # tens of thousands of chats: see provisioner/manifest/gcpause.py
+        result = run_plan(
+            paths,
+            state_path,
+            state_endpoint(),
+            refresh=True if refresh_only else refresh,
+            graph_url=url,
+            connect=connect,
+            prune=prune,
+            refresh_only=refresh_only,
+            on_takeover=note_takeover,
+            on_refresh=_note_refresh,
+        )
+    if out:
+        save_plan(result, out)
+    click.echo(render_plan(result, fmt, color=fmt == "text" and use_color()), nl=False)
+    if out:
+        note(f"Saved the plan to {out}. Apply exactly this with: provision apply {out}")
+    return 2 if detailed_exitcode and result.has_changes else 0
+
+
+def _graph(
+    graph_url: str | None, cloud: str, auth: str, emulator: bool
+) -> tuple[str, Callable[[], GraphClient]]:
+    """The Graph URL the plan is made for, and how to connect when the plan reads from Graph.
+    Credentials are checked only then (in ``connect``); the URL goes into the plan."""
+    from provisioner.graph.auth import graph_url_for, validate_graph_url
+
+    if emulator:  # runs until the command ends (click closes the context's resources)
+        from provisioner.cli.emulator import emulator_session
+
+        graph_url = click.get_current_context().with_resource(emulator_session())
+    url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
+
+    def connect() -> GraphClient:
+        if emulator:
+            from provisioner.operations.clients import emulator_client
+
+            return emulator_client(url)
+        from provisioner.operations.clients import read_client
+
+        connection = connection_for(url, cloud, auth)
+        return read_client(connection.graph_url, connection.credential)
+
+    return url, connect
+
+
+def _note_refresh(chats: int, base_url: str) -> None:
+    note(f"Refreshing {chats} managed chat{'s' if chats != 1 else ''} from {base_url}...")

@@ -1,0 +1,137 @@
+"""``provision state list|show|rm`` and ``provision force-unlock``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from provisioner.cli.options import note, note_takeover, state_endpoint, state_option
+
+if TYPE_CHECKING:
+    from provisioner.states.records import MemberRecord
+
+
+@click.group("state")
+def state_cmd() -> None:
+    """Inspect the state, or stop managing chats (the chats stay in Teams)."""
+
+
+@state_cmd.command("list")
+@state_option
+def state_list(state_path: str) -> int:
+    """List the managed chat keys: key, chat type and chat id."""
+    from provisioner.states.records import iter_keys
+    from provisioner.states.store import open_store
+
+    store = open_store(state_path, state_endpoint())
+    state = store.read()
+    if not state.exists:
+        note(f"No state at {store.location} yet.")
+        return 0
+    rows = []
+    for key in iter_keys(state):
+        record = state.chats.get(key)
+        if record is not None:
+            rows.append((key, record.chat_type, record.chat_id))
+        else:
+            rows.append((key, state.intents[key].chat_type, "(creation pending: reconcile)"))
+    width = max((len(r[0]) for r in rows), default=0)
+    for key, chat_type, chat_id in rows:
+        click.echo(f"{key:<{width}}  {chat_type:<8}  {chat_id}")
+    return 0
+
+
+@state_cmd.command("show")
+@click.argument("key")
+@state_option
+def state_show(key: str, state_path: str) -> int:
+    """Show what the state records for KEY."""
+    import json
+
+    from provisioner.errors import StateError
+    from provisioner.states.store import open_store
+
+    store = open_store(state_path, state_endpoint())
+    state = store.read()
+    record = state.chats.get(key)
+    intent = state.intents.get(key)
+    if record is None and intent is None:
+        raise StateError(f"no chat with key {key!r} in the state {store.location}")
+    click.echo(f"# {key}")
+    if record is not None:
+        click.echo(f"chat_id:    {record.chat_id}")
+        click.echo(f"chat_type:  {record.chat_type}")
+        if record.topic is not None:
+            click.echo(f"topic:      {json.dumps(record.topic, ensure_ascii=False)}")
+        if record.created_at:
+            click.echo(f"created_at: {record.created_at}")
+        if key in state.protected:
+            click.echo("protected:  yes (plan --prune refuses to delete it)")
+        members = record.members
+    else:
+        assert intent is not None
+        click.echo(f"chat_type:  {intent.chat_type}")
+        if intent.topic is not None:
+            click.echo(f"topic:      {json.dumps(intent.topic, ensure_ascii=False)}")
+        members = intent.members
+    click.echo("members:")
+    for m in members:
+        click.echo(_member_line(m))
+    if intent is not None:
+        click.echo(
+            f"pending:    a creation started {intent.started_at} (attempt {intent.attempt_id});"
+            f" the next apply looks it up before creating anything"
+        )
+    return 0
+
+
+def _member_line(m: MemberRecord) -> str:
+    extra = [
+        f"{name} {value}"
+        for name, value in (
+            ("object id", m.object_id),
+            ("tenant", m.tenant_id),
+            ("membership", m.membership_id),
+        )
+        if value
+    ]
+    return f"  - {m.user}  {m.role}" + (f"  ({', '.join(extra)})" if extra else "")
+
+
+@state_cmd.command("rm")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@state_option
+def state_rm(keys: tuple[str, ...], state_path: str) -> int:
+    """Stop managing KEY: remove it from the state. The chat stays in Teams.
+
+    A key still in the manifests is planned as a create again (for a oneOnOne chat that adopts
+    the existing chat); `provision import KEY CHAT_ID` takes a chat back under management.
+    """
+    from provisioner.operations.state import remove_keys
+    from provisioner.states.store import open_store
+
+    store = open_store(state_path, state_endpoint())
+    for key, chat_id in remove_keys(store, keys, on_takeover=note_takeover):
+        where = f"chat {chat_id}" if chat_id else "any chat created for it"
+        click.echo(f"Removed {key} from the state ({where} stays in Teams).")
+    return 0
+
+
+@click.command("force-unlock")
+@click.argument("lock_id", metavar="LOCK_ID")
+@state_option
+def force_unlock_cmd(lock_id: str, state_path: str) -> int:
+    """Remove the state's lock, left by a run on another host or one that hangs.
+
+    A lock whose run died on this host is taken over automatically; use this only when no run
+    is using the state any more. LOCK_ID is the ID shown by the run that found it locked.
+    """
+    from provisioner.states.store import force_unlock, open_store
+
+    info = force_unlock(open_store(state_path, state_endpoint()), lock_id)
+    click.echo(
+        f"Removed the lock {info.id} ({info.operation} by {info.who}, pid {info.pid} on "
+        f"{info.host}, created {info.created})."
+    )
+    return 0

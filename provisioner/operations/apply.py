@@ -1,0 +1,289 @@
+"""``provision apply``: plan (or take a saved plan), record what the plan learned, run it.
+
+`run_apply` builds the paced Graph client, takes the state's lock, plans under it with the
+refresh policy ``plan`` uses (`provisioner.operations.plan`), or checks that a saved plan still
+applies, records the plan's facts, and runs the executor. It never prints or prompts: the
+caller shows the plan and confirms in `ApplyHooks.review`, draws progress with its listener,
+and turns signals into a stop in `ApplyHooks.running`.
+
+The executor, the Graph client and the stores are imported when an apply runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Union
+
+from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
+from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
+from provisioner.operations.state import locked
+
+if TYPE_CHECKING:
+    from provisioner.apply.control import ApplyListener, RequestStats, StopSignal
+    from provisioner.apply.results import ApplyResult
+    from provisioner.graph.auth import Credential
+    from provisioner.graph.client import GraphClient
+    from provisioner.graph.pacing import Pacer
+    from provisioner.models import DesiredState
+    from provisioner.plans.types import Plan
+    from provisioner.states.lock import LockInfo
+    from provisioner.states.records import State
+    from provisioner.states.writer import StateWriter
+
+#: What an apply starts from: a saved plan, or the manifests' desired state (planned here).
+Target = Union["Plan", "DesiredState"]
+
+
+class StopNow(Exception):
+    """Raised by the caller's signal handler (a second signal) in the thread running the
+    apply: stop at once. The journal keeps the next run safe."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    """``refresh``: the refresh policy (`operations.plan.should_refresh`); ``refresh`` and
+    ``prune`` are for planning, not for a saved plan. ``run_unchanged``: run the executor even
+    for a plan without changes (so a machine-readable report has a result)."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_rps: float | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    refresh: bool | None = None
+    prune: bool = False
+    run_unchanged: bool = False
+    #: How long Graph may take to list a new chat (``apply.reconcile``, issue 14).
+    consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
+
+
+class ApplyHooks(Protocol):
+    """How the caller takes part in an apply (the CLI: its plan display, confirmation prompt,
+    progress display and signal handling). `NoHooks` does nothing."""
+
+    #: Receives the executor's progress (None: nothing is shown).
+    listener: ApplyListener | None
+
+    def took_over(self, stale: LockInfo) -> None:
+        """The run took over the stale lock ``stale`` (its holder died on this host)."""
+
+    def review(self, plan: Plan) -> None:
+        """A plan made by this run (not a saved one), before any change: show it, ask to go
+        ahead; raise a ``ProvisionError`` to refuse (nothing is changed)."""
+
+    def running(
+        self, request_stop: Callable[[str], None]
+    ) -> contextlib.AbstractContextManager[None]:
+        """Held while the executor runs; ``request_stop(reason)`` stops it cleanly (e.g. from a
+        signal handler). Raise `StopNow` inside it to stop at once."""
+
+
+class NoHooks:
+    """`ApplyHooks` for a library caller: no progress, no review, no signal handling."""
+
+    listener: ApplyListener | None = None
+
+    def took_over(self, stale: LockInfo) -> None:
+        return None
+
+    def review(self, plan: Plan) -> None:
+        return None
+
+    def running(
+        self, request_stop: Callable[[str], None]
+    ) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """``result`` is None when nothing ran: the plan had no changes, or ``stopped_at_once``
+    names the signal that stopped the run at once (the state holds what was done)."""
+
+    plan: Plan
+    result: ApplyResult | None = None
+    stopped_at_once: str | None = None
+
+
+def is_plan_file(path: str) -> bool:
+    """True for a file saved by ``provision plan --out`` (JSON with ``kind: provision-plan``)."""
+    from provisioner.plans.types import PLAN_FILE_KIND
+
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+            if head != b"{":
+                return False
+            document = json.loads(head + f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("kind") == PLAN_FILE_KIND
+
+
+def plan_file_of(targets: Sequence[str]) -> str | None:
+    """The saved plan among ``apply``'s targets (a single PLANFILE), if that is what they are."""
+    return targets[0] if len(targets) == 1 and is_plan_file(targets[0]) else None
+
+
+def load_target(targets: Sequence[str], plan_file: str | None) -> Target:
+    """The saved plan ``plan_file``, or else the desired state of the manifests ``targets``."""
+    if plan_file is not None:
+        from provisioner.plans.files import load_plan
+
+        return load_plan(plan_file)
+    from provisioner.manifest.load import load_desired
+
+    return load_desired(targets)
+
+
+def record_plan_facts(plan: Plan, state: State) -> bool:
+    """Record in ``state`` what ``plan`` learned, before apply makes any change: renamed keys
+    (``moved:``), the refreshed view of drifted chats (a gone chat leaves the state), the
+    resolved users, and protection changes. Returns True when ``state`` changed (the caller
+    writes it). Safe to call twice (a resumed apply)."""
+    changed = False
+    for old, new in plan.moves:
+        if old in state.chats and new not in state.chats:
+            state.rename_chat(old, new)
+            changed = True
+    for drift in plan.drift:
+        if drift.record is not None:
+            if state.chats.get(drift.key) != drift.record:
+                state.put_chat(drift.key, drift.record)
+                changed = True
+        elif drift.gone and drift.key in state.chats:
+            state.remove_chat(drift.key)
+            changed = True
+    for upn, object_id in plan.users.items():
+        if state.users.get(upn) != object_id:
+            state.users[upn] = object_id
+            changed = True
+    for change in plan.changes:
+        if change.protect_change is None:
+            continue
+        if change.protect_change[1] and change.key not in state.protected:
+            state.protected.add(change.key)
+            changed = True
+        elif not change.protect_change[1] and change.key in state.protected:
+            state.protected.discard(change.key)
+            changed = True
+    return changed
+
+
+def run_apply(
+    target: Target,
+    state_path: str,
+    state_endpoint: str | None,
+    *,
+    graph_url: str,
+    credential: Credential,
+    settings: ApplySettings | None = None,
+    hooks: ApplyHooks | None = None,
+) -> ApplyOutcome:
+    """Apply ``target`` to the chats at ``graph_url``, under the state's lock. Every change is
+    saved to the state as soon as Graph made it (see `provisioner.apply.executor`)."""
+    from provisioner.apply.control import RequestStats, StopSignal
+    from provisioner.graph.pacing import Pacer
+    from provisioner.operations.clients import apply_client
+    from provisioner.states.store import open_store
+    from provisioner.states.writer import StateWriter
+
+    settings = settings or ApplySettings()
+    hooks = hooks or NoHooks()
+    stop = StopSignal()
+    stats = RequestStats()
+    pacer = Pacer(max_rps=settings.max_rps, sleep=stop.sleep)
+    client = apply_client(
+        graph_url,
+        credential,
+        pacer,
+        timeout=settings.timeout,
+        pool=settings.concurrency,
+        stats=stats,
+    )
+    try:
+        store = open_store(state_path, state_endpoint)
+        with locked(store, "apply", on_takeover=hooks.took_over) as state:
+            plan = _plan(target, client, state, graph_url, settings, hooks)
+            if not plan.has_changes and not settings.run_unchanged:
+                return ApplyOutcome(plan)
+            writer = StateWriter(store, state)
+            # What the plan learned (refreshed chats, renamed keys, resolved users, protection)
+            # is recorded before any change, as Terraform's apply persists its refresh.
+            if record_plan_facts(plan, state):
+                state.last_plan_id = plan.plan_id
+                writer.flush()
+            return _execute(
+                plan, client, writer, hooks, settings, stats=stats, stop=stop, pacer=pacer
+            )
+    finally:
+        client.close()
+
+
+def _plan(
+    target: Target,
+    client: GraphClient,
+    state: State,
+    graph_url: str,
+    settings: ApplySettings,
+    hooks: ApplyHooks,
+) -> Plan:
+    """The plan to apply: a saved plan if it still applies to ``state``, else a new plan (with
+    the refresh policy of ``plan``), reviewed by the caller."""
+    from provisioner.operations.plan import plan_from
+    from provisioner.plans.files import check_applicable
+    from provisioner.plans.types import Plan
+
+    if isinstance(target, Plan):
+        check_applicable(target, state, graph_url)
+        return target
+    # As plan does: drift, the refreshed view, UPNs resolved (issue 7).
+    plan = plan_from(
+        client, target, state, refresh=settings.refresh, graph_url=graph_url, prune=settings.prune
+    )
+    hooks.review(plan)
+    return plan
+
+
+def _execute(
+    plan: Plan,
+    client: GraphClient,
+    writer: StateWriter,
+    hooks: ApplyHooks,
+    settings: ApplySettings,
+    *,
+    stats: RequestStats,
+    stop: StopSignal,
+    pacer: Pacer,
+) -> ApplyOutcome:
+    from provisioner.apply.executor import ApplyOptions, Executor
+
+    options = ApplyOptions(
+        concurrency=settings.concurrency, consistency_window_s=settings.consistency_window_s
+    )
+    executor = Executor(
+        plan,
+        client,
+        writer,
+        options=options,
+        listener=hooks.listener,
+        stats=stats,
+        stop=stop,
+        pacer=pacer,
+    )
+    try:
+        with hooks.running(executor.request_stop):
+            result = executor.run()
+    except (StopNow, KeyboardInterrupt) as exc:
+        return ApplyOutcome(
+            plan, stopped_at_once=exc.name if isinstance(exc, StopNow) else "SIGINT"
+        )
+    return ApplyOutcome(plan, result)

@@ -1,0 +1,100 @@
+"""``provision plan``: the manifests compared with the state, and (with refresh) with Graph.
+
+The refresh policy lives here once, for ``plan`` and for ``apply`` (which plans first):
+``refresh`` True always reads from Graph, None reads when the state holds chats, False never.
+Reading means resolving UPNs and refreshing every managed chat (``operations.refresh``,
+issue 7); a plan is read-only either way (``apply`` records what it learned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from provisioner.operations.state import OnTakeover, locked
+
+if TYPE_CHECKING:
+    from provisioner.graph.client import GraphClient
+    from provisioner.graph.reads import BatchClient
+    from provisioner.models import DesiredState
+    from provisioner.plans.types import Plan
+    from provisioner.states.records import State
+
+#: Added to the lock error of a refreshing plan: how to plan without the lock.
+NO_REFRESH_HINT = "`plan --no-refresh` plans from the state alone, without taking the lock"
+
+#: Told how many managed chats a refresh is about to read, and from where.
+OnRefresh = Callable[[int, str], None]
+
+
+def should_refresh(refresh: bool | None, state: State) -> bool:
+    """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
+    state holds chats (a first plan needs no Graph access)."""
+    return refresh is True or (refresh is None and bool(state.chats))
+
+
+def plan_from(
+    client: BatchClient,
+    desired: DesiredState,
+    state: State,
+    *,
+    refresh: bool | None,
+    graph_url: str,
+    prune: bool = False,
+    refresh_only: bool = False,
+) -> Plan:
+    """The plan of ``desired`` against ``state``, read back from Graph first when the refresh
+    policy says so (``state`` then gets the resolved users, in memory only)."""
+    from provisioner.plans.planner import make_plan
+
+    if not should_refresh(refresh, state):
+        return make_plan(desired, state, prune=prune, graph_url=graph_url)
+    from provisioner.operations.refresh import read_from_graph
+
+    return read_from_graph(
+        client, desired, state, graph_url=graph_url, prune=prune, refresh_only=refresh_only
+    )
+
+
+def run_plan(
+    paths: Sequence[str],
+    state_path: str,
+    state_endpoint: str | None,
+    *,
+    refresh: bool | None,
+    graph_url: str,
+    connect: Callable[[], GraphClient] | None = None,
+    prune: bool = False,
+    refresh_only: bool = False,
+    on_takeover: OnTakeover | None = None,
+    on_refresh: OnRefresh | None = None,
+) -> Plan:
+    """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
+    builds the client; None: never refresh) holds the state's lock, so no apply changes the
+    chats while they are read; otherwise the state is only read, without the lock."""
+    from provisioner.manifest.load import load_desired
+    from provisioner.plans.planner import make_plan
+    from provisioner.states.store import open_store
+
+    desired = load_desired(paths)
+    store = open_store(state_path, state_endpoint)
+    state = store.read()
+    if connect is None or not should_refresh(refresh, state):
+        return make_plan(desired, state, prune=prune, graph_url=graph_url)
+    client = connect()
+    try:
+        with locked(store, "plan", on_takeover=on_takeover, hint=NO_REFRESH_HINT) as state:
+            if state.chats and on_refresh is not None:
+                on_refresh(len(state.chats), client.base_url)
+            # Decided above: this plan reads from Graph even if the state emptied meanwhile.
+            return plan_from(
+                client,
+                desired,
+                state,
+                refresh=True,
+                graph_url=graph_url,
+                prune=prune,
+                refresh_only=refresh_only,
+            )
+    finally:
+        client.close()

@@ -1,0 +1,68 @@
+"""Operations on the state alone: the lock every command that changes (or refreshes) the state
+takes, and ``provision state rm``.
+
+`locked` is the one place the state's lock is taken: ``plan`` (while it refreshes), ``apply``,
+``import``, ``export --import-to-state`` and ``state rm``. It reads the state once the lock is
+held, so every command works on what the last run left, and reports a stale lock it took over
+to the caller (the core never prints; the CLI says so on stderr).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from provisioner.errors import ProvisionError, StateError
+
+if TYPE_CHECKING:
+    from provisioner.states.lock import LockInfo
+    from provisioner.states.records import State
+    from provisioner.states.store import StateStore
+
+#: Told the stale lock a run took over (its holder died on this host).
+OnTakeover = Callable[["LockInfo"], None]
+
+
+@contextlib.contextmanager
+def locked(
+    store: StateStore,
+    operation: str,
+    *,
+    on_takeover: OnTakeover | None = None,
+    hint: str | None = None,
+) -> Iterator[State]:
+    """Hold the state's lock for ``operation`` and yield the state read under it. ``hint`` is
+    added to the error's hint when the lock cannot be taken (e.g. how to do without it)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            info = stack.enter_context(store.lock(operation))
+        except ProvisionError as exc:
+            if hint:
+                exc.hint = (exc.hint + "; " if exc.hint else "") + hint
+            raise
+        if info.took_over is not None and on_takeover is not None:
+            on_takeover(info.took_over)
+        yield store.read()
+
+
+def remove_keys(
+    store: StateStore, keys: Sequence[str], *, on_takeover: OnTakeover | None = None
+) -> list[tuple[str, str | None]]:
+    """``provision state rm``: stop managing ``keys`` (the chats stay in Teams). Every key must
+    be in the state (a managed chat or a pending creation), else StateError and nothing is
+    removed. Returns each removed key with its chat id (None for a pending creation)."""
+    with locked(store, "state rm", on_takeover=on_takeover) as state:
+        missing = [k for k in keys if k not in state.chats and k not in state.intents]
+        if missing:
+            raise StateError(
+                f"not in the state {store.location}: {', '.join(missing)}; nothing was removed",
+                hint="see the keys with: provision state list",
+            )
+        removed = []
+        for key in dict.fromkeys(keys):
+            record = state.remove_chat(key)
+            state.clear_intent(key)
+            removed.append((key, record.chat_id if record else None))
+        store.write(state)
+    return removed

@@ -1,0 +1,171 @@
+"""One managed chat against what it is now: the update (or no-op) of a key on both sides.
+
+``current`` is the state's record, or what Graph has now when the plan was refreshed. Pure, like
+the rest of the planner (``plans.planner``): members are matched by what was written or by
+object id (``plans.live.match_members``), and what Graph cannot change in place (a chat's type,
+a oneOnOne's member pair) raises ``CannotUpdate`` for the planner to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from provisioner.models import GROUP, HISTORY_ALL, ONE_ON_ONE, Chat, Member
+from provisioner.plans.live import match_members, object_id_of
+from provisioner.plans.types import Action, Change, RoleChange
+from provisioner.states.records import ChatRecord, MemberRecord
+
+
+class CannotUpdate(Exception):
+    """The manifest describes a different chat than the one under this key."""
+
+
+def compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Change:
+    """The change that makes ``current`` into ``chat`` (UPDATE, or NOOP when nothing differs)."""
+    if chat.chat_type != current.chat_type:
+        raise CannotUpdate(
+            f"{chat.key}: chatType changes from {current.chat_type} to {chat.chat_type}; Graph "
+            f"cannot convert a chat ({current.chat_id}), so this would be a different chat"
+        )
+    if _unchanged(chat, current):
+        return _noop(chat, current)
+    members = _diff_members(chat, current, users)
+    topic_change = (current.topic, chat.topic) if _topic_differs(chat, current) else None
+    changed = members.add or members.remove or members.role_changes or topic_change
+    return Change(
+        key=chat.key,
+        action=Action.UPDATE if changed else Action.NOOP,
+        chat_type=chat.chat_type,
+        members=tuple(members.after),
+        topic=chat.topic if chat.topic is not None else current.topic,
+        chat_id=current.chat_id,
+        before=current,
+        topic_change=topic_change,
+        add=tuple(members.add),
+        remove=members.remove,
+        role_changes=tuple(members.role_changes),
+        notes=_update_notes(chat, members) if changed else (),
+        source=source_of(chat),
+        history=chat.history if changed and (members.add or members.role_changes) else None,
+    )
+
+
+def after_member(member: Member, users: Mapping[str, str]) -> MemberRecord:
+    """The manifest's member as it will be recorded (object id resolved when known)."""
+    return MemberRecord(
+        member.user, member.role, object_id_of(member.user, users), member.tenant_id
+    )
+
+
+def source_of(chat: Chat) -> str | None:
+    return str(chat.source) if chat.source is not None else None
+
+
+def _noop(chat: Chat, current: ChatRecord) -> Change:
+    # The common case of a large steady-state plan: same members, written the same way.
+    return Change(
+        key=chat.key,
+        action=Action.NOOP,
+        chat_type=chat.chat_type,
+        members=current.members,
+        topic=chat.topic,
+        chat_id=current.chat_id,
+        before=current,
+        source=source_of(chat),
+    )
+
+
+@dataclass
+class _MemberDiff:
+    """The members after apply, and what changes to get there."""
+
+    after: list[MemberRecord] = field(default_factory=list)
+    add: list[MemberRecord] = field(default_factory=list)
+    remove: tuple[MemberRecord, ...] = ()
+    role_changes: list[RoleChange] = field(default_factory=list)
+
+
+def _diff_members(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> _MemberDiff:
+    wanted = [after_member(m, users) for m in chat.members]
+    matched = match_members(((m.user, m.object_id) for m in wanted), current.members)
+    if chat.chat_type == ONE_ON_ONE and any(r is None for r in matched):
+        was = " and ".join(m.user for m in current.members)
+        now = " and ".join(m.user for m in chat.members)
+        raise CannotUpdate(
+            f"{chat.key}: this oneOnOne chat is between {was}; the manifest now says {now}. "
+            f"A one-on-one chat's members cannot change, so this would be a different chat"
+        )
+    diff = _MemberDiff()
+    kept: set[int] = set()
+    for member, found in zip(wanted, matched, strict=True):
+        if found is None:
+            diff.after.append(member)
+            diff.add.append(member)
+            continue
+        if chat.chat_type == GROUP and _norm(member.tenant_id) != _norm(found.tenant_id):
+            # The membership belongs to the user of another tenant: replace it.
+            merged = MemberRecord(
+                member.user, member.role, member.object_id or found.object_id, member.tenant_id
+            )
+            diff.add.append(merged)
+            diff.after.append(merged)
+            continue
+        merged = MemberRecord(
+            member.user,
+            member.role,
+            member.object_id or found.object_id,
+            member.tenant_id,
+            found.membership_id,
+        )
+        kept.add(id(found))
+        diff.after.append(merged)
+        if chat.chat_type == GROUP and member.role != found.role:
+            diff.role_changes.append(RoleChange(member=merged, old_role=found.role))
+    if chat.chat_type != ONE_ON_ONE:  # a pair is equal (checked above); never changed in place
+        diff.remove = tuple(m for m in current.members if id(m) not in kept)
+    return diff
+
+
+def _update_notes(chat: Chat, members: _MemberDiff) -> tuple[str, ...]:
+    notes: list[str] = []
+    changing = (*members.remove, *(r.member for r in members.role_changes))
+    if any(m.membership_id is None for m in changing):
+        notes.append("membership ids not known yet: apply reads the chat's members first")
+    if members.role_changes:
+        # Graph v1.0 has no update for chat members: the chat resource lists Add, Get, List
+        # and Remove member only (resources/chat.md), and conversationmember-update.md
+        # ("PATCH roles") is for teams and channels. So a role change is a remove and an add.
+        notes.append(
+            "Graph cannot change a chat member's role in place: apply removes and adds the "
+            "member again (2 member changes each; 4 per minute per chat)"
+        )
+    if members.add or members.role_changes:
+        notes.append(
+            "added members see the whole chat history (history: all)"
+            if chat.history == HISTORY_ALL
+            else "added members see the chat from when they are added (history: none)"
+        )
+    return tuple(notes)
+
+
+def _topic_differs(chat: Chat, current: ChatRecord) -> bool:
+    """A group chat's topic is managed only when the manifest sets one: chat-patch.md sets a
+    topic to a string and documents no way to clear it, so a manifest without a topic leaves
+    whatever topic the chat has (a plan to clear it could never be applied)."""
+    return chat.chat_type == GROUP and chat.topic is not None and chat.topic != current.topic
+
+
+def _unchanged(chat: Chat, current: ChatRecord) -> bool:
+    if _topic_differs(chat, current):
+        return False
+    if len(chat.members) != len(current.members):
+        return False
+    for m, r in zip(chat.members, current.members, strict=True):
+        if m.user != r.user or m.role != r.role or m.tenant_id != r.tenant_id:
+            return False
+    return True
+
+
+def _norm(tenant_id: str | None) -> str | None:
+    return tenant_id.lower() if tenant_id else None
