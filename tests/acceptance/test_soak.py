@@ -36,8 +36,16 @@ def test_fault_soak_short(tmp_path: Path) -> None:
     """One apply through 429 storms, 503s, ambiguous 504s/drops and token expiry."""
     from soak import fault_soak
 
+    # Graph lists new chats late (0.2-1 s); ambiguous creations settle within a 2 s window.
     report = fault_soak.fault_run(
-        tmp_path, seed=4, groups=10, pairs=8, token_lifetime_s=1.0, storm_every_s=1.0
+        tmp_path,
+        seed=4,
+        groups=10,
+        pairs=8,
+        token_lifetime_s=1.0,
+        storm_every_s=1.0,
+        list_delay=(0.2, 1.0),
+        window=2.0,
     )
     assert report.errors == [], report.errors
     assert report.crashes == 0 and report.exit_code == 0
