@@ -53,6 +53,25 @@ class MemberRecord:
         return data
 
 
+#: ``Settling.change`` values.
+ADDED, REMOVED = "added", "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class Settling:
+    """A membership change provision made that Graph's member lists may not show yet (they
+    lag behind writes, microsoft-graph-docs-contrib#5343): the member's object id, ``added``
+    or ``removed``, and until when (ISO 8601, UTC: the change plus the consistency window)
+    a list that disagrees is lag, not drift."""
+
+    object_id: str
+    change: str
+    until: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"object_id": self.object_id, "change": self.change, "until": self.until}
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRecord:
     """One managed chat as last applied (or imported)."""
@@ -62,6 +81,7 @@ class ChatRecord:
     members: tuple[MemberRecord, ...]
     topic: str | None = None
     created_at: str | None = None  # Graph's createdDateTime
+    settling: tuple[Settling, ...] = ()  # recent membership changes (see Settling)
 
     @property
     def member_identities(self) -> frozenset[str]:
@@ -74,6 +94,8 @@ class ChatRecord:
         if self.created_at is not None:
             data["created_at"] = self.created_at
         data["members"] = [m.to_dict() for m in self.members]
+        if self.settling:
+            data["settling"] = [s.to_dict() for s in self.settling]
         return data
 
 
@@ -357,10 +379,28 @@ def _chat_fast(c: dict[str, Any]) -> ChatRecord:
         or (topic is not None and type(topic) is not str)
         or (created_at is not None and type(created_at) is not str)
         or type(c["members"]) is not list
+        or "settling" in c  # rare: checked the slow way
     ):
         raise _Slow
     members = tuple([_member_fast(m) for m in c["members"]])
     return ChatRecord(chat_id, chat_type, members, topic, created_at)
+
+
+def _settling(raw: Any, where: str) -> tuple[Settling, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _Bad(where, "expected a list")
+    out = []
+    for n, item in enumerate(raw):
+        at = f"{where}[{n}]"
+        if not isinstance(item, dict):
+            raise _Bad(at, "expected an object")
+        change = _get(item, "change", at, str)
+        if change not in (ADDED, REMOVED):
+            raise _Bad(at, f"change must be {ADDED!r} or {REMOVED!r}")
+        out.append(Settling(_get(item, "object_id", at, str), change, _get(item, "until", at, str)))
+    return tuple(out)
 
 
 def _chat_checked(c: Any, where: str) -> ChatRecord:
@@ -372,6 +412,7 @@ def _chat_checked(c: Any, where: str) -> ChatRecord:
         members=_members(c.get("members"), f"{where}.members"),
         topic=_get(c, "topic", where, str, optional=True),
         created_at=_get(c, "created_at", where, str, optional=True),
+        settling=_settling(c.get("settling"), f"{where}.settling"),
     )
 
 
