@@ -29,6 +29,7 @@ from provisioner import __version__
 from provisioner.graph import batch as batching
 from provisioner.graph.auth import Credential, validate_graph_url
 from provisioner.graph.batch import BATCH_LIMIT
+from provisioner.graph.claims import signed_in_user
 from provisioner.graph.errors import (
     AmbiguousOutcome,
     GraphAuthError,
@@ -146,6 +147,12 @@ class GraphClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def signed_in_user(self) -> str | None:
+        """The object id of the person this client acts for (a delegated token), else None
+        (app-only). In delegated mode Graph wants that person in every new chat and lists
+        only their chats (chat-post.md, chat-list.md)."""
+        return signed_in_user(self._credential.get_token())
 
     # -- endpoints -----------------------------------------------------------------------------
 

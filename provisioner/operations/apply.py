@@ -267,7 +267,10 @@ def _execute(
     from provisioner.apply.executor import ApplyOptions, Executor
 
     options = ApplyOptions(
-        concurrency=settings.concurrency, consistency_window_s=settings.consistency_window_s
+        concurrency=settings.concurrency,
+        consistency_window_s=settings.consistency_window_s,
+        # Delegated mode lists only the signed-in user's chats (chat-list.md): lookups use it.
+        anchor=client.signed_in_user(),
     )
     executor = Executor(
         plan,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from provisioner.models import GROUP
-from provisioner.plans.types import Drift, RoleChange
+from provisioner.plans.types import Action, Change, Drift, RoleChange
 from provisioner.states.records import ADDED, REMOVED, ChatRecord, MemberRecord, Settling
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
@@ -208,3 +208,21 @@ def find_drift(
         role_changes=role_changes,
         record=live,
     )
+
+
+def without_signed_in_user(
+    changes: Iterable[Change], signed_in: str, users: Mapping[str, str]
+) -> list[str]:
+    """The keys of planned creations that do not include ``signed_in`` (an object id). In
+    delegated mode Graph creates a chat only with the caller among its members (chat-post.md:
+    every participant is listed, the caller too), so such a plan would fail at apply. A member
+    whose UPN is not resolved might be the caller: such a creation is not reported."""
+    wanted = signed_in.lower()
+    keys = []
+    for change in changes:
+        if change.action is not Action.CREATE:
+            continue
+        ids = [m.object_id or object_id_of(m.user, users) for m in change.members]
+        if wanted not in {i.lower() for i in ids if i} and all(ids):
+            keys.append(change.key)
+    return keys

@@ -3,6 +3,8 @@ changes apply made, reports no drift and plans nothing (a lagging list is not a 
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +82,28 @@ def test_a_change_made_in_teams_is_still_drift(
     capsys.readouterr()
     code = main(["plan", "chats.yaml", "--detailed-exitcode"])
     assert code == 2
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
+
+
+def test_delegated_apply_refuses_new_chats_without_the_signed_in_user(
+    lagging: EmulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A delegated token (scp) for A: Graph creates chats only with A in them (chat-post.md).
+    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", _jwt({"scp": "Chat.Create", "oid": A}))
+    (tmp_path / "chats.yaml").write_text(manifest((B, C), (A, D)))
+    capsys.readouterr()
+    assert main(["apply", "chats.yaml", "--auto-approve"]) == 1
+    err = capsys.readouterr().err
+    assert f"signed in as {A} (delegated)" in err and "team" in err and "crew" not in err
+    assert lagging.tenant.counters.post_chats_total == 0  # refused before anything was sent
+    (tmp_path / "chats.yaml").write_text(manifest((A, B), (A, D)))
+    assert main(["apply", "chats.yaml", "--auto-approve"]) == 0
