@@ -161,6 +161,7 @@ class ChatSteps:
             age = (self._now() - started).total_seconds()
             elapsed = window if age > window + STALE_AFTER_S else 0.0
         began, spent = self.ctx.clock(), 0  # requests are counted per thread: per lookup
+        resolved: dict[str, str] = {}  # UPNs resolved by these lookups: resolved once
         what = (
             f"Graph to list the chat an unknown creation may have made (up to {window:.0f}s "
             "after it, before creating it again)"
@@ -177,14 +178,16 @@ class ChatSteps:
                     lookup = find_created_chats(
                         self.client,
                         intent,
-                        users=self.ctx.users,
+                        users={**self.ctx.users, **resolved},
                         clock_skew=self.ctx.clock_skew,
                         anchor=self.ctx.anchor,
                     )
                 finally:
                     spent += self.ctx.requests() - before
+                resolved.update(lookup.users)
                 if lookup.chat is not None:
                     break
+            lookup.users = resolved
             return lookup
         finally:
             self.ctx.waiting(change.key, None)

@@ -28,7 +28,8 @@ from provisioner.graph.pacing import CHAT, CHAT_MEMBERS
 from provisioner.models import Member
 from provisioner.plans.live import object_id_of
 from provisioner.plans.types import Change
-from provisioner.states.records import ADDED, REMOVED, ChatRecord, MemberRecord, Settling
+from provisioner.states.records import ChatRecord, MemberRecord
+from provisioner.states.settling import ADDED, REMOVED, Settling
 
 
 def update_steps(ctx: StepContext, change: Change) -> Steps:

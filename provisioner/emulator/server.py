@@ -85,8 +85,7 @@ class EmulatorServer:
 
         self._rng = stream("latency")
         self._rng_lock = threading.Lock()
-        if sign_in not in SIGN_INS:
-            raise EmulatorError(f"invalid sign-in {sign_in!r}: expected one of {SIGN_INS}")
+        _check_sign_in(sign_in)
         directory = _directory(users, invent_users)
         self._store = Store(data_path) if data_path is not None else None
         self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
@@ -94,22 +93,16 @@ class EmulatorServer:
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME
-        self.api = Api(
-            self.tenant,
-            Throttler(scale),
-            FaultInjector(rules, stream("faults")),
-            ApiOptions(
-                me=me,
-                whole_second_retry_after=scale == 1.0,
-                fault_retry_after_s=(
-                    fault_retry_after_s if fault_retry_after_s is not None else 1.0 / (scale or 1.0)
-                ),
-                token_lifetime_s=token_lifetime_s,
-                shuffle_batch=shuffle_batch,
-                sign_in=sign_in,
-            ),
-            stream("batch"),
+        options = ApiOptions(
+            me=me,
+            whole_second_retry_after=scale == 1.0,
+            fault_retry_after_s=_fault_retry_after(fault_retry_after_s, scale),
+            token_lifetime_s=token_lifetime_s,
+            shuffle_batch=shuffle_batch,
+            sign_in=sign_in,
         )
+        injector = FaultInjector(rules, stream("faults"))
+        self.api = Api(self.tenant, Throttler(scale), injector, options, stream("batch"))
         self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -227,6 +220,16 @@ def _directory(users: str | os.PathLike[str] | Sequence[User] | None, invent: bo
     else:
         listed = [] if invent else default_users()
     return Directory(listed, invent=invent)
+
+
+def _fault_retry_after(given: float | None, scale: float | None) -> float:
+    """The ``Retry-After`` of injected 503/429s: as given, else 1 s over the limits' scale."""
+    return given if given is not None else 1.0 / (scale or 1.0)
+
+
+def _check_sign_in(sign_in: str) -> None:
+    if sign_in not in SIGN_INS:
+        raise EmulatorError(f"invalid sign-in {sign_in!r}: expected one of {SIGN_INS}")
 
 
 def parse_delay(text: str) -> DelayArg:

@@ -56,9 +56,9 @@ from provisioner.graph.retry import (
     parse_retry_after,
 )
 from provisioner.graph.routes import (
+    added_member,
     chat_path,
-    membership_id_from_location,
-    odata_string,
+    chats_query,
     resolve_url,
     route_for,
     user_path,
@@ -178,12 +178,7 @@ class GraphClient:
         # Repeating an add cannot create a second membership (a user is a member or not), so
         # a timed-out add is retried; the caller may see "already a member" as the outcome.
         response = self.request("POST", f"{chat_path(chat_id)}/members", json=body, idempotent=True)
-        added = self._json(response)
-        if not added.get("id"):  # chat-post-members.md: no body, the member is in Location
-            membership_id = membership_id_from_location(response.headers.get("Location"))
-            if membership_id:
-                added = {**added, "id": membership_id}
-        return added
+        return added_member(self._json(response), response.headers.get("Location"))
 
     def remove_member(self, chat_id: str, membership_id: str) -> None:
         path = f"{chat_path(chat_id)}/members/{quote(membership_id, safe='')}"
@@ -207,22 +202,9 @@ class GraphClient:
         expand_members: bool = True,
         top: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """``GET /users/{id}/chats`` (api/chat-list.md), following ``@odata.nextLink``.
-
-        At most one of ``chat_type`` and ``topic``: Graph documents no ``$filter`` joining
-        properties with ``and`` (graph-facts), so a caller filters on one and checks the rest
-        itself."""
-        if chat_type is not None and topic is not None:
-            raise ValueError("filter chats on chatType or on topic, not both")
-        params: dict[str, str] = {}
-        if chat_type is not None:
-            params["$filter"] = f"chatType eq {odata_string(chat_type)}"
-        if topic is not None:
-            params["$filter"] = f"topic eq {odata_string(topic)}"
-        if expand_members:
-            params["$expand"] = "members"
-        if top is not None:
-            params["$top"] = str(top)  # chat-list.md: at most 50
+        """``GET /users/{id}/chats`` (api/chat-list.md), following ``@odata.nextLink``; one
+        ``$filter`` clause at most (``routes.chats_query``)."""
+        params = chats_query(chat_type=chat_type, topic=topic, expand=expand_members, top=top)
         return self._pages(f"{user_path(user_id)}/chats", params)
 
     def batch(self, requests_: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from provisioner.graph.errors import GraphError
@@ -152,3 +153,32 @@ def resolve_url(base_url: str, path: str) -> tuple[str, str]:
         return path, rel
     rel = path if path.startswith("/") else f"/{path}"
     return base_url + rel, rel
+
+
+def added_member(body: dict[str, Any], location: str | None) -> dict[str, Any]:
+    """The answer of ``POST /chats/{id}/members`` as a member: its body, or (the documented
+    answer has none) its membership id from ``Location``."""
+    if body.get("id"):
+        return body
+    membership_id = membership_id_from_location(location)
+    return {**body, "id": membership_id} if membership_id else body
+
+
+def chats_query(
+    *, chat_type: str | None, topic: str | None, expand: bool, top: int | None
+) -> dict[str, str]:
+    """The query of List chats (chat-list.md). At most one of ``chat_type`` and ``topic``:
+    Graph documents no ``$filter`` joining properties with ``and`` (graph-facts), so a caller
+    filters on one and checks the rest itself."""
+    if chat_type is not None and topic is not None:
+        raise ValueError("filter chats on chatType or on topic, not both")
+    params: dict[str, str] = {}
+    if chat_type is not None:
+        params["$filter"] = f"chatType eq {odata_string(chat_type)}"
+    if topic is not None:
+        params["$filter"] = f"topic eq {odata_string(topic)}"
+    if expand:
+        params["$expand"] = "members"
+    if top is not None:
+        params["$top"] = str(top)  # chat-list.md: at most 50
+    return params

@@ -132,17 +132,7 @@ def _check_members(entry: Entry) -> tuple[list[Diagnostic], dict[str, int]]:
                 )
             )
         if member.tenant_id and not GUID_RE.match(member.user):
-            out.append(
-                _diag(
-                    entry,
-                    (*here, "user"),
-                    f"an out-of-tenant member (tenantId set) must be named by object id, not "
-                    f"by UPN '{member.user}': Graph reports other tenants' members by object "
-                    "id only, so provision could never recognise this member",
-                    "use the user's object id (a GUID from their home tenant) with tenantId, "
-                    "as Graph's 'Create chat' example 5 does",
-                )
-            )
+            out.append(_external_upn(entry, here, member.user))
     if chat.chat_type == GROUP and len(first_at) > MAX_GROUP_MEMBERS:
         out.append(
             _diag(
@@ -154,6 +144,18 @@ def _check_members(entry: Entry) -> tuple[list[Diagnostic], dict[str, int]]:
             )
         )
     return out, first_at
+
+
+def _external_upn(entry: Entry, here: JsonPath, user: str) -> Diagnostic:
+    return _diag(
+        entry,
+        (*here, "user"),
+        f"an out-of-tenant member (tenantId set) must be named by object id, not by UPN "
+        f"'{user}': Graph reports other tenants' members by object id only, so provision "
+        "could never recognise this member",
+        "use the user's object id (a GUID from their home tenant) with tenantId, as Graph's "
+        "'Create chat' example 5 does",
+    )
 
 
 def _where(entry: Entry) -> str:

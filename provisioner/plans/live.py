@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 
 from provisioner.models import GROUP
 from provisioner.plans.types import Action, Change, Drift, RoleChange
-from provisioner.states.records import ADDED, REMOVED, ChatRecord, MemberRecord, Settling
+from provisioner.states.records import ChatRecord, MemberRecord
+from provisioner.states.settling import ADDED, REMOVED, Settling
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 

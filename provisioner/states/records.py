@@ -22,6 +22,7 @@ from typing import Any
 from provisioner import __version__
 from provisioner.errors import StateError
 from provisioner.models import CHAT_TYPES, ROLES
+from provisioner.states.settling import Settling, settling_from
 
 STATE_FORMAT_VERSION = 1
 DEFAULT_STATE_PATH = "provision.state.json"
@@ -51,25 +52,6 @@ class MemberRecord:
         if self.membership_id is not None:
             data["membership_id"] = self.membership_id
         return data
-
-
-#: ``Settling.change`` values.
-ADDED, REMOVED = "added", "removed"
-
-
-@dataclass(frozen=True, slots=True)
-class Settling:
-    """A membership change provision made that Graph's member lists may not show yet (they
-    lag behind writes, microsoft-graph-docs-contrib#5343): the member's object id, ``added``
-    or ``removed``, and until when (ISO 8601, UTC: the change plus the consistency window)
-    a list that disagrees is lag, not drift."""
-
-    object_id: str
-    change: str
-    until: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"object_id": self.object_id, "change": self.change, "until": self.until}
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,20 +369,10 @@ def _chat_fast(c: dict[str, Any]) -> ChatRecord:
 
 
 def _settling(raw: Any, where: str) -> tuple[Settling, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise _Bad(where, "expected a list")
-    out = []
-    for n, item in enumerate(raw):
-        at = f"{where}[{n}]"
-        if not isinstance(item, dict):
-            raise _Bad(at, "expected an object")
-        change = _get(item, "change", at, str)
-        if change not in (ADDED, REMOVED):
-            raise _Bad(at, f"change must be {ADDED!r} or {REMOVED!r}")
-        out.append(Settling(_get(item, "object_id", at, str), change, _get(item, "until", at, str)))
-    return tuple(out)
+    try:
+        return settling_from(raw, where)
+    except ValueError as exc:
+        raise _Bad(where, str(exc)) from None
 
 
 def _chat_checked(c: Any, where: str) -> ChatRecord:
