@@ -426,3 +426,13 @@ def test_an_unreachable_graph_stops_the_run_early(
     assert "check the Graph URL, DNS and network access" in out
     assert "Left undone: 19 not started." in out or "Left undone: 18 not started." in out
     assert LocalStateStore("provision.state.json").read().intents == {}  # nothing was sent
+
+
+def test_progress_lines_say_what_chats_wait_for() -> None:
+    from provisioner.apply.control import Progress
+    from provisioner.cli.progress import _waiting
+
+    what = "Graph to list the chat an unknown creation may have made"
+    p = Progress(5, 1, 0, 2, 3.0, 10, 0, waiting=tuple((k, what) for k in "abcde"))
+    assert _waiting(p) == f"; 5 waiting for {what}: a, b, c and 2 more"
+    assert _waiting(Progress(5, 5, 0, 0, 3.0, 10, 0)) == ""
