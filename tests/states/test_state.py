@@ -371,3 +371,22 @@ def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:  # type
     assert again.protected == {"b"} and again.chats == {"b": record}
     again.remove_chat("b")
     assert again.protected == set()
+
+
+def test_settling_member_changes_round_trip_and_are_checked() -> None:
+    import dataclasses
+
+    from provisioner.states.records import decode_state
+    from provisioner.states.settling import Settling
+
+    state = State()
+    settling = (Settling("0000-a", "added", "2026-12-05T20:00:00Z"),)
+    record = ChatRecord("19:c@thread.v2", "group", (MemberRecord("a@contoso.com"),), "T")
+    state.put_chat("k", dataclasses.replace(record, settling=settling))
+    back = decode_state(state.encode(), "s.json", "h")
+    assert back.chats["k"].settling == settling
+    bad = json.loads(state.encode())
+    bad["chats"]["k"]["settling"] = [{"object_id": "x", "change": "renamed", "until": "t"}]
+    with pytest.raises(StateError) as err:
+        decode_state(json.dumps(bad).encode(), "s.json", "h")
+    assert "settling" in str(err.value) and "change must be" in str(err.value)
