@@ -41,8 +41,8 @@ Where the emulator decides what the docs leave open (clients must not depend on 
 * ``GET /chats`` lists the chats of ``/me``; the default page size of List chats is 20 (the
   doc fixes only the maximum, 50); ``$orderby`` and other query options are ignored.
 * Adding a user who is already a member is ``409 Conflict``; a user missing from the
-  directory in a ``POST /chats`` body is ``404 Request_ResourceNotFound``; re-creating a soft-deleted
-  oneOnOne chat revives it with the same id.
+  directory in a ``POST /chats`` body is ``404 Request_ResourceNotFound``; re-creating a
+  soft-deleted oneOnOne chat revives it with the same id.
 * The "5 requests per second per user" limit is applied to List chats only (Get chat has no
   user in app-only calls); ``x-ms-throttle-*`` headers are not sent.
 * No chat messages, meeting chats, installed apps or tabs; ``/me`` also answers app-only
