@@ -202,7 +202,7 @@ def get_chat(api: Context, req: Request, m: Match) -> Response:
 
 
 def _chat_of_user(api: Context, req: Request, m: Match, chat: ChatView) -> None:
-    user = _path_user(api, m)
+    user = _listable_user(api, req, m)
     if user.id not in chat.member_user_ids:
         raise not_found(f"Chat '{chat.id}' was not found.")
 

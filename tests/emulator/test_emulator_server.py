@@ -650,6 +650,8 @@ def test_delegated_calls_act_for_the_signed_in_user(start: Start, http: requests
     assert http.post(f"{server.url}/chats", json=group("t", A, B)).status_code == 201
     assert http.get(f"{server.url}/users/{A}/chats").status_code == 200
     assert_graph_error(http.get(f"{server.url}/users/{B}/chats"), 403)
+    chat = http.get(f"{server.url}/users/{A}/chats").json()["value"][0]
+    assert_graph_error(http.get(f"{server.url}/users/{B}/chats/{chat['id']}"), 403)
     # An app-only server still honours a delegated token (scp + oid claims).
     app = start(limits="off")
     token = {"Authorization": f"Bearer {_jwt({'scp': 'Chat.ReadWrite', 'oid': B})}"}
