@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union
 
-from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
 from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 from provisioner.operations.state import locked
 
@@ -59,8 +58,9 @@ class ApplySettings:
     refresh: bool | None = None
     prune: bool = False
     run_unchanged: bool = False
-    #: How long Graph may take to list a new chat (``apply.reconcile``, issue 14).
-    consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
+    #: How long Graph may take to list a new chat (``apply.reconcile``, issue 14); None: its
+    #: default. (Not imported here: the CLI builds settings before it imports the executor.)
+    consistency_window_s: float | None = None
 
 
 class ApplyHooks(Protocol):
@@ -265,10 +265,12 @@ def _execute(
     pacer: Pacer,
 ) -> ApplyOutcome:
     from provisioner.apply.executor import ApplyOptions, Executor
+    from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
 
+    window = settings.consistency_window_s
     options = ApplyOptions(
         concurrency=settings.concurrency,
-        consistency_window_s=settings.consistency_window_s,
+        consistency_window_s=DEFAULT_CONSISTENCY_WINDOW_S if window is None else window,
         # Delegated mode lists only the signed-in user's chats (chat-list.md): lookups use it.
         anchor=client.signed_in_user(),
     )
