@@ -28,7 +28,7 @@ from provisioner.apply.control import Cancelled
 from provisioner.apply.reconcile import Lookup, find_created_chats, lookup_delays, parse_time
 from provisioner.apply.results import ADOPTED, CREATED, DELETED, FORGOTTEN, SKIPPED, Outcome
 from provisioner.apply.update import update_steps
-from provisioner.graph.errors import AmbiguousOutcome, GraphError, GraphNotFound
+from provisioner.graph.errors import AmbiguousOutcome, GraphError, GraphNotFound, ThrottledError
 from provisioner.graph.pacing import TENANT_WRITE
 from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.plans.types import Action, Change
@@ -37,6 +37,13 @@ from provisioner.states.records import ChatRecord, Intent, State
 #: How long after its journal entry an earlier run's creation may still have been sent (its
 #: turn under the pacer, then the request timeout), beyond which its journal is stale.
 STALE_AFTER_S = 600.0
+
+
+#: What progress says a settling chat waits for.
+WAITING_FOR = (
+    "Graph to list the chat an unknown creation may have made (up to {window:.0f}s after it, "
+    "before creating it again)"
+)
 
 
 class ChatSteps:
@@ -162,12 +169,10 @@ class ChatSteps:
             elapsed = window if age > window + STALE_AFTER_S else 0.0
         began, spent = self.ctx.clock(), 0  # requests are counted per thread: per lookup
         resolved: dict[str, str] = {}  # UPNs resolved by these lookups: resolved once
-        what = (
-            f"Graph to list the chat an unknown creation may have made (up to {window:.0f}s "
-            "after it, before creating it again)"
-        )
+        what = WAITING_FOR.format(window=window)
+        delays = lookup_delays(window, elapsed)
         try:
-            for delay in lookup_delays(window, elapsed):
+            for n, delay in enumerate(delays):
                 at = began + delay
                 if at > self.ctx.clock():
                     self.ctx.waiting(change.key, what)
@@ -182,6 +187,13 @@ class ChatSteps:
                         clock_skew=self.ctx.clock_skew,
                         anchor=self.ctx.anchor,
                     )
+                except GraphError as exc:
+                    # Throttled past the retry budget, or 5xx after the retries: an early
+                    # lookup that failed is followed by the next one. The last one decides, so
+                    # its failure is the chat's (the intent stays for the next run).
+                    if n == len(delays) - 1 or not _transient(exc):
+                        raise
+                    continue
                 finally:
                     spent += self.ctx.requests() - before
                 resolved.update(lookup.users)
@@ -269,6 +281,10 @@ def _body(change: Change) -> dict[str, Any]:
     if change.body is None:
         raise ValueError(f"{change.key}: a creation without a request body")
     return change.body
+
+
+def _transient(exc: GraphError) -> bool:
+    return isinstance(exc, ThrottledError) or exc.status in (429, 500, 502, 503, 504)
 
 
 def _reason(exc: GraphError) -> str:

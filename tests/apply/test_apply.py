@@ -472,3 +472,26 @@ def test_dropping_a_topic_from_the_manifest_keeps_the_chats_topic(
     assert state.chats["g"].topic == "Kept"
     (chat,) = server.tenant.find_chats(chat_type="group", topic="Kept")
     assert chat.id == state.chats["g"].chat_id
+
+
+def test_a_lookup_throttled_mid_window_is_followed_by_the_next(tmp_path: Path) -> None:
+    from provisioner.graph.errors import ThrottledError
+
+    class Flaky(GraphClient):
+        failed = 0
+
+        def list_user_chats(self, user_id: str, **kw: Any) -> Any:
+            if Flaky.failed < 2:  # the first two lookups are throttled past the retry budget
+                Flaky.failed += 1
+                raise ThrottledError("throttled", status=429, code="TooManyRequests")
+            return super().list_user_chats(user_id, **kw)
+
+    faults = ["504=1.0,method=POST,path=/chats,chat-type=group"]
+    with EmulatorServer(
+        limits="off", faults=faults, seed=3, invent_users=True, list_delay_s=0.2
+    ) as server:
+        client = Flaky(server.url, EmulatorToken())
+        want = desired(group("g", A, B, C, topic="G"))
+        result, state = run(server, want, tmp_path / "s.json", window=2.0, client=client)
+        assert [o.status for o in result.outcomes] == ["adopted"] and Flaky.failed == 2
+        assert server.tenant.counters.post_chats_total == 1 and state.intents == {}
