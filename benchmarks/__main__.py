@@ -348,6 +348,15 @@ SOAKS = [
         "(real MSAL refresh), then the tenant is counted and `plan` must find nothing to do",
     ),
     Soak(
+        "lock",
+        ["tests/soak/lock_soak.py", "--rounds", "12", "--groups", "20", "--pairs", "10", "--json"],
+        ["tests/soak/lock_soak.py", "--rounds", "2", "--groups", "6", "--pairs", "3", "--json"],
+        _json_line("lock"),
+        "two `provision apply` runs started at the same instant on one state, through a "
+        "symlink and its target, some rounds SIGKILLing the lock holder; one must stop (or "
+        "find nothing to do), never both create chats (issue 15)",
+    ),
+    Soak(
         "fuzz (hypothesis)",
         ["tests/soak/fuzz_soak.py", "--examples", "5000", "--atheris-runs", "0", "--json"],
         ["tests/soak/fuzz_soak.py", "--examples", "100", "--atheris-runs", "0", "--json"],
@@ -533,17 +542,18 @@ def reliability_md(
         "",
         "Run them all and regenerate this file with `benchmarks/run --no-bench` (or "
         "`python -m benchmarks --no-bench`). Each harness also runs on its own, with larger "
-        "sizes: see the docstrings of `tests/soak/kill_soak.py`, `tests/soak/fault_soak.py` and "
-        "`tests/soak/fuzz_soak.py`.",
+        "sizes: see the docstrings of `tests/soak/kill_soak.py`, `tests/soak/fault_soak.py`, "
+        "`tests/soak/lock_soak.py` and `tests/soak/fuzz_soak.py`.",
         "",
         "## In every test run",
         "",
         "Short versions run in the default `python -m pytest -q` (CI), in seconds:",
         "",
         "- `tests/apply/test_apply_kill.py`: three seeds of the kill soak;",
-        "- `tests/acceptance/test_soak.py`: a small fault soak, and the fuzz soak with a small "
-        "budget "
-        "(hypothesis; atheris when installed);",
+        "- `tests/acceptance/test_soak.py`: a small fault soak, two rounds of the lock soak, and "
+        "the fuzz soak with a small budget (hypothesis; atheris when installed);",
+        "- `tests/acceptance/test_accidents.py`: the accidents and hostile answers of issue 15, "
+        "each with its exit code and message;",
         "- `tests/manifest/test_manifest_fuzz.py`: the loader properties "
         "(`PROVISION_FUZZ_EXAMPLES`, "
         "default 150);",

@@ -25,6 +25,8 @@ class Diagnostic:
     path: str = "$"
     hint: str | None = None
     severity: str = "error"
+    # Sorts after the file's other diagnostics (the count of those not listed).
+    last: bool = False
 
     @property
     def location(self) -> str:
@@ -40,8 +42,8 @@ class Diagnostic:
             text += f" ({self.path})"
         return text
 
-    def sort_key(self) -> tuple[str, int, int, str]:
-        return (self.file, self.line, self.col, self.message)
+    def sort_key(self) -> tuple[str, bool, int, int, str]:
+        return (self.file, self.last, self.line, self.col, self.message)
 
 
 class ProvisionError(Exception):

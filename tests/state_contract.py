@@ -26,6 +26,10 @@ class Backend:
     new_store: Callable[[], StateStore]  # a new instance on the same location: "another run"
     put_raw: Callable[[bytes], None]  # replace the stored bytes (corruption, foreign files)
     read_backup: Callable[[], State]
+    delete: Callable[[], None]  # remove the state itself (its backup stays)
+    # A blob lease can be broken by anyone; a local lock is the kernel's, held until its
+    # process ends, and force-unlock refuses to remove it while it is held.
+    force_unlock_breaks_a_live_lock: bool = True
 
 
 def sample_state() -> State:
@@ -164,6 +168,18 @@ class StateStoreContract:
         message = str(err.value)
         assert store.location in message and "truncated" in message
 
+    def test_a_missing_state_with_its_backup_is_refused(self, backend: Backend) -> None:
+        # Issue 15: a state that is gone while its backup is there is not "no state yet".
+        store = backend.new_store()
+        state = store.read()
+        state.put_chat("project-x", sample_state().chats["project-x"])
+        store.write(state)
+        store.write(state)  # the second write makes the backup
+        backend.delete()
+        with pytest.raises(StateError, match="is missing, but") as err:
+            backend.new_store().read()
+        assert "afresh" in str(err.value)
+
     def test_corrupt_state_points_at_the_backup(self, backend: Backend) -> None:
         store = backend.new_store()
         state = store.read()
@@ -225,6 +241,10 @@ class StateStoreContract:
             other = backend.new_store()
             with pytest.raises(LockError, match="does not match"):
                 other.force_unlock("not-the-id")
+            if not backend.force_unlock_breaks_a_live_lock:
+                with pytest.raises(LockError, match="held by a running process"):
+                    other.force_unlock(info.id)
+                return
             removed = other.force_unlock(info.id)
             assert removed.id == info.id
             with other.lock("apply") as taken:

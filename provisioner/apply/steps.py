@@ -28,10 +28,18 @@ from provisioner.apply.control import Cancelled
 from provisioner.apply.reconcile import Lookup, find_created_chats, lookup_delays, parse_time
 from provisioner.apply.results import ADOPTED, CREATED, DELETED, FORGOTTEN, SKIPPED, Outcome
 from provisioner.apply.update import update_steps
-from provisioner.graph.errors import AmbiguousOutcome, GraphError, GraphNotFound, ThrottledError
+from provisioner.errors import AuthError
+from provisioner.graph.errors import (
+    AmbiguousOutcome,
+    GraphConnectionError,
+    GraphError,
+    GraphNotFound,
+    ThrottledError,
+)
 from provisioner.graph.pacing import TENANT_WRITE
 from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.plans.types import Action, Change
+from provisioner.states.home import claim_home, tenants_seen
 from provisioner.states.records import ChatRecord, Intent, State
 
 #: How long after its journal entry an earlier run's creation may still have been sent (its
@@ -82,7 +90,13 @@ class ChatSteps:
             members=change.members,
             created_at=opt(chat.get("createdDateTime")),
         )
-        self.ctx.record(lambda s: s.put_chat(change.key, record))
+        tenant = _tenant_of(chat)
+
+        def done_one(state: State) -> None:
+            state.put_chat(change.key, record)
+            claim_home(state, tenant=tenant)
+
+        self.ctx.record(done_one)
         return Outcome(change.key, change.action, CREATED, record.chat_id)
         yield  # pragma: no cover  (a generator, like every action)
 
@@ -112,14 +126,19 @@ class ChatSteps:
         try:
             chat = self.client.create_chat(body, idempotent=False)
         except AmbiguousOutcome as exc:
-            unknown = exc
+            unknown: Exception = exc
         except Exception as exc:
-            # Graph did not create it: an error answer, throttled past the retry budget, never
-            # sent (no connection, or the run stopped while it waited for its turn).
-            self.ctx.record(lambda s: _clear_intent(s, intent))
-            if isinstance(exc, Cancelled) and not notes:  # nothing at all was done
-                return Outcome(change.key, change.action, SKIPPED, notes=(str(exc),))
-            raise
+            if not not_created(exc):
+                # Anything else (an unexpected error after the request may have left): the
+                # intent stays, and the chat is looked up before anything is created again.
+                unknown = exc
+            else:
+                # Graph did not create it: an error answer, throttled past the retry budget,
+                # never sent (no connection, or the run stopped while it waited for its turn).
+                self.ctx.record(lambda s: _clear_intent(s, intent))
+                if isinstance(exc, Cancelled) and not notes:  # nothing at all was done
+                    return Outcome(change.key, change.action, SKIPPED, notes=(str(exc),))
+                raise
         else:
             record = ChatRecord(
                 chat_id=str(chat["id"]),
@@ -129,15 +148,23 @@ class ChatSteps:
                 created_at=opt(chat.get("createdDateTime")),
             )
 
+            tenant = _tenant_of(chat)
+
             def done(state: State) -> None:
                 state.put_chat(change.key, record)
                 _clear_intent(state, intent)
+                claim_home(state, tenant=tenant)
 
             self.ctx.record(done)
             return Outcome(change.key, change.action, CREATED, record.chat_id, notes=notes)
+        if any(n.startswith(_LOOKED_UP) for n in notes):
+            # Already looked up once in this run and created again, and again no answer: stop
+            # here (the intent stays; the next run looks it up) rather than loop on a server
+            # that never answers a creation.
+            raise unknown
         # Graph may or may not have made the chat: look (over the consistency window) before
         # creating again.
-        note = f"the creation's outcome was unknown ({_reason(unknown)}): looked it up"
+        note = f"{_LOOKED_UP} ({_reason(unknown)}): looked it up"
         return (yield from self._look_up(change, intent, (*notes, note), answered=True))
 
     def _reconcile(self, change: Change) -> Steps:
@@ -287,8 +314,35 @@ def _transient(exc: GraphError) -> bool:
     return isinstance(exc, ThrottledError) or exc.status in (429, 500, 502, 503, 504)
 
 
-def _reason(exc: GraphError) -> str:
-    return f"HTTP {exc.status}" if exc.status else exc.graph_message
+_LOOKED_UP = "the creation's outcome was unknown"
+
+
+def not_created(exc: BaseException) -> bool:
+    """True only with evidence that a group ``POST /chats`` made no chat: Graph answered with
+    an error (4xx, throttling past the budget, a redirect), the connection was never opened,
+    no token could be had, or the request never left its queue. Anything else may have
+    reached Graph (issue 15)."""
+    if isinstance(exc, (Cancelled, GraphConnectionError, ThrottledError)):
+        return True
+    if isinstance(exc, AuthError):
+        # No token for the attempt: raised before sending, or after Graph refused the earlier
+        # ones (401); a group POST is never re-sent after an attempt that may have reached it.
+        return True
+    if isinstance(exc, AmbiguousOutcome) or not isinstance(exc, GraphError):
+        return False
+    return 300 <= exc.status < 500
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, GraphError):
+        return f"HTTP {exc.status}" if exc.status else exc.graph_message
+    return f"an unexpected {type(exc).__name__}"
+
+
+def _tenant_of(chat: Mapping[str, Any]) -> str | None:
+    """The chat's ``tenantId`` (chat resource), which a state without a tenant records."""
+    found = tenants_seen([chat])
+    return found.pop() if len(found) == 1 else None
 
 
 def _clear_intent(state: State, intent: Intent) -> None:

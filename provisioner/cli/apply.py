@@ -20,7 +20,10 @@ import click
 from provisioner.cli.emulator import EMULATOR_DATA
 from provisioner.cli.options import (
     DEFAULT_STATE_PATH,
+    MAX_RPS,
+    MAX_TIMEOUT,
     Connection,
+    FiniteRange,
     connection_for,
     connection_options,
     note,
@@ -58,14 +61,14 @@ apply_options = stacked(
         ),
         click.option(
             "--max-rps",
-            type=click.FloatRange(min=0, min_open=True),
+            type=FiniteRange(0, MAX_RPS),
             default=None,
             help="Requests per second per tenant (default: Graph's documented 30 for "
             "writes and for reads; lower it when other apps share the tenant's limits).",
         ),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=FiniteRange(0, MAX_TIMEOUT),
             default=DEFAULT_TIMEOUT,
             show_default=True,
             help="Seconds to wait for each Graph answer.",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from provisioner.cli.options import note, stacked
+from provisioner.cli.options import FiniteRange, note, stacked
 
 if TYPE_CHECKING:
     from provisioner.emulator import EmulatorServer
@@ -138,7 +138,7 @@ emulator_options = stacked(
         click.option("--me", default=None, help="The signed-in user of /me (GUID or UPN)."),
         click.option(
             "--token-lifetime",
-            type=click.FloatRange(min=0, min_open=True),
+            type=FiniteRange(0, 10 * 365 * 86400),
             default=None,
             metavar="SECONDS",
             help="Reject a bearer token with 401 this long after first use.",

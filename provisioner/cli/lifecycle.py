@@ -134,7 +134,7 @@ def export_command(
     skipped = f"; skipped {len(result.skipped)}, see its comments" if result.skipped else ""
     note(f"Exported {len(result.chats)} chats of {user} to {where}{skipped}.")
     if store is not None:
-        added = record_export(store, result, on_takeover=note_takeover)
+        added = record_export(store, result, on_takeover=note_takeover, client=client)
         already = len(result.chats) - len(added)
         extra = f" ({already} were managed already)" if already else ""
         note(f"Recorded {len(added)} chats in {store.location}{extra}.")

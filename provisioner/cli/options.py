@@ -99,6 +99,29 @@ def note_takeover(stale: LockInfo) -> None:
     )
 
 
+class FiniteRange(click.FloatRange):
+    """A float flag in ``(min, max]``: NaN and infinity are refused (click's FloatRange lets
+    them through: every comparison with NaN is false), as is anything past ``max``, so a value
+    like ``--timeout 1e308`` is a usage error, not an overflow after a request was sent."""
+
+    def __init__(self, min: float, max: float, *, min_open: bool = True) -> None:
+        super().__init__(min=min, max=max, min_open=min_open)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: Seconds for one Graph answer, at most (a day would only hide a hung server).
+MAX_TIMEOUT = 3600.0
+#: Requests per second, at most: far above any limit Graph documents (30/s per tenant).
+MAX_RPS = 10_000.0
+
+
 def connection_options(func: F) -> F:
     """Add ``--graph-url``, ``--cloud`` and ``--auth`` to a click command.
 

@@ -29,6 +29,11 @@ plan_options = stacked(
             "--out", "out", metavar="PLANFILE", help="Save the plan for `provision apply PLANFILE`."
         ),
         click.option(
+            "--force",
+            is_flag=True,
+            help="With --out: overwrite a file that is not a saved plan (never the state file).",
+        ),
+        click.option(
             "--format",
             "fmt",
             type=click.Choice(["text", "json", "markdown"]),
@@ -77,6 +82,7 @@ def plan(
     paths: tuple[str, ...],
     state_path: str,
     out: str | None,
+    force: bool,
     fmt: str,
     refresh: bool | None,
     refresh_only: bool,
@@ -98,13 +104,15 @@ def plan(
     """
     from provisioner.manifest.gcpause import gc_paused
     from provisioner.operations.plan import run_plan
-    from provisioner.plans.files import save_plan
+    from provisioner.plans.files import check_plan_out, save_plan
     from provisioner.views.plan import render_plan
 
     if refresh_only and refresh is False:
         raise click.UsageError("--refresh-only reads the chats from Graph: drop --no-refresh")
     if refresh_only and prune:
         raise click.UsageError("--refresh-only plans no changes: --prune does not apply")
+    if out:  # before any work: never a manifest or the state overwritten by a plan
+        check_plan_out(out, force=force, state_path=state_path)
     url, connect = _graph(graph_url, cloud, auth, emulator)
     with gc_paused():  # tens of thousands of chats: see provisioner/manifest/gcpause.py
         result = run_plan(

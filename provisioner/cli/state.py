@@ -118,14 +118,38 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
     return 0
 
 
+@state_cmd.command("unbind")
+@state_option
+def state_unbind(state_path: str) -> int:
+    """Forget the tenant and cloud this state belongs to, to move it on purpose.
+
+    A state records the tenant and Graph cloud it was used with, and every command refuses
+    another (its chat ids mean nothing elsewhere). After a tenant migration, or to take a
+    state made against the emulator to a real tenant, unbind it: the next plan, apply, import
+    or export records the tenant and cloud it runs against.
+    """
+    from provisioner.operations.state import unbind
+    from provisioner.states.store import open_store
+
+    store = open_store(state_path, state_endpoint())
+    tenant, cloud = unbind(store, on_takeover=note_takeover)
+    click.echo(
+        f"Unbound {store.location} from tenant {tenant or '(none)'}, cloud {cloud or '(none)'}; "
+        f"the next run records its own."
+    )
+    return 0
+
+
 @click.command("force-unlock")
 @click.argument("lock_id", metavar="LOCK_ID")
 @state_option
 def force_unlock_cmd(lock_id: str, state_path: str) -> int:
-    """Remove the state's lock, left by a run on another host or one that hangs.
+    """Remove the state's lock, left by a run that is gone.
 
-    A lock whose run died on this host is taken over automatically; use this only when no run
-    is using the state any more. LOCK_ID is the ID shown by the run that found it locked.
+    A local lock is released by the operating system when its run ends, and a lock file left
+    by a killed run is taken over automatically; a lock still held by a running process is
+    never removed (stop that process instead). For an azblob:// state this breaks the lease.
+    LOCK_ID is the ID shown by the run that found it locked.
     """
     from provisioner.states.store import force_unlock, open_store
 

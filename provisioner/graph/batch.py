@@ -77,7 +77,14 @@ def sort_answers(
     clock, for a ``Retry-After`` given as an HTTP-date. Raises `GraphError` when an item has
     no answer."""
     body = response.body if isinstance(response.body, dict) else {}
-    answers = {str(r.get("id")): r for r in body.get("responses", [])}
+    listed = body.get("responses")
+    # Only well-formed items count (json-batching.md: each an object with id and status); an
+    # item that is not one leaves its request without an answer, reported below.
+    answers = {
+        str(r.get("id")): r
+        for r in (listed if isinstance(listed, list) else [])
+        if isinstance(r, dict) and _status(r) is not None
+    }
     results: dict[str, dict[str, Any]] = {}
     throttled: list[Throttled] = []
     for item in chunk:
@@ -89,8 +96,13 @@ def sort_answers(
                 path="/$batch",
                 client_request_id=response.client_request_id,
             )
-        status = int(answer.get("status", 0))
-        headers = {str(k): str(v) for k, v in (answer.get("headers") or {}).items()}
+        status = _status(answer) or 0
+        raw_headers = answer.get("headers")
+        headers = (
+            {str(k): str(v) for k, v in raw_headers.items()}
+            if isinstance(raw_headers, dict)
+            else {}
+        )
         retry_after = parse_retry_after(_header(headers, "Retry-After"), now=now)
         # concepts/json-batching.md: items are throttled individually (429 with their own
         # Retry-After inside the 200 envelope).
@@ -106,12 +118,23 @@ def item_scopes(item: Mapping[str, Any]) -> tuple[Scope, ...]:
 
 
 def item_result(item: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
+    headers = answer.get("headers")
     return {
         "id": item["id"],
-        "status": int(answer.get("status", 0)),
-        "headers": answer.get("headers") or {},
+        "status": _status(answer) or 0,
+        "headers": headers if isinstance(headers, dict) else {},
         "body": answer.get("body"),
     }
+
+
+def _status(answer: Mapping[str, Any]) -> int | None:
+    """An item's HTTP status, when it is one (an integer 100-599)."""
+    status = answer.get("status")
+    if isinstance(status, str) and status.isdigit() and len(status) == 3:
+        status = int(status)
+    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+        return status
+    return None
 
 
 def error_answer(exc: GraphError) -> dict[str, Any]:

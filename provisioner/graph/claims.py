@@ -24,7 +24,7 @@ def token_claims(token: str) -> dict[str, Any]:
     try:
         payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return claims if isinstance(claims, dict) else {}
 

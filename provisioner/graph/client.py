@@ -27,7 +27,8 @@ import requests
 
 from provisioner import __version__
 from provisioner.graph import batch as batching
-from provisioner.graph.auth import Credential, validate_graph_url
+from provisioner.graph.answers import checked_chat, next_page
+from provisioner.graph.auth import Credential, tenant_of_token, validate_graph_url
 from provisioner.graph.batch import BATCH_LIMIT
 from provisioner.graph.claims import signed_in_user
 from provisioner.graph.errors import (
@@ -66,10 +67,10 @@ from provisioner.graph.routes import (
 from provisioner.graph.transport import (
     Response,
     error_for,
+    fetch,
     new_session,
     request_headers,
     response_from,
-    transport_failure,
 )
 
 __all__ = [
@@ -154,12 +155,21 @@ class GraphClient:
         only their chats (chat-post.md, chat-list.md)."""
         return signed_in_user(self._credential.get_token())
 
+    def signed_in_tenant(self) -> str | None:
+        """The tenant the credential signs in to (the token's ``tid``), or None when the token
+        does not say (an opaque token, the emulator's). Gets a token: signs in if needed."""
+        return tenant_of_token(self._credential.get_token())
+
     # -- endpoints -----------------------------------------------------------------------------
 
     def create_chat(self, body: Mapping[str, Any], *, idempotent: bool) -> dict[str, Any]:
         """``POST /chats`` (api/chat-post.md). ``idempotent`` is True for oneOnOne chats only:
-        Graph returns the existing one; a group POST always makes a new chat."""
-        return self._json(self.request("POST", "/chats", json=body, idempotent=idempotent))
+        Graph returns the existing one; a group POST always makes a new chat.
+
+        A success must carry the new chat's id (chat-post.md: 201 with the chat): an answer
+        without a usable one raises `AmbiguousOutcome`, since Graph may have made the chat."""
+        response = self.request("POST", "/chats", json=body, idempotent=idempotent)
+        return checked_chat(response, self._json(response))
 
     def get_chat(self, chat_id: str, *, expand_members: bool = True) -> dict[str, Any]:
         params = {"$expand": "members"} if expand_members else None
@@ -282,12 +292,12 @@ class GraphClient:
         token = self._credential.get_token()
         headers = request_headers(token, client_request_id, self._user_agent)
         started = self._clock()
-        try:
-            raw = self._session.request(
-                call.method, url, params=params, json=json, headers=headers, timeout=self._timeout
-            )
-        except requests.RequestException as exc:
-            failure = transport_failure(exc)
+        raw = fetch(
+            self._session, call.method, url, params=params, json=json, headers=headers,
+            timeout=self._timeout, deadline=max(self._timeout),
+        )  # fmt: skip
+        if isinstance(raw, TransportFailure):
+            failure = raw
             log.warning(
                 "%s %s failed after %.3fs: %s client-request-id=%s",
                 call.method, rel, self._clock() - started, failure.reason, client_request_id,
@@ -351,13 +361,18 @@ class GraphClient:
             self._on_event(kind, info)
 
     def _pages(self, path: str, params: Mapping[str, str] | None) -> Iterator[dict[str, Any]]:
+        """Items of a collection, following ``@odata.nextLink`` (paging.md), which must be a
+        new link on the Graph URL (``resolve_url`` refuses other hosts): a link seen before
+        would page forever."""
         next_path: str | None = path
+        seen: set[str] = set()
         while next_path is not None:
             body = self._json(self.request("GET", next_path, params=params))
             params = None  # the nextLink carries the query
-            yield from body.get("value", [])
-            link = body.get("@odata.nextLink")
-            next_path = str(link) if link else None
+            items = body.get("value", [])
+            if isinstance(items, list):
+                yield from (item for item in items if isinstance(item, dict))
+            next_path = next_page(body, seen, resolve_url(self.base_url, path)[1])
 
     @staticmethod
     def _json(response: Response) -> dict[str, Any]:

@@ -21,6 +21,45 @@ from provisioner.fsutil import write_atomic
 
 log = logging.getLogger("provision.auth")
 
+#: An access token is a JWT of a few kilobytes; anything longer or with whitespace or control
+#: characters is not one (and must never become an Authorization header).
+MAX_TOKEN_CHARS = 32 * 1024
+#: Seconds a token is trusted for at most, whatever ``expires_in`` says (Entra's are 60-90 min).
+MAX_TOKEN_LIFETIME = 24 * 3600.0
+
+
+def _quiet_msal() -> None:
+    """Keep MSAL's own log records away from every handler: MSAL logs a token endpoint's raw
+    answer (with ``logging.exception``) when it cannot parse it, and an endpoint or proxy that
+    echoes the request puts the client secret in that answer (issue 15). Without a handler
+    on the way, Python's last-resort handler would print it, traceback and all, to stderr."""
+    msal_log = logging.getLogger("msal")
+    if msal_log.propagate:
+        msal_log.addHandler(logging.NullHandler())
+        msal_log.propagate = False
+    # Not even made: a handler someone attaches to "msal" itself would still see the record.
+    msal_log.setLevel(logging.CRITICAL + 1)
+
+
+def checked_token(result: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The access token and its lifetime in seconds from a token answer, or None when the
+    answer has no usable token. ValueError for an answer that is not a token answer."""
+    token = result.get("access_token")
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not token.isprintable():
+        raise ValueError("the token answer's access_token is not a token")
+    if any(c.isspace() for c in token):
+        raise ValueError("the token answer's access_token is not a token")
+    raw = result.get("expires_in", 3600)
+    try:
+        lifetime = float(raw if raw not in (None, "") else 3600)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("the token answer's expires_in is not a number") from None
+    if not lifetime > 0:  # NaN too
+        raise ValueError("the token answer's expires_in is not a positive number")
+    return token, min(lifetime, MAX_TOKEN_LIFETIME)
+
 
 class _MsalCredential:
     """Token caching and refresh shared by the MSAL flows; subclasses implement `_acquire`.
@@ -56,23 +95,26 @@ class _MsalCredential:
             now = self._clock()
             if self._token is not None and now < self._expires - self.refresh_margin:
                 return self._token
+            _quiet_msal()
             try:
                 result = self._acquire(self._force)
+                got = checked_token(result) if isinstance(result, Mapping) else None
             except AuthError:
                 raise
-            except Exception as exc:  # network failure, malformed response, MSAL ValueError
+            except Exception as exc:  # network failure, malformed answer, MSAL's own errors
+                # One line, never the answer itself: it may quote the request (the secret).
                 raise AuthError(
                     f"could not get a token ({self.description}): {type(exc).__name__}: "
                     f"{first_line(self._scrub(str(exc)))}",
-                    hint="check network access to the login host and the AZURE_* variables",
+                    hint="check network access to the login host (a proxy answering in its "
+                    "place?) and the AZURE_* variables",
                 ) from None
-            token = result.get("access_token") if isinstance(result, dict) else None
-            if not token:
-                raise self._failure(result if isinstance(result, dict) else {})
-            self._token = str(token)
-            self._expires = now + float(result.get("expires_in") or 3600)
+            if got is None:
+                raise self._failure(result if isinstance(result, Mapping) else {})
+            self._token, lifetime = got
+            self._expires = now + lifetime
             self._force = False
-            log.debug("got a token (%s), valid for %ss", self.description, result.get("expires_in"))
+            log.debug("got a token (%s), valid for %.0fs", self.description, lifetime)
             return self._token
 
     def invalidate(self) -> None:

@@ -22,6 +22,8 @@ tested by calling `decide` (``concepts/throttling.md``, ``concepts/errors.md``):
   ``Limits.max_token_refreshes`` times in a row (an answer other than 401 starts the count
   again: the token was accepted, a later 401 is a new expiry); 403 names the permission needed.
 * 404 to a DELETE after an attempt that may have reached Graph: that attempt did the delete.
+* A redirect (3xx) is a failure, never followed and never a success (issue 15: a ``POST
+  /chats`` redirected to another host was recorded as created from that host's answer).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ __all__ = [
 MAX_TOKEN_REFRESHES = 3  # new tokens tried in a row after 401s (each refused token once)
 IDEMPOTENT_METHODS = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 _NOT_RETRIED = "not retried, because repeating this request could do it twice"
+_REDIRECT = (
+    "provision follows no redirect; check the Graph URL (--graph-url, --cloud) and any proxy "
+    "in between"
+)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -243,6 +249,10 @@ def _after_answer(
     status = answer.status
     if status != 401 and state.refused:
         state = replace(state, refused=frozenset())  # the token was accepted: a new expiry
+    if 300 <= status < 400:
+        # Never followed (graph.transport): the token and a write go to the Graph URL alone,
+        # and an answer from elsewhere is not Graph's. Graph's own calls here never redirect.
+        return Raise(GraphError, _REDIRECT, f"Graph answered with a redirect ({status})"), state
     if status < 400:
         return Return(), state
     if is_throttled(status, answer.retry_after):

@@ -1,24 +1,43 @@
 """What the Graph client's send loop makes of ``requests``: answers as `Response` (headers
 looked up case-insensitively, any echoed token taken out of error bodies) and exceptions as
 `TransportFailure` facts for the retry policy (was anything sent, and a reason a user can read).
+
+Every answer is bounded (issue 15): `fetch` gives it a total deadline, not a per-read timeout
+(a server trickling a byte every few seconds would otherwise hold a call forever), cuts it off
+past ``MAX_ANSWER_BYTES`` on the wire and again after decompression (a gzip bomb), and never
+follows a redirect (a write must not be sent, or reported as done, anywhere else).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
+from provisioner.fsutil import loads_json
 from provisioner.graph.errors import GraphError, GraphPermissionError, parse_error_body
 from provisioner.graph.retry import Raise, TransportFailure
 
+#: The largest answer read, on the wire and decompressed. Graph's largest answers here are
+#: $batch envelopes of 15-20 chats with up to 250 members each: a few MB.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+_CHUNK = 64 * 1024
+
 __all__ = [
+    "MAX_ANSWER_BYTES",
+    "Fetched",
     "Response",
     "error_for",
+    "fetch",
     "new_session",
     "request_headers",
     "response_from",
@@ -40,12 +59,154 @@ class Response:
 
 def new_session(pool_size: int) -> requests.Session:
     """A session whose pool holds ``pool_size`` connections and which never retries by itself
-    (the client's retry policy does)."""
+    (the client's retry policy does), nor follows redirects (`fetch` asks for none)."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+    adapter = _WatchedAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+# -- the total deadline -------------------------------------------------------------------------
+
+_current = threading.local()
+
+
+class _Watch:
+    """The connection one call uses, so a timer can cut it off at the call's deadline."""
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.expired = False
+        self._lock = threading.Lock()
+
+    def cut(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = getattr(self.conn, "sock", None)
+        if sock is not None:
+            # The blocked read returns at once; the connection is not reused (it errors).
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Tracked:
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.conn = conn
+        return conn
+
+
+class _TrackedHTTPPool(_Tracked, HTTPConnectionPool):
+    pass
+
+
+class _TrackedHTTPSPool(_Tracked, HTTPSConnectionPool):
+    pass
+
+
+_POOLS = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """Pools that tell the running call's `_Watch` which connection it got."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[_Watch]:
+    watch = _Watch()
+    _current.watch = watch
+    timer = threading.Timer(seconds, watch.cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield watch
+    finally:
+        timer.cancel()
+        _current.watch = None
+
+
+class AnswerTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A complete answer, read within its deadline and size limits."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def fetch(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, str] | None,
+    json: Any,
+    headers: Mapping[str, str],
+    timeout: tuple[float, float],
+    deadline: float,
+    max_bytes: int = MAX_ANSWER_BYTES,
+) -> Fetched | TransportFailure:
+    """One request and its whole answer, or the failure (as the retry policy sees it)."""
+    watch: _Watch | None = None
+    try:
+        with _deadline(deadline) as watch:
+            raw = session.request(
+                method, url, params=params, json=json, headers=dict(headers), timeout=timeout,
+                stream=True, allow_redirects=False,
+            )  # fmt: skip
+            try:
+                content = _read(raw, max_bytes)
+            except BaseException:
+                raw.close()  # the connection is in an unknown state: never reused
+                raise
+            raw.raw.release_conn()  # read to the end: back to the pool (keep-alive)
+    except AnswerTooLarge:
+        return TransportFailure(sent=True, reason=f"answer larger than {max_bytes} bytes")
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        if watch is not None and watch.expired:
+            return TransportFailure(sent=True, reason=f"no complete answer within {deadline:g}s")
+        if isinstance(exc, requests.RequestException):
+            return transport_failure(exc)
+        return TransportFailure(sent=True, reason="connection dropped mid-response")
+    if watch.expired:  # the cut raced with the last read
+        return TransportFailure(sent=True, reason=f"no complete answer within {deadline:g}s")
+    return Fetched(raw.status_code, {k: v for k, v in raw.headers.items()}, content)
+
+
+def _read(raw: requests.Response, max_bytes: int) -> bytes:
+    """The body, decompressed, refusing more than ``max_bytes`` on the wire or after."""
+    declared = raw.headers.get("Content-Length", "")
+    if declared.isdigit() and len(declared) < 20 and int(declared) > max_bytes:
+        raise AnswerTooLarge
+    chunks = []
+    size = 0
+    stream = raw.raw
+    while True:
+        # Small reads: one compressed chunk cannot expand past a few MB before it is counted.
+        chunk = stream.read(_CHUNK, decode_content=True)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes or stream.tell() > max_bytes:
+            raise AnswerTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def request_headers(token: str, client_request_id: str, user_agent: str) -> dict[str, str]:
@@ -59,21 +220,18 @@ def request_headers(token: str, client_request_id: str, user_agent: str) -> dict
     }
 
 
-def response_from(
-    raw: requests.Response, client_request_id: str, attempts: int, *, token: str
-) -> Response:
-    headers = {k: v for k, v in raw.headers.items()}
+def response_from(raw: Fetched, client_request_id: str, attempts: int, *, token: str) -> Response:
     body: Any = None
     if raw.content:
         try:
-            body = raw.json()
-        except ValueError:
-            body = raw.text[:1000]
-    if raw.status_code >= 400:
+            body = loads_json(raw.content)  # NaN, 5,000-digit numbers, deep nesting: text
+        except (ValueError, UnicodeDecodeError):
+            body = raw.content[:1000].decode("utf-8", "replace")
+    if raw.status >= 300:
         # A gateway or proxy that quotes the request back would put the token into our
         # error message: take it out of the body every error is built from.
         body = _without(body, token)
-    return Response(raw.status_code, _Caseless(headers), body, client_request_id, attempts)
+    return Response(raw.status, _Caseless(raw.headers), body, client_request_id, attempts)
 
 
 def error_for(

@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+#: Problems listed per file; the rest are counted in one last line (issue 15: 400,000 broken
+#: entries must not mean 800,000 lines and a minute of work).
+MAX_DIAGNOSTICS_PER_FILE = 100
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def _validate_files(files: list[Path]) -> ValidationResult:
         # of a broken chat would be reported as unknown, wrongly.
         by_key = {e.chat.key: e.chat for e in entries if not e.partial}
         diagnostics.extend(moves.check(move_entries, by_key, keys_complete=not diagnostics))
-    diagnostics.sort(key=Diagnostic.sort_key)
+    diagnostics = _capped(diagnostics)
     desired = None
     if not diagnostics:
         chats = sorted((e.chat for e in entries), key=lambda c: c.key)
@@ -227,9 +230,11 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
     if () not in skip:  # () is skipped when the document could not be converted at all
         from provisioner.manifest.schema import schema_problems
 
-        problems.extend(schema_problems(converted.data, root, skip))
+        problems.extend(schema_problems(converted.data, root, skip, limit=MAX_DIAGNOSTICS_PER_FILE))
 
     diagnostics = [_diagnostic(name, p) for p in problems]
+    if len(problems) > MAX_DIAGNOSTICS_PER_FILE:
+        diagnostics.append(_uncounted(root, name, converted.data))
     data = converted.data
     move_entries: list[moves.MoveEntry] = []
     if isinstance(data, dict) and not any(p.path[:1] in ((), ("moved",)) for p in problems):
@@ -286,6 +291,50 @@ def _lenient_chat(data: object, default_role: str) -> Chat | None:
         )
     chat_type = data.get("chatType")
     return Chat("", chat_type if isinstance(chat_type, str) else "", tuple(members))
+
+
+_MORE = "more problems not listed"
+
+
+def _uncounted(root: Node, name: str, data: object) -> Diagnostic:
+    """The line that stands for the problems not looked for: how many chats are broken,
+    counted with the fast path (no schema errors built)."""
+    chats = data.get("chats") if isinstance(data, dict) else None
+    _, node = locate(root, ("chats",)) if isinstance(chats, list) else (None, None)
+    if isinstance(node, SequenceNode):
+        broken = sum(1 for item in node.value if fastpath.build_chat(item, name, "owner") is None)
+        counted = f"{broken} of its {len(node.value)} chats have errors"
+    else:
+        counted = "it has more errors"
+    hint = f"only {MAX_DIAGNOSTICS_PER_FILE} are listed per file"
+    return Diagnostic(name, 0, 0, f"{_MORE}: {counted}", hint=hint, last=True)
+
+
+def _capped(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """At most ``MAX_DIAGNOSTICS_PER_FILE`` per file, sorted, then one line with the rest."""
+    by_file: dict[str, list[Diagnostic]] = {}
+    for d in diagnostics:
+        by_file.setdefault(d.file, []).append(d)
+    out: list[Diagnostic] = []
+    for name, found in sorted(by_file.items()):
+        notes = [d for d in found if d.last]
+        found = sorted((d for d in found if not d.last), key=Diagnostic.sort_key)
+        rest = len(found) - MAX_DIAGNOSTICS_PER_FILE
+        out.extend(found[:MAX_DIAGNOSTICS_PER_FILE])
+        if notes:
+            out.extend(notes[:1])
+        elif rest > 0:
+            out.append(
+                Diagnostic(
+                    name,
+                    0,
+                    0,
+                    f"{_MORE}: {rest} more in this file",
+                    hint=f"only {MAX_DIAGNOSTICS_PER_FILE} are listed per file",
+                    last=True,
+                )
+            )
+    return out  # sorted by file, then position; each file's count of the rest comes last
 
 
 def _diagnostic(name: str, problem: Problem) -> Diagnostic:

@@ -20,7 +20,7 @@ from provisioner.graph.reads import READ_CONCURRENCY, BatchClient
 from provisioner.graph.users import is_guid, lookup_users, upn_map
 from provisioner.manifest.schema import load_schema, regex
 from provisioner.operations.refresh import is_manageable, read_chats
-from provisioner.operations.state import OnTakeover, locked
+from provisioner.operations.state import OnTakeover, check_client_home, locked
 from provisioner.plans.live import LiveChat
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
@@ -73,6 +73,7 @@ def adopt(
     """``provision import``: read ``chat_id`` and record it as ``key`` (with the users it
     taught us), under the state's lock. Returns the record."""
     with locked(store, "import", on_takeover=on_takeover) as state:
+        check_client_home(state, store.location, client)  # another tenant: stop (issue 15)
         record, users = import_chat(client, state, key, chat_id)
         state.put_chat(key, record)
         state.users.update(users)

@@ -12,14 +12,12 @@ The executor, the Graph client and the stores are imported when an apply runs.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union
 
 from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
-from provisioner.operations.state import locked
+from provisioner.operations.state import check_client_home, locked
 
 if TYPE_CHECKING:
     from provisioner.apply.control import ApplyListener, RequestStats, StopSignal
@@ -113,19 +111,9 @@ class ApplyOutcome:
 
 def is_plan_file(path: str) -> bool:
     """True for a file saved by ``provision plan --out`` (JSON with ``kind: provision-plan``)."""
-    from provisioner.plans.types import PLAN_FILE_KIND
+    from provisioner.plans.files import is_plan_file as check
 
-    if not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1)
-            if head != b"{":
-                return False
-            document = json.loads(head + f.read())
-    except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("kind") == PLAN_FILE_KIND
+    return check(path)
 
 
 def plan_file_of(targets: Sequence[str]) -> str | None:
@@ -212,7 +200,9 @@ def run_apply(
     try:
         store = open_store(state_path, state_endpoint)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
-            plan = _plan(target, client, state, graph_url, settings, hooks)
+            # Before any change: the state's tenant and cloud are this run's (issue 15).
+            check_client_home(state, store.location, client)
+            plan = _plan(target, client, state, graph_url, settings, hooks, store.location)
             if not plan.has_changes and not settings.run_unchanged:
                 return ApplyOutcome(plan)
             writer = StateWriter(store, state)
@@ -235,6 +225,7 @@ def _plan(
     graph_url: str,
     settings: ApplySettings,
     hooks: ApplyHooks,
+    location: str = "",
 ) -> Plan:
     """The plan to apply: a saved plan if it still applies to ``state``, else a new plan (with
     the refresh policy of ``plan``), reviewed by the caller."""
@@ -247,7 +238,13 @@ def _plan(
         return target
     # As plan does: drift, the refreshed view, UPNs resolved (issue 7).
     plan = plan_from(
-        client, target, state, refresh=settings.refresh, graph_url=graph_url, prune=settings.prune
+        client,
+        target,
+        state,
+        refresh=settings.refresh,
+        graph_url=graph_url,
+        prune=settings.prune,
+        location=location,
     )
     hooks.review(plan)
     return plan

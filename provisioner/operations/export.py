@@ -37,7 +37,7 @@ from provisioner.manifest.schema import load_schema
 from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.operations.adopt import check_free, member_upns, record_from_live
 from provisioner.operations.refresh import is_manageable, read_chats
-from provisioner.operations.state import OnTakeover, locked
+from provisioner.operations.state import OnTakeover, check_client_home, locked
 from provisioner.plans.live import LiveChat
 from provisioner.states.records import ChatRecord, State
 
@@ -264,11 +264,17 @@ def import_export(export: Export, state: State) -> list[str]:
 
 
 def record_export(
-    store: StateStore, export: Export, *, on_takeover: OnTakeover | None = None
+    store: StateStore,
+    export: Export,
+    *,
+    on_takeover: OnTakeover | None = None,
+    client: object = None,
 ) -> list[str]:
     """``export --import-to-state``: `import_export` under the state's lock, then written.
-    Returns the keys added."""
+    Returns the keys added. ``client`` (the one that read the chats) says where they are: a
+    state of another tenant or cloud is refused before it changes (issue 15)."""
     with locked(store, "export", on_takeover=on_takeover) as state:
+        check_client_home(state, store.location, client)
         added = import_export(export, state)
         store.write(state)
     return added

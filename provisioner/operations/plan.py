@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from provisioner.errors import PlanError
-from provisioner.operations.state import OnTakeover, locked
+from provisioner.operations.state import OnTakeover, check_client_home, locked
 
 if TYPE_CHECKING:
     from provisioner.graph.client import GraphClient
@@ -43,6 +43,7 @@ def plan_from(
     graph_url: str,
     prune: bool = False,
     refresh_only: bool = False,
+    location: str = "",
 ) -> Plan:
     """The plan of ``desired`` against ``state``, read back from Graph first when the refresh
     policy says so (``state`` then gets the resolved users, in memory only)."""
@@ -54,7 +55,13 @@ def plan_from(
         from provisioner.operations.refresh import read_from_graph
 
         plan = read_from_graph(
-            client, desired, state, graph_url=graph_url, prune=prune, refresh_only=refresh_only
+            client,
+            desired,
+            state,
+            graph_url=graph_url,
+            prune=prune,
+            refresh_only=refresh_only,
+            location=location,
         )
     check_signed_in_user(client, plan, state)
     return plan
@@ -99,16 +106,19 @@ def run_plan(
     chats while they are read; otherwise the state is only read, without the lock."""
     from provisioner.manifest.load import load_desired
     from provisioner.plans.planner import make_plan
+    from provisioner.states.home import check_home
     from provisioner.states.store import open_store
 
     desired = load_desired(paths)
     store = open_store(state_path, state_endpoint)
     state = store.read()
+    check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
     if connect is None or not should_refresh(refresh, state):
         return make_plan(desired, state, prune=prune, graph_url=graph_url)
     client = connect()
     try:
         with locked(store, "plan", on_takeover=on_takeover, hint=NO_REFRESH_HINT) as state:
+            check_client_home(state, store.location, client)  # another tenant: stop here
             if state.chats and on_refresh is not None:
                 on_refresh(len(state.chats), client.base_url)
             # Decided above: this plan reads from Graph even if the state emptied meanwhile.
@@ -120,6 +130,7 @@ def run_plan(
                 graph_url=graph_url,
                 prune=prune,
                 refresh_only=refresh_only,
+                location=store.location,
             )
     finally:
         client.close()

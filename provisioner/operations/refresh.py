@@ -28,6 +28,7 @@ from provisioner.models import CHAT_TYPES, DesiredState
 from provisioner.plans.live import LiveChat, LiveMember
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
+from provisioner.states.home import check_home, claim_home
 from provisioner.states.records import State
 
 #: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
@@ -116,6 +117,7 @@ def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
         topic=str(body["topic"]) if body.get("topic") is not None else None,
         members=tuple(members),
         created_at=str(body["createdDateTime"]) if body.get("createdDateTime") else None,
+        tenant_id=home[:64] or None,
     )
 
 
@@ -127,6 +129,7 @@ def read_from_graph(
     graph_url: str,
     prune: bool = False,
     refresh_only: bool = False,
+    location: str = "",
 ) -> Plan:
     """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
     unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
@@ -135,6 +138,10 @@ def read_from_graph(
     users = resolve_users(client, state, None if refresh_only else desired)
     state.users.update(users)
     live = refresh(client, state) if state.chats else {}
+    # Without a tid in the token, the chats say which tenant they are in (issue 15).
+    for tenant in sorted({c.tenant_id for c in live.values() if c.tenant_id}):
+        check_home(state, location, tenant=tenant)
+        claim_home(state, tenant=tenant)
     if refresh_only:
         plan = refresh_only_plan(state, live, graph_url=graph_url, desired=desired)
     else:

@@ -46,6 +46,32 @@ def locked(
         yield store.read()
 
 
+def check_client_home(state: State, location: str, client: object) -> None:
+    """Before any change: ``state`` belongs to the tenant and cloud ``client`` talks to
+    (`provisioner.states.home`); a state that records none takes them (written with the
+    caller's next write). The tenant is the token's ``tid``, when the token says."""
+    from provisioner.states.home import settle_home
+
+    url = getattr(client, "base_url", None)
+    tenant_of = getattr(client, "signed_in_tenant", None)
+    tenant = tenant_of() if callable(tenant_of) else None
+    settle_home(state, location, graph_url=url if isinstance(url, str) else None, tenant=tenant)
+
+
+def unbind(
+    store: StateStore, *, on_takeover: OnTakeover | None = None
+) -> tuple[str | None, str | None]:
+    """``provision state unbind``: forget the state's tenant and cloud (moving it on purpose).
+    Returns what it recorded."""
+    with locked(store, "state unbind", on_takeover=on_takeover) as state:
+        if not state.exists:
+            raise StateError(f"no state at {store.location}: nothing to unbind")
+        was = (state.tenant_id, state.cloud)
+        state.tenant_id = state.cloud = None
+        store.write(state)
+    return was
+
+
 def remove_keys(
     store: StateStore, keys: Sequence[str], *, on_takeover: OnTakeover | None = None
 ) -> list[tuple[str, str | None]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from provisioner import __version__
 from provisioner.errors import PlanError
-from provisioner.fsutil import write_atomic
+from provisioner.fsutil import loads_json, write_atomic
 from provisioner.plans.types import PLAN_FILE_KIND, PLAN_FORMAT_VERSION, Plan
 from provisioner.states.records import State
 
@@ -49,6 +49,40 @@ def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
         raise PlanError(f"cannot write plan file {path}: {exc.strerror or exc}") from exc
 
 
+def is_plan_file(path: str | os.PathLike[str]) -> bool:
+    """True for a file saved by ``provision plan --out`` (JSON with ``kind: provision-plan``)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) != b"{":
+                return False
+            f.seek(0)
+            document = loads_json(f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("kind") == PLAN_FILE_KIND
+
+
+def check_plan_out(out: str, *, force: bool, state_path: str | None = None) -> None:
+    """Refuse (PlanError) to save a plan over a file that is not a plan of ours (a manifest,
+    the state...) unless ``force``; over the state file itself, always."""
+    local_state = state_path is not None and "://" not in state_path
+    if local_state and os.path.realpath(out) == os.path.realpath(str(state_path)):
+        raise PlanError(
+            f"--out {out} is the state file: saving the plan there would destroy the state",
+            hint="save the plan to another file",
+        )
+    if force or not os.path.lexists(out) or is_plan_file(out):
+        return
+    kind = "a directory" if os.path.isdir(out) else "a file that is not a provision plan"
+    raise PlanError(
+        f"refusing to save the plan to {out}: it is {kind}",
+        hint="choose another --out, or pass --force to overwrite it",
+    )
+
+
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read a saved plan; PlanError if it is not ours, was edited, or is from a newer version."""
     path = os.fspath(path)
@@ -59,9 +93,11 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanError(f"cannot read plan file {path}: {exc.strerror or exc}") from exc
     not_ours = f"{path} is not a provision plan file"
     try:
-        document = json.loads(raw.decode("utf-8"))
+        document = loads_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanError(f"{not_ours} (not JSON: {exc})") from exc
+    except ValueError as exc:  # NaN, a 5,000-digit number, 100,000 levels of nesting
+        raise PlanError(f"{not_ours} ({exc})") from exc
     if not isinstance(document, dict) or document.get("kind") != PLAN_FILE_KIND:
         raise PlanError(not_ours, hint="make one with: provision plan PATH... --out FILE")
     version = document.get("format_version")
@@ -82,7 +118,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         )
     try:
         return Plan.from_dict(payload, version)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise PlanError(f"{not_ours} (unexpected content: {exc!r})") from exc
 
 

@@ -45,6 +45,7 @@ class LiveChat:
     members: tuple[LiveMember, ...] = ()
     gone: bool = False
     created_at: str | None = None
+    tenant_id: str | None = None  # the chat's tenantId: where it was created
 
     def as_record(
         self,

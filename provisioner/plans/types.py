@@ -301,7 +301,7 @@ class Plan:
         return cls(
             changes=tuple(Change.from_dict(c) for c in data["changes"]),
             state_lineage=_opt_str(state["lineage"]),
-            state_serial=int(state["serial"]),
+            state_serial=_serial(state["serial"]),
             graph_url=str(data["graph_url"]),
             manifest_digest=str(manifest["digest"]),
             manifest_files=tuple(str(f) for f in manifest["files"]),
@@ -315,6 +315,14 @@ class Plan:
             plan_id=str(data["plan_id"]),
             format_version=format_version,
         )
+
+
+def _serial(value: object) -> int:
+    from provisioner.states.records import MAX_SERIAL
+
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SERIAL:
+        raise ValueError(f"state serial {value!r} is out of range")
+    return value
 
 
 # --- saved plans ---------------------------------------------------------------------------

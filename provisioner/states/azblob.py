@@ -146,10 +146,12 @@ class AzureBlobStateStore:
                 raw = download.readall()
             except ResourceNotFoundError as exc:
                 raise_if_no_container(self._where, exc)
+                self._refuse_if_backup()
                 self._remember(None, b"", None, 0)
                 return State()
             etag = download.properties.etag
             if not raw:  # the placeholder a lock creates: no state yet
+                self._refuse_if_backup()
                 self._remember(etag, raw, None, 0)
                 return State()
             # Remember the version before decoding, so an explicit write can replace an
@@ -326,6 +328,19 @@ class AzureBlobStateStore:
         """Adopt the ETag of our own metadata change if the blob was the version we knew."""
         if before is not None and self._etag == before:
             self._etag = after
+
+    def _refuse_if_backup(self) -> None:
+        """No state, but its backup: a state existed (issue 15). Refuse rather than start
+        empty and create every chat again (and later replace that backup)."""
+        if self._backup_blob.exists():
+            raise StateError(
+                f"the state {self.location} is missing, but {self.backup_location} says a state "
+                f"existed: refusing to start from an empty state (every chat would be created "
+                f"again)",
+                hint="check --state names the right blob; restore the backup by copying it over "
+                "the state blob (e.g. az storage blob copy start), or, to start afresh on "
+                "purpose, delete the backup blob first",
+            )
 
     def _restore_hint(self) -> str:
         try:

@@ -10,19 +10,14 @@ installed.
 from __future__ import annotations
 
 import base64
-import getpass
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobLeaseClient
 
-from provisioner.states.lock import LockInfo, process_start
+from provisioner.states.lock import LockInfo
 
 LOCK_METADATA_KEY = "provisionlock"
 
@@ -81,24 +76,6 @@ class LeaseKeeper:
                 self.lost = f"could not renew the lease for {self._seconds} s ({reason})"
                 return
             wait = min(interval, 2.0)
-
-
-def new_lock_info(operation: str, path: str) -> LockInfo:
-    host = socket.gethostname()
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return LockInfo(
-        id=str(uuid.uuid4()),
-        operation=operation,
-        who=f"{user}@{host}",
-        pid=os.getpid(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        host=host,
-        path=path,
-        pid_start=process_start(os.getpid()),
-    )
 
 
 def encode_lock(info: LockInfo) -> str:

@@ -33,9 +33,8 @@ from provisioner.states.azblob_lease import (
     LeaseKeeper,
     decode_lock,
     encode_lock,
-    new_lock_info,
 )
-from provisioner.states.lock import LockInfo
+from provisioner.states.lock import LockInfo, new_lock_info
 
 # Azure Storage "Lease Blob": a finite lease lasts 15 to 60 seconds.
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 15, 60

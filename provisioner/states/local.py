@@ -2,7 +2,13 @@
 
 The local store writes atomically (temp file in the same directory, fsync, ``os.replace``, fsync
 the directory), keeps the previous version as ``<state>.backup`` and creates the file with mode
-0600.
+0600 (an existing file keeps its mode and owner).
+
+The path is resolved once (symlinks followed): a state reached through a link is written
+through to its target, and its backup and lock live beside the target, so every spelling of one
+state shares one lock (issue 15). A missing state is an empty one only when nothing says a
+state existed: a backup, a journal, or a lock left by a run that had found a state are
+evidence, and reading then refuses with how to restore it or start afresh on purpose.
 """
 
 from __future__ import annotations
@@ -11,19 +17,29 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 
 from provisioner.errors import StateError
-from provisioner.fsutil import write_atomic
+from provisioner.fsutil import sweep_temp_files, write_atomic
 from provisioner.states.lock import FileLock, LockInfo, hold
-from provisioner.states.records import BACKUP_SUFFIX, State, decode_state
+from provisioner.states.records import BACKUP_SUFFIX, State, decode_state, peek_lineage
+
+#: Beside the state: the write-ahead journal (issue 16) holds changes not yet in the state.
+JOURNAL_SUFFIX = ".journal"
 
 
 class LocalStateStore:
     """A state file on the local filesystem."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0.0) -> None:
+        self.given_path = os.fspath(path)
+        # Followed through symlinks: one file, one backup, one lock, whatever the spelling
+        # (kept as given when no link is involved, so messages show the user's own path).
+        real = os.path.realpath(self.given_path)
+        self.path = self.given_path if real == os.path.abspath(self.given_path) else real
+        self.lock_timeout = lock_timeout
         self._lock = FileLock(self.path)
+        self._took_over: LockInfo | None = None
         # What this store last read or wrote: writes must continue that history.
         self._lineage: str | None = None
         self._serial: int | None = None
@@ -41,6 +57,7 @@ class LocalStateStore:
             with open(self.path, "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
+            self._refuse_if_evidence()
             state = State()
             self._lineage, self._serial = None, 0
             return state
@@ -58,7 +75,7 @@ class LocalStateStore:
         data = state.encode(serial=new_serial)
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            write_atomic(self.path, data, before_replace=self._backup)
+            write_atomic(self.path, data, before_replace=self._backup, keep_mode=True)
         except OSError as exc:
             raise self._unwritable(exc, directory) from exc
         state.serial = new_serial
@@ -66,10 +83,23 @@ class LocalStateStore:
         self._lineage, self._serial = state.lineage, new_serial
 
     def lock(self, operation: str) -> contextlib.AbstractContextManager[LockInfo]:
-        return hold(self._lock, operation)
+        return self._locked(operation)
+
+    @contextlib.contextmanager
+    def _locked(self, operation: str) -> Iterator[LockInfo]:
+        with hold(self._lock, operation, timeout=self.lock_timeout) as info:
+            # Holding the lock, no writer of this state is alive: what temp files remain were
+            # left by killed runs.
+            sweep_temp_files(self.path, self.backup_location)
+            self._took_over = info.took_over
+            try:
+                yield info
+            finally:
+                self._took_over = None
 
     def current_lock(self) -> LockInfo | None:
-        return self._lock.read()
+        # A file left by a killed run is not a lock: nothing holds it.
+        return self._lock.read() if self._lock.is_held() else None
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         return self._lock.force_unlock(lock_id)
@@ -90,6 +120,40 @@ class LocalStateStore:
                 f"(serial {self._serial})"
             )
 
+    def _refuse_if_evidence(self) -> None:
+        """A missing state with a backup, a journal or a lock left by a run that had found a
+        state is not "no state yet": refuse rather than create every chat again."""
+        evidence = [p for p in (self.backup_location, self.path + JOURNAL_SUFFIX) if _exists(p)]
+        left = self._lock_left_behind()
+        if left is not None:
+            evidence.append(f"{self._lock.path} (left by {left.operation} of {left.who})")
+        if not evidence:
+            return
+        restore = (
+            f"restore it with: cp {self.backup_location} {self.path}; "
+            if _exists(self.backup_location)
+            else ""
+        )
+        raise StateError(
+            f"the state file {self.path} is missing, but {', '.join(evidence)} "
+            f"say{'s' if len(evidence) == 1 else ''} a state existed: refusing to start from an "
+            f"empty state (every chat would be created again)",
+            hint=f"check --state (or PROVISION_STATE) names the right file; {restore}"
+            f"to start afresh on purpose, move those files out of the way first",
+        )
+
+    def _lock_left_behind(self) -> LockInfo | None:
+        """The lock file of a run that had found a state (ours, when we hold it, says what we
+        took over)."""
+        held = self._lock.held
+        try:
+            info = self._lock.read() if held is None else self._took_over
+        except StateError:
+            return None
+        if info is None or not info.state_existed:
+            return None
+        return info
+
     def _backup(self) -> None:
         """Make ``<state>.backup`` the version about to be replaced.
 
@@ -99,6 +163,13 @@ class LocalStateStore:
         if not os.path.exists(self.path):
             return
         backup = self.backup_location
+        other = peek_lineage(backup)
+        if other is not None and self._lineage is not None and other != self._lineage:
+            raise StateError(
+                f"refusing to replace {backup}: it holds another state (lineage {other}, this "
+                f"one is {self._lineage}); a backup of another lineage is never overwritten",
+                hint=f"nothing was changed; move {backup} away if it is not needed",
+            )
         tmp = f"{backup}.{uuid.uuid4().hex}.tmp"
         try:
             try:
@@ -125,3 +196,7 @@ class LocalStateStore:
             f"cannot write state file {self.path}: {exc.strerror or exc} (directory {directory})",
             hint=f"nothing was changed; {self.path} still holds the previous state",
         )
+
+
+def _exists(path: str) -> bool:
+    return os.path.lexists(path)

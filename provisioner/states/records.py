@@ -14,6 +14,7 @@ This module does no I/O: the stores (``states.local``, ``states.azblob``) read a
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,12 +22,16 @@ from typing import Any
 
 from provisioner import __version__
 from provisioner.errors import StateError
+from provisioner.fsutil import loads_json
 from provisioner.models import CHAT_TYPES, ROLES
 from provisioner.states.settling import Settling, settling_from
 
 STATE_FORMAT_VERSION = 1
 DEFAULT_STATE_PATH = "provision.state.json"
 BACKUP_SUFFIX = ".backup"
+#: Serials count writes: 2**63 - 1 is more than any state will ever see, and what other tools
+#: reading the file (Terraform-style int64) can hold.
+MAX_SERIAL = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,10 @@ class State:
     protected: set[str] = field(default_factory=set)
     # The id of the last saved plan an apply started from, so re-applying it is named as such.
     last_plan_id: str | None = None
+    # Where the chats live (``states.home``): the tenant id and the Graph cloud, recorded the
+    # first time the state is used against Graph. Absent from the file until known.
+    tenant_id: str | None = None
+    cloud: str | None = None
     # True when read from an existing file (or written); False for "no state yet".
     exists: bool = False
     _encoded: dict[str, tuple[ChatRecord, bytes]] = field(default_factory=dict, repr=False)
@@ -171,6 +180,8 @@ class State:
             users=dict(self.users),
             protected=set(self.protected),
             last_plan_id=self.last_plan_id,
+            tenant_id=self.tenant_id,
+            cloud=self.cloud,
             exists=self.exists,
             _encoded=self._encoded,
         )
@@ -201,6 +212,10 @@ class State:
             "tool_version": __version__,
             "last_plan_id": self.last_plan_id,
         }
+        if self.tenant_id is not None:
+            head["tenant_id"] = self.tenant_id
+        if self.cloud is not None:
+            head["cloud"] = self.cloud
         parts = ["{"]
         parts.extend(f"  {_dumps(k)}: {_dumps(v)}," for k, v in head.items())
         parts.append('  "chats": {')
@@ -245,13 +260,28 @@ class _Bad(Exception):
         super().__init__(f"{where}: {what}")
 
 
+def peek_lineage(path: str) -> str | None:
+    """The lineage of the state file at ``path`` from its first lines (None when there is no
+    file or no lineage there): cheap enough to check before every backup."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    found = _LINEAGE.search(head)
+    return found.group(1).decode("ascii") if found else None
+
+
+_LINEAGE = re.compile(rb'"lineage"\s*:\s*"([0-9A-Za-z-]{1,64})"')
+
+
 def decode_state(raw: bytes, path: str, hint: str) -> State:
     """Parse a state file's bytes; any problem is a StateError naming the file."""
     if not raw or raw.isspace():
         raise StateError(f"the state file {path} is empty (truncated?)", hint=hint)
     try:
         # Straight from bytes: a 100,000-chat state is ~100 MB, so no extra decoded copy.
-        data = json.loads(raw)
+        data = loads_json(raw)
     except UnicodeDecodeError as exc:
         raise StateError(f"the state file {path} is not UTF-8 text", hint=hint) from exc
     except json.JSONDecodeError as exc:
@@ -271,12 +301,14 @@ def decode_state(raw: bytes, path: str, hint: str) -> State:
             f"the state file {path} is corrupt: {exc.msg} (line {exc.lineno}, column {exc.colno})",
             hint=hint,
         ) from exc
+    except ValueError as exc:  # NaN, a 5,000-digit number, 100,000 levels of nesting
+        raise StateError(f"the state file {path} is corrupt: {exc}", hint=hint) from exc
     if not isinstance(data, dict) or "lineage" not in data or "format_version" not in data:
         raise StateError(
             f"{path} is not a provision state file (no format_version/lineage)", hint=hint
         )
     version = data["format_version"]
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise StateError(f"the state file {path} has an invalid format_version", hint=hint)
     if version > STATE_FORMAT_VERSION:
         raise StateError(
@@ -297,6 +329,13 @@ def _get(obj: Mapping[str, Any], name: str, where: str, kind: type, optional: bo
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise _Bad(f"{where}.{name}", f"expected {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _short(obj: Mapping[str, Any], name: str) -> str | None:
+    value = _get(obj, name, "$", str, optional=True)
+    if value is not None and not 0 < len(value) <= 256:
+        raise _Bad(f"$.{name}", "expected a short non-empty text")
     return value
 
 
@@ -391,6 +430,8 @@ def _chat_checked(c: Any, where: str) -> ChatRecord:
 def _state_from(data: Mapping[str, Any]) -> State:
     lineage = _get(data, "lineage", "$", str)
     serial = _get(data, "serial", "$", int)
+    if not 0 <= serial <= MAX_SERIAL:
+        raise _Bad("$.serial", f"{serial} is out of range (0 to {MAX_SERIAL})")
     raw_chats = _get(data, "chats", "$", dict)
     chats = {}
     while raw_chats:  # popping frees each parsed chat as soon as its record exists
@@ -430,5 +471,7 @@ def _state_from(data: Mapping[str, Any]) -> State:
         users=dict(users),
         protected=set(protected),
         last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
+        tenant_id=_short(data, "tenant_id"),
+        cloud=_short(data, "cloud"),
         exists=True,
     )

@@ -71,3 +71,16 @@ def test_consistency_soak_short(tmp_path: Path) -> None:
     assert report.plan_exit == 0
     assert report.ambiguous > 0 and report.lookups >= report.ambiguous  # settled each one
     assert "duplicates 0, missing 0, members wrongly removed 0" in report.line()
+
+
+def test_lock_soak_short(tmp_path: Path) -> None:
+    """Two applies started together on one state (a symlink and its target), then one with
+    the lock holder SIGKILLed: never both run, no duplicate, nothing lost (issue 15)."""
+    from soak import lock_soak
+
+    for n, kill in enumerate((False, True)):
+        (tmp_path / str(n)).mkdir()
+        figures = lock_soak.one_round(tmp_path / str(n), seed=7 + n, groups=4, pairs=2, kill=kill)
+        assert figures["both_ran"] == 0 and figures["duplicates"] == 0, figures
+        assert figures["lost"] == 0 and figures["crashes"] == 0 and figures["plan_exit"] == 0
+        assert kill or figures["stopped"] == 1, figures  # one stopped at once, naming the lock

@@ -340,7 +340,11 @@ def test_a_server_that_never_answers_times_out(
     assert code == 1, err
     doc = result_of(out)
     assert doc["summary"]["failed"] == 2
-    assert all("read timeout" in o["error"]["message"] for o in doc["outcomes"])
+    # The read timeout and the total deadline (issue 15) are the same 0.3 s here.
+    assert all(
+        "read timeout" in o["error"]["message"] or "no complete answer" in o["error"]["message"]
+        for o in doc["outcomes"]
+    )
     # The group creation may have reached Graph: its journal entry stays for the next run.
     assert set(LocalStateStore("provision.state.json").read().intents) == {"group-000"}
 

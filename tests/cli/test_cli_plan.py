@@ -231,3 +231,31 @@ def test_read_only_state_directory(
     code, out, _ = run(capsys, "plan", "chats.yaml", "--no-refresh")  # reading needs no lock
     assert code == 0 and "No changes." in out
     assert snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("target", ["chats.yaml", "provision.state.json", "notes.txt", "dir"])
+def test_out_never_overwrites_a_file_that_is_not_a_plan(capsys, workdir: Path, target: str) -> None:
+    record_all(workdir / "provision.state.json")
+    (workdir / "notes.txt").write_text("mine\n")
+    (workdir / "dir").mkdir()
+    before = snapshot(workdir)
+    capsys.readouterr()
+    code, out, err = run(capsys, "plan", "chats.yaml", "--no-refresh", "--out", target)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert target in err
+    assert snapshot(workdir) == before
+    if target in ("chats.yaml", "notes.txt"):
+        assert "--force" in err
+        code, _, _ = run(capsys, "plan", "chats.yaml", "--no-refresh", "--out", target, "--force")
+        assert code == 0 and load_plan(workdir / target).state_serial >= 1
+    if target == "provision.state.json":
+        assert "is the state file" in err
+        code, _, err = run(capsys, "plan", "chats.yaml", "--no-refresh", "--out", target, "--force")
+        assert code == 1 and snapshot(workdir) == before
+
+
+def test_out_replaces_a_plan_of_ours(capsys, workdir: Path) -> None:
+    for _ in range(2):
+        code, _, _ = run(capsys, "plan", "chats.yaml", "--no-refresh", "--out", "p.plan")
+        assert code == 0
+    assert load_plan(workdir / "p.plan").state_serial == 0

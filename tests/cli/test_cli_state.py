@@ -15,7 +15,7 @@ from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.cli.main import main
 from provisioner.states.local import LocalStateStore
-from provisioner.states.lock import FileLock
+from provisioner.states.lock import FileLock, new_lock_info
 from provisioner.states.records import ChatRecord, Intent, MemberRecord
 
 A = "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"
@@ -141,12 +141,18 @@ def test_locked_state_fails_at_once_with_holder_details(capsys, state_file: Path
     code, _, err = run(capsys, "state", "rm", "project-x", "--state", str(state_file))
     assert code == 1
     assert held.id in err and "apply" in err and held.who in err
-    assert f"provision force-unlock {held.id}" in err
+    assert f"stop process {os.getpid()}" in err
     lock.release(held.id)
 
 
 def test_force_unlock(capsys, state_file: Path) -> None:
-    held = FileLock(str(state_file)).acquire("apply")
+    lock = FileLock(str(state_file))
+    live = lock.acquire("apply")
+    code, _, err = run(capsys, "force-unlock", live.id, "--state", str(state_file))
+    assert code == 1 and "held by a running process" in err and f"stop process {os.getpid()}" in err
+    lock.release(live.id)
+    held = new_lock_info("apply", str(state_file))  # left by a run that was killed
+    Path(str(state_file) + ".lock").write_text(held.to_json())
     code, _, err = run(capsys, "force-unlock", "not-it", "--state", str(state_file))
     assert code == 1 and "does not match" in err and held.id in err
     code, out, _ = run(capsys, "force-unlock", held.id, "--state", str(state_file))
@@ -157,16 +163,13 @@ def test_force_unlock(capsys, state_file: Path) -> None:
 
 
 def test_stale_lock_is_taken_over_with_a_note(capsys, state_file: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    held = FileLock(str(state_file)).acquire("apply")
-    lock_path = Path(str(state_file) + ".lock")
-    lock_path.write_text(
-        lock_path.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {proc.pid}')
-    )
+    # Whatever pid it names (here a live one: ours), a lock file whose OS lock nobody holds
+    # was left by a run that is gone.
+    held = new_lock_info("apply", str(state_file))
+    Path(str(state_file) + ".lock").write_text(held.to_json())
     code, _, err = run(capsys, "state", "rm", "pending", "--state", str(state_file))
     assert code == 0
-    assert "took over a stale lock" in err and str(proc.pid) in err and held.who in err
+    assert "took over a stale lock" in err and str(os.getpid()) in err and held.who in err
 
 
 SLOW_RM = textwrap.dedent(

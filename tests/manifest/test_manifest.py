@@ -310,3 +310,33 @@ def test_fast_path_takes_plain_valid_manifests() -> None:
 def test_schema_is_reachable_from_the_manifest_module() -> None:
     assert manifest.schema_path().is_file()
     assert manifest.load_schema()["$schema"].endswith("2020-12/schema")
+
+
+def test_a_huge_invalid_manifest_lists_the_first_problems_and_counts_the_rest(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from provisioner.manifest.load import MAX_DIAGNOSTICS_PER_FILE, validate_paths
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nchats:\n" + "- {}\n" * 100_000)
+    started = time.perf_counter()
+    result = validate_paths([str(path)])
+    took = time.perf_counter() - started
+    assert len(result.diagnostics) == MAX_DIAGNOSTICS_PER_FILE + 1
+    last = result.diagnostics[-1]
+    assert "100000 of its 100000 chats have errors" in str(last)
+    assert all(d.line > 0 for d in result.diagnostics[:-1])
+    assert took < 20  # was minutes (every error built); now the fast path counts the rest
+
+
+def test_many_rule_errors_are_capped_with_an_exact_count(tmp_path: Path) -> None:
+    from provisioner.manifest.load import MAX_DIAGNOSTICS_PER_FILE, validate_paths
+
+    chat = "- {key: same, chatType: group, members: [{user: a@x.com}, {user: b@x.com}]}\n"
+    path = tmp_path / "dup.yaml"
+    path.write_text("version: 1\nchats:\n" + chat * 300)
+    result = validate_paths([str(path)])
+    assert len(result.diagnostics) == MAX_DIAGNOSTICS_PER_FILE + 1
+    assert "199 more in this file" in str(result.diagnostics[-1])

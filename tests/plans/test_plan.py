@@ -224,3 +224,39 @@ def test_lifecycle_fields_round_trip(tmp_path: Path) -> None:
     loaded = load_plan(tmp_path / "r")
     assert loaded == only_drift and loaded.has_changes  # drift: something to record
     assert not replace(only_drift, drift=()).has_changes
+
+
+@pytest.mark.parametrize(
+    "serial, what",
+    [("7" * 5000, "digits"), ("NaN", "NaN"), ("-3", "out of range"), ("1e400", "out of range")],
+)
+def test_plan_file_with_hostile_numbers_is_refused_clearly(
+    tmp_path: Path, serial: str, what: str
+) -> None:
+    path = tmp_path / "p.plan"
+    save_plan(rich_plan(), path)
+    text = path.read_text()
+    document = json.loads(text)
+    payload = document["plan"]
+    payload["state"]["serial"] = "__SERIAL__"
+    from provisioner.plans.files import plan_digest
+
+    raw = json.dumps({**document, "plan": payload})
+    # The digest is recomputed as a forger would, so only the number check can refuse it.
+    if what == "out of range":
+        payload["state"]["serial"] = json.loads(serial)
+        document = {**document, "plan": payload, "digest": plan_digest(payload)}
+        raw = json.dumps(document)
+    else:
+        raw = raw.replace('"__SERIAL__"', serial)
+    path.write_text(raw)
+    with pytest.raises(PlanError, match=r"not a provision plan file|modified") as err:
+        load_plan(path)
+    assert "Traceback" not in str(err.value)
+
+
+def test_deeply_nested_plan_file_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "p.plan"
+    path.write_text('{"kind": "provision-plan", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(PlanError, match="nested too deeply"):
+        load_plan(path)

@@ -14,16 +14,11 @@ import pytest
 from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.errors import LockError, StateError
-from provisioner.states.lock import FileLock, LockInfo, hold, is_stale, process_start
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+from provisioner.states.lock import FileLock, LockInfo, hold
 
 
 def write_lock(path: Path, **overrides: object) -> LockInfo:
+    """A lock file as a killed run leaves it: holder info, no OS lock held."""
     info = LockInfo(
         id="11111111-2222-3333-4444-555555555555",
         operation="apply",
@@ -31,7 +26,6 @@ def write_lock(path: Path, **overrides: object) -> LockInfo:
         pid=os.getpid(),
         created="2024-01-01T00:00:00+00:00",
         host=socket.gethostname(),
-        pid_start=process_start(os.getpid()),
     )
     info = dataclasses.replace(info, **overrides)  # type: ignore[arg-type]
     Path(str(path) + ".lock").write_text(info.to_json())
@@ -62,48 +56,38 @@ def test_second_run_fails_at_once_naming_the_holder(tmp_path: Path) -> None:
     text = str(err.value)
     for detail in (first.id, "apply", first.who, str(os.getpid()), first.created):
         assert detail in text
-    assert f"provision force-unlock {first.id}" in text
+    assert f"stop process {os.getpid()}" in text
 
 
-def test_stale_lock_of_dead_process_is_taken_over(tmp_path: Path) -> None:
+def test_lock_file_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    # The file is there but no process holds its OS lock: whatever pid or host it names
+    # (even ours, even another host's), the kernel says the holder is gone.
     state = tmp_path / "s.json"
-    stale = write_lock(state, pid=dead_pid(), pid_start=None)
-    info = FileLock(str(state)).acquire("apply")
-    assert info.took_over == stale
-    assert info.id != stale.id
-    assert FileLock(str(state)).read() == dataclasses.replace(info, took_over=None)
+    for overrides in ({}, {"host": "other-host"}, {"pid": 2**32 - 1}):
+        left = write_lock(state, **overrides)
+        info = FileLock(str(state)).acquire("apply")
+        assert info.took_over == left
+        assert info.id != left.id
+        lock = FileLock(str(state))
+        assert lock.read() == dataclasses.replace(info, took_over=None, state_existed=False)
+        assert lock.is_held()
+        os.unlink(str(state) + ".lock")  # (the holder object is gone; the fd stays open)
 
 
-def test_lock_of_reused_pid_is_stale(tmp_path: Path) -> None:
-    # Our own pid is alive, but the lock says it was started at another time: the process
-    # that took the lock is gone and the pid was reused.
-    start = process_start(os.getpid())
-    if start is None:
-        pytest.skip("process start times need /proc")
-    stale = write_lock(tmp_path / "s.json", pid_start=start + 1)
-    assert is_stale(stale, socket.gethostname())
-    info = FileLock(str(tmp_path / "s.json")).acquire("apply")
-    assert info.took_over == stale
-
-
-def test_live_lock_on_this_host_is_not_taken_over(tmp_path: Path) -> None:
-    held = write_lock(tmp_path / "s.json")  # our pid, our start time: alive
-    with pytest.raises(LockError, match="locked by another run"):
-        FileLock(str(tmp_path / "s.json")).acquire("apply")
-    assert FileLock(str(tmp_path / "s.json")).read() == held
-
-
-def test_lock_from_another_host_is_never_taken_over(tmp_path: Path) -> None:
-    held = write_lock(tmp_path / "s.json", host="other-host", pid=dead_pid())
-    with pytest.raises(LockError) as err:
-        FileLock(str(tmp_path / "s.json")).acquire("apply")
-    assert f"provision force-unlock {held.id}" in str(err.value)
-    assert FileLock(str(tmp_path / "s.json")).read() == held
+def test_lock_with_a_huge_or_negative_pid_is_reported_not_a_crash(tmp_path: Path) -> None:
+    for pid in ("1" * 5000, "-1", "1e308", "NaN"):
+        (tmp_path / "s.json.lock").write_text(
+            '{"id": "x", "operation": "apply", "who": "a@b", "pid": '
+            + pid
+            + ', "created": "c", "host": "h"}'
+        )
+        with pytest.raises(LockError, match="not readable"):
+            FileLock(str(tmp_path / "s.json")).read()
 
 
 def test_force_unlock_needs_the_right_id(tmp_path: Path) -> None:
     lock = FileLock(str(tmp_path / "s.json"))
-    held = write_lock(tmp_path / "s.json", host="other-host")
+    held = write_lock(tmp_path / "s.json", host="other-host")  # left behind: no OS lock
     with pytest.raises(LockError, match="does not match"):
         lock.force_unlock("wrong-id")
     assert lock.read() == held
@@ -113,21 +97,37 @@ def test_force_unlock_needs_the_right_id(tmp_path: Path) -> None:
         lock.force_unlock(held.id)
 
 
+def test_force_unlock_never_removes_a_live_holders_lock(tmp_path: Path) -> None:
+    holder = FileLock(str(tmp_path / "s.json"))
+    mine = holder.acquire("apply")
+    with pytest.raises(LockError, match="held by a running process") as err:
+        FileLock(str(tmp_path / "s.json")).force_unlock(mine.id)
+    assert f"stop process {os.getpid()}" in str(err.value)
+    assert FileLock(str(tmp_path / "s.json")).is_held()
+    assert holder.release(mine.id)
+
+
 def test_release_never_removes_someone_elses_lock(tmp_path: Path) -> None:
     lock = FileLock(str(tmp_path / "s.json"))
     mine = lock.acquire("apply")
-    lock.force_unlock(mine.id)  # a person removed it...
-    theirs = lock.acquire("plan")  # ...and another run took it
-    assert not lock.release(mine.id)
-    assert lock.read() == dataclasses.replace(theirs, took_over=None)
+    assert not lock.release("another-id")
+    assert FileLock(str(tmp_path / "s.json")).is_held()
+    assert lock.release(mine.id)
+    other = FileLock(str(tmp_path / "s.json"))
+    theirs = other.acquire("plan")
+    assert not lock.release(mine.id)  # released once; the new holder's lock stays
+    assert other.read() == dataclasses.replace(theirs, took_over=None)
+    assert FileLock(str(tmp_path / "s.json")).is_held()
 
 
 def test_unreadable_lock_file_is_reported_not_guessed(tmp_path: Path) -> None:
     (tmp_path / "s.json.lock").write_text("{not json")
     with pytest.raises(LockError, match="not readable") as err:
-        FileLock(str(tmp_path / "s.json")).acquire("apply")
+        FileLock(str(tmp_path / "s.json")).read()
     assert "delete" in str(err.value)
-    assert (tmp_path / "s.json.lock").read_text() == "{not json"
+    # Not held by any process: the next run takes it (nothing could be using the state).
+    info = FileLock(str(tmp_path / "s.json")).acquire("apply")
+    assert info.took_over is None
 
 
 def test_hold_releases_on_error_and_interrupt(tmp_path: Path) -> None:
@@ -166,8 +166,9 @@ def test_killed_holder_leaves_a_lock_the_next_run_takes_over(tmp_path: Path) -> 
     try:
         assert proc.stdout is not None
         held_id = proc.stdout.readline().strip()
-        with pytest.raises(LockError):  # alive: not taken over
+        with pytest.raises(LockError) as err:  # alive: not taken over
             FileLock(state).acquire("apply")
+        assert held_id in str(err.value) and str(proc.pid) in str(err.value)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -197,7 +198,7 @@ def test_racing_runs_take_a_stale_lock_over_exactly_once(tmp_path: Path) -> None
     import time
 
     state = tmp_path / "s.json"
-    write_lock(state, pid=dead_pid(), pid_start=None)
+    write_lock(state, pid=2**31)
     start = str(time.time() + 1.0)
     procs = [
         subprocess.Popen(
@@ -206,7 +207,47 @@ def test_racing_runs_take_a_stale_lock_over_exactly_once(tmp_path: Path) -> None
         for _ in range(4)
     ]
     results = sorted(p.communicate(timeout=30)[0].strip() for p in procs)
-    # Exactly one wins: usually the one that removed the stale lock, but a run that arrives
-    # just after the removal may create its lock first (then it has nothing to take over).
     assert sum(r.startswith("got") for r in results) == 1, results
     assert results.count("refused") == 3, results
+
+
+WAITER = textwrap.dedent(
+    """
+    import sys
+    from provisioner.states.lock import FileLock
+    info = FileLock(sys.argv[1]).acquire("apply", timeout=float(sys.argv[2]))
+    print("got", info.id, flush=True)
+    """
+)
+
+
+def test_a_run_with_a_lock_timeout_waits_for_the_holder(tmp_path: Path) -> None:
+    state = str(tmp_path / "s.json")
+    holder = FileLock(state)
+    held = holder.acquire("apply")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITER, state, "30"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        import time
+
+        time.sleep(1.0)
+        assert proc.poll() is None  # still waiting
+        holder.release(held.id)
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        proc.kill()
+    assert out.startswith("got ")
+
+
+def test_every_spelling_of_one_file_shares_the_lock(tmp_path: Path) -> None:
+    from provisioner.states.local import LocalStateStore
+
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "s.json"
+    target.write_text("{}")
+    (tmp_path / "link.json").symlink_to(target)
+    a = LocalStateStore(str(tmp_path / "link.json"))
+    b = LocalStateStore(str(tmp_path / "real" / ".." / "real" / "s.json"))
+    with a.lock("apply"), pytest.raises(LockError, match="locked by another run"), b.lock("x"):
+        pass

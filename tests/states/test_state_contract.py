@@ -21,6 +21,8 @@ def _local(tmp_path: Path) -> Backend:
         new_store=lambda: LocalStateStore(path),
         put_raw=put_raw,
         read_backup=lambda: LocalStateStore(str(path) + ".backup").read(),
+        delete=path.unlink,
+        force_unlock_breaks_a_live_lock=False,
     )
 
 
@@ -37,11 +39,15 @@ def _azblob(request: pytest.FixtureRequest) -> Backend:
         store = open_azblob_store(spec, env=azurite.env)
         store._blob.upload_blob(data, overwrite=True)
 
+    def delete() -> None:
+        open_azblob_store(spec, env=azurite.env)._blob.delete_blob()
+
     return Backend(
         name="azblob",
         new_store=new_store,  # type: ignore[arg-type]
         put_raw=put_raw,
         read_backup=lambda: open_azblob_store(spec + ".backup", env=azurite.env).read(),
+        delete=delete,
     )
 
 
