@@ -59,11 +59,15 @@ class Bench:
 def _azurite_missing() -> str | None:
     sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from azurite_support import find_azurite
+        from azurite_support import ensure_azurite
     except ImportError as exc:  # the azure extra is not installed
         return f"the azure extra is missing ({exc.name})"
-    if find_azurite() is None:
-        return "Azurite is not installed (npm install --prefix .ci/azurite azurite)"
+    try:
+        found = ensure_azurite()
+    except RuntimeError as exc:
+        return str(exc)
+    if found is None:
+        return "Azurite is not installed (python tests/azurite_support.py install)"
     return None
 
 
@@ -90,6 +94,14 @@ BENCHES = [
         ["--quick"],
         "`provision apply` throughput against the emulator enforcing Graph's limits, at the "
         "documented and at half the limits, vs a naive client and a sequential one",
+    ),
+    Bench(
+        "progress",
+        "bench_progress.py",
+        [],
+        ["--members-chats", "20", "--members-each", "2", "--creations", "120"],
+        "apply's ETA at 25/50/75 % of a member-heavy and a creation-heavy run against the "
+        "emulator's documented limits vs the time the run then still took",
     ),
     Bench(
         "refresh",

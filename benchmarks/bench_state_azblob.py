@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from azure.storage.blob import BlobServiceClient
-from azurite_support import ACCOUNT, KEY, Azurite, find_azurite
+from azurite_support import ACCOUNT, KEY, Azurite, ensure_azurite
 
 from provisioner.states.azblob import AzureBlobStateStore
 from provisioner.states.azblob_conn import BlobLocation
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args(argv)
 
-    executable = find_azurite()
+    executable = ensure_azurite()
     if executable is None:
         print("Azurite is not installed; see tests/azurite_support.py", file=sys.stderr)
         return 1

@@ -51,10 +51,13 @@ class ProvisionError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: More than the one line a user needs (e.g. Azure Identity's chain of attempted
+        #: credentials): printed only with ``--debug``. Never a secret.
+        self.detail = detail
 
     def __str__(self) -> str:
         if self.hint:

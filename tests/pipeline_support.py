@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +207,120 @@ def provision(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.Compl
         text=True,
         timeout=300,
     )
+
+
+# --- the composite action (action.yml), run step by step as GitHub's runner does ------------
+
+ACTION = ROOT / "action.yml"
+_EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+
+
+def _evaluate(text: str, inputs: Mapping[str, str], steps: Mapping[str, dict[str, str]]) -> str:
+    """``${{ inputs.X }}`` and ``${{ steps.ID.outputs.X }}``, the only expressions action.yml
+    may use (anything else is an error here, so the tests notice)."""
+
+    def one(match: re.Match[str]) -> str:
+        parts = match.group(1).split(".")
+        if parts[0] == "inputs" and len(parts) == 2:
+            return inputs[parts[1]]
+        if parts[0] == "steps" and len(parts) == 4 and parts[2] == "outputs":
+            return steps.get(parts[1], {}).get(parts[3], "")
+        raise ValueError(f"action.yml: expression not supported by the test runner: {match[0]}")
+
+    return _EXPRESSION.sub(one, text)
+
+
+@dataclass
+class ActionRun:
+    returncode: int
+    outputs: dict[str, str]
+    stdout: str
+    stderr: str
+    steps: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def run_action(with_: Mapping[str, str], env: dict[str, str], cwd: Path = ROOT) -> ActionRun:
+    """Run action.yml's steps with bash like GitHub's runner: inputs from ``with_`` over the
+    defaults (a required one missing is an error), each step's env evaluated, its
+    $GITHUB_OUTPUT read back, $GITHUB_PATH prepended to PATH for the steps after, and the run
+    stopped at the first failing step. ``env`` is the job's environment (see `base_env`)."""
+    action = load(ACTION)
+    declared = action["inputs"]
+    unknown = set(with_) - set(declared)
+    assert not unknown, f"inputs action.yml does not declare: {unknown}"
+    inputs = {name: str(spec.get("default", "")) for name, spec in declared.items()}
+    inputs.update(with_)
+    for name, spec in declared.items():
+        assert not (spec.get("required") and name not in with_), f"input {name} is required"
+    steps: dict[str, dict[str, str]] = {}
+    stdout, stderr = [], []
+    path_file = Path(env["RUNNER_TEMP"]) / "GITHUB_PATH"
+    returncode = 0
+    for step in action["runs"]["steps"]:
+        output_file = Path(env["RUNNER_TEMP"]) / f"output-{step['id']}"
+        output_file.write_text("", encoding="utf-8")
+        path_file.touch()
+        added = [p for p in path_file.read_text(encoding="utf-8").splitlines() if p]
+        step_env = {
+            **env,
+            "GITHUB_OUTPUT": str(output_file),
+            "GITHUB_PATH": str(path_file),
+            "PATH": os.pathsep.join([*reversed(added), env["PATH"]]),
+        }
+        step_env.update({k: _evaluate(str(v), inputs, steps) for k, v in step["env"].items()})
+        assert step["shell"] == "bash"
+        done = run_bash(_evaluate(step["run"], inputs, steps), step_env, cwd=cwd)
+        stdout.append(done.stdout)
+        stderr.append(done.stderr)
+        steps[step["id"]] = outputs(output_file)
+        if done.returncode != 0:
+            returncode = done.returncode
+            break
+    result = {
+        name: _evaluate(str(spec["value"]), inputs, steps)
+        for name, spec in action["outputs"].items()
+    }
+    return ActionRun(returncode, result, "".join(stdout), "".join(stderr), steps)
+
+
+def preinstall_action(env: Mapping[str, str]) -> Path:
+    """Make the action's install step find this checkout's provision as if it had installed
+    the pinned version already (a venv of the job, from an earlier use of the action): the
+    install step then only puts it on PATH. The real install is tested once, offline
+    (tests/acceptance/test_action.py)."""
+    from provisioner import __version__
+
+    venv_bin = Path(env["RUNNER_TEMP"]) / f"teams-provision-{__version__}" / "bin"
+    venv_bin.mkdir(parents=True, exist_ok=True)
+    link = venv_bin / "provision"
+    if not link.exists():
+        link.symlink_to(VENV_BIN / "provision")
+    return venv_bin
+
+
+def run_workflow_action(
+    job: str,
+    step_id: str,
+    env: dict[str, str],
+    cwd: Path = ROOT,
+    steps: Mapping[str, Mapping[str, str]] | None = None,
+) -> ActionRun:
+    """Run a workflow step that uses this repository's action (``OWNER/provision@vX``) with
+    its ``with:`` evaluated: ``${{ env.X }}``, ``${{ runner.temp }}`` and
+    ``${{ steps.ID.outputs.X }}`` (from ``steps``)."""
+    step = github_step(job, step_id)
+    assert re.fullmatch(r"OWNER/provision@v[\w.]+", step["uses"]), step["uses"]
+    workflow_env = {**load(GITHUB_WORKFLOW).get("env", {}), **env}
+
+    def one(match: re.Match[str]) -> str:
+        parts = match.group(1).split(".")
+        if parts[0] == "env" and len(parts) == 2:
+            return str(workflow_env[parts[1]])
+        if parts == ["runner", "temp"]:
+            return env["RUNNER_TEMP"]
+        if parts[0] == "steps" and len(parts) == 4 and parts[2] == "outputs":
+            return (steps or {}).get(parts[1], {}).get(parts[3], "")
+        raise ValueError(f"expression not supported by the test runner: {match[0]}")
+
+    with_ = {k: _EXPRESSION.sub(one, str(v)) for k, v in step.get("with", {}).items()}
+    return run_action(with_, env, cwd=cwd)

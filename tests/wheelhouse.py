@@ -120,10 +120,11 @@ def embedded_setuptools() -> Path:
     return max(wheels, key=lambda p: Version(p.name.split("-")[1]))
 
 
-def build(dest: Path, root: str = "provision") -> list[Path]:
-    """Fill ``dest`` with the wheels ``pip install --no-index`` of ``root`` needs."""
+def build(dest: Path, root: str = "teams-provision", extras: Iterable[str] = ()) -> list[Path]:
+    """Fill ``dest`` with the wheels ``pip install --no-index`` of ``root`` (with ``extras``)
+    needs."""
     dest.mkdir(parents=True, exist_ok=True)
-    made = [repack(dist, dest) for dist in runtime_closure(root)]
+    made = [repack(dist, dest) for dist in runtime_closure(root, extras)]
     setuptools = embedded_setuptools()
     target = dest / setuptools.name
     target.write_bytes(setuptools.read_bytes())

@@ -47,6 +47,9 @@ class RequestStats:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._forward = forward
+        #: Told of every answer below 400, in the thread that made the request (the executor
+        #: counts it to the change that thread is working on).
+        self.on_success: Callable[[], None] | None = None
         self.requests = 0  # answers received (every attempt of every request)
         self.throttled = 0  # 429s and 503s with Retry-After
         self.retries = 0  # retries for other reasons (5xx, dropped connections)
@@ -54,17 +57,22 @@ class RequestStats:
         self.by_status: Counter[int] = Counter()
 
     def __call__(self, kind: str, info: Mapping[str, Any]) -> None:
+        succeeded = False
         with self._lock:
             if kind == "response":
                 self.requests += 1
-                self.by_status[int(info.get("status", 0))] += 1
+                status = int(info.get("status", 0))
+                self.by_status[status] += 1
                 self._local.requests = getattr(self._local, "requests", 0) + 1
+                succeeded = status < 400
             elif kind == "throttled":
                 self.throttled += 1
             elif kind == "retry":
                 self.retries += 1
             elif kind == "token_refresh":
                 self.token_refreshes += 1
+        if succeeded and self.on_success is not None:
+            self.on_success()
         if self._forward is not None:
             self._forward(kind, info)
 
@@ -82,9 +90,17 @@ class Progress:
     requests: int
     throttled: int
     waiting: tuple[tuple[str, str], ...] = ()  # (key, what it waits for), chats put aside
+    # The work, in the Graph requests the plan needs (`provisioner.apply.work`): what the
+    # progress display measures, since chats differ a hundredfold in what they take.
+    work_total: int = 0
+    work_done: int = 0
+    work_rate: float = 0.0  # requests per second, recent
+    eta_s: float | None = None
+    retries: int = 0
 
     @property
     def rate(self) -> float:
+        """Chats finished per second, over the whole run."""
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
 

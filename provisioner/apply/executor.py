@@ -30,9 +30,10 @@ from provisioner.apply.control import ApplyListener, Cancelled, Progress, Reques
 from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
 from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply.steps import ChatSteps
+from provisioner.apply.work import WorkMeter
 from provisioner.errors import AuthError, StateError
 from provisioner.graph.errors import GraphAuthError, GraphConnectionError, GraphPermissionError
-from provisioner.graph.pacing import DOCUMENTED_LIMITS, Pacer, Scope
+from provisioner.graph.pacing import CHAT_MEMBERS, DOCUMENTED_LIMITS, Pacer, Scope
 from provisioner.plans.types import Change, Plan
 from provisioner.states.records import State
 from provisioner.states.writer import StateWriter
@@ -73,6 +74,7 @@ class ApplyOptions:
 @dataclass
 class _Task:
     change: Change
+    index: int = 0  # in the plan's actionable changes (the work meter's account)
     steps: Steps | None = None
     outcome: Outcome | None = None
     acted: bool = False  # recorded something in the state (else stopping it skips it)
@@ -164,7 +166,13 @@ class Executor:
         self._lookup_requests = 0
         self._settle_seconds = 0.0
         self._waiting: dict[str, str] = {}
-        self._tasks = [_Task(c) for c in plan.actionable]
+        self._tasks = [_Task(c, n) for n, c in enumerate(plan.actionable)]
+        self._work = WorkMeter(
+            [t.change for t in self._tasks], lambda chat: self._interval(CHAT_MEMBERS, chat)
+        )
+        self._started = clock()
+        if stats is not None:
+            stats.on_success = self._succeeded
         ctx = StepContext(
             client=client,
             record=self._record,
@@ -195,7 +203,7 @@ class Executor:
     def run(self) -> ApplyResult:
         """Run every change; returns when all are done, or after a stop (bounded by
         ``grace_s``). A KeyboardInterrupt in the calling thread aborts at once."""
-        started = self._clock()
+        started = self._started = self._clock()
         # Written with the first change: a saved plan is then refused as "already applied".
         self._writer.state.last_plan_id = self.plan.plan_id  # no worker runs yet
         total = len(self._tasks)
@@ -302,6 +310,7 @@ class Executor:
             self._done += 1
             if outcome.status == FAILED:
                 self._failed += 1
+        self._work.finish(task.index)
         self.listener.finished(outcome)
 
     # -- what the steps use -----------------------------------------------------------------
@@ -330,6 +339,14 @@ class Executor:
                 self._claimed[kind] = now + 1.0 / self._pacer.rate(scope)
             return max(0.0, wait)
 
+    def _succeeded(self) -> None:
+        """A request of this worker's change succeeded (`RequestStats.on_success`): one more
+        request of its work is done. Counted per request, not per step: a step may make
+        several (a worker held by the pacer for a chat's member limit goes on to the next)."""
+        task = getattr(self._current, "task", None)
+        if task is not None:
+            self._work.advance(task.index, 1, self._clock() - self._started)
+
     def _reconciled(self, requests: int, seconds: float) -> None:
         with self._cond:
             self._lookups += 1
@@ -347,15 +364,25 @@ class Executor:
 
     def _progress(self, started: float) -> Progress:
         stats = self.stats
+        now = self._clock()
+        with self._cond:  # some change may go now: the work's rate counts this time
+            busy = self._active > 0 or bool(self._heap and self._heap[0].at <= now)
+        elapsed = now - started
+        work = self._work.snapshot(elapsed, busy=busy)
         return Progress(
             total=len(self._tasks),
             done=self._done,
             failed=self._failed,
             in_flight=self._active,
-            elapsed=self._clock() - started,
+            elapsed=elapsed,
             requests=stats.requests if stats else 0,
             throttled=stats.throttled if stats else 0,
             waiting=tuple(sorted(self._waiting.items())),
+            work_total=work.total,
+            work_done=work.done,
+            work_rate=work.rate,
+            eta_s=work.eta_s,
+            retries=stats.retries if stats else 0,
         )
 
     def _result(self, started: float) -> ApplyResult:
@@ -383,4 +410,6 @@ class Executor:
             lookup_requests=self._lookup_requests,
             settle_seconds=self._settle_seconds,
             state_writes=self._writer.writes,
+            work_total=self._work.total,
+            work_done=self._work.snapshot(self._clock() - started).done,
         )

@@ -26,6 +26,8 @@ from provisioner.cli.options import (
     FiniteRange,
     connection_for,
     connection_options,
+    lock_timeout,
+    lock_timeout_option,
     note,
     note_takeover,
     stacked,
@@ -123,6 +125,7 @@ apply_options = stacked(
 @click.command("apply")
 @click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
 @state_option
+@lock_timeout_option
 @apply_options
 @connection_options
 def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
@@ -192,7 +195,7 @@ def _apply(
         # The Graph log covers refresh and apply alike.
         outcome = run_apply(
             target, state_path, state_endpoint(), graph_url=url, credential=credential,
-            settings=settings, hooks=hooks,
+            settings=settings, hooks=hooks, lock_timeout=lock_timeout(),
         )  # fmt: skip
     return _report(outcome, fmt, resume=resume, saved=saved is not None)
 

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING
 
 import click
 
+from provisioner.cli.emulator import EMULATOR_DATA
 from provisioner.cli.options import (
     connection_for,
     connection_options,
+    lock_timeout_option,
     note,
     note_takeover,
+    open_state,
     stacked,
-    state_endpoint,
     state_option,
 )
 from provisioner.errors import InputError
@@ -26,22 +28,45 @@ if TYPE_CHECKING:
     from provisioner.graph.client import GraphClient
 
 
-def open_client(graph_url: str | None, cloud: str, auth: str) -> GraphClient:
-    """A paced Graph client for reads (documented limits), with checked credentials."""
+def open_client(graph_url: str | None, cloud: str, auth: str, emulator: bool) -> GraphClient:
+    """A paced Graph client for reads (documented limits), with checked credentials; or one
+    for the built-in emulator (running until the command ends), as plan and apply use it."""
     # Imported here: requests and the Graph client are not needed for `provision --help`.
+    if emulator:
+        from provisioner.cli.emulator import emulator_session
+        from provisioner.operations.clients import emulator_client
+
+        url = click.get_current_context().with_resource(emulator_session())
+        return emulator_client(url)
     from provisioner.operations.clients import read_client
 
     connection = connection_for(graph_url, cloud, auth)
     return read_client(connection.graph_url, connection.credential)
 
 
+emulator_option = click.option(
+    "--emulator",
+    is_flag=True,
+    help=f"Read from the built-in Graph emulator (tenant in ./{EMULATOR_DATA}), as plan "
+    "and apply --emulator do; no credentials needed.",
+)
+
+
 @click.command("import")
 @click.argument("key")
 @click.argument("chat_id", metavar="CHAT_ID")
 @state_option
+@lock_timeout_option
 @connection_options
+@emulator_option
 def import_command(
-    key: str, chat_id: str, state_path: str, graph_url: str | None, cloud: str, auth: str
+    key: str,
+    chat_id: str,
+    state_path: str,
+    graph_url: str | None,
+    cloud: str,
+    auth: str,
+    emulator: bool,
 ) -> int:
     """Start managing an existing chat: read CHAT_ID from Graph and record it as KEY.
 
@@ -49,12 +74,11 @@ def import_command(
     chat KEY and shows any difference. CHAT_ID is Graph's chat id (19:...@thread.v2).
     """
     from provisioner.operations.adopt import adopt, check_free, check_key
-    from provisioner.states.store import open_store
 
     check_key(key)
-    store = open_store(state_path, state_endpoint())
+    store = open_state(state_path)
     check_free(store.read(), key, chat_id)  # fail before asking for credentials
-    with contextlib.closing(open_client(graph_url, cloud, auth)) as client:
+    with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
         record = adopt(store, client, key, chat_id, on_takeover=note_takeover)
     what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
     click.echo(
@@ -97,7 +121,9 @@ export_options = stacked(
 @click.command("export")
 @export_options
 @state_option
+@lock_timeout_option
 @connection_options
+@emulator_option
 def export_command(
     user: str,
     chat_type: str | None,
@@ -108,6 +134,7 @@ def export_command(
     graph_url: str | None,
     cloud: str,
     auth: str,
+    emulator: bool,
 ) -> int:
     """Write a manifest of the chats USER is in, to bring them under management.
 
@@ -116,14 +143,13 @@ def export_command(
     comments, or use --import-to-state): `provision plan` on it then shows no changes.
     """
     from provisioner.operations.export import export_chats, record_export, render_manifest
-    from provisioner.states.store import open_store
 
     if out and os.path.exists(out) and not force:
         raise InputError(f"{out} exists", hint="pass --force to overwrite it, or another --out")
-    store = open_store(state_path, state_endpoint()) if import_to_state else None
+    store = open_state(state_path) if import_to_state else None
     # Chats the state manages already keep their key in the export.
     managed = {k: r.chat_id for k, r in store.read().chats.items()} if store is not None else {}
-    with contextlib.closing(open_client(graph_url, cloud, auth)) as client:
+    with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
         result = export_chats(client, user, chat_type, managed=managed)
     text = render_manifest(result, graph_url=client.base_url)
     if out:

@@ -40,7 +40,11 @@ BUG_REPORT = (
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="provision")
-@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show tracebacks for internal errors, and the whole story of a failed sign-in.",
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative provisioning of Microsoft Teams chats through Microsoft Graph.
@@ -112,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ProvisionError as exc:
         click.echo(f"Error: {exc}", err=True)
+        if debug and exc.detail:  # e.g. Azure Identity's chain of attempted sign-ins
+            click.echo(exc.detail, err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

@@ -9,6 +9,7 @@ subclasses like every other core call. The command modules import from here (nev
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from provisioner.graph.auth import (
 
 if TYPE_CHECKING:
     from provisioner.states.lock import LockInfo
+    from provisioner.states.store import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,6 +83,79 @@ def state_option(fn: F) -> F:
     )(fn)
 
 
+# -- --lock-timeout ------------------------------------------------------------------------------
+
+_LOCK_TIMEOUT_META = "provision.lock_timeout"
+#: The longest wait --lock-timeout accepts (every input is bounded): a day.
+MAX_LOCK_TIMEOUT = 24 * 3600.0
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as Terraform writes them (``0s``, ``30s``, ``5m``, ``1h30m``,
+    ``500ms``), or a bare number of seconds. Raises ValueError."""
+    text = text.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            value, unit = float(match[1]), match[2]
+            seconds += value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"{text!r} is not a duration (e.g. 30s, 5m, 1h30m)") from None
+    if not 0 <= seconds <= MAX_LOCK_TIMEOUT:
+        raise ValueError(f"{text!r} is out of range (0s to 24h)")
+    return seconds
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _keep_lock_timeout(ctx: click.Context, param: click.Parameter, value: float) -> None:
+    ctx.meta[_LOCK_TIMEOUT_META] = value
+
+
+def lock_timeout_option(fn: F) -> F:
+    """Add ``--lock-timeout DURATION`` to a command that takes the state's lock (read it with
+    `lock_timeout`)."""
+    return click.option(
+        "--lock-timeout",
+        type=Duration(),
+        default="0s",
+        show_default=True,
+        expose_value=False,
+        callback=_keep_lock_timeout,
+        help="How long to wait for another run's lock on the state (e.g. 30s, 5m); "
+        "0s fails at once, naming the holder.",
+    )(fn)
+
+
+def lock_timeout() -> float:
+    """The ``--lock-timeout`` of the running command in seconds (0 when it has none)."""
+    return float(click.get_current_context().meta.get(_LOCK_TIMEOUT_META) or 0.0)
+
+
+def open_state(state_path: str) -> StateStore:
+    """The store for ``--state``, with the command's ``--state-endpoint`` and
+    ``--lock-timeout``."""
+    from provisioner.states.store import open_store
+
+    return open_store(state_path, state_endpoint(), lock_timeout=lock_timeout())
+
+
 def use_color() -> bool:
     # Colour on a terminal only, and never with NO_COLOR set (https://no-color.org).
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -130,11 +205,16 @@ def connection_options(func: F) -> F:
     func = click.option(
         "--auth",
         type=click.Choice(AUTH_MODES),
+        envvar="PROVISION_AUTH",
         default="env",
         show_default=True,
-        help="How to sign in: from environment variables (PROVISION_ACCESS_TOKEN or "
-        "AZURE_TENANT_ID/AZURE_CLIENT_ID with a secret, certificate or federated token), "
-        "an Azure managed identity, or a device code for a person.",
+        help="How to sign in (env PROVISION_AUTH). env: PROVISION_ACCESS_TOKEN, or "
+        "AZURE_TENANT_ID/AZURE_CLIENT_ID with a secret, certificate or federated token "
+        "file, or (GitHub Actions with id-token: write) the job's OIDC token; "
+        "azure-cli: the az login account; azure-pipelines: an Azure DevOps service "
+        "connection (AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, SYSTEM_ACCESSTOKEN); "
+        "managed-identity; device-code for a person. azure-cli and azure-pipelines need "
+        "the azure extra.",
     )(func)
     func = click.option(
         "--cloud",

@@ -11,6 +11,8 @@ import click
 from provisioner.cli.options import (
     connection_for,
     connection_options,
+    lock_timeout,
+    lock_timeout_option,
     note,
     note_takeover,
     stacked,
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 plan_options = stacked(
     [
         state_option,
+        lock_timeout_option,
         click.option(
             "--out", "out", metavar="PLANFILE", help="Save the plan for `provision apply PLANFILE`."
         ),
@@ -126,6 +129,7 @@ def plan(
             refresh_only=refresh_only,
             on_takeover=note_takeover,
             on_refresh=_note_refresh,
+            lock_timeout=lock_timeout(),
         )
     if out:
         save_plan(result, out)

@@ -28,7 +28,10 @@ LINE_EVERY_S = 5.0  # progress line interval when stderr is not a terminal
 class CliProgress(ApplyListener):
     """``bar``: a click progress bar on a terminal; ``lines``: a plain line every few seconds
     (CI logs); ``none``. ``verbose`` adds one line per finished key. All output goes to
-    stderr, from the thread that runs the executor."""
+    stderr, from the thread that runs the executor.
+
+    Both measure the work in Graph requests (`provisioner.apply.work`), not in finished chats:
+    a chat gaining members takes a minute per four of them, a creation one request."""
 
     def __init__(self, mode: str, *, verbose: bool = False, every_s: float = LINE_EVERY_S) -> None:
         self.mode = mode
@@ -41,17 +44,6 @@ class CliProgress(ApplyListener):
 
     def started(self, total: int) -> None:
         self._total = total
-        if self.mode == "bar" and total:
-            self._bar = click.progressbar(
-                length=total,
-                label="Applying",
-                file=sys.stderr,
-                show_eta=True,
-                show_pos=True,
-                show_percent=False,
-                item_show_func=lambda text: text,
-            )
-            self._bar.__enter__()
 
     def finished(self, outcome: Outcome) -> None:
         self._finished.append(outcome)  # deque.append is thread-safe
@@ -63,29 +55,29 @@ class CliProgress(ApplyListener):
             outcome = self._finished.popleft()
             if self.verbose:
                 click.echo(outcome_line(outcome), err=True)
-        if self._bar is not None:
-            status = f"{p.rate:.1f} chats/s, {p.throttled} throttled"
-            if p.failed:
-                status += f", {p.failed} failed"
-            if p.waiting:
-                status += f", {len(p.waiting)} waiting for Graph to list a new chat"
-            self._bar.update(p.done - self._bar.pos, status)
+        if self.mode == "bar" and p.total:
+            self._draw_bar(p)
         elif self.mode == "lines" and (
             p.elapsed - self._last_line >= self.every_s or p.done == p.total
         ):
             if p.done == p.total and self._last_line < 0:
                 return
             self._last_line = p.elapsed if p.done < p.total else -1.0
-            eta = (
-                f", ETA {(p.total - p.done) / p.rate:.0f}s"
-                if p.rate > 0 and 0 < p.done < p.total
-                else ""
+            click.echo(progress_line(p), err=True)
+
+    def _draw_bar(self, p: Progress) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=max(1, p.work_total),
+                label="Applying",
+                file=sys.stderr,
+                show_eta=False,  # ours below: click's assumes every step takes as long
+                show_pos=True,
+                show_percent=False,
+                item_show_func=lambda text: text,
             )
-            click.echo(
-                f"apply: {p.done}/{p.total} done, {p.failed} failed, {p.rate:.1f} chats/s, "
-                f"{p.throttled} throttled{eta}{_waiting(p)}",
-                err=True,
-            )
+            self._bar.__enter__()
+        self._bar.update(p.work_done - self._bar.pos, status_text(p))
 
     def stopping(self, reason: str, in_flight: int, grace_s: float) -> None:
         self.close()
@@ -103,6 +95,38 @@ class CliProgress(ApplyListener):
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
+
+
+def status_text(p: Progress, *, waiting: bool = True) -> str:
+    """Chats, rate, ETA, throttling and failures: what the bar shows beside the requests;
+    ``waiting``: how many chats wait for Graph to list a chat an unknown creation made."""
+    eta = f", ETA {_duration(p.eta_s)}" if p.eta_s is not None and p.done < p.total else ""
+    text = f"{p.done}/{p.total} chats, {p.work_rate:.1f} requests/s{eta}, {p.throttled} throttled"
+    if p.retries:
+        text += f", {p.retries} retried after errors"
+    if p.failed:
+        text += f", {p.failed} failed"
+    if waiting and p.waiting:
+        text += f", {len(p.waiting)} waiting for Graph to list a new chat"
+    return text
+
+
+def progress_line(p: Progress) -> str:
+    """One line for a log: the requests done of the plan's total first, then which chats wait
+    for what (the consistency window, issue 14)."""
+    status = status_text(p, waiting=False)
+    return f"apply: {p.work_done}/{p.work_total} requests, {status}{_waiting(p)}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def progress_mode(quiet: bool | None) -> tuple[str, bool]:

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from provisioner.cli.options import note, note_takeover, state_endpoint, state_option
+from provisioner.cli.options import (
+    lock_timeout_option,
+    note,
+    note_takeover,
+    open_state,
+    state_endpoint,
+    state_option,
+)
 
 if TYPE_CHECKING:
     from provisioner.states.records import MemberRecord
@@ -17,15 +24,31 @@ def state_cmd() -> None:
     """Inspect the state, or stop managing chats (the chats stay in Teams)."""
 
 
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts (one object on stdout).",
+)
+
+
 @state_cmd.command("list")
 @state_option
-def state_list(state_path: str) -> int:
+@format_option
+def state_list(state_path: str, fmt: str) -> int:
     """List the managed chat keys: key, chat type and chat id."""
     from provisioner.states.records import iter_keys
     from provisioner.states.store import open_store
 
     store = open_store(state_path, state_endpoint())
     state = store.read()
+    if fmt == "json":
+        from provisioner.views.state import state_list_json
+
+        click.echo(state_list_json(state, store.location), nl=False)
+        return 0
     if not state.exists:
         note(f"No state at {store.location} yet.")
         return 0
@@ -45,7 +68,8 @@ def state_list(state_path: str) -> int:
 @state_cmd.command("show")
 @click.argument("key")
 @state_option
-def state_show(key: str, state_path: str) -> int:
+@format_option
+def state_show(key: str, state_path: str, fmt: str) -> int:
     """Show what the state records for KEY."""
     import json
 
@@ -58,6 +82,11 @@ def state_show(key: str, state_path: str) -> int:
     intent = state.intents.get(key)
     if record is None and intent is None:
         raise StateError(f"no chat with key {key!r} in the state {store.location}")
+    if fmt == "json":
+        from provisioner.views.state import state_show_json
+
+        click.echo(state_show_json(state, store.location, key), nl=False)
+        return 0
     click.echo(f"# {key}")
     if record is not None:
         click.echo(f"chat_id:    {record.chat_id}")
@@ -102,6 +131,7 @@ def _member_line(m: MemberRecord) -> str:
 @state_cmd.command("rm")
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @state_option
+@lock_timeout_option
 def state_rm(keys: tuple[str, ...], state_path: str) -> int:
     """Stop managing KEY: remove it from the state. The chat stays in Teams.
 
@@ -109,9 +139,8 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
     the existing chat); `provision import KEY CHAT_ID` takes a chat back under management.
     """
     from provisioner.operations.state import remove_keys
-    from provisioner.states.store import open_store
 
-    store = open_store(state_path, state_endpoint())
+    store = open_state(state_path)
     for key, chat_id in remove_keys(store, keys, on_takeover=note_takeover):
         where = f"chat {chat_id}" if chat_id else "any chat created for it"
         click.echo(f"Removed {key} from the state ({where} stays in Teams).")
@@ -120,6 +149,7 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
 
 @state_cmd.command("unbind")
 @state_option
+@lock_timeout_option
 def state_unbind(state_path: str) -> int:
     """Forget the tenant and cloud this state belongs to, to move it on purpose.
 
@@ -129,9 +159,8 @@ def state_unbind(state_path: str) -> int:
     or export records the tenant and cloud it runs against.
     """
     from provisioner.operations.state import unbind
-    from provisioner.states.store import open_store
 
-    store = open_store(state_path, state_endpoint())
+    store = open_state(state_path)
     tenant, cloud = unbind(store, on_takeover=note_takeover)
     click.echo(
         f"Unbound {store.location} from tenant {tenant or '(none)'}, cloud {cloud or '(none)'}; "

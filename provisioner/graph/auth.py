@@ -30,6 +30,7 @@ from provisioner.graph.msal_credentials import (
     ManagedIdentityCredential,
     token_cache_path,
 )
+from provisioner.identity import github_assertion, github_oidc_available
 
 # -- clouds and Graph URLs ---------------------------------------------------------------------
 
@@ -57,7 +58,7 @@ CLOUDS: Mapping[str, Cloud] = {
     ),
 }
 DEFAULT_CLOUD = "global"
-AUTH_MODES = ("env", "managed-identity", "device-code")
+AUTH_MODES = ("env", "managed-identity", "device-code", "azure-cli", "azure-pipelines")
 
 
 def cloud_named(name: str) -> Cloud:
@@ -235,7 +236,8 @@ _NO_CREDENTIALS = (
     "no Graph credentials found",
     "set PROVISION_ACCESS_TOKEN to a bearer token, or AZURE_TENANT_ID and AZURE_CLIENT_ID "
     "with one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
-    "AZURE_FEDERATED_TOKEN_FILE; or use --auth managed-identity or --auth device-code",
+    "AZURE_FEDERATED_TOKEN_FILE (in GitHub Actions, `permissions: id-token: write` does "
+    "instead); or use --auth azure-cli, azure-pipelines, managed-identity or device-code",
 )
 
 
@@ -267,6 +269,13 @@ def credential_from_env(
         )
     if mode == "device-code":
         return _device_code(env, prompt=prompt, http_client=http_client, clock=clock)
+    if mode in ("azure-cli", "azure-pipelines"):
+        # Azure Identity, the optional extra: imported only for these modes.
+        from provisioner.graph import azure_identity
+
+        if mode == "azure-cli":
+            return azure_identity.azure_cli(environ, env.scope, clock=clock)
+        return azure_identity.azure_pipelines(environ, env.scope, env.authority_host, clock=clock)
     if "PROVISION_ACCESS_TOKEN" in environ:
         return StaticToken(environ["PROVISION_ACCESS_TOKEN"])
     return _app_credential(env, http_client=http_client, clock=clock)
@@ -321,6 +330,13 @@ def _app_credential(env: _Env, *, http_client: Any, clock: Callable[[], float]) 
     cert_path = env("AZURE_CLIENT_CERTIFICATE_PATH")
     token_file = env("AZURE_FEDERATED_TOKEN_FILE")
     if not (tenant_id or client_id or secret or cert_path or token_file):
+        if github_oidc_available(env.environ):
+            raise AuthError(
+                "this GitHub Actions job can sign in with its OIDC token, but AZURE_TENANT_ID "
+                "and AZURE_CLIENT_ID are not set",
+                hint="set both (e.g. env: AZURE_CLIENT_ID: ${{ vars.AZURE_CLIENT_ID }}) to the "
+                "app registration with a federated credential for this repository",
+            )
         raise AuthError(_NO_CREDENTIALS[0], hint=_NO_CREDENTIALS[1])
     for name, value in (("AZURE_TENANT_ID", tenant_id), ("AZURE_CLIENT_ID", client_id)):
         if not value:
@@ -356,10 +372,15 @@ def _client_credential(
         return certificate_credential(cert_path, password), "client certificate"
     if token_file:
         return {"client_assertion": assertion_reader(token_file)}, "federated token"
+    if github_oidc_available(env.environ):
+        # GitHub Actions with `id-token: write`: the job's OIDC token, fetched whenever MSAL
+        # needs a new access token (workload identity federation without a token file).
+        return {"client_assertion": github_assertion(env.environ)}, "GitHub OIDC token"
     raise AuthError(
         "AZURE_TENANT_ID and AZURE_CLIENT_ID are set but no client credential is",
         hint="set one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
-        "AZURE_FEDERATED_TOKEN_FILE (or use --auth managed-identity / device-code)",
+        "AZURE_FEDERATED_TOKEN_FILE, give a GitHub Actions job `permissions: id-token: write`, "
+        "or use another --auth (azure-cli, azure-pipelines, managed-identity, device-code)",
     )
 
 

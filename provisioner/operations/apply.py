@@ -175,6 +175,7 @@ def run_apply(
     credential: Credential,
     settings: ApplySettings | None = None,
     hooks: ApplyHooks | None = None,
+    lock_timeout: float = 0.0,
 ) -> ApplyOutcome:
     """Apply ``target`` to the chats at ``graph_url``, under the state's lock. Every change is
     saved to the state as soon as Graph made it (see `provisioner.apply.executor`)."""
@@ -198,7 +199,7 @@ def run_apply(
         stats=stats,
     )
     try:
-        store = open_store(state_path, state_endpoint)
+        store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
             # Before any change: the state's tenant and cloud are this run's (issue 15).
             check_client_home(state, store.location, client)

@@ -100,6 +100,7 @@ def run_plan(
     refresh_only: bool = False,
     on_takeover: OnTakeover | None = None,
     on_refresh: OnRefresh | None = None,
+    lock_timeout: float = 0.0,
 ) -> Plan:
     """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
     builds the client; None: never refresh) holds the state's lock, so no apply changes the
@@ -110,7 +111,7 @@ def run_plan(
     from provisioner.states.store import open_store
 
     desired = load_desired(paths)
-    store = open_store(state_path, state_endpoint)
+    store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
     state = store.read()
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
     if connect is None or not should_refresh(refresh, state):

@@ -289,7 +289,9 @@ class Plan:
             "refresh_only": self.refresh_only,
             "prune": self.prune,
             "users": dict(sorted(self.users.items())),
-            "summary": self.summary,
+            # Renamed keys are counted apart: a moved key also has its own action (issue 17).
+            "summary": {**self.summary, "move": len(self.moves)},
+            "moves": [{"from": old, "to": new} for old, new in self.moves],
             "changes": [c.to_dict() for c in self.changes],
             "drift": [d.to_dict() for d in self.drift],
         }

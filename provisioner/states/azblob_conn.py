@@ -2,7 +2,7 @@
 
 Kept apart from the store (``state_azblob.py``) so that parsing and credential selection are
 plain functions, testable without the Azure SDK installed. The SDK itself is an optional extra
-(``pip install 'provision[azure]'``) and is imported only by :func:`import_azure`.
+(``pip install 'teams-provision[azure]'``) and is imported only by :func:`import_azure`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,22 @@ from urllib.parse import urlsplit
 
 from provisioner.errors import ProvisionError, StateError
 from provisioner.fsutil import is_loopback_host
+from provisioner.identity import (
+    OIDC_REQUEST_URI,
+    SERVICE_CONNECTION,
+    failure,
+    github_assertion,
+    github_oidc_available,
+    pipelines_settings,
+    quiet_azure_logs,
+)
 
 SCHEME = "azblob://"
 ENDPOINT_ENV = "PROVISION_STATE_ENDPOINT"
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_KEY_ENV = "AZURE_STORAGE_KEY"
 SAS_TOKEN_ENV = "AZURE_STORAGE_SAS_TOKEN"
-INSTALL_HINT = "install the Azure extra: pip install 'provision[azure]'"
+INSTALL_HINT = "install the Azure extra: pip install 'teams-provision[azure]'"
 
 # Azure naming rules (Azure Storage "Naming and referencing containers, blobs, and metadata"):
 # accounts 3-24 lowercase letters/digits; containers 3-63 lowercase letters/digits/single
@@ -196,12 +205,91 @@ def connection_for(
     sas = env.get(SAS_TOKEN_ENV)
     if sas:
         return Connection(default_url, sas.lstrip("?"), f"SAS token from {SAS_TOKEN_ENV}")
+    if default_url.lower().startswith("http://"):
+        # The SDK sends bearer tokens over https only (it would raise ValueError).
+        raise StateError(
+            f"signing in to the state at {default_url} with Azure AD needs an https:// endpoint",
+            hint=f"for Azurite, set {ACCOUNT_KEY_ENV} (its development key) or "
+            f"{CONNECTION_STRING_ENV}=UseDevelopmentStorage=true",
+        )
+    credential, how = azure_ad_credential(env)
+    return Connection(default_url, CheckedCredential(credential, how, str(location)), how)
+
+
+def azure_ad_credential(env: Mapping[str, str]) -> tuple[Any, str]:
+    """The Azure AD credential for the state blob, chosen like Graph's sign-in: GitHub's OIDC
+    token in a GitHub Actions job with ``id-token: write`` (no token file needed), an Azure
+    Pipelines service connection, else ``DefaultAzureCredential`` (client secret or
+    certificate, AZURE_FEDERATED_TOKEN_FILE, managed identity, ``az login``...)."""
     identity = import_azure("azure.identity")
-    return Connection(
-        default_url,
-        identity.DefaultAzureCredential(),
-        "Azure AD (DefaultAzureCredential)",
+    quiet_azure_logs()
+    tenant = env.get("AZURE_TENANT_ID", "").strip()
+    client = env.get("AZURE_CLIENT_ID", "").strip()
+    own_secret = any(
+        env.get(name, "").strip()
+        for name in (
+            "AZURE_CLIENT_SECRET",
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            "AZURE_FEDERATED_TOKEN_FILE",
+        )
     )
+    if tenant and client and not own_secret and github_oidc_available(env):
+        assertion = github_assertion(env)
+        credential = identity.ClientAssertionCredential(tenant, client, assertion)
+        return credential, f"GitHub OIDC token for app {client}"
+    if env.get(SERVICE_CONNECTION, "").strip() and env.get(OIDC_REQUEST_URI, "").strip():
+        values = pipelines_settings(env)
+        credential = identity.AzurePipelinesCredential(
+            tenant_id=values["tenant"],
+            client_id=values["client"],
+            service_connection_id=values["connection"],
+            system_access_token=values["access_token"],
+        )
+        return credential, f"Azure Pipelines service connection {values['connection']}"
+    return identity.DefaultAzureCredential(), "Azure AD (DefaultAzureCredential)"
+
+
+class CheckedCredential:
+    """A token credential whose failure is one `AuthError` line (the attempted chain only as
+    its ``detail``, for ``--debug``), raised at once: the SDK's retry policy would otherwise
+    retry the sign-in with backoff (four failures and 40 s before any message) and Python's
+    logging would print Azure Identity's chain each time."""
+
+    def __init__(self, credential: Any, how: str, location: str) -> None:
+        self.inner = credential
+        self._how = how
+        self._location = location
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        try:
+            return self.inner.get_token(*scopes, **kwargs)
+        except ProvisionError as exc:  # ours, e.g. GitHub refused its OIDC token: keep its hint
+            exc.message = f"no access to the state {self._location}: {exc.message}"
+            raise
+        except Exception as exc:  # CredentialUnavailableError, ClientAuthenticationError
+            error = failure(exc, self._how, _AD_HINT)
+            error.message = f"no access to the state {self._location}: {error.message}"
+            raise error from None
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+    def __repr__(self) -> str:
+        return f"CheckedCredential({self._how})"
+
+
+_APP_CREDENTIALS = (
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+)
+_AD_HINT = (
+    "set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or sign "
+    "in to Azure AD: AZURE_TENANT_ID and AZURE_CLIENT_ID with a secret, certificate or federated "
+    "token (in GitHub Actions: `id-token: write`), a managed identity, or `az login`"
+)
 
 
 def import_azure(module: str) -> ModuleType:

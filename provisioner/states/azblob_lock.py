@@ -192,8 +192,11 @@ class BlobLock:
             raise LockError(
                 f"could not lock {self.location}: the lock changed hands, retry"
             ) from exc
+        waited = (
+            f"waited {self.lock_timeout:g}s (--lock-timeout), but " if self.lock_timeout else ""
+        )
         raise LockError(
-            f"the state {self.location} is locked by another run:\n{holder.describe()}",
+            f"{waited}the state {self.location} is locked by another run:\n{holder.describe()}",
             hint=(
                 "the lock is a blob lease that its run renews while it lasts: if that run was "
                 f"killed, the lease expires within {MAX_LEASE_SECONDS} s and the next run "

@@ -257,7 +257,10 @@ class FileLock:
             if got is not None:
                 return got
             if time.monotonic() >= deadline:
-                raise self._busy()
+                busy = self._busy()
+                if timeout > 0:  # --lock-timeout: say that this run waited
+                    busy.message = f"waited {timeout:g}s (--lock-timeout), but {busy.message}"
+                raise busy
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _try_acquire(self, info: LockInfo) -> LockInfo | None:

@@ -40,20 +40,21 @@ class StateStore(Protocol):
     def force_unlock(self, lock_id: str) -> LockInfo: ...
 
 
-def open_store(spec: str, endpoint: str | None = None) -> StateStore:
+def open_store(spec: str, endpoint: str | None = None, *, lock_timeout: float = 0.0) -> StateStore:
     """The store for a ``--state`` value: a local path, or ``azblob://ACCOUNT/CONTAINER/PATH``
     (Azure Blob Storage, issue 9; ``endpoint``, else env ``PROVISION_STATE_ENDPOINT``, overrides
-    the account's public endpoint, e.g. for Azurite or a national cloud)."""
+    the account's public endpoint, e.g. for Azurite or a national cloud). ``lock_timeout``:
+    seconds ``lock()`` waits for another run's lock (``--lock-timeout``)."""
     if spec.lower().startswith("azblob://"):
-        # Imported on demand: the Azure SDK is the optional extra provision[azure], and a clear
-        # error says to install it (raised by the import).
+        # Imported on demand: the Azure SDK is the optional extra teams-provision[azure], and a
+        # clear error says to install it (raised by the import).
         from provisioner.states.azblob import open_azblob_store
 
-        return open_azblob_store(spec, endpoint)
+        return open_azblob_store(spec, endpoint, lock_timeout=lock_timeout)
     if "://" in spec:
         scheme = spec.split("://", 1)[0]
         raise StateError(f"unsupported state location {spec!r}: {scheme}:// is not supported")
-    return LocalStateStore(spec)
+    return LocalStateStore(spec, lock_timeout=lock_timeout)
 
 
 def force_unlock(store: StateStore, lock_id: str) -> LockInfo:

@@ -112,7 +112,13 @@ def summary_line(plan: Plan) -> str:
     parts = parts[:3] + [p for p in parts[3:] if not p.startswith("0 ")]
     if plan.moves:
         parts.append(f"{len(plan.moves)} to move")
-    protect = sum(1 for c in plan.changes if c.protect_change is not None)
+    # A new chat's `protect: true` is part of its creation ("+ protect true" in its lines), not
+    # a change of an existing chat's protection (issue 17).
+    protect = sum(
+        1
+        for c in plan.changes
+        if c.protect_change is not None and c.action not in (Action.CREATE, Action.RECONCILE)
+    )
     if protect:
         parts.append(f"{protect} protection change{'s' if protect != 1 else ''}")
     return "Plan: " + ", ".join(parts) + "."

@@ -87,6 +87,8 @@ def result_document(result: ApplyResult, *, resume: str | None = None) -> dict[s
         "stats": {
             "duration_s": round(result.duration_s, 3),
             "requests": result.requests,
+            "planned_requests": result.work_total,
+            "planned_requests_done": result.work_done,
             "throttled": result.throttled,
             "retries": result.retries,
             "token_refreshes": result.token_refreshes,
@@ -169,11 +171,15 @@ def render_text(result: ApplyResult, *, resume: str | None = None) -> str:
         for o in dupes:
             lines.append(f"  {o.key}: kept {o.chat_id}; also {', '.join(o.duplicates)}")
     rate = result.requests / result.duration_s if result.duration_s > 0 else 0.0
+    # The same counters the progress display showed: the plan's requests done of its total,
+    # then everything sent. "throttled" answers were waited out and retried; other retries
+    # (5xx, dropped connections) are counted apart, as the --verbose log names them.
     lines += [
         "",
-        f"{result.requests} requests in {result.duration_s:.1f}s ({rate:.1f}/s), "
-        f"{result.throttled} throttled, {result.retries} retried; "
-        f"state saved {result.state_writes} times.",
+        f"{result.work_done}/{result.work_total} planned requests done; {result.requests} "
+        f"sent in {result.duration_s:.1f}s ({rate:.1f}/s), {result.throttled} throttled and "
+        f"retried, {result.retries} retried after errors; state saved {result.state_writes} "
+        "times.",
     ]
     if result.lookups:
         lines.append(

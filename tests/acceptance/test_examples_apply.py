@@ -13,7 +13,18 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pipeline_support import ROOT, base_env, github_step, load, needs_jq, provision, run_bash
+from pipeline_support import (
+    ROOT,
+    ActionRun,
+    base_env,
+    github_step,
+    load,
+    needs_jq,
+    preinstall_action,
+    provision,
+    run_bash,
+    run_workflow_action,
+)
 
 from provisioner.emulator import EmulatorServer
 from provisioner.emulator.users import User
@@ -75,7 +86,6 @@ def _azure_apply_script() -> str:
 def _setup(tmp_path: Path, graph: str, manifest: str) -> dict[str, str]:
     (tmp_path / "chats").mkdir()
     (tmp_path / "chats/chats.yaml").write_text(manifest, encoding="utf-8")
-    never = tmp_path / "bin/refresh-token"
     env = base_env(
         tmp_path,
         {
@@ -83,24 +93,31 @@ def _setup(tmp_path: Path, graph: str, manifest: str) -> dict[str, str]:
             "PROVISION_STATE": str(tmp_path / "state.json"),
             "PROVISION_GRAPH_URL": graph,
             "PROVISION_ACCESS_TOKEN": "emulator",
-            # The token refresher sleeps minutes before its first call; it must not matter.
-            "GITHUB_OIDC_TOKEN_SCRIPT": str(never),
-            "OIDC_TOKEN_SCRIPT": str(never),
         },
     )
-    never.write_text("#!/bin/sh\nexit 1\n", encoding="utf-8")
-    never.chmod(0o755)
-    done = run_bash(github_step("main", "plan")["run"], env, cwd=tmp_path)
+    preinstall_action(env)
+    done = run_workflow_action("main", "plan", env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     return env
+
+
+def _github_apply(env: dict[str, str], cwd: Path) -> tuple[ActionRun, Path]:
+    """The main job's apply step (the action) and then its report step, as GitHub runs them
+    (the report also after a failed apply)."""
+    plan = {"plan-file": str(Path(env["RUNNER_TEMP"]) / "provision/provision.plan")}
+    applied = run_workflow_action("main", "apply", env, cwd=cwd, steps={"plan": plan})
+    result_file = Path(applied.outputs["output"])
+    report = run_bash(github_step("main", "report")["run"], {**env, "RESULT": str(result_file)})
+    assert report.returncode == 0, report.stderr
+    return applied, result_file
 
 
 @needs_jq
 def test_github_apply_step_applies_the_plan_and_reports_per_key(tmp_path: Path, graph: str) -> None:
     env = _setup(tmp_path, graph, MANIFEST)
-    done = run_bash(github_step("main", "apply")["run"], env, cwd=tmp_path)
+    done, result_file = _github_apply(env, tmp_path)
     assert done.returncode == 0, done.stderr
-    result_file = Path(env["RUNNER_TEMP"]) / "provision/apply-result.json"
+    assert result_file == Path(env["RUNNER_TEMP"]) / "provision/apply-result.json"
     result = json.loads(result_file.read_text())
     jsonschema.validate(result, _apply_result_schema())
     # As a later pipeline step would check it, with the schema provision prints.
@@ -132,8 +149,7 @@ def test_apply_step_fails_and_names_the_request_id(
 ) -> None:
     env = _setup(tmp_path, graph, WITH_A_STRANGER)
     if pipeline == "github":
-        script = github_step("main", "apply")["run"]
-        result_file = Path(env["RUNNER_TEMP"]) / "provision/apply-result.json"
+        done, result_file = _github_apply(env, tmp_path)
     else:
         env["AGENT_TEMPDIRECTORY"] = env["RUNNER_TEMP"]
         workspace = tmp_path / "pipeline"
@@ -142,9 +158,8 @@ def test_apply_step_fails_and_names_the_request_id(
             workspace / "provision-plan/provision.plan"
         )
         env["PIPELINE_WORKSPACE"] = str(workspace)
-        script = _azure_apply_script()
         result_file = Path(env["RUNNER_TEMP"]) / "apply-result.json"
-    done = run_bash(script, env, cwd=tmp_path)
+        done = run_bash(_azure_apply_script(), env, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     result = json.loads(result_file.read_text(encoding="utf-8"))
     jsonschema.validate(result, _apply_result_schema())
@@ -154,6 +169,7 @@ def test_apply_step_fails_and_names_the_request_id(
     assert failed["error"]["request_id"]
     if pipeline == "github":
         summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
+        assert done.outputs["exitcode"] == "1"
     else:
         summary = (Path(env["RUNNER_TEMP"]) / "apply.md").read_text(encoding="utf-8")
         assert f"##vso[task.uploadsummary]{env['RUNNER_TEMP']}/apply.md" in done.stdout

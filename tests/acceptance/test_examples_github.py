@@ -2,19 +2,18 @@
 
 The workflow is checked against GitHub's workflow schema (check-jsonschema's built-in copy,
 offline), its shell steps with shellcheck, and the steps that carry logic are run with bash
-here: the OIDC token fetch against a loopback stand-in for GitHub's token service, plan with
-the real provision, the sticky comment and the reviewed-plan lookup with a fake `gh`, and the
-comparison that refuses a plan nobody reviewed.
+here: plan through this repository's action (action.yml) with the real provision, the sticky
+comment and the reviewed-plan lookup with a fake `gh`, the comparison that refuses a plan
+nobody reviewed, and the apply report. Sign-in needs no step of its own: provision fetches
+GitHub's OIDC token itself (tests/graph).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,14 @@ from pipeline_support import (
     load,
     needs_jq,
     outputs,
+    preinstall_action,
     provision,
     run_bash,
+    run_workflow_action,
     write_manifest,
 )
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
+from provisioner import __version__
 from provisioner.views.plan import GITHUB_COMMENT_LIMIT
 
 MARKER = "<!-- provision-plan -->"
@@ -95,13 +95,32 @@ def test_triggers_permissions_and_concurrency() -> None:
     assert jobs["main"]["env"]["AZURE_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}"
 
 
-def test_workload_identity_without_azure_login() -> None:
+def test_workload_identity_without_azure_login_or_token_scripts() -> None:
     text = GITHUB_WORKFLOW.read_text(encoding="utf-8")
-    assert "azure/login" not in text.replace("no azure/login", "")
+    assert "azure/login" not in text.replace("No azure/login", "")
     assert "client-secret" not in text.lower() and "AZURE_CLIENT_SECRET" not in text
-    # Both jobs fetch the token with the same script.
-    assert github_step("plan", "oidc")["run"] == github_step("main", "oidc")["run"]
-    assert "audience=api://AzureADTokenExchange" in github_step("plan", "oidc")["run"]
+    # provision fetches GitHub's OIDC token itself: no step handles one.
+    for where, script in iter_github_scripts():
+        assert "ACTIONS_ID_TOKEN_REQUEST" not in script, where
+        assert "AZURE_FEDERATED_TOKEN_FILE" not in script, where
+
+
+def test_provision_is_installed_and_run_by_the_pinned_action() -> None:
+    for where, script in iter_github_scripts():
+        assert "pip install" not in script, where
+    uses = [
+        (job, step.get("id"), step["uses"])
+        for job, spec in load(GITHUB_WORKFLOW)["jobs"].items()
+        for step in spec["steps"]
+        if "/provision@" in str(step.get("uses", ""))
+    ]
+    assert {(job, sid) for job, sid, _ in uses} == {
+        ("validate", "validate"),
+        ("plan", "plan"),
+        ("main", "plan"),
+        ("main", "apply"),
+    }
+    assert {u for _, _, u in uses} == {f"OWNER/provision@v{__version__}"}
 
 
 def test_saved_plans_are_kept_as_artifacts() -> None:
@@ -124,88 +143,30 @@ def test_every_shell_step_passes_shellcheck() -> None:
         assert done.returncode == 0, f"{where}:\n{done.stdout}"
 
 
-# --- the OIDC token step -----------------------------------------------------------------------
-
-
-@needs_jq
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_oidc_step_writes_the_token_file_without_printing_it(
-    tmp_path: Path, httpserver: HTTPServer
-) -> None:
-    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOmNvbnRvc28vdGVhbXM6cHVsbF9yZXF1ZXN0In0.c2ln"
-    seen: list[Request] = []
-
-    def answer(request: Request) -> Response:
-        seen.append(request)
-        return Response(json.dumps({"value": token}), content_type="application/json")
-
-    httpserver.expect_request("/idtoken").respond_with_handler(answer)
-    env = base_env(
-        tmp_path,
-        {
-            "ACTIONS_ID_TOKEN_REQUEST_URL": httpserver.url_for("/idtoken") + "?api-version=2.0",
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token-123",
-        },
-    )
-    done = run_bash(github_step("plan", "oidc")["run"], env)
-    assert done.returncode == 0, done.stderr
-
-    (request,) = seen
-    assert request.args["audience"] == "api://AzureADTokenExchange"
-    assert request.args["api-version"] == "2.0"
-    assert request.headers["Authorization"] == "bearer request-token-123"
-    written = outputs(env["GITHUB_ENV"])
-    token_file = Path(written["AZURE_FEDERATED_TOKEN_FILE"])
-    assert token_file.read_text(encoding="utf-8").strip() == token
-    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    # Only the runner's masking command may carry the token.
-    printed = [line for line in done.stdout.splitlines() if token in line]
-    assert printed == [f"::add-mask::{token}"]
-    assert token not in done.stderr
-    # The refresher script later steps call is there and works again.
-    token_file.unlink()
-    env["AZURE_FEDERATED_TOKEN_FILE"] = str(token_file)
-    again = subprocess.run(
-        [written["GITHUB_OIDC_TOKEN_SCRIPT"]], env=env, capture_output=True, text=True
-    )
-    assert again.returncode == 0, again.stderr
-    assert token_file.read_text(encoding="utf-8").strip() == token
-
-
-@needs_jq
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_oidc_step_fails_when_github_gives_no_token(tmp_path: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/idtoken").respond_with_json({"message": "nope"})
-    env = base_env(
-        tmp_path,
-        {
-            "ACTIONS_ID_TOKEN_REQUEST_URL": httpserver.url_for("/idtoken") + "?api-version=2.0",
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "t",
-        },
-    )
-    done = run_bash(github_step("plan", "oidc")["run"], env)
-    assert done.returncode != 0
-    assert "no OIDC token" in done.stderr
-    assert "AZURE_FEDERATED_TOKEN_FILE" not in outputs(env["GITHUB_ENV"])
-
-
 # --- plan --------------------------------------------------------------------------------------
 
 
 def _plan_env(tmp_path: Path, manifests: Path) -> dict[str, str]:
-    return base_env(
+    env = base_env(
         tmp_path,
         {"MANIFESTS": str(manifests), "PROVISION_STATE": str(tmp_path / "state.json")},
     )
+    preinstall_action(env)
+    return env
 
 
 @pytest.mark.parametrize("job", ["plan", "main"])
 def test_plan_step_saves_the_plan_and_reports_changes(tmp_path: Path, job: str) -> None:
     env = _plan_env(tmp_path, ROOT / "examples/chats.yaml")
-    done = run_bash(github_step(job, "plan")["run"], env)
+    done = run_workflow_action(job, "plan", env)
     assert done.returncode == 0, done.stderr
-    assert outputs(env["GITHUB_OUTPUT"]) == {"changes": "true"}
     out = Path(env["RUNNER_TEMP"]) / "provision"
+    assert done.outputs == {
+        "exitcode": "2",
+        "changes": "true",
+        "output": str(out / "plan.md"),
+        "plan-file": str(out / "provision.plan"),
+    }
     assert json.loads((out / "provision.plan").read_text())["kind"] == "provision-plan"
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
     assert summary == (out / "plan.md").read_text(encoding="utf-8")
@@ -217,10 +178,11 @@ def test_plan_step_does_not_swallow_errors(tmp_path: Path) -> None:
     bad.parent.mkdir()
     bad.write_text("version: 2\nchats: []\n", encoding="utf-8")
     env = _plan_env(tmp_path, bad.parent)
-    done = run_bash(github_step("plan", "plan")["run"], env)
+    done = run_workflow_action("plan", "plan", env)
     assert done.returncode == 1
     assert "version" in done.stderr
-    assert outputs(env["GITHUB_OUTPUT"]) == {}
+    assert done.outputs["exitcode"] == "1"
+    assert done.outputs["changes"] == "" and done.outputs["plan-file"] == ""
     assert Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8") == ""
 
 
@@ -229,9 +191,21 @@ def test_plan_step_with_nothing_to_do(tmp_path: Path) -> None:
     empty.parent.mkdir()
     empty.write_text("version: 1\nchats: []\n", encoding="utf-8")
     env = _plan_env(tmp_path, empty.parent)
-    done = run_bash(github_step("plan", "plan")["run"], env)
+    done = run_workflow_action("plan", "plan", env)
     assert done.returncode == 0, done.stderr
-    assert outputs(env["GITHUB_OUTPUT"]) == {"changes": "false"}
+    assert (done.outputs["exitcode"], done.outputs["changes"]) == ("0", "false")
+
+
+def test_validate_step_fails_on_a_bad_manifest_with_annotations(tmp_path: Path) -> None:
+    bad = tmp_path / "chats/bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text("version: 1\nchats:\n  - chatTyp: group\n", encoding="utf-8")
+    env = _plan_env(tmp_path, bad.parent)
+    env["GITHUB_ACTIONS"] = "true"
+    done = run_workflow_action("validate", "validate", env)
+    assert done.returncode == 1
+    assert f"::error file={bad}" in done.stdout
+    assert done.outputs["exitcode"] == "1"
 
 
 # --- the sticky comment ------------------------------------------------------------------------
@@ -251,6 +225,7 @@ def _comment_env(tmp_path: Path, plan_md: str, outcome: str = "success") -> dict
     out = Path(env["RUNNER_TEMP"]) / "provision"
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.md").write_text(plan_md, encoding="utf-8")
+    env["PLAN_MD"] = str(out / "plan.md")
     return env
 
 
@@ -319,9 +294,11 @@ def test_comment_of_a_5000_chat_plan_fits_githubs_limit(tmp_path: Path) -> None:
     manifests = write_manifest(tmp_path / "chats/big.yaml", 5000).parent
     env = _comment_env(tmp_path, "")
     env.update(MANIFESTS=str(manifests), PROVISION_STATE=str(tmp_path / "state.json"))
-    done = run_bash(github_step("plan", "plan")["run"], env)
-    assert done.returncode == 0, done.stderr
-    plan_md = (Path(env["RUNNER_TEMP"]) / "provision/plan.md").read_text(encoding="utf-8")
+    preinstall_action(env)
+    planned = run_workflow_action("plan", "plan", env)
+    assert planned.returncode == 0, planned.stderr
+    env["PLAN_MD"] = planned.outputs["output"]
+    plan_md = Path(planned.outputs["output"]).read_text(encoding="utf-8")
     assert "5000 to create" in plan_md
     assert "**Truncated:**" in plan_md and "of 5000 chats are shown" in plan_md
     log = install_fake_gh(tmp_path, _comments(), env)
@@ -468,8 +445,7 @@ def test_a_direct_push_has_no_reviewed_plan(tmp_path: Path) -> None:
     assert outputs(env["GITHUB_OUTPUT"]) == {"found": "false"}
 
 
-# --- apply: the token refresher and the summary (apply itself faked here; the real one runs
-# against the emulator in test_examples_apply.py) ------------------------------------------------
+# --- apply's report (apply itself runs against the emulator in test_examples_apply.py) -------
 
 FAKE_APPLY_RESULT = {
     "status": "failed",
@@ -486,35 +462,21 @@ FAKE_APPLY_RESULT = {
 
 
 @needs_jq
-def test_apply_step_refreshes_the_token_while_apply_runs_and_stops_cleanly(
-    tmp_path: Path,
-) -> None:
-    env = base_env(tmp_path, {"OIDC_REFRESH_SECONDS": "0.3"})
-    calls = tmp_path / "refreshes"
-    refresh = tmp_path / "bin/refresh-token"
-    refresh.write_text(f"#!/bin/sh\necho refreshed >> {calls}\n", encoding="utf-8")
-    refresh.chmod(0o755)
-    env["GITHUB_OIDC_TOKEN_SCRIPT"] = str(refresh)
-    # A stand-in for a long `provision apply PLANFILE --format json` that fails one key.
-    fake = tmp_path / "bin/provision"
-    fake.write_text(
-        "#!/bin/sh\n"
-        '[ "$1 $3 $4" = "apply --format json" ] || exit 64\n'
-        "sleep 2\n"
-        f"cat <<'EOF'\n{json.dumps(FAKE_APPLY_RESULT)}\nEOF\n"
-        "exit 1\n",
-        encoding="utf-8",
-    )
-    fake.chmod(0o755)
-    (Path(env["RUNNER_TEMP"]) / "provision").mkdir()
-    started = time.monotonic()
-    done = run_bash(github_step("main", "apply")["run"], env)
-    elapsed = time.monotonic() - started
-    assert done.returncode == 1  # apply's exit code, not swallowed
-    assert elapsed < 10, "the refresher's sleep kept the step from ending"
-    assert len(calls.read_text().splitlines()) >= 3
+def test_report_step_lists_outcomes_and_failures(tmp_path: Path) -> None:
+    result = tmp_path / "apply-result.json"
+    result.write_text(json.dumps(FAKE_APPLY_RESULT), encoding="utf-8")
+    env = base_env(tmp_path, {"RESULT": str(result)})
+    done = run_bash(github_step("main", "report")["run"], env)
+    assert done.returncode == 0, done.stderr
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
     assert "### provision apply: failed" in summary
     assert "| created | 1 |" in summary and "| failed | 1 |" in summary
     assert "| updated |" not in summary
     assert "- `partners`: Graph 404 NotFound on POST /chats (request-id `rid-1`)" in summary
+
+
+def test_report_step_without_a_result_adds_nothing(tmp_path: Path) -> None:
+    env = base_env(tmp_path, {"RESULT": ""})
+    done = run_bash(github_step("main", "report")["run"], env)
+    assert done.returncode == 0, done.stderr
+    assert Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8") == ""

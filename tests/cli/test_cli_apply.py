@@ -405,11 +405,14 @@ def test_manifest_changes_are_applied_in_place(capsys, workdir: Path) -> None:
 
 
 def test_progress_lines_when_not_on_a_terminal(capsys, workdir: Path) -> None:
-    code, _, err = run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve")
+    code, out, err = run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve")
     assert code == 0
     lines = [line for line in err.splitlines() if line.startswith("apply: ")]
-    assert lines and lines[-1].startswith("apply: 4/4 done, 0 failed,")
-    assert "throttled" in lines[-1]
+    # Four creations: four requests; the last line is the whole run, as the report says.
+    assert lines and lines[-1].startswith("apply: 4/4 requests, 4/4 chats, ")
+    assert lines[-1].endswith(" 0 throttled")
+    assert "4/4 planned requests done;" in out
+    assert "0 throttled and retried" in out
 
 
 def test_an_unreachable_graph_stops_the_run_early(

@@ -175,8 +175,11 @@ def test_no_credentials_names_every_option() -> None:
         "AZURE_CLIENT_SECRET",
         "AZURE_CLIENT_CERTIFICATE_PATH",
         "AZURE_FEDERATED_TOKEN_FILE",
-        "--auth managed-identity",
-        "--auth device-code",
+        "id-token: write",
+        "--auth azure-cli",
+        "managed-identity",
+        "device-code",
+        "azure-pipelines",
     ):
         assert name in text
 
@@ -631,3 +634,179 @@ def test_connection_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(result.exception, AuthError)
     result = runner.invoke(show, ["--auth", "password"], env=env)
     assert result.exit_code != 0 and "password" in result.output
+
+
+# -- CI sign-ins: GitHub's OIDC token, Azure CLI, Azure Pipelines (issue 17) -------------------
+
+GITHUB_JWT_CLAIMS = {"iss": "https://token.actions.githubusercontent.com", "aud": "api://x"}
+
+
+def _github_jwt(exp: float) -> str:
+    return f"{b64({'alg': 'RS256'})}.{b64({**GITHUB_JWT_CLAIMS, 'exp': int(exp)})}.c2ln"
+
+
+@pytest.fixture
+def github(httpserver: Any) -> dict[str, Any]:
+    """A loopback stand-in for GitHub's OIDC token service: answers a fresh JWT per request
+    (or what ``answers`` says) and records the requests."""
+    from werkzeug import Request, Response
+
+    world: dict[str, Any] = {"requests": [], "answers": [], "exp": time.time() + 600}
+
+    def answer(request: Request) -> Response:
+        world["requests"].append(request)
+        if world["answers"]:
+            status, body = world["answers"].pop(0)
+            return Response(json.dumps(body), status=status, content_type="application/json")
+        jwt = _github_jwt(world["exp"])
+        world["last"] = jwt
+        return Response(json.dumps({"value": jwt}), content_type="application/json")
+
+    httpserver.expect_request("/idtoken").respond_with_handler(answer)
+    world["env"] = {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": httpserver.url_for("/idtoken") + "?api-version=2.0",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "gh-request-token",
+    }
+    return world
+
+
+def test_github_oidc_token_is_fetched_by_provision_for_each_sign_in(
+    github: dict[str, Any],
+) -> None:
+    login = FakeLogin()
+    cred = credential_from_env(None, "global", env_with(**github["env"]), http_client=login)
+    assert cred.description == f"GitHub OIDC token for app {CLIENT}"
+    assert cred.get_token() == "token-1"
+    (request,) = github["requests"]
+    assert request.args["audience"] == "api://AzureADTokenExchange"
+    assert request.args["api-version"] == "2.0"
+    assert request.headers["Authorization"] == "bearer gh-request-token"
+    assert [f["client_assertion"] for f in login.token_posts()] == [github["last"]]
+    # A later sign-in (expired access token, a 401) reuses GitHub's token while it is valid.
+    for _ in range(2):
+        cred.invalidate()
+        cred.get_token()
+    assert len(github["requests"]) == 1
+
+
+def test_github_oidc_token_about_to_expire_is_fetched_again(github: dict[str, Any]) -> None:
+    github["exp"] = time.time() + 30  # less than the margin Entra needs: fetched every time
+    login = FakeLogin()
+    cred = credential_from_env(None, "global", env_with(**github["env"]), http_client=login)
+    assertions = []
+    for _ in range(3):
+        cred.invalidate()
+        cred.get_token()
+        assertions.append(github["last"])
+    assert len(github["requests"]) == 3
+    assert [f["client_assertion"] for f in login.token_posts()] == assertions
+
+
+def test_a_token_file_or_secret_wins_over_githubs_token(
+    github: dict[str, Any], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token")
+    environ = env_with(AZURE_FEDERATED_TOKEN_FILE=str(token_file), **github["env"])
+    assert credential_from_env(None, "global", environ).description.startswith("federated")
+
+
+def test_github_refusing_the_token_is_one_line_with_the_permission_hint(
+    github: dict[str, Any],
+) -> None:
+    github["answers"].append((403, {"message": "no id-token permission"}))
+    cred = credential_from_env(None, "global", env_with(**github["env"]), http_client=FakeLogin())
+    with pytest.raises(AuthError) as err:
+        cred.get_token()
+    text = str(err.value)
+    assert text.splitlines()[0] == "GitHub's OIDC token service refused the request (HTTP 403)"
+    assert "id-token: write" in text
+    assert "gh-request-token" not in text
+
+
+def test_github_job_without_the_app_ids_says_which_to_set(github: dict[str, Any]) -> None:
+    with pytest.raises(AuthError) as err:
+        credential_from_env(None, "global", dict(github["env"]))
+    assert "AZURE_TENANT_ID and AZURE_CLIENT_ID are not set" in str(err.value)
+
+
+def _fake_az(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """An `az` first on PATH (Azure Identity runs `az account get-access-token`)."""
+    az = tmp_path / "bin/az"
+    az.parent.mkdir(exist_ok=True)
+    az.write_text("#!/bin/sh\n" + script, encoding="utf-8")
+    az.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{az.parent}:/usr/bin:/bin")
+
+
+def test_azure_cli_sign_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("azure.identity")
+    expires = int(time.time()) + 3600
+    answer = {"accessToken": "cli-token", "expires_on": expires, "tokenType": "Bearer",
+              "expiresOn": "2099-01-01 00:00:00.000000", "tenant": TENANT}  # fmt: skip
+    _fake_az(tmp_path, monkeypatch, f"echo '{json.dumps(answer)}'\n")
+    cred = credential_from_env("azure-cli", "usgov", {"AZURE_TENANT_ID": TENANT})
+    assert cred.get_token() == "cli-token"
+    assert cred.description == f"Azure CLI, tenant {TENANT}"
+
+
+def test_azure_cli_not_signed_in_is_one_line_and_the_rest_is_detail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("azure.identity")
+    _fake_az(
+        tmp_path,
+        monkeypatch,
+        "echo \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n",
+    )
+    cred = credential_from_env("azure-cli", "global", {})
+    with pytest.raises(AuthError) as err:
+        cred.get_token()
+    assert err.value.message.startswith("could not sign in (Azure CLI): ")
+    assert "az login" in err.value.message and "\n" not in err.value.message
+    assert "az login" in (err.value.hint or "")
+    assert err.value.detail  # Azure Identity's own text, for --debug
+
+
+def test_azure_pipelines_names_what_is_missing() -> None:
+    pytest.importorskip("azure.identity")
+    environ = env_with(SYSTEM_OIDCREQUESTURI="https://dev.azure.com/org/")
+    with pytest.raises(AuthError) as err:
+        credential_from_env("azure-pipelines", "global", environ)
+    assert "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID" in str(err.value)
+    environ["AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"] = "0d9f3a57-4a0c-4b5e-9a7d-1b2c3d4e5f60"
+    with pytest.raises(AuthError) as err:
+        credential_from_env("azure-pipelines", "global", environ)
+    assert "SYSTEM_ACCESSTOKEN" in str(err.value) and "$(System.AccessToken)" in str(err.value)
+    environ["SYSTEM_ACCESSTOKEN"] = "ado-token"
+    cred = credential_from_env("azure-pipelines", "global", environ)
+    assert "service connection 0d9f3a57" in cred.description
+    assert "ado-token" not in repr(cred)
+
+
+def test_azure_identity_failures_become_one_line() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from provisioner.graph.azure_identity import AzureIdentityCredential
+
+    chain = (
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+        "Attempted credentials:\n"
+        "\tEnvironmentCredential: EnvironmentCredential authentication unavailable.\n"
+        "\tAzureCliCredential: AADSTS700024: Client assertion is not within its valid time "
+        "range. Visit https://aka.ms/x to troubleshoot.\n"
+        "To mitigate this issue, please refer to the troubleshooting guidelines here."
+    )
+
+    class Refusing:
+        def get_token(self, *scopes: str) -> Any:
+            raise ClientAuthenticationError(message=chain)
+
+    cred = AzureIdentityCredential(Refusing(), "s/.default", "Azure CLI", "run az login")
+    with pytest.raises(AuthError) as err:
+        cred.get_token()
+    assert str(err.value) == (
+        "could not sign in (Azure CLI): AzureCli: AADSTS700024: Client assertion is not "
+        "within its valid time range.\nhint: run az login"
+    )
+    assert "Attempted credentials" in (err.value.detail or "")

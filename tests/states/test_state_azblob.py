@@ -29,7 +29,7 @@ from provisioner.states.azblob_conn import (
 from provisioner.states.records import State
 from provisioner.states.store import open_store
 
-INSTALL = "pip install 'provision[azure]'"
+INSTALL = "pip install 'teams-provision[azure]'"
 
 # --- locations, endpoints, credentials (no service needed) ---------------------------------
 
@@ -110,7 +110,7 @@ def test_credentials_come_from_the_environment_in_order() -> None:
     from azure.identity import DefaultAzureCredential
 
     aad = connection_for(LOC, None, {})
-    assert isinstance(aad.credential, DefaultAzureCredential) and "Azure AD" in aad.how
+    assert isinstance(aad.credential.inner, DefaultAzureCredential) and "Azure AD" in aad.how
 
 
 def test_connection_string_variants() -> None:

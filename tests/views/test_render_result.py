@@ -34,13 +34,20 @@ def test_complete_run() -> None:
     r = result(
         Outcome("a", Action.CREATE, "created", "19:a"),
         Outcome("b", Action.UPDATE, "updated", "19:b"),
+        work_total=6,
+        work_done=6,
+        throttled=3,
+        retries=1,
     )
     assert run_status(r) == "ok"
     text = render_text(r)
     assert text.startswith(
         "Apply complete: 1 created, 0 adopted, 1 updated, 0 deleted, 0 forgotten."
     )
-    assert "10 requests in 2.0s (5.0/s)" in text and "To continue" not in text
+    assert "6/6 planned requests done; 10 sent in 2.0s (5.0/s)" in text
+    # Throttled answers were retried too: the report says so, as the --verbose log did.
+    assert "3 throttled and retried, 1 retried after errors" in text
+    assert "To continue" not in text
 
 
 def test_failures_name_code_ids_and_hint() -> None:
