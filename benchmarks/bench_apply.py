@@ -102,7 +102,13 @@ def manifest(chats: list[Chat]) -> str:
 
 
 def emulator(scale: float, seed: int) -> EmulatorServer:
-    return EmulatorServer(limits=scale, latency_ms=LATENCY_MS, seed=seed)
+    return EmulatorServer(
+        limits=scale,
+        latency_ms=LATENCY_MS,
+        seed=seed,
+        invent_users=True,  # thousands of made-up users (a load test)
+        list_delay_s=0,  # no ambiguous answers here: the listing lag is measured elsewhere
+    )
 
 
 def run_provision(chats: list[Chat], scale: float, seed: int) -> Run:

@@ -116,7 +116,7 @@ def main() -> None:
     httpd.server_close()
 
     rows: list[tuple[str, float, dict[int, int]]] = []
-    with EmulatorServer(limits="off") as server:
+    with EmulatorServer(limits="off", invent_users=True) as server:
         url = server.url
         chat = requests.post(f"{url}/chats", json=GROUP, headers=AUTH).json()["id"]
         for name, call in (
@@ -127,13 +127,15 @@ def main() -> None:
             rate, counts = drive(call, secs, threads)
             rows.append((name, rate, counts))
     with tempfile.TemporaryDirectory() as tmp:
-        with EmulatorServer(limits="off", data_path=Path(tmp) / "t.json") as server:
+        with EmulatorServer(
+            limits="off", data_path=Path(tmp) / "t.json", invent_users=True
+        ) as server:
             url = server.url
             rate, counts = drive(
                 lambda s: s.post(f"{url}/chats", json=GROUP).status_code, secs, threads
             )
             rows.append(("POST /chats (persisted)", rate, counts))
-        with EmulatorServer(limits="documented") as server:
+        with EmulatorServer(limits="documented", invent_users=True) as server:
             url = server.url
             rate, counts = drive(
                 lambda s: s.post(f"{url}/chats", json=GROUP).status_code, secs, threads

@@ -53,7 +53,9 @@ def main() -> None:
     read_rate = DOCUMENTED_LIMITS[TENANT_READ].rate * args.scale
 
     latency = parse_latency(args.latency_ms)
-    with EmulatorServer(limits=limits, latency_ms=latency, seed=1) as server:
+    with EmulatorServer(
+        limits=limits, latency_ms=latency, seed=1, invent_users=True, list_delay_s=0
+    ) as server:
         tenant = server.tenant
         people = [tenant.directory.resolve(u) for u in USERS]
         state = State()

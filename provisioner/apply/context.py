@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from provisioner.apply.reconcile import ChatReader
+from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S, ChatReader
 from provisioner.apply.results import Outcome
 from provisioner.states.records import MemberRecord, State
 
@@ -40,7 +40,8 @@ class StepContext:
     key)`` is the current spacing (s) of a pacing scope; ``turn_in(kind)`` the wait before a
     tenant-wide scope admits a request (nothing taken). ``requests()`` counts the Graph
     requests this thread has made (to measure what a reconciliation costs);
-    ``reconciled(n)`` reports one finished lookup that took ``n`` requests.
+    ``reconciled(n, s)`` reports one settled creation that took ``n`` requests and ``s``
+    seconds; ``waiting(key, what)`` says what a chat put aside waits for (None: no longer).
     """
 
     client: ChatApi
@@ -52,9 +53,11 @@ class StepContext:
     interval: Callable[[str, str], float]
     turn_in: Callable[[str], float] = lambda kind: 0.0
     requests: Callable[[], int] = lambda: 0
-    reconciled: Callable[[int], None] = lambda n: None
-    settle_s: float = 5.0
+    reconciled: Callable[[int, float], None] = lambda n, seconds: None
+    waiting: Callable[[str, str | None], None] = lambda key, what: None
+    consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
     clock_skew: timedelta = field(default_factory=lambda: timedelta(minutes=5))
+    anchor: str | None = None  # whose chats lookups list (the signed-in user, delegated)
 
 
 def opt(value: object) -> str | None:

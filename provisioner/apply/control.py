@@ -89,6 +89,7 @@ class Progress:
     elapsed: float
     requests: int
     throttled: int
+    waiting: tuple[tuple[str, str], ...] = ()  # (key, what it waits for), chats put aside
     # The work, in the Graph requests the plan needs (`provisioner.apply.work`): what the
     # progress display measures, since chats differ a hundredfold in what they take.
     work_total: int = 0

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from provisioner.apply.context import ChatApi, StepContext, Steps
 from provisioner.apply.control import ApplyListener, Cancelled, Progress, RequestStats, StopSignal
+from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
 from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply.steps import ChatSteps
 from provisioner.apply.work import WorkMeter
@@ -56,14 +57,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ApplyOptions:
-    """``concurrency``: worker threads. ``settle_s``: how long after a creation a lookup waits,
-    so Graph lists a chat the lost request made. ``clock_skew``: how much earlier than our
-    journal Graph's ``createdDateTime`` may be. ``grace_s``: how long a stop waits for requests
-    in flight."""
+    """``concurrency``: worker threads. ``consistency_window_s``: how long after a creation
+    whose outcome is unknown lookups go on before it is made again (Graph lists new chats
+    late; ``reconcile.py``). ``clock_skew``: how much earlier than our journal Graph's
+    ``createdDateTime`` may be. ``anchor``: whose chats lookups list (the signed-in user in
+    delegated mode; default an in-tenant member). ``grace_s``: how long a stop waits for
+    requests in flight."""
 
     concurrency: int = 16
-    settle_s: float = 5.0
+    consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
     clock_skew: timedelta = timedelta(minutes=5)
+    anchor: str | None = None
     grace_s: float = 30.0
     tick_s: float = 0.2
 
@@ -169,6 +173,8 @@ class Executor:
         self._turns_lock = threading.Lock()
         self._claimed: dict[str, float] = {}
         self._lookup_requests = 0
+        self._settle_seconds = 0.0
+        self._waiting: dict[str, str] = {}
         self._tasks = [_Task(c, n) for n, c in enumerate(plan.actionable)]
         self._work = WorkMeter(
             [t.change for t in self._tasks], lambda chat: self._interval(CHAT_MEMBERS, chat)
@@ -187,8 +193,10 @@ class Executor:
             turn_in=self._turn_in,
             requests=stats.thread_requests if stats is not None else (lambda: 0),
             reconciled=self._reconciled,
-            settle_s=self.options.settle_s,
+            waiting=self._set_waiting,
+            consistency_window_s=self.options.consistency_window_s,
             clock_skew=self.options.clock_skew,
+            anchor=self.options.anchor,
         )
         self._steps = ChatSteps(ctx)
 
@@ -348,10 +356,18 @@ class Executor:
         if task is not None:
             self._work.advance(task.index, 1, self._clock() - self._started)
 
-    def _reconciled(self, requests: int) -> None:
+    def _reconciled(self, requests: int, seconds: float) -> None:
         with self._cond:
             self._lookups += 1
             self._lookup_requests += requests
+            self._settle_seconds += seconds
+
+    def _set_waiting(self, key: str, what: str | None) -> None:
+        with self._cond:
+            if what is None:
+                self._waiting.pop(key, None)
+            else:
+                self._waiting[key] = what
 
     # -- results ----------------------------------------------------------------------------
 
@@ -370,6 +386,7 @@ class Executor:
             elapsed=elapsed,
             requests=stats.requests if stats else 0,
             throttled=stats.throttled if stats else 0,
+            waiting=tuple(sorted(self._waiting.items())),
             work_total=work.total,
             work_done=work.done,
             work_rate=work.rate,
@@ -400,6 +417,7 @@ class Executor:
             stop_error=self._stop_error,
             lookups=self._lookups,
             lookup_requests=self._lookup_requests,
+            settle_seconds=self._settle_seconds,
             state_writes=self._writer.writes,
             work_total=self._work.total,
             work_done=self._work.snapshot(self._clock() - started).done,

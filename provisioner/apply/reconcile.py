@@ -1,18 +1,30 @@
-"""Finding a group chat that a creation may have made: the lookup behind crash safety (issue 6).
+"""Finding a group chat that a creation may have made: the lookup behind crash safety (issue 6)
+and behind ambiguous answers (issue 14).
 
 Group ``POST /chats`` is not idempotent: every call makes a new chat
-(``api-reference/v1.0/api/chat-post.md``). When a creation's outcome is unknown (a timeout, a
-dropped connection, a 5xx, a killed run), provision never repeats it blindly: it lists the
-group chats of one of the intended members (``api-reference/v1.0/api/chat-list.md``:
-``GET /users/{id}/chats`` with ``$filter`` and ``$expand=members``, following
-``@odata.nextLink``) and keeps the chats that have
+(``api-reference/v1.0/api/chat-post.md``; microsoft-graph-docs#16077). When a creation's
+outcome is unknown (a timeout, a dropped connection, a 5xx, a killed run), provision never
+repeats it blindly: it lists the group chats of a member (``chat-list.md``: ``GET
+/users/{id}/chats`` with ``$expand=members``, following ``@odata.nextLink``) and keeps the chats
+that have
 
-* exactly the intended member set (compared by Entra object id; Graph reports members by
-  ``userId``, so UPNs are resolved with ``GET /users/{upn}`` first, and an out-of-tenant UPN
-  that cannot be resolved is compared with the member's ``email``),
-* the intended topic, and
+* exactly the intended members, compared by Entra object id (``userId``), never by ``email``
+  or display name: Graph's ``email`` is the mail address, not the UPN
+  (microsoft-graph-docs#17692), and null for members of other tenants
+  (MicrosoftDocs/msteams-docs#2190). UPNs are resolved with ``GET /users/{upn}`` first;
+* the intended topic; and
 * a ``createdDateTime`` no earlier than when the creation was journaled, minus a clock skew
   allowance (our clock and Graph's may disagree; 5 minutes by default).
+
+Only documented query forms are sent: one ``$filter`` clause (``topic eq`` or ``chatType eq``;
+no filter joining properties with ``and`` is documented), and when Graph refuses a query with
+a 400 the lookup falls back to a plainer one and matches client-side. A listing shows at most
+25 members per chat (the known issue of "List chats"), so a candidate that may hold more is
+confirmed with its full member list.
+
+One lookup is not evidence that nothing was made: Graph lists new chats late (users report
+minutes, microsoft-graph-docs-contrib#5343). ``lookup_delays`` spreads lookups over a
+consistency window; the caller creates again only when all of them found nothing.
 
 `match_created_chats` is the pure matcher; `find_created_chats` does the Graph calls.
 """
@@ -23,9 +35,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from provisioner.graph.errors import GraphNotFound
+from provisioner.graph.errors import GraphError, GraphNotFound
+from provisioner.graph.reads import BatchClient
+from provisioner.graph.users import lookup_users
 from provisioner.models import GROUP
 from provisioner.states.records import Intent, MemberRecord
 
@@ -35,6 +49,12 @@ DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 #: ``chat-list.md`` (known issue, as the emulator reproduces it): ``$expand=members`` lists at
 #: most 25 members per chat, so a chat showing that many is read again in full before comparing.
 EXPANDED_MEMBERS_LIMIT = 25
+
+#: How long Graph may take to list a chat it made, unless told otherwise (seconds). Graph
+#: documents no bound; users report member lists minutes behind (contrib#5343) and slow list
+#: calls (msteams-docs#8959). 60 s is the least the issue allows; raise it with
+#: ``--consistency-window`` where the tenant is slower.
+DEFAULT_CONSISTENCY_WINDOW_S = 60.0
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 _GRAPH_TIME = re.compile(
@@ -83,33 +103,38 @@ def parse_time(text: object) -> datetime | None:
         return None
 
 
+def lookup_delays(window_s: float, elapsed_s: float = 0.0) -> list[float]:
+    """When to look (seconds from now) for a chat whose creation began ``elapsed_s`` ago:
+    at once, then at doubling intervals (a sixteenth of the window first: most chats are
+    listed within seconds), the last one once the whole window has passed since the creation.
+    A creation older than the window needs one lookup."""
+    remaining = max(0.0, window_s - max(0.0, elapsed_s))
+    delays = [0.0]
+    step = max(window_s / 16, 0.01)
+    at = 0.0
+    while at < remaining:
+        at = min(remaining, at + step)
+        delays.append(at)
+        step *= 2
+    return delays
+
+
 @dataclass(frozen=True)
 class WantedMembers:
-    """The member set a creation asked for: object ids where known, and the UPNs (lower
-    case) that could not be resolved, matched against members' ``email`` instead."""
+    """The member set a creation asked for: the object ids known, and how many members had
+    none (a UPN the directory did not know: counted, never matched by ``email``)."""
 
     object_ids: frozenset[str]
-    unresolved: frozenset[str] = frozenset()
+    unresolved: int = 0
 
     @property
     def size(self) -> int:
-        return len(self.object_ids) + len(self.unresolved)
+        return len(self.object_ids) + self.unresolved
 
 
 def _members_match(members: Iterable[Mapping[str, Any]], wanted: WantedMembers) -> bool:
-    ids: set[str] = set()
-    emails: list[str] = []
-    count = 0
-    for m in members:
-        count += 1
-        user_id = str(m.get("userId") or "").lower()
-        if user_id in wanted.object_ids and user_id not in ids:
-            ids.add(user_id)
-        else:
-            emails.append(str(m.get("email") or "").lower())
-    if count != wanted.size or ids != wanted.object_ids:
-        return False
-    return sorted(emails) == sorted(wanted.unresolved)
+    ids = [str(m.get("userId") or "").lower() for m in members]
+    return len(ids) == wanted.size and wanted.object_ids <= set(ids)
 
 
 def match_created_chats(
@@ -126,19 +151,26 @@ def match_created_chats(
     A chat without a readable ``createdDateTime`` is kept: adopting a chat that already had
     exactly these members and topic is harmless, creating a second one is what must not happen.
     """
-    not_before = started_at - clock_skew
     found: list[tuple[datetime, int, Mapping[str, Any]]] = []
+    seen: set[str] = set()
     for n, chat in enumerate(chats):
-        if chat.get("chatType", GROUP) != GROUP or chat.get("topic") != topic:
-            continue
-        created = parse_time(chat.get("createdDateTime"))
-        if created is not None and created < not_before:
+        if not _may_be_it(chat, topic, started_at - clock_skew) or str(chat.get("id")) in seen:
             continue
         if not _members_match(chat.get("members") or (), wanted):
             continue
+        seen.add(str(chat.get("id")))
+        created = parse_time(chat.get("createdDateTime"))
         found.append((created or started_at, n, chat))
     found.sort(key=lambda item: (item[0], item[1]))
     return [chat for _, _, chat in found]
+
+
+def _may_be_it(chat: Mapping[str, Any], topic: str | None, not_before: datetime) -> bool:
+    """Type, topic and creation time fit (members are compared apart)."""
+    if chat.get("chatType", GROUP) != GROUP or chat.get("topic") != topic:
+        return False
+    created = parse_time(chat.get("createdDateTime"))
+    return created is None or created >= not_before
 
 
 @dataclass
@@ -152,6 +184,7 @@ class Lookup:
     object_ids: dict[str, str] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)
     candidates: int = 0  # chats listed (after Graph's $filter)
+    refused: tuple[str, ...] = ()  # queries Graph refused (400) before a plainer one answered
 
 
 def find_created_chats(
@@ -161,9 +194,12 @@ def find_created_chats(
     users: MutableMapping[str, str] | Mapping[str, str],
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     page_size: int = 50,
+    anchor: str | None = None,
 ) -> Lookup:
     """Look for the chat(s) ``intent`` may have created. ``users`` is the state's UPN ->
     object id cache (read only here; new resolutions are returned in ``Lookup.users``).
+    ``anchor``: whose chats to list (delegated calls may only list the signed-in user's,
+    chat-list.md); by default an in-tenant member.
 
     Raises the Graph client's errors (a failed lookup leaves the intent for the next try).
     """
@@ -172,34 +208,22 @@ def find_created_chats(
         # Unreadable journal time: compare members and topic only (never skip the lookup).
         started_at = datetime.min.replace(tzinfo=timezone.utc) + clock_skew
     lookup = Lookup()
-    object_ids: dict[str, str] = {}
-    unresolved: set[str] = set()
-    for member in intent.members:
-        oid = _known_object_id(member, users)
-        if oid is None:
-            try:
-                oid = str(reader.get_user(member.user).get("id") or "") or None
-            except GraphNotFound:
-                # An out-of-tenant UPN is not in this tenant's directory (user-get.md: 404).
-                oid = None
-            if oid is not None:
-                lookup.users[member.user.lower()] = oid
-        if oid is None:
-            unresolved.add(member.user.lower())
-        else:
-            object_ids[member.user] = oid.lower()
-    lookup.object_ids = object_ids
-    wanted = WantedMembers(frozenset(object_ids.values()), frozenset(unresolved))
-    anchor = _anchor(intent.members, object_ids)
+    lookup.object_ids, unresolved = _resolve(reader, intent, users, lookup.users)
+    wanted = WantedMembers(frozenset(lookup.object_ids.values()), unresolved)
+    anchor = anchor or _anchor(intent.members, lookup.object_ids)
     if anchor is None:
         return lookup  # nobody whose chats can be listed: nothing can be found
+    not_before = started_at - clock_skew
     chats = []
-    for chat in reader.list_user_chats(
-        anchor, chat_type=GROUP, topic=intent.topic, expand_members=True, top=page_size
-    ):
+    for chat in _listed(reader, anchor, intent.topic, page_size, lookup):
         lookup.candidates += 1
-        members = chat.get("members") or []
-        if len(members) >= EXPANDED_MEMBERS_LIMIT and wanted.size >= EXPANDED_MEMBERS_LIMIT:
+        if not _may_be_it(chat, intent.topic, not_before):
+            continue
+        members = chat.get("members")
+        if members is None or (
+            len(members) >= EXPANDED_MEMBERS_LIMIT and wanted.size >= EXPANDED_MEMBERS_LIMIT
+        ):
+            # Not expanded, or maybe cut at 25: confirm the candidate with its member list.
             chat = {**chat, "members": reader.list_members(str(chat["id"]))}
         chats.append(chat)
     matches = match_created_chats(
@@ -209,6 +233,73 @@ def find_created_chats(
         lookup.chat = matches[0]
         lookup.duplicates = tuple(matches[1:])
     return lookup
+
+
+def _resolve(
+    reader: ChatReader,
+    intent: Intent,
+    users: Mapping[str, str],
+    resolved: dict[str, str],
+) -> tuple[dict[str, str], int]:
+    """Each member's object id (``user`` -> id), and how many have none. UPNs not known yet
+    are resolved in one go (``$batch``, 20 per request, where the reader has it); new
+    resolutions go into ``resolved`` (UPN, lower case -> id)."""
+    unknown = [m.user for m in intent.members if _known_object_id(m, users) is None]
+    found = _look_up_users(reader, unknown)
+    resolved.update(found)
+    object_ids: dict[str, str] = {}
+    for member in intent.members:
+        oid = _known_object_id(member, users) or found.get(member.user.lower())
+        if oid is not None:
+            object_ids[member.user] = oid.lower()
+    return object_ids, len(intent.members) - len(object_ids)
+
+
+def _look_up_users(reader: ChatReader, upns: list[str]) -> dict[str, str]:
+    """UPN (lower case) -> object id for those Graph knows. A 404 is a user not in this
+    tenant's directory (user-get.md); validate refuses out-of-tenant members named by UPN, so
+    this is a user gone since."""
+    if not upns:
+        return {}
+    if len(upns) > 1 and callable(getattr(reader, "batch", None)):
+        answers = lookup_users(cast(BatchClient, reader), upns, concurrency=1)
+        return {upn: str(u["id"]) for upn, u in answers.items() if u and u.get("id")}
+    found = {}
+    for upn in upns:
+        try:
+            oid = str(reader.get_user(upn).get("id") or "")
+        except GraphNotFound:
+            continue
+        if oid:
+            found[upn.lower()] = oid
+    return found
+
+
+def _listed(
+    reader: ChatReader, anchor: str, topic: str | None, page_size: int, lookup: Lookup
+) -> Iterator[Mapping[str, Any]]:
+    """The anchor's chats, through the narrowest query Graph accepts: one ``$filter`` clause
+    with ``$expand=members``, else without the filter, else without the expansion (members
+    are then read per candidate). A 400 on the first page moves to the next form."""
+    narrow: dict[str, Any] = {"topic": topic} if topic is not None else {"chat_type": GROUP}
+    forms: list[tuple[str, dict[str, Any]]] = [
+        ("$filter with $expand=members", {**narrow, "expand_members": True}),
+        ("$expand=members", {"expand_members": True}),
+        ("a plain list", {"expand_members": False}),
+    ]
+    for n, (name, kwargs) in enumerate(forms):
+        pages = reader.list_user_chats(anchor, top=page_size, **kwargs)
+        try:
+            first = next(pages, None)
+        except GraphError as exc:
+            if exc.status != 400 or n == len(forms) - 1:
+                raise
+            lookup.refused = (*lookup.refused, name)
+            continue
+        if first is not None:
+            yield first
+            yield from pages
+        return
 
 
 def _known_object_id(member: MemberRecord, users: Mapping[str, str]) -> str | None:

@@ -84,6 +84,7 @@ class ApplyResult:
     stop_error: Failure | None = None
     lookups: int = 0  # reconciliation lookups made
     lookup_requests: int = 0  # the requests they cost
+    settle_seconds: float = 0.0  # the time they took, summed over chats (the run went on)
     state_writes: int = 0
     work_total: int = 0  # the Graph requests the plan needed (`provisioner.apply.work`)
     work_done: int = 0  # of those, done (finished changes count whole)

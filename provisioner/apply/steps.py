@@ -10,20 +10,22 @@ limit. The generator's return value is the key's `Outcome`.
 Group creation follows the journal protocol of issue 6: the intent (members, topic, attempt id,
 time) is made durable *before* ``POST /chats``; the chat id is recorded and the intent cleared
 in one write after it. An ambiguous answer (timeout, dropped connection, 5xx) keeps the intent
-and leads to a lookup (``reconcile.py``) instead of a second POST.
+and leads to lookups (``reconcile.py``) instead of a second POST: spread over the consistency
+window (Graph lists new chats late), while the other chats go on; the chat is created again
+only when every lookup of the window found nothing.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from provisioner.apply.context import StepContext, Steps, member_keys, membership_index, opt
 from provisioner.apply.control import Cancelled
-from provisioner.apply.reconcile import Lookup, find_created_chats, parse_time
+from provisioner.apply.reconcile import Lookup, find_created_chats, lookup_delays, parse_time
 from provisioner.apply.results import ADOPTED, CREATED, DELETED, FORGOTTEN, SKIPPED, Outcome
 from provisioner.apply.update import update_steps
 from provisioner.errors import AuthError
@@ -39,6 +41,17 @@ from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.plans.types import Action, Change
 from provisioner.states.home import claim_home, tenants_seen
 from provisioner.states.records import ChatRecord, Intent, State
+
+#: How long after its journal entry an earlier run's creation may still have been sent (its
+#: turn under the pacer, then the request timeout), beyond which its journal is stale.
+STALE_AFTER_S = 600.0
+
+
+#: What progress says a settling chat waits for.
+WAITING_FOR = (
+    "Graph to list the chat an unknown creation may have made (up to {window:.0f}s after it, "
+    "before creating it again)"
+)
 
 
 class ChatSteps:
@@ -149,32 +162,82 @@ class ChatSteps:
             # here (the intent stays; the next run looks it up) rather than loop on a server
             # that never answers a creation.
             raise unknown
-        # Graph may or may not have made the chat: look before creating again. Give Graph a
-        # moment first, so a chat made by the lost request is listed by the lookup.
+        # Graph may or may not have made the chat: look (over the consistency window) before
+        # creating again.
         note = f"{_LOOKED_UP} ({_reason(unknown)}): looked it up"
-        yield self.ctx.clock() + self.ctx.settle_s
-        return (yield from self._look_up(change, intent, (*notes, note)))
+        return (yield from self._look_up(change, intent, (*notes, note), answered=True))
 
     def _reconcile(self, change: Change) -> Steps:
         intent = change.intent
         if intent is None:
             raise ValueError(f"{change.key}: a reconcile change without an intent")
-        started = parse_time(intent.started_at)
-        if started is not None:
-            settled = started + timedelta(seconds=self.ctx.settle_s)
-            # At most settle_s from now, whatever the journal's clock said.
-            wait = min(self.ctx.settle_s, (settled - self._now()).total_seconds())
-            if wait > 0:
-                yield self.ctx.clock() + wait
         note = f"an unfinished creation (attempt {intent.attempt_id}) was looked up"
-        return (yield from self._look_up(change, intent, (note,)))
+        return (yield from self._look_up(change, intent, (note,), answered=False))
 
-    def _look_up(self, change: Change, intent: Intent, notes: tuple[str, ...]) -> Steps:
-        before = self.ctx.requests()
-        lookup = find_created_chats(
-            self.client, intent, users=self.ctx.users, clock_skew=self.ctx.clock_skew
-        )
-        self.ctx.reconciled(self.ctx.requests() - before)
+    def _settle(
+        self, change: Change, intent: Intent, answered: bool
+    ) -> Generator[float, None, Lookup]:
+        """Lookups spread over the consistency window (``reconcile.lookup_delays``): the
+        first that finds the chat ends them; the result of the last is returned when none did.
+        Between lookups the chat is put aside and the run goes on; progress says what it waits
+        for.
+
+        The window starts when Graph may last have made the chat: an ambiguous answer comes
+        after the work (``answered``), so from now. A creation journaled by an earlier run
+        may have been sent any time before that run ended (it can wait for its turn after
+        being journaled), so also from now, unless the journal is older than the window
+        plus ``STALE_AFTER_S``: then whatever was made is long listed and one lookup does.
+        """
+        window = self.ctx.consistency_window_s
+        elapsed = 0.0
+        started = parse_time(intent.started_at)
+        if not answered and started is not None:
+            age = (self._now() - started).total_seconds()
+            elapsed = window if age > window + STALE_AFTER_S else 0.0
+        began, spent = self.ctx.clock(), 0  # requests are counted per thread: per lookup
+        resolved: dict[str, str] = {}  # UPNs resolved by these lookups: resolved once
+        what = WAITING_FOR.format(window=window)
+        delays = lookup_delays(window, elapsed)
+        try:
+            for n, delay in enumerate(delays):
+                at = began + delay
+                if at > self.ctx.clock():
+                    self.ctx.waiting(change.key, what)
+                    yield at
+                    self.ctx.waiting(change.key, None)
+                before = self.ctx.requests()
+                try:
+                    lookup = find_created_chats(
+                        self.client,
+                        intent,
+                        users={**self.ctx.users, **resolved},
+                        clock_skew=self.ctx.clock_skew,
+                        anchor=self.ctx.anchor,
+                    )
+                except GraphError as exc:
+                    # Throttled past the retry budget, or 5xx after the retries: an early
+                    # lookup that failed is followed by the next one. The last one decides, so
+                    # its failure is the chat's (the intent stays for the next run).
+                    if n == len(delays) - 1 or not _transient(exc):
+                        raise
+                    continue
+                finally:
+                    spent += self.ctx.requests() - before
+                resolved.update(lookup.users)
+                if lookup.chat is not None:
+                    break
+            lookup.users = resolved
+            return lookup
+        finally:
+            self.ctx.waiting(change.key, None)
+            self.ctx.reconciled(spent, self.ctx.clock() - began)
+
+    def _look_up(
+        self, change: Change, intent: Intent, notes: tuple[str, ...], *, answered: bool
+    ) -> Steps:
+        lookup = yield from self._settle(change, intent, answered)
+        if lookup.refused:
+            notes = (*notes, f"Graph refused {', '.join(lookup.refused)}: matched client-side")
         if lookup.chat is None:
             if change.body is None:  # no longer in the manifest, and nothing was made
                 self.ctx.record(lambda s: _forget_intent(s, intent, lookup))
@@ -184,7 +247,7 @@ class ChatSteps:
                     FORGOTTEN,
                     notes=(*notes, "no chat had been created; the key is no longer managed"),
                 )
-            notes = (*notes, "no chat had been created: created it")
+            notes = (*notes, "no chat had been created (none listed within the window): created it")
             if change.chat_type == ONE_ON_ONE:  # the manifest made the key a oneOnOne since
                 self.ctx.record(lambda s: _forget_intent(s, intent, lookup))
                 outcome = yield from self._create_one_on_one(change)
@@ -245,6 +308,10 @@ def _body(change: Change) -> dict[str, Any]:
     if change.body is None:
         raise ValueError(f"{change.key}: a creation without a request body")
     return change.body
+
+
+def _transient(exc: GraphError) -> bool:
+    return isinstance(exc, ThrottledError) or exc.status in (429, 500, 502, 503, 504)
 
 
 _LOOKED_UP = "the creation's outcome was unknown"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import datetime, timezone
 
 from provisioner.apply.context import (
     StepContext,
@@ -25,8 +26,10 @@ from provisioner.apply.results import UPDATED, Outcome
 from provisioner.graph.errors import GraphError, GraphNotFound
 from provisioner.graph.pacing import CHAT, CHAT_MEMBERS
 from provisioner.models import Member
+from provisioner.plans.live import object_id_of
 from provisioner.plans.types import Change
 from provisioner.states.records import ChatRecord, MemberRecord
+from provisioner.states.settling import ADDED, REMOVED, Settling
 
 
 def update_steps(ctx: StepContext, change: Change) -> Steps:
@@ -58,6 +61,8 @@ class _ChatUpdate:
         self.current = list(before.members) if before is not None else list(change.members)
         self.topic = before.topic if before is not None else change.topic
         self.created_at = before.created_at if before is not None else None
+        # Membership changes Graph's lists may not show yet (states.records.Settling).
+        self.settling = list(before.settling) if before is not None else []
         self.known: dict[str, str] = {}
         self.next_call = -1.0  # monotonic time before which this chat's next call would wait
         self.next_member = -1.0
@@ -88,6 +93,7 @@ class _ChatUpdate:
         yield from self.pace(member_change=True)
         history = self.change.history
         self.member_call(lambda: _add(self.ctx, self.chat_id, member, history=history))
+        self.settled(member, ADDED)
         self.save()
 
     def remove(self, member: MemberRecord) -> Iterator[float]:
@@ -95,6 +101,7 @@ class _ChatUpdate:
         if mid is not None:
             yield from self.pace(member_change=True)
             self.member_call(lambda: _remove(self.ctx, self.chat_id, mid))
+            self.settled(member, REMOVED)
         self.current = [c for c in self.current if not same_member(c, member)]
         self.save()
 
@@ -115,15 +122,40 @@ class _ChatUpdate:
             replace(m, membership_id=first_known(m, learned) or self.membership(m))
             for m in change.members
         )
-        final = ChatRecord(self.chat_id, change.chat_type, members, change.topic, self.created_at)
+        final = ChatRecord(
+            self.chat_id,
+            change.chat_type,
+            members,
+            change.topic,
+            self.created_at,
+            tuple(self.settling),
+        )
         self.ctx.record(lambda s: s.put_chat(change.key, final))
         return Outcome(change.key, change.action, UPDATED, self.chat_id)
 
     def save(self) -> None:
         record = ChatRecord(
-            self.chat_id, self.change.chat_type, tuple(self.current), self.topic, self.created_at
+            self.chat_id,
+            self.change.chat_type,
+            tuple(self.current),
+            self.topic,
+            self.created_at,
+            tuple(self.settling),
         )
         self.ctx.record(lambda s: s.put_chat(self.change.key, record))
+
+    def settled(self, member: MemberRecord, change: str) -> None:
+        """Note a membership change until Graph's lists can be trusted to show it (the
+        consistency window), so that a refresh meanwhile does not report it as drift."""
+        oid = member.object_id or object_id_of(member.user, self.ctx.users)
+        if oid is None:
+            return
+        now = self.ctx.wallclock()
+        until = datetime.fromtimestamp(now + self.ctx.consistency_window_s, tz=timezone.utc)
+        self.settling = [
+            s for s in self.settling if s.object_id.lower() != oid.lower() and s.until > _iso(now)
+        ]
+        self.settling.append(Settling(oid.lower(), change, _iso_dt(until)))
 
     def pace(self, *, member_change: bool) -> Iterator[float]:
         """Yields the time the chat's next call may start, when that is still to come."""
@@ -162,7 +194,9 @@ def _add(
     return replace(
         member,
         membership_id=opt(added.get("id")) or member.membership_id,
-        object_id=member.object_id or opt(added.get("userId")),
+        object_id=member.object_id
+        or opt(added.get("userId"))
+        or object_id_of(member.user, ctx.users),
     )
 
 
@@ -170,3 +204,11 @@ def _remove(ctx: StepContext, chat_id: str, membership_id: str) -> None:
     with contextlib.suppress(GraphNotFound):  # already gone: the outcome wanted
         ctx.client.remove_member(chat_id, membership_id)
     return None
+
+
+def _iso_dt(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _iso(ts: float) -> str:
+    return _iso_dt(datetime.fromtimestamp(ts, tz=timezone.utc))

@@ -76,6 +76,17 @@ apply_options = stacked(
             help="Seconds to wait for each Graph answer.",
         ),
         click.option(
+            "--consistency-window",
+            type=click.FloatRange(min=0, max=86400),
+            default=60.0,
+            show_default=True,
+            envvar="PROVISION_CONSISTENCY_WINDOW",
+            metavar="SECONDS",
+            help="How long Graph may take to list a new chat: a group chat whose creation "
+            "got no clear answer is looked up over this window (other chats go on) and "
+            "created again only if no lookup found it. Env: PROVISION_CONSISTENCY_WINDOW.",
+        ),
+        click.option(
             "--refresh/--no-refresh",
             default=None,
             help="Read the managed chats back from Graph before planning (drift, UPNs), as "
@@ -141,6 +152,7 @@ def _apply(
     concurrency: int,
     max_rps: float | None,
     timeout: float,
+    consistency_window: float,
     refresh: bool | None,
     prune: bool,
     emulator: bool,
@@ -174,9 +186,12 @@ def _apply(
             "--concurrency": concurrency if concurrency != DEFAULT_CONCURRENCY else None,
             "--max-rps": max_rps,
             "--timeout": timeout if timeout != DEFAULT_TIMEOUT else None,
+            "--consistency-window": consistency_window if consistency_window != 60.0 else None,
         },
     )
-    settings = ApplySettings(concurrency, max_rps, timeout, refresh, prune, fmt != "text")
+    settings = ApplySettings(
+        concurrency, max_rps, timeout, refresh, prune, fmt != "text", consistency_window
+    )
     hooks = _CommandLine(fmt=fmt, auto_approve=auto_approve, quiet=quiet)
     with _graph(connection, saved) as (url, credential), graph_log(hooks.verbose):
         # The Graph log covers refresh and apply alike.

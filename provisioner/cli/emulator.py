@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,9 +36,27 @@ def emulator_session(port: int = 0) -> Iterator[str]:
     yields its Graph URL."""
     from provisioner.emulator import embedded
 
-    with embedded(EMULATOR_DATA, port=port) as url:
+    with embedded(EMULATOR_DATA, port=port, **emulator_settings()) as url:
         note(f"Using the built-in Graph emulator at {url} (tenant kept in ./{EMULATOR_DATA}).")
         yield url
+
+
+def emulator_settings() -> dict[str, Any]:
+    """The built-in emulator's settings from the environment, as ``provision emulator``
+    takes them as options: ``PROVISION_EMULATOR_USERS`` (a users file, or ``invent`` to make
+    up any user named) and ``PROVISION_EMULATOR_LIST_DELAY`` (``N`` or ``LO-HI`` seconds)."""
+    from provisioner.emulator.server import parse_delay
+
+    settings: dict[str, Any] = {}
+    users = os.environ.get("PROVISION_EMULATOR_USERS", "").strip()
+    if users == "invent":
+        settings["invent_users"] = True
+    elif users:
+        settings["users"] = users
+    delay = os.environ.get("PROVISION_EMULATOR_LIST_DELAY", "").strip()
+    if delay:
+        settings["list_delay_s"] = parse_delay(delay)
+    return settings
 
 
 emulator_options = stacked(
@@ -91,8 +110,30 @@ emulator_options = stacked(
             "users_path",
             type=click.Path(dir_okay=False, exists=True),
             default=None,
-            help="Users directory (JSON); unknown users are then 404. "
-            "Default: any GUID or UPN is a user, made up consistently.",
+            help="Users directory (JSON) replacing the default one (the users the README and "
+            "examples/ name). Anyone else is 404 Request_ResourceNotFound, as on a tenant.",
+        ),
+        click.option(
+            "--invent-users",
+            is_flag=True,
+            help="Make up any GUID or UPN as a user the first time it is named (load tests).",
+        ),
+        click.option(
+            "--list-delay",
+            default="1-4s",
+            show_default=True,
+            envvar="PROVISION_EMULATOR_LIST_DELAY",
+            help="How long a new chat or membership takes to show in list calls: N or LO-HI "
+            "seconds, drawn per write (Graph's lists lag behind its writes; 0: at once).",
+        ),
+        click.option(
+            "--sign-in",
+            type=click.Choice(["application", "delegated"]),
+            default="application",
+            show_default=True,
+            help="Calls act as the app, or (delegated) as --me: a new chat must include that "
+            "user, and only that user's chats can be listed. A JWT token with scp and oid "
+            "claims is delegated whatever this says.",
         ),
         click.option("--me", default=None, help="The signed-in user of /me (GUID or UPN)."),
         click.option(
@@ -118,6 +159,9 @@ def emulator_command(
     faults: tuple[str, ...],
     seed: int | None,
     users_path: str | None,
+    invent_users: bool,
+    list_delay: str,
+    sign_in: str,
     me: str | None,
     token_lifetime: float | None,
 ) -> int:
@@ -129,7 +173,7 @@ def emulator_command(
     The URL is printed alone on the first line of standard output.
     """
     from provisioner.emulator import EmulatorServer
-    from provisioner.emulator.server import parse_latency
+    from provisioner.emulator.server import parse_delay, parse_latency
 
     server = EmulatorServer(
         host=host,
@@ -142,6 +186,9 @@ def emulator_command(
         users=users_path,
         me=me,
         token_lifetime_s=token_lifetime,
+        list_delay_s=parse_delay(list_delay),
+        invent_users=invent_users,
+        sign_in=sign_in,
     ).start()
     click.echo(server.url)
     where = "memory only" if ephemeral else data_path

@@ -97,20 +97,25 @@ class CliProgress(ApplyListener):
             self._bar = None
 
 
-def status_text(p: Progress) -> str:
-    """Chats, rate, ETA, throttling and failures: what the bar shows beside the requests."""
+def status_text(p: Progress, *, waiting: bool = True) -> str:
+    """Chats, rate, ETA, throttling and failures: what the bar shows beside the requests;
+    ``waiting``: how many chats wait for Graph to list a chat an unknown creation made."""
     eta = f", ETA {_duration(p.eta_s)}" if p.eta_s is not None and p.done < p.total else ""
     text = f"{p.done}/{p.total} chats, {p.work_rate:.1f} requests/s{eta}, {p.throttled} throttled"
     if p.retries:
         text += f", {p.retries} retried after errors"
     if p.failed:
         text += f", {p.failed} failed"
+    if waiting and p.waiting:
+        text += f", {len(p.waiting)} waiting for Graph to list a new chat"
     return text
 
 
 def progress_line(p: Progress) -> str:
-    """One line for a log: the requests done of the plan's total first."""
-    return f"apply: {p.work_done}/{p.work_total} requests, {status_text(p)}"
+    """One line for a log: the requests done of the plan's total first, then which chats wait
+    for what (the consistency window, issue 14)."""
+    status = status_text(p, waiting=False)
+    return f"apply: {p.work_done}/{p.work_total} requests, {status}{_waiting(p)}"
 
 
 def _duration(seconds: float) -> str:
@@ -181,3 +186,18 @@ def graph_log(verbose: bool) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+def _waiting(p: Progress) -> str:
+    """What chats put aside wait for, e.g. ``; 2 waiting for Graph to list the chat an
+    unknown creation may have made (...): falcon-launch, falcon-design``."""
+    if not p.waiting:
+        return ""
+    by_what: dict[str, list[str]] = {}
+    for key, what in p.waiting:
+        by_what.setdefault(what, []).append(key)
+    parts = []
+    for what, keys in by_what.items():
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        parts.append(f"{len(keys)} waiting for {what}: {shown}")
+    return "; " + "; ".join(parts)

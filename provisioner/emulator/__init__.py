@@ -2,7 +2,8 @@
 
 ``EmulatorServer(host="127.0.0.1", port=0, data_path=None, limits="documented",
 latency_ms=0, faults=None, seed=None, *, users=None, me=None, token_lifetime_s=None,
-tenant_id=..., max_body_bytes=4 MiB, fault_retry_after_s=None, shuffle_batch=True)``
+tenant_id=..., max_body_bytes=4 MiB, fault_retry_after_s=None, shuffle_batch=True,
+list_delay_s=(1, 4), invent_users=False, sign_in="application")``
 
 * ``data_path``: where the tenant persists (snapshot + journal, see ``store.py``); None keeps
   it in memory only.
@@ -12,8 +13,16 @@ tenant_id=..., max_body_bytes=4 MiB, fault_retry_after_s=None, shuffle_batch=Tru
 * ``faults``: spec strings (``"503=0.05"``, ``"504=0.2,method=POST,path=/chats,
   chat-type=group"``, ``"drop=0.1"``, ``"latency=0.1,ms=500"``, ``"429=0.05"``), ``FaultRule``
   objects, or a ``{"503": 0.05}`` mapping (``faults.py``). ``seed`` makes them repeatable.
-* ``users``: a users JSON file or ``User`` list (unknown users are then 404); by default any
-  GUID or UPN is a user, made up consistently (``users.py``). ``me``: the user of ``/me``.
+* ``users``: a users JSON file or ``User`` list; by default the users the README and
+  ``examples/`` name (``default_users.py``). Anyone else is ``404 Request_ResourceNotFound``,
+  unless ``invent_users`` (load tests): then any GUID or UPN is a user, made up consistently
+  (``users.py``). ``me``: the user of ``/me`` (default: the directory's first user).
+* ``list_delay_s``: N or (LO, HI) seconds before a new chat shows in List chats and a new
+  (or removed) membership in member listings (``model.ChatView.listed_members``); 0 lists
+  at once. Graph's lists lag behind its writes; the default is a few seconds.
+* ``sign_in``: ``"application"`` or ``"delegated"`` (then a new chat must include ``me``,
+  and only ``me``'s chats can be listed). A JWT bearer token with ``scp`` and ``oid`` claims
+  is delegated for that ``oid`` whatever this says.
 * ``token_lifetime_s``: a bearer token is rejected with 401 ``InvalidAuthenticationToken``
   that many seconds after the emulator first saw it (token expiry mid-run).
 * ``fault_retry_after_s``: the ``Retry-After`` of injected 503/429 (default 1 s / scale).
@@ -32,12 +41,15 @@ Where the emulator decides what the docs leave open (clients must not depend on 
 * ``GET /chats`` lists the chats of ``/me``; the default page size of List chats is 20 (the
   doc fixes only the maximum, 50); ``$orderby`` and other query options are ignored.
 * Adding a user who is already a member is ``409 Conflict``; a user missing from the
-  directory in a ``POST /chats`` body is ``404 NotFound``; re-creating a soft-deleted
-  oneOnOne chat revives it with the same id.
+  directory in a ``POST /chats`` body is ``404 Request_ResourceNotFound``; re-creating a
+  soft-deleted oneOnOne chat revives it with the same id.
 * The "5 requests per second per user" limit is applied to List chats only (Get chat has no
   user in app-only calls); ``x-ms-throttle-*`` headers are not sent.
-* No chat messages, meeting chats, installed apps or tabs; no app-only/delegated distinction
-  (``/me`` always works).
+* No chat messages, meeting chats, installed apps or tabs; ``/me`` also answers app-only
+  calls (Graph refuses them). Refusals whose status Graph does not document (a delegated
+  creation without the signed-in user: 400; another user's chats, delegated: 403).
+* A chat's members show at once in a listing when they came with its creation; the lag
+  applies to the chat in List chats and to members added or removed later.
 """
 
 from __future__ import annotations

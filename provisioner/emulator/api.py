@@ -7,7 +7,9 @@ individually against the applicable throttling limits").
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import math
 import random
 import threading
@@ -31,6 +33,25 @@ class ApiOptions:
     fault_retry_after_s: float = 1.0
     token_lifetime_s: float | None = None
     shuffle_batch: bool = True
+    # "application" (app-only) or "delegated": whether calls act for a signed-in user (``me``).
+    # A JWT bearer token decides for itself: ``scp`` makes it delegated for its ``oid``.
+    sign_in: str = "application"
+
+
+def token_claims(authorization: str | None) -> dict[str, object]:
+    """The claims of a JWT bearer token, read without checking its signature (the emulator
+    accepts any token); {} for anything else. Entra access tokens carry ``oid``, ``tid`` and
+    ``scp`` (delegated) or ``roles`` (app-only) (graph-facts, "Tokens")."""
+    token = (authorization or "").partition(" ")[2].strip()
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 class Api:
@@ -54,6 +75,16 @@ class Api:
     @property
     def me(self) -> str:
         return self.options.me
+
+    def signed_in(self, req: Request) -> str | None:
+        """The object id of the user a delegated call acts for, None for an app-only call."""
+        claims = token_claims(req.headers.get("authorization"))
+        if claims.get("scp") and isinstance(claims.get("oid"), str):
+            return str(claims["oid"]).lower()
+        if claims.get("roles") or self.options.sign_in != "delegated":
+            return None
+        user = self.tenant.directory.resolve(self.options.me)
+        return user.id if user else self.options.me.lower()
 
     # -- authentication ------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> GraphError | None:

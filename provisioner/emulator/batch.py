@@ -113,6 +113,8 @@ def _item_request(outer: Request, item: Item) -> Request | GraphError:
     if split.scheme or split.netloc:
         return bad_request("Batch request urls must be relative, e.g. '/chats'.")
     headers = {k.lower(): v for k, v in item.headers.items()}
+    if "authorization" in outer.headers:  # who the items run as (delegated or app-only)
+        headers.setdefault("authorization", outer.headers["authorization"])
     if "client-request-id" in outer.headers:
         headers.setdefault("client-request-id", outer.headers["client-request-id"])
     body_error = None

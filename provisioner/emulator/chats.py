@@ -19,7 +19,7 @@ from provisioner.emulator.messages import JSON_TYPE, Request, Response
 from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
 from provisioner.emulator.protocol import Context
 from provisioner.emulator.routes import Match
-from provisioner.emulator.tenant import NewMember
+from provisioner.emulator.tenant import MAX_GROUP_MEMBERS, NewMember
 from provisioner.emulator.users import GUID_RE, UPN_RE, User, made_up_user
 
 UNREADABLE = (
@@ -31,14 +31,13 @@ BIND_RE = re.compile(
 )
 CHAT_PROPERTIES = {"@odata.type", "chatType", "topic", "members"}
 MAX_TOPIC = 250  # chat-patch.md: "Maximum length is 250 characters. Use of ':' is not allowed."
-MAX_GROUP_MEMBERS = 250  # Teams: a group chat holds at most 250 people
 # List chats without $top: 20 per page. Not in chat-list.md (which fixes only the maximum);
 # observed in responses, e.g. the "@odata.count":20 page with a nextLink quoted in
 # learn.microsoft.com/answers/questions/1303807.
 DEFAULT_PAGE = 20
 MAX_PAGE = 50  # chat-list.md: "Maximum allowed $top value is 50."
 MAX_EXPANDED_MEMBERS = 25  # chat-list.md known issue: $expand=members returns at most 25
-FILTER_RE = re.compile(r"\s*(chatType|topic)\s+eq\s+'((?:[^']|'')*)'\s*")
+FILTER_RE = re.compile(r"\s*(chatType|topic)\s+eq\s+'((?:[^']|'')*)'\s*$")
 
 
 def json_ok(status: int, body: dict[str, object], **headers: str) -> Response:
@@ -106,7 +105,7 @@ def parse_member(api: Context, obj: object) -> NewMember:
     else:
         found_user = api.tenant.directory.resolve(ref)
         if found_user is None:
-            raise not_found(f"User '{ref}' was not found in the tenant.")
+            raise unknown_user(ref)
         user = found_user
         if user.user_type == "Guest" and role != "guest":
             raise bad_request("In-tenant guest users must be assigned the guest role.")
@@ -115,13 +114,25 @@ def parse_member(api: Context, obj: object) -> NewMember:
     return NewMember(user, role, (tenant_id or home).lower(), **extra)
 
 
-def chat_body(req: Request, chat: ChatView, *, members: bool = False) -> dict[str, object]:
+def unknown_user(ref: str) -> GraphError:
+    # user-get.md: 404 when the user does not exist, with the directory's error code
+    # (graph-facts: "unknown users are 404 Request_ResourceNotFound").
+    return not_found(
+        f"Resource '{ref}' does not exist or one of its queried reference-property "
+        "objects are not present.",
+        code="Request_ResourceNotFound",
+    )
+
+
+def chat_body(
+    req: Request, chat: ChatView, *, members: bool = False, now: float = 0.0
+) -> dict[str, object]:
     base = req.base_url
     if not members:
         return {"@odata.context": f"{base}/$metadata#chats/$entity", **chat.to_graph()}
     body: dict[str, object] = {
         "@odata.context": f"{base}/$metadata#chats(members())/$entity",
-        **chat.to_graph(members=True),
+        **chat.to_graph(members=True, now=now),
     }
     body["members@odata.context"] = f"{base}/$metadata#chats('{chat.id}')/members"
     return body
@@ -169,6 +180,12 @@ def post_chat(api: Context, req: Request, m: Match) -> Response:
     members = [parse_member(api, raw) for raw in raw_members]
     if len({mem.user.id for mem in members}) != len(members):
         raise bad_request("A user cannot be a member of the same chat twice.")
+    signed_in = api.signed_in(req)
+    if signed_in is not None and signed_in not in {mem.user.id for mem in members}:
+        # chat-post.md: in delegated calls the signed-in user is one of the members listed
+        # ("Every participant is listed, including the caller", graph-facts). The status of
+        # Graph's refusal is not documented; a refused body is a 400 here.
+        raise bad_request("The signed-in user must be a member of the chat being created.")
     chat, created = api.tenant.create_chat(str(chat_type), topic, members)
     if created:
         api.tenant.count("chats_created_total")
@@ -181,11 +198,11 @@ def get_chat(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
         _chat_of_user(api, req, m, chat)
-    return json_ok(200, chat_body(req, chat, members=members))
+    return json_ok(200, chat_body(req, chat, members=members, now=api.tenant.now()))
 
 
 def _chat_of_user(api: Context, req: Request, m: Match, chat: ChatView) -> None:
-    user = _path_user(api, m)
+    user = _listable_user(api, req, m)
     if user.id not in chat.member_user_ids:
         raise not_found(f"Chat '{chat.id}' was not found.")
 
@@ -214,7 +231,7 @@ def list_members(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
         _chat_of_user(api, req, m, chat)
-    value = [member.to_graph() for member in chat.members]
+    value = [member.to_graph() for member in chat.listed_members(api.tenant.now())]
     return json_ok(
         200,
         {
@@ -241,13 +258,9 @@ def add_member(api: Context, req: Request, m: Match) -> Response:
     chat_id = m.params["chat-id"]
     api.tenant.live_chat(chat_id)  # 404 before looking at the body
     member = api.tenant.add_member(chat_id, parse_member(api, json_object(req)))
-    # chat-post-members.md: 201 Created and a Location header with the member's path.
-    return json_ok(
-        201,
-        {"@odata.context": f"{req.base_url}/$metadata#chats('{chat_id}')/members/$entity"}
-        | member.to_graph(),
-        Location=f"/chats/{chat_id}/members/{member.membership_id}",
-    )
+    # chat-post-members.md: "a 201 Created response code and a Location header that provides
+    # a URL path to the newly created member object"; every example's response has no body.
+    return Response(201, None, {"Location": f"/chats/{chat_id}/members/{member.membership_id}"})
 
 
 def remove_member(api: Context, req: Request, m: Match) -> Response:
@@ -260,11 +273,19 @@ def _path_user(api: Context, m: Match) -> User:
     ref = m.params.get("user-id", api.me)  # /me/... and GET /chats: the signed-in user
     user = api.tenant.directory.resolve(ref)
     if user is None:
-        # user-get.md: 404 when the user does not exist; Graph's directory error code.
-        raise not_found(
-            f"Resource '{ref}' does not exist or one of its queried reference-property "
-            "objects are not present.",
-            code="Request_ResourceNotFound",
+        raise unknown_user(ref)
+    return user
+
+
+def _listable_user(api: Context, req: Request, m: Match) -> User:
+    """Whose chats a list call reads. Delegated calls read the signed-in user's only
+    (chat-list.md; graph-facts: "/me/chats and /users/{id}/chats serve the signed-in user
+    only"); Graph's refusal of another user's is not quoted in the docs: 403 here."""
+    user = _path_user(api, m)
+    signed_in = api.signed_in(req)
+    if signed_in is not None and user.id != signed_in:
+        raise GraphError(
+            403, "Forbidden", "A delegated call can only list the chats of the signed-in user."
         )
     return user
 
@@ -277,24 +298,19 @@ def get_user(api: Context, req: Request, m: Match) -> Response:
 
 
 def parse_filter(text: str) -> dict[str, str]:
-    """``chatType eq '...'`` and ``topic eq '...'``, joined by ``and`` (quotes doubled)."""
-    found: dict[str, str] = {}
-    pos = 0
-    while True:
-        clause = FILTER_RE.match(text, pos)
-        if clause is None:
-            raise bad_request(
-                f"Invalid filter clause: {text!r} (the emulator supports chatType eq '...' "
-                "and topic eq '...', joined by 'and')."
-            )
-        found[clause.group(1)] = clause.group(2).replace("''", "'")
-        pos = clause.end()
-        if pos == len(text):
-            return found
-        joiner = re.compile(r"and\s+").match(text, pos)
-        if joiner is None:
-            raise bad_request(f"Invalid filter clause: {text!r}.")
-        pos = joiner.end()
+    """One clause, ``chatType eq '...'`` or ``topic eq '...'`` (quotes doubled).
+
+    chat-list.md supports ``$filter`` but documents no filter that joins properties with
+    ``and``, and other tools filter on one property at a time (graph-facts); so a joined
+    filter, or any other form, is refused with a 400 as Graph refuses filters it does not
+    support, and a client has to fall back to a plainer query."""
+    clause = FILTER_RE.match(text)
+    if clause is None:
+        raise bad_request(
+            f"Invalid filter clause: {text!r} is not supported on chats (supported: one "
+            "clause, chatType eq '...' or topic eq '...')."
+        )
+    return {clause.group(1): clause.group(2).replace("''", "'")}
 
 
 def _skiptoken(after: int) -> str:
@@ -315,7 +331,7 @@ def _after(token: str) -> int:
 def list_chats(api: Context, req: Request, m: Match) -> Response:
     """``chat-list.md``: ``$top`` (1..50), ``$filter``, ``$expand=members``, and an
     ``@odata.nextLink`` while more pages remain."""
-    user = _path_user(api, m)
+    user = _listable_user(api, req, m)
     top_text = req.query.get("$top")
     top = DEFAULT_PAGE
     if top_text is not None:
@@ -332,7 +348,8 @@ def list_chats(api: Context, req: Request, m: Match) -> Response:
         chat_type=filters.get("chatType"),
         topic=filters.get("topic"),
     )
-    value = [c.to_graph(members=members, max_members=MAX_EXPANDED_MEMBERS) for c in page]
+    now = api.tenant.now()
+    value = [c.to_graph(members=members, max_members=MAX_EXPANDED_MEMBERS, now=now) for c in page]
     context = "chats(members())" if members else "chats"
     body: dict[str, object] = {
         "@odata.context": f"{req.base_url}/$metadata#{context}",

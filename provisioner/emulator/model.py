@@ -30,6 +30,10 @@ class MemberView:
     roles: tuple[str, ...]
     tenant_id: str
     visible_history_start: str = ALL_HISTORY
+    # Listing lag (see ``ChatView.listed_members``): member listings show this membership from
+    # ``listed_at`` (epoch seconds), and a removed one until ``unlisted_at``.
+    listed_at: float = 0.0
+    unlisted_at: float = 0.0
 
     def to_graph(self) -> dict[str, object]:
         # Shape from chat-get.md example 3 / chat-list-members.md.
@@ -65,6 +69,8 @@ class ChatView:
     members: tuple[MemberView, ...]
     deleted: str | None = None
     seq: int = 0
+    listed_at: float = 0.0  # List chats shows the chat from then on (epoch seconds)
+    departed: tuple[MemberView, ...] = ()  # removed, but still listed until their unlisted_at
 
     @property
     def is_deleted(self) -> bool:
@@ -77,8 +83,16 @@ class ChatView:
     def member(self, membership_id: str) -> MemberView | None:
         return next((m for m in self.members if m.membership_id == membership_id), None)
 
+    def listed_members(self, now: float) -> tuple[MemberView, ...]:
+        """The members a member listing shows at ``now``: Graph's lists lag behind writes
+        (members added to a conversation were reported missing from its member list for
+        about 15 minutes, microsoft-graph-docs-contrib#5343), so a membership added recently
+        is not shown yet and one removed recently is shown still."""
+        shown = tuple(m for m in self.members if m.listed_at <= now)
+        return shown + tuple(m for m in self.departed if m.unlisted_at > now)
+
     def to_graph(
-        self, *, members: bool = False, max_members: int | None = None
+        self, *, members: bool = False, max_members: int | None = None, now: float = 0.0
     ) -> dict[str, object]:
         body: dict[str, object] = {
             "id": self.id,
@@ -90,16 +104,20 @@ class ChatView:
             "tenantId": self.tenant_id,
         }
         if members:
-            shown = self.members if max_members is None else self.members[:max_members]
+            listed = self.listed_members(now)
+            shown = listed if max_members is None else listed[:max_members]
             body["members"] = [m.to_graph() for m in shown]
         return body
 
     def to_record(self) -> dict[str, Any]:
-        rec = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "members"}
+        skip = ("members", "departed")
+        rec = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         rec["members"] = [m.to_record() for m in self.members]
+        rec["departed"] = [m.to_record() for m in self.departed]
         return rec
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> ChatView:
         members = tuple(MemberView.from_record(m) for m in rec["members"])
-        return cls(**{**rec, "members": members})
+        departed = tuple(MemberView.from_record(m) for m in rec.get("departed", ()))
+        return cls(**{**rec, "members": members, "departed": departed})

@@ -25,6 +25,10 @@ class Context(Protocol):
     @property
     def me(self) -> str: ...
 
+    def signed_in(self, req: Request) -> str | None:
+        """The object id of the signed-in user of a delegated call; None for app-only."""
+        ...
+
 
 class Pipeline(Context, Protocol):
     """The request pipeline as ``$batch`` uses it: each item goes through ``handle``."""

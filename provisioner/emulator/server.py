@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from provisioner.emulator.api import Api, ApiOptions
+from provisioner.emulator.default_users import default_users
 from provisioner.emulator.errors import EmulatorError
 from provisioner.emulator.faults import FaultInjector, FaultsArg, normalize_faults
 from provisioner.emulator.store import Loaded, Store
@@ -34,6 +35,15 @@ DEFAULT_TENANT_ID = "6e5147da-6a35-4275-b3f3-fc069456b6eb"  # a made-up tenant
 DEFAULT_ME = "admin@emulator.invalid"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # Graph refuses request bodies over 4 MB with 413
 LatencyArg = float | tuple[float, float]
+DelayArg = float | tuple[float, float]
+#: How long a new chat or membership takes to show in list calls, drawn per write (seconds).
+#: Graph documents no figure; users report list calls of 5-12 s (MicrosoftDocs/msteams-docs
+#: #8959) and added members missing from member lists for about 15 minutes
+#: (microsoft-graph-docs-contrib#5343). The default is a few seconds, so that a client that
+#: trusts a list right after a write is caught in every run; soaks use up to 30 s.
+DEFAULT_LIST_DELAY = (1.0, 4.0)
+MAX_LIST_DELAY_S = 3600.0
+SIGN_INS = ("application", "delegated")
 
 
 class EmulatorServer:
@@ -56,6 +66,9 @@ class EmulatorServer:
         max_body_bytes: int = MAX_BODY_BYTES,
         fault_retry_after_s: float | None = None,
         shuffle_batch: bool = True,
+        list_delay_s: DelayArg = DEFAULT_LIST_DELAY,
+        invent_users: bool = False,
+        sign_in: str = "application",
     ) -> None:
         self.host = host
         self.port = port
@@ -72,27 +85,24 @@ class EmulatorServer:
 
         self._rng = stream("latency")
         self._rng_lock = threading.Lock()
-        directory = _directory(users)
+        _check_sign_in(sign_in)
+        directory = _directory(users, invent_users)
         self._store = Store(data_path) if data_path is not None else None
         self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
+        self.tenant.list_delay = _delay_range(list_delay_s)
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME
-        self.api = Api(
-            self.tenant,
-            Throttler(scale),
-            FaultInjector(rules, stream("faults")),
-            ApiOptions(
-                me=me,
-                whole_second_retry_after=scale == 1.0,
-                fault_retry_after_s=(
-                    fault_retry_after_s if fault_retry_after_s is not None else 1.0 / (scale or 1.0)
-                ),
-                token_lifetime_s=token_lifetime_s,
-                shuffle_batch=shuffle_batch,
-            ),
-            stream("batch"),
+        options = ApiOptions(
+            me=me,
+            whole_second_retry_after=scale == 1.0,
+            fault_retry_after_s=_fault_retry_after(fault_retry_after_s, scale),
+            token_lifetime_s=token_lifetime_s,
+            shuffle_batch=shuffle_batch,
+            sign_in=sign_in,
         )
+        injector = FaultInjector(rules, stream("faults"))
+        self.api = Api(self.tenant, Throttler(scale), injector, options, stream("batch"))
         self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -200,12 +210,49 @@ class EmulatorServer:
         self.stop()
 
 
-def _directory(users: str | os.PathLike[str] | Sequence[User] | None) -> Directory:
-    if users is None:
-        return Directory()
+def _directory(users: str | os.PathLike[str] | Sequence[User] | None, invent: bool) -> Directory:
+    """The users file or list given, else the default directory; ``invent`` adds any user
+    named (for load tests), and without users given starts from an empty directory."""
     if isinstance(users, (str, os.PathLike)):
-        return Directory.from_file(users)
-    return Directory(users)
+        listed = Directory.from_file(users).users()
+    elif users is not None:
+        listed = list(users)
+    else:
+        listed = [] if invent else default_users()
+    return Directory(listed, invent=invent)
+
+
+def _fault_retry_after(given: float | None, scale: float | None) -> float:
+    """The ``Retry-After`` of injected 503/429s: as given, else 1 s over the limits' scale."""
+    return given if given is not None else 1.0 / (scale or 1.0)
+
+
+def _check_sign_in(sign_in: str) -> None:
+    if sign_in not in SIGN_INS:
+        raise EmulatorError(f"invalid sign-in {sign_in!r}: expected one of {SIGN_INS}")
+
+
+def parse_delay(text: str) -> DelayArg:
+    """``N``, ``Ns``, ``LO-HI`` or ``LO-HIs`` seconds (the ``--list-delay`` option)."""
+    body = text.strip().lower().removesuffix("s")
+    lo, sep, hi = body.partition("-")
+    try:
+        value: DelayArg = (float(lo), float(hi)) if sep else float(lo)
+        _delay_range(value)
+    except (ValueError, EmulatorError):
+        raise EmulatorError(
+            f"invalid list delay {text!r}: expected N or LO-HI seconds, e.g. 2-30s"
+        ) from None
+    return value
+
+
+def _delay_range(value: DelayArg) -> tuple[float, float]:
+    lo, hi = (value, value) if isinstance(value, (int, float)) else value
+    if not (0 <= lo <= hi <= MAX_LIST_DELAY_S):
+        raise EmulatorError(
+            f"invalid list delay {value!r}: expected 0 <= LO <= HI <= {MAX_LIST_DELAY_S:g} s"
+        )
+    return (float(lo), float(hi))
 
 
 def parse_latency(text: str) -> LatencyArg:

@@ -35,6 +35,10 @@ from provisioner.emulator.model import (
 from provisioner.emulator.store import Store
 from provisioner.emulator.users import Directory, User
 
+#: A group chat holds at most 250 members (chat-post.md; graph-facts: "A group chat holds at
+#: most 250 members"), on creation and when members are added later.
+MAX_GROUP_MEMBERS = 250
+
 
 @dataclass
 class Counters:
@@ -85,8 +89,10 @@ class Tenant:
         rng: random.Random,
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
+        list_delay: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.tenant_id = tenant_id
+        self.list_delay = list_delay
         self.directory = directory
         self.lock = threading.RLock()
         self._rng = rng
@@ -198,6 +204,17 @@ class Tenant:
     def _now(self) -> str:
         return graph_time(self._clock())
 
+    def now(self) -> float:
+        """The tenant's clock (epoch seconds): what listing lag is measured against."""
+        return self._clock()
+
+    def _listed_from(self, now: float) -> float:
+        """When a chat or membership made at ``now`` starts to be listed: a write is listed
+        after a delay drawn from ``list_delay`` (see ``ChatView.listed_members``; list calls
+        themselves were reported to take 5-12 s, MicrosoftDocs/msteams-docs#8959)."""
+        lo, hi = self.list_delay
+        return now + (lo if lo == hi else self._rng.uniform(lo, hi))
+
     def _membership_id(self, chat_id: str, user_id: str) -> str:
         # Graph's ids are opaque (chat-list-members.md); this one has the same shape as the
         # examples' ids: base64 of "0##<tenant>##<chat id>##<user id>".
@@ -251,6 +268,7 @@ class Tenant:
                 tenant_id=self.tenant_id,
                 members=tuple(self._member(chat_id, m) for m in members),
                 seq=self._seq,
+                listed_at=self._listed_from(self._clock()),
             )
             return self._commit(chat), True
 
@@ -275,8 +293,15 @@ class Tenant:
                 raise bad_request("Members can only be added to a group chat.")
             if new.user.id in chat.member_user_ids:
                 raise GraphError(409, "Conflict", f"User '{new.user.id}' is already a member.")
-            member = self._member(chat_id, new)
-            self._commit(replace(chat, members=(*chat.members, member), last_updated=self._now()))
+            if len(chat.members) >= MAX_GROUP_MEMBERS:
+                raise bad_request(
+                    f"A group chat cannot have more than {MAX_GROUP_MEMBERS} members."
+                )
+            member = replace(self._member(chat_id, new), listed_at=self._listed_from(self._clock()))
+            departed = tuple(m for m in chat.departed if m.user_id != new.user.id)
+            members = (*chat.members, member)
+            now = self._now()
+            self._commit(replace(chat, members=members, departed=departed, last_updated=now))
             return member
 
     def remove_member(self, chat_id: str, membership_id: str) -> None:
@@ -286,8 +311,12 @@ class Tenant:
                 raise not_found(f"Member '{membership_id}' was not found in the chat.")
             if chat.chat_type != GROUP:
                 raise bad_request("Members can only be removed from a group chat.")
+            gone = chat.member(membership_id)
+            assert gone is not None
             members = tuple(m for m in chat.members if m.membership_id != membership_id)
-            self._commit(replace(chat, members=members, last_updated=self._now()))
+            departed = (*chat.departed, replace(gone, unlisted_at=self._listed_from(self._clock())))
+            now = self._now()
+            self._commit(replace(chat, members=members, departed=departed, last_updated=now))
 
     def chats_of(
         self,
@@ -300,6 +329,7 @@ class Tenant:
     ) -> tuple[list[ChatView], int | None]:
         """One page of a user's live chats in creation order, and the ``seq`` to continue
         after (keyset paging: chats created meanwhile never shift a page)."""
+        now = self._clock()
         with self.lock:
             found = sorted(
                 (
@@ -307,6 +337,7 @@ class Tenant:
                     for c in self._chats.values()
                     if c.seq > after_seq
                     and not c.is_deleted
+                    and c.listed_at <= now  # listing lag, see _listed_from
                     and user_id in c.member_user_ids
                     and (chat_type is None or c.chat_type == chat_type)
                     and (topic is None or c.topic == topic)

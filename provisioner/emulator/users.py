@@ -2,11 +2,12 @@
 
 Two modes:
 
-* **From a file** (``users=PATH``): exactly those users exist; anything else is ``404
-  Request_ResourceNotFound`` like ``GET /users/{id | userPrincipalName}`` on a real tenant
-  (``api-reference/v1.0/api/user-get.md``: "If a user with the ID doesn't exist, this method
-  returns a 404 Not Found error code").
-* **Made up** (default): any GUID or UPN exists the first time it is seen, consistently: a UPN
+* **A fixed directory** (the default, ``default_users.py``, or ``users=PATH``): exactly those
+  users exist; anything else is ``404 Request_ResourceNotFound`` like ``GET /users/{id |
+  userPrincipalName}`` on a real tenant (``api-reference/v1.0/api/user-get.md``: "If a user
+  with the ID doesn't exist, this method returns a 404 Not Found error code").
+* **Invented** (``invent=True``, ``--invent-users``, for load tests that name thousands of
+  users): any GUID or UPN exists the first time it is seen, consistently: a UPN
   gets the deterministic GUID ``uuid5(namespace, upn.lower())``, a GUID gets a made-up UPN, and
   every user seen is remembered (and persisted by the tenant) so the GUID of a UPN maps back
   to that UPN later, across restarts too.
@@ -114,9 +115,10 @@ class Directory:
         self,
         users: Iterable[User] | None = None,
         *,
+        invent: bool = False,
         on_new_user: Callable[[User], None] | None = None,
     ) -> None:
-        self.made_up = users is None
+        self.made_up = invent
         self._by_id: dict[str, User] = {}
         self._by_upn: dict[str, User] = {}
         self._lock = threading.Lock()

@@ -30,6 +30,7 @@ from provisioner.graph import batch as batching
 from provisioner.graph.answers import checked_chat, next_page
 from provisioner.graph.auth import Credential, tenant_of_token, validate_graph_url
 from provisioner.graph.batch import BATCH_LIMIT
+from provisioner.graph.claims import signed_in_user
 from provisioner.graph.errors import (
     AmbiguousOutcome,
     GraphAuthError,
@@ -55,7 +56,14 @@ from provisioner.graph.retry import (
     is_throttled,
     parse_retry_after,
 )
-from provisioner.graph.routes import chat_path, odata_string, resolve_url, route_for, user_path
+from provisioner.graph.routes import (
+    added_member,
+    chat_path,
+    chats_query,
+    resolve_url,
+    route_for,
+    user_path,
+)
 from provisioner.graph.transport import (
     Response,
     error_for,
@@ -141,6 +149,12 @@ class GraphClient:
     def close(self) -> None:
         self._session.close()
 
+    def signed_in_user(self) -> str | None:
+        """The object id of the person this client acts for (a delegated token), else None
+        (app-only). In delegated mode Graph wants that person in every new chat and lists
+        only their chats (chat-post.md, chat-list.md)."""
+        return signed_in_user(self._credential.get_token())
+
     def signed_in_tenant(self) -> str | None:
         """The tenant the credential signs in to (the token's ``tid``), or None when the token
         does not say (an opaque token, the emulator's). Gets a token: signs in if needed."""
@@ -173,9 +187,8 @@ class GraphClient:
     def add_member(self, chat_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         # Repeating an add cannot create a second membership (a user is a member or not), so
         # a timed-out add is retried; the caller may see "already a member" as the outcome.
-        return self._json(
-            self.request("POST", f"{chat_path(chat_id)}/members", json=body, idempotent=True)
-        )
+        response = self.request("POST", f"{chat_path(chat_id)}/members", json=body, idempotent=True)
+        return added_member(self._json(response), response.headers.get("Location"))
 
     def remove_member(self, chat_id: str, membership_id: str) -> None:
         path = f"{chat_path(chat_id)}/members/{quote(membership_id, safe='')}"
@@ -199,19 +212,9 @@ class GraphClient:
         expand_members: bool = True,
         top: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """``GET /users/{id}/chats`` (api/chat-list.md), following ``@odata.nextLink``."""
-        filters = []
-        if chat_type is not None:
-            filters.append(f"chatType eq {odata_string(chat_type)}")
-        if topic is not None:
-            filters.append(f"topic eq {odata_string(topic)}")
-        params: dict[str, str] = {}
-        if filters:
-            params["$filter"] = " and ".join(filters)
-        if expand_members:
-            params["$expand"] = "members"
-        if top is not None:
-            params["$top"] = str(top)  # chat-list.md: at most 50
+        """``GET /users/{id}/chats`` (api/chat-list.md), following ``@odata.nextLink``; one
+        ``$filter`` clause at most (``routes.chats_query``)."""
+        params = chats_query(chat_type=chat_type, topic=topic, expand=expand_members, top=top)
         return self._pages(f"{user_path(user_id)}/chats", params)
 
     def batch(self, requests_: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

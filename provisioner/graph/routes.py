@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from provisioner.graph.errors import GraphError
 from provisioner.graph.pacing import (
@@ -118,6 +119,22 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def membership_id_from_location(location: str | None) -> str | None:
+    """The membership id at the end of the ``Location`` of ``POST /chats/{id}/members``.
+
+    chat-post-members.md answers "201 Created ... and a Location header that provides a URL
+    path to the newly created member object", with no body in any example, e.g.
+    ``/chats/19:cf66...@thread.v2/members/MCMjMjQz...YmQ4Mw==``. The id is opaque; it is only
+    percent-decoded (it may arrive encoded, ``%3D`` for ``=``)."""
+    if not location:
+        return None
+    path = urlsplit(location.strip()).path.rstrip("/")
+    head, _, last = path.rpartition("/")
+    if not last or not head.endswith("/members"):
+        return None
+    return unquote(last) or None
+
+
 def resolve_url(base_url: str, path: str) -> tuple[str, str]:
     """Absolute URL and path relative to the version root of ``path`` (relative to
     ``base_url``, or an absolute ``@odata.nextLink``), refusing other origins: a nextLink
@@ -136,3 +153,32 @@ def resolve_url(base_url: str, path: str) -> tuple[str, str]:
         return path, rel
     rel = path if path.startswith("/") else f"/{path}"
     return base_url + rel, rel
+
+
+def added_member(body: dict[str, Any], location: str | None) -> dict[str, Any]:
+    """The answer of ``POST /chats/{id}/members`` as a member: its body, or (the documented
+    answer has none) its membership id from ``Location``."""
+    if body.get("id"):
+        return body
+    membership_id = membership_id_from_location(location)
+    return {**body, "id": membership_id} if membership_id else body
+
+
+def chats_query(
+    *, chat_type: str | None, topic: str | None, expand: bool, top: int | None
+) -> dict[str, str]:
+    """The query of List chats (chat-list.md). At most one of ``chat_type`` and ``topic``:
+    Graph documents no ``$filter`` joining properties with ``and`` (graph-facts), so a caller
+    filters on one and checks the rest itself."""
+    if chat_type is not None and topic is not None:
+        raise ValueError("filter chats on chatType or on topic, not both")
+    params: dict[str, str] = {}
+    if chat_type is not None:
+        params["$filter"] = f"chatType eq {odata_string(chat_type)}"
+    if topic is not None:
+        params["$filter"] = f"topic eq {odata_string(topic)}"
+    if expand:
+        params["$expand"] = "members"
+    if top is not None:
+        params["$top"] = str(top)  # chat-list.md: at most 50
+    return params

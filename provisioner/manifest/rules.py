@@ -8,7 +8,11 @@ no topic on oneOnOne, key required for group). What is left, with where Graph sa
   chat needs two *distinct* members and a group chat at least two (chat.md, chatType values:
   "The roster size (of at least two people)");
 * an out-of-tenant member (``tenantId`` set) must be an owner (chat-post.md, request body,
-  ``members``: "Out-of-tenant external users must be assigned with owner role");
+  ``members``: "Out-of-tenant external users must be assigned with owner role"), and named by
+  object id: this tenant's directory cannot resolve another tenant's UPN, Graph reports such
+  members by ``userId`` with a null ``email`` (MicrosoftDocs/msteams-docs#2190), and
+  chat-post.md's example 5 names the federated user by object id with its ``tenantId``;
+* a group chat holds at most 250 members (Teams' limit for a group chat, graph-facts);
 * one oneOnOne chat per pair of users (chat-post.md: "Only one one-on-one chat can exist
   between two members"), so two entries for one pair would fight over the same chat;
 * keys are unique across all manifest files of a run (contract: the key is the chat's identity
@@ -20,6 +24,7 @@ microsoftgraph/microsoft-graph-docs-contrib.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +32,11 @@ from yaml.nodes import Node
 
 from provisioner.errors import Diagnostic
 from provisioner.manifest.yamlload import JsonPath, format_path, locate, position
-from provisioner.models import ONE_ON_ONE, Chat, Source
+from provisioner.models import GROUP, ONE_ON_ONE, Chat, Source
+
+#: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
+MAX_GROUP_MEMBERS = 250
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,31 @@ def _check_members(entry: Entry) -> tuple[list[Diagnostic], dict[str, int]]:
                     "set 'role: owner' on this member",
                 )
             )
+        if member.tenant_id and not GUID_RE.match(member.user):
+            out.append(_external_upn(entry, here, member.user))
+    if chat.chat_type == GROUP and len(first_at) > MAX_GROUP_MEMBERS:
+        out.append(
+            _diag(
+                entry,
+                ("chats", entry.index, "members"),
+                f"a group chat holds at most {MAX_GROUP_MEMBERS} members; this one has "
+                f"{len(first_at)}",
+                "split the chat, or use a team and channels for larger groups",
+            )
+        )
     return out, first_at
+
+
+def _external_upn(entry: Entry, here: JsonPath, user: str) -> Diagnostic:
+    return _diag(
+        entry,
+        (*here, "user"),
+        f"an out-of-tenant member (tenantId set) must be named by object id, not by UPN "
+        f"'{user}': Graph reports other tenants' members by object id only, so provision "
+        "could never recognise this member",
+        "use the user's object id (a GUID from their home tenant) with tenantId, as Graph's "
+        "'Create chat' example 5 does",
+    )
 
 
 def _where(entry: Entry) -> str:

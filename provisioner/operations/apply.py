@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union
-from urllib.parse import urlsplit
 
 from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 from provisioner.operations.state import check_client_home, locked
@@ -57,6 +56,9 @@ class ApplySettings:
     refresh: bool | None = None
     prune: bool = False
     run_unchanged: bool = False
+    #: How long Graph may take to list a new chat (``apply.reconcile``, issue 14); None: its
+    #: default. (Not imported here: the CLI builds settings before it imports the executor.)
+    consistency_window_s: float | None = None
 
 
 class ApplyHooks(Protocol):
@@ -266,15 +268,20 @@ def _execute(
     pacer: Pacer,
 ) -> ApplyOutcome:
     from provisioner.apply.executor import ApplyOptions, Executor
-    from provisioner.graph.auth import is_loopback_host
+    from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
 
-    # The emulator lists a chat as soon as it exists; Graph may take a moment.
-    settle = 0.5 if is_loopback_host(urlsplit(client.base_url).hostname or "") else 5.0
+    window = settings.consistency_window_s
+    options = ApplyOptions(
+        concurrency=settings.concurrency,
+        consistency_window_s=DEFAULT_CONSISTENCY_WINDOW_S if window is None else window,
+        # Delegated mode lists only the signed-in user's chats (chat-list.md): lookups use it.
+        anchor=client.signed_in_user(),
+    )
     executor = Executor(
         plan,
         client,
         writer,
-        options=ApplyOptions(concurrency=settings.concurrency, settle_s=settle),
+        options=options,
         listener=hooks.listener,
         stats=stats,
         stop=stop,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from provisioner.errors import PlanError
 from provisioner.operations.state import OnTakeover, check_client_home, locked
 
 if TYPE_CHECKING:
@@ -49,18 +50,42 @@ def plan_from(
     from provisioner.plans.planner import make_plan
 
     if not should_refresh(refresh, state):
-        return make_plan(desired, state, prune=prune, graph_url=graph_url)
-    from provisioner.operations.refresh import read_from_graph
+        plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
+    else:
+        from provisioner.operations.refresh import read_from_graph
 
-    return read_from_graph(
-        client,
-        desired,
-        state,
-        graph_url=graph_url,
-        prune=prune,
-        refresh_only=refresh_only,
-        location=location,
-    )
+        plan = read_from_graph(
+            client,
+            desired,
+            state,
+            graph_url=graph_url,
+            prune=prune,
+            refresh_only=refresh_only,
+            location=location,
+        )
+    check_signed_in_user(client, plan, state)
+    return plan
+
+
+def check_signed_in_user(client: object, plan: Plan, state: State) -> None:
+    """Delegated mode (the token names a person): refuse, before anything is sent, a plan
+    that creates chats without that person, which Graph would refuse one by one at apply."""
+    signed_in_user = getattr(client, "signed_in_user", None)
+    who = signed_in_user() if callable(signed_in_user) else None
+    if not who:
+        return
+    from provisioner.plans.live import without_signed_in_user
+
+    users = {**state.users, **plan.users}
+    keys = without_signed_in_user(plan.changes, who, users)
+    if keys:
+        raise PlanError(
+            f"signed in as {who} (delegated), but these new chats do not include you: "
+            + ", ".join(keys),
+            hint="Graph creates a chat in delegated mode only with the signed-in user among "
+            "its members: add yourself to them, or sign in as the app (application "
+            "permissions)",
+        )
 
 
 def run_plan(

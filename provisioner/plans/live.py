@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 from provisioner.models import GROUP
-from provisioner.plans.types import Drift, RoleChange
+from provisioner.plans.types import Action, Change, Drift, RoleChange
 from provisioner.states.records import ChatRecord, MemberRecord
+from provisioner.states.settling import ADDED, REMOVED, Settling
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
@@ -45,10 +47,23 @@ class LiveChat:
     created_at: str | None = None
     tenant_id: str | None = None  # the chat's tenantId: where it was created
 
-    def as_record(self, known: ChatRecord | None = None) -> ChatRecord:
+    def as_record(
+        self,
+        known: ChatRecord | None = None,
+        now: datetime | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> ChatRecord:
         """The live chat as a state record; members keep the ``user`` text state had for them
         (matched by object id) so plans and state keep showing users as the manifest wrote
-        them."""
+        them. A member Graph reports that state does not know is named by the UPN ``names``
+        (object id -> UPN, from ``upn_names``) gives it, else by object id; never by
+        ``email`` (the mail address, not the UPN, microsoft-graph-docs#17692; null for other
+        tenants' members, MicrosoftDocs/msteams-docs#2190).
+
+        Membership changes provision made within the consistency window (``known.settling``)
+        win over the list: Graph's member lists lag behind writes (contrib#5343), so a member
+        provision added that the list does not show yet, or one it removed that the list
+        still shows, is not a change made in Teams."""
         written = {}
         if known is not None:
             for m in known.members:
@@ -58,7 +73,8 @@ class LiveChat:
                     written[m.user.lower()] = m.user
         members = tuple(
             MemberRecord(
-                user=written.get(m.object_id.lower(), m.email or m.object_id),
+                user=written.get(m.object_id.lower())
+                or (names or {}).get(m.object_id.lower(), m.object_id),
                 role=m.role,
                 object_id=m.object_id,
                 tenant_id=m.tenant_id,
@@ -66,13 +82,45 @@ class LiveChat:
             )
             for m in self.members
         )
+        settling: tuple[Settling, ...] = ()
+        if known is not None and known.settling:
+            members, settling = _without_lag(members, known, now or datetime.now(timezone.utc))
         return ChatRecord(
             chat_id=self.chat_id,
             chat_type=self.chat_type or (known.chat_type if known else GROUP),
             members=members,
             topic=self.topic,
             created_at=self.created_at or (known.created_at if known else None),
+            settling=settling,
         )
+
+
+def _without_lag(
+    members: tuple[MemberRecord, ...], known: ChatRecord, now: datetime
+) -> tuple[tuple[MemberRecord, ...], tuple[Settling, ...]]:
+    """``members`` (as listed) corrected by the changes still settling, and those changes."""
+    pending = tuple(s for s in known.settling if _before(now, s.until))
+    added = {s.object_id.lower() for s in pending if s.change == ADDED}
+    removed = {s.object_id.lower() for s in pending if s.change == REMOVED}
+    listed = {m.object_id.lower() for m in members if m.object_id}
+    kept = [m for m in members if not (m.object_id and m.object_id.lower() in removed)]
+    kept += [m for m in known.members if m.object_id and m.object_id.lower() in added - listed]
+    return tuple(kept), pending
+
+
+def _before(now: datetime, until: str) -> bool:
+    try:
+        end = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    except ValueError:
+        return False  # unreadable: the change is no longer trusted over the list
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    return now < end
+
+
+def upn_names(users: Mapping[str, str]) -> dict[str, str]:
+    """Object id (lower case) -> UPN, from the resolved users (UPN -> object id)."""
+    return {oid.lower(): upn for upn, oid in users.items()}
 
 
 def object_id_of(user: str, users: Mapping[str, str]) -> str | None:
@@ -128,12 +176,16 @@ def match_members(
 
 
 def find_drift(
-    key: str, record: ChatRecord, seen: LiveChat, users: Mapping[str, str]
+    key: str,
+    record: ChatRecord,
+    seen: LiveChat,
+    users: Mapping[str, str],
+    names: Mapping[str, str] | None = None,
 ) -> Drift | None:
     """What changed in Teams since state was written, or None."""
     if seen.gone:
         return Drift(key=key, chat_id=record.chat_id, gone=True)
-    live = seen.as_record(record)
+    live = seen.as_record(record, names=names)
     matched = match_members(
         ((m.user, m.object_id or object_id_of(m.user, users)) for m in record.members),
         live.members,
@@ -158,3 +210,21 @@ def find_drift(
         role_changes=role_changes,
         record=live,
     )
+
+
+def without_signed_in_user(
+    changes: Iterable[Change], signed_in: str, users: Mapping[str, str]
+) -> list[str]:
+    """The keys of planned creations that do not include ``signed_in`` (an object id). In
+    delegated mode Graph creates a chat only with the caller among its members (chat-post.md:
+    every participant is listed, the caller too), so such a plan would fail at apply. A member
+    whose UPN is not resolved might be the caller: such a creation is not reported."""
+    wanted = signed_in.lower()
+    keys = []
+    for change in changes:
+        if change.action is not Action.CREATE:
+            continue
+        ids = [m.object_id or object_id_of(m.user, users) for m in change.members]
+        if wanted not in {i.lower() for i in ids if i} and all(ids):
+            keys.append(change.key)
+    return keys

@@ -14,7 +14,7 @@ from provisioner.errors import PlanError
 from provisioner.manifest import moves as moves_
 from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState
 from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
-from provisioner.plans.live import LiveChat, LiveMember, find_drift, with_object_ids
+from provisioner.plans.live import LiveChat, LiveMember, find_drift, upn_names, with_object_ids
 from provisioner.plans.types import Action, Change, Drift, Plan
 from provisioner.states.records import ChatRecord, Intent, State
 
@@ -41,12 +41,15 @@ def make_plan(
     a ``moved:`` entry whose old and new keys are both in the state.
     """
     wanted = desired.by_key()
+    names = upn_names(state.users) if live is not None else {}
     errors: list[tuple[str, str]] = []
     chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
     changes: list[Change] = []
     drift: list[Drift] = []
     for key in sorted(set(wanted) | set(chats) | set(intents)):
-        sides = _sides(key, wanted.get(key), chats.get(key), intents.get(key), live, state.users)
+        sides = _sides(
+            key, wanted.get(key), chats.get(key), intents.get(key), live, state.users, names
+        )
         if sides.drift is not None:
             drift.append(sides.drift)
         change = _change(sides, state.users, protected, errors, prune=prune, graph_url=graph_url)
@@ -87,10 +90,11 @@ def refresh_only_plan(
     from the manifests (Terraform's refresh-only mode). Applying it records the refreshed view
     in state (``operations.apply.record_plan_facts``)."""
     drift = []
+    names = upn_names(state.users)
     for key in sorted(state.chats):
         if key in live:
             record = with_object_ids(state.chats[key], state.users)
-            found = find_drift(key, record, live[key], state.users)
+            found = find_drift(key, record, live[key], state.users, names)
             if found is not None:
                 drift.append(found)
     return Plan(
@@ -139,6 +143,7 @@ def _sides(
     intent: Intent | None,
     live: Mapping[str, LiveChat] | None,
     users: Mapping[str, str],
+    names: Mapping[str, str],
 ) -> _Sides:
     if record is None or live is None:
         return _Sides(key, chat, record, record, intent)
@@ -146,8 +151,8 @@ def _sides(
     if key not in live:  # not refreshed: the record is the best knowledge
         return _Sides(key, chat, record, record, intent)
     seen = live[key]
-    drift = find_drift(key, record, seen, users)
-    current = None if seen.gone else seen.as_record(record)
+    drift = find_drift(key, record, seen, users, names)
+    current = None if seen.gone else seen.as_record(record, names=names)
     return _Sides(key, chat, record, current, intent, seen.gone, drift)
 
 

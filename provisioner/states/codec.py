@@ -24,6 +24,7 @@ from provisioner.states.records import (
     MemberRecord,
     State,
 )
+from provisioner.states.settling import Settling, settling_from
 
 
 class _Bad(Exception):
@@ -175,6 +176,7 @@ def _chat_fast(c: dict[str, Any]) -> ChatRecord:
         or (topic is not None and type(topic) is not str)
         or (created_at is not None and type(created_at) is not str)
         or type(c["members"]) is not list
+        or "settling" in c  # rare: checked the slow way
     ):
         raise _Slow
     members = tuple([_member_fast(m) for m in c["members"]])
@@ -190,7 +192,15 @@ def _chat_checked(c: Any, where: str) -> ChatRecord:
         members=_members(c.get("members"), f"{where}.members"),
         topic=_get(c, "topic", where, str, optional=True),
         created_at=_get(c, "created_at", where, str, optional=True),
+        settling=_settling(c.get("settling"), f"{where}.settling"),
     )
+
+
+def _settling(raw: Any, where: str) -> tuple[Settling, ...]:
+    try:
+        return settling_from(raw, where)
+    except ValueError as exc:
+        raise _Bad(where, str(exc)) from None
 
 
 def _intent(key: str, i: Any, w: str) -> Intent:

@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from provisioner import __version__
+from provisioner.states.settling import Settling
 
 STATE_FORMAT_VERSION = 1
 DEFAULT_STATE_PATH = "provision.state.json"
@@ -66,6 +67,7 @@ class ChatRecord:
     members: tuple[MemberRecord, ...]
     topic: str | None = None
     created_at: str | None = None  # Graph's createdDateTime
+    settling: tuple[Settling, ...] = ()  # recent membership changes (see Settling)
 
     @property
     def member_identities(self) -> frozenset[str]:
@@ -78,6 +80,8 @@ class ChatRecord:
         if self.created_at is not None:
             data["created_at"] = self.created_at
         data["members"] = [m.to_dict() for m in self.members]
+        if self.settling:
+            data["settling"] = [s.to_dict() for s in self.settling]
         return data
 
 

@@ -97,6 +97,7 @@ def result_document(result: ApplyResult, *, resume: str | None = None) -> dict[s
                 "lookups": result.lookups,
                 "requests": result.lookup_requests,
                 "requests_per_lookup": round(per_lookup, 2) if per_lookup is not None else None,
+                "seconds": round(result.settle_seconds, 1),
             },
         },
         "resume": resume,
@@ -183,7 +184,8 @@ def render_text(result: ApplyResult, *, resume: str | None = None) -> str:
     if result.lookups:
         lines.append(
             f"Looked up {result.lookups} unfinished creation(s): {result.lookup_requests} extra "
-            f"requests ({result.lookup_requests / result.lookups:.1f} per lookup)."
+            f"requests ({result.lookup_requests / result.lookups:.1f} per lookup), "
+            f"{result.settle_seconds:.0f}s waiting for Graph to list them (other chats went on)."
         )
     if resume:
         lines.append(f"The state is saved. To continue, run: {resume}")

@@ -60,7 +60,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def tenants() -> Iterator[dict[str, EmulatorServer]]:
-    servers = {t: EmulatorServer(limits="off", tenant_id=t).start() for t in (TENANT_A, TENANT_B)}
+    # Made-up users, lists at once: these tests are about accidents, not Graph's directory or
+    # listing lag (issue 14 tests those).
+    servers = {
+        t: EmulatorServer(limits="off", tenant_id=t, invent_users=True, list_delay_s=0).start()
+        for t in (TENANT_A, TENANT_B)
+    }
     yield servers
     for server in servers.values():
         server.stop()
@@ -248,6 +253,9 @@ def test_a_201_without_a_usable_chat_id_is_never_recorded_as_created(
     workdir: Path, answer: object, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     run = Run(capsys)
+    # This server never lists the chat: a short consistency window (same code path) keeps the
+    # look-up from waiting the default 60 s.
+    monkeypatch.setenv("PROVISION_CONSISTENCY_WINDOW", "0.3")
     with hostile() as server:
         server.on("POST", "/v1.0/chats", lambda h: send_json(h, 201, answer))
         server.on("GET", "/v1.0/users/", lambda h: send_json(h, 200, {"value": []}))

@@ -63,7 +63,7 @@ WITH_A_STRANGER = (
 
 @pytest.fixture
 def graph() -> Iterator[str]:
-    server = EmulatorServer(limits="off", seed=7, users=[ADELE, ALEX]).start()
+    server = EmulatorServer(limits="off", seed=7, users=[ADELE, ALEX], list_delay_s=0).start()
     try:
         yield server.url
     finally:

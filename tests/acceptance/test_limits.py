@@ -40,6 +40,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith(("AZURE_", "PROVISION_")):
             monkeypatch.delenv(name)
+    # The built-in emulator with made-up users (these tests are about limits, not directories).
+    monkeypatch.setenv("PROVISION_EMULATOR_USERS", "invent")
     (tmp_path / "chats.yaml").write_text(
         f"version: 1\nchats:\n  - chatType: oneOnOne\n    members:\n      - user: {USER}\n"
         "      - user: 00000000-0000-0000-0000-000000002001\n"

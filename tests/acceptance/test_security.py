@@ -93,6 +93,8 @@ def emulator() -> Iterator[EmulatorServer]:
         host="127.0.0.1",
         port=0,
         limits="off",
+        invent_users=True,
+        list_delay_s=0,
         faults=["429=0.2,method=GET", "503=0.2,method=GET", "504=0.2,method=GET"],
         seed=7,
         token_lifetime_s=0.3,
@@ -621,6 +623,8 @@ def faulty_emulator(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         host="127.0.0.1",
         port=0,
         limits="off",
+        invent_users=True,
+        list_delay_s=0,
         faults=["429=0.15,method=GET", "503=0.15,method=GET", "429=0.1,path=/$batch"],
         seed=3,
         fault_retry_after_s=0.01,
@@ -676,7 +680,9 @@ def test_an_expired_static_token_is_reported_without_it(
     monkeypatch: pytest.MonkeyPatch,
     all_logs: pytest.LogCaptureFixture,
 ) -> None:
-    server = EmulatorServer(host="127.0.0.1", port=0, limits="off", token_lifetime_s=0.05)
+    server = EmulatorServer(
+        host="127.0.0.1", port=0, limits="off", token_lifetime_s=0.05, invent_users=True
+    )
     server.start()
     try:
         ids = setup_chats(server.url, 1)
@@ -781,7 +787,7 @@ def test_apply_with_a_failing_sign_in(
     )
     for name, value in SECRET_ENV.items():
         monkeypatch.setenv(name, value)
-    server = EmulatorServer(host="127.0.0.1", port=0, limits="off").start()
+    server = EmulatorServer(host="127.0.0.1", port=0, limits="off", invent_users=True).start()
     try:
         monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
         write_manifest(workdir)

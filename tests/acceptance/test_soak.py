@@ -36,8 +36,16 @@ def test_fault_soak_short(tmp_path: Path) -> None:
     """One apply through 429 storms, 503s, ambiguous 504s/drops and token expiry."""
     from soak import fault_soak
 
+    # Graph lists new chats late (0.2-1 s); ambiguous creations settle within a 2 s window.
     report = fault_soak.fault_run(
-        tmp_path, seed=4, groups=10, pairs=8, token_lifetime_s=1.0, storm_every_s=1.0
+        tmp_path,
+        seed=4,
+        groups=10,
+        pairs=8,
+        token_lifetime_s=1.0,
+        storm_every_s=1.0,
+        list_delay=(0.2, 1.0),
+        window=2.0,
     )
     assert report.errors == [], report.errors
     assert report.crashes == 0 and report.exit_code == 0
@@ -47,6 +55,22 @@ def test_fault_soak_short(tmp_path: Path) -> None:
     assert report.unauthorized >= 1 and report.tokens_issued >= 2  # the token was refreshed
     assert report.injected > report.unauthorized  # faults beyond expiry were injected too
     assert "duplicates 0, lost chats 0, crashes 0" in fault_soak.figure_line("x", [report])
+
+
+def test_consistency_soak_short(tmp_path: Path) -> None:
+    """Issue 14: lagging lists, 30 % ambiguous group creations, 503s; 30-member chats, external
+    and UPN members; members changed; a refresh right after finds nothing to do."""
+    from soak import consistency_soak
+
+    report = consistency_soak.soak_run(
+        tmp_path, seed=3, groups=9, list_delay=(0.2, 1.5), window=3.0
+    )
+    assert report.errors == [], report.errors
+    assert report.exit_codes == [0, 0]
+    assert report.duplicates == 0 and report.missing == 0 and report.wrongly_removed == 0
+    assert report.plan_exit == 0
+    assert report.ambiguous > 0 and report.lookups >= report.ambiguous  # settled each one
+    assert "duplicates 0, missing 0, members wrongly removed 0" in report.line()
 
 
 def test_lock_soak_short(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -54,7 +55,9 @@ def desired(*chats: Chat) -> DesiredState:
 
 @pytest.fixture
 def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(limits="off", seed=7) as s:
+    # Made-up users (A..E); the listing lag is off, since these tests are about the executor:
+    # the ambiguous-creation tests below start their own emulator with a lag.
+    with EmulatorServer(limits="off", seed=7, invent_users=True, list_delay_s=0) as s:
         yield s
         assert s.tenant.counters.internal_errors_total == 0, s.last_internal_error
 
@@ -81,6 +84,7 @@ def run(
     limits: dict[str, float] | None = None,
     concurrency: int = 8,
     client: Any = None,
+    window: float = 0.5,
 ) -> tuple[ApplyResult, State]:
     store = local_store(str(state_path))
     state = store.read()
@@ -95,7 +99,7 @@ def run(
             plan,
             client,
             writer,
-            options=ApplyOptions(concurrency=concurrency, settle_s=0.05, tick_s=0.02),
+            options=ApplyOptions(concurrency=concurrency, consistency_window_s=window, tick_s=0.02),
             listener=listener,
             stats=stats,
             stop=stop,
@@ -247,9 +251,13 @@ def test_one_chat_failing_does_not_stop_the_others(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fault", ["504", "drop"])
 def test_ambiguous_group_creations_are_looked_up_not_repeated(tmp_path: Path, fault: str) -> None:
     faults = [f"{fault}=1.0,method=POST,path=/chats,chat-type=group"]
-    with EmulatorServer(limits="off", faults=faults, seed=3) as server:
+    # Graph lists a new chat late: here 0.2-1 s, inside a 3 s consistency window.
+    lag = (0.2, 1.0)
+    with EmulatorServer(
+        limits="off", faults=faults, seed=3, invent_users=True, list_delay_s=lag
+    ) as server:
         want = desired(*(group(f"g{n}", A, B, C, topic=f"T{n}") for n in range(5)), pair(A, B))
-        result, state = run(server, want, tmp_path / "state.json")
+        result, state = run(server, want, tmp_path / "state.json", window=3.0)
         assert result.counts["adopted"] == 5 and result.counts["created"] == 1, result.outcomes
         assert server.tenant.duplicate_group_chats() == []
         assert server.tenant.counters.post_chats_total == 6  # never a second POST
@@ -258,7 +266,43 @@ def test_ambiguous_group_creations_are_looked_up_not_repeated(tmp_path: Path, fa
             assert state.chats[f"g{n}"].chat_id == found.id
     assert state.intents == {}
     assert result.lookups == 5 and result.lookup_requests >= 5
+    assert 0 < result.settle_seconds <= 5 * 3.0
     assert not make_plan(want, state, graph_url="x").has_changes
+
+
+def test_a_creation_is_repeated_only_after_the_window_found_nothing(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    # A run killed right after journaling: its POST never reached Graph.
+    state_with_intents(path, leftover("lost", A, C, topic="Lost", ago=0.0))
+    want = desired(group("lost", A, C, topic="Lost"))
+    started = time.monotonic()
+    result, state = run(server, want, path, window=1.5)
+    (outcome,) = result.outcomes
+    assert outcome.status == "created" and time.monotonic() - started >= 1.4
+    assert result.lookups == 1 and result.lookup_requests >= 3  # spread over the window
+    assert len(server.tenant.find_chats(topic="Lost")) == 1 and state.intents == {}
+
+
+def test_other_chats_go_on_while_a_creation_settles(tmp_path: Path) -> None:
+    faults = ["504=1.0,method=POST,path=/chats,chat-type=group"]
+    with EmulatorServer(
+        limits="off", faults=faults, seed=5, invent_users=True, list_delay_s=1.0
+    ) as server:
+        want = desired(group("g", A, B, C, topic="G"), *(pair(A, u) for u in (B, C, D, E)))
+        done: list[tuple[str, float]] = []
+        started = time.monotonic()
+
+        class Times(ApplyListener):
+            def finished(self, outcome: Outcome) -> None:
+                done.append((outcome.key, time.monotonic() - started))
+
+        result, _ = run(server, want, tmp_path / "s.json", window=4.0, listener=Times())
+        assert result.counts["adopted"] == 1 and result.counts["created"] == 4
+        last_pair = max(t for k, t in done if k != "g")
+        assert last_pair < dict(done)["g"]  # the pairs did not wait for the group to settle
+        assert server.tenant.duplicate_group_chats() == []
 
 
 def leftover(key: str, *users: str, topic: str, ago: float = 60.0) -> Intent:
@@ -431,3 +475,26 @@ def test_dropping_a_topic_from_the_manifest_keeps_the_chats_topic(
     assert state.chats["g"].topic == "Kept"
     (chat,) = server.tenant.find_chats(chat_type="group", topic="Kept")
     assert chat.id == state.chats["g"].chat_id
+
+
+def test_a_lookup_throttled_mid_window_is_followed_by_the_next(tmp_path: Path) -> None:
+    from provisioner.graph.errors import ThrottledError
+
+    class Flaky(GraphClient):
+        failed = 0
+
+        def list_user_chats(self, user_id: str, **kw: Any) -> Any:
+            if Flaky.failed < 2:  # the first two lookups are throttled past the retry budget
+                Flaky.failed += 1
+                raise ThrottledError("throttled", status=429, code="TooManyRequests")
+            return super().list_user_chats(user_id, **kw)
+
+    faults = ["504=1.0,method=POST,path=/chats,chat-type=group"]
+    with EmulatorServer(
+        limits="off", faults=faults, seed=3, invent_users=True, list_delay_s=0.2
+    ) as server:
+        client = Flaky(server.url, EmulatorToken())
+        want = desired(group("g", A, B, C, topic="G"))
+        result, state = run(server, want, tmp_path / "s.json", window=2.0, client=client)
+        assert [o.status for o in result.outcomes] == ["adopted"] and Flaky.failed == 2
+        assert server.tenant.counters.post_chats_total == 1 and state.intents == {}

@@ -27,8 +27,17 @@ except ImportError:  # pragma: no cover
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_killed_runs_never_lose_or_duplicate_a_chat(tmp_path: Path, seed: int) -> None:
+    # Graph lists new chats late (0.2-1 s here); lookups settle within a 2 s window.
     report = kill_cycles(
-        tmp_path, seed=seed, kills=3, groups=30, pairs=20, max_rps=15.0, kill_window=(0.5, 1.6)
+        tmp_path,
+        seed=seed,
+        kills=3,
+        groups=30,
+        pairs=20,
+        max_rps=15.0,
+        kill_window=(0.5, 1.6),
+        list_delay=(0.2, 1.0),
+        window=2.0,
     )
     assert report.errors == []
     assert report.kills >= 2, report  # the runs were really cut short
@@ -60,9 +69,14 @@ def test_a_second_sigint_stops_at_once_and_the_next_run_is_safe(tmp_path: Path) 
     chats = write_manifest(tmp_path / "chats.yaml", random.Random(5), groups=8, pairs=0)
     state = tmp_path / "state.json"
     with EmulatorServer(
-        data_path=tmp_path / "emulator.json", limits="off", latency_ms=4000
+        data_path=tmp_path / "emulator.json",
+        limits="off",
+        latency_ms=4000,
+        invent_users=True,
+        list_delay_s=(0.2, 1.0),
     ) as server:
         env = dict(os.environ, PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="t")
+        env["PROVISION_CONSISTENCY_WINDOW"] = "2"
         cmd = [sys.executable, "-m", "provisioner", "apply", "chats.yaml", "--auto-approve"]
         cmd += ["--state", str(state)]
         proc = subprocess.Popen(

@@ -66,7 +66,7 @@ def world(
 ) -> Iterator[World]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PROVISION_STATE", raising=False)
-    with EmulatorServer(limits="off", seed=5) as server:
+    with EmulatorServer(limits="off", seed=5, invent_users=True, list_delay_s=0) as server:
         monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
         monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "test-token")
         w = World(tmp_path, server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -12,10 +13,11 @@ from provisioner.apply.reconcile import (
     EXPANDED_MEMBERS_LIMIT,
     WantedMembers,
     find_created_chats,
+    lookup_delays,
     match_created_chats,
     parse_time,
 )
-from provisioner.graph.errors import GraphNotFound
+from provisioner.graph.errors import GraphError, GraphNotFound
 from provisioner.states.records import Intent, MemberRecord
 
 A = "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"
@@ -122,13 +124,15 @@ def test_a_chat_without_a_readable_time_is_kept() -> None:
     assert match_created_chats([c], WANTED, topic="Launch", started_at=STARTED) == [c]
 
 
-def test_unresolved_upns_match_member_email() -> None:
-    wanted = WantedMembers(frozenset({A, B}), frozenset({"partner@fabrikam.com"}))
+def test_unresolved_members_are_counted_never_matched_by_email() -> None:
+    # Graph's email is the mail address, not the UPN (microsoft-graph-docs#17692), and null
+    # for other tenants' members (msteams-docs#2190): an unresolved member only counts.
+    wanted = WantedMembers(frozenset({A, B}), 1)
     good = chat("19:good", A, B)
-    good["members"].append(member("f0000000-0000-0000-0000-000000000001", "Partner@Fabrikam.com"))
-    bad = chat("19:bad", A, B)
-    bad["members"].append(member("f0000000-0000-0000-0000-000000000002", "other@fabrikam.com"))
-    found = match_created_chats([bad, good], wanted, topic="Launch", started_at=STARTED)
+    good["members"].append(member("f0000000-0000-0000-0000-000000000001", None))
+    bigger = chat("19:bigger", A, B, C)
+    bigger["members"].append(member("f0000000-0000-0000-0000-000000000002", "x@fabrikam.com"))
+    found = match_created_chats([bigger, good], wanted, topic="Launch", started_at=STARTED)
     assert [c["id"] for c in found] == ["19:good"]
 
 
@@ -261,16 +265,6 @@ def test_lookup_reads_full_member_lists_of_large_chats() -> None:
     assert "GET /chats/19:big/members" in graph.calls
 
 
-def test_unresolvable_upn_is_matched_by_email() -> None:
-    partner = "partner@fabrikam.com"
-    made = stored("19:made", A, B)
-    made["full"].append(member("f0000000-0000-0000-0000-000000000001", partner))
-    graph = FakeGraph([made])
-    found = find_created_chats(graph, intent(A, B, partner), users={})
-    assert found.chat is not None and found.chat["id"] == "19:made"
-    assert found.users == {}
-
-
 @pytest.mark.parametrize("topic", [None, "Launch"])
 def test_topic_none_matches_only_chats_without_topic(topic: str | None) -> None:
     graph = FakeGraph([stored("19:untitled", A, B, C, topic=None), stored("19:titled", A, B, C)])
@@ -278,3 +272,71 @@ def test_topic_none_matches_only_chats_without_topic(topic: str | None) -> None:
     assert found.chat is not None
     assert found.chat["id"] == ("19:untitled" if topic is None else "19:titled")
     assert found.duplicates == ()
+
+
+# --- issue 14: documented queries only, a fallback when refused, lookups over a window -------
+
+
+class RefusingGraph(FakeGraph):
+    """Refuses ``$filter`` (and, with ``expand``, ``$expand`` too) with a 400, as Graph
+    refuses query forms it does not support."""
+
+    def __init__(self, chats: list[dict[str, Any]], *, expand: bool = False) -> None:
+        super().__init__(chats)
+        self.refuse_expand = expand
+
+    def list_user_chats(
+        self,
+        user_id: str,
+        *,
+        chat_type: str | None = None,
+        topic: str | None = None,
+        expand_members: bool = True,
+        top: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        if chat_type is not None or topic is not None or (expand_members and self.refuse_expand):
+            self.calls.append("refused")
+            raise GraphError("Invalid filter clause", status=400, code="BadRequest")
+        if expand_members:
+            yield from super().list_user_chats(user_id, top=top)
+            return
+        for c in super().list_user_chats(user_id, top=top):
+            yield {k: v for k, v in c.items() if k != "members"}
+
+
+@pytest.mark.parametrize("expand", [False, True])
+def test_a_refused_query_falls_back_to_a_plainer_one(expand: bool) -> None:
+    graph = RefusingGraph(
+        [stored("19:other", A, B, C, topic="Other"), stored("19:made", A, B, C)], expand=expand
+    )
+    found = find_created_chats(graph, intent(A, B, C), users={})
+    assert found.chat is not None and found.chat["id"] == "19:made"
+    assert len(found.refused) == (2 if expand else 1)
+    # Without members in the list, only the candidate whose topic fits is read in full.
+    assert ("GET /chats/19:made/members" in graph.calls) == expand
+    assert "GET /chats/19:other/members" not in graph.calls
+
+
+def test_the_filter_is_one_documented_clause() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Spy(FakeGraph):
+        def list_user_chats(self, user_id: str, **kw: Any) -> Iterator[dict[str, Any]]:
+            seen.append(kw)
+            return super().list_user_chats(user_id, **kw)
+
+    find_created_chats(Spy([]), intent(A, B, topic="Launch"), users={})
+    find_created_chats(Spy([]), intent(A, B, topic=None), users={})
+    assert seen[0]["topic"] == "Launch" and seen[0].get("chat_type") is None
+    assert seen[1]["chat_type"] == "group" and seen[1].get("topic") is None
+
+
+def test_lookups_are_spread_over_the_window() -> None:
+    delays = lookup_delays(60.0)
+    assert delays[0] == 0.0 and delays[-1] == 60.0
+    assert delays == sorted(delays) and 4 <= len(delays) <= 8
+    gaps = [b - a for a, b in itertools.pairwise(delays)]
+    assert gaps[0] < gaps[-2]  # dense at first, when most chats appear
+    assert lookup_delays(60.0, elapsed_s=45.0)[-1] == 15.0  # counted from the creation
+    assert lookup_delays(60.0, elapsed_s=600.0) == [0.0]  # long past: one lookup
+    assert lookup_delays(0.0) == [0.0]

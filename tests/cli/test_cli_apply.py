@@ -53,6 +53,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     for name in ("PROVISION_STATE", "PROVISION_GRAPH_URL", "PROVISION_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+    # The built-in emulator (--emulator) with made-up users that lists at once: these tests
+    # are about the CLI; the directory and the listing lag (issue 14) are tested apart.
+    monkeypatch.setenv("PROVISION_EMULATOR_USERS", "invent")
+    monkeypatch.setenv("PROVISION_EMULATOR_LIST_DELAY", "0")
     for name in list(os.environ):
         if name.startswith("AZURE_"):
             monkeypatch.delenv(name)
@@ -79,7 +83,9 @@ def result_of(out: str) -> dict[str, Any]:
 
 def emulator_chats() -> list[dict[str, Any]]:
     """The chats in ./.provision-emulator.json, from the emulator's side."""
-    with EmulatorServer(data_path=".provision-emulator.json", limits="off") as server:
+    with EmulatorServer(
+        data_path=".provision-emulator.json", limits="off", invent_users=True, list_delay_s=0
+    ) as server:
         assert server.tenant.duplicate_group_chats() == []
         return [
             {"id": c.id, "topic": c.topic, "members": sorted(c.member_user_ids)}
@@ -181,6 +187,10 @@ def graph(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     def start(**kw: Any) -> EmulatorServer:
         kw.setdefault("limits", "off")
+        # These tests are about the CLI: made-up users, lists at once (the directory and the
+        # listing lag of issue 14 have tests of their own).
+        kw.setdefault("invent_users", True)
+        kw.setdefault("list_delay_s", 0)
         server = EmulatorServer(**kw).start()
         servers.append(server)
         monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
@@ -382,7 +392,9 @@ def test_manifest_changes_are_applied_in_place(capsys, workdir: Path) -> None:
     assert "Plan: 0 to create, 1 to update, 0 to delete." in out
     assert "Apply complete: 0 created, 0 adopted, 1 updated" in out
     assert f"  ~ group-000 updated ({chat_id})" in err  # --verbose: a line per chat
-    with EmulatorServer(data_path=".provision-emulator.json", limits="off") as server:
+    with EmulatorServer(
+        data_path=".provision-emulator.json", limits="off", invent_users=True, list_delay_s=0
+    ) as server:
         chat = server.tenant.chat(chat_id)
         assert chat is not None and chat.topic == "Renamed 0"
         roles = {m.user_id: m.roles[0] for m in chat.members}
@@ -421,3 +433,13 @@ def test_an_unreachable_graph_stops_the_run_early(
     assert "check the Graph URL, DNS and network access" in out
     assert "Left undone: 19 not started." in out or "Left undone: 18 not started." in out
     assert LocalStateStore("provision.state.json").read().intents == {}  # nothing was sent
+
+
+def test_progress_lines_say_what_chats_wait_for() -> None:
+    from provisioner.apply.control import Progress
+    from provisioner.cli.progress import _waiting
+
+    what = "Graph to list the chat an unknown creation may have made"
+    p = Progress(5, 1, 0, 2, 3.0, 10, 0, waiting=tuple((k, what) for k in "abcde"))
+    assert _waiting(p) == f"; 5 waiting for {what}: a, b, c and 2 more"
+    assert _waiting(Progress(5, 5, 0, 0, 3.0, 10, 0)) == ""

@@ -188,6 +188,9 @@ def test_import_and_export_against_the_emulator(
     monkeypatch.chdir(tmp_path)
     for name in ("PROVISION_STATE", "PROVISION_GRAPH_URL", "PROVISION_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+    # Export lists the user's chats right after apply made them: the built-in emulator lists
+    # at once here (this test is about --emulator on import/export, not Graph's listing lag).
+    monkeypatch.setenv("PROVISION_EMULATOR_LIST_DELAY", "0")
     manifest = ROOT / "examples/chats.yaml"
     code, _, err = run(capsys, "apply", str(manifest), "--emulator", "--auto-approve", "--quiet")
     assert code == 0, err

@@ -126,7 +126,7 @@ def test_chats_survive_a_killed_emulator(tmp_path: Path) -> None:
         "topic": "survivor",
         "members": [
             {**member, "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{u}')"}
-            for u in ("a@contoso.com", "b@contoso.com")
+            for u in ("adele@contoso.com", "jacob@contoso.com")  # in the default directory
         ],
     }
     try:

@@ -4,6 +4,7 @@ crashes, bad input, keep-alive, concurrency, and ``embedded()``."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -51,6 +52,11 @@ def start() -> Iterator[Start]:
 
     def _start(**kw: Any) -> EmulatorServer:
         kw.setdefault("seed", 1)
+        # Most tests here are about throttling, faults, persistence and the wire: they name
+        # made-up users and read lists right after writing. The default directory and the
+        # listing lag have tests of their own, which pass these two options explicitly.
+        kw.setdefault("invent_users", True)
+        kw.setdefault("list_delay_s", 0)
         server = EmulatorServer(**kw).start()
         servers.append(server)
         return server
@@ -367,7 +373,7 @@ def test_made_up_users_are_consistent_across_restarts(
 
 # -- users directory from a file --------------------------------------------------------------
 def test_users_file_rules(start: Start, http: requests.Session, tmp_path: Path) -> None:
-    server = start(limits="off", users=write_users(tmp_path))
+    server = start(limits="off", users=write_users(tmp_path), invent_users=False)
     guest = USERS[5]["id"]
     assert_graph_error(http.post(f"{server.url}/chats", json=group("t", A, str(uuid.uuid4()))), 404)
     # chat-post.md: in-tenant guest users must be assigned the guest role
@@ -568,3 +574,87 @@ def test_a_client_hanging_up_mid_body_is_not_an_emulator_error(
         assert raw.recv(4096) == b""  # no answer for a request that never arrived whole
     assert http.get(f"{server.url}/me").status_code == 200
     assert server.tenant.chats() == []
+
+
+# -- the documented service by default (issue 14) ------------------------------------------------
+def test_default_directory_holds_the_readme_users_and_no_one_else(
+    start: Start, http: requests.Session
+) -> None:
+    server = start(limits="off", invent_users=False)
+    for ref in ("megan.bowen@contoso.com", "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"):
+        assert http.get(f"{server.url}/users/{ref}").status_code == 200
+    for ref in ("nobody@contoso.com", str(uuid.uuid4())):
+        # user-get.md: 404; graph-facts: Request_ResourceNotFound
+        assert_graph_error(http.get(f"{server.url}/users/{ref}"), 404, "Request_ResourceNotFound")
+    body = group("t", "adele@contoso.com", "nobody@contoso.com")
+    assert_graph_error(http.post(f"{server.url}/chats", json=body), 404, "Request_ResourceNotFound")
+
+
+def test_new_chats_and_memberships_are_listed_after_the_list_delay(
+    start: Start, http: requests.Session
+) -> None:
+    server = start(limits="off", list_delay_s=0.6)
+    chat = http.post(f"{server.url}/chats", json=group("lag", A, B)).json()
+    listing = f"{server.url}/users/{A}/chats"
+    assert http.get(listing).json()["value"] == []  # microsoft-graph-docs-contrib#5343
+    members = f"{server.url}/chats/{chat['id']}/members"
+    assert {m["userId"] for m in http.get(members).json()["value"]} == {A, B}  # with the chat
+    added = http.post(members, json=member(C))
+    assert added.status_code == 201 and not added.content  # chat-post-members.md: no body
+    assert {m["userId"] for m in http.get(members).json()["value"]} == {A, B}
+    removed = next(m for m in http.get(members).json()["value"] if m["userId"] == B)
+    assert http.delete(f"{members}/{removed['id']}").status_code == 204
+    assert {m["userId"] for m in http.get(members).json()["value"]} == {A, B}  # B still shown
+    time.sleep(0.7)
+    assert [c["id"] for c in http.get(listing).json()["value"]] == [chat["id"]]
+    assert {m["userId"] for m in http.get(members).json()["value"]} == {A, C}
+
+
+def test_list_delay_option() -> None:
+    from provisioner.emulator.server import parse_delay
+
+    assert parse_delay("2-30s") == (2.0, 30.0) and parse_delay("0") == 0.0
+    for bad in ("30-2s", "-1", "x", "1-99999"):
+        with pytest.raises(EmulatorError):
+            parse_delay(bad)
+
+
+def test_joined_filter_is_refused(start: Start, http: requests.Session) -> None:
+    server = start(limits="off")
+    resp = http.get(
+        f"{server.url}/users/{A}/chats",
+        params={"$filter": "chatType eq 'group' and topic eq 'x'"},
+    )
+    assert_graph_error(resp, 400)
+
+
+def test_group_chats_hold_at_most_250_members(start: Start, http: requests.Session) -> None:
+    server = start(limits="off")
+    users = new_users(251)
+    assert_graph_error(http.post(f"{server.url}/chats", json=group("big", *users)), 400)
+    chat = http.post(f"{server.url}/chats", json=group("big", *users[:250])).json()
+    resp = http.post(f"{server.url}/chats/{chat['id']}/members", json=member(users[250]))
+    assert_graph_error(resp, 400)
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
+def test_delegated_calls_act_for_the_signed_in_user(start: Start, http: requests.Session) -> None:
+    server = start(limits="off", sign_in="delegated", me=A)
+    assert_graph_error(http.post(f"{server.url}/chats", json=group("t", B, C)), 400)
+    assert http.post(f"{server.url}/chats", json=group("t", A, B)).status_code == 201
+    assert http.get(f"{server.url}/users/{A}/chats").status_code == 200
+    assert_graph_error(http.get(f"{server.url}/users/{B}/chats"), 403)
+    chat = http.get(f"{server.url}/users/{A}/chats").json()["value"][0]
+    assert_graph_error(http.get(f"{server.url}/users/{B}/chats/{chat['id']}"), 403)
+    # An app-only server still honours a delegated token (scp + oid claims).
+    app = start(limits="off")
+    token = {"Authorization": f"Bearer {_jwt({'scp': 'Chat.ReadWrite', 'oid': B})}"}
+    assert_graph_error(http.post(f"{app.url}/chats", json=group("t", A, C), headers=token), 400)
+    assert_graph_error(http.get(f"{app.url}/users/{A}/chats", headers=token), 403)
+    assert http.get(f"{app.url}/users/{A}/chats").status_code == 200  # app-only: anyone

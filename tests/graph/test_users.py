@@ -28,7 +28,7 @@ def manifest(tmp_path: Path, *users: str) -> Path:
 
 def test_resolves_new_upns_once_in_batches(tmp_path: Path) -> None:
     desired = load_desired([str(manifest(tmp_path, A.upper(), M, A_ID))])
-    with EmulatorServer(limits="off", users=DIRECTORY) as server:
+    with EmulatorServer(limits="off", users=DIRECTORY, list_delay_s=0) as server:
         client = client_for(server)
         assert resolve_users(client, State(), desired) == {A: A_ID, M: M_ID}
         assert server.tenant.counters.by_route["POST /$batch"] == 1
@@ -41,7 +41,7 @@ def test_resolves_new_upns_once_in_batches(tmp_path: Path) -> None:
 def test_unknown_manifest_user_names_the_line(tmp_path: Path) -> None:
     desired = load_desired([str(manifest(tmp_path, A, L))])
     with (
-        EmulatorServer(limits="off", users=DIRECTORY) as server,
+        EmulatorServer(limits="off", users=DIRECTORY, list_delay_s=0) as server,
         pytest.raises(ValidationFailed) as err,
     ):
         resolve_users(client_for(server), State(), desired)
@@ -53,7 +53,7 @@ def test_unknown_manifest_user_names_the_line(tmp_path: Path) -> None:
 def test_state_members_are_resolved_and_unknown_ones_tolerated() -> None:
     state = State()
     state.put_chat("g", ChatRecord("19:g", "group", (MemberRecord(M), MemberRecord(L))))
-    with EmulatorServer(limits="off", users=DIRECTORY) as server:
+    with EmulatorServer(limits="off", users=DIRECTORY, list_delay_s=0) as server:
         # lee left the directory: not an error here (refresh shows the member as removed).
         assert resolve_users(client_for(server), state) == {M: M_ID}
 

@@ -30,7 +30,7 @@ def test_escaped_users_reach_graph_as_the_same_users() -> None:
     # The emulator parses binds as Graph does; the chat must hold exactly these two users.
     users = ("o'brien@contoso.com", "ann_fabrikam.com#EXT#@contoso.onmicrosoft.com")
     chat = Chat("k", "group", (*(Member(u) for u in users), Member("x@contoso.com")), "T")
-    with EmulatorServer() as server:
+    with EmulatorServer(invent_users=True) as server:
         resp = requests.post(
             f"{server.url}/chats",
             json=chat.request_body(server.url),

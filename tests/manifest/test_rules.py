@@ -17,7 +17,9 @@ chats:
     members: [{user: y@c.com}, {user: x@c.com}]
   - key: a
     chatType: group
-    members: [{user: z@c.com, tenantId: 4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1}, {user: z@c.com}]
+    members:
+      - {user: 82af01c5-f7cc-4a2e-a728-3a5df21afd9d, tenantId: 4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1}
+      - {user: 82AF01C5-F7CC-4A2E-A728-3A5DF21AFD9D}
 """
 
 
@@ -38,9 +40,10 @@ def test_first_occurrence_wins_and_later_ones_are_reported() -> None:
             "a oneOnOne chat between 'y@c.com' and 'x@c.com' is already defined at m.yaml",
         ),
         (
-            13,
+            15,
             "$.chats[3].members[1].user",
-            "user 'z@c.com' is already a member of this chat (members[0])",
+            "user '82AF01C5-F7CC-4A2E-A728-3A5DF21AFD9D' is already a member of this chat "
+            "(members[0])",
         ),
         (11, "$.chats[3].key", "duplicate key 'a'"),
     ]
@@ -58,3 +61,25 @@ def test_roles_of_out_of_tenant_members() -> None:
 def test_partial_entries_get_member_rules_only() -> None:
     found = [d.path for d in check(entries(DOC, partial=True))]
     assert found == ["$.chats[3].members[1].user"]
+
+
+def test_out_of_tenant_members_are_named_by_object_id() -> None:
+    # Graph reports other tenants' members by userId only (null email, msteams-docs#2190).
+    doc = DOC.replace(
+        "{user: 82af01c5-f7cc-4a2e-a728-3a5df21afd9d, tenantId:", "{user: p@fabrikam.com, tenantId:"
+    )
+    found = [(d.path, d.message) for d in check(entries(doc))]
+    assert any(
+        path == "$.chats[3].members[0].user" and "must be named by object id" in message
+        for path, message in found
+    )
+
+
+def test_group_chats_hold_at_most_250_members() -> None:
+    def doc(n: int) -> str:
+        users = ", ".join(f"{{user: u{i}@c.com}}" for i in range(n))
+        return f"version: 1\nchats:\n  - {{key: big, chatType: group, members: [{users}]}}\n"
+
+    assert check(entries(doc(250))) == []
+    (diag,) = check(entries(doc(251)))
+    assert diag.path == "$.chats[0].members" and "at most 250 members" in diag.message

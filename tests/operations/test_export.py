@@ -65,7 +65,7 @@ def test_keys_are_readable_stable_and_valid() -> None:
 def tenant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PROVISION_STATE", raising=False)
-    with EmulatorServer(limits="off", users=USERS, seed=2) as server:
+    with EmulatorServer(limits="off", users=USERS, seed=2, list_delay_s=0) as server:
         monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
         monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "test-token")
         client = client_for(server)

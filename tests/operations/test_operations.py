@@ -85,7 +85,8 @@ class Recorder(NoHooks):
 def test_an_apply_runs_without_the_command_line(tmp_path: Path) -> None:
     desired = DesiredState((group("team", "Team", A, M, L), group("pair", None, A, M)))
     state_path = str(tmp_path / "state.json")
-    with EmulatorServer(limits="off", seed=5) as server:
+    # Made-up users, lists at once: this test is about the operation, not Graph's lag.
+    with EmulatorServer(limits="off", seed=5, invent_users=True, list_delay_s=0) as server:
         hooks = Recorder()
         first = run_apply(
             desired, state_path, None, graph_url=server.url, credential=EmulatorToken(),

@@ -16,7 +16,7 @@ from provisioner.states.records import ChatRecord, MemberRecord, State
 
 @pytest.fixture
 def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(limits="off", seed=3) as server:
+    with EmulatorServer(limits="off", seed=3, invent_users=True, list_delay_s=0) as server:
         yield server
 
 
@@ -51,7 +51,9 @@ def test_a_deleted_chat_is_gone(server: EmulatorServer) -> None:
 def test_throttled_items_are_retried_on_their_own() -> None:
     # Every fourth item is throttled (429 with a short Retry-After); the client retries each
     # one alone after its own Retry-After, and refresh still sees every chat.
-    with EmulatorServer(limits="x100", seed=5, faults=["429=0.25"]) as server:
+    with EmulatorServer(
+        limits="x100", seed=5, faults=["429=0.25"], invent_users=True, list_delay_s=0
+    ) as server:
         client = client_for(server)
         server.set_faults([])
         ids = [create(client, group(f"g{i}", f"T{i}", A, M)) for i in range(30)]
@@ -87,6 +89,7 @@ def test_live_chat_shape() -> None:
 
 
 def test_member_added_in_teams_is_drift_and_planned_for_removal(server: EmulatorServer) -> None:
+    from provisioner.graph.users import resolve_users
     from provisioner.models import DesiredState
 
     client = client_for(server)
@@ -95,9 +98,14 @@ def test_member_added_in_teams_is_drift_and_planned_for_removal(server: Emulator
     client.add_member(chat_id, Member(L).request_body(client.base_url))
     state = State()
     state.put_chat("g", ChatRecord(chat_id, "group", (MemberRecord(A), MemberRecord(M)), "G"))
+    # As plan does (operations.refresh.read_from_graph): UPNs resolved before comparing, since
+    # members are compared by object id, never by the email Graph reports (issue 14).
+    state.users.update(resolve_users(client, state, DesiredState((chat,))))
     plan = make_plan(DesiredState((chat,)), state, live=refresh(client, state))
     (drift,) = plan.drift
-    assert [m.user for m in drift.added] == [L] and not drift.removed
+    lee_id = server.tenant.user_id(L)
+    # Lee is in neither the manifest nor the state: named by object id, not by email.
+    assert [m.user for m in drift.added] == [lee_id] and not drift.removed
     (change,) = plan.changes
     lee = member_of(client, chat_id, L)
-    assert [(m.user, m.membership_id) for m in change.remove] == [(L, lee["id"])]
+    assert [(m.user, m.membership_id) for m in change.remove] == [(lee_id, lee["id"])]

@@ -152,7 +152,7 @@ class _Answer:
 
 
 @contextlib.contextmanager
-def _environment(graph_url: str, login: FakeLogin) -> Iterator[None]:
+def _environment(graph_url: str, login: FakeLogin, window: float) -> Iterator[None]:
     real = cli_options.credential_from_env
 
     def with_fake_login(*args: Any, **kwargs: Any) -> Any:
@@ -163,6 +163,7 @@ def _environment(graph_url: str, login: FakeLogin) -> Iterator[None]:
         "AZURE_TENANT_ID": TENANT,
         "AZURE_CLIENT_ID": CLIENT,
         "AZURE_CLIENT_SECRET": "soak-secret",
+        "PROVISION_CONSISTENCY_WINDOW": str(window),
     }
     cleared = [n for n in os.environ if n.startswith("PROVISION_") or n.startswith("AZURE_")]
     with (
@@ -224,6 +225,8 @@ def fault_run(
     storm_every_s: float = 3.0,
     storm_s: float = 0.6,
     concurrency: int | None = None,
+    list_delay: tuple[float, float] = (1.0, 4.0),
+    window: float = 60.0,
 ) -> FaultReport:
     """One seed: one `provision apply` through the faults, then the checks."""
     rng = random.Random(seed)
@@ -239,7 +242,9 @@ def fault_run(
         limits="documented",
         token_lifetime_s=token_lifetime_s,
         fault_retry_after_s=0.2,
-    ) as server, _environment(server.url, login):  # fmt: skip
+        invent_users=True,  # the manifest names made-up users
+        list_delay_s=list_delay,  # Graph lists new chats late (issue 14)
+    ) as server, _environment(server.url, login, window):  # fmt: skip
         storms = _Storms(server, rng, storm_every_s, storm_s)
         storms.start()
         args = ["apply", "chats.yaml", "--auto-approve", "--state", str(state_path)]

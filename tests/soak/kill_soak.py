@@ -125,6 +125,8 @@ def kill_cycles(
     kill_window: tuple[float, float] = (0.6, 2.2),
     max_runs: int = 12,
     base_chats: int = 0,
+    list_delay: tuple[float, float] = (1.0, 4.0),
+    window: float = 60.0,
 ) -> Report:
     """One seed: kill ``kills`` runs at random moments, rerun to completion, check."""
     rng = random.Random(seed)
@@ -134,9 +136,15 @@ def kill_cycles(
     state_path = workdir / "state.json"
     base = write_base(workdir, state_path, base_chats) if base_chats else {}
     with EmulatorServer(
-        data_path=workdir / "emulator.json", faults=list(FAULTS), seed=seed, limits="documented"
+        data_path=workdir / "emulator.json",
+        faults=list(FAULTS),
+        seed=seed,
+        limits="documented",
+        invent_users=True,  # the manifest names made-up users
+        list_delay_s=list_delay,  # Graph lists new chats late (issue 14)
     ) as server:
         env = dict(os.environ, PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="soak")
+        env["PROVISION_CONSISTENCY_WINDOW"] = str(window)
         env.pop("PROVISION_STATE", None)
         manifests = ["chats.yaml", "base.yaml"] if base_chats else ["chats.yaml"]
         cmd = [sys.executable, "-m", "provisioner", "apply", *manifests, "--auto-approve"]
@@ -271,13 +279,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--max-rps", type=float, default=20.0)
     parser.add_argument("--base-chats", type=int, default=0)
+    parser.add_argument(
+        "--list-delay", default="1-4", help="the emulator's listing lag, LO-HI seconds"
+    )
+    parser.add_argument(
+        "--window", type=float, default=60.0, help="apply's --consistency-window, seconds"
+    )
     args = parser.parse_args(argv)
+    lo, _, hi = args.list_delay.partition("-")
+    lag = (float(lo), float(hi or lo))
     reports = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory(prefix="provision-kill-") as tmp:
             r = kill_cycles(
                 Path(tmp), seed=seed, kills=args.kills, groups=args.groups, pairs=args.pairs,
-                max_rps=args.max_rps, base_chats=args.base_chats,
+                max_rps=args.max_rps, list_delay=lag, window=args.window,
+                base_chats=args.base_chats,
             )  # fmt: skip
         reports.append(r)
         per = f"{r.lookup_requests / r.lookups:.2f}" if r.lookups else "-"

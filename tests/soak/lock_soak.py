@@ -55,7 +55,13 @@ def one_round(workdir: Path, seed: int, groups: int, pairs: int, kill: bool) -> 
     real = workdir / "real" / "state.json"
     os.symlink("real/state.json", workdir / "state.json")
     figures = {"runs": 0, "faults": 1, "both_ran": 0, "stopped": 0, "crashes": 0}
-    with EmulatorServer(seed=seed, limits="documented", latency_ms=(10, 40)) as server:
+    with EmulatorServer(
+        seed=seed,
+        limits="documented",
+        latency_ms=(10, 40),
+        invent_users=True,  # the kill soak's manifest names made-up users
+        list_delay_s=0,  # no ambiguous answers here: the listing lag is the consistency soak's
+    ) as server:
         env = dict(os.environ, PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="soak")
         env.pop("PROVISION_STATE", None)
 

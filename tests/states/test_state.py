@@ -400,3 +400,22 @@ def test_the_first_write_after_a_read_reuses_the_files_lines_and_writes_the_same
     pretty = json.dumps(json.loads(raw), indent=2).encode()
     other = decode_state(pretty, "s", "h")
     assert other.copy().encode(serial=1) == raw and not other._source
+
+
+def test_settling_member_changes_round_trip_and_are_checked() -> None:
+    import dataclasses
+
+    from provisioner.states.codec import decode_state
+    from provisioner.states.settling import Settling
+
+    state = State()
+    settling = (Settling("0000-a", "added", "2026-12-05T20:00:00Z"),)
+    record = ChatRecord("19:c@thread.v2", "group", (MemberRecord("a@contoso.com"),), "T")
+    state.put_chat("k", dataclasses.replace(record, settling=settling))
+    back = decode_state(state.encode(), "s.json", "h")
+    assert back.chats["k"].settling == settling
+    bad = json.loads(state.encode())
+    bad["chats"]["k"]["settling"] = [{"object_id": "x", "change": "renamed", "until": "t"}]
+    with pytest.raises(StateError) as err:
+        decode_state(json.dumps(bad).encode(), "s.json", "h")
+    assert "settling" in str(err.value) and "change must be" in str(err.value)

@@ -80,6 +80,7 @@ def test_interrupted_run_says_how_to_continue_and_lists_duplicates() -> None:
         stopped="SIGTERM",
         lookups=2,
         lookup_requests=3,
+        settle_seconds=12.34,
     )
     resume = "provision apply chats.yaml"
     assert run_status(r) == "interrupted"
@@ -87,7 +88,10 @@ def test_interrupted_run_says_how_to_continue_and_lists_duplicates() -> None:
     assert text.startswith("Apply interrupted (SIGTERM): 0 created, 1 adopted")
     assert "Left undone: 1 interrupted mid-way." in text
     assert "a: kept 19:old; also 19:new" in text and "NOT deleted" in text
-    assert "Looked up 2 unfinished creation(s): 3 extra requests (1.5 per lookup)." in text
+    assert (
+        "Looked up 2 unfinished creation(s): 3 extra requests (1.5 per lookup), 12s waiting "
+        "for Graph to list them (other chats went on)." in text
+    )
     assert text.rstrip().endswith(f"To continue, run: {resume}")
     doc = json.loads(render_json(r, resume=resume))
     jsonschema.Draft202012Validator(SCHEMA).validate(doc)
@@ -96,6 +100,7 @@ def test_interrupted_run_says_how_to_continue_and_lists_duplicates() -> None:
         "lookups": 2,
         "requests": 3,
         "requests_per_lookup": 1.5,
+        "seconds": 12.3,
     }
 
 

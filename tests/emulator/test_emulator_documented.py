@@ -1,0 +1,144 @@
+"""The emulator answers in the shapes Graph's documentation shows (tests/data/graph-docs/):
+every field of a documented example response is in the emulator's answer to the same request,
+with a value of the same JSON type (null standing in for any), and statuses and headers that
+carry meaning (Location, Retry-After) match. The client reads the same files in
+tests/graph/test_documented_responses.py, so the three cannot drift apart silently."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from provisioner.emulator import EmulatorServer
+
+DOCS = Path(__file__).resolve().parents[1] / "data" / "graph-docs"
+MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
+GRAPH = "https://graph.microsoft.com/v1.0"
+# Users of Graph's "Create chat" examples 1 and 2, in the emulator's default directory.
+EX1 = ("8b081ef6-4792-4def-b2c9-c363a1bf41d5", "82af01c5-f7cc-4a2e-a728-3a5df21afd9d")
+EX2 = (
+    "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca",
+    "82fe7758-5bb3-4f0d-a43f-e555fd399c6f",
+    "3626a173-f2bc-4883-bcf7-01514c3bfb82",
+)
+
+
+def documented(name: str) -> dict[str, Any]:
+    response: dict[str, Any] = json.loads((DOCS / name).read_text())["response"]
+    return response
+
+
+def assert_shape(doc: Any, got: Any, where: str = "$") -> None:
+    """Every field of ``doc`` is in ``got`` with the same JSON type (null matches any)."""
+    if doc is None or got is None:
+        return
+    if isinstance(doc, dict):
+        assert isinstance(got, dict), f"{where}: expected an object, got {got!r}"
+        for key, value in doc.items():
+            assert key in got, f"{where}: the emulator's answer has no {key!r}"
+            assert_shape(value, got[key], f"{where}.{key}")
+    elif isinstance(doc, list):
+        assert isinstance(got, list), f"{where}: expected a list"
+        for item in got[:1] if doc else ():
+            assert_shape(doc[0], item, f"{where}[0]")
+    else:
+        assert type(doc) is type(got), f"{where}: {doc!r} vs {got!r}"
+
+
+def member(user: str) -> dict[str, object]:
+    bind = f"{GRAPH}/users('{user}')"
+    return {"@odata.type": MEMBER_TYPE, "roles": ["owner"], "user@odata.bind": bind}
+
+
+@pytest.fixture
+def graph() -> Iterator[tuple[str, requests.Session]]:
+    # The default directory (it holds the docs' example users); lists at once, since these
+    # tests compare shapes (the listing lag has tests of its own).
+    with EmulatorServer(limits="off", seed=3, list_delay_s=0) as server, requests.Session() as s:
+        s.headers["Authorization"] = "Bearer docs"
+        yield server.url, s
+        assert server.tenant.counters.internal_errors_total == 0
+
+
+def group(url: str, s: requests.Session, topic: str = "Group chat title") -> dict[str, Any]:
+    body = {"chatType": "group", "topic": topic, "members": [member(u) for u in EX2]}
+    resp = s.post(f"{url}/chats", json=body)
+    assert resp.status_code == 201, resp.text
+    chat: dict[str, Any] = resp.json()
+    return chat
+
+
+def test_create_chat(graph: tuple[str, requests.Session]) -> None:
+    url, s = graph
+    assert_shape(documented("create-chat-group.json")["body"], group(url, s))
+    body = {"chatType": "oneOnOne", "members": [member(u) for u in EX1]}
+    resp = s.post(f"{url}/chats", json=body)
+    assert resp.status_code == documented("create-chat-one-on-one.json")["status"]
+    assert_shape(documented("create-chat-one-on-one.json")["body"], resp.json())
+
+
+def test_list_chats_with_members(graph: tuple[str, requests.Session]) -> None:
+    url, s = graph
+    group(url, s)
+    doc = documented("list-chats-expand-members.json")["body"]
+    got = s.get(f"{url}/users/{EX2[0]}/chats", params={"$expand": "members"}).json()
+    doc_group = next(c for c in doc["value"] if c["chatType"] == "group")
+    assert_shape({**doc, "value": [doc_group]}, got)
+
+
+def test_get_chat_with_members(graph: tuple[str, requests.Session]) -> None:
+    url, s = graph
+    chat = group(url, s)
+    got = s.get(f"{url}/chats/{chat['id']}", params={"$expand": "members"}).json()
+    assert_shape(documented("get-chat-expand-members.json")["body"], got)
+
+
+def test_list_add_remove_members(graph: tuple[str, requests.Session]) -> None:
+    url, s = graph
+    chat = group(url, s)
+    path = f"{url}/chats/{chat['id']}/members"
+    assert_shape(documented("list-members.json")["body"], s.get(path).json())
+    doc = documented("add-member.json")
+    added = s.post(path, json=member(EX1[0]))
+    assert added.status_code == doc["status"] and not added.content  # no body, as documented
+    location = added.headers["Location"]
+    assert location.startswith(f"/chats/{chat['id']}/members/")
+    assert doc["headers"]["Location"].startswith("/chats/")  # the same kind of path
+    removed = s.delete(f"{path}/{location.rsplit('/', 1)[1]}")
+    assert removed.status_code == documented("remove-member.json")["status"]
+    assert not removed.content
+
+
+def test_batch(graph: tuple[str, requests.Session]) -> None:
+    url, s = graph
+    chat = group(url, s)
+    requests_ = [
+        {"id": "2", "method": "GET", "url": f"/chats/{chat['id']}"},
+        {"id": "4", "method": "PUT", "url": f"/chats/{chat['id']}"},  # 405, as item 4
+    ]
+    got = s.post(f"{url}/$batch", json={"requests": requests_}).json()
+    doc = documented("batch.json")["body"]
+    by_id = {item["id"]: item for item in got["responses"]}
+    assert set(by_id["2"]) >= {"id", "status", "headers", "body"}
+    doc_405 = next(i for i in doc["responses"] if i["status"] == 405)
+    assert by_id["4"]["status"] == 405
+    assert_shape(doc_405["body"], by_id["4"]["body"])
+    assert by_id["4"]["body"]["error"]["code"] == doc_405["body"]["error"]["code"]
+
+
+def test_too_many_requests() -> None:
+    doc = documented("too-many-requests.json")
+    with (
+        EmulatorServer(limits="off", faults=["429=1.0"], seed=1) as server,
+        requests.Session() as s,
+    ):
+        resp = s.get(f"{server.url}/me", headers={"Authorization": "Bearer docs"})
+    assert resp.status_code == 429
+    assert float(resp.headers["Retry-After"]) > 0
+    assert_shape(doc["body"], resp.json())
+    assert resp.json()["error"]["code"] == doc["body"]["error"]["code"]
