@@ -41,7 +41,7 @@ from typing import Any
 import requests
 
 from provisioner.emulator import EmulatorServer
-from provisioner.graph.client import parse_retry_after
+from provisioner.graph.retry import parse_retry_after
 from provisioner.models import Chat, Member
 
 try:

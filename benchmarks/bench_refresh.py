@@ -27,7 +27,8 @@ from provisioner.emulator import EmulatorServer
 from provisioner.emulator.server import parse_latency
 from provisioner.emulator.tenant import NewMember
 from provisioner.graph.auth import StaticToken
-from provisioner.graph.client import BATCH_LIMIT, GraphClient
+from provisioner.graph.batch import BATCH_LIMIT
+from provisioner.graph.client import GraphClient
 from provisioner.graph.pacing import CHAT, DOCUMENTED_LIMITS, TENANT_READ, Pacer
 from provisioner.operations.refresh import CHAT_BATCH, refresh
 from provisioner.states.records import ChatRecord, MemberRecord, State

@@ -12,8 +12,6 @@ No secret or token ever appears in an exception, a log line or a ``repr``.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from provisioner.errors import AuthError, InputError
 from provisioner.fsutil import is_loopback_host
+from provisioner.graph.claims import jwt_expiry
 from provisioner.graph.credential_files import assertion_reader, certificate_credential
 from provisioner.graph.msal_credentials import (
     ConfidentialClientCredential,
@@ -164,7 +163,7 @@ class StaticToken:
                 "control characters)",
                 hint=f"set {variable} to the access token alone, without 'Bearer '",
             )
-        expires = _jwt_expiry(token)
+        expires = jwt_expiry(token)
         if expires is not None and expires <= time.time():
             raise AuthError(
                 f"{variable} holds a token that expired at "
@@ -192,39 +191,6 @@ class StaticToken:
 
     def __repr__(self) -> str:
         return f"StaticToken(<{self._variable}>)"
-
-
-def tenant_of_token(token: str) -> str | None:
-    """The ``tid`` claim (the tenant signed in to) of a JWT access token, if it is one; the
-    signature is not checked: this only tells which tenant a run is about to change (Entra
-    access tokens carry ``tid``: identity-platform access-token claims reference)."""
-    parts = token.split(".")
-    if len(parts) != 3 or len(parts[1]) > 64 * 1024:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, RecursionError):
-        return None
-    tid = payload.get("tid") if isinstance(payload, dict) else None
-    return tid.lower() if isinstance(tid, str) and _GUID.match(tid) else None
-
-
-def _jwt_expiry(token: str) -> float | None:
-    """The ``exp`` claim of a JWT access token, if it is one (the signature is not checked)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    if len(parts[1]) > 64 * 1024:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        exp = payload.get("exp") if isinstance(payload, dict) else None
-        # A claim is seconds since 1970: anything beyond year 9999 (or NaN) is not one.
-        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and 0 <= exp < 253402300800:
-            return float(exp)
-    except (ValueError, RecursionError):
-        return None
-    return None
 
 
 # -- choosing a flow from the environment ----------------------------------------------------

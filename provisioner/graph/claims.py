@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MAX_TOKEN_CHARS = 64 * 1024  # far above any Entra token; bounds the decoding
 
 
@@ -36,4 +38,21 @@ def signed_in_user(token: str) -> str | None:
     oid = claims.get("oid")
     if claims.get("scp") and isinstance(oid, str) and oid:
         return oid.lower()
+    return None
+
+
+def tenant_of_token(token: str) -> str | None:
+    """The ``tid`` claim (the tenant signed in to), if the token is a JWT; the signature is not
+    checked: this only tells which tenant a run is about to change (Entra access tokens carry
+    ``tid``: identity-platform access-token claims reference)."""
+    tid = token_claims(token).get("tid")
+    return tid.lower() if isinstance(tid, str) and _GUID.match(tid) else None
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim, if the token is a JWT (the signature is not checked)."""
+    exp = token_claims(token).get("exp")
+    # A claim is seconds since 1970: anything beyond year 9999 (or NaN) is not one.
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and 0 <= exp < 253402300800:
+        return float(exp)
     return None

@@ -28,21 +28,13 @@ import requests
 from provisioner import __version__
 from provisioner.graph import batch as batching
 from provisioner.graph.answers import checked_chat, next_page
-from provisioner.graph.auth import Credential, tenant_of_token, validate_graph_url
-from provisioner.graph.batch import BATCH_LIMIT
-from provisioner.graph.claims import signed_in_user
+from provisioner.graph.auth import Credential, validate_graph_url
+from provisioner.graph.claims import signed_in_user, tenant_of_token
 from provisioner.graph.errors import (
-    AmbiguousOutcome,
-    GraphAuthError,
-    GraphConnectionError,
     GraphError,
-    GraphNotFound,
-    GraphPermissionError,
-    ThrottledError,
 )
 from provisioner.graph.pacing import Pacer, Scope
 from provisioner.graph.retry import (
-    MAX_TOKEN_REFRESHES,
     Answer,
     Call,
     Limits,
@@ -72,23 +64,6 @@ from provisioner.graph.transport import (
     request_headers,
     response_from,
 )
-
-__all__ = [
-    "BATCH_LIMIT",
-    "MAX_TOKEN_REFRESHES",
-    "AmbiguousOutcome",
-    "GraphAuthError",
-    "GraphClient",
-    "GraphConnectionError",
-    "GraphError",
-    "GraphNotFound",
-    "GraphPermissionError",
-    "Response",
-    "ThrottledError",
-    "parse_retry_after",
-    "route_for",
-    "user_path",
-]
 
 log = logging.getLogger("provision.graph")
 

@@ -22,19 +22,15 @@ from werkzeug import Request, Response
 
 from provisioner import __version__
 from provisioner.errors import InputError, ProvisionError
-from provisioner.graph.client import (
-    MAX_TOKEN_REFRESHES,
+from provisioner.graph.client import GraphClient
+from provisioner.graph.errors import (
     AmbiguousOutcome,
     GraphAuthError,
-    GraphClient,
     GraphConnectionError,
     GraphError,
     GraphNotFound,
     GraphPermissionError,
     ThrottledError,
-    parse_retry_after,
-    route_for,
-    user_path,
 )
 from provisioner.graph.pacing import (
     CHAT,
@@ -45,6 +41,8 @@ from provisioner.graph.pacing import (
     Pacer,
     Scope,
 )
+from provisioner.graph.retry import MAX_TOKEN_REFRESHES, parse_retry_after
+from provisioner.graph.routes import route_for, user_path
 
 SECRET = "eyJ0eXAiOiJKV1QiLCJub3RhIjoicmVhbCJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl"
 GROUP = {"chatType": "group", "topic": "X", "members": []}
