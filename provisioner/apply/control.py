@@ -9,9 +9,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from provisioner.apply.results import Outcome
+
+T = TypeVar("T")
 
 
 class Cancelled(Exception):
@@ -119,3 +121,30 @@ class ApplyListener:
 
     def stopping(self, reason: str, in_flight: int, grace_s: float) -> None:
         return None
+
+
+class WriteGate:
+    """Lets worker threads write state until closed; ``close`` waits for writes in progress, so
+    that no late write lands after the CLI released the state's lock."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._inside = 0
+        self.closed = False
+
+    def run(self, fn: Callable[[], T]) -> T:
+        with self._cond:
+            if self.closed:
+                raise Cancelled("the run stopped before this change could be recorded")
+            self._inside += 1
+        try:
+            return fn()
+        finally:
+            with self._cond:
+                self._inside -= 1
+                self._cond.notify_all()
+
+    def close(self, timeout: float) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.wait_for(lambda: self._inside == 0, timeout)

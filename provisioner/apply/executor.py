@@ -27,7 +27,14 @@ from datetime import timedelta
 from typing import TypeVar
 
 from provisioner.apply.context import ChatApi, StepContext, Steps
-from provisioner.apply.control import ApplyListener, Cancelled, Progress, RequestStats, StopSignal
+from provisioner.apply.control import (
+    ApplyListener,
+    Cancelled,
+    Progress,
+    RequestStats,
+    StopSignal,
+    WriteGate,
+)
 from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
 from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply.steps import ChatSteps
@@ -40,19 +47,6 @@ from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.records import State
 
 T = TypeVar("T")
-
-__all__ = [
-    "ApplyListener",
-    "ApplyOptions",
-    "ApplyResult",
-    "Cancelled",
-    "Executor",
-    "Failure",
-    "Outcome",
-    "Progress",
-    "RequestStats",
-    "StopSignal",
-]
 
 
 @dataclass(frozen=True)
@@ -87,33 +81,6 @@ class _Entry:
     at: float
     seq: int
     task: _Task = field(compare=False)
-
-
-class _Gate:
-    """Lets worker threads write state until closed; ``close`` waits for writes in progress, so
-    that no late write lands after the CLI released the state's lock."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._inside = 0
-        self.closed = False
-
-    def run(self, fn: Callable[[], T]) -> T:
-        with self._cond:
-            if self.closed:
-                raise Cancelled("the run stopped before this change could be recorded")
-            self._inside += 1
-        try:
-            return fn()
-        finally:
-            with self._cond:
-                self._inside -= 1
-                self._cond.notify_all()
-
-    def close(self, timeout: float) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.wait_for(lambda: self._inside == 0, timeout)
 
 
 # Failures every other chat would meet too: a missing permission, a rejected credential, a
@@ -158,7 +125,7 @@ class Executor:
         self._writer = writer
         self._pacer = pacer
         self._clock = clock
-        self._gate = _Gate()
+        self._gate = WriteGate()
         self._cond = threading.Condition()
         self._heap: list[_Entry] = []
         self._seq = 0

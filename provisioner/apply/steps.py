@@ -104,14 +104,7 @@ class ChatSteps:
         self, change: Change, notes: tuple[str, ...] = (), users: Mapping[str, str] | None = None
     ) -> Steps:
         body = _body(change)
-        intent = Intent(
-            key=change.key,
-            chat_type=GROUP,
-            members=change.members,
-            attempt_id=str(uuid.uuid4()),
-            started_at=self._now().isoformat(timespec="milliseconds"),
-            topic=change.topic,
-        )
+        intent = self._new_intent(change)
 
         def journal(state: State) -> None:
             state.put_intent(intent)  # replaces an earlier attempt's intent, in one record
@@ -140,23 +133,7 @@ class ChatSteps:
                     return Outcome(change.key, change.action, SKIPPED, notes=(str(exc),))
                 raise
         else:
-            record = ChatRecord(
-                chat_id=str(chat["id"]),
-                chat_type=GROUP,
-                members=change.members,
-                topic=change.topic,
-                created_at=opt(chat.get("createdDateTime")),
-            )
-
-            tenant = _tenant_of(chat)
-
-            def done(state: State) -> None:
-                state.put_chat(change.key, record)
-                _clear_intent(state, intent)
-                claim_home(state, tenant=tenant)
-
-            self.ctx.record(done)
-            return Outcome(change.key, change.action, CREATED, record.chat_id, notes=notes)
+            return self._created_group(change, intent, chat, notes)
         if any(n.startswith(_LOOKED_UP) for n in notes):
             # Already looked up once in this run and created again, and again no answer: stop
             # here (the intent stays; the next run looks it up) rather than loop on a server
@@ -166,6 +143,37 @@ class ChatSteps:
         # creating again.
         note = f"{_LOOKED_UP} ({_reason(unknown)}): looked it up"
         return (yield from self._look_up(change, intent, (*notes, note), answered=True))
+
+    def _new_intent(self, change: Change) -> Intent:
+        return Intent(
+            key=change.key,
+            chat_type=GROUP,
+            members=change.members,
+            attempt_id=str(uuid.uuid4()),
+            started_at=self._now().isoformat(timespec="milliseconds"),
+            topic=change.topic,
+        )
+
+    def _created_group(
+        self, change: Change, intent: Intent, chat: Mapping[str, Any], notes: tuple[str, ...]
+    ) -> Outcome:
+        """Graph answered the creation: record the chat and clear its intent, in one record."""
+        record = ChatRecord(
+            chat_id=str(chat["id"]),
+            chat_type=GROUP,
+            members=change.members,
+            topic=change.topic,
+            created_at=opt(chat.get("createdDateTime")),
+        )
+        tenant = _tenant_of(chat)
+
+        def done(state: State) -> None:
+            state.put_chat(change.key, record)
+            _clear_intent(state, intent)
+            claim_home(state, tenant=tenant)
+
+        self.ctx.record(done)
+        return Outcome(change.key, change.action, CREATED, record.chat_id, notes=notes)
 
     def _reconcile(self, change: Change) -> Steps:
         intent = change.intent

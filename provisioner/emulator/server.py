@@ -22,14 +22,13 @@ from types import TracebackType
 from typing import Any
 
 from provisioner.emulator.api import Api, ApiOptions
-from provisioner.emulator.default_users import default_users
 from provisioner.emulator.errors import EmulatorError
 from provisioner.emulator.faults import FaultInjector, FaultsArg, normalize_faults
 from provisioner.emulator.store import Loaded, Store
 from provisioner.emulator.tenant import Tenant
 from provisioner.emulator.throttle import Throttler, parse_limits
 from provisioner.emulator.transport import HTTPServer
-from provisioner.emulator.users import Directory, User
+from provisioner.emulator.users import Directory, User, default_users
 
 DEFAULT_TENANT_ID = "6e5147da-6a35-4275-b3f3-fc069456b6eb"  # a made-up tenant
 DEFAULT_ME = "admin@emulator.invalid"

@@ -284,6 +284,13 @@ class FileLock:
             try:
                 return self._take(fd, info)
             except BaseException:
+                # Stopped (SIGINT/SIGTERM) or failed while taking it: leave no lock file
+                # behind; unlinked while still locked, as `release` does.
+                self._held = self._fd = None
+                if sys.platform != "win32":
+                    with contextlib.suppress(OSError):
+                        if _same_file(fd, self.path):
+                            os.unlink(self.path)
                 _os_unlock(fd)
                 os.close(fd)
                 raise

@@ -178,8 +178,8 @@ def render_text(result: ApplyResult, *, resume: str | None = None) -> str:
         "",
         f"{result.work_done}/{result.work_total} planned requests done; {result.requests} "
         f"sent in {result.duration_s:.1f}s ({rate:.1f}/s), {result.throttled} throttled and "
-        f"retried, {result.retries} retried after errors; state saved {result.state_writes} "
-        "times.",
+        f"retried, {result.retries} retried after errors; {result.state_writes} durable state "
+        "writes (journal appends and full writes).",
     ]
     if result.lookups:
         lines.append(

@@ -14,15 +14,9 @@ from typing import Any
 
 import pytest
 
-from provisioner.apply.executor import (
-    ApplyListener,
-    ApplyOptions,
-    ApplyResult,
-    Executor,
-    Outcome,
-    RequestStats,
-    StopSignal,
-)
+from provisioner.apply.control import ApplyListener, RequestStats, StopSignal
+from provisioner.apply.executor import ApplyOptions, Executor
+from provisioner.apply.results import ApplyResult, Outcome
 from provisioner.emulator import EmulatorServer
 from provisioner.graph.client import GraphClient
 from provisioner.graph.errors import GraphPermissionError
