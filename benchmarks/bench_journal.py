@@ -124,7 +124,13 @@ def one_size(
     for n in range(repeat):
         spec = where.replace("state.json", f"state-{n}.json")  # a fresh state each time
         write_state(spec, env, state)
-        with EmulatorServer(limits=1.0, latency_ms=LATENCY_MS, seed=7) as server:
+        with EmulatorServer(
+            limits=1.0,
+            latency_ms=LATENCY_MS,
+            seed=7,
+            invent_users=True,  # 200 made-up users (a load test)
+            list_delay_s=0,  # no ambiguous answers here: the listing lag is measured elsewhere
+        ) as server:
             run_env = dict(env, PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="bench")
             cli = [sys.executable, "-m", "provisioner"]
             plan, _ = timed(

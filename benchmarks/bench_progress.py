@@ -106,7 +106,13 @@ def _marks(ticks: list[Progress], duration: float) -> list[dict[str, float | Non
 def member_heavy(chats: int, each: int) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        EmulatorServer(limits=LIMITS, latency_ms=(50.0, 150.0), seed=1) as server,
+        EmulatorServer(
+            limits=LIMITS,
+            latency_ms=(50.0, 150.0),
+            seed=1,
+            invent_users=True,  # made-up users (a load test)
+            list_delay_s=0,  # no ambiguous answers: the listing lag is measured elsewhere
+        ) as server,
     ):
         users = _users(chats * (3 + each), "members")
         base = [(f"team-{i:04d}", users[i * (3 + each) : i * (3 + each) + 3]) for i in range(chats)]
@@ -123,7 +129,13 @@ def member_heavy(chats: int, each: int) -> dict[str, Any]:
 def creation_heavy(chats: int) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        EmulatorServer(limits=LIMITS, latency_ms=(50.0, 150.0), seed=2) as server,
+        EmulatorServer(
+            limits=LIMITS,
+            latency_ms=(50.0, 150.0),
+            seed=2,
+            invent_users=True,  # made-up users (a load test)
+            list_delay_s=0,  # no ambiguous answers: the listing lag is measured elsewhere
+        ) as server,
     ):
         users = _users(chats + 2, "creations")
         new = [(f"new-{i:04d}", users[i : i + 3]) for i in range(chats)]
