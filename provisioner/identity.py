@@ -18,8 +18,6 @@ Neither the request token nor the JWT ever reaches a message or a log line.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 import threading
@@ -28,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from provisioner.claims import jwt_expiry
 from provisioner.errors import AuthError
 
 log = logging.getLogger("provision.auth")
@@ -75,7 +74,7 @@ def github_assertion(
             if cached and clock() < cached[0][1] - MARGIN:
                 return cached[0][0]
             token = _request(session, target, request_token, timeout)
-            cached[:] = [(token, _expiry(token) or clock() + 300.0)]
+            cached[:] = [(token, jwt_expiry(token) or clock() + 300.0)]
             log.debug("got a GitHub OIDC token for %s", AUDIENCE)
             return token
 
@@ -116,19 +115,6 @@ def _request(session: Any, url: str, request_token: str, timeout: float) -> str:
     if not isinstance(token, str) or not token.strip():
         raise AuthError("GitHub's OIDC token service answered without a token", hint=_HINT)
     return token.strip()
-
-
-def _expiry(token: str) -> float | None:
-    """The ``exp`` claim of a JWT (not verified: only to know when to fetch a new one)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except ValueError:
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, (int, float)) else None
 
 
 # -- Azure Identity ---------------------------------------------------------------------------

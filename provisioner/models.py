@@ -7,7 +7,11 @@ with state, and ``Chat.request_body`` renders exactly the ``POST /chats`` body t
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+
+#: A Microsoft Entra object or tenant id (a GUID), any case.
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 

@@ -40,7 +40,7 @@ from typing import Any, Protocol, cast
 from provisioner.graph.errors import GraphError, GraphNotFound
 from provisioner.graph.reads import BatchClient
 from provisioner.graph.users import lookup_users
-from provisioner.models import GROUP
+from provisioner.models import GROUP, GUID_RE
 from provisioner.states.records import Intent, MemberRecord
 
 #: How much earlier than our journal entry Graph's ``createdDateTime`` may be and still count.
@@ -56,7 +56,6 @@ EXPANDED_MEMBERS_LIMIT = 25
 #: ``--consistency-window`` where the tenant is slower.
 DEFAULT_CONSISTENCY_WINDOW_S = 60.0
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 _GRAPH_TIME = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$"
 )
@@ -305,7 +304,7 @@ def _listed(
 def _known_object_id(member: MemberRecord, users: Mapping[str, str]) -> str | None:
     if member.object_id:
         return member.object_id
-    if _GUID.match(member.user):
+    if GUID_RE.match(member.user):
         return member.user
     return users.get(member.user.lower())
 

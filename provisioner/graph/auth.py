@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from provisioner.claims import jwt_expiry
 from provisioner.errors import AuthError, InputError
 from provisioner.fsutil import is_loopback_host
-from provisioner.graph.claims import jwt_expiry
 from provisioner.graph.credential_files import assertion_reader, certificate_credential
 from provisioner.graph.msal_credentials import (
     ConfidentialClientCredential,
@@ -30,6 +30,7 @@ from provisioner.graph.msal_credentials import (
     token_cache_path,
 )
 from provisioner.identity import github_assertion, github_oidc_available
+from provisioner.models import GUID_RE
 
 # -- clouds and Graph URLs ---------------------------------------------------------------------
 
@@ -195,7 +196,6 @@ class StaticToken:
 
 # -- choosing a flow from the environment ----------------------------------------------------
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TENANT = re.compile(r"^(?:[0-9a-fA-F-]{36}|[A-Za-z0-9][A-Za-z0-9.-]{0,252}[A-Za-z0-9])$")
 
 _NO_CREDENTIALS = (
@@ -366,7 +366,7 @@ def _authority_host(environ: Mapping[str, str], cloud: Cloud) -> str:
 
 
 def _check_guid(name: str, value: str) -> None:
-    if not _GUID.match(value):
+    if not GUID_RE.match(value):
         raise AuthError(f"{name} is not a GUID", hint=f"set {name} to the application (client) ID")
 
 

@@ -26,10 +26,10 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from provisioner import __version__
+from provisioner.claims import signed_in_user, tenant_of_token
 from provisioner.graph import batch as batching
 from provisioner.graph.answers import checked_chat, next_page
 from provisioner.graph.auth import Credential, validate_graph_url
-from provisioner.graph.claims import signed_in_user, tenant_of_token
 from provisioner.graph.errors import (
     GraphError,
 )

@@ -15,7 +15,6 @@ directory.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -24,15 +23,14 @@ from provisioner.errors import Diagnostic, ValidationFailed
 from provisioner.graph.errors import GraphNotFound
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import user_path
-from provisioner.models import DesiredState, Member
+from provisioner.models import GUID_RE, DesiredState, Member
 from provisioner.states.records import State
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 SELECT = ("id", "userPrincipalName")
 
 
 def is_guid(user: str) -> bool:
-    return bool(_GUID.match(user))
+    return bool(GUID_RE.match(user))
 
 
 def known_users(state: State) -> dict[str, str]:

@@ -24,7 +24,6 @@ microsoftgraph/microsoft-graph-docs-contrib.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,11 +31,10 @@ from yaml.nodes import Node
 
 from provisioner.errors import Diagnostic
 from provisioner.manifest.yamlload import JsonPath, format_path, locate, position
-from provisioner.models import GROUP, ONE_ON_ONE, Chat, Source
+from provisioner.models import GROUP, GUID_RE, ONE_ON_ONE, Chat, Source
 
 #: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
 MAX_GROUP_MEMBERS = 250
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)

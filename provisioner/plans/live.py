@@ -9,17 +9,14 @@ provision" section of a plan.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from provisioner.models import GROUP
+from provisioner.models import GROUP, GUID_RE
 from provisioner.plans.types import Action, Change, Drift, RoleChange
 from provisioner.states.records import ChatRecord, MemberRecord
 from provisioner.states.settling import ADDED, REMOVED, Settling
-
-_GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +66,7 @@ class LiveChat:
             for m in known.members:
                 if m.object_id:
                     written[m.object_id.lower()] = m.user
-                elif _GUID.match(m.user):
+                elif GUID_RE.match(m.user):
                     written[m.user.lower()] = m.user
         members = tuple(
             MemberRecord(
@@ -124,7 +121,7 @@ def upn_names(users: Mapping[str, str]) -> dict[str, str]:
 
 
 def object_id_of(user: str, users: Mapping[str, str]) -> str | None:
-    if _GUID.match(user):
+    if GUID_RE.match(user):
         return user
     return users.get(user.lower())
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 
-from provisioner.graph.claims import signed_in_user, token_claims
+from provisioner.claims import signed_in_user, token_claims
 
 
 def jwt(claims: object) -> str:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from typing import Any
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from provisioner.models import GUID_RE
+
 MAX_TOKEN_CHARS = 64 * 1024  # far above any Entra token; bounds the decoding
 
 
@@ -46,7 +46,7 @@ def tenant_of_token(token: str) -> str | None:
     checked: this only tells which tenant a run is about to change (Entra access tokens carry
     ``tid``: identity-platform access-token claims reference)."""
     tid = token_claims(token).get("tid")
-    return tid.lower() if isinstance(tid, str) and _GUID.match(tid) else None
+    return tid.lower() if isinstance(tid, str) and GUID_RE.match(tid) else None
 
 
 def jwt_expiry(token: str) -> float | None:
