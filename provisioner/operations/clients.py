@@ -87,7 +87,7 @@ def emulator_client(graph_url: str) -> GraphClient:
 def emulator_port(graph_url: str) -> int:
     """A saved plan made with ``--emulator`` names the port its emulator had: use it again so
     the plan's Graph URL matches (``check_applicable``); 0 (any free port) otherwise."""
-    from provisioner.graph.auth import is_loopback_host
+    from provisioner.fsutil import is_loopback_host
 
     parts = urlsplit(graph_url)
     if parts.scheme == "http" and is_loopback_host(parts.hostname or "") and parts.port:
