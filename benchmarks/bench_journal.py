@@ -107,7 +107,7 @@ def _wall(run: Run) -> float:
 
 def write_state(spec: str, env: dict[str, str], state: State) -> None:
     if spec.startswith("azblob://"):
-        from provisioner.states.azblob import open_azblob_store
+        from provisioner.states.azblob.store import open_azblob_store
 
         open_azblob_store(spec, env=env).write(state.copy())
     else:

@@ -26,11 +26,11 @@ import time
 from provisioner.emulator import EmulatorServer
 from provisioner.emulator.server import parse_latency
 from provisioner.emulator.tenant import NewMember
-from provisioner.graph.auth import StaticToken
 from provisioner.graph.batch import BATCH_LIMIT
 from provisioner.graph.client import GraphClient
 from provisioner.graph.pacing import CHAT, DOCUMENTED_LIMITS, TENANT_READ, Pacer
 from provisioner.operations.refresh import CHAT_BATCH, refresh
+from provisioner.signin.chooser import StaticToken
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
 try:

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from azure.storage.blob import BlobServiceClient
 from azurite_support import ACCOUNT, KEY, Azurite, ensure_azurite
 
-from provisioner.states.azblob import AzureBlobStateStore
-from provisioner.states.azblob_conn import BlobLocation
+from provisioner.states.azblob.conn import BlobLocation
+from provisioner.states.azblob.store import AzureBlobStateStore
 from provisioner.states.journal import JOURNAL_SUFFIX
 from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.records import BACKUP_SUFFIX, ChatRecord, Intent, MemberRecord, State

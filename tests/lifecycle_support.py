@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from provisioner.emulator import EmulatorServer
-from provisioner.graph.auth import StaticToken
 from provisioner.graph.client import GraphClient
 from provisioner.graph.pacing import Pacer
 from provisioner.models import Chat, Member
+from provisioner.signin.chooser import StaticToken
 
 A = "adele@contoso.com"
 M = "megan@contoso.com"

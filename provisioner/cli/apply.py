@@ -44,9 +44,9 @@ from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from provisioner.apply.control import ApplyListener
-    from provisioner.graph.auth import Credential
     from provisioner.operations.apply import ApplyOutcome
     from provisioner.plans.types import Plan
+    from provisioner.signin.chooser import Credential
     from provisioner.states.lock import LockInfo
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}

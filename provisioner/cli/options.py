@@ -1,7 +1,7 @@
 """What the commands share: the state option, the connection options, colour, notes on stderr.
 
 Only parsing lives here; `connection_from_options` turns the parsed values into a checked
-Graph URL and credential through the core (`provisioner.graph.auth`), raising `ProvisionError`
+Graph URL and credential through the core (`provisioner.signin.chooser`), raising `ProvisionError`
 subclasses like every other core call. The command modules import from here (never from
 ``cli.main``, which imports them to register them).
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from provisioner.graph.auth import (
+from provisioner.signin.chooser import (
     AUTH_MODES,
     CLOUDS,
     DEFAULT_CLOUD,

@@ -144,7 +144,7 @@ def _graph(
 ) -> tuple[str, Callable[[], GraphClient]]:
     """The Graph URL the plan is made for, and how to connect when the plan reads from Graph.
     Credentials are checked only then (in ``connect``); the URL goes into the plan."""
-    from provisioner.graph.auth import graph_url_for, validate_graph_url
+    from provisioner.signin.chooser import graph_url_for, validate_graph_url
 
     if emulator:  # runs until the command ends (click closes the context's resources)
         from provisioner.cli.emulator import emulator_session

@@ -26,10 +26,8 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from provisioner import __version__
-from provisioner.claims import signed_in_user, tenant_of_token
 from provisioner.graph import batch as batching
 from provisioner.graph.answers import checked_chat, next_page
-from provisioner.graph.auth import Credential, validate_graph_url
 from provisioner.graph.errors import (
     GraphError,
 )
@@ -64,6 +62,8 @@ from provisioner.graph.transport import (
     request_headers,
     response_from,
 )
+from provisioner.signin.chooser import Credential, validate_graph_url
+from provisioner.signin.claims import signed_in_user, tenant_of_token
 
 log = logging.getLogger("provision.graph")
 

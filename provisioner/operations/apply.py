@@ -22,11 +22,11 @@ from provisioner.operations.state import check_client_home, locked
 if TYPE_CHECKING:
     from provisioner.apply.control import ApplyListener, RequestStats, StopSignal
     from provisioner.apply.results import ApplyResult
-    from provisioner.graph.auth import Credential
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
     from provisioner.models import DesiredState
     from provisioner.plans.types import Plan
+    from provisioner.signin.chooser import Credential
     from provisioner.states.journal_writer import JournalWriter
     from provisioner.states.lock import LockInfo
     from provisioner.states.records import State

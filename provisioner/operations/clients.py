@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from provisioner.apply.control import RequestStats
-    from provisioner.graph.auth import Credential
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
+    from provisioner.signin.chooser import Credential
 
 #: Graph client retries per request (throttling, 5xx, dropped connections).
 MAX_RETRIES = 8

@@ -20,7 +20,7 @@ from provisioner.fsutil import is_loopback_host
 from provisioner.states.records import State
 
 # concepts/deployments.md (microsoft-graph-docs-contrib): the Graph service root of each
-# national cloud (the same table as graph.auth.CLOUDS, by host, without importing the Graph
+# national cloud (the same table as signin.chooser.CLOUDS, by host, without importing the Graph
 # client's dependencies).
 _CLOUD_HOSTS = {
     "graph.microsoft.com": "global",

@@ -133,7 +133,7 @@ def open_store(
     if spec.lower().startswith("azblob://"):
         # Imported on demand: the Azure SDK is the optional extra teams-provision[azure], and a
         # clear error says to install it (raised by the import).
-        from provisioner.states.azblob import open_azblob_store
+        from provisioner.states.azblob.store import open_azblob_store
 
         store = open_azblob_store(spec, endpoint, lock_timeout=lock_timeout)
         return JournaledStore(store, store.journal_file())

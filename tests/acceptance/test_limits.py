@@ -18,9 +18,9 @@ import pytest
 from hostile_server import HostileServer, gzip_bomb, hostile, huge, send_json, trickle
 
 from provisioner.cli.main import main
-from provisioner.graph.auth import StaticToken
 from provisioner.graph.client import GraphClient
 from provisioner.graph.errors import AmbiguousOutcome, GraphError
+from provisioner.signin.chooser import StaticToken
 from provisioner.states.lock import new_lock_info
 
 TENANT = "aaaaaaaa-0000-4000-8000-00000000000a"

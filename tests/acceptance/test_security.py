@@ -26,9 +26,9 @@ from werkzeug import Request, Response
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
 from provisioner.errors import AuthError, InputError, ProvisionError
-from provisioner.graph.auth import StaticToken, credential_from_env, validate_graph_url
 from provisioner.graph.client import GraphClient
 from provisioner.graph.errors import GraphError
+from provisioner.signin.chooser import StaticToken, credential_from_env, validate_graph_url
 from provisioner.states.local import LocalStateStore
 
 # Distinctive values: nothing else in a run could contain them by accident.

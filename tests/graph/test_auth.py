@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from provisioner.cli.options import connection_from_options, connection_options
 from provisioner.errors import AuthError, InputError
-from provisioner.graph.auth import (
+from provisioner.signin.chooser import (
     CLOUDS,
     ConfidentialClientCredential,
     DeviceCodeCredential,
@@ -787,7 +787,7 @@ def test_azure_pipelines_names_what_is_missing() -> None:
 def test_azure_identity_failures_become_one_line() -> None:
     from azure.core.exceptions import ClientAuthenticationError
 
-    from provisioner.graph.azure_identity import AzureIdentityCredential
+    from provisioner.signin.azure_identity import AzureIdentityCredential
 
     chain = (
         "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"

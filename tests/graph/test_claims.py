@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 
-from provisioner.claims import signed_in_user, token_claims
+from provisioner.signin.claims import signed_in_user, token_claims
 
 
 def jwt(claims: object) -> str:

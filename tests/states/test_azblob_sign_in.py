@@ -24,7 +24,7 @@ from azure.identity import (
 )
 
 from provisioner.errors import AuthError, StateError
-from provisioner.states.azblob_conn import (
+from provisioner.states.azblob.conn import (
     BlobLocation,
     CheckedCredential,
     connection_for,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.claims import tenant_of_token
 from provisioner.errors import StateError
+from provisioner.signin.claims import tenant_of_token
 from provisioner.states.home import check_home, claim_home, cloud_of, settle_home
 from provisioner.states.local import LocalStateStore
 from provisioner.states.records import State

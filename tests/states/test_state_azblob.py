@@ -20,7 +20,7 @@ from azurite_support import ACCOUNT, KEY, Azurite
 from state_contract import pending_intent, sample_state
 
 from provisioner.errors import AuthError, LockError, ProvisionError, StateError
-from provisioner.states.azblob_conn import (
+from provisioner.states.azblob.conn import (
     DEV_BLOB_ENDPOINT,
     BlobLocation,
     check_endpoint,
@@ -147,7 +147,7 @@ def test_connection_string_variants() -> None:
 def test_missing_azure_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     # As if `pip install provision` without the extra: the SDK cannot be imported.
     monkeypatch.setitem(sys.modules, "azure.storage.blob", None)  # type: ignore[arg-type]
-    monkeypatch.delitem(sys.modules, "provisioner.states.azblob", raising=False)
+    monkeypatch.delitem(sys.modules, "provisioner.states.azblob.store", raising=False)
     with pytest.raises(ProvisionError) as err:
         open_store("azblob://contoso/tfstate/s.json")
     assert INSTALL in str(err.value)
@@ -161,7 +161,7 @@ def test_missing_azure_identity_says_how_to_install(monkeypatch: pytest.MonkeyPa
 
 
 def test_lease_duration_must_be_finite_and_valid() -> None:
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     env = {"AZURE_STORAGE_KEY": KEY, "PROVISION_STATE_ENDPOINT": DEV_BLOB_ENDPOINT}
     for seconds in (10, 61, -1):
@@ -181,7 +181,7 @@ def spec(azurite: Azurite) -> str:
 
 @pytest.fixture
 def open_(azurite: Azurite, spec: str) -> Iterator[object]:
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     def make(**kwargs: object) -> object:
         return open_azblob_store(spec, env=azurite.env, **kwargs)  # type: ignore[arg-type]
@@ -204,7 +204,7 @@ def _blob(azurite: Azurite, spec: str) -> object:
 def test_open_store_picks_the_blob_backend(
     azurite: Azurite, spec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from provisioner.states.azblob import AzureBlobStateStore
+    from provisioner.states.azblob.store import AzureBlobStateStore
 
     monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
@@ -216,7 +216,7 @@ def test_open_store_picks_the_blob_backend(
 
 
 def test_etag_conflict_refuses_and_overwrites_nothing(open_, azurite: Azurite, spec: str) -> None:
-    from provisioner.states.azblob import StateConflictError
+    from provisioner.states.azblob.store import StateConflictError
 
     first = open_()
     state = first.read()
@@ -234,14 +234,14 @@ def test_etag_conflict_refuses_and_overwrites_nothing(open_, azurite: Azurite, s
     current = open_().read()
     assert current.serial == 2 and "a@contoso.com" in current.users
     assert "b@contoso.com" not in current.users
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     backup = open_azblob_store(spec + ".backup", env=azurite.env).read()
     assert backup.serial == 1 and "a@contoso.com" not in backup.users  # untouched by b
 
 
 def test_two_first_writes_only_one_creates(open_) -> None:
-    from provisioner.states.azblob import StateConflictError
+    from provisioner.states.azblob.store import StateConflictError
 
     a, b = open_(), open_()
     state_a, state_b = a.read(), b.read()
@@ -328,7 +328,7 @@ def test_waiting_for_the_lock(open_) -> None:
 
 HOLDER = """
 import sys, time
-from provisioner.states.azblob import open_azblob_store
+from provisioner.states.azblob.store import open_azblob_store
 store = open_azblob_store(sys.argv[1], lease_seconds=15)
 with store.lock("apply") as info:
     print(info.id, flush=True)
@@ -354,7 +354,7 @@ def test_renewed_lease_outlives_its_duration_and_a_killed_holders_lease_expires(
             pass
         assert victim_lock in str(err.value) and str(victim.pid) in str(err.value)
         live_spec = spec + ".live"
-        from provisioner.states.azblob import open_azblob_store
+        from provisioner.states.azblob.store import open_azblob_store
 
         live = open_azblob_store(live_spec, env=azurite.env, lease_seconds=15)
         with live.lock("apply") as live_info:
@@ -380,7 +380,7 @@ def test_renewed_lease_outlives_its_duration_and_a_killed_holders_lease_expires(
 def test_sas_token_auth_works_and_never_leaks(azurite: Azurite) -> None:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     container = azurite.new_container()
     sas = generate_container_sas(
@@ -406,7 +406,7 @@ def test_sas_token_auth_works_and_never_leaks(azurite: Azurite) -> None:
 
 
 def test_connection_string_auth(azurite: Azurite, spec: str) -> None:
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     conn_str = (
         f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
@@ -418,7 +418,7 @@ def test_connection_string_auth(azurite: Azurite, spec: str) -> None:
 
 
 def test_wrong_key_is_an_auth_error_without_the_key(azurite: Azurite, spec: str) -> None:
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     wrong = base64.b64encode(b"not the key of this account, 64 bytes long........").decode()
     env = {"AZURE_STORAGE_KEY": wrong, "PROVISION_STATE_ENDPOINT": azurite.endpoint}
@@ -428,7 +428,7 @@ def test_wrong_key_is_an_auth_error_without_the_key(azurite: Azurite, spec: str)
 
 
 def test_missing_container_is_a_clear_error(azurite: Azurite) -> None:
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     store = open_azblob_store(f"azblob://{ACCOUNT}/no-such-container/s.json", env=azurite.env)
     for action in (store.read, lambda: store.lock("apply").__enter__()):
@@ -437,7 +437,7 @@ def test_missing_container_is_a_clear_error(azurite: Azurite) -> None:
 
 
 def test_unreachable_endpoint_is_a_clear_error() -> None:
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     env = {"AZURE_STORAGE_KEY": KEY, "PROVISION_STATE_ENDPOINT": "http://127.0.0.1:9/acct"}
     store = open_azblob_store(f"azblob://{ACCOUNT}/tfstate/s.json", env=env, retry_total=0)
@@ -453,7 +453,7 @@ def test_cli_state_commands_on_a_blob_state(
     azurite: Azurite, spec: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from provisioner.cli.main import main
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
     for name in ("AZURE_STORAGE_CONNECTION_STRING", "PROVISION_STATE_ENDPOINT", "PROVISION_STATE"):
@@ -480,7 +480,7 @@ def test_cli_without_the_azure_extra(
     from provisioner.cli.main import main
 
     monkeypatch.setitem(sys.modules, "azure.storage.blob", None)  # type: ignore[arg-type]
-    monkeypatch.delitem(sys.modules, "provisioner.states.azblob", raising=False)
+    monkeypatch.delitem(sys.modules, "provisioner.states.azblob.store", raising=False)
     assert main(["state", "list", "--state", "azblob://contoso/tfstate/s.json"]) == 1
     err = capsys.readouterr().err
     assert INSTALL in err and "Traceback" not in err

@@ -29,7 +29,7 @@ def _local(tmp_path: Path) -> Backend:
 
 def _azblob(request: pytest.FixtureRequest) -> Backend:
     azurite = request.getfixturevalue("azurite")  # skips when Azurite is not installed
-    from provisioner.states.azblob import open_azblob_store
+    from provisioner.states.azblob.store import open_azblob_store
 
     spec = f"azblob://devstoreaccount1/{azurite.new_container()}/teams/provision.state.json"
 

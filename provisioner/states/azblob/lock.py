@@ -4,7 +4,7 @@ Only the lease holder can write a leased blob (the service refuses writes withou
 and the lock details (ID, operation, who, pid, created) are kept in the blob's metadata for the
 next run to show. The lease is never infinite: it lasts ``lease_seconds`` (at most 60, the
 longest finite lease), a ``LeaseKeeper`` renews it every third of that, and a killed run simply
-stops renewing, so its lock expires by itself within a minute. Imported by ``states.azblob``
+stops renewing, so its lock expires by itself within a minute. Imported by ``states.azblob.store``
 once it has checked that the Azure SDK (the ``azure`` extra) is installed.
 """
 
@@ -26,9 +26,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobLeaseClient
 
 from provisioner.errors import LockError
-from provisioner.states.azblob_conn import BlobLocation
-from provisioner.states.azblob_errors import RERUN_PLAN, raise_if_no_container
-from provisioner.states.azblob_lease import (
+from provisioner.states.azblob.conn import BlobLocation
+from provisioner.states.azblob.errors import RERUN_PLAN, raise_if_no_container
+from provisioner.states.azblob.lease import (
     LOCK_METADATA_KEY,
     LeaseKeeper,
     decode_lock,

@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from provisioner.claims import jwt_expiry
 from provisioner.errors import AuthError, InputError
 from provisioner.fsutil import is_loopback_host
-from provisioner.graph.credential_files import assertion_reader, certificate_credential
-from provisioner.graph.msal_credentials import (
+from provisioner.models import GUID_RE
+from provisioner.signin.ci import github_assertion, github_oidc_available
+from provisioner.signin.claims import jwt_expiry
+from provisioner.signin.credential_files import assertion_reader, certificate_credential
+from provisioner.signin.msal_flows import (
     ConfidentialClientCredential,
     DeviceCodeCredential,
     ManagedIdentityCredential,
     token_cache_path,
 )
-from provisioner.identity import github_assertion, github_oidc_available
-from provisioner.models import GUID_RE
 
 # -- clouds and Graph URLs ---------------------------------------------------------------------
 
@@ -237,7 +237,7 @@ def credential_from_env(
         return _device_code(env, prompt=prompt, http_client=http_client, clock=clock)
     if mode in ("azure-cli", "azure-pipelines"):
         # Azure Identity, the optional extra: imported only for these modes.
-        from provisioner.graph import azure_identity
+        from provisioner.signin import azure_identity
 
         if mode == "azure-cli":
             return azure_identity.azure_cli(environ, env.scope, clock=clock)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from provisioner.errors import ProvisionError, StateError
 from provisioner.fsutil import is_loopback_host
-from provisioner.identity import (
+from provisioner.signin.ci import (
     OIDC_REQUEST_URI,
     SERVICE_CONNECTION,
     failure,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import AuthError
-from provisioner.graph.msal_credentials import first_line
+from provisioner.signin.msal_flows import first_line
 
 CERTIFICATE = "AZURE_CLIENT_CERTIFICATE_PATH"
 FEDERATED_TOKEN = "AZURE_FEDERATED_TOKEN_FILE"

@@ -1,7 +1,7 @@
 """The journal of an ``azblob://`` state: an append blob ``PATH.journal`` beside the state blob.
 
 Each group commit is one Append Block (durable when the service answers, Azure Storage "Append
-Block"), made only while this run holds the state blob's lease (the lock: ``states.azblob_lock``)
+Block"), made only while this run holds the state blob's lease (the lock: ``states.azblob.lock``)
 and conditional on the append position this run expects (``If-Append-Position-Equal``), so a
 run that lost its lock, or a second writer, cannot interleave records: its append is refused
 (412) and it stops. A block holds at most 4 MiB; a bigger group commit is several blocks, and a
@@ -10,7 +10,7 @@ run killed between them leaves a torn last record, which the checksum catches.
 A blob cannot be replaced atomically by a new append blob (creating it empties it before the
 first block lands), so ``atomic_reset`` is False: the journal writer holds appends while it
 writes a compacted state, and an empty or missing journal after a compaction loses nothing.
-Imported by ``states.azblob`` once it has checked that the Azure SDK is installed.
+Imported by ``states.azblob.store`` once it has checked that the Azure SDK is installed.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobClient
 
 from provisioner.errors import LockError
-from provisioner.states.azblob_conn import BlobLocation
-from provisioner.states.azblob_errors import RERUN_PLAN, raise_if_no_container, sdk_errors
-from provisioner.states.azblob_lease import error_code
-from provisioner.states.azblob_lock import BlobLock
+from provisioner.states.azblob.conn import BlobLocation
+from provisioner.states.azblob.errors import RERUN_PLAN, raise_if_no_container, sdk_errors
+from provisioner.states.azblob.lease import error_code
+from provisioner.states.azblob.lock import BlobLock
 
 # Azure Storage "Append Block": at most 4 MiB per block (the limit every service version and
 # Azurite accept).

@@ -1,4 +1,4 @@
-"""The MSAL flows behind `provisioner.graph.auth.Credential`: confidential client (secret,
+"""The MSAL flows behind `provisioner.signin.chooser.Credential`: confidential client (secret,
 certificate, federated assertion), managed identity and device code.
 
 Each caches its token and refreshes it ahead of expiry under a lock, so many worker threads

@@ -1,7 +1,7 @@
 """How the ``azblob://`` store turns Azure SDK errors into provision's own, without secrets.
 
 Messages name the account, container and blob, never a key, SAS or URL query (transport errors
-are described by their type only). Imported by ``states.azblob`` once it has checked that the
+are described by their type only). Imported by ``states.azblob.store`` once it has checked that the
 Azure SDK (the ``azure`` extra) is installed.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
 from provisioner.errors import AuthError, ProvisionError, StateError
-from provisioner.states.azblob_conn import BlobLocation
-from provisioner.states.azblob_lease import error_code
+from provisioner.states.azblob.conn import BlobLocation
+from provisioner.states.azblob.lease import error_code
 
 AUTH_HINT = (
     "check AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN, or "

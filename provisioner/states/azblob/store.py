@@ -3,7 +3,7 @@
 The same ``StateStore`` interface as the local file (``states.local``), on the service's own
 primitives, as Terraform's ``azurerm`` backend does:
 
-- **Lock = a lease on the state blob** (``states.azblob_lock``): only the lease holder can write
+- **Lock = a lease on the state blob** (``states.azblob.lock``): only the lease holder can write
   the blob, the lock details live in its metadata, and the lease is renewed while the run lasts
   and expires by itself within a minute when the run is killed (Terraform #24078-style stuck
   locks cannot happen). A missing blob cannot be leased, so locking first creates an empty
@@ -16,10 +16,10 @@ primitives, as Terraform's ``azurerm`` backend does:
   ``PATH.backup`` (Azurite has no blob versioning, and a copy works on every account). The copy
   is conditional on the same ETag, so the backup is exactly the version the write replaces.
 
-- **Journal:** a run's changes go to ``PATH.journal``, an append blob (``states.azblob_journal``).
+- **Journal:** a run's changes go to ``PATH.journal``, an append blob (``states.azblob.journal``).
 
 Secrets: the credential lives only in the SDK client; messages name the account, container and
-blob, never a key, SAS or URL query (``states.azblob_errors``).
+blob, never a key, SAS or URL query (``states.azblob.errors``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 from provisioner.errors import LockError, ProvisionError, StateError
-from provisioner.states.azblob_conn import (
+from provisioner.states.azblob.conn import (
     INSTALL_HINT,
     BlobLocation,
     Connection,
@@ -60,16 +60,16 @@ except ImportError as exc:  # the optional extra is not installed
     ) from exc
 
 # After the check above: these modules need the SDK too.
-from provisioner.states.azblob_errors import (
+from provisioner.states.azblob.errors import (
     RERUN_PLAN,
     StateConflictError,
     conflict,
     raise_if_no_container,
     sdk_errors,
 )
-from provisioner.states.azblob_journal import BlobJournalFile
-from provisioner.states.azblob_lease import LeaseKeeper, error_code
-from provisioner.states.azblob_lock import MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, BlobLock
+from provisioner.states.azblob.journal import BlobJournalFile
+from provisioner.states.azblob.lease import LeaseKeeper, error_code
+from provisioner.states.azblob.lock import MAX_LEASE_SECONDS, MIN_LEASE_SECONDS, BlobLock
 
 __all__ = ["AzureBlobStateStore", "StateConflictError", "open_azblob_store"]
 

@@ -2,7 +2,7 @@
 serve CI: ``--auth azure-cli`` (the account of ``az login`` or ``azure/login``) and ``--auth
 azure-pipelines`` (an Azure DevOps service connection with workload identity federation,
 Azure Identity's ``AzurePipelinesCredential``). MSAL stays the library of the core flows
-(`provisioner.graph.msal_credentials`).
+(`provisioner.signin.msal_flows`).
 
 Each Azure Identity credential is wrapped in provision's `Credential` interface: the token is
 cached and refreshed ahead of expiry under a lock, and a failure becomes one `AuthError` line
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from provisioner.errors import AuthError
-from provisioner.identity import failure, pipelines_settings, quiet_azure_logs, summarize
+from provisioner.signin.ci import failure, pipelines_settings, quiet_azure_logs, summarize
 
 log = logging.getLogger("provision.auth")
 

@@ -1,5 +1,5 @@
 """Sign-in pieces shared by Graph (`provisioner.graph`) and the state blob
-(`provisioner.states.azblob_conn`): GitHub Actions' OIDC token, fetched by provision itself
+(`provisioner.states.azblob.conn`): GitHub Actions' OIDC token, fetched by provision itself
 whenever a sign-in needs one, and what Azure Identity (the optional extra) needs around it:
 an Azure Pipelines service connection's settings, one-line failures, quiet logs.
 
@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from provisioner.claims import jwt_expiry
 from provisioner.errors import AuthError
+from provisioner.signin.claims import jwt_expiry
 
 log = logging.getLogger("provision.auth")
 
