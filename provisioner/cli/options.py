@@ -112,7 +112,13 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-class Duration(click.ParamType):
+if TYPE_CHECKING:  # click 8.2+ types a ParamType by what it returns and takes; 8.1 does not
+    _DurationType = click.ParamType[float, Any]
+else:
+    _DurationType = click.ParamType
+
+
+class Duration(_DurationType):
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:

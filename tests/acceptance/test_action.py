@@ -1,7 +1,7 @@
 """action.yml, the composite GitHub Action: valid for GitHub, and its steps do what its inputs
-and outputs say, run with bash as the runner would (tests/pipeline_support.run_action).
+and outputs say, run with bash as the runner would (tests/lib/pipeline_support.run_action).
 
-The install step runs for real once, offline: pip gets a wheelhouse (tests/wheelhouse.py)
+The install step runs for real once, offline: pip gets a wheelhouse (tests/lib/wheelhouse.py)
 holding a wheel of this checkout and its dependencies, and no index.
 """
 
@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import wheelhouse
 import yaml
-from pipeline_support import (
+from lib import wheelhouse
+from lib.pipeline_support import (
     ACTION,
     ROOT,
     SHELLCHECK,

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pipeline_support import (
+from lib.pipeline_support import (
     ROOT,
     ActionRun,
     base_env,

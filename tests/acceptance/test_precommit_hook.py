@@ -2,7 +2,7 @@
 
 `pre-commit try-repo` installs this repository into a virtualenv of its own with
 `pip install .` and runs the hook in a fixture git repository. No package index is used: pip
-gets `PIP_NO_INDEX=1` and a wheelhouse built from the running environment (tests/wheelhouse.py).
+gets `PIP_NO_INDEX=1` and a wheelhouse built from the running environment (tests/lib/wheelhouse.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import wheelhouse
 import yaml
+from lib import wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS_FILE = ROOT / ".pre-commit-hooks.yaml"

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, quote_plus, urlencode
 
 import pytest
 import requests
+from lib.tokens import b64
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -354,10 +355,6 @@ def test_credential_errors_do_not_echo_secrets(environ: dict[str, str]) -> None:
 
 
 def test_expired_jwt_token_message_does_not_echo_it() -> None:
-    import base64
-
-    def b64(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
     token = f"{b64({'alg': 'RS256'})}.{b64({'exp': 1000, 'n': TOKEN})}.{SECRET}"
     with pytest.raises(AuthError) as err:

@@ -8,11 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-try:  # tests/ is on sys.path in pytest's default import mode
-    from soak import fuzz_soak
-except ImportError:  # pragma: no cover
-    from tests.soak import fuzz_soak
+from soak import fuzz_soak  # tests/ is on sys.path (pyproject: pythonpath)
 
 
 def test_fuzz_soak_hypothesis_short() -> None:

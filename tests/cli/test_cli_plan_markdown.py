@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline_support import base_env, provision, write_manifest
+from lib.pipeline_support import base_env, provision, write_manifest
 
 from provisioner.plans.files import load_plan
 from provisioner.states.local import LocalStateStore

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
+from lib.cli import run
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
-from provisioner.cli.main import main
 from provisioner.states.local import LocalStateStore
 from provisioner.states.lock import FileLock, new_lock_info
 from provisioner.states.records import ChatRecord, Intent, MemberRecord
@@ -45,12 +45,6 @@ def state_file(tmp_path: Path) -> Path:
     )
     store.write(state)
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_state_list(capsys, state_file: Path) -> None:

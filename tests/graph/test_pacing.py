@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from lib.clock import FakeClock
 
 from provisioner.graph.pacing import (
     CHAT,
@@ -27,20 +28,6 @@ from provisioner.graph.pacing import (
 
 WRITE = Scope(TENANT_WRITE)
 READ = Scope(TENANT_READ)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds > 0
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def make(clock: FakeClock, **kwargs: object) -> Pacer:
@@ -62,7 +49,7 @@ def test_documented_limits_cite_their_source() -> None:
 
 
 def test_tenant_writes_are_spaced_at_the_documented_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     times = grant_times(pacer, clock, [WRITE], 91)
     # 91 grants span 90 intervals of 1/30 s, whatever the tolerance for late threads.
@@ -72,7 +59,7 @@ def test_tenant_writes_are_spaced_at_the_documented_rate() -> None:
 
 
 def test_reads_and_writes_are_separate_budgets() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     pacer.acquire([WRITE])
     assert pacer.try_acquire([READ]) == 0.0
@@ -80,7 +67,7 @@ def test_reads_and_writes_are_separate_budgets() -> None:
 
 
 def test_one_request_per_second_per_chat_without_blocking_other_chats() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     a, b = Scope(CHAT, "19:a@thread.v2"), Scope(CHAT, "19:b@thread.v2")
     start = pacer.acquire([WRITE, a])
@@ -91,7 +78,7 @@ def test_one_request_per_second_per_chat_without_blocking_other_chats() -> None:
 
 
 def test_member_changes_are_four_per_minute_per_chat() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     members = Scope(CHAT_MEMBERS, "19:a@thread.v2")
     times = grant_times(pacer, clock, [WRITE, Scope(CHAT, "19:a@thread.v2"), members], 5)
@@ -99,7 +86,7 @@ def test_member_changes_are_four_per_minute_per_chat() -> None:
 
 
 def test_a_refused_acquire_takes_nothing() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     chat = Scope(CHAT, "c")
     pacer.acquire([WRITE, chat])
@@ -110,7 +97,7 @@ def test_a_refused_acquire_takes_nothing() -> None:
 
 
 def test_cost_of_a_batch_is_one_slot_per_request() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, limits={TENANT_READ: 10.0})
     assert pacer.try_acquire([READ] * 5) == 0.0
     wait = pacer.try_acquire([READ])
@@ -118,7 +105,7 @@ def test_cost_of_a_batch_is_one_slot_per_request() -> None:
 
 
 def test_max_rps_overrides_tenant_rates_only() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, max_rps=5)
     assert pacer.rate(WRITE) == 5.0
     assert pacer.rate(READ) == 5.0
@@ -128,7 +115,7 @@ def test_max_rps_overrides_tenant_rates_only() -> None:
 
 
 def test_retry_after_pauses_the_whole_scope() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     sent = pacer.acquire([WRITE])
     pacer.throttled([WRITE], retry_after=7.5, sent_at=sent)
@@ -140,7 +127,7 @@ def test_retry_after_pauses_the_whole_scope() -> None:
 
 
 def test_one_decrease_per_congestion_event() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, decrease=0.5)
     sent = [pacer.acquire([WRITE]) for _ in range(5)]
     clock.now += 0.2
@@ -155,7 +142,7 @@ def test_one_decrease_per_congestion_event() -> None:
 
 
 def test_rate_recovers_gradually_and_never_exceeds_the_documented_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, decrease=0.5, fast_recovery=0.25, approach=0.9, probe=0.005)
     sent = pacer.acquire([WRITE])
     pacer.throttled([WRITE], retry_after=2.0, sent_at=sent)
@@ -186,7 +173,7 @@ def congestion_event(pacer: Pacer, clock: FakeClock, accepted: list[bool]) -> No
 
 
 def test_share_of_in_flight_requests_accepted_caps_the_fast_recovery() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, decrease=0.3, fast_recovery=0.25, approach=0.9, probe=0.005)
     # Half of the requests in flight at 30 rps got through: the limit is about 15 rps.
     congestion_event(pacer, clock, [True, False] * 4)
@@ -196,7 +183,7 @@ def test_share_of_in_flight_requests_accepted_caps_the_fast_recovery() -> None:
 
 
 def test_without_a_sample_recovery_heads_back_to_the_rate_that_failed() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, decrease=0.3, fast_recovery=0.25, approach=0.9, probe=0.005)
     congestion_event(pacer, clock, [True])  # too few answers to estimate anything
     clock.now += 2.0
@@ -204,7 +191,7 @@ def test_without_a_sample_recovery_heads_back_to_the_rate_that_failed() -> None:
 
 
 def test_everything_rejected_means_probe_slowly() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, decrease=0.3, fast_recovery=0.25, approach=0.9, probe=0.005)
     congestion_event(pacer, clock, [False] * 6)
     clock.now += 2.0
@@ -212,7 +199,7 @@ def test_everything_rejected_means_probe_slowly() -> None:
 
 
 def test_concurrent_acquires_never_overbook_a_scope() -> None:
-    clock = FakeClock()  # frozen: only the first caller may get the slot
+    clock = FakeClock(zero_sleeps=False)  # frozen: only the first caller may get the slot
     pacer = make(clock)
     granted: list[int] = []
     lock = threading.Lock()
@@ -382,7 +369,7 @@ def test_limits_override_some_kinds_and_keep_the_rest() -> None:
 
 
 def test_delay_tells_the_wait_without_taking_a_slot() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     assert pacer.delay([WRITE]) == 0.0
     assert pacer.delay([WRITE]) == 0.0  # asking takes nothing

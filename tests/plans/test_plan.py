@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner import __version__
 from provisioner.errors import PlanError

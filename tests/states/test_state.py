@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.errors import LockError, StateError
 from provisioner.states.local import LocalStateStore

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from azurite_support import ACCOUNT, KEY, Azurite
-from state_contract import pending_intent, sample_state
+from lib.azurite_support import ACCOUNT, KEY, Azurite
+from lib.state_contract import pending_intent, sample_state
 
 from provisioner.errors import AuthError, LockError, ProvisionError, StateError
 from provisioner.states.azblob.conn import (
