@@ -142,7 +142,23 @@ def _try_repo(
     return _pre_commit(project, env, "try-repo", str(hook_repo), hook, "--all-files")
 
 
-def test_try_repo_fails_a_bad_manifest_with_its_location_then_passes_once_fixed(
+def _config(project: Path, hook_repo: Path, files: str) -> None:
+    """A .pre-commit-config.yaml using the hook from ``hook_repo`` at its commit: pre-commit
+    installs it once per PRE_COMMIT_HOME (the module's), unlike try-repo, which installs it
+    again on every call (a new store each time)."""
+    rev = _git(hook_repo, "rev-parse", "HEAD").strip()
+    (project / ".pre-commit-config.yaml").write_text(
+        "repos:\n"
+        f"  - repo: {hook_repo}\n"
+        f"    rev: {rev}\n"
+        "    hooks:\n"
+        "      - id: provision-validate\n"
+        f"        files: {files}\n",
+        encoding="utf-8",
+    )
+
+
+def test_try_repo_fails_a_bad_manifest_with_its_location(
     setup: tuple[Path, Path, dict[str, str]],
 ) -> None:
     hook_repo, project, env = setup
@@ -154,34 +170,28 @@ def test_try_repo_fails_a_bad_manifest_with_its_location_then_passes_once_fixed(
     assert "2 files, 2 chats, 1 error" in out  # both manifests, nothing else
     assert "values.yaml" not in out
 
-    (project / "chats/ops.yaml").write_text(BAD.replace("chatTyp:", "chatType:"), encoding="utf-8")
-    _git(project, "add", "-A")
-    done = _try_repo(project, env, hook_repo)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
-    assert "Passed" in out
 
-
-def test_a_config_can_point_the_hook_at_another_folder(
+def test_the_hook_passes_once_the_manifest_is_fixed_and_can_watch_another_folder(
     setup: tuple[Path, Path, dict[str, str]], tmp_path: Path
 ) -> None:
     hook_repo, _, env = setup
     project = tmp_path / "other"
     (project / "teams").mkdir(parents=True)
     (project / "teams/ops.yaml").write_text(BAD, encoding="utf-8")
-    rev = _git(hook_repo, "rev-parse", "HEAD").strip()
-    (project / ".pre-commit-config.yaml").write_text(
-        "repos:\n"
-        f"  - repo: {hook_repo}\n"
-        f"    rev: {rev}\n"
-        "    hooks:\n"
-        "      - id: provision-validate\n"
-        "        files: ^teams/\n",
-        encoding="utf-8",
-    )
+    (project / "chats").mkdir()
+    (project / "chats/ops.yaml").write_text(BAD, encoding="utf-8")  # not watched: teams/ is
+    _config(project, hook_repo, "^teams/")
     _git(project, "init", "-q")
     _git(project, "add", "-A")
     done = _pre_commit(project, env, "run", "--all-files")
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "teams/ops.yaml:4:5: error: 'chatTyp' is not a known field" in out
+    assert "chats/ops.yaml" not in out and "1 file, 1 chat, 1 error" in out
+
+    (project / "teams/ops.yaml").write_text(BAD.replace("chatTyp:", "chatType:"), encoding="utf-8")
+    _git(project, "add", "-A")
+    done = _pre_commit(project, env, "run", "--all-files")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "Passed" in out

@@ -20,27 +20,19 @@ import pytest
 import requests
 from lib.tokens import jwt
 
+# pytest puts each test's folder on sys.path (its default import mode), so the contract
+# test's helpers import by file name.
+from test_emulator_contract import (
+    USERS,
+    assert_graph_error,
+    group,
+    member,
+    one_on_one,
+    write_users,
+)
+
 from provisioner.emulator import EmulatorError, EmulatorServer, embedded
 from provisioner.errors import ProvisionError
-
-try:  # tests/ is on sys.path in pytest's default import mode; tests.* if it is a package
-    from test_emulator_contract import (
-        USERS,
-        assert_graph_error,
-        group,
-        member,
-        one_on_one,
-        write_users,
-    )
-except ImportError:  # pragma: no cover
-    from tests.test_emulator_contract import (
-        USERS,
-        assert_graph_error,
-        group,
-        member,
-        one_on_one,
-        write_users,
-    )
 
 A, B, C, D, E = (u["id"] for u in USERS[:5])
 Start = Callable[..., EmulatorServer]

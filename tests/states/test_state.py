@@ -361,7 +361,7 @@ def test_any_state_round_trips(
     assert again.users == users
 
 
-def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:
     from provisioner.states.local import LocalStateStore
     from provisioner.states.records import ChatRecord, MemberRecord
 
