@@ -59,6 +59,8 @@ class ApplySettings:
     #: How long Graph may take to list a new chat (``apply.reconcile``, issue 14); None: its
     #: default. (Not imported here: the CLI builds settings before it imports the executor.)
     consistency_window_s: float | None = None
+    #: ``--target`` patterns (`provisioner.plans.targets`): plan only the matching keys.
+    targets: tuple[str, ...] = ()
 
 
 class ApplyHooks(Protocol):
@@ -251,6 +253,7 @@ def _plan(
         graph_url=graph_url,
         prune=settings.prune,
         location=location,
+        targets=settings.targets,
     )
     hooks.review(plan)
     return plan

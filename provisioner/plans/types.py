@@ -240,6 +240,8 @@ class Plan:
     # state), and a ``plan --refresh-only`` plan: drift only, no changes from the manifest.
     users: Mapping[str, str] = field(default_factory=dict)
     refresh_only: bool = False
+    # ``--target`` patterns (issue 23, ``plans.targets``): only matching keys were planned.
+    targets: tuple[str, ...] = ()
     tool_version: str = __version__
     created_at: str = field(default_factory=_now)
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -288,6 +290,7 @@ class Plan:
             "refreshed": self.refreshed,
             "refresh_only": self.refresh_only,
             "prune": self.prune,
+            "targets": list(self.targets),
             "users": dict(sorted(self.users.items())),
             # Renamed keys are counted apart: a moved key also has its own action (issue 17).
             "summary": {**self.summary, "move": len(self.moves)},
@@ -312,6 +315,7 @@ class Plan:
             prune=bool(data["prune"]),
             users={str(k): str(v) for k, v in (data.get("users") or {}).items()},
             refresh_only=bool(data.get("refresh_only", False)),
+            targets=tuple(str(t) for t in data.get("targets") or ()),
             tool_version=str(data["tool_version"]),
             created_at=str(data["created_at"]),
             plan_id=str(data["plan_id"]),

@@ -284,6 +284,9 @@ def _markdown_head(plan: Plan) -> str:
     """The title, the summary line and a table of counts."""
     counts = plan.summary
     head = ["### provision plan", "", f"**{summary_line(plan)}**", ""]
+    if plan.targets:  # a reviewer must see that the rest was not looked at (--target)
+        patterns = ", ".join(f"`{p}`" for p in plan.targets)
+        head += [f"> **Targeted plan:** only chat keys matching {patterns} were planned.", ""]
     head += ["| Action | Chats |", "| --- | ---: |"]
     for action in ACTIONS:
         label = "no change" if action is Action.NOOP else f"`{action.symbol}` {action.value}"
