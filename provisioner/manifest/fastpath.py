@@ -24,7 +24,14 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from provisioner.manifest.schema import load_schema, regex
-from provisioner.manifest.yamlload import INT_TAG, MAP_TAG, SEQ_TAG, STR_TAG, TAG_PREFIX
+from provisioner.manifest.yamlload import (
+    INT_TAG,
+    MAP_TAG,
+    SEQ_TAG,
+    STR_TAG,
+    TAG_PREFIX,
+    TIMESTAMP_TAG,  # an unquoted ``expires: 2026-12-31``: read as the text written
+)
 from provisioner.models import (
     GROUP,
     HISTORY_NONE,
@@ -52,6 +59,7 @@ _TOPIC_MAX = _CHAT["topic"]["maxLength"]
 _MIN_MEMBERS = _CHAT["members"]["minItems"]
 _USER_RE = regex(_MEMBER["user"]["pattern"])
 _GUID_RE = regex(_DEFS["guid"]["pattern"])
+_EXPIRES_RE = regex(_CHAT["expires"]["pattern"])
 
 
 def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
@@ -122,7 +130,7 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
     """One chat from its node if it is plainly valid under the schema, else ``None``."""
     if node.__class__ is not MappingNode or node.tag != MAP_TAG:
         return None
-    key = chat_type = topic = history = None
+    key = chat_type = topic = history = expires = None
     protect: bool | None = None
     members: list[Node] | None = None
     for k, v in node.value:
@@ -138,6 +146,11 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
             protect = _bool(v)
             if protect is None:
                 return None
+            continue
+        if name == "expires" and expires is None and v.__class__ is ScalarNode:
+            if v.tag not in (STR_TAG, TIMESTAMP_TAG) or not _EXPIRES_RE.search(v.value):
+                return None
+            expires = v.value
             continue
         if v.__class__ is not ScalarNode or v.tag != STR_TAG:
             return None
@@ -206,6 +219,7 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
         Source(file, mark.line + 1, mark.column + 1),
         history=history or HISTORY_NONE,
         protect=bool(protect),
+        expires=expires,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol, Union
 
 from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
@@ -164,6 +165,10 @@ def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> b
         if protect != (change.key in state.protected):
             state.set_protected(change.key, protect)
             changed = True
+    from provisioner.operations.restore import drop_lapsed
+
+    if drop_lapsed(state, datetime.now(timezone.utc)):  # past Graph's restore period
+        changed = True
     if changed and note_plan:
         state.set_last_plan(plan.plan_id)  # a saved plan is then refused as already applied
     return changed

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 from provisioner.errors import PlanError
 from provisioner.manifest import moves as moves_
-from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState
+from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState, expiry_of
 from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
 from provisioner.plans.live import LiveChat, LiveMember, find_drift, upn_names, with_object_ids
 from provisioner.plans.types import Action, Change, Drift, Plan
@@ -28,8 +29,12 @@ def make_plan(
     live: Mapping[str, LiveChat] | None = None,
     prune: bool = False,
     graph_url: str = DEFAULT_GRAPH_URL,
+    now: datetime | None = None,
 ) -> Plan:
     """Plan every key of ``desired`` and ``state`` (ordered by key).
+
+    ``now`` (default: this machine's clock, once) decides which ``expires`` have passed: a
+    managed chat past its expiry is planned as a delete, unless protected.
 
     ``live`` is the refreshed view of managed chats by *state* key (None: no refresh; a key
     missing from it was not refreshed). ``desired.moves`` rename state keys first (the change
@@ -41,6 +46,7 @@ def make_plan(
     a ``moved:`` entry whose old and new keys are both in the state.
     """
     wanted = desired.by_key()
+    now = now or datetime.now(timezone.utc)
     names = upn_names(state.users) if live is not None else {}
     errors: list[tuple[str, str]] = []
     chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
@@ -52,7 +58,9 @@ def make_plan(
         )
         if sides.drift is not None:
             drift.append(sides.drift)
-        change = _change(sides, state.users, protected, errors, prune=prune, graph_url=graph_url)
+        change = _change(
+            sides, state.users, protected, errors, prune=prune, graph_url=graph_url, now=now
+        )
         if change is None:
             continue
         chat = sides.chat
@@ -164,12 +172,17 @@ def _change(
     *,
     prune: bool,
     graph_url: str,
+    now: datetime,
 ) -> Change | None:
     """The key's change; None when there is nothing to plan, or when it cannot be planned (the
     reason is added to ``errors``)."""
     key, chat, record = sides.key, sides.chat, sides.record
     if sides.intent is not None:
         return _reconcile(key, sides.intent, chat, graph_url, users)
+    if chat is not None and chat.expires is not None:
+        expiry = expiry_of(chat.expires)
+        if expiry is not None and expiry <= now:
+            return _expired(sides, chat, key in protected or chat.protect)
     if chat is None:
         if record is None:
             return None
@@ -302,6 +315,50 @@ def _reconcile(
         intent=intent,
         notes=tuple(notes),
         source=source_of(chat),
+    )
+
+
+def _expired(sides: _Sides, chat: Chat, protected: bool) -> Change | None:
+    """A chat whose ``expires`` has passed: deleted (a soft delete Graph can undo for seven
+    days, chat-delete.md, which ``provision restore KEY`` does), never created; kept with a
+    note when protected."""
+    record = sides.record
+    if record is None:
+        return None  # never created (or already deleted by provision): nothing to do
+    if sides.gone:
+        note = f"expired ({chat.expires}) and already deleted outside provision"
+        return replace(_unmanaged(sides.key, record, prune=False, gone=True), notes=(note,))
+    if protected:
+        return Change(
+            key=sides.key,
+            action=Action.NOOP,
+            chat_type=record.chat_type,
+            members=record.members,
+            topic=record.topic,
+            chat_id=record.chat_id,
+            before=record,
+            notes=(
+                f"expired ({chat.expires}) but protected: kept. Set protect: false to let "
+                f"it be deleted, or move expires",
+            ),
+            source=source_of(chat),
+            reason="expired-protected",
+        )
+    return Change(
+        key=sides.key,
+        action=Action.DELETE,
+        chat_type=record.chat_type,
+        members=record.members,
+        topic=record.topic,
+        chat_id=record.chat_id,
+        before=record,
+        notes=(
+            f"expired ({chat.expires}): deleted in Teams. Graph soft-deletes chats: "
+            f"provision restore {sides.key} brings it back within 7 days. Needs "
+            f"Chat.ManageDeletion.All; one delete per second per tenant",
+        ),
+        source=source_of(chat),
+        reason="expired",
     )
 
 

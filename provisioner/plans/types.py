@@ -92,12 +92,22 @@ class Change:
     moved_from: str | None = None
     protect_change: tuple[bool, bool] | None = None
     history: str | None = None
+    # Issue 23: why a chat still in the manifest is deleted or kept: ``expired`` (its
+    # ``expires`` passed: a delete), ``expired-protected`` (past, but protected: a no-op the
+    # plan shows with its note).
+    reason: str | None = None
 
     @property
     def bookkeeping(self) -> bool:
         """True when apply records something in state for this key even without a Graph
         call: a renamed key or a protection change."""
         return self.moved_from is not None or self.protect_change is not None
+
+    @property
+    def shown(self) -> bool:
+        """True when a plan view lists this change: an action, bookkeeping, or a no-op with
+        a reason the reader must see (an expired chat kept because it is protected)."""
+        return self.action is not Action.NOOP or self.bookkeeping or self.reason is not None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -136,6 +146,8 @@ class Change:
             }
         if self.history is not None:
             data["history"] = self.history
+        if self.reason is not None:
+            data["reason"] = self.reason
         return data
 
     @classmethod
@@ -170,6 +182,7 @@ class Change:
                 if (protect := data.get("protect_change")) is not None
                 else None
             ),
+            reason=_opt_str(data.get("reason")),
             history=_opt_str(data.get("history")),
         )
 
@@ -272,7 +285,7 @@ class Plan:
     def reported(self) -> tuple[Change, ...]:
         """The changes a plan view lists: actionable ones, and no-ops that only rename a key
         or change its protection."""
-        return tuple(c for c in self.changes if c.action is not Action.NOOP or c.bookkeeping)
+        return tuple(c for c in self.changes if c.shown)
 
     @property
     def moves(self) -> tuple[tuple[str, str], ...]:

@@ -135,12 +135,19 @@ def _change_lines(change: Change) -> Iterator[Line]:
         if change.protect_change is not None:
             yield ("#", 0, f"{change.key}: protection changes (recorded in the state){where}")
             yield ("~", 1, _protect_line(change.protect_change))
+        if change.reason == "expired-protected":
+            yield ("#", 0, f"{change.key} has expired but is protected: kept{where}")
+            for note in change.notes:
+                yield (" ", 1, f"# {note}")
         return
     title = _TITLES[action]
+    if action is Action.DELETE and change.reason == "expired":
+        title = "will be deleted (expired)"
     if action is Action.CREATE and change.chat_type == "oneOnOne":
         title = "will be created, or the existing one-on-one chat adopted"
     yield ("#", 0, f"{change.key} {title}{where}")
-    yield (action.symbol, 0, f'chat "{change.key}" ({change.chat_type})')
+    reason = ": delete (expired)" if change.reason == "expired" else ""
+    yield (action.symbol, 0, f'chat "{change.key}" ({change.chat_type}){reason}')
     if change.protect_change is not None:
         if action is Action.CREATE and change.protect_change[1]:
             yield ("+", 1, "protect true")  # a new chat has nothing to flip from
