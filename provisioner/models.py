@@ -155,6 +155,16 @@ class Move:
 
 
 @dataclass(frozen=True)
+class Import:
+    """An ``import:`` entry: adopt the existing chat ``chat_id`` as ``key`` on the next apply
+    (like Terraform's import blocks), checked by ``manifest.imports``."""
+
+    key: str
+    chat_id: str
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
     entries of all files (in file order), already checked by ``provisioner.moves``."""
@@ -163,6 +173,7 @@ class DesiredState:
     files: tuple[str, ...] = ()
     digest: str = ""  # sha256 over the manifest files' bytes, in order
     moves: tuple[Move, ...] = ()
+    imports: tuple[Import, ...] = ()
 
     def by_key(self) -> dict[str, Chat]:
         return {c.key: c for c in self.chats}

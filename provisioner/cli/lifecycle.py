@@ -201,6 +201,7 @@ def restore_command(
     what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
     click.echo(f"Restored {what} {record.chat_id} as {key} ({len(record.members)} members).")
     note(
-        f"If its manifest entry has an expires date in the past, move it, or the next apply deletes {key} again."
+        f"If its manifest entry has an expires date in the past, move it, or the next apply "
+        f"deletes {key} again."
     )
     return 0

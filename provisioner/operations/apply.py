@@ -146,6 +146,12 @@ def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> b
         if old in state.chats and new not in state.chats:
             state.rename_chat(old, new)
             changed = True
+    for change in plan.changes:  # import: entries, before the update that may follow
+        imported = change.import_id is not None and change.before is not None
+        if imported and change.key not in state.chats:
+            assert change.before is not None
+            state.put_chat(change.key, change.before)
+            changed = True
     for drift in plan.drift:
         if drift.record is not None:
             if state.chats.get(drift.key) != drift.record:

@@ -28,10 +28,11 @@ NO_REFRESH_HINT = "`plan --no-refresh` plans from the state alone, without takin
 OnRefresh = Callable[[int, str], None]
 
 
-def should_refresh(refresh: bool | None, state: State) -> bool:
+def should_refresh(refresh: bool | None, state: State, desired: DesiredState | None = None) -> bool:
     """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
-    state holds chats (a first plan needs no Graph access)."""
-    return refresh is True or (refresh is None and bool(state.chats))
+    state holds chats or the manifests import one (a first plan needs no Graph access)."""
+    imports = desired is not None and any(i.key not in state.chats for i in desired.imports)
+    return refresh is True or (refresh is None and (bool(state.chats) or imports))
 
 
 def plan_from(
@@ -67,7 +68,7 @@ def plan_from(
             location=location,
         )
         return replace(plan, targets=tuple(targets))
-    if not should_refresh(refresh, state):
+    if not should_refresh(refresh, state, desired):
         plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
     else:
         from provisioner.operations.refresh import read_from_graph
@@ -133,7 +134,7 @@ def run_plan(
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
     state = store.read()
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
-    if connect is None or not should_refresh(refresh, state):
+    if connect is None or not should_refresh(refresh, state, desired):
         from dataclasses import replace
 
         from provisioner.plans.targets import narrow

@@ -30,11 +30,14 @@ def make_plan(
     prune: bool = False,
     graph_url: str = DEFAULT_GRAPH_URL,
     now: datetime | None = None,
+    imported: Mapping[str, LiveChat] | None = None,
 ) -> Plan:
     """Plan every key of ``desired`` and ``state`` (ordered by key).
 
     ``now`` (default: this machine's clock, once) decides which ``expires`` have passed: a
-    managed chat past its expiry is planned as a delete, unless protected.
+    managed chat past its expiry is planned as a delete, unless protected. ``imported`` is
+    the chat of each ``import:`` entry the state does not hold yet, read from Graph by key
+    (None: not read; such an entry is then an error, as the plan cannot show the chat).
 
     ``live`` is the refreshed view of managed chats by *state* key (None: no refresh; a key
     missing from it was not refreshed). ``desired.moves`` rename state keys first (the change
@@ -52,7 +55,13 @@ def make_plan(
     chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
     changes: list[Change] = []
     drift: list[Drift] = []
+    adopting = _imports(desired, chats, intents, imported, errors)
     for key in sorted(set(wanted) | set(chats) | set(intents)):
+        if key in adopting:
+            change = _import(wanted[key], adopting[key], state.users, errors)
+            if change is not None:
+                changes.append(change)
+            continue
         sides = _sides(
             key, wanted.get(key), chats.get(key), intents.get(key), live, state.users, names
         )
@@ -207,6 +216,81 @@ def _change(
     except CannotUpdate as exc:
         errors.append((str(exc), _NEW_KEY_HINT))
         return None
+
+
+def _imports(
+    desired: DesiredState,
+    chats: Mapping[str, ChatRecord],
+    intents: Mapping[str, Intent],
+    imported: Mapping[str, LiveChat] | None,
+    errors: list[tuple[str, str]],
+) -> dict[str, LiveChat]:
+    """The ``import:`` entries still to adopt, by key, with the chat read from Graph. An entry
+    whose key the state holds with that chat is done; with another chat, or a chat the state
+    manages under another key, it is an error, as is a chat Graph does not find."""
+    managed = {record.chat_id.lower(): key for key, record in chats.items()}
+    out: dict[str, LiveChat] = {}
+    for imp in desired.imports:
+        record = chats.get(imp.key)
+        if record is not None:
+            if record.chat_id.lower() != imp.chat_id.lower():
+                errors.append(
+                    (
+                        f"{imp.key}: the import names chat {imp.chat_id}, but the state "
+                        f"manages {imp.key} as chat {record.chat_id}",
+                        "remove the import entry, or stop managing the other chat first "
+                        f"(provision state rm {imp.key})",
+                    )
+                )
+            continue
+        other = managed.get(imp.chat_id.lower())
+        if other is not None:
+            errors.append(
+                (
+                    f"{imp.key}: chat {imp.chat_id} is already managed as {other}",
+                    "to rename its key, use a moved: entry instead of import",
+                )
+            )
+        elif imp.key in intents:
+            errors.append(
+                (
+                    f"{imp.key}: a creation for this key is unfinished, so it cannot import",
+                    "apply once without the import entry (it reconciles the creation)",
+                )
+            )
+        elif imported is None or imp.key not in imported:
+            errors.append(
+                (
+                    f"{imp.key}: importing chat {imp.chat_id} needs it read from Graph",
+                    "plan with refresh (drop --no-refresh): the plan shows the chat adopted",
+                )
+            )
+        elif imported[imp.key].gone:
+            errors.append(
+                (
+                    f"{imp.key}: chat {imp.chat_id} was not found (Graph answered 404)",
+                    "check the id (provision export --user UPN lists a user's chats with "
+                    "their ids) and that the app may read it",
+                )
+            )
+        else:
+            out[imp.key] = imported[imp.key]
+    return out
+
+
+def _import(
+    chat: Chat, seen: LiveChat, users: Mapping[str, str], errors: list[tuple[str, str]]
+) -> Change | None:
+    """An existing chat adopted as ``chat.key``: recorded as it is now, then updated in the
+    same apply to match the manifest (no ``POST /chats``)."""
+    current = seen.as_record(None, names=upn_names(users))
+    try:
+        change = compare(chat, current, users)
+    except CannotUpdate as exc:
+        errors.append((str(exc), "import a chat of the manifest entry's chatType"))
+        return None
+    note = f"existing chat {seen.chat_id} is adopted as {chat.key} (import:), not created"
+    return replace(change, import_id=seen.chat_id, before=current, notes=(note, *change.notes))
 
 
 def _moved(

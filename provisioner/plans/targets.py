@@ -58,7 +58,8 @@ def narrow_desired(desired: DesiredState, patterns: Sequence[str]) -> DesiredSta
     moves = tuple(
         m for m in desired.moves if matches(m.to_key, patterns) or matches(m.from_key, patterns)
     )
-    return replace(desired, chats=chats, moves=moves)
+    imports = tuple(i for i in desired.imports if matches(i.key, patterns))
+    return replace(desired, chats=chats, moves=moves, imports=imports)
 
 
 def narrow_state(state: State, patterns: Sequence[str]) -> State:

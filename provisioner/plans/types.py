@@ -96,12 +96,19 @@ class Change:
     # ``expires`` passed: a delete), ``expired-protected`` (past, but protected: a no-op the
     # plan shows with its note).
     reason: str | None = None
+    # Issue 23: an ``import:`` entry adopts this existing chat (id) as the key: apply records
+    # ``before`` under the key before any other change, without POST /chats.
+    import_id: str | None = None
 
     @property
     def bookkeeping(self) -> bool:
         """True when apply records something in state for this key even without a Graph
-        call: a renamed key or a protection change."""
-        return self.moved_from is not None or self.protect_change is not None
+        call: a renamed key, a protection change, or an imported chat."""
+        return (
+            self.moved_from is not None
+            or self.protect_change is not None
+            or self.import_id is not None
+        )
 
     @property
     def shown(self) -> bool:
@@ -148,6 +155,8 @@ class Change:
             data["history"] = self.history
         if self.reason is not None:
             data["reason"] = self.reason
+        if self.import_id is not None:
+            data["import_id"] = self.import_id
         return data
 
     @classmethod
@@ -183,6 +192,7 @@ class Change:
                 else None
             ),
             reason=_opt_str(data.get("reason")),
+            import_id=_opt_str(data.get("import_id")),
             history=_opt_str(data.get("history")),
         )
 
@@ -292,6 +302,11 @@ class Plan:
         """(old key, new key) of every renamed key."""
         return tuple((c.moved_from, c.key) for c in self.changes if c.moved_from is not None)
 
+    @property
+    def imports(self) -> tuple[tuple[str, str], ...]:
+        """(key, chat id) of every chat an ``import:`` entry adopts."""
+        return tuple((c.key, c.import_id) for c in self.changes if c.import_id is not None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "plan_id": self.plan_id,
@@ -306,7 +321,7 @@ class Plan:
             "targets": list(self.targets),
             "users": dict(sorted(self.users.items())),
             # Renamed keys are counted apart: a moved key also has its own action (issue 17).
-            "summary": {**self.summary, "move": len(self.moves)},
+            "summary": {**self.summary, "move": len(self.moves), "import": len(self.imports)},
             "moves": [{"from": old, "to": new} for old, new in self.moves],
             "changes": [c.to_dict() for c in self.changes],
             "drift": [d.to_dict() for d in self.drift],

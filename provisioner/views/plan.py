@@ -112,6 +112,8 @@ def summary_line(plan: Plan) -> str:
     parts = parts[:3] + [p for p in parts[3:] if not p.startswith("0 ")]
     if plan.moves:
         parts.append(f"{len(plan.moves)} to move")
+    if plan.imports:
+        parts.append(f"{len(plan.imports)} to import")
     # A new chat's `protect: true` is part of its creation ("+ protect true" in its lines), not
     # a change of an existing chat's protection (issue 17).
     protect = sum(
@@ -131,6 +133,18 @@ def _change_lines(change: Change) -> Iterator[Line]:
         yield ("#", 0, f"{change.moved_from} has moved to {change.key}{where}")
         if action is Action.NOOP:
             where = ""
+    imported = change.import_id is not None
+    if imported:
+        tail = ", then updated in place" if action is Action.UPDATE else ""
+        yield (
+            "#",
+            0,
+            f"{change.key} will be imported (chat {_plain(change.import_id or '')}){tail}",
+        )
+        if action is Action.NOOP:
+            for note in change.notes:
+                yield (" ", 1, f"# {note}")
+            return
     if action is Action.NOOP:
         if change.protect_change is not None:
             yield ("#", 0, f"{change.key}: protection changes (recorded in the state){where}")
@@ -145,7 +159,8 @@ def _change_lines(change: Change) -> Iterator[Line]:
         title = "will be deleted (expired)"
     if action is Action.CREATE and change.chat_type == "oneOnOne":
         title = "will be created, or the existing one-on-one chat adopted"
-    yield ("#", 0, f"{change.key} {title}{where}")
+    if not imported:  # an import said it all in its own line
+        yield ("#", 0, f"{change.key} {title}{where}")
     reason = ": delete (expired)" if change.reason == "expired" else ""
     yield (action.symbol, 0, f'chat "{change.key}" ({change.chat_type}){reason}')
     if change.protect_change is not None:
