@@ -185,6 +185,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.timeout(300)  # a virtualenv and a pip install from the wheelhouse, twice
 def test_install_step_installs_the_pinned_version_once(tmp_path: Path, wheels: Path) -> None:
     env = base_env(tmp_path)
     env = {k: v for k, v in env.items() if not k.startswith("PIP_")}

@@ -42,7 +42,12 @@ chats:
 """
 BAD_LOCATION = "chats/ops.yaml:4:5: error: 'chatTyp' is not a known field"
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),
+    # pre-commit builds a virtualenv and pip-installs the hook into it: ~12 s on an idle
+    # machine, several times that on a loaded one
+    pytest.mark.timeout(300),
+]
 
 
 def _git(cwd: Path, *args: str) -> str:
