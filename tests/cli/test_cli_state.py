@@ -188,8 +188,11 @@ def test_signals_release_the_lock(state_file: Path, signum: int, code: int) -> N
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Signal once the run holds the lock: its details are in the file (written under the OS
+    # lock). A signal between creating the file and locking it may leave the empty file (the
+    # next run takes it over), which is not what this test is about.
     deadline = time.monotonic() + 20
-    while not lock_path.exists():
+    while not (lock_path.exists() and lock_path.stat().st_size > 0):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.02)
     proc.send_signal(signum)
