@@ -26,8 +26,17 @@ from typing import Any
 from provisioner.apply.context import StepContext, Steps, member_keys, membership_index, opt
 from provisioner.apply.control import Cancelled
 from provisioner.apply.reconcile import Lookup, find_created_chats, lookup_delays, parse_time
-from provisioner.apply.results import ADOPTED, CREATED, DELETED, FORGOTTEN, SKIPPED, Outcome
+from provisioner.apply.results import (
+    ADOPTED,
+    CREATED,
+    DELETED,
+    FORGOTTEN,
+    SKIPPED,
+    UPDATED,
+    Outcome,
+)
 from provisioner.apply.update import update_steps
+from provisioner.apply.workspace import workspace_steps
 from provisioner.errors import AuthError
 from provisioner.graph.errors import (
     AmbiguousOutcome,
@@ -62,7 +71,20 @@ class ChatSteps:
         self.client = ctx.client
 
     def run(self, change: Change) -> Steps:
-        """The steps of one planned change (no-ops are never given)."""
+        """The steps of one planned change (no-ops are never given); the chat's apps and tabs
+        (``apply.workspace``) once it exists and its members and topic are done."""
+        steps = self._steps(change)
+        if change.workspace is None:
+            return steps
+        return self._with_workspace(change, steps)
+
+    def _with_workspace(self, change: Change, steps: Steps) -> Steps:
+        outcome = yield from steps
+        if outcome.status in (CREATED, ADOPTED, UPDATED) and outcome.chat_id:
+            yield from workspace_steps(self.ctx, change, outcome.chat_id)
+        return outcome
+
+    def _steps(self, change: Change) -> Steps:
         action = change.action
         if action is Action.CREATE:
             if change.chat_type == ONE_ON_ONE:

@@ -129,6 +129,15 @@ class Tenant:
                 self.compact()
         return chat
 
+    def random_bits(self, n: int) -> int:
+        """Random bits from the tenant's seeded stream (ids of installations and tabs)."""
+        with self.lock:
+            return self._rng.getrandbits(n)
+
+    def commit(self, chat: ChatView) -> ChatView:
+        """Record a changed chat (call under ``lock``): for the handlers of other modules."""
+        return self._commit(chat)
+
     def persist_user(self, user: User) -> None:
         with self.lock:
             if self._store is not None:

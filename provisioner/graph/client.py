@@ -157,6 +157,10 @@ class GraphClient:
             self.request("PATCH", chat_path(chat_id), json={"topic": topic}, idempotent=True)
         )
 
+    def pages(self, path: str, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every item of a collection (``@odata.nextLink`` followed, see ``_pages``)."""
+        return list(self._pages(path, params))
+
     def list_members(self, chat_id: str) -> list[dict[str, Any]]:
         return list(self._pages(f"{chat_path(chat_id)}/members", None))
 

@@ -30,9 +30,20 @@ OnRefresh = Callable[[int, str], None]
 
 def should_refresh(refresh: bool | None, state: State, desired: DesiredState | None = None) -> bool:
     """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
-    state holds chats or the manifests import one (a first plan needs no Graph access)."""
-    imports = desired is not None and any(i.key not in state.chats for i in desired.imports)
-    return refresh is True or (refresh is None and (bool(state.chats) or imports))
+    state holds chats, or the manifests import one or name an app the state does not know
+    (otherwise a first plan needs no Graph access)."""
+    return refresh is True or (
+        refresh is None and (bool(state.chats) or (desired is not None and _reads(desired, state)))
+    )
+
+
+def _reads(desired: DesiredState, state: State) -> bool:
+    """A first plan still needs Graph for ``import:`` entries and for apps named by
+    externalId or name that the state does not know (looked up in the app catalog)."""
+    if any(i.key not in state.chats for i in desired.imports):
+        return True
+    known = {a.ref for w in state.workspaces.values() for a in w.apps}
+    return any(a.by != "id" and a.ref not in known for c in desired.chats for a in c.apps)
 
 
 def plan_from(

@@ -147,8 +147,17 @@ def read_from_graph(
     if refresh_only:
         plan = refresh_only_plan(state, live, graph_url=graph_url, desired=desired)
     else:
+        from provisioner.operations.workspace import read_workspaces, resolve_apps
+
         plan = make_plan(
-            desired, state, live=live, prune=prune, graph_url=graph_url, imported=imported
+            desired,
+            state,
+            live=live,
+            prune=prune,
+            graph_url=graph_url,
+            imported=imported,
+            app_refs=resolve_apps(client, desired, state),
+            workspaces=read_workspaces(client, state, desired),
         )
     return replace(plan, users=users)
 
