@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from provisioner.graph.errors import GraphError
+from provisioner.graph.errors import GraphError, ThrottledError
 from provisioner.graph.pacing import Scope, backoff_delay
-from provisioner.graph.retry import parse_retry_after
+from provisioner.graph.retry import parse_retry_after, wait_too_long
 from provisioner.graph.routes import route_for
 
 if TYPE_CHECKING:  # the transport imports requests; shaping a batch does not need it
@@ -68,6 +68,20 @@ class Throttled:
     def delay(self, rand: Callable[[], float]) -> float:
         """Its own ``Retry-After``, or a first backoff step without one."""
         return self.retry_after if self.retry_after is not None else backoff_delay(0, rand=rand)
+
+    def too_long(self, allowed: float) -> ThrottledError | None:
+        """The error of an item told to wait longer than a request waits (``allowed``), as
+        the send loop raises it for a request of its own; None when it may wait. Waiting
+        would hold the whole batch, and the command reading it, for that long (issue 20)."""
+        if self.retry_after is None or self.retry_after <= allowed:
+            return None
+        return ThrottledError(
+            "Too Many Requests",
+            status=self.status,
+            method=str(self.item["method"]).upper(),
+            path=str(self.item["url"]),
+            hint=wait_too_long(self.retry_after, allowed),
+        )
 
 
 def sort_answers(

@@ -234,7 +234,7 @@ class GraphClient:
             )
             decision, next_state = decide(call, state, outcome, self._limits)
             if isinstance(outcome, Answer) and is_throttled(outcome.status, outcome.retry_after):
-                self._throttled(wanted, outcome.retry_after, sent_at)
+                self._throttled(wanted, self._imposed(outcome.retry_after), sent_at)
             if isinstance(decision, Return):
                 assert response is not None  # the policy returns only what Graph answered
                 if decision.deleted:
@@ -326,6 +326,13 @@ class GraphClient:
             now = self._clock()
         return now
 
+    def _imposed(self, retry_after: float | None) -> float | None:
+        """The ``Retry-After`` the pacer may impose on the other requests: none from an answer
+        whose request fails for it (longer than a request waits); the pacer caps the rest."""
+        if retry_after is not None and retry_after > self._limits.max_retry_after:
+            return None
+        return retry_after
+
     def _throttled(self, scopes: Sequence[Scope], retry_after: float | None, at: float) -> None:
         """Tell the pacer, so the whole scope slows down, not just this request."""
         if self._pacer is not None:
@@ -368,7 +375,11 @@ class GraphClient:
         for t in throttled:
             # All of them count from this answer (one congestion event for the pacer), so
             # several throttled items cost one Retry-After, not one each in turn.
-            self._throttled(batching.item_scopes(t.item), t.retry_after, answered)
+            self._throttled(batching.item_scopes(t.item), self._imposed(t.retry_after), answered)
+            refused = t.too_long(self._limits.max_retry_after)
+            if refused is not None:  # fails now, as a request of its own would; the rest go on
+                results[t.item["id"]] = batching.item_result(t.item, batching.error_answer(refused))
+                continue
             delay = t.delay(self._rand)
             self._emit("throttled", method=t.item["method"], path=t.item["url"], status=t.status,
                        delay=delay)  # fmt: skip
