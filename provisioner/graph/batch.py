@@ -16,6 +16,7 @@ from provisioner.graph.errors import GraphError, ThrottledError
 from provisioner.graph.pacing import Scope, backoff_delay
 from provisioner.graph.retry import parse_retry_after, wait_too_long
 from provisioner.graph.routes import route_for
+from provisioner.redact import redact, redact_data
 
 if TYPE_CHECKING:  # the transport imports requests; shaping a batch does not need it
     from provisioner.graph.transport import Response
@@ -113,7 +114,7 @@ def sort_answers(
         status = _status(answer) or 0
         raw_headers = answer.get("headers")
         headers = (
-            {str(k): str(v) for k, v in raw_headers.items()}
+            {str(k): redact(str(v)) for k, v in raw_headers.items()}
             if isinstance(raw_headers, dict)
             else {}
         )
@@ -133,11 +134,13 @@ def item_scopes(item: Mapping[str, Any]) -> tuple[Scope, ...]:
 
 def item_result(item: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
     headers = answer.get("headers")
+    status = _status(answer) or 0
     return {
         "id": item["id"],
-        "status": _status(answer) or 0,
-        "headers": headers if isinstance(headers, dict) else {},
-        "body": answer.get("body"),
+        "status": status,
+        "headers": redact_data(headers) if isinstance(headers, dict) else {},
+        # An error item's body feeds error messages, as a request's own answer does.
+        "body": redact_data(answer.get("body")) if status >= 300 else answer.get("body"),
     }
 
 

@@ -62,6 +62,7 @@ from provisioner.graph.transport import (
     request_headers,
     response_from,
 )
+from provisioner.redact import remember
 from provisioner.signin.chooser import Credential, validate_graph_url
 from provisioner.signin.claims import signed_in_user, tenant_of_token
 
@@ -265,6 +266,7 @@ class GraphClient:
         the attempt's client-request-id."""
         client_request_id = str(uuid.uuid4())
         token = self._credential.get_token()
+        remember(token)  # whatever echoes it later (a header, an error) is redacted
         headers = request_headers(token, client_request_id, self._user_agent)
         started = self._clock()
         raw = fetch(
