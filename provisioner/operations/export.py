@@ -85,7 +85,14 @@ def export_chats(
         raise InputError(f"user {user!r} was not found in the directory (Graph: 404)") from None
     user_id = str(found["id"])
     listed = client.list_user_chats(user_id, chat_type=chat_type, expand_members=False, top=50)
-    ids = [str(c["id"]) for c in listed if c.get("chatType") in (ONE_ON_ONE, GROUP)]
+    # Once each, ids compared case-folded, as first spelled: pages of a list can repeat items
+    # (a chat that moved while the list was paged), and one chat written twice is a manifest
+    # that fails validation (issue 20).
+    first: dict[str, str] = {}
+    for c in listed:
+        if c.get("chatType") in (ONE_ON_ONE, GROUP):
+            first.setdefault(str(c["id"]).casefold(), str(c["id"]))
+    ids = list(first.values())
     live = read_chats(client, ids)
     skipped: list[tuple[str, str]] = []
     chats: list[LiveChat] = []
