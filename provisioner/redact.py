@@ -23,7 +23,15 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MARK", "MIN_SECRET_CHARS", "RedactingFilter", "redact", "redact_data", "remember"]
+__all__ = [
+    "MARK",
+    "MIN_SECRET_CHARS",
+    "RedactingFilter",
+    "mentions",
+    "redact",
+    "redact_data",
+    "remember",
+]
 
 MARK = "[redacted]"
 MIN_SECRET_CHARS = 16
@@ -57,6 +65,12 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MARK)
     return text
+
+
+def mentions(raw: bytes) -> bool:
+    """Whether ``raw`` (an answer's bytes) holds a known secret: a quick test (a byte search
+    per secret) before parsed data is walked to redact it."""
+    return any(secret.encode("utf-8", "replace") in raw for secret in _secrets)
 
 
 def redact_data(data: Any) -> Any:

@@ -26,7 +26,7 @@ from urllib3.exceptions import NewConnectionError
 from provisioner.fsutil import loads_json
 from provisioner.graph.errors import GraphError, GraphPermissionError, parse_error_body
 from provisioner.graph.retry import Raise, TransportFailure
-from provisioner.redact import MARK, redact, redact_data
+from provisioner.redact import MARK, mentions, redact, redact_data
 
 #: The largest answer read, on the wire and decompressed. Graph's largest answers here are
 #: $batch envelopes of 15-20 chats with up to 250 members each: a few MB.
@@ -228,9 +228,10 @@ def response_from(raw: Fetched, client_request_id: str, attempts: int, *, token:
             body = loads_json(raw.content)  # NaN, 5,000-digit numbers, deep nesting: text
         except (ValueError, UnicodeDecodeError):
             body = raw.content[:1000].decode("utf-8", "replace")
-    if raw.status >= 300:
+    if raw.status >= 300 or mentions(raw.content):
         # A gateway or proxy that quotes the request back would put the token into our
-        # error message: take it out of the body every error is built from.
+        # error message (or, in a success, into a topic the state records): take it out of
+        # the body everything is built from. A clean success is not walked (a byte search).
         body = redact_data(_without(body, token))
     # Headers too, whatever the status: a request-id that echoes the Authorization header
     # ends up in log lines, errors and JSON reports (issue 20).

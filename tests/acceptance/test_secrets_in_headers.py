@@ -263,3 +263,26 @@ def test_storage_keys_and_sas_signatures_are_redacted_wherever_they_appear() -> 
     clean = redact(echoed)
     assert_clean("a storage error", clean, sas, key, "MUSTNOTLEAK")
     assert redact("a short word like emulator stays") == "a short word like emulator stays"
+
+
+def test_a_success_that_echoes_the_token_in_its_body_stores_it_nowhere(
+    workdir: Path, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``import`` records what Graph answered (the topic): a topic quoting the request must
+    not carry the token into the state file."""
+
+    def chat(request: Request) -> Response:
+        auth = request.headers.get("Authorization", "")
+        body = {"id": "19:team@thread.v2", "chatType": "group", "topic": f"T {auth}",
+                "tenantId": TENANT, "members": [
+                    {"userId": A, "roles": ["owner"], "id": "m1"},
+                    {"userId": B, "roles": ["owner"], "id": "m2"}]}  # fmt: skip
+        return Response(json.dumps(body), 200, echo_headers(request),
+                        content_type="application/json")  # fmt: skip
+
+    httpserver.clear()
+    httpserver.expect_request(re.compile("/v1.0/chats/.*")).respond_with_handler(chat)
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(echoing_graph)
+    code, output = run(capsys, "import", "team", "19:team@thread.v2")
+    assert code == 0, output
+    assert_clean("import", output + files_text(workdir))
