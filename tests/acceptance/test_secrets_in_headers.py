@@ -286,3 +286,13 @@ def test_a_success_that_echoes_the_token_in_its_body_stores_it_nowhere(
     code, output = run(capsys, "import", "team", "19:team@thread.v2")
     assert code == 0, output
     assert_clean("import", output + files_text(workdir))
+
+
+def test_sign_in_sessions_follow_redirects_within_their_origin_only(httpserver: HTTPServer) -> None:
+    from provisioner.signin.sessions import SameOriginSession
+
+    httpserver.expect_request("/a").respond_with_data("", status=302, headers={"Location": "/b"})
+    httpserver.expect_request("/b").respond_with_data("here")
+    session = SameOriginSession()
+    answer = session.get(httpserver.url_for("/a"), headers={"X-IDENTITY-HEADER": "h"})
+    assert answer.status_code == 200 and answer.text == "here"
