@@ -210,3 +210,14 @@ def test_a_refused_app_sign_in_hint_names_the_credential_used(
     ):
         hint = flow._hint(error, detail) or ""
         assert named in hint and not_named not in hint, (detail, hint)
+
+
+def test_import_refuses_a_managed_chat_spelled_in_another_case() -> None:
+    from provisioner.errors import StateError
+    from provisioner.operations.adopt import check_free
+
+    state = State()
+    members = (MemberRecord(OID_A, object_id=OID_A),)
+    state.put_chat("team", ChatRecord("19:abcDEF@thread.v2", "group", members, topic="Team"))
+    with pytest.raises(StateError, match="already managed as team"):
+        check_free(state, "other", "19:ABCdef@thread.v2")
