@@ -92,7 +92,10 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _secrets:
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except Exception:  # a record whose args do not fit: logging reports it itself
+                return True
             clean = redact(message)
             if clean != message:
                 record.msg, record.args = clean, None
