@@ -112,14 +112,16 @@ def files_text(directory: Path) -> str:
 
 @pytest.mark.parametrize(
     "extra",
-    [(), ("--format", "json"), ("--verbose",), ("--format", "json", "--verbose")],
-    ids=["text", "json", "verbose-log", "json-verbose"],
+    [(), ("--format", "json"), ("--verbose",), ("--format", "json", "--verbose"), ("--debug",)],
+    ids=["text", "json", "verbose-log", "json-verbose", "debug"],
 )
 def test_apply_against_a_server_echoing_the_token_in_headers_shows_it_nowhere(
     workdir: Path, extra: tuple[str, ...], capsys: pytest.CaptureFixture[str], caplog: Any
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="provision")
-    code, output = run(capsys, "apply", "chats.yaml", "--auto-approve", *extra)
+    debug = ["--debug"] if "--debug" in extra else []
+    flags = [f for f in extra if f != "--debug"]
+    code, output = run(capsys, *debug, "apply", "chats.yaml", "--auto-approve", *flags)
     assert code == 1, output
     assert "403" in output and "[redacted]" in output  # the request-id is shown, redacted
     assert_clean(f"apply {' '.join(extra)}", output + caplog.text + files_text(workdir))
