@@ -42,6 +42,8 @@ DelayArg = float | tuple[float, float]
 #: trusts a list right after a write is caught in every run; soaks use up to 30 s.
 DEFAULT_LIST_DELAY = (1.0, 4.0)
 MAX_LIST_DELAY_S = 3600.0
+#: The longest latency added to a request (ms): a minute, past any client's patience.
+MAX_LATENCY_MS = 60_000.0
 SIGN_INS = ("application", "delegated")
 
 
@@ -258,14 +260,20 @@ def parse_latency(text: str) -> LatencyArg:
     """``N`` or ``LO-HI`` milliseconds (the ``--latency-ms`` option)."""
     lo, sep, hi = text.partition("-")
     try:
-        return (float(lo), float(hi)) if sep else float(lo)
-    except ValueError:
-        raise EmulatorError(f"invalid latency {text!r}: expected N or LO-HI milliseconds") from None
+        value: LatencyArg = (float(lo), float(hi)) if sep else float(lo)
+        _parse_latency(value)
+    except (ValueError, EmulatorError):
+        raise EmulatorError(
+            f"invalid latency {text!r}: expected N or LO-HI milliseconds, "
+            f"0 <= LO <= HI <= {MAX_LATENCY_MS:g}"
+        ) from None
+    return value
 
 
 def _parse_latency(value: LatencyArg) -> tuple[float, float] | None:
     lo, hi = (value, value) if isinstance(value, (int, float)) else value
-    if not (0 <= lo <= hi):
+    # Bounded: an infinite latency is a server that never answers (faults do that on purpose).
+    if not (0 <= lo <= hi <= MAX_LATENCY_MS):
         raise EmulatorError(f"invalid latency {value!r}: expected N or (LO, HI) milliseconds")
     return None if hi == 0 else (float(lo), float(hi))
 

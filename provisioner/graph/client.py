@@ -63,6 +63,7 @@ from provisioner.graph.transport import (
     request_headers,
     response_from,
 )
+from provisioner.redact import remember
 from provisioner.signin.chooser import Credential, validate_graph_url
 from provisioner.signin.claims import signed_in_user, tenant_of_token
 
@@ -244,7 +245,7 @@ class GraphClient:
             )
             decision, next_state = decide(call, state, outcome, self._limits)
             if isinstance(outcome, Answer) and is_throttled(outcome.status, outcome.retry_after):
-                self._throttled(wanted, outcome.retry_after, sent_at)
+                self._throttled(wanted, self._imposed(outcome.retry_after), sent_at)
             if isinstance(decision, Return):
                 assert response is not None  # the policy returns only what Graph answered
                 if decision.deleted:
@@ -275,6 +276,7 @@ class GraphClient:
         the attempt's client-request-id."""
         client_request_id = str(uuid.uuid4())
         token = self._credential.get_token()
+        remember(token)  # whatever echoes it later (a header, an error) is redacted
         headers = request_headers(token, client_request_id, self._user_agent)
         started = self._clock()
         raw = fetch(
@@ -336,6 +338,13 @@ class GraphClient:
             now = self._clock()
         return now
 
+    def _imposed(self, retry_after: float | None) -> float | None:
+        """The ``Retry-After`` the pacer may impose on the other requests: none from an answer
+        whose request fails for it (longer than a request waits); the pacer caps the rest."""
+        if retry_after is not None and retry_after > self._limits.max_retry_after:
+            return None
+        return retry_after
+
     def _throttled(self, scopes: Sequence[Scope], retry_after: float | None, at: float) -> None:
         """Tell the pacer, so the whole scope slows down, not just this request."""
         if self._pacer is not None:
@@ -378,7 +387,11 @@ class GraphClient:
         for t in throttled:
             # All of them count from this answer (one congestion event for the pacer), so
             # several throttled items cost one Retry-After, not one each in turn.
-            self._throttled(batching.item_scopes(t.item), t.retry_after, answered)
+            self._throttled(batching.item_scopes(t.item), self._imposed(t.retry_after), answered)
+            refused = t.too_long(self._limits.max_retry_after)
+            if refused is not None:  # fails now, as a request of its own would; the rest go on
+                results[t.item["id"]] = batching.item_result(t.item, batching.error_answer(refused))
+                continue
             delay = t.delay(self._rand)
             self._emit("throttled", method=t.item["method"], path=t.item["url"], status=t.status,
                        delay=delay)  # fmt: skip

@@ -16,10 +16,11 @@ go only when all of its scopes allow it. The documented Teams numbers are in
 
 The documented rate is only an upper bound: another app in the same tenant, or a limit the
 docs do not list, can make the real one lower. So each scope adapts (AIMD): a 429 pauses the
-whole scope until its ``Retry-After`` has passed and cuts the scope's rate (multiplicative
-decrease, once per congestion event rather than once per 429, since the requests already in
-flight when we react were sent at the old rate); the rate then climbs back, quickly up to just
-below the rate that last failed, then slowly (additive increase) up to the documented rate.
+whole scope until its ``Retry-After`` has passed (`MAX_PAUSE` at most) and cuts the scope's
+rate (multiplicative decrease, once per congestion event rather than once per 429, since the
+requests already in flight when we react were sent at the old rate); the rate then climbs
+back, quickly up to just below the rate that last failed, then slowly (additive increase) up
+to the documented rate.
 
 Rate limiting is a GCRA ("virtual scheduling" token bucket): a scope at rate ``r`` admits one
 request every ``1/r`` seconds, with a tolerance of ``slack/r`` so that a thread waking a few
@@ -46,6 +47,15 @@ CHAT_MEMBERS = "chat-members"
 USER_CHATS = "user-chats"
 DIRECTORY_READ = "directory-read"
 TENANT_TABS = "tenant-tabs"
+
+#: The longest one answer's ``Retry-After`` pauses a scope, i.e. every request sharing it
+#: (issue 20: one 429 with ``Retry-After: 99999`` froze every write of a run for a day).
+#: Graph's Retry-After values are reported at 10-20 s, SharePoint's up to 300 s
+#: (learn.microsoft.com/answers/questions/648796); two minutes covers Graph's own, and a
+#: longer pause is left to each request: its own wait is capped by the client
+#: (``retry.Limits.max_retry_after``), and a request told to wait longer fails on its own.
+#: The others learn the real wait from their own answers, at the cost of one request each.
+MAX_PAUSE = 120.0
 
 #: Kinds whose rate ``--max-rps`` overrides: the per-tenant request rates a user can know better
 #: than the docs (a tenant shared with other apps, an emulator with scaled limits).
@@ -194,6 +204,7 @@ class Pacer:
         floor: float = 0.05,
         slack: float = 0.25,
         max_slack: float = 0.02,
+        max_pause: float = MAX_PAUSE,
     ) -> None:
         if max_rps is not None and not max_rps > 0:
             raise ValueError("max_rps must be a positive number")
@@ -214,6 +225,7 @@ class Pacer:
         self._floor = floor
         self._slack = slack
         self._max_slack = max_slack
+        self._max_pause = max_pause
         self._lock = threading.Lock()
         self._buckets: dict[Scope, _Bucket] = {}
 
@@ -284,8 +296,10 @@ class Pacer:
                 bucket.throttled += 1
                 if retry_after is not None and retry_after > 0:
                     # Graph keeps counting while a client is throttled; waiting out
-                    # Retry-After is the fastest way back (concepts/throttling.md).
-                    bucket.paused_until = max(bucket.paused_until, now + retry_after)
+                    # Retry-After is the fastest way back (concepts/throttling.md). One
+                    # answer pauses the others for MAX_PAUSE at most (see there).
+                    pause = min(retry_after, self._max_pause)
+                    bucket.paused_until = max(bucket.paused_until, now + pause)
                     bucket.tat = max(bucket.tat, bucket.paused_until)
                 if sent_at >= bucket.last_decrease:
                     # One decrease per congestion event: requests sent before the previous

@@ -17,6 +17,9 @@ no topic on oneOnOne, key required for group). What is left, with where Graph sa
   between two members"), so two entries for one pair would fight over the same chat;
 * keys are unique across all manifest files of a run (contract: the key is the chat's identity
   in state);
+* a topic has a character that is not white space: the schema's ``minLength: 1`` lets ``" "``
+  through, and Graph refuses such a title when the chat is created (issue 20; the docs do
+  not say so, so the safe side is to refuse it before any change);
 * ``expires`` names a moment that exists (the schema's pattern lets 2026-02-30 through).
 
 All docs: ``api-reference/v1.0/{api/chat-post.md,resources/chat.md}`` in
@@ -87,6 +90,15 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
         if entry.partial:
             continue
         chat = entry.chat
+        if chat.topic is not None and chat.topic and not chat.topic.strip():
+            out.append(
+                _diag(
+                    entry,
+                    ("chats", entry.index, "topic"),
+                    "topic is only white space",
+                    "give the chat a title with a visible character, or leave topic out",
+                )
+            )
         if chat.chat_type == ONE_ON_ONE and len(identities) == 2:
             pair = frozenset(identities)
             if pair in pairs:

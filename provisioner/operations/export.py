@@ -85,7 +85,14 @@ def export_chats(
         raise InputError(f"user {user!r} was not found in the directory (Graph: 404)") from None
     user_id = str(found["id"])
     listed = client.list_user_chats(user_id, chat_type=chat_type, expand_members=False, top=50)
-    ids = [str(c["id"]) for c in listed if c.get("chatType") in (ONE_ON_ONE, GROUP)]
+    # Once each, ids compared case-folded, as first spelled: pages of a list can repeat items
+    # (a chat that moved while the list was paged), and one chat written twice is a manifest
+    # that fails validation (issue 20).
+    first: dict[str, str] = {}
+    for c in listed:
+        if c.get("chatType") in (ONE_ON_ONE, GROUP):
+            first.setdefault(str(c["id"]).casefold(), str(c["id"]))
+    ids = list(first.values())
     live = read_chats(client, ids)
     skipped: list[tuple[str, str]] = []
     chats: list[LiveChat] = []
@@ -157,9 +164,9 @@ def chat_key(record: ChatRecord, digits: int = HASH_DIGITS) -> str:
 
 
 def _keyed(records: Sequence[ChatRecord], managed: Mapping[str, str]) -> list[ExportedChat]:
-    known = {chat_id: key for key, chat_id in managed.items()}
+    known = {chat_id.casefold(): key for key, chat_id in managed.items()}
     taken = set(managed)
-    fresh = [r for r in records if r.chat_id not in known]
+    fresh = [r for r in records if r.chat_id.casefold() not in known]
     digits = HASH_DIGITS
     while True:
         keys = [chat_key(r, digits) for r in fresh]
@@ -167,7 +174,9 @@ def _keyed(records: Sequence[ChatRecord], managed: Mapping[str, str]) -> list[Ex
             break
         digits += 4  # two chat ids share a prefix of their hash: longer suffixes for all
     generated = dict(zip((r.chat_id for r in fresh), keys, strict=True))
-    return [ExportedChat(known.get(r.chat_id) or generated[r.chat_id], r) for r in records]
+    return [
+        ExportedChat(known.get(r.chat_id.casefold()) or generated[r.chat_id], r) for r in records
+    ]
 
 
 # -- the manifest -------------------------------------------------------------------------------
@@ -242,7 +251,7 @@ def import_export(export: Export, state: State) -> list[str]:
     todo = []
     for item in export.chats:
         current = state.chats.get(item.key)
-        if current is not None and current.chat_id == item.record.chat_id:
+        if current is not None and current.chat_id.casefold() == item.record.chat_id.casefold():
             continue
         try:
             check_free(state, item.key, item.record.chat_id)

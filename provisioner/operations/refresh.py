@@ -62,7 +62,11 @@ def read_chats(
     concurrency: int = READ_CONCURRENCY,
     batch_size: int = CHAT_BATCH,
 ) -> dict[str, LiveChat]:
-    """Each chat (with all its members) by id; ``LiveChat.gone`` for a 404."""
+    """Each chat (with all its members) by the id asked for; ``LiveChat.gone`` for a 404.
+
+    Chat ids are compared case-folded: Graph has answered a chat under an id cased otherwise
+    than the one asked for (issue 20: a KeyError on every refresh). The chat keeps the id it
+    was asked (and recorded) under, so the state and the plan never see two spellings."""
     unique = list(dict.fromkeys(chat_ids))
     urls = [f"{chat_path(chat_id)}?$expand=members" for chat_id in unique]
 
@@ -71,18 +75,25 @@ def read_chats(
         status = int(answer.get("status", 0))
         body = answer.get("body")
         if status == 200 and isinstance(body, dict):
-            return live_chat(body, chat_id)
+            return _as_asked(live_chat(body, chat_id), chat_id)
         if status == 404:
             return LiveChat(chat_id=chat_id, gone=True)
         # Anything else (a 5xx Graph did not mark retryable, a 403...): read it on its own,
         # so the client's retry policy and typed errors (permission hints) apply.
         try:
-            return live_chat(client.get_chat(chat_id), chat_id)
+            return _as_asked(live_chat(client.get_chat(chat_id), chat_id), chat_id)
         except GraphNotFound:
             return LiveChat(chat_id=chat_id, gone=True)
 
     chats = batched_gets(client, urls, handle, concurrency=concurrency, batch_size=batch_size)
-    return {chat.chat_id: chat for chat in chats}
+    return dict(zip(unique, chats, strict=True))
+
+
+def _as_asked(chat: LiveChat, chat_id: str) -> LiveChat:
+    """``chat`` under the id it was asked for, when Graph's differs only in case."""
+    if chat.chat_id != chat_id and chat.chat_id.casefold() == chat_id.casefold():
+        return replace(chat, chat_id=chat_id)
+    return chat
 
 
 def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
