@@ -31,7 +31,8 @@ Endpoints (base ``<url>`` = ``http://HOST:PORT/v1.0``): ``POST/GET /chats``,
 ``GET/PATCH/DELETE /chats/{id}``, ``GET/POST /chats/{id}/members``,
 ``GET/DELETE /chats/{id}/members/{membership-id}``, ``GET /users/{id|upn}``, ``GET /me``,
 ``GET /users/{id}/chats``, ``GET /me/chats`` (and ``.../chats/{id}[/members]`` under both),
-``POST /$batch``. Any non-empty ``Authorization: Bearer <token>`` is accepted.
+``GET /organization`` (this tenant's id), ``POST /$batch``. Any non-empty
+``Authorization: Bearer <token>`` is accepted.
 
 ``embedded(data_path=".provision-emulator.json", **kw)`` runs one for a ``with`` block and
 yields its URL (for ``plan``/``apply --emulator``).

@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 from provisioner.emulator.errors import GraphError, bad_request, not_found
 from provisioner.emulator.messages import JSON_TYPE, Request, Response
 from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
+from provisioner.emulator.organization import list_organization
 from provisioner.emulator.protocol import Context
 from provisioner.emulator.routes import Match
 from provisioner.emulator.tenant import MAX_GROUP_MEMBERS, NewMember
@@ -383,6 +384,7 @@ HANDLERS: dict[str, Handler] = {
     "DELETE /chats/{chat-id}/members/{membership-id}": remove_member,
     "GET /me": get_user,
     "GET /users/{user-id}": get_user,
+    "GET /organization": list_organization,
 }
 
 

@@ -27,7 +27,7 @@ import requests
 
 from provisioner import __version__
 from provisioner.graph import batch as batching
-from provisioner.graph.answers import checked_chat, next_page
+from provisioner.graph.answers import checked_chat, next_page, organization_id
 from provisioner.graph.errors import (
     GraphError,
 )
@@ -134,6 +134,14 @@ class GraphClient:
         """The tenant the credential signs in to (the token's ``tid``), or None when the token
         does not say (an opaque token, the emulator's). Gets a token: signs in if needed."""
         return tenant_of_token(self._credential.get_token())
+
+    def organization_tenant(self) -> str | None:
+        """The tenant Graph says this client acts in: ``GET /organization``
+        (api-reference/v1.0/api/organization-list.md: one organization, its ``id`` the tenant
+        id; readable with Directory.Read.All, or User.Read delegated). For tokens that carry no
+        ``tid``. None when the answer names none; Graph's errors raise."""
+        body = self._json(self.request("GET", "/organization", params={"$select": "id"}))
+        return organization_id(body)
 
     # -- endpoints -----------------------------------------------------------------------------
 

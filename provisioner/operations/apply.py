@@ -205,9 +205,11 @@ def run_apply(
         store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
             # Before any change: the state's tenant and cloud are this run's (issue 15).
-            check_client_home(state, store.location, client)
+            tenant = check_client_home(state, store.location, client)
             with gc_paused():  # as plan does: a big plan's objects are then frozen
-                plan = _plan(target, client, state, graph_url, settings, hooks, store.location)
+                plan = _plan(
+                    target, client, state, graph_url, settings, hooks, store.location, tenant
+                )
             if not plan.has_changes and not settings.run_unchanged:
                 return ApplyOutcome(plan)
             # Every change from here on is journaled (issue 16); leaving the block writes the
@@ -232,6 +234,7 @@ def _plan(
     settings: ApplySettings,
     hooks: ApplyHooks,
     location: str = "",
+    tenant: str | None = None,
 ) -> Plan:
     """The plan to apply: a saved plan if it still applies to ``state``, else a new plan (with
     the refresh policy of ``plan``), reviewed by the caller."""
@@ -251,6 +254,7 @@ def _plan(
         graph_url=graph_url,
         prune=settings.prune,
         location=location,
+        tenant=tenant,
     )
     hooks.review(plan)
     return plan

@@ -44,12 +44,17 @@ def plan_from(
     prune: bool = False,
     refresh_only: bool = False,
     location: str = "",
+    tenant: str | None = None,
 ) -> Plan:
     """The plan of ``desired`` against ``state``, read back from Graph first when the refresh
-    policy says so (``state`` then gets the resolved users, in memory only)."""
+    policy says so (``state`` then gets the resolved users, in memory only). ``tenant``: the
+    run's, as ``check_client_home`` established it (None: unknown; then nothing "not found"
+    counts, ``states.home.check_not_found``)."""
     from provisioner.plans.planner import make_plan
+    from provisioner.states.home import check_not_found
 
     if not should_refresh(refresh, state):
+        check_not_found(state, location, gone=[], tenant=tenant, graph_url=graph_url)
         plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
     else:
         from provisioner.operations.refresh import read_from_graph
@@ -62,6 +67,7 @@ def plan_from(
             prune=prune,
             refresh_only=refresh_only,
             location=location,
+            tenant=tenant,
         )
     check_signed_in_user(client, plan, state)
     return plan
@@ -119,7 +125,7 @@ def run_plan(
     client = connect()
     try:
         with locked(store, "plan", on_takeover=on_takeover, hint=NO_REFRESH_HINT) as state:
-            check_client_home(state, store.location, client)  # another tenant: stop here
+            tenant = check_client_home(state, store.location, client)  # another: stop here
             if state.chats and on_refresh is not None:
                 on_refresh(len(state.chats), client.base_url)
             # Decided above: this plan reads from Graph even if the state emptied meanwhile.
@@ -132,6 +138,7 @@ def run_plan(
                 prune=prune,
                 refresh_only=refresh_only,
                 location=store.location,
+                tenant=tenant,
             )
     finally:
         client.close()

@@ -49,16 +49,37 @@ def locked(
         yield state
 
 
-def check_client_home(state: State, location: str, client: object) -> None:
+def check_client_home(state: State, location: str, client: object) -> str | None:
     """Before any change: ``state`` belongs to the tenant and cloud ``client`` talks to
     (`provisioner.states.home`); a state that records none takes them (written with the
-    caller's next write). The tenant is the token's ``tid``, when the token says."""
+    caller's next write). Returns the run's tenant, or None when it cannot be established.
+
+    The tenant is the token's ``tid``. A token without one (opaque, issue 20) is no evidence:
+    when the state knows its tenant, Graph is asked (``GET /organization``, organization-list.md)
+    rather than let every chat of another tenant read as "deleted"; a refusal leaves the tenant
+    unknown, and ``states.home.check_not_found`` then keeps "not found" from counting."""
     from provisioner.states.home import settle_home
 
     url = getattr(client, "base_url", None)
     tenant_of = getattr(client, "signed_in_tenant", None)
     tenant = tenant_of() if callable(tenant_of) else None
+    if tenant is None and state.tenant_id is not None:
+        tenant = _organization_tenant(client)
     settle_home(state, location, graph_url=url if isinstance(url, str) else None, tenant=tenant)
+    return tenant
+
+
+def _organization_tenant(client: object) -> str | None:
+    from provisioner.graph.errors import GraphError
+
+    ask = getattr(client, "organization_tenant", None)
+    if not callable(ask):
+        return None
+    try:
+        tenant = ask()
+    except GraphError:  # no permission (403), an older Graph, a proxy: the tenant stays unknown
+        return None
+    return tenant if isinstance(tenant, str) else None
 
 
 def unbind(
