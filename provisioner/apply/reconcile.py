@@ -14,7 +14,9 @@ that have
   (MicrosoftDocs/msteams-docs#2190). UPNs are resolved with ``GET /users/{upn}`` first;
 * the intended topic; and
 * a ``createdDateTime`` no earlier than when the creation was journaled, minus a clock skew
-  allowance (our clock and Graph's may disagree; 5 minutes by default).
+  allowance (5 minutes by default). "When" is Graph's time (``Intent.graph_started_at``, from
+  the ``Date`` of its answers, ``graph/clock.py``), so a host clock minutes off Graph's does
+  not matter (issue 20); the allowance covers Graph's servers disagreeing among themselves.
 
 Only documented query forms are sent: one ``$filter`` clause (``topic eq`` or ``chatType eq``;
 no filter joining properties with ``and`` is documented), and when Graph refuses a query with
@@ -202,7 +204,9 @@ def find_created_chats(
 
     Raises the Graph client's errors (a failed lookup leaves the intent for the next try).
     """
-    started_at = parse_time(intent.started_at)
+    # Graph's time when the creation was journaled, compared with Graph's createdDateTime;
+    # the host's time only for intents journaled before any Graph answer told its time.
+    started_at = parse_time(intent.graph_started_at) or parse_time(intent.started_at)
     if started_at is None:
         # Unreadable journal time: compare members and topic only (never skip the lookup).
         started_at = datetime.min.replace(tzinfo=timezone.utc) + clock_skew

@@ -13,6 +13,7 @@ The bearer token is never logged and never part of an exception.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -20,6 +21,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -28,6 +30,7 @@ import requests
 from provisioner import __version__
 from provisioner.graph import batch as batching
 from provisioner.graph.answers import checked_chat, next_page, organization_id
+from provisioner.graph.clock import GraphClock
 from provisioner.graph.errors import (
     GraphError,
 )
@@ -110,6 +113,7 @@ class GraphClient:
         self._user_agent = user_agent
         self._on_event = on_event
         self._clock = pacer.clock if pacer is not None else clock
+        self._graph_clock = GraphClock(self._clock)
         self._wallclock = wallclock
         self._sleep = sleep
         self._rand = rand
@@ -135,11 +139,19 @@ class GraphClient:
         does not say (an opaque token, the emulator's). Gets a token: signs in if needed."""
         return tenant_of_token(self._credential.get_token())
 
+    def graph_now(self) -> datetime | None:
+        """Graph's time (`provisioner.graph.clock`): its last ``Date``, carried forward. With
+        no answer yet, ``GET /organization`` is sent (any answer, a 403 too, has a ``Date``)."""
+        return self._graph_clock.now(ask=self._ask_time)
+
+    def _ask_time(self) -> None:
+        with contextlib.suppress(GraphError):
+            self.request("GET", "/organization", params={"$select": "id"})
+
     def organization_tenant(self) -> str | None:
-        """The tenant Graph says this client acts in: ``GET /organization``
-        (api-reference/v1.0/api/organization-list.md: one organization, its ``id`` the tenant
-        id; readable with Directory.Read.All, or User.Read delegated). For tokens that carry no
-        ``tid``. None when the answer names none; Graph's errors raise."""
+        """The tenant Graph says this client acts in, for tokens without ``tid``: ``GET
+        /organization`` (organization-list.md: the tenant's organization, ``id`` = tenant id;
+        Directory.Read.All, or User.Read delegated). Graph's errors raise."""
         body = self._json(self.request("GET", "/organization", params={"$select": "id"}))
         return organization_id(body)
 
@@ -288,6 +300,7 @@ class GraphClient:
             return None, failure, client_request_id
         elapsed = self._clock() - started
         response = response_from(raw, client_request_id, attempts, token=token)
+        self._graph_clock.observe(response.headers.get("Date"))
         status = response.status
         log.log(
             logging.DEBUG if status < 400 else logging.INFO,
