@@ -71,6 +71,7 @@ from provisioner.signin.claims import signed_in_user, tenant_of_token
 log = logging.getLogger("provision.graph")
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
+_ONCE = Limits(max_retries=0, max_connect_retries=0, max_retry_after=0.0)  # no retry at all
 
 
 class GraphClient:
@@ -145,8 +146,10 @@ class GraphClient:
         return self._graph_clock.now(ask=self._ask_time)
 
     def _ask_time(self) -> None:
+        # One attempt: any answer tells the time, and a Graph that answers nothing now will
+        # fail the real call with its own error.
         with contextlib.suppress(GraphError):
-            self.request("GET", "/organization", params={"$select": "id"})
+            self.request("GET", "/organization", params={"$select": "id"}, limits=_ONCE)
 
     def organization_tenant(self) -> str | None:
         """The tenant Graph says this client acts in, for tokens without ``tid``: ``GET
@@ -235,6 +238,7 @@ class GraphClient:
         idempotent: bool | None = None,
         scopes: Sequence[Scope] | None = None,
         not_before: float | None = None,
+        limits: Limits | None = None,
     ) -> Response:
         """One Graph call with pacing and the retry policy of `provisioner.graph.retry`.
 
@@ -252,7 +256,7 @@ class GraphClient:
             response, outcome, client_request_id = self._send(
                 call, url, rel, params, json, state.attempts
             )
-            decision, next_state = decide(call, state, outcome, self._limits)
+            decision, next_state = decide(call, state, outcome, limits or self._limits)
             if isinstance(outcome, Answer) and is_throttled(outcome.status, outcome.retry_after):
                 self._throttled(wanted, outcome.retry_after, sent_at)
             if isinstance(decision, Return):

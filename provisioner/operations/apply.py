@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, Union
 
+from provisioner.errors import ProvisionError, StateError
 from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 from provisioner.operations.state import check_client_home, locked
 
@@ -102,11 +103,14 @@ class NoHooks:
 @dataclass(frozen=True)
 class ApplyOutcome:
     """``result`` is None when nothing ran: the plan had no changes, or ``stopped_at_once``
-    names the signal that stopped the run at once (the state holds what was done)."""
+    names the signal that stopped the run at once (the state holds what was done).
+    ``unsaved``: the state could not be written at the end, after the run changed chats
+    (issue 20): the report still stands, the error says where the records are; exit 1."""
 
     plan: Plan
     result: ApplyResult | None = None
     stopped_at_once: str | None = None
+    unsaved: ProvisionError | None = None
 
 
 def is_plan_file(path: str) -> bool:
@@ -182,6 +186,7 @@ def run_apply(
     saved as soon as Graph made it, appended to the state's journal; the whole state is
     written at the end, before the lock is released (`provisioner.states.journal_writer`)."""
     from provisioner.apply.control import RequestStats, StopSignal
+    from provisioner.apply.results import Failure
     from provisioner.graph.pacing import Pacer
     from provisioner.manifest.gcpause import gc_paused
     from provisioner.operations.clients import apply_client
@@ -214,16 +219,44 @@ def run_apply(
                 return ApplyOutcome(plan)
             # Every change from here on is journaled (issue 16); leaving the block writes the
             # whole state, still under the lock.
-            with JournalWriter(store, state).running() as writer:
-                # What the plan learned (refreshed chats, renamed keys, resolved users,
-                # protection) is recorded before any change, as Terraform's apply persists
-                # its refresh.
-                writer.update(lambda s: record_plan_facts(plan, s, note_plan=True))
-                return _execute(
-                    plan, client, writer, hooks, settings, stats=stats, stop=stop, pacer=pacer
-                )
+            done: ApplyOutcome | None = None
+            try:
+                with JournalWriter(store, state).running() as writer:
+                    # What the plan learned (refreshed chats, renamed keys, resolved users,
+                    # protection) is recorded before any change, as Terraform's apply persists
+                    # its refresh.
+                    writer.update(lambda s: record_plan_facts(plan, s, note_plan=True))
+                    done = _execute(
+                        plan, client, writer, hooks, settings, stats=stats, stop=stop,
+                        pacer=pacer,
+                    )  # fmt: skip
+            except ProvisionError as exc:
+                if done is None:  # before any change to the chats: nothing to report
+                    raise
+                error = unsaved(exc, done, store.journal.location)
+                if done.result is not None:
+                    done.result.unsaved = Failure.of(error)
+                return replace(done, unsaved=error)
+            return done
     finally:
         client.close()
+
+
+def unsaved(exc: ProvisionError, done: ApplyOutcome, journal: str) -> StateError:
+    """The final state write failed after the run (``done``) changed chats. Its records are
+    in the journal, which every command replays until a write absorbs it (``states.store``):
+    the error says so, and never "nothing was changed" (the store's own hint for a write)."""
+    from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED
+
+    outcomes = done.result.outcomes if done.result is not None else []
+    changed = sum(o.status not in (FAILED, SKIPPED, INTERRUPTED) for o in outcomes)
+    return StateError(
+        f"{exc.message}; this run changed {changed} chat(s) (reported above) before the final "
+        "state write",
+        hint=f"their records are in the journal {journal}, which the next provision command "
+        "reads: keep it, fix the cause (space, permission), then run the same command again "
+        "to save them",
+    )
 
 
 def _plan(

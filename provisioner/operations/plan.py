@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from provisioner.errors import PlanError
-from provisioner.operations.state import OnTakeover, check_client_home, locked
+from provisioner.operations.state import OnTakeover, check_client_home, locked, read_unlocked
 
 if TYPE_CHECKING:
     from provisioner.graph.client import GraphClient
@@ -118,7 +118,7 @@ def run_plan(
 
     desired = load_desired(paths)
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
-    state = store.read()
+    state = read_unlocked(store)  # without the lock: consistent even while an apply writes
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
     if connect is None or not should_refresh(refresh, state):
         return make_plan(desired, state, prune=prune, graph_url=graph_url)

@@ -10,6 +10,7 @@ to the caller (the core never prints; the CLI says so on stderr).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,55 @@ def locked(
         with gc_paused():  # a big state's records are then frozen out of collections
             state = store.read()
         yield state
+
+
+#: How long a command that reads the state without its lock (``state list``, ``state show``, an
+#: offline plan) keeps reading while another run holds the lock and writes the state, before it
+#: gives up (seconds; each try is a few milliseconds: a compaction replaces the state and its
+#: journal in two steps, and a read between them is simply made again).
+CONSISTENT_READ_S = 10.0
+
+
+def read_unlocked(
+    store: StateStore,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] = time.sleep,
+) -> State:
+    """The state for a command that does not take the lock: a consistent view, even while a
+    run (holding the lock) writes it.
+
+    A read between the two steps of a compaction (the state written, the journal not yet
+    restarted) sees a journal that continues a newer serial than the state it read: not
+    corruption, just a moving target. So while a live run holds the lock, a refused read is
+    made again; it fails only when no consistent view came within ``CONSISTENT_READ_S``, and
+    then without the advice meant for a journal left by a dead run (issue 20). Without a
+    live lock, the error is the state's own and stands."""
+    deadline: float | None = None
+    while True:
+        try:
+            return store.read()
+        except StateError:
+            holder = _live_lock(store)
+            if holder is None:
+                raise
+            now = clock()
+            deadline = now + CONSISTENT_READ_S if deadline is None else deadline
+            if now >= deadline:
+                raise StateError(
+                    f"the state {store.location} is being written by a running "
+                    f"{holder.operation} ({holder.who}, lock {holder.id}), and no consistent "
+                    f"view of it could be read within {CONSISTENT_READ_S:.0f}s",
+                    hint="run the command again, or once that run has finished",
+                ) from None
+            pause(0.02)
+
+
+def _live_lock(store: StateStore) -> LockInfo | None:
+    try:
+        return store.current_lock()
+    except ProvisionError:
+        return None
 
 
 def check_client_home(state: State, location: str, client: object) -> str | None:
