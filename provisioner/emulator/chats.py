@@ -340,6 +340,10 @@ def list_chats(api: Context, req: Request, m: Match) -> Response:
             raise bad_request(f"Invalid $top {top_text!r}: the page size must be 1 to {MAX_PAGE}.")
         top = int(top_text)
     filters = parse_filter(req.query["$filter"]) if "$filter" in req.query else {}
+    if set(filters) - api.tenant.chat_filters:  # undocumented: a Graph may refuse it (issue 20)
+        raise bad_request(
+            f"Invalid filter clause: filtering on {set(filters).pop()} is not supported."
+        )
     members = expand_members(req)
     after = _after(req.query["$skiptoken"]) if "$skiptoken" in req.query else 0
     page, next_after = api.tenant.chats_of(

@@ -69,6 +69,7 @@ class EmulatorServer:
         invent_users: bool = False,
         sign_in: str = "application",
         clock_offset_s: float = 0.0,
+        chat_filters: Sequence[str] = ("chatType", "topic"),
     ) -> None:
         self.host = host
         self.port = port
@@ -91,6 +92,7 @@ class EmulatorServer:
         self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
         self.tenant.list_delay = _delay_range(list_delay_s)
         self.tenant.clock_offset_s = _clock_offset(clock_offset_s)
+        self.tenant.chat_filters = frozenset(chat_filters)
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME

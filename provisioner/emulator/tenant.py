@@ -101,6 +101,9 @@ class Tenant:
         # Seconds Graph's clock is off the host's (issue 20: a host clock minutes ahead or
         # behind Graph's, or one that jumps between runs). Settable while the emulator runs.
         self.clock_offset_s = 0.0
+        # The properties List chats accepts a ``$filter`` on. chat-list.md documents none, so
+        # tests can make the emulator refuse them (400) as a Graph may (issue 20).
+        self.chat_filters: frozenset[str] = frozenset({"chatType", "topic"})
         self._chats: dict[str, ChatView] = {}
         self._pairs: dict[frozenset[str], str] = {}  # oneOnOne member pair -> chat id
         self._seq = 0
