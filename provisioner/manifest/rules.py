@@ -16,7 +16,8 @@ no topic on oneOnOne, key required for group). What is left, with where Graph sa
 * one oneOnOne chat per pair of users (chat-post.md: "Only one one-on-one chat can exist
   between two members"), so two entries for one pair would fight over the same chat;
 * keys are unique across all manifest files of a run (contract: the key is the chat's identity
-  in state).
+  in state);
+* ``expires`` names a moment that exists (the schema's pattern lets 2026-02-30 through).
 
 All docs: ``api-reference/v1.0/{api/chat-post.md,resources/chat.md}`` in
 microsoftgraph/microsoft-graph-docs-contrib.
@@ -31,7 +32,7 @@ from yaml.nodes import Node
 
 from provisioner.errors import Diagnostic
 from provisioner.manifest.yamlload import JsonPath, format_path, locate, position
-from provisioner.models import GROUP, GUID_RE, ONE_ON_ONE, Chat, Source
+from provisioner.models import GROUP, GUID_RE, ONE_ON_ONE, Chat, Source, expiry_of
 
 #: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
 MAX_GROUP_MEMBERS = 250
@@ -59,6 +60,16 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
     for entry in entries:
         problems, identities = _check_members(entry)
         out.extend(problems)
+        expires = entry.chat.expires
+        if expires is not None and expiry_of(expires) is None:
+            out.append(
+                _diag(
+                    entry,
+                    ("chats", entry.index, "expires"),
+                    f"'{expires}' is not a date or time that exists",
+                    "a date (2026-12-31) or a date and time (2026-12-31T18:00:00+01:00)",
+                )
+            )
         if entry.partial:
             continue
         chat = entry.chat
