@@ -46,6 +46,7 @@ class GraphClock:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._asking = threading.Lock()
+        self._asked = False
         self._seen: tuple[datetime, float] | None = None
 
     def observe(self, date_header: str | None) -> None:
@@ -57,11 +58,13 @@ class GraphClock:
 
     def now(self, ask: Callable[[], object] | None = None) -> datetime | None:
         """Graph's time now; None when no answer told it. ``ask`` (e.g. a cheap request
-        whose answer ``observe`` sees) is called first when none has, once however many
-        threads want the time at the same moment."""
+        whose answer ``observe`` sees) is called first when none has: once in the clock's
+        life, however many threads want the time (a server that sends no ``Date`` is not
+        asked again and again)."""
         if ask is not None and self._seen is None:
-            with self._asking:
-                if self._seen is None:
+            with self._asking:  # others wait here for the answer to the one question
+                if self._seen is None and not self._asked:
+                    self._asked = True
                     ask()
         with self._lock:
             seen = self._seen

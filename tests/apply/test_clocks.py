@@ -93,6 +93,10 @@ def test_asking_for_graph_time_sends_one_request_however_many_ask() -> None:
 
     assert clock.now(ask=ask) is not None and clock.now(ask=ask) is not None
     assert asked == [1]
+    silent = GraphClock(time.monotonic)  # a server that sends no Date: asked once only
+    assert silent.now(ask=lambda: asked.append(2)) is None
+    assert silent.now(ask=lambda: asked.append(2)) is None
+    assert asked == [1, 2]
 
 
 @pytest.mark.parametrize("offset", [TEN_MINUTES, -TEN_MINUTES])
