@@ -10,8 +10,10 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from provisioner.cli.main import main
@@ -79,6 +81,8 @@ def test_a_failed_final_state_write_reports_what_was_made_and_where_it_is_record
     assert code == 1, out + err
     assert "nothing was changed" not in out + err
     report = json.loads(out)
+    schema = resources.files("provisioner").joinpath("schemas/apply-result.schema.json")
+    jsonschema.Draft202012Validator(json.loads(schema.read_text())).validate(report)
     made = {c["key"] for c in report["outcomes"] if c["status"] == "created"}
     assert made == {f"team-{n}" for n in range(5)}, report
     assert report["status"] == "failed" and "journal" in report["unsaved"]["hint"]
