@@ -107,6 +107,9 @@ class Chat:
     protect: bool = False
     #: ``expires`` as written (a date or a date and time; `expiry_of` reads it), or None.
     expires: str | None = None
+    #: Where a generated chat came from (``generator NAME, FILE:LINE``); None when written
+    #: by hand (``manifest.generators``).
+    origin: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def member_identities(self) -> frozenset[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from yaml.nodes import Node, SequenceNode
 
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
-from provisioner.manifest import fastpath, imports, moves, rules
+from provisioner.manifest import fastpath, generators, imports, moves, rules
 from provisioner.manifest.gcpause import gc_paused
 from provisioner.manifest.plaindata import flatten_merges, to_data
 from provisioner.manifest.schema import load_schema, schema_path
@@ -224,7 +224,7 @@ def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Ch
             _move_entries(fast_moves, name, root),
             _import_entries(fast_imports, name, root),
         )
-    return _slow_file(root, name, budget)
+    return _slow_file(root, name, budget, digest)
 
 
 def _move_entries(found: list[Move], name: str, root: Node) -> list[moves.MoveEntry]:
@@ -235,7 +235,9 @@ def _import_entries(found: list[Import], name: str, root: Node) -> list[imports.
     return [imports.ImportEntry(m, name, i, root) for i, m in enumerate(found)]
 
 
-def _slow_file(root: Node, name: str, budget: int) -> _Checked:
+def _slow_file(
+    root: Node, name: str, budget: int, digest: Callable[[bytes], object] = lambda _: None
+) -> _Checked:
     problems: list[Problem] = flatten_merges(root)
     converted = to_data(root, budget)
     problems.extend(converted.problems)
@@ -267,10 +269,13 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
     chats = data.get("chats") if isinstance(data, dict) else None
     if not isinstance(chats, list):
         return _Checked(diagnostics, [], 0, move_entries, import_entries)
+    made = generators.Expanded()
+    if isinstance(data, dict) and "generators" in data:
+        if not any(p.path[:1] in ((), ("generators",), ("defaults",)) for p in problems):
+            made = generators.expand(root, name, _default_role(data), digest)
+        diagnostics.extend(made.diagnostics)
 
-    defaults = data.get("defaults") if isinstance(data, dict) else None
-    role = defaults.get("role") if isinstance(defaults, dict) else None
-    default_role = role if isinstance(role, str) and role in fastpath.ROLES else "owner"
+    default_role = _default_role(data)
     _, chats_node = locate(root, ("chats",))
     assert isinstance(chats_node, SequenceNode)
     broken = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "chats"}
@@ -289,7 +294,14 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
             # disagree, which is a bug in provision, not in the manifest.
             line, col = position(node)
             raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
-    return _Checked(diagnostics, entries, len(chats), move_entries, import_entries)
+    entries.extend(made.entries)
+    return _Checked(diagnostics, entries, len(chats) + made.chats, move_entries, import_entries)
+
+
+def _default_role(data: object) -> str:
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    role = defaults.get("role") if isinstance(defaults, dict) else None
+    return role if isinstance(role, str) and role in fastpath.ROLES else "owner"
 
 
 def _lenient_chat(data: object, default_role: str) -> Chat | None:

@@ -49,6 +49,11 @@ class Entry:
     # A chat that has schema errors, rebuilt leniently so its members can still be checked
     # (every problem at once); cross-chat rules skip it. Unreadable members are user "".
     partial: bool = False
+    # A generated chat (``manifest.generators``): ``root`` is its own document at the row,
+    # ``display`` the template's path shown instead of ``chats[index]``, ``origin`` added to
+    # every hint (the generator and the template's position).
+    display: JsonPath | None = None
+    origin: str | None = None
 
 
 def check(entries: Sequence[Entry]) -> list[Diagnostic]:
@@ -177,6 +182,12 @@ def _has_field(root: Node, path: JsonPath, name: str) -> bool:
 
 
 def _diag(entry: Entry, path: JsonPath, message: str, hint: str | None) -> Diagnostic:
-    _, node = locate(entry.root, path)
-    line, col = position(node)
-    return Diagnostic(entry.file, line, col, message, format_path(path), hint)
+    if entry.display is not None and entry.chat.source is not None:  # generated: at its row
+        line, col = entry.chat.source.line, entry.chat.source.col
+    else:
+        _, node = locate(entry.root, path)
+        line, col = position(node)
+    shown = path if entry.display is None else (*entry.display, *path[2:])
+    if entry.origin is not None:
+        hint = f"{hint}; {entry.origin}" if hint else entry.origin
+    return Diagnostic(entry.file, line, col, message, format_path(shown), hint)

@@ -73,6 +73,8 @@ def make_plan(
         if change is None:
             continue
         chat = sides.chat
+        if chat is not None and chat.origin is not None:
+            change = replace(change, origin=chat.origin)
         if chat is not None and chat.protect != (key in protected):
             change = replace(change, protect_change=(key in protected, chat.protect))
         if key in moved_from:

@@ -99,6 +99,8 @@ class Change:
     # Issue 23: an ``import:`` entry adopts this existing chat (id) as the key: apply records
     # ``before`` under the key before any other change, without POST /chats.
     import_id: str | None = None
+    # A generated chat: which generator and row made it (``generator NAME, FILE:LINE``).
+    origin: str | None = None
 
     @property
     def bookkeeping(self) -> bool:
@@ -157,6 +159,8 @@ class Change:
             data["reason"] = self.reason
         if self.import_id is not None:
             data["import_id"] = self.import_id
+        if self.origin is not None:
+            data["origin"] = self.origin
         return data
 
     @classmethod
@@ -193,6 +197,7 @@ class Change:
             ),
             reason=_opt_str(data.get("reason")),
             import_id=_opt_str(data.get("import_id")),
+            origin=_opt_str(data.get("origin")),
             history=_opt_str(data.get("history")),
         )
 

@@ -192,6 +192,8 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, f"topic {_q(change.topic)}")
         for m in change.members:
             yield ("-", 1, _member(m))
+    if change.origin is not None:
+        yield (" ", 1, f"# from {change.origin}")
     for note in change.notes:
         yield (" ", 1, f"# {note}")
 
