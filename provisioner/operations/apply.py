@@ -199,7 +199,6 @@ def run_apply(
     saved as soon as Graph made it, appended to the state's journal; the whole state is
     written at the end, before the lock is released (`provisioner.states.journal_writer`)."""
     from provisioner.apply.control import RequestStats, StopSignal
-    from provisioner.apply.results import Failure
     from provisioner.graph.pacing import Pacer
     from provisioner.manifest.gcpause import gc_paused
     from provisioner.operations.clients import apply_client
@@ -232,27 +231,43 @@ def run_apply(
                 return ApplyOutcome(plan)
             # Every change from here on is journaled (issue 16); leaving the block writes the
             # whole state, still under the lock.
-            done: ApplyOutcome | None = None
-            try:
-                with JournalWriter(store, state).running() as writer:
-                    # What the plan learned (refreshed chats, renamed keys, resolved users,
-                    # protection) is recorded before any change, as Terraform's apply persists
-                    # its refresh.
-                    writer.update(lambda s: record_plan_facts(plan, s, note_plan=True))
-                    done = _execute(
-                        plan, client, writer, hooks, settings, stats=stats, stop=stop,
-                        pacer=pacer,
-                    )  # fmt: skip
-            except ProvisionError as exc:
-                if done is None:  # before any change to the chats: nothing to report
-                    raise
-                error = unsaved(exc, done, store.journal.location)
-                if done.result is not None:
-                    done.result.unsaved = Failure.of(error)
-                return replace(done, unsaved=error)
-            return done
+            writer = JournalWriter(store, state)
+            return _journaled(
+                writer,
+                store.journal.location,
+                lambda: _execute(
+                    plan, client, writer, hooks, settings, stats=stats, stop=stop, pacer=pacer
+                ),
+                plan,
+            )
     finally:
         client.close()
+
+
+def _journaled(
+    writer: JournalWriter, journal: str, execute: Callable[[], ApplyOutcome], plan: Plan
+) -> ApplyOutcome:
+    """Run ``execute`` with ``writer`` journaling; the whole state is written at the end. A
+    failure of that write after the run changed chats becomes the outcome's ``unsaved``
+    (issue 20), so the report is still shown; before any change it is raised as it is."""
+    from provisioner.apply.results import Failure
+
+    done: ApplyOutcome | None = None
+    try:
+        with writer.running():
+            # What the plan learned (refreshed chats, renamed keys, resolved users,
+            # protection) is recorded before any change, as Terraform's apply persists its
+            # refresh.
+            writer.update(lambda s: record_plan_facts(plan, s, note_plan=True))
+            done = execute()
+    except ProvisionError as exc:
+        if done is None:  # before any change to the chats: nothing to report
+            raise
+        error = unsaved(exc, done, journal)
+        if done.result is not None:
+            done.result.unsaved = Failure.of(error)
+        return replace(done, unsaved=error)
+    return done
 
 
 def unsaved(exc: ProvisionError, done: ApplyOutcome, journal: str) -> StateError:
