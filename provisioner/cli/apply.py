@@ -332,16 +332,20 @@ def _report(outcome: ApplyOutcome, fmt: str, *, resume: str, saved: bool) -> int
         )
         return SIGNAL_EXIT.get(name, 130)
     result = outcome.result
+    if result is None and outcome.unsaved is not None:
+        raise outcome.unsaved
     if result is None:  # the plan had no changes (text output)
         if saved:
             click.echo("No changes. The chats match the plan.")
         return 0
     status = run_status(result)
-    shown_resume = resume if status != "ok" else None
+    shown_resume = resume if status != "ok" or outcome.unsaved is not None else None
     if fmt == "json":
         click.echo(render_json(result, resume=shown_resume), nl=False)
     else:
         click.echo(render_text(result, resume=shown_resume), nl=False)
+    if outcome.unsaved is not None:  # the report above stands; the records are in the journal
+        raise outcome.unsaved
     if status == "interrupted":
         return SIGNAL_EXIT.get(result.stopped or "", 130)
     return 0 if status == "ok" else 1

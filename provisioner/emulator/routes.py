@@ -2,9 +2,9 @@
 
 Paths are the ones the docs list (``chat-post.md``, ``chat-get.md``, ``chat-patch.md``,
 ``chat-delete.md``, ``chat-list.md``, ``chat-list-members.md``, ``chat-post-members.md``,
-``chat-delete-members.md``, ``user-get.md``, ``json-batching.md``, ``deletedchat-get.md``,
-``deletedchat-undodelete.md``). Segments are
-percent-decoded, so chat ids may be sent raw (``19:...@thread.v2``) or encoded (``19%3A...``).
+``chat-delete-members.md``, ``user-get.md``, ``organization-list.md``, ``json-batching.md``,
+``deletedchat-get.md``, ``deletedchat-undodelete.md``). Segments are percent-decoded, so chat
+ids may be sent raw (``19:...@thread.v2``) or encoded (``19%3A...``).
 ``users('x')`` is accepted as well as ``users/x`` (``user-get.md`` documents both forms).
 """
 
@@ -27,6 +27,7 @@ TEMPLATES = (
     "/me/chats",
     "/me/chats/{chat-id}",
     "/me/chats/{chat-id}/members",
+    "/organization",
     "/users/{user-id}",
     "/users/{user-id}/chats",
     "/users/{user-id}/chats/{chat-id}",
@@ -123,7 +124,7 @@ def demands(m: Match, tenant_key: str, user_key: str | None) -> list[t.Demand]:
     tpl, method = m.template, m.method
     if tpl == "/$batch":
         return []  # json-batching.md: items "are evaluated individually" against the limits
-    if tpl in ("/me", "/users/{user-id}"):
+    if tpl in ("/me", "/users/{user-id}", "/organization"):
         return [(t.IDENTITY, tenant_key)]
     if tpl == "/appCatalogs/teamsApps":
         return [(t.TEAMS_READ, tenant_key)]

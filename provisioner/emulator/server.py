@@ -70,6 +70,8 @@ class EmulatorServer:
         list_delay_s: DelayArg = DEFAULT_LIST_DELAY,
         invent_users: bool = False,
         sign_in: str = "application",
+        clock_offset_s: float = 0.0,
+        chat_filters: Sequence[str] = ("chatType", "topic"),
     ) -> None:
         self.host = host
         self.port = port
@@ -91,6 +93,8 @@ class EmulatorServer:
         self._store = Store(data_path) if data_path is not None else None
         self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
         self.tenant.list_delay = _delay_range(list_delay_s)
+        self.tenant.clock_offset_s = _clock_offset(clock_offset_s)
+        self.tenant.chat_filters = frozenset(chat_filters)
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME
@@ -226,6 +230,18 @@ def _directory(users: str | os.PathLike[str] | Sequence[User] | None, invent: bo
 def _fault_retry_after(given: float | None, scale: float | None) -> float:
     """The ``Retry-After`` of injected 503/429s: as given, else 1 s over the limits' scale."""
     return given if given is not None else 1.0 / (scale or 1.0)
+
+
+#: How far the emulated Graph's clock may be set off the host's (a year).
+MAX_CLOCK_OFFSET_S = 366 * 86400.0
+
+
+def _clock_offset(value: float) -> float:
+    if not isinstance(value, (int, float)) or not abs(value) <= MAX_CLOCK_OFFSET_S:
+        raise EmulatorError(
+            f"invalid clock offset {value!r}: expected seconds within +-{MAX_CLOCK_OFFSET_S:.0f}"
+        )
+    return float(value)
 
 
 def _check_sign_in(sign_in: str) -> None:

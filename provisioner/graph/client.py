@@ -13,6 +13,7 @@ The bearer token is never logged and never part of an exception.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -20,6 +21,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -27,7 +29,8 @@ import requests
 
 from provisioner import __version__
 from provisioner.graph import batch as batching
-from provisioner.graph.answers import checked_chat, next_page
+from provisioner.graph.answers import checked_chat, next_page, organization_id
+from provisioner.graph.clock import GraphClock
 from provisioner.graph.errors import (
     GraphError,
 )
@@ -70,6 +73,7 @@ from provisioner.signin.claims import signed_in_user, tenant_of_token
 log = logging.getLogger("provision.graph")
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
+_ONCE = Limits(max_retries=0, max_connect_retries=0, max_retry_after=0.0)  # no retry at all
 
 
 class GraphClient:
@@ -112,6 +116,7 @@ class GraphClient:
         self._user_agent = user_agent
         self._on_event = on_event
         self._clock = pacer.clock if pacer is not None else clock
+        self._graph_clock = GraphClock(self._clock)
         self._wallclock = wallclock
         self._sleep = sleep
         self._rand = rand
@@ -136,6 +141,24 @@ class GraphClient:
         """The tenant the credential signs in to (the token's ``tid``), or None when the token
         does not say (an opaque token, the emulator's). Gets a token: signs in if needed."""
         return tenant_of_token(self._credential.get_token())
+
+    def graph_now(self) -> datetime | None:
+        """Graph's time (`provisioner.graph.clock`): its last ``Date``, carried forward. With
+        no answer yet, ``GET /organization`` is sent (any answer, a 403 too, has a ``Date``)."""
+        return self._graph_clock.now(ask=self._ask_time)
+
+    def _ask_time(self) -> None:
+        # One attempt: any answer tells the time, and a Graph that answers nothing now will
+        # fail the real call with its own error.
+        with contextlib.suppress(GraphError):
+            self.request("GET", "/organization", params={"$select": "id"}, limits=_ONCE)
+
+    def organization_tenant(self) -> str | None:
+        """The tenant Graph says this client acts in, for tokens without ``tid``: ``GET
+        /organization`` (organization-list.md: the tenant's organization, ``id`` = tenant id;
+        Directory.Read.All, or User.Read delegated). Graph's errors raise."""
+        body = self._json(self.request("GET", "/organization", params={"$select": "id"}))
+        return organization_id(body)
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -226,6 +249,7 @@ class GraphClient:
         idempotent: bool | None = None,
         scopes: Sequence[Scope] | None = None,
         not_before: float | None = None,
+        limits: Limits | None = None,
     ) -> Response:
         """One Graph call with pacing and the retry policy of `provisioner.graph.retry`.
 
@@ -243,7 +267,7 @@ class GraphClient:
             response, outcome, client_request_id = self._send(
                 call, url, rel, params, json, state.attempts
             )
-            decision, next_state = decide(call, state, outcome, self._limits)
+            decision, next_state = decide(call, state, outcome, limits or self._limits)
             if isinstance(outcome, Answer) and is_throttled(outcome.status, outcome.retry_after):
                 self._throttled(wanted, self._imposed(outcome.retry_after), sent_at)
             if isinstance(decision, Return):
@@ -292,6 +316,7 @@ class GraphClient:
             return None, failure, client_request_id
         elapsed = self._clock() - started
         response = response_from(raw, client_request_id, attempts, token=token)
+        self._graph_clock.observe(response.headers.get("Date"))
         status = response.status
         log.log(
             logging.DEBUG if status < 400 else logging.INFO,

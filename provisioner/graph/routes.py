@@ -147,6 +147,12 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
         re.compile(r"^/users/(?P<user>[^/]+)/?$"),
         lambda m: Route((Scope(DIRECTORY_READ),), "User.Read.All (or User.ReadBasic.All)"),
     ),
+    # organization-list.md: the tenant an app-only token acts in (directory limits)
+    (
+        "GET",
+        re.compile(r"^/organization/?$"),
+        lambda m: Route((Scope(DIRECTORY_READ),), "Directory.Read.All (delegated: User.Read)"),
+    ),
 ]
 
 

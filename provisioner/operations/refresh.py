@@ -28,7 +28,7 @@ from provisioner.models import CHAT_TYPES, DesiredState
 from provisioner.plans.live import LiveChat, LiveMember
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
-from provisioner.states.home import check_home, claim_home
+from provisioner.states.home import check_home, check_not_found, claim_home
 from provisioner.states.records import State
 
 #: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
@@ -141,20 +141,30 @@ def read_from_graph(
     prune: bool = False,
     refresh_only: bool = False,
     location: str = "",
+    tenant: str | None = None,
 ) -> Plan:
     """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
     unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
     against that live view (or, ``refresh_only``, report the drift alone). ``state`` gets
-    the resolved users in memory only; the plan carries them for apply to persist."""
+    the resolved users in memory only; the plan carries them for apply to persist.
+
+    ``tenant``: the run's, if established (`operations.state.check_client_home`); a chat read
+    back establishes it too. Chats "not found" count as deleted only with that evidence, and
+    never all of them at once (``states.home.check_not_found``, issue 20)."""
     users = resolve_users(client, state, None if refresh_only else desired)
     state.users.update(users)
     live = refresh(client, state) if state.chats else {}
     imported = read_imports(client, desired, state) if not refresh_only else {}
     # Without a tid in the token, the chats say which tenant they are in (issue 15).
-    seen = [*live.values(), *imported.values()]
-    for tenant in sorted({c.tenant_id for c in seen if c.tenant_id}):
-        check_home(state, location, tenant=tenant)
-        claim_home(state, tenant=tenant)
+    read = [*live.values(), *imported.values()]
+    seen = sorted({c.tenant_id for c in read if c.tenant_id})
+    for found in seen:
+        check_home(state, location, tenant=found)
+        claim_home(state, tenant=found)
+    gone = sorted(key for key, chat in live.items() if chat.gone)
+    check_not_found(
+        state, location, gone=gone, tenant=tenant or next(iter(seen), None), graph_url=graph_url
+    )
     if refresh_only:
         plan = refresh_only_plan(state, live, graph_url=graph_url, desired=desired)
     else:

@@ -409,4 +409,5 @@ def _intent(key: str, data: Mapping[str, Any]) -> Intent:
         attempt_id=str(data["attempt_id"]),
         started_at=str(data["started_at"]),
         topic=_opt_str(data.get("topic")),
+        graph_started_at=_opt_str(data.get("graph_started_at")),
     )

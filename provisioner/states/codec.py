@@ -269,6 +269,7 @@ def _intent(key: str, i: Any, w: str) -> Intent:
         attempt_id=_get(i, "attempt_id", w, str),
         started_at=_get(i, "started_at", w, str),
         topic=_get(i, "topic", w, str, optional=True),
+        graph_started_at=_get(i, "graph_started_at", w, str, optional=True),
     )
 
 

@@ -158,8 +158,12 @@ class Intent:
     chat_type: str
     members: tuple[MemberRecord, ...]
     attempt_id: str
-    started_at: str  # ISO 8601, UTC
+    started_at: str  # ISO 8601, UTC, the host's clock (shown to people)
     topic: str | None = None
+    # Graph's time when the intent was journaled (its answers' ``Date``, graph/clock.py), what
+    # a lookup compares ``createdDateTime`` with; None when no answer had told it yet (and in
+    # states written before issue 20).
+    graph_started_at: str | None = None
 
     @property
     def member_identities(self) -> frozenset[str]:
@@ -171,6 +175,8 @@ class Intent:
             "attempt_id": self.attempt_id,
             "started_at": self.started_at,
         }
+        if self.graph_started_at is not None:
+            data["graph_started_at"] = self.graph_started_at
         if self.topic is not None:
             data["topic"] = self.topic
         data["members"] = [m.to_dict() for m in self.members]
