@@ -249,8 +249,12 @@ class Pacer:
                 if n > bucket.credit:
                     # Conformant once the virtual schedule is at most a small tolerance ahead
                     # of real time, so a thread that wakes a little late costs no throughput.
+                    # A request of several slots (a $batch) waits for its last one: Graph
+                    # counts all its items when it arrives (json-batching.md), so going at
+                    # the first slot would spend n - 1 slots early, beyond the bucket's burst.
                     tolerance = min(self._slack * interval, self._max_slack)
-                    ready = max(ready, bucket.tat - tolerance)
+                    last = bucket.tat + (n - bucket.credit - 1) * interval
+                    ready = max(ready, last - tolerance)
                 buckets.append((bucket, n, interval))
             if ready > now:
                 return ready - now
@@ -258,7 +262,11 @@ class Pacer:
                 spent = min(bucket.credit, float(n))
                 bucket.credit -= spent
                 if n > spent:
-                    bucket.tat = max(bucket.tat, now) + (n - spent) * interval
+                    # The slots run from the schedule up to now (the last one is due now);
+                    # a scope's first request starts its schedule (its burst is the credit).
+                    slots = n - spent
+                    start = now if bucket.tat == -math.inf else now - (slots - 1) * interval
+                    bucket.tat = max(bucket.tat, start) + slots * interval
             return 0.0
 
     def delay(self, scopes: Iterable[Scope]) -> float:

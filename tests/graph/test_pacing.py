@@ -119,6 +119,18 @@ def test_cost_of_a_batch_is_one_slot_per_request() -> None:
     assert wait == pytest.approx(0.5 - 0.02, abs=1e-6)
 
 
+def test_a_batch_waits_for_its_last_slot() -> None:
+    # Graph counts a $batch's items when it arrives (json-batching.md): sent at its first
+    # slot, a batch of 5 would spend four slots early, beyond what the bucket holds.
+    clock = FakeClock()
+    pacer = make(clock, limits={TENANT_READ: 10.0})
+    first = pacer.acquire([READ] * 5)
+    second = pacer.acquire([READ] * 5)
+    third = pacer.acquire([READ] * 5)
+    assert second - first == pytest.approx(0.9 - 0.02, abs=1e-6)  # slots 0.5 .. 0.9
+    assert third - second == pytest.approx(0.5, abs=1e-6)  # no slot lost between batches
+
+
 def test_max_rps_overrides_tenant_rates_only() -> None:
     clock = FakeClock()
     pacer = make(clock, max_rps=5)
