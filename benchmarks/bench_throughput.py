@@ -153,7 +153,7 @@ def run_once(n: int, scale: float, latency_ms: float, seed: int) -> Run:
 def run_refreshing(n: int, latency_ms: float, seed: int) -> tuple[float, int, int, int]:
     """A second apply of the same chats, a fifth of the topics renamed: it refreshes (reads
     every chat through ``$batch``, each item one of the 30 reads per second) and patches.
-    Returns its wall time, the reads, the reads answered 429 and the patches."""
+    Returns its wall time, the reads sent, the reads answered 429 and the patches sent."""
     chats = make_chats(n, seed)
     with (
         tempfile.TemporaryDirectory(prefix="bench-refreshing-") as tmp,
@@ -175,11 +175,11 @@ def run_refreshing(n: int, latency_ms: float, seed: int) -> tuple[float, int, in
         subprocess.run(argv, cwd=tmp, env=env, capture_output=True, check=True)
         wall = time.monotonic() - started
         counters = server.tenant.counters
+        # Every chat is read once; each read answered 429 is sent again (no other faults
+        # here), so the reads beyond N are the throttled ones.
         reads = counters.by_route["GET /chats/{chat-id}"]
         patches = counters.by_route["PATCH /chats/{chat-id}"]
-        # Every 429 of the run, counted against the reads (the patches are not expected to
-        # get any; if they did, the share only overstates the reads').
-        return wall, reads, counters.throttled_total, patches
+        return wall, reads, reads - n, patches
 
 
 def figures_of(run: Run, which: str, min_ratio: float, max_share: float) -> list[Figure]:
@@ -200,14 +200,11 @@ def figures_of(run: Run, which: str, min_ratio: float, max_share: float) -> list
     )
     share.target, share.ok = f"value <= {max_share:.0%}", run.share_429 <= max_share
     split = Figure(
-        f"provision apply whole process, {which}: start-up and plan / requests / exit",
+        f"provision apply whole process, {which}: wall time = {run.to_first:.2f} s to the "
+        f"first request + {run.requests_s:.2f} s of requests + {run.after_last:.2f} s after "
+        "the last answer",
         run.wall,
         "s",
-        ratio=None,
-        baseline_name=(
-            f"{run.to_first:.2f} s to the first request, {run.requests_s:.2f} s of requests, "
-            f"{run.after_last:.2f} s after the last answer"
-        ),
     )
     return [rate, share, split]
 

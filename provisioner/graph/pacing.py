@@ -364,7 +364,8 @@ class Pacer:
             if len(self._buckets) > 10_000:
                 self._evict(now)
             rate = self._rates[scope.kind]
-            bucket = self._buckets[scope] = _Bucket(rate, now, self._floor, self._credit(rate))
+            credit = self._credit(scope.kind, rate)
+            bucket = self._buckets[scope] = _Bucket(rate, now, self._floor, credit)
         else:
             self._recover(bucket, now)
         return bucket
@@ -384,10 +385,13 @@ class Pacer:
             return min(bucket.rate, bucket.landed) * 0.95
         return bucket.rate * self._decrease
 
-    def _credit(self, rate: float) -> float:
+    def _credit(self, kind: str, rate: float) -> float:
         """The requests a new scope may send at once: ``burst`` seconds of its rate, less the
-        one its schedule admits anyway; none for scopes of one request at a time (a chat)."""
-        return float(max(0, math.floor(rate * self._burst) - 1))
+        one its schedule admits anyway; none for scopes of one request at a time (a chat).
+        Never more than the documented rate gives: a faster rate (``--max-rps``, a scaled
+        emulator) says nothing about a bigger bucket."""
+        documented = DOCUMENTED_LIMITS[kind].rate if kind in DOCUMENTED_LIMITS else rate
+        return float(max(0, math.floor(min(rate, documented) * self._burst) - 1))
 
     def _recover(self, bucket: _Bucket, now: float) -> None:
         """Raise the rate for the time elapsed since the last update (not counting pauses)."""

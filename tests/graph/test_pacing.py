@@ -200,6 +200,15 @@ def test_a_new_scope_may_spend_most_of_a_second_at_once_until_throttled() -> Non
     assert other.try_acquire([WRITE]) > 0
 
 
+def test_a_faster_rate_than_documented_gets_no_bigger_burst() -> None:
+    # An emulator scaled x4 refills its buckets faster, but they hold what Graph documents:
+    # the burst stays 0.8 s of the documented 30 reads per second (24 at once), not of 120.
+    clock = FakeClock()
+    pacer = make(clock, burst=0.8, limits={TENANT_READ: 120.0})
+    assert pacer.try_acquire([READ] * 24) == 0.0
+    assert pacer.try_acquire([READ] * 24) > 0.15  # 23 more slots at 120/s
+
+
 def test_one_request_at_a_time_scopes_get_no_burst() -> None:
     clock = FakeClock()
     pacer = make(clock, burst=0.8)
