@@ -47,11 +47,23 @@ def refresh(
     *,
     concurrency: int = READ_CONCURRENCY,
     batch_size: int = CHAT_BATCH,
+    cover: bool = True,
 ) -> dict[str, LiveChat]:
     """The live view of every chat in ``state.chats``, by key (pending creations are left to
-    apply's reconciliation). Graph errors other than 404 raise (``GraphError`` subclasses)."""
+    apply's reconciliation). Graph errors other than 404 raise (``GraphError`` subclasses).
+
+    With ``cover`` (and a client that lists users' chats), chats that share members are read
+    through a few users' chat lists (`provisioner.operations.cover`), the rest one by one;
+    the live view is the same either way."""
+    from provisioner.operations.cover import ListClient, cover_refresh
+
     ids = {key: record.chat_id for key, record in state.chats.items()}
-    found = read_chats(client, ids.values(), concurrency=concurrency, batch_size=batch_size)
+    found: dict[str, LiveChat] = {}
+    rest: Iterable[str] = ids.values()
+    if cover and isinstance(client, ListClient):
+        found, rest = cover_refresh(client, state, concurrency=concurrency)
+    if rest:
+        found.update(read_chats(client, rest, concurrency=concurrency, batch_size=batch_size))
     return {key: found[chat_id] for key, chat_id in ids.items()}
 
 
