@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lib import cli
+from lib.cli import run_clean as run
 from lib.hostile_server import HostileServer, gzip_bomb, hostile, huge, send_json, trickle
 from lib.tokens import tenant_token
 
@@ -39,12 +39,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "      - user: 00000000-0000-0000-0000-000000002001\n"
     )
     return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code, out, err = cli.run(capsys, *args)
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, out, err
 
 
 def client(server: HostileServer, **kw: Any) -> GraphClient:

@@ -18,7 +18,8 @@ from provisioner.apply.context import membership_index
 from provisioner.apply.reconcile import WantedMembers, match_created_chats, parse_time
 from provisioner.graph.client import GraphClient
 from provisioner.graph.retry import parse_retry_after
-from provisioner.operations.refresh import is_manageable, live_chat
+from provisioner.operations.refresh import is_manageable
+from provisioner.plans.live import live_chat
 
 DOCS = Path(__file__).resolve().parents[1] / "data" / "graph-docs"
 
@@ -154,3 +155,8 @@ def test_429_waits_for_its_fractional_retry_after(
     body = client.get_chat("19:b8577894a63548969c5c92bb9c80c5e1@thread.v2", expand_members=False)
     assert body["id"] == chat["body"]["id"]
     assert sum(fake_time.slept) >= 2.128
+
+
+def test_the_tenant_of_an_organization_list(httpserver: HTTPServer, client: GraphClient) -> None:
+    doc = serve(httpserver, "list-organization.json")
+    assert client.organization_tenant() == doc["response"]["body"]["value"][0]["id"]

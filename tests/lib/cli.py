@@ -13,3 +13,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def run_clean(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`run`, failing the test if the command crashed (a traceback or an internal error) rather
+    than failing with a message, whatever its exit code."""
+    code, out, err = run(capsys, *args)
+    assert "Traceback" not in err and "internal error" not in err, err
+    return code, out, err
