@@ -278,7 +278,9 @@ def test_token_expiring_mid_run_is_refreshed(
     capsys, workdir: Path, graph: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Path("chats.yaml").write_text(manifest(groups=10, pairs=30))
-    server = graph(token_lifetime_s=1.0, limits="documented")  # the run takes ~1.4 s
+    # The run takes 0.8 s or more (40 creations under the documented limits): a token of 0.3 s
+    # expires during it.
+    server = graph(token_lifetime_s=0.3, limits="documented")
     # A credential that can refresh (as MSAL does) gets a new token after the 401.
     monkeypatch.setattr(
         cli_options,
