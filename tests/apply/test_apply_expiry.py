@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from lib import cli
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
@@ -53,9 +54,7 @@ class World:
         self.client = GraphClient(server.url, EmulatorToken())
 
     def run(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
+        return cli.run(capsys, *args)
 
     def apply(self, capsys: pytest.CaptureFixture[str], text: str) -> tuple[int, str, str]:
         (self.root / "chats.yaml").write_text(text)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lib import cli
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
@@ -48,9 +49,7 @@ class World:
         return str(self.client.create_chat(body, idempotent=False)["id"])
 
     def run(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
+        return cli.run(capsys, *args)
 
     def write(self, text: str) -> None:
         (self.root / "chats.yaml").write_text(text)

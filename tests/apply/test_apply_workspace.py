@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lib import cli
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
 from provisioner.graph import workspace as api
 from provisioner.graph.client import GraphClient
@@ -32,9 +32,7 @@ class World:
         self.client = GraphClient(server.url, EmulatorToken())
 
     def run(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
+        return cli.run(capsys, *args)
 
     def chat_ids(self) -> dict[str, str]:
         state = LocalStateStore(self.root / "provision.state.json").read()
