@@ -59,7 +59,7 @@ class Bench:
 def _azurite_missing() -> str | None:
     sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from azurite_support import ensure_azurite
+        from lib.azurite_support import ensure_azurite
     except ImportError as exc:  # the azure extra is not installed
         return f"the azure extra is missing ({exc.name})"
     try:
@@ -67,7 +67,7 @@ def _azurite_missing() -> str | None:
     except RuntimeError as exc:
         return str(exc)
     if found is None:
-        return "Azurite is not installed (python tests/azurite_support.py install)"
+        return "Azurite is not installed (python tests/lib/azurite_support.py install)"
     return None
 
 

@@ -462,7 +462,7 @@ def backoff_delay(
     Used when Graph throttles or fails without a Retry-After; the jitter keeps the workers
     that failed together from retrying together.
     """
-    return rand() * min(cap, base * (2 ** max(0, attempt)))
+    return rand() * min(cap, base * (2.0 ** max(0, attempt)))
 
 
 def suggested_concurrency(rate: float, latency: float, *, headroom: float = 1.5) -> int:

@@ -20,25 +20,15 @@ from provisioner.graph.reads import READ_CONCURRENCY, BatchClient
 from provisioner.graph.users import is_guid, lookup_users, upn_map
 from provisioner.manifest.schema import load_schema, regex
 from provisioner.operations.refresh import is_manageable, read_chats
-from provisioner.operations.state import OnTakeover, check_client_home, locked
+from provisioner.operations.state import OnTakeover, check_client_home, check_key, locked
 from provisioner.plans.live import LiveChat
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
 if TYPE_CHECKING:
     from provisioner.states.store import StateStore
 
-_KEY_RE = regex(load_schema()["$defs"]["key"]["pattern"])
 # A UPN the manifest schema accepts as it is (else the object id is written instead).
 _UPN_RE = regex(load_schema()["$defs"]["member"]["properties"]["user"]["pattern"])
-
-
-def check_key(key: str) -> None:
-    if not _KEY_RE.search(key):
-        raise InputError(
-            f"{key!r} is not a valid key",
-            hint="lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, "
-            "at most 128 characters",
-        )
 
 
 def check_free(state: State, key: str, chat_id: str) -> None:

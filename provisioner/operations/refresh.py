@@ -23,8 +23,8 @@ from typing import Any
 from provisioner.graph.errors import GraphNotFound
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
-from provisioner.graph.users import resolve_users
 from provisioner.models import CHAT_TYPES, DesiredState
+from provisioner.operations.users import resolve_users
 from provisioner.plans.live import LiveChat, LiveMember
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan

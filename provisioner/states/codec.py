@@ -38,14 +38,9 @@ class _Bad(Exception):
         super().__init__(f"{where}: {what}")
 
 
-def peek_lineage(path: str) -> str | None:
-    """The lineage of the state file at ``path`` from its first lines (None when there is no
-    file or no lineage there): cheap enough to check before every backup."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return None
+def lineage_of(head: bytes) -> str | None:
+    """The lineage named in the first bytes of a state file (None when there is none there):
+    the caller reads only the file's head, cheap enough to check before every backup."""
     found = _LINEAGE.search(head)
     return found.group(1).decode("ascii") if found else None
 
@@ -113,7 +108,7 @@ def _get(obj: Mapping[str, Any], name: str, where: str, kind: type, optional: bo
 
 
 def _short(obj: Mapping[str, Any], name: str) -> str | None:
-    value = _get(obj, name, "$", str, optional=True)
+    value: str | None = _get(obj, name, "$", str, optional=True)
     if value is not None and not 0 < len(value) <= 256:
         raise _Bad(f"$.{name}", "expected a short non-empty text")
     return value

@@ -28,7 +28,7 @@ from provisioner.fsutil import (
     sweep_temp_files,
     write_atomic,
 )
-from provisioner.states.codec import decode_state, peek_lineage
+from provisioner.states.codec import decode_state, lineage_of
 from provisioner.states.journal import JOURNAL_SUFFIX
 from provisioner.states.lock import FileLock, LockInfo, hold
 from provisioner.states.records import BACKUP_SUFFIX, State
@@ -199,7 +199,7 @@ class LocalStateStore:
         if not os.path.exists(self.path):
             return
         backup = self.backup_location
-        other = peek_lineage(backup)
+        other = _peek_lineage(backup)
         if other is not None and self._lineage is not None and other != self._lineage:
             raise StateError(
                 f"refusing to replace {backup}: it holds another state (lineage {other}, this "
@@ -236,3 +236,13 @@ class LocalStateStore:
 
 def _exists(path: str) -> bool:
     return os.path.lexists(path)
+
+
+def _peek_lineage(path: str) -> str | None:
+    """The lineage of the state file at ``path`` from its first 4 KiB (None when there is no
+    file or no lineage there)."""
+    try:
+        with open(path, "rb") as f:
+            return lineage_of(f.read(4096))
+    except OSError:
+        return None

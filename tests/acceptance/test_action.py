@@ -1,7 +1,7 @@
 """action.yml, the composite GitHub Action: valid for GitHub, and its steps do what its inputs
-and outputs say, run with bash as the runner would (tests/pipeline_support.run_action).
+and outputs say, run with bash as the runner would (tests/lib/pipeline_support.run_action).
 
-The install step runs for real once, offline: pip gets a wheelhouse (tests/wheelhouse.py)
+The install step runs for real once, offline: pip gets a wheelhouse (tests/lib/wheelhouse.py)
 holding a wheel of this checkout and its dependencies, and no index.
 """
 
@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import wheelhouse
 import yaml
-from pipeline_support import (
+from lib import wheelhouse
+from lib.pipeline_support import (
     ACTION,
     ROOT,
     SHELLCHECK,
@@ -185,6 +185,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.timeout(300)  # a virtualenv and a pip install from the wheelhouse, twice
 def test_install_step_installs_the_pinned_version_once(tmp_path: Path, wheels: Path) -> None:
     env = base_env(tmp_path)
     env = {k: v for k, v in env.items() if not k.startswith("PIP_")}

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pipeline_support import (
+from lib.pipeline_support import (
     ROOT,
     ActionRun,
     base_env,
@@ -148,6 +148,7 @@ def test_apply_step_fails_and_names_the_request_id(
     tmp_path: Path, graph: str, pipeline: str
 ) -> None:
     env = _setup(tmp_path, graph, WITH_A_STRANGER)
+    done: ActionRun | subprocess.CompletedProcess[str]
     if pipeline == "github":
         done, result_file = _github_apply(env, tmp_path)
     else:
@@ -169,7 +170,7 @@ def test_apply_step_fails_and_names_the_request_id(
     assert failed["error"]["request_id"]
     if pipeline == "github":
         summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
-        assert done.outputs["exitcode"] == "1"
+        assert isinstance(done, ActionRun) and done.outputs["exitcode"] == "1"
     else:
         summary = (Path(env["RUNNER_TEMP"]) / "apply.md").read_text(encoding="utf-8")
         assert f"##vso[task.uploadsummary]{env['RUNNER_TEMP']}/apply.md" in done.stdout

@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 import yaml
-from pipeline_support import AZURE_PIPELINE, ROOT, SHELLCHECK, base_env, load, needs_jq, run_bash
+from lib.pipeline_support import (
+    AZURE_PIPELINE,
+    ROOT,
+    SHELLCHECK,
+    base_env,
+    load,
+    needs_jq,
+    run_bash,
+)
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 

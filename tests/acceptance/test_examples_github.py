@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pipeline_support import (
+from lib.pipeline_support import (
     GITHUB_WORKFLOW,
     ROOT,
     SHELLCHECK,

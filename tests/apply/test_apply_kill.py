@@ -15,14 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from soak.kill_soak import kill_cycles, write_manifest  # tests/ is on sys.path
 
 from provisioner.emulator import EmulatorServer
 from provisioner.states.store import local_store
-
-try:  # tests/ is on sys.path in pytest's default import mode
-    from soak.kill_soak import kill_cycles, write_manifest
-except ImportError:  # pragma: no cover
-    from tests.soak.kill_soak import kill_cycles, write_manifest
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])

@@ -100,7 +100,7 @@ def test_pauses_between_member_bursts_do_not_stretch_the_eta() -> None:
     assert work.eta_s == pytest.approx(60.0 - 40.0, abs=1.5)
     # The last 20 s made 30 requests: 1.5/s, and 60 left at that rate would say 40 s.
     assert work.rate == pytest.approx(1.5, rel=0.05)
-    assert 60 / work.rate > 1.8 * work.eta_s
+    assert work.eta_s is not None and 60 / work.rate > 1.8 * work.eta_s
 
 
 def test_a_slower_tenant_is_seen_in_the_recent_rate() -> None:

@@ -19,10 +19,10 @@ from typing import Any
 
 import jsonschema
 import pytest
+from lib.cli import run
 from pytest_httpserver import HTTPServer
 
 from provisioner.cli import options as cli_options
-from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
 from provisioner.operations import clients as operation_clients
 from provisioner.operations.clients import EmulatorToken
@@ -62,12 +62,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     (tmp_path / "chats.yaml").write_text(manifest())
     return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 SCHEMA = json.loads(

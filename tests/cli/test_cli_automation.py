@@ -11,8 +11,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from lib.cli import run
 
-from provisioner.cli.main import main
 from provisioner.cli.options import parse_duration
 from provisioner.errors import AuthError
 from provisioner.states.local import LocalStateStore
@@ -21,12 +21,6 @@ from provisioner.states.records import ChatRecord, Intent, MemberRecord
 ROOT = Path(__file__).resolve().parents[2]
 A = "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"
 B = "3626a173-f2bc-4883-bcf7-01514c3bfb82"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
+from lib.cli import run
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.cli import options as cli_options
 from provisioner.cli.main import main
@@ -46,12 +47,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PROVISION_GRAPH_URL", raising=False)
     (tmp_path / "chats.yaml").write_text(MANIFEST)
     return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def record_all(path: Path) -> None:

@@ -4,7 +4,6 @@ crashes, bad input, keep-alive, concurrency, and ``embedded()``."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -19,28 +18,21 @@ from typing import Any
 
 import pytest
 import requests
+from lib.tokens import jwt
+
+# pytest puts each test's folder on sys.path (its default import mode), so the contract
+# test's helpers import by file name.
+from test_emulator_contract import (
+    USERS,
+    assert_graph_error,
+    group,
+    member,
+    one_on_one,
+    write_users,
+)
 
 from provisioner.emulator import EmulatorError, EmulatorServer, embedded
 from provisioner.errors import ProvisionError
-
-try:  # tests/ is on sys.path in pytest's default import mode; tests.* if it is a package
-    from test_emulator_contract import (
-        USERS,
-        assert_graph_error,
-        group,
-        member,
-        one_on_one,
-        write_users,
-    )
-except ImportError:  # pragma: no cover
-    from tests.test_emulator_contract import (
-        USERS,
-        assert_graph_error,
-        group,
-        member,
-        one_on_one,
-        write_users,
-    )
 
 A, B, C, D, E = (u["id"] for u in USERS[:5])
 Start = Callable[..., EmulatorServer]
@@ -651,13 +643,6 @@ def test_group_chats_hold_at_most_250_members(start: Start, http: requests.Sessi
     assert_graph_error(resp, 400)
 
 
-def _jwt(claims: dict[str, object]) -> str:
-    def part(data: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
-
-
 def test_delegated_calls_act_for_the_signed_in_user(start: Start, http: requests.Session) -> None:
     server = start(limits="off", sign_in="delegated", me=A)
     assert_graph_error(http.post(f"{server.url}/chats", json=group("t", B, C)), 400)
@@ -668,7 +653,7 @@ def test_delegated_calls_act_for_the_signed_in_user(start: Start, http: requests
     assert_graph_error(http.get(f"{server.url}/users/{B}/chats/{chat['id']}"), 403)
     # An app-only server still honours a delegated token (scp + oid claims).
     app = start(limits="off")
-    token = {"Authorization": f"Bearer {_jwt({'scp': 'Chat.ReadWrite', 'oid': B})}"}
+    token = {"Authorization": f"Bearer {jwt({'scp': 'Chat.ReadWrite', 'oid': B})}"}
     assert_graph_error(http.post(f"{app.url}/chats", json=group("t", A, C), headers=token), 400)
     assert_graph_error(http.get(f"{app.url}/users/{A}/chats", headers=token), 403)
     assert http.get(f"{app.url}/users/{A}/chats").status_code == 200  # app-only: anyone

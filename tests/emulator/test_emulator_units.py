@@ -9,6 +9,7 @@ import uuid
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lib.clock import FakeClock
 
 from provisioner.emulator import EmulatorError, FaultRule, made_up_user, parse_fault, parse_limits
 from provisioner.emulator.api import Api, ApiOptions
@@ -20,14 +21,6 @@ from provisioner.emulator.routes import match
 from provisioner.emulator.tenant import Tenant
 from provisioner.emulator.throttle import CHAT_DELETE, PER_CHAT, TEAMS_WRITE, Rule, Throttler
 from provisioner.emulator.users import Directory, User
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- throttling -------------------------------------------------------------------------------

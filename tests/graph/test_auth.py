@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+from lib.tokens import b64
 
 from provisioner.cli.options import connection_from_options, connection_options
 from provisioner.errors import AuthError, InputError
@@ -130,10 +131,6 @@ class FakeLogin:
         return [
             form for method, url, form in self.calls if method == "POST" and url.endswith("/token")
         ]
-
-
-def b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
 def user_tokens(host: str, tenant: str) -> dict[str, Any]:

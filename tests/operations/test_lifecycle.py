@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lifecycle_support import A, L, M, N, client_for, create, group, member_of, set_role
+from lib.cli import run
+from lib.lifecycle_support import A, L, M, N, client_for, create, group, member_of, set_role
 
-from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer, User
 from provisioner.graph.client import GraphClient
 from provisioner.models import Member
@@ -43,10 +43,7 @@ class World:
         self.client: GraphClient = client_for(server)
 
     def run(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
+        return run(capsys, *args)
 
     def manifest(self, text: str, name: str = "chats.yaml") -> None:
         (self.workdir / name).write_text(text)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ C = "82af01c5-f7cc-4a2e-a728-3a5df21afd9d"
 JACOB = "jacob@contoso.com"
 JACOB_ID = "5b2a1b0c-7c1d-4f7e-9a3b-2c1d0e9f8a7b"
 TENANT = "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"
+T = TypeVar("T")
 
 
 def group(key: str, *members: Member, topic: str | None = "Topic") -> Chat:
@@ -61,9 +63,9 @@ def state_with(**records: ChatRecord) -> State:
     return state
 
 
-def only(plan_changes: tuple[Change, ...]) -> Change:
-    assert len(plan_changes) == 1
-    return plan_changes[0]
+def only(items: tuple[T, ...]) -> T:
+    assert len(items) == 1
+    return items[0]
 
 
 def test_nothing_to_do() -> None:
@@ -79,7 +81,7 @@ def test_create_carries_the_exact_request_body() -> None:
     change = only(make_plan(desired(chat), State(), graph_url=url).changes)
     assert change.action is Action.CREATE
     assert change.body == chat.request_body(url)
-    assert change.body["members"][2]["tenantId"] == TENANT  # type: ignore[index]
+    assert change.body["members"][2]["tenantId"] == TENANT
     assert change.chat_id is None and change.before is None
     assert change.source == "chats.yaml:3:5"
     assert [m.object_id for m in change.members] == [A, B, C]  # GUIDs are object ids

@@ -31,7 +31,8 @@ def test_every_kind_of_change_replays_to_the_same_state() -> None:
     base.put_chat("old", rec(0))
     base.set_protected("old", True)
     expected = base.copy()
-    expected._log = log = []
+    log: list[tuple[object, ...]] = []
+    expected._log = log
     expected.put_chat("a", rec(1))
     expected.put_intent(intent("b"))
     expected.clear_intent("b")

