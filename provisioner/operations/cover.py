@@ -33,8 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from provisioner.graph.errors import GraphError
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient
-from provisioner.operations.refresh import live_chat
-from provisioner.plans.live import LiveChat
+from provisioner.plans.live import LiveChat, live_chat
 from provisioner.states.records import State
 
 #: chat-list.md: "Maximum allowed $top value is 50."

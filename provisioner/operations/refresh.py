@@ -16,7 +16,7 @@ saved plan applies exactly the view it was reviewed with; this module never writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +25,7 @@ from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
 from provisioner.models import CHAT_TYPES, DesiredState
 from provisioner.operations.users import resolve_users
-from provisioner.plans.live import LiveChat, LiveMember
+from provisioner.plans.live import LiveChat, live_chat
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
 from provisioner.states.home import check_home, check_not_found, claim_home
@@ -106,42 +106,6 @@ def _as_asked(chat: LiveChat, chat_id: str) -> LiveChat:
     if chat.chat_id != chat_id and chat.chat_id.casefold() == chat_id.casefold():
         return replace(chat, chat_id=chat_id)
     return chat
-
-
-def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
-    """A Graph ``chat`` (with ``members`` expanded) as a `LiveChat`.
-
-    A member's ``tenantId`` is kept only when it differs from the chat's: the manifest sets
-    ``tenantId`` for out-of-tenant users alone, and every in-tenant member carries the home
-    tenant. A member without roles counts as an owner (chat-post.md: a member is an owner or
-    a guest; guests always have the guest role).
-    """
-    home = str(body.get("tenantId") or "").lower()
-    members = []
-    for m in body.get("members") or ():
-        if not isinstance(m, Mapping) or not m.get("userId"):
-            continue  # not a user (e.g. an app or bot in the chat): not managed here
-        roles = [str(r).lower() for r in m.get("roles") or ()]
-        tenant = str(m.get("tenantId") or "") or None
-        if tenant is not None and (not home or tenant.lower() == home):
-            tenant = None
-        members.append(
-            LiveMember(
-                object_id=str(m["userId"]),
-                role="guest" if "guest" in roles else "owner",
-                membership_id=str(m["id"]) if m.get("id") else None,
-                tenant_id=tenant,
-                email=str(m["email"]) if m.get("email") else None,
-            )
-        )
-    return LiveChat(
-        chat_id=str(body.get("id") or chat_id or ""),
-        chat_type=str(body.get("chatType") or ""),
-        topic=str(body["topic"]) if body.get("topic") is not None else None,
-        members=tuple(members),
-        created_at=str(body["createdDateTime"]) if body.get("createdDateTime") else None,
-        tenant_id=home[:64] or None,
-    )
 
 
 def read_from_graph(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from provisioner.models import GROUP, GUID_RE
 from provisioner.plans.types import Action, Change, Drift, RoleChange
@@ -225,3 +226,39 @@ def without_signed_in_user(
         if wanted not in {i.lower() for i in ids if i} and all(ids):
             keys.append(change.key)
     return keys
+
+
+def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
+    """A Graph ``chat`` (with ``members`` expanded) as a `LiveChat`.
+
+    A member's ``tenantId`` is kept only when it differs from the chat's: the manifest sets
+    ``tenantId`` for out-of-tenant users alone, and every in-tenant member carries the home
+    tenant. A member without roles counts as an owner (chat-post.md: a member is an owner or
+    a guest; guests always have the guest role).
+    """
+    home = str(body.get("tenantId") or "").lower()
+    members = []
+    for m in body.get("members") or ():
+        if not isinstance(m, Mapping) or not m.get("userId"):
+            continue  # not a user (e.g. an app or bot in the chat): not managed here
+        roles = [str(r).lower() for r in m.get("roles") or ()]
+        tenant = str(m.get("tenantId") or "") or None
+        if tenant is not None and (not home or tenant.lower() == home):
+            tenant = None
+        members.append(
+            LiveMember(
+                object_id=str(m["userId"]),
+                role="guest" if "guest" in roles else "owner",
+                membership_id=str(m["id"]) if m.get("id") else None,
+                tenant_id=tenant,
+                email=str(m["email"]) if m.get("email") else None,
+            )
+        )
+    return LiveChat(
+        chat_id=str(body.get("id") or chat_id or ""),
+        chat_type=str(body.get("chatType") or ""),
+        topic=str(body["topic"]) if body.get("topic") is not None else None,
+        members=tuple(members),
+        created_at=str(body["createdDateTime"]) if body.get("createdDateTime") else None,
+        tenant_id=home[:64] or None,
+    )

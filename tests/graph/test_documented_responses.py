@@ -18,7 +18,8 @@ from provisioner.apply.context import membership_index
 from provisioner.apply.reconcile import WantedMembers, match_created_chats, parse_time
 from provisioner.graph.client import GraphClient
 from provisioner.graph.retry import parse_retry_after
-from provisioner.operations.refresh import is_manageable, live_chat
+from provisioner.operations.refresh import is_manageable
+from provisioner.plans.live import live_chat
 
 DOCS = Path(__file__).resolve().parents[1] / "data" / "graph-docs"
 

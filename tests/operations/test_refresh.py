@@ -9,7 +9,8 @@ from lib.lifecycle_support import A, L, M, client_for, create, group, member_of
 
 from provisioner.emulator import EmulatorServer
 from provisioner.models import Member
-from provisioner.operations.refresh import live_chat, read_chats, refresh
+from provisioner.operations.refresh import read_chats, refresh
+from provisioner.plans.live import live_chat
 from provisioner.plans.planner import LiveMember, make_plan
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
