@@ -251,3 +251,23 @@ def test_every_spelling_of_one_file_shares_the_lock(tmp_path: Path) -> None:
     b = LocalStateStore(str(tmp_path / "real" / ".." / "real" / "s.json"))
     with a.lock("apply"), pytest.raises(LockError, match="locked by another run"), b.lock("x"):
         pass
+
+
+@pytest.mark.parametrize("call", ["write", "fsync"])
+def test_a_lock_file_that_cannot_be_written_is_one_error_and_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    # Found by tests/apply/test_apply_faults.py: ENOSPC or EIO while the holder's details are
+    # written was an OSError, which the CLI reports as a bug.
+    state = tmp_path / "s.json"
+    lock = FileLock(str(state))
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, call, full)
+        with pytest.raises(StateError, match="No space left on device"):
+            lock.acquire("apply")
+    assert not Path(lock.path).exists()
+    assert FileLock(str(state)).acquire("apply")  # nothing is left held
