@@ -206,7 +206,9 @@ def run_apply(
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
             # Before any change: the state's tenant and cloud are this run's (issue 15).
             check_client_home(state, store.location, client)
-            with gc_paused():  # as plan does: a big plan's objects are then frozen
+            # Collection off while the plan is built; the CLI freezes what the run keeps
+            # (manifest/gcpause.py: freezing is the command edge's call, not the core's).
+            with gc_paused(freeze=False):
                 plan = _plan(target, client, state, graph_url, settings, hooks, store.location)
             if not plan.has_changes and not settings.run_unchanged:
                 return ApplyOutcome(plan)
