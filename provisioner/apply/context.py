@@ -4,13 +4,14 @@ executor, and how they match members (by object id, UPN or email, case-insensiti
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S, ChatReader
+from provisioner.apply.reconcile import DEFAULT_CLOCK_SKEW, ChatReader
 from provisioner.apply.results import Outcome
 from provisioner.states.records import MemberRecord, State
+from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
 #: A planned change as steps: yields the monotonic time its next step may start, returns its
 #: `Outcome` (see ``apply_steps.py``).
@@ -56,7 +57,7 @@ class StepContext:
     reconciled: Callable[[int, float], None] = lambda n, seconds: None
     waiting: Callable[[str, str | None], None] = lambda key, what: None
     consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
-    clock_skew: timedelta = field(default_factory=lambda: timedelta(minutes=5))
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
     anchor: str | None = None  # whose chats lookups list (the signed-in user, delegated)
 
 

@@ -40,7 +40,9 @@ from provisioner.errors import InputError
 # Light (the defaults); the operation, the executor, the progress display and the state are
 # imported when an apply runs: registering the command (every `provision` start, `--help`
 # included) must not pay for them.
-from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
+from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+from provisioner.operations.clients import DEFAULT_TIMEOUT
+from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
 if TYPE_CHECKING:
     from provisioner.apply.control import ApplyListener
@@ -78,7 +80,7 @@ apply_options = stacked(
         click.option(
             "--consistency-window",
             type=click.FloatRange(min=0, max=86400),
-            default=60.0,
+            default=DEFAULT_CONSISTENCY_WINDOW_S,
             show_default=True,
             envvar="PROVISION_CONSISTENCY_WINDOW",
             metavar="SECONDS",

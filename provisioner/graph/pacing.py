@@ -37,6 +37,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+#: Requests in flight at once by default: enough to keep Graph's 30 requests per second busy
+#: at ~0.3 s round trips (``suggested_concurrency(30, 0.3)`` = 14, rounded up).
+DEFAULT_CONCURRENCY = 16
+
 # Scope kinds. A scope is a kind plus a key (a chat id, a user id; "" for tenant-wide ones).
 TENANT_WRITE = "tenant-write"
 TENANT_READ = "tenant-read"

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union
 
-from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
+from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+from provisioner.operations.clients import DEFAULT_TIMEOUT
 from provisioner.operations.state import check_client_home, locked
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ def _execute(
     pacer: Pacer,
 ) -> ApplyOutcome:
     from provisioner.apply.executor import ApplyOptions, Executor
-    from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
+    from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
     window = settings.consistency_window_s
     options = ApplyOptions(

@@ -12,6 +12,8 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+
 if TYPE_CHECKING:
     from provisioner.apply.control import RequestStats
     from provisioner.graph.client import GraphClient
@@ -20,7 +22,6 @@ if TYPE_CHECKING:
 
 #: Graph client retries per request (throttling, 5xx, dropped connections).
 MAX_RETRIES = 8
-DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round trips) = 14
 DEFAULT_TIMEOUT = 60.0
 
 
