@@ -139,7 +139,7 @@ class Move:
 @dataclass(frozen=True)
 class DesiredState:
     """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
-    entries of all files (in file order), already checked by ``provisioner.moves``."""
+    entries of all files (in file order), already checked by ``provisioner.manifest.moves``."""
 
     chats: tuple[Chat, ...]
     files: tuple[str, ...] = ()

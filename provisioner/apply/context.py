@@ -14,12 +14,12 @@ from provisioner.states.records import MemberRecord, State
 from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
 #: A planned change as steps: yields the monotonic time its next step may start, returns its
-#: `Outcome` (see ``apply_steps.py``).
+#: `Outcome` (see ``apply/steps.py``).
 Steps = Generator[float, None, Outcome]
 
 
 class ChatApi(ChatReader, Protocol):
-    """The part of `provisioner.graph.GraphClient` apply uses."""
+    """The part of `provisioner.graph.client.GraphClient` apply uses."""
 
     def create_chat(self, body: Mapping[str, Any], *, idempotent: bool) -> dict[str, Any]: ...
 

@@ -2,7 +2,7 @@
 
 A pool of worker threads shares one client and its `Pacer`, so every request counts against the
 same throttling scopes (``concepts/throttling-limits.md``). Chats are interleaved: each planned
-change is a sequence of steps (``apply_steps.py``), and a chat that has to wait for its own
+change is a sequence of steps (``apply/steps.py``), and a chat that has to wait for its own
 limits (1 request/s per chat, 4 member changes/min per chat) is put aside until then while the
 workers serve other chats, so the run is paced by the tenant-wide limit, not by one busy chat.
 

@@ -56,7 +56,7 @@ _GRAPH_TIME = re.compile(
 
 
 class ChatReader(Protocol):
-    """The part of `provisioner.graph.GraphClient` a lookup uses."""
+    """The part of `provisioner.graph.client.GraphClient` a lookup uses."""
 
     def get_user(self, id_or_upn: str) -> dict[str, Any]: ...
 

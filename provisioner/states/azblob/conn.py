@@ -1,6 +1,6 @@
 """Where an ``azblob://`` state lives and how to authenticate to it.
 
-Kept apart from the store (``state_azblob.py``) so that parsing and credential selection are
+Kept apart from the store (``states/azblob/store.py``) so that parsing and credential selection are
 plain functions, testable without the Azure SDK installed. The SDK itself is an optional extra
 (``pip install 'teams-provision[azure]'``) and is imported only by :func:`import_azure`.
 """
