@@ -30,6 +30,7 @@ from provisioner.cli.options import (
     lock_timeout_option,
     note,
     note_takeover,
+    sign_in,
     stacked,
     state_endpoint,
     state_option,
@@ -190,7 +191,7 @@ def _apply(
         # The Graph log covers refresh and apply alike.
         outcome = run_apply(
             target, state_path, state_endpoint(), graph_url=url, credential=credential,
-            settings=settings, hooks=hooks, lock_timeout=lock_timeout(),
+            settings=settings, hooks=hooks, lock_timeout=lock_timeout(), sign_in=sign_in(),
         )  # fmt: skip
     return _report(outcome, fmt, resume=resume, saved=saved is not None)
 

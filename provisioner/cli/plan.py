@@ -15,6 +15,7 @@ from provisioner.cli.options import (
     lock_timeout_option,
     note,
     note_takeover,
+    sign_in,
     stacked,
     state_endpoint,
     state_option,
@@ -130,6 +131,7 @@ def plan(
             on_takeover=note_takeover,
             on_refresh=_note_refresh,
             lock_timeout=lock_timeout(),
+            sign_in=sign_in(),
         )
     if out:
         save_plan(result, out)

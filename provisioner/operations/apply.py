@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from provisioner.graph.pacing import Pacer
     from provisioner.models import DesiredState
     from provisioner.plans.types import Plan
-    from provisioner.signin.chooser import Credential
+    from provisioner.signin.chooser import Credential, SignIn
     from provisioner.states.journal_writer import JournalWriter
     from provisioner.states.lock import LockInfo
     from provisioner.states.records import State
@@ -178,6 +178,7 @@ def run_apply(
     settings: ApplySettings | None = None,
     hooks: ApplyHooks | None = None,
     lock_timeout: float = 0.0,
+    sign_in: SignIn | None = None,
 ) -> ApplyOutcome:
     """Apply ``target`` to the chats at ``graph_url``, under the state's lock. Every change is
     saved as soon as Graph made it, appended to the state's journal; the whole state is
@@ -203,7 +204,7 @@ def run_apply(
         stats=stats,
     )
     try:
-        store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
+        store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
             # Before any change: the state's tenant and cloud are this run's (issue 15).
             check_client_home(state, store.location, client)
