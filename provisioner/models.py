@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 
 #: A Microsoft Entra object or tenant id (a GUID), any case.
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
@@ -88,6 +89,59 @@ def odata_key(value: str) -> str:
     return value.replace("%", "%25").replace("#", "%23").replace("'", "''")
 
 
+#: Teams' built-in tab apps, usable in ``tabs:`` without an ``apps:`` entry (Graph's
+#: "Configuring the built-in tab types": the Website tab and the file viewers).
+BUILTIN_TAB_APPS = frozenset(
+    {
+        "com.microsoft.teamspace.tab.web",
+        "com.microsoft.teamspace.tab.file.staticviewer.word",
+        "com.microsoft.teamspace.tab.file.staticviewer.excel",
+        "com.microsoft.teamspace.tab.file.staticviewer.powerpoint",
+        "com.microsoft.teamspace.tab.file.staticviewer.pdf",
+    }
+)
+
+
+@dataclass(frozen=True)
+class App:
+    """An ``apps:`` entry (issue 24): a Teams app to install in the chat, named by its catalog
+    ``id``, its ``externalId`` or its display ``name`` (exactly one; ``ref`` says which), with
+    the resource-specific permissions to consent to (``(permissionValue, permissionType)``)."""
+
+    by: str  # "id" | "externalId" | "name"
+    value: str
+    consent: tuple[tuple[str, str], ...] = ()
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def ref(self) -> str:
+        """How the manifest names it, e.g. ``name:Incident Bot``; the state remembers it."""
+        return f"{self.by}:{self.value}"
+
+
+@dataclass(frozen=True)
+class Tab:
+    """A ``tabs:`` entry: a tab pinned to the chat, by display name, from ``app`` (a built-in
+    tab app id, or the id, externalId or name of one of the chat's ``apps``)."""
+
+    name: str
+    app: str
+    entity_id: str | None = None
+    content_url: str | None = None
+    website_url: str | None = None
+    remove_url: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def configuration(self) -> dict[str, str | None]:
+        """Graph's teamsTabConfiguration (chat-post-tabs.md)."""
+        return {
+            "entityId": self.entity_id,
+            "contentUrl": self.content_url,
+            "websiteUrl": self.website_url,
+            "removeUrl": self.remove_url,
+        }
+
+
 @dataclass(frozen=True)
 class Chat:
     """One desired chat. ``key`` is its stable identity in state.
@@ -104,6 +158,14 @@ class Chat:
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
     history: str = HISTORY_NONE
     protect: bool = False
+    #: ``expires`` as written (a date or a date and time; `expiry_of` reads it), or None.
+    expires: str | None = None
+    #: Where a generated chat came from (``generator NAME, FILE:LINE``); None when written
+    #: by hand (``manifest.generators``).
+    origin: str | None = field(default=None, compare=False, hash=False)
+    #: Issue 24: apps installed in the chat and tabs pinned to it (empty: none managed).
+    apps: tuple[App, ...] = ()
+    tabs: tuple[Tab, ...] = ()
 
     @property
     def member_identities(self) -> frozenset[str]:
@@ -116,6 +178,21 @@ class Chat:
             body["topic"] = self.topic
         body["members"] = [m.request_body(graph_url) for m in self.members]
         return body
+
+
+def expiry_of(text: str) -> datetime | None:
+    """The moment ``expires: TEXT`` means, in UTC: a date alone is 00:00 UTC that day; a date
+    and time without an offset is UTC. None when it is not a real date or time (2026-02-30)."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def one_on_one_key(user_a: str, user_b: str) -> str:
@@ -137,6 +214,16 @@ class Move:
 
 
 @dataclass(frozen=True)
+class Import:
+    """An ``import:`` entry: adopt the existing chat ``chat_id`` as ``key`` on the next apply
+    (like Terraform's import blocks), checked by ``manifest.imports``."""
+
+    key: str
+    chat_id: str
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
     entries of all files (in file order), already checked by ``provisioner.manifest.moves``."""
@@ -145,6 +232,7 @@ class DesiredState:
     files: tuple[str, ...] = ()
     digest: str = ""  # sha256 over the manifest files' bytes, in order
     moves: tuple[Move, ...] = ()
+    imports: tuple[Import, ...] = ()
 
     def by_key(self) -> dict[str, Chat]:
         return {c.key: c for c in self.chats}

@@ -20,20 +20,25 @@ from click.core import ParameterSource
 
 from provisioner.cli.emulator import EMULATOR_DATA
 from provisioner.cli.options import (
+    MAX_CONSISTENCY_WINDOW,
     MAX_RPS,
     MAX_TIMEOUT,
+    MIN_RPS,
+    MIN_TIMEOUT,
     Connection,
-    FiniteRange,
+    Number,
     connection_for,
     connection_options,
     lock_timeout,
     lock_timeout_option,
     note,
     note_takeover,
+    note_targeting,
     sign_in,
     stacked,
     state_endpoint,
     state_option,
+    target_option,
     use_color,
 )
 from provisioner.errors import InputError
@@ -59,35 +64,36 @@ apply_options = stacked(
         click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation."),
         click.option(
             "--concurrency",
-            type=click.IntRange(1, 128),
+            type=Number(1, 128, integer=True),
             default=DEFAULT_CONCURRENCY,
             show_default=True,
-            help="Requests in flight at once (enough to keep Graph's rate limit busy).",
+            help="Requests in flight at once, 1 to 128 (enough to keep Graph's rate limit busy).",
         ),
         click.option(
             "--max-rps",
-            type=FiniteRange(0, MAX_RPS),
+            type=Number(MIN_RPS, MAX_RPS),
             default=None,
-            help="Requests per second per tenant (default: Graph's documented 30 for "
-            "writes and for reads; lower it when other apps share the tenant's limits).",
+            help=f"Requests per second per tenant, {MIN_RPS:g} to {MAX_RPS:g} (default: "
+            "Graph's documented 30 for writes and for reads; lower it when other apps share "
+            "the tenant's limits).",
         ),
         click.option(
             "--timeout",
-            type=FiniteRange(0, MAX_TIMEOUT),
+            type=Number(MIN_TIMEOUT, MAX_TIMEOUT, metavar="SECONDS"),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help="Seconds to wait for each Graph answer.",
+            help=f"Seconds to wait for each Graph answer, {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}.",
         ),
         click.option(
             "--consistency-window",
-            type=click.FloatRange(min=0, max=86400),
+            type=Number(0, MAX_CONSISTENCY_WINDOW, metavar="SECONDS"),
             default=DEFAULT_CONSISTENCY_WINDOW_S,
             show_default=True,
             envvar="PROVISION_CONSISTENCY_WINDOW",
-            metavar="SECONDS",
             help="How long Graph may take to list a new chat: a group chat whose creation "
             "got no clear answer is looked up over this window (other chats go on) and "
-            "created again only if no lookup found it. Env: PROVISION_CONSISTENCY_WINDOW.",
+            f"created again only if no lookup found it. 0 to {MAX_CONSISTENCY_WINDOW:g}. "
+            "Env: PROVISION_CONSISTENCY_WINDOW.",
         ),
         click.option(
             "--refresh/--no-refresh",
@@ -129,6 +135,7 @@ apply_options = stacked(
 @click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
 @state_option
 @lock_timeout_option
+@target_option
 @apply_options
 @connection_options
 def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
@@ -164,6 +171,7 @@ def _apply(
     graph_url: str | None,
     cloud: str,
     auth: str,
+    target_keys: tuple[str, ...] = (),
 ) -> int:
     from provisioner.cli.progress import graph_log
     from provisioner.manifest.gcpause import gc_paused
@@ -172,6 +180,11 @@ def _apply(
 
     plan_file = plan_file_of(targets)
     _check_usage(plan_file, fmt=fmt, auto_approve=auto_approve, prune=prune, refresh=refresh)
+    if plan_file is not None and target_keys:
+        raise click.UsageError(
+            "a saved plan is applied as it is: --target is for planning (provision plan "
+            "--target KEY ... --out FILE)"
+        )
     # Credentials are checked before anything is planned (no network yet).
     connection = None if emulator else connection_for(graph_url, cloud, auth)
     with gc_paused():  # as plan does: a big manifest's chats are then frozen (issue 16)
@@ -184,8 +197,18 @@ def _apply(
         leave_out=("--auto-approve",) if saved is not None else (),
     )
     settings = ApplySettings(
-        concurrency, max_rps, timeout, refresh, prune, fmt != "text", consistency_window
+        concurrency,
+        max_rps,
+        timeout,
+        refresh,
+        prune,
+        fmt != "text",
+        consistency_window,
+        targets=target_keys,
     )
+    shown_targets = target_keys or (saved.targets if saved is not None else ())
+    if shown_targets:
+        note_targeting(shown_targets)
     hooks = _CommandLine(fmt=fmt, auto_approve=auto_approve, quiet=quiet)
     with _graph(connection, saved) as (url, credential), graph_log(hooks.verbose):
         # The Graph log covers refresh and apply alike.
@@ -253,7 +276,13 @@ def _given(param: click.Option, value: Any) -> list[str]:
         return [param.opts[0] if value else param.secondary_opts[0]]
     if param.is_flag:
         return [param.opts[0]] if value else []
-    return [param.opts[0], f"{value:g}" if isinstance(value, float) else str(value)]
+    if param.multiple:  # --target KEY, repeated
+        return [word for item in value or () for word in _given_one(param.opts[0], item)]
+    return _given_one(param.opts[0], value)
+
+
+def _given_one(flag: str, value: Any) -> list[str]:
+    return [flag, f"{value:g}" if isinstance(value, float) else str(value)]
 
 
 class _CommandLine:
@@ -326,16 +355,20 @@ def _report(outcome: ApplyOutcome, fmt: str, *, resume: str, saved: bool) -> int
         )
         return SIGNAL_EXIT.get(name, 130)
     result = outcome.result
+    if result is None and outcome.unsaved is not None:
+        raise outcome.unsaved
     if result is None:  # the plan had no changes (text output)
         if saved:
             click.echo("No changes. The chats match the plan.")
         return 0
     status = run_status(result)
-    shown_resume = resume if status != "ok" else None
+    shown_resume = resume if status != "ok" or outcome.unsaved is not None else None
     if fmt == "json":
         click.echo(render_json(result, resume=shown_resume), nl=False)
     else:
         click.echo(render_text(result, resume=shown_resume), nl=False)
+    if outcome.unsaved is not None:  # the report above stands; the records are in the journal
+        raise outcome.unsaved
     if status == "interrupted":
         return SIGNAL_EXIT.get(result.stopped or "", 130)
     return 0 if status == "ok" else 1

@@ -1,4 +1,5 @@
-"""``provision import`` and ``provision export``: bring existing chats under management.
+"""``provision import``, ``provision export`` and ``provision restore``: bring existing (or
+recently deleted) chats under management.
 
 Thin like the rest of the CLI: the work is in ``operations.adopt`` and ``operations.export``.
 """
@@ -74,10 +75,11 @@ def import_command(
     chat KEY and shows any difference. CHAT_ID is Graph's chat id (19:...@thread.v2).
     """
     from provisioner.operations.adopt import adopt, check_free, check_key
+    from provisioner.operations.state import read_unlocked
 
     check_key(key)
     store = open_state(state_path)
-    check_free(store.read(), key, chat_id)  # fail before asking for credentials
+    check_free(read_unlocked(store), key, chat_id)  # fail before asking for credentials
     with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
         record = adopt(store, client, key, chat_id, on_takeover=note_takeover)
     what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
@@ -143,12 +145,13 @@ def export_command(
     comments, or use --import-to-state): `provision plan` on it then shows no changes.
     """
     from provisioner.operations.export import export_chats, record_export, render_manifest
+    from provisioner.operations.state import read_unlocked
 
     if out and os.path.exists(out) and not force:
         raise InputError(f"{out} exists", hint="pass --force to overwrite it, or another --out")
     store = open_state(state_path) if import_to_state else None
     # Chats the state manages already keep their key in the export.
-    managed = {k: r.chat_id for k, r in store.read().chats.items()} if store is not None else {}
+    managed = {k: r.chat_id for k, r in read_unlocked(store).chats.items()} if store else {}
     with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
         result = export_chats(client, user, chat_type, managed=managed)
     text = render_manifest(result, graph_url=client.base_url)
@@ -174,3 +177,33 @@ def _write_text(path: str, text: str) -> None:
         write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+@click.command("restore")
+@click.argument("key", metavar="KEY")
+@state_option
+@lock_timeout_option
+@connection_options
+@emulator_option
+def restore_command(
+    key: str, state_path: str, graph_url: str | None, cloud: str, auth: str, emulator: bool
+) -> int:
+    """Bring back the chat provision deleted as KEY (expired, or pruned), and manage it again.
+
+    Graph soft-deletes chats and can restore them for 7 days (a tenant admin's right:
+    Chat.ManageDeletion.All); provision keeps a deleted chat's key in the state for that long.
+    If the manifest still says the chat has expired, the next apply deletes it again: move
+    its `expires` first.
+    """
+    from provisioner.operations.restore import restore
+
+    store = open_state(state_path)
+    with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
+        record = restore(store, client, key, on_takeover=note_takeover)
+    what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
+    click.echo(f"Restored {what} {record.chat_id} as {key} ({len(record.members)} members).")
+    note(
+        f"If its manifest entry has an expires date in the past, move it, or the next apply "
+        f"deletes {key} again."
+    )
+    return 0

@@ -31,6 +31,7 @@ from provisioner.emulator.model import (
     ChatView,
     MemberView,
     graph_time,
+    parse_graph_time,
 )
 from provisioner.emulator.store import Store
 from provisioner.emulator.users import Directory, User
@@ -38,6 +39,8 @@ from provisioner.emulator.users import Directory, User
 #: A group chat holds at most 250 members (chat-post.md; graph-facts: "A group chat holds at
 #: most 250 members"), on creation and when members are added later.
 MAX_GROUP_MEMBERS = 250
+# chat-delete.md: "tenant admins have seven days to restore them".
+RESTORE_PERIOD_S = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -97,7 +100,13 @@ class Tenant:
         self.lock = threading.RLock()
         self._rng = rng
         self._store = store
-        self._clock = clock
+        self._base_clock = clock
+        # Seconds Graph's clock is off the host's (issue 20: a host clock minutes ahead or
+        # behind Graph's, or one that jumps between runs). Settable while the emulator runs.
+        self.clock_offset_s = 0.0
+        # The properties List chats accepts a ``$filter`` on. chat-list.md documents none, so
+        # tests can make the emulator refuse them (400) as a Graph may (issue 20).
+        self.chat_filters: frozenset[str] = frozenset({"chatType", "topic"})
         self._chats: dict[str, ChatView] = {}
         self._pairs: dict[frozenset[str], str] = {}  # oneOnOne member pair -> chat id
         self._seq = 0
@@ -125,6 +134,15 @@ class Tenant:
             if self._store.needs_compaction:
                 self.compact()
         return chat
+
+    def random_bits(self, n: int) -> int:
+        """Random bits from the tenant's seeded stream (ids of installations and tabs)."""
+        with self.lock:
+            return self._rng.getrandbits(n)
+
+    def commit(self, chat: ChatView) -> ChatView:
+        """Record a changed chat (call under ``lock``): for the handlers of other modules."""
+        return self._commit(chat)
 
     def persist_user(self, user: User) -> None:
         with self.lock:
@@ -201,6 +219,9 @@ class Tenant:
         return [g for g in groups.values() if len(g) > 1]
 
     # -- operations ----------------------------------------------------------------------
+    def _clock(self) -> float:
+        return self._base_clock() + self.clock_offset_s
+
     def _now(self) -> str:
         return graph_time(self._clock())
 
@@ -285,6 +306,24 @@ class Tenant:
             chat = self.live_chat(chat_id)
             now = self._now()
             self._commit(replace(chat, deleted=now, last_updated=now))
+
+    def deleted_chat(self, chat_id: str) -> ChatView:
+        """A soft-deleted chat that can still be restored (``deletedchat-get.md``), else 404:
+        chat-delete.md, "After chats are deleted, tenant admins have seven days to restore
+        them. Chats deleted for more than seven days can't be restored"."""
+        with self.lock:
+            chat = self._chats.get(chat_id)
+            if chat is None or chat.deleted is None:
+                raise not_found(f"Deleted chat '{chat_id}' was not found.")
+            if self._clock() - parse_graph_time(chat.deleted) > RESTORE_PERIOD_S:
+                raise not_found(f"Deleted chat '{chat_id}' was not found.")
+            return chat
+
+    def undo_delete(self, chat_id: str) -> ChatView:
+        """``deletedchat-undodelete.md``: the chat is active again, with its id and members."""
+        with self.lock:
+            chat = self.deleted_chat(chat_id)
+            return self._commit(replace(chat, deleted=None, last_updated=self._now()))
 
     def add_member(self, chat_id: str, new: NewMember) -> MemberView:
         with self.lock:

@@ -18,6 +18,7 @@ from provisioner.graph.pacing import (
     DIRECTORY_READ,
     TENANT_DELETE,
     TENANT_READ,
+    TENANT_TABS,
     TENANT_WRITE,
     USER_CHATS,
     Scope,
@@ -56,6 +57,55 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
             "Chat.ManageDeletion.All",
         ),
     ),
+    # Issue 24: apps in a chat (chat-*-installedapps.md) and tabs (chat-*-tabs.md). Tab
+    # writes also count against TENANT_TABS, a conservative pace (see graph/pacing.py).
+    (
+        "GET",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/installedApps(/[^/]+)?/?$"),
+        lambda m: Route(
+            (Scope(TENANT_READ), Scope(CHAT, m["chat"])),
+            "TeamsAppInstallation.ReadForChat.All (or TeamsAppInstallation.ReadWriteForChat.All)",
+        ),
+    ),
+    (
+        "POST|DELETE",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/installedApps(/[^/]+)?/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(CHAT, m["chat"])),
+            "TeamsAppInstallation.ReadWriteForChat.All (TeamsAppInstallation."
+            "ReadWriteAndConsentForChat.All for an app with resource-specific consent)",
+        ),
+    ),
+    (
+        "GET",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/tabs(/[^/]+)?/?$"),
+        lambda m: Route(
+            (Scope(TENANT_READ), Scope(CHAT, m["chat"])),
+            "TeamsTab.Read.All (or TeamsTab.ReadWriteForChat.All)",
+        ),
+    ),
+    (
+        "POST",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/tabs/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(TENANT_TABS), Scope(CHAT, m["chat"])),
+            "TeamsTab.Create (or TeamsTab.ReadWriteForChat.All)",
+        ),
+    ),
+    (
+        "PATCH|DELETE",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/tabs/[^/]+/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(TENANT_TABS), Scope(CHAT, m["chat"])),
+            "TeamsTab.ReadWriteForChat.All",
+        ),
+    ),
+    # appcatalogs-list-teamsapps.md
+    (
+        "GET",
+        re.compile(r"^/appCatalogs/teamsApps/?$"),
+        lambda m: Route((Scope(TENANT_READ),), "AppCatalog.Read.All"),
+    ),
     # chat-list-members.md
     (
         "GET",
@@ -80,11 +130,28 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
             "Chat.ReadBasic.All (or Chat.Read.All)",
         ),
     ),
+    # deletedchat-undodelete.md (a restore, paced as the delete it undoes) and deletedchat-get.md
+    (
+        "POST",
+        re.compile(r"^/teamwork/deletedChats/[^/]+/undoDelete/?$"),
+        lambda m: Route((Scope(TENANT_WRITE), Scope(TENANT_DELETE)), "Chat.ManageDeletion.All"),
+    ),
+    (
+        "GET",
+        re.compile(r"^/teamwork/deletedChats/[^/]+/?$"),
+        lambda m: Route((Scope(TENANT_READ),), "Chat.ManageDeletion.All"),
+    ),
     # user-get.md (directory, not Teams, limits)
     (
         "GET",
         re.compile(r"^/users/(?P<user>[^/]+)/?$"),
         lambda m: Route((Scope(DIRECTORY_READ),), "User.Read.All (or User.ReadBasic.All)"),
+    ),
+    # organization-list.md: the tenant an app-only token acts in (directory limits)
+    (
+        "GET",
+        re.compile(r"^/organization/?$"),
+        lambda m: Route((Scope(DIRECTORY_READ),), "Directory.Read.All (delegated: User.Read)"),
     ),
 ]
 
@@ -105,6 +172,11 @@ def chat_path(chat_id: str) -> str:
     # Chat ids look like 19:...@thread.v2; ':' and '@' are legal in a path segment and Graph's
     # own examples use them unescaped (api/chat-get.md).
     return f"/chats/{quote(chat_id, safe=':@')}"
+
+
+def deleted_chat_path(chat_id: str) -> str:
+    """``/teamwork/deletedChats/{id}`` (deletedchat-get.md, deletedchat-undodelete.md)."""
+    return f"/teamwork/deletedChats/{quote(chat_id, safe=':@')}"
 
 
 def user_path(id_or_upn: str) -> str:

@@ -24,15 +24,25 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from provisioner.manifest.schema import load_schema, regex
-from provisioner.manifest.yamlload import INT_TAG, MAP_TAG, SEQ_TAG, STR_TAG, TAG_PREFIX
+from provisioner.manifest.yamlload import (
+    INT_TAG,
+    MAP_TAG,
+    SEQ_TAG,
+    STR_TAG,
+    TAG_PREFIX,
+    TIMESTAMP_TAG,  # an unquoted ``expires: 2026-12-31``: read as the text written
+)
 from provisioner.models import (
     GROUP,
     HISTORY_NONE,
     ONE_ON_ONE,
+    App,
     Chat,
+    Import,
     Member,
     Move,
     Source,
+    Tab,
     one_on_one_key,
 )
 
@@ -52,6 +62,15 @@ _TOPIC_MAX = _CHAT["topic"]["maxLength"]
 _MIN_MEMBERS = _CHAT["members"]["minItems"]
 _USER_RE = regex(_MEMBER["user"]["pattern"])
 _GUID_RE = regex(_DEFS["guid"]["pattern"])
+_EXPIRES_RE = regex(_CHAT["expires"]["pattern"])
+_CHAT_ID_RE = regex(_DEFS["import"]["properties"]["id"]["pattern"])
+_APP = _DEFS["app"]["properties"]
+_RSC = _APP["consent"]["items"]["properties"]
+_RSC_TYPES = frozenset(_RSC["type"]["enum"])
+_TAB = _DEFS["tab"]["properties"]
+_TAB_NAME_RE = regex(_TAB["name"]["pattern"])
+_URL_RE = regex(_DEFS["httpsUrl"]["pattern"])
+_URL_MAX = _DEFS["httpsUrl"]["maxLength"]
 
 
 def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
@@ -59,7 +78,7 @@ def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
     if root.__class__ is not MappingNode or root.tag != MAP_TAG:
         return None
     version = defaults = chats = None
-    moved_seen = False
+    moved_seen = import_seen = False
     for k, v in root.value:
         if k.__class__ is not ScalarNode or k.tag != STR_TAG:
             return None
@@ -72,6 +91,8 @@ def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
             defaults = v
         elif name == "moved" and not moved_seen:
             moved_seen = True  # read by build_moves
+        elif name == "import" and not import_seen:
+            import_seen = True  # read by build_imports
         else:
             return None
     if version is None or version.tag != INT_TAG or version.value != "1":
@@ -118,12 +139,18 @@ def _is_str(node: Node) -> bool:
 # member definitions, one rule per `return None`, top to bottom. A version with the member loop
 # in its own function measured about 2% slower on 20,000 chats (noisy), for no gain in what a
 # reader has to hold in mind: the rules stay in the schema's order either way.
-def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
-    """One chat from its node if it is plainly valid under the schema, else ``None``."""
+def build_chat(
+    node: Node, file: str, default_role: str, at: Source | None = None, origin: str | None = None
+) -> Chat | None:
+    """One chat from its node if it is plainly valid under the schema, else ``None``. A
+    generated chat (``manifest.generators``) is placed ``at`` its row, members included, and
+    says its ``origin``."""
     if node.__class__ is not MappingNode or node.tag != MAP_TAG:
         return None
-    key = chat_type = topic = history = None
+    key = chat_type = topic = history = expires = None
     protect: bool | None = None
+    apps: tuple[App, ...] | None = None
+    tabs: tuple[Tab, ...] | None = None
     members: list[Node] | None = None
     for k, v in node.value:
         if k.__class__ is not ScalarNode or k.tag != STR_TAG:
@@ -138,6 +165,21 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
             protect = _bool(v)
             if protect is None:
                 return None
+            continue
+        if name == "apps" and apps is None:
+            apps = build_apps(v, file, at)
+            if apps is None:
+                return None
+            continue
+        if name == "tabs" and tabs is None:
+            tabs = build_tabs(v, file, at)
+            if tabs is None:
+                return None
+            continue
+        if name == "expires" and expires is None and v.__class__ is ScalarNode:
+            if v.tag not in (STR_TAG, TIMESTAMP_TAG) or not _EXPIRES_RE.search(v.value):
+                return None
+            expires = v.value
             continue
         if v.__class__ is not ScalarNode or v.tag != STR_TAG:
             return None
@@ -192,9 +234,8 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
         if tenant is not None and not _GUID_RE.search(tenant):
             return None
         mark = m.start_mark
-        built.append(
-            Member(user, role or default_role, tenant, Source(file, mark.line + 1, mark.column + 1))
-        )
+        where = at or Source(file, mark.line + 1, mark.column + 1)
+        built.append(Member(user, role or default_role, tenant, where))
     if key is None:
         key = one_on_one_key(built[0].user, built[1].user)
     mark = node.start_mark
@@ -203,9 +244,13 @@ def build_chat(node: Node, file: str, default_role: str) -> Chat | None:
         chat_type,
         tuple(built),
         topic,
-        Source(file, mark.line + 1, mark.column + 1),
+        at or Source(file, mark.line + 1, mark.column + 1),
         history=history or HISTORY_NONE,
         protect=bool(protect),
+        expires=expires,
+        origin=origin,
+        apps=apps or (),
+        tabs=tabs or (),
     )
 
 
@@ -247,3 +292,141 @@ def build_moves(root: Node, file: str) -> list[Move] | None:
         mark = node.start_mark
         out.append(Move(ends["from"], ends["to"], Source(file, mark.line + 1, mark.column + 1)))
     return out
+
+
+def build_imports(root: Node, file: str) -> list[Import] | None:
+    """The top-level ``import:`` entries of a document (``[]`` without any), or ``None`` when
+    they are not plainly valid under the schema (the error path then reports why)."""
+    if root.__class__ is not MappingNode:
+        return None
+    found = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == "import"]
+    if not found:
+        return []
+    if len(found) > 1:
+        return None
+    seq = found[0]
+    if seq.__class__ is not SequenceNode or seq.tag != SEQ_TAG:
+        return None
+    out: list[Import] = []
+    for node in seq.value:
+        if node.__class__ is not MappingNode or node.tag != MAP_TAG:
+            return None
+        fields: dict[str, str] = {}
+        for k, v in node.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in fields:
+                return None
+            if k.value not in ("key", "id") or not _is_str(v):
+                return None
+            fields[k.value] = v.value
+        if len(fields) != 2 or not _KEY_RE.search(fields["key"]):
+            return None
+        if not _CHAT_ID_RE.search(fields["id"]):
+            return None
+        mark = node.start_mark
+        out.append(
+            Import(fields["key"], fields["id"], Source(file, mark.line + 1, mark.column + 1))
+        )
+    return out
+
+
+def _text(node: Node, max_length: int, min_length: int = 1) -> str | None:
+    if node.__class__ is not ScalarNode or node.tag != STR_TAG:
+        return None
+    value: str = node.value
+    return value if min_length <= len(value) <= max_length else None
+
+
+def _where(node: Node, file: str, at: Source | None) -> Source:
+    return at or Source(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def build_apps(node: Node, file: str, at: Source | None = None) -> tuple[App, ...] | None:
+    """A chat's ``apps:`` if plainly valid under the schema, else None. Naming none or several
+    of id/externalId/name is schema-valid; ``App.by`` is then "" or "several" and
+    ``rules`` reports it."""
+    if node.__class__ is not SequenceNode or node.tag != SEQ_TAG:
+        return None
+    out = []
+    for item in node.value:
+        if item.__class__ is not MappingNode or item.tag != MAP_TAG:
+            return None
+        named: list[tuple[str, str]] = []
+        consent: tuple[tuple[str, str], ...] = ()
+        seen: set[str] = set()
+        for k, v in item.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in seen:
+                return None
+            seen.add(k.value)
+            if k.value in ("id", "externalId", "name"):
+                text = _text(v, _APP[k.value]["maxLength"])
+                if text is None:
+                    return None
+                named.append((k.value, text))
+            elif k.value == "consent":
+                found = _consent(v)
+                if found is None:
+                    return None
+                consent = found
+            else:
+                return None
+        by, value = named[0] if len(named) == 1 else ("several" if named else "", "")
+        out.append(App(by, value, consent, _where(item, file, at)))
+    return tuple(out)
+
+
+def _consent(node: Node) -> tuple[tuple[str, str], ...] | None:
+    if node.__class__ is not SequenceNode or node.tag != SEQ_TAG:
+        return None
+    out = []
+    for item in node.value:
+        if item.__class__ is not MappingNode or item.tag != MAP_TAG or len(item.value) != 2:
+            return None
+        fields = {k.value: v for k, v in item.value if k.__class__ is ScalarNode}
+        if set(fields) != {"permission", "type"}:
+            return None
+        permission = _text(fields["permission"], _RSC["permission"]["maxLength"])
+        kind = _text(fields["type"], 64)
+        if permission is None or kind is None or kind not in _RSC_TYPES:
+            return None
+        out.append((permission, kind))
+    return tuple(out)
+
+
+def build_tabs(node: Node, file: str, at: Source | None = None) -> tuple[Tab, ...] | None:
+    """A chat's ``tabs:`` if plainly valid under the schema, else None."""
+    if node.__class__ is not SequenceNode or node.tag != SEQ_TAG:
+        return None
+    out = []
+    for item in node.value:
+        if item.__class__ is not MappingNode or item.tag != MAP_TAG:
+            return None
+        fields: dict[str, str] = {}
+        for k, v in item.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in fields:
+                return None
+            name = k.value
+            if name in ("contentUrl", "websiteUrl", "removeUrl"):
+                text = _text(v, _URL_MAX)
+                if text is None or not _URL_RE.search(text):
+                    return None
+            elif name in ("name", "app", "entityId"):
+                text = _text(v, _TAB[name]["maxLength"], 0 if name == "entityId" else 1)
+                if text is None:
+                    return None
+            else:
+                return None
+            fields[name] = text
+        if "name" not in fields or "app" not in fields or not _TAB_NAME_RE.search(fields["name"]):
+            return None
+        out.append(
+            Tab(
+                fields["name"],
+                fields["app"],
+                fields.get("entityId"),
+                fields.get("contentUrl"),
+                fields.get("websiteUrl"),
+                fields.get("removeUrl"),
+                _where(item, file, at),
+            )
+        )
+    return tuple(out)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from provisioner.errors import PlanError
-from provisioner.operations.state import OnTakeover, check_client_home, locked
+from provisioner.operations.state import OnTakeover, check_client_home, locked, read_unlocked
 
 if TYPE_CHECKING:
     from provisioner.graph.client import GraphClient
@@ -29,10 +29,22 @@ NO_REFRESH_HINT = "`plan --no-refresh` plans from the state alone, without takin
 OnRefresh = Callable[[int, str], None]
 
 
-def should_refresh(refresh: bool | None, state: State) -> bool:
+def should_refresh(refresh: bool | None, state: State, desired: DesiredState | None = None) -> bool:
     """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
-    state holds chats (a first plan needs no Graph access)."""
-    return refresh is True or (refresh is None and bool(state.chats))
+    state holds chats, or the manifests import one or name an app the state does not know
+    (otherwise a first plan needs no Graph access)."""
+    return refresh is True or (
+        refresh is None and (bool(state.chats) or (desired is not None and _reads(desired, state)))
+    )
+
+
+def _reads(desired: DesiredState, state: State) -> bool:
+    """A first plan still needs Graph for ``import:`` entries and for apps named by
+    externalId or name that the state does not know (looked up in the app catalog)."""
+    if any(i.key not in state.chats for i in desired.imports):
+        return True
+    known = {a.ref for w in state.workspaces.values() for a in w.apps}
+    return any(a.by != "id" and a.ref not in known for c in desired.chats for a in c.apps)
 
 
 def plan_from(
@@ -45,12 +57,36 @@ def plan_from(
     prune: bool = False,
     refresh_only: bool = False,
     location: str = "",
+    tenant: str | None = None,
+    targets: Sequence[str] = (),
 ) -> Plan:
     """The plan of ``desired`` against ``state``, read back from Graph first when the refresh
-    policy says so (``state`` then gets the resolved users, in memory only)."""
-    from provisioner.plans.planner import make_plan
+    policy says so (``state`` then gets the resolved users, in memory only). ``tenant``: the
+    run's, as ``check_client_home`` established it (None: unknown; then nothing "not found"
+    counts, ``states.home.check_not_found``). ``targets`` (``--target``) narrows both sides
+    first (`provisioner.plans.targets`)."""
+    from dataclasses import replace
 
-    if not should_refresh(refresh, state):
+    from provisioner.plans.planner import make_plan
+    from provisioner.plans.targets import narrow
+    from provisioner.states.home import check_not_found
+
+    if targets:
+        desired, state = narrow(desired, state, targets)
+        plan = plan_from(
+            client,
+            desired,
+            state,
+            refresh=refresh,
+            graph_url=graph_url,
+            prune=prune,
+            refresh_only=refresh_only,
+            location=location,
+            tenant=tenant,
+        )
+        return replace(plan, targets=tuple(targets))
+    if not should_refresh(refresh, state, desired):
+        check_not_found(state, location, gone=[], tenant=tenant, graph_url=graph_url)
         plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
     else:
         from provisioner.operations.refresh import read_from_graph
@@ -63,6 +99,7 @@ def plan_from(
             prune=prune,
             refresh_only=refresh_only,
             location=location,
+            tenant=tenant,
         )
     check_signed_in_user(client, plan, state)
     return plan
@@ -102,6 +139,7 @@ def run_plan(
     on_takeover: OnTakeover | None = None,
     on_refresh: OnRefresh | None = None,
     lock_timeout: float = 0.0,
+    targets: Sequence[str] = (),
     sign_in: SignIn | None = None,
 ) -> Plan:
     """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
@@ -114,16 +152,23 @@ def run_plan(
 
     desired = load_desired(paths)
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
-    state = store.read()
+    state = read_unlocked(store)  # without the lock: consistent even while an apply writes
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
-    if connect is None or not should_refresh(refresh, state):
-        return make_plan(desired, state, prune=prune, graph_url=graph_url)
+    if connect is None or not should_refresh(refresh, state, desired):
+        from dataclasses import replace
+
+        from provisioner.plans.targets import narrow
+
+        desired, state = narrow(desired, state, targets)
+        plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
+        return replace(plan, targets=tuple(targets))
     client = connect()
     try:
         with locked(store, "plan", on_takeover=on_takeover, hint=NO_REFRESH_HINT) as state:
-            check_client_home(state, store.location, client)  # another tenant: stop here
-            if state.chats and on_refresh is not None:
-                on_refresh(len(state.chats), client.base_url)
+            tenant = check_client_home(state, store.location, client)  # another: stop here
+            count = _targeted_count(state, targets)
+            if count and on_refresh is not None:
+                on_refresh(count, client.base_url)
             # Decided above: this plan reads from Graph even if the state emptied meanwhile.
             return plan_from(
                 client,
@@ -134,6 +179,15 @@ def run_plan(
                 prune=prune,
                 refresh_only=refresh_only,
                 location=store.location,
+                tenant=tenant,
+                targets=targets,
             )
     finally:
         client.close()
+
+
+def _targeted_count(state: State, targets: Sequence[str]) -> int:
+    """How many managed chats a (targeted) refresh reads."""
+    from provisioner.plans.targets import matches
+
+    return sum(1 for key in state.chats if matches(key, targets))

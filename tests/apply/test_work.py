@@ -139,7 +139,7 @@ def test_the_member_pace_seen_wins_over_the_pacers_momentary_figure() -> None:
 
 def test_each_default_is_written_once() -> None:
     """Issue 21: the CLI, the operation, the executor and the steps share one default each
-    (the 60 s consistency window, the 5 min clock skew, 16 requests in flight)."""
+    (the 60 s consistency window, the 5 min clock skew, the workers of an apply)."""
     from provisioner.apply.context import StepContext
     from provisioner.apply.executor import ApplyOptions
     from provisioner.apply.reconcile import DEFAULT_CLOCK_SKEW
@@ -152,6 +152,6 @@ def test_each_default_is_written_once() -> None:
     assert cli["consistency_window"] == ApplyOptions().consistency_window_s
     assert DEFAULT_CONSISTENCY_WINDOW_S == ApplyOptions().consistency_window_s == 60.0
     assert cli["concurrency"] == ApplySettings().concurrency == ApplyOptions().concurrency
-    assert DEFAULT_CONCURRENCY == 16
+    assert ApplyOptions().concurrency == DEFAULT_CONCURRENCY
     skew = StepContext.__dataclass_fields__["clock_skew"].default
     assert skew == ApplyOptions().clock_skew == DEFAULT_CLOCK_SKEW
