@@ -236,13 +236,15 @@ def test_the_continue_hint_repeats_every_option_given(
         "--state", "my state.json", "--lock-timeout", "1m30s", "--cloud", "global",
         "--auth", "env", "--state-endpoint", "https://blobs.example.net", "--concurrency", "3",
         "--timeout", "45", "--no-refresh", "--format", "json", "--quiet", "--auto-approve",
+        "--target", "group-*", "--target", "oneonone-*",
     ]  # fmt: skip
     code, out, err = run(capsys, "apply", "chats.yaml", *given)
     assert code == 1, err
     resume = result_of(out)["resume"]
     assert resume == (
         "provision apply chats.yaml --state 'my state.json' --state-endpoint "
-        "https://blobs.example.net --lock-timeout 90s --auto-approve --concurrency 3 "
+        "https://blobs.example.net --lock-timeout 90s --target 'group-*' --target 'oneonone-*' "
+        "--auto-approve --concurrency 3 "
         "--timeout 45 --no-refresh --format json --quiet --cloud global --auth env"
     )
     # What the hint says runs as it is.
