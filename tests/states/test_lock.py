@@ -215,7 +215,15 @@ WAITER = textwrap.dedent(
     """
     import sys
     from provisioner.states.lock import FileLock
-    info = FileLock(sys.argv[1]).acquire("apply", timeout=float(sys.argv[2]))
+    lock = FileLock(sys.argv[1])
+    try_acquire = lock._try_acquire
+    def observed(info):
+        got = try_acquire(info)
+        if got is None:
+            print("refused", flush=True)  # the holder has it: this run now waits
+        return got
+    lock._try_acquire = observed
+    info = lock.acquire("apply", timeout=float(sys.argv[2]))
     print("got", info.id, flush=True)
     """
 )
@@ -229,15 +237,14 @@ def test_a_run_with_a_lock_timeout_waits_for_the_holder(tmp_path: Path) -> None:
         [sys.executable, "-c", WAITER, state, "30"], stdout=subprocess.PIPE, text=True
     )
     try:
-        import time
-
-        time.sleep(1.0)
-        assert proc.poll() is None  # still waiting
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "refused\n"  # it tried, and waits
+        assert proc.poll() is None
         holder.release(held.id)
         out = proc.communicate(timeout=30)[0]
     finally:
         proc.kill()
-    assert out.startswith("got ")
+    assert "got " in out
 
 
 def test_every_spelling_of_one_file_shares_the_lock(tmp_path: Path) -> None:
