@@ -588,9 +588,14 @@ def reliability_md(
         "",
         "Short versions run in the default `python -m pytest -q` (CI), in seconds:",
         "",
-        "- `tests/apply/test_apply_kill.py`: three seeds of the kill soak;",
-        "- `tests/acceptance/test_soak.py`: a small fault soak, two rounds of the lock soak, and "
-        "the fuzz soak with a small budget (hypothesis; atheris when installed);",
+        "- `tests/apply/test_apply_faults.py`: every crash point of an apply, deterministically "
+        "(each durable write and Graph request stopped or failed before or after it, then a "
+        "rerun: no duplicate, nothing lost);",
+        "- `tests/states/test_journal_machine.py`, `tests/plans/test_planner_machine.py` and "
+        "the other Hypothesis properties (codec, retry policy);",
+        "- marked `slow` (`pytest -m slow`, seeds printed): `tests/apply/test_apply_kill.py` "
+        "(three seeds of the kill soak) and `tests/acceptance/test_soak.py` (a small fault soak, "
+        "two rounds of the lock soak, the fuzz soak with a small budget);",
         "- `tests/acceptance/test_accidents.py`: the accidents and hostile answers of issue 15, "
         "each with its exit code and message;",
         "- `tests/manifest/test_manifest_fuzz.py`: the loader properties "

@@ -1,6 +1,6 @@
 """One error hierarchy for everything a user can cause or fix.
 
-The core raises these; only the CLI edge (``cli.py``) turns them into a message and an exit
+The core raises these; only the CLI edge (``cli/main.py``) turns them into a message and an exit
 code. Anything that is *not* a ``ProvisionError`` reaching the edge is a bug in provision and
 is reported as such (see ``cli.main``).
 """

@@ -226,7 +226,7 @@ class Import:
 @dataclass(frozen=True)
 class DesiredState:
     """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
-    entries of all files (in file order), already checked by ``provisioner.moves``."""
+    entries of all files (in file order), already checked by ``provisioner.manifest.moves``."""
 
     chats: tuple[Chat, ...]
     files: tuple[str, ...] = ()

@@ -3,9 +3,9 @@
 Each action is a generator: it makes one Graph call (or a few that must go together), records
 the result durably in the state, and yields the monotonic time before which its next call
 cannot usefully start (the chat's own limits: 1 request per second per chat, 4 member changes
-per minute per chat, ``includes/throttling-teams.md``). The executor (``apply.py``) puts the
-chat aside until then and serves other chats meanwhile, so a worker never sits out a per-chat
-limit. The generator's return value is the key's `Outcome`.
+per minute per chat, ``includes/throttling-teams.md``). The executor (``apply/executor.py``)
+puts the chat aside until then and serves other chats meanwhile, so a worker never sits out a
+per-chat limit. The generator's return value is the key's `Outcome`.
 
 Group creation follows the journal protocol of issue 6: the intent (members, topic, attempt id,
 time) is made durable *before* ``POST /chats``; the chat id is recorded and the intent cleared
@@ -64,7 +64,7 @@ WAITING_FOR = (
 
 
 class ChatSteps:
-    """Turns each planned change into its steps (updates: ``apply_update.py``)."""
+    """Turns each planned change into its steps (updates: ``apply/update.py``)."""
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx

@@ -26,6 +26,7 @@ from provisioner.signin.chooser import (
     CLOUDS,
     DEFAULT_CLOUD,
     Credential,
+    SignIn,
     credential_from_env,
     graph_url_for,
     validate_graph_url,
@@ -116,12 +117,21 @@ def lock_timeout() -> float:
     return float(click.get_current_context().meta.get(_LOCK_TIMEOUT_META) or 0.0)
 
 
+def sign_in() -> SignIn:
+    """How the running command signs in (its ``--auth`` and ``--cloud``; a command without
+    them: ``PROVISION_AUTH``): Graph and an azblob:// state use the same."""
+    params = click.get_current_context().params
+    if "auth" not in params:
+        return SignIn.from_env(os.environ)
+    return SignIn(params["auth"] or "env", params.get("cloud") or DEFAULT_CLOUD)
+
+
 def open_state(state_path: str) -> StateStore:
-    """The store for ``--state``, with the command's ``--state-endpoint`` and
-    ``--lock-timeout``."""
+    """The store for ``--state``, with the command's ``--state-endpoint``, ``--lock-timeout``
+    and sign-in."""
     from provisioner.states.store import open_store
 
-    return open_store(state_path, state_endpoint(), lock_timeout=lock_timeout())
+    return open_store(state_path, state_endpoint(), lock_timeout=lock_timeout(), sign_in=sign_in())
 
 
 def use_color() -> bool:

@@ -16,6 +16,7 @@ from provisioner.cli.options import (
     note,
     note_takeover,
     note_targeting,
+    sign_in,
     stacked,
     state_endpoint,
     state_option,
@@ -134,6 +135,7 @@ def plan(
             on_takeover=note_takeover,
             on_refresh=_note_refresh,
             lock_timeout=lock_timeout(),
+            sign_in=sign_in(),
             targets=target_keys,
         )
     if target_keys:

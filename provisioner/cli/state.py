@@ -11,6 +11,7 @@ from provisioner.cli.options import (
     note,
     note_takeover,
     open_state,
+    sign_in,
     state_endpoint,
     state_option,
 )
@@ -43,7 +44,7 @@ def state_list(state_path: str, fmt: str) -> int:
     from provisioner.states.records import iter_keys
     from provisioner.states.store import open_store
 
-    store = open_store(state_path, state_endpoint())
+    store = open_store(state_path, state_endpoint(), sign_in=sign_in())
     state = read_unlocked(store)  # a consistent view, even while an apply writes it
     if fmt == "json":
         from provisioner.views.state import state_list_json
@@ -78,7 +79,7 @@ def state_show(key: str, state_path: str, fmt: str) -> int:
     from provisioner.operations.state import read_unlocked
     from provisioner.states.store import open_store
 
-    store = open_store(state_path, state_endpoint())
+    store = open_store(state_path, state_endpoint(), sign_in=sign_in())
     state = read_unlocked(store)
     record = state.chats.get(key)
     intent = state.intents.get(key)
@@ -204,7 +205,7 @@ def force_unlock_cmd(lock_id: str, state_path: str) -> int:
     """
     from provisioner.states.store import force_unlock, open_store
 
-    info = force_unlock(open_store(state_path, state_endpoint()), lock_id)
+    info = force_unlock(open_store(state_path, state_endpoint(), sign_in=sign_in()), lock_id)
     click.echo(
         f"Removed the lock {info.id} ({info.operation} by {info.who}, pid {info.pid} on "
         f"{info.host}, created {info.created})."

@@ -15,7 +15,7 @@ chat_filters=("chatType", "topic"))``
   chat-type=group"``, ``"drop=0.1"``, ``"latency=0.1,ms=500"``, ``"429=0.05"``), ``FaultRule``
   objects, or a ``{"503": 0.05}`` mapping (``faults.py``). ``seed`` makes them repeatable.
 * ``users``: a users JSON file or ``User`` list; by default the users the README and
-  ``examples/`` name (``default_users.py``). Anyone else is ``404 Request_ResourceNotFound``,
+  ``examples/`` name (``emulator/users.py``). Anyone else is ``404 Request_ResourceNotFound``,
   unless ``invent_users`` (load tests): then any GUID or UPN is a user, made up consistently
   (``users.py``). ``me``: the user of ``/me`` (default: the directory's first user).
 * ``list_delay_s``: N or (LO, HI) seconds before a new chat shows in List chats and a new

@@ -2,7 +2,7 @@
 
 Two modes:
 
-* **A fixed directory** (the default, ``default_users.py``, or ``users=PATH``): exactly those
+* **A fixed directory** (the default, ``default_users`` below, or ``users=PATH``): exactly those
   users exist; anything else is ``404 Request_ResourceNotFound`` like ``GET /users/{id |
   userPrincipalName}`` on a real tenant (``api-reference/v1.0/api/user-get.md``: "If a user
   with the ID doesn't exist, this method returns a 404 Not Found error code").

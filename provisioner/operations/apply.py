@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol, Union
 
 from provisioner.errors import ProvisionError, StateError
-from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
+from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+from provisioner.operations.clients import DEFAULT_TIMEOUT
 from provisioner.operations.state import check_client_home, locked
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from provisioner.graph.pacing import Pacer
     from provisioner.models import DesiredState
     from provisioner.plans.types import Plan
-    from provisioner.signin.chooser import Credential
+    from provisioner.signin.chooser import Credential, SignIn
     from provisioner.states.journal_writer import JournalWriter
     from provisioner.states.lock import LockInfo
     from provisioner.states.records import State
@@ -194,6 +195,7 @@ def run_apply(
     settings: ApplySettings | None = None,
     hooks: ApplyHooks | None = None,
     lock_timeout: float = 0.0,
+    sign_in: SignIn | None = None,
 ) -> ApplyOutcome:
     """Apply ``target`` to the chats at ``graph_url``, under the state's lock. Every change is
     saved as soon as Graph made it, appended to the state's journal; the whole state is
@@ -219,11 +221,13 @@ def run_apply(
         stats=stats,
     )
     try:
-        store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
+        store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
             # Before any change: the state's tenant and cloud are this run's (issue 15).
             tenant = check_client_home(state, store.location, client)
-            with gc_paused():  # as plan does: a big plan's objects are then frozen
+            # Collection off while the plan is built; the CLI freezes what the run keeps
+            # (manifest/gcpause.py: freezing is the command edge's call, not the core's).
+            with gc_paused(freeze=False):
                 plan = _plan(
                     target, client, state, graph_url, settings, hooks, store.location, tenant
                 )
@@ -334,7 +338,7 @@ def _execute(
     pacer: Pacer,
 ) -> ApplyOutcome:
     from provisioner.apply.executor import ApplyOptions, Executor
-    from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
+    from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
     window = settings.consistency_window_s
     options = ApplyOptions(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from provisioner.graph.reads import BatchClient
     from provisioner.models import DesiredState
     from provisioner.plans.types import Plan
+    from provisioner.signin.chooser import SignIn
     from provisioner.states.records import State
 
 #: Added to the lock error of a refreshing plan: how to plan without the lock.
@@ -139,6 +140,7 @@ def run_plan(
     on_refresh: OnRefresh | None = None,
     lock_timeout: float = 0.0,
     targets: Sequence[str] = (),
+    sign_in: SignIn | None = None,
 ) -> Plan:
     """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
     builds the client; None: never refresh) holds the state's lock, so no apply changes the
@@ -149,7 +151,7 @@ def run_plan(
     from provisioner.states.store import open_store
 
     desired = load_desired(paths)
-    store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
+    store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
     state = read_unlocked(store)  # without the lock: consistent even while an apply writes
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
     if connect is None or not should_refresh(refresh, state, desired):

@@ -2,7 +2,7 @@
 
 ``refresh(client, state)`` reads each chat of the state with ``GET /chats/{id}?$expand=members``
 (api-reference/v1.0/api/chat-get.md, example 3: the chat "and all its members"), 20 per
-``$batch``, paced under the read limits (``provisioner.reads``). A 404 means the chat is gone
+``$batch``, paced under the read limits (``provisioner.graph.reads``). A 404 means the chat is gone
 (deleted in Teams; Graph's soft-deleted chats are not found either). The result feeds
 ``planner.make_plan(live=...)``, which reports the differences as drift ("changed outside
 provision") and plans the changes that bring the chats back to the manifest.

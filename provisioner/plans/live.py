@@ -2,7 +2,7 @@
 
 Graph names a chat member by object id (``userId``) and email; the state and the manifest name
 them as written (GUID or UPN). Matching goes by what was written or by object id, case-
-insensitively, so once UPNs are resolved (``provisioner.users``) the form a manifest uses does
+insensitively, so once UPNs are resolved (``provisioner.graph.users``) the form a manifest uses does
 not matter. ``find_drift`` compares a state record with the live chat: the "changed outside
 provision" section of a plan.
 """

@@ -48,7 +48,7 @@ def make_plan(
     ``live`` is the refreshed view of managed chats by *state* key (None: no refresh; a key
     missing from it was not refreshed). ``desired.moves`` rename state keys first (the change
     of the new key carries ``moved_from``). ``state.users`` (UPN -> object id, filled in by
-    ``provisioner.users`` before planning) makes member comparisons exact.
+    ``provisioner.graph.users`` before planning) makes member comparisons exact.
 
     Raises PlanError, listing every offending key, for changes Graph cannot make in place (a
     chat's type, a oneOnOne's member pair), for a planned delete of a protected key, and for

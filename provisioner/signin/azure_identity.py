@@ -82,6 +82,34 @@ class AzureIdentityCredential:
         return f"AzureIdentityCredential({self.description})"
 
 
+#: What a state blob's failed Azure AD sign-in suggests (the storage variables come first).
+STORAGE_HINT = (
+    "set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or sign "
+    "in to Azure AD: AZURE_TENANT_ID and AZURE_CLIENT_ID with a secret, certificate or federated "
+    "token (in GitHub Actions: `id-token: write`), a managed identity, or `az login`"
+)
+
+
+def default_chain(scope: str, *, clock: Callable[[], float] = time.time) -> AzureIdentityCredential:
+    """Azure Identity's ``DefaultAzureCredential`` (managed identity, ``az login``...): what
+    the state blob signs in with when the environment names no app (`chooser.blob_credential`)."""
+    quiet_azure_logs()
+    try:
+        import azure.identity as identity
+    except ImportError:
+        raise AuthError(
+            "signing in to an azblob:// state with Azure AD needs Azure Identity",
+            hint=INSTALL_HINT,
+        ) from None
+    return AzureIdentityCredential(
+        identity.DefaultAzureCredential(),
+        scope,
+        "Azure AD (DefaultAzureCredential)",
+        STORAGE_HINT,
+        clock=clock,
+    )
+
+
 def azure_cli(
     environ: Mapping[str, str], scope: str, *, clock: Callable[[], float] = time.time
 ) -> AzureIdentityCredential:

@@ -233,6 +233,23 @@ class ConfidentialClientCredential(_MsalCredential):
         return self._app
 
     def _acquire(self, force: bool) -> dict[str, Any]:
+        assertion = (
+            self._client_credential.get("client_assertion")
+            if isinstance(self._client_credential, dict)
+            else None
+        )
+        if callable(assertion) and self._app is None:
+            # GitHub's OIDC token or the token file first, handed to MSAL's first call: a
+            # refusal there is said at once, before Entra is asked anything.
+            fetched = [assertion()]
+
+            def first_then_fresh() -> Any:
+                return fetched.pop() if fetched else assertion()
+
+            self._client_credential = {
+                **self._client_credential,  # type: ignore[dict-item]
+                "client_assertion": first_then_fresh,
+            }
         app = self._application()
         if force:
             app.remove_tokens_for_client()

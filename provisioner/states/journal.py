@@ -157,7 +157,9 @@ def _payload(raw: bytes, offset: int) -> bytes | None:
         return None
     length, crc = _FRAME.unpack_from(raw, offset)
     start = offset + _FRAME.size
-    if length > MAX_RECORD or start + length > len(raw):
+    # Every record holds at least "[]": an empty one is the zeros a crash mid-append can leave
+    # (the file extended before its data landed), whose CRC-32 (0) would otherwise match.
+    if length == 0 or length > MAX_RECORD or start + length > len(raw):
         return None
     payload = raw[start : start + length]
     return payload if zlib.crc32(payload) == crc else None

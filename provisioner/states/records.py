@@ -250,7 +250,7 @@ class State:
     # the first encode takes the unchanged chats' lines from them (``_adopt_source``). Shared
     # by copies; emptied once used.
     _source: dict[str, Any] = field(default_factory=dict, repr=False)
-    # While a run journals its changes (``states.journaled``), each change made through the
+    # While a run journals its changes (``states.journal_writer``), each change made through the
     # methods below is also noted here, in order, for the journal to append; None otherwise.
     # Code that changes a journaled state must use these methods, not the dicts directly.
     _log: list[tuple[Any, ...]] | None = field(default=None, repr=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from provisioner.errors import StateError
 from provisioner.states.journal import (
@@ -21,6 +21,9 @@ from provisioner.states.journal import (
 from provisioner.states.local import LocalStateStore
 from provisioner.states.lock import LockInfo
 from provisioner.states.records import State
+
+if TYPE_CHECKING:
+    from provisioner.signin.chooser import SignIn
 
 
 class StateStore(Protocol):
@@ -124,18 +127,24 @@ def local_store(path: str, *, lock_timeout: float = 0.0) -> JournaledStore:
 
 
 def open_store(
-    spec: str, endpoint: str | None = None, *, lock_timeout: float = 0.0
+    spec: str,
+    endpoint: str | None = None,
+    *,
+    lock_timeout: float = 0.0,
+    sign_in: SignIn | None = None,
 ) -> JournaledStore:
     """The store for a ``--state`` value: a local path, or ``azblob://ACCOUNT/CONTAINER/PATH``
     (Azure Blob Storage, issue 9; ``endpoint``, else env ``PROVISION_STATE_ENDPOINT``, overrides
     the account's public endpoint, e.g. for Azurite or a national cloud). ``lock_timeout``:
-    seconds ``lock()`` waits for another run's lock (``--lock-timeout``)."""
+    seconds ``lock()`` waits for another run's lock (``--lock-timeout``). ``sign_in``: the
+    run's ``--auth`` and ``--cloud``, which the blob signs in with too (None: the
+    environment's)."""
     if spec.lower().startswith("azblob://"):
         # Imported on demand: the Azure SDK is the optional extra teams-provision[azure], and a
         # clear error says to install it (raised by the import).
         from provisioner.states.azblob.store import open_azblob_store
 
-        store = open_azblob_store(spec, endpoint, lock_timeout=lock_timeout)
+        store = open_azblob_store(spec, endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
         return JournaledStore(store, store.journal_file())
     if "://" in spec:
         scheme = spec.split("://", 1)[0]
