@@ -25,6 +25,16 @@ HISTORIES = (HISTORY_NONE, HISTORY_ALL)
 #: ``visibleHistoryStartDateTime`` that shows a new member the whole chat history
 #: (api-reference/v1.0/api/chat-post-members.md, example 3); omitting it shares none (example 2).
 ALL_HISTORY_START = "0001-01-01T00:00:00Z"
+#: ``membership:`` policies (issue 22). ``exact``: the manifest lists every member; anyone else
+#: is removed. ``additive``: provision adds and updates the members it declares and removes only
+#: members it added itself; members added by someone else are left alone ("unmanaged").
+MEMBERSHIP_EXACT = "exact"
+MEMBERSHIP_ADDITIVE = "additive"
+MEMBERSHIPS = (MEMBERSHIP_EXACT, MEMBERSHIP_ADDITIVE)
+#: The default when neither the chat nor ``defaults.membership`` sets one: ``exact``, what every
+#: manifest meant before the field existed, so upgrading provision removes no one it did not
+#: remove before and keeps no one it removed before (README, "Membership policy").
+DEFAULT_MEMBERSHIP = MEMBERSHIP_EXACT
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,8 @@ class Chat:
 
     ``history`` (group chats): how much of the chat history members added later see, ``none``
     or ``all``. ``protect``: a planned delete of this chat is an error (recorded in state, so
-    it still holds once the chat is removed from the manifest).
+    it still holds once the chat is removed from the manifest). ``membership``: ``exact`` or
+    ``additive`` (``MEMBERSHIPS``), what happens to members the manifest does not list.
     """
 
     key: str
@@ -104,6 +115,11 @@ class Chat:
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
     history: str = HISTORY_NONE
     protect: bool = False
+    membership: str = DEFAULT_MEMBERSHIP
+
+    @property
+    def additive(self) -> bool:
+        return self.membership == MEMBERSHIP_ADDITIVE
 
     @property
     def member_identities(self) -> frozenset[str]:

@@ -41,7 +41,7 @@ from provisioner.manifest.yamlload import (
     position,
     read_bytes,
 )
-from provisioner.models import Chat, DesiredState, Member, Move
+from provisioner.models import MEMBERSHIPS, Chat, DesiredState, Member, Move
 
 __all__ = [
     "ValidationResult",
@@ -248,20 +248,18 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
     if not isinstance(chats, list):
         return _Checked(diagnostics, [], 0, move_entries)
 
-    defaults = data.get("defaults") if isinstance(data, dict) else None
-    role = defaults.get("role") if isinstance(defaults, dict) else None
-    default_role = role if isinstance(role, str) and role in fastpath.ROLES else "owner"
+    defaults = _defaults(data.get("defaults") if isinstance(data, dict) else None)
     _, chats_node = locate(root, ("chats",))
     assert isinstance(chats_node, SequenceNode)
     broken = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "chats"}
     entries: list[rules.Entry] = []
     for i, node in enumerate(chats_node.value):
         if i in broken:
-            partial = _lenient_chat(chats[i], default_role)
+            partial = _lenient_chat(chats[i], defaults.role)
             if partial is not None:
                 entries.append(rules.Entry(partial, name, i, root, partial=True))
             continue
-        chat = fastpath.build_chat(node, name, default_role)
+        chat = fastpath.build_chat(node, name, defaults)
         if chat is not None:
             entries.append(rules.Entry(chat, name, i, root))
         elif not problems:
@@ -270,6 +268,23 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
             line, col = position(node)
             raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
     return _Checked(diagnostics, entries, len(chats), move_entries)
+
+
+_NO_DEFAULTS = fastpath.Defaults()
+
+
+def _defaults(data: object) -> fastpath.Defaults:
+    """The ``defaults:`` of a file on the error path: each value that is valid (a wrong one
+    is reported by the schema; the chats are still checked with the built-in default)."""
+    if not isinstance(data, dict):
+        return _NO_DEFAULTS
+    role, membership = data.get("role"), data.get("membership")
+    return fastpath.Defaults(
+        role if isinstance(role, str) and role in fastpath.ROLES else _NO_DEFAULTS.role,
+        membership
+        if isinstance(membership, str) and membership in MEMBERSHIPS
+        else _NO_DEFAULTS.membership,
+    )
 
 
 def _lenient_chat(data: object, default_role: str) -> Chat | None:
@@ -302,7 +317,9 @@ def _uncounted(root: Node, name: str, data: object) -> Diagnostic:
     chats = data.get("chats") if isinstance(data, dict) else None
     _, node = locate(root, ("chats",)) if isinstance(chats, list) else (None, None)
     if isinstance(node, SequenceNode):
-        broken = sum(1 for item in node.value if fastpath.build_chat(item, name, "owner") is None)
+        broken = sum(
+            1 for item in node.value if fastpath.build_chat(item, name, _NO_DEFAULTS) is None
+        )
         counted = f"{broken} of its {len(node.value)} chats have errors"
     else:
         counted = "it has more errors"

@@ -9,7 +9,7 @@ a oneOnOne's member pair) raises ``CannotUpdate`` for the planner to report.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from provisioner.models import GROUP, HISTORY_ALL, ONE_ON_ONE, Chat, Member
 from provisioner.plans.live import match_members, object_id_of
@@ -45,6 +45,7 @@ def compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Change
         add=tuple(members.add),
         remove=members.remove,
         role_changes=tuple(members.role_changes),
+        unmanaged=members.unmanaged,
         notes=_update_notes(chat, members) if changed else (),
         source=source_of(chat),
         history=chat.history if changed and (members.add or members.role_changes) else None,
@@ -84,6 +85,7 @@ class _MemberDiff:
     add: list[MemberRecord] = field(default_factory=list)
     remove: tuple[MemberRecord, ...] = ()
     role_changes: list[RoleChange] = field(default_factory=list)
+    unmanaged: tuple[MemberRecord, ...] = ()  # kept as they are (membership: additive)
 
 
 def _diff_members(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> _MemberDiff:
@@ -103,28 +105,46 @@ def _diff_members(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> 
             diff.after.append(member)
             diff.add.append(member)
             continue
-        if chat.chat_type == GROUP and _norm(member.tenant_id) != _norm(found.tenant_id):
+        if chat.chat_type == GROUP and _other_tenant(member, found):
             # The membership belongs to the user of another tenant: replace it.
-            merged = MemberRecord(
-                member.user, member.role, member.object_id or found.object_id, member.tenant_id
-            )
+            merged = replace(member, object_id=member.object_id or found.object_id)
             diff.add.append(merged)
             diff.after.append(merged)
             continue
-        merged = MemberRecord(
-            member.user,
-            member.role,
-            member.object_id or found.object_id,
-            member.tenant_id,
-            found.membership_id,
+        # A member found in the chat keeps whether provision added it: one someone else added
+        # stays theirs under ``additive`` even while the manifest lists it too.
+        merged = replace(
+            member,
+            object_id=member.object_id or found.object_id,
+            membership_id=found.membership_id,
+            added=found.added,
         )
         kept.add(id(found))
         diff.after.append(merged)
         if chat.chat_type == GROUP and member.role != found.role:
             diff.role_changes.append(RoleChange(member=merged, old_role=found.role))
     if chat.chat_type != ONE_ON_ONE:  # a pair is equal (checked above); never changed in place
-        diff.remove = tuple(m for m in current.members if id(m) not in kept)
+        others = [m for m in current.members if id(m) not in kept]
+        if chat.additive:
+            # Issue 22: only members provision added itself are removed; the others are
+            # someone else's and stay, listed in the plan as unmanaged.
+            diff.unmanaged = tuple(m for m in others if not m.added)
+            diff.after.extend(diff.unmanaged)
+            others = [m for m in others if m.added]
+        diff.remove = tuple(others)
     return diff
+
+
+def _other_tenant(member: MemberRecord, found: MemberRecord) -> bool:
+    """True when the manifest's member and the one in the chat are of different tenants. A
+    member read back without a tenantId is never a difference: Graph's known issue "some
+    properties for chat members might be missing" (tenantId, email, displayName;
+    concepts/includes/known-issues/teamwork-communications.md) means an empty tenantId says
+    nothing, and taking it for "in-tenant" removed and re-added every external member on
+    every run."""
+    if found.tenant_id is None:
+        return False
+    return _norm(member.tenant_id) != _norm(found.tenant_id)
 
 
 def _update_notes(chat: Chat, members: _MemberDiff) -> tuple[str, ...]:

@@ -61,23 +61,15 @@ class LiveChat:
         win over the list: Graph's member lists lag behind writes (contrib#5343), so a member
         provision added that the list does not show yet, or one it removed that the list
         still shows, is not a change made in Teams."""
-        written = {}
+        written: dict[str, MemberRecord] = {}
         if known is not None:
             for m in known.members:
                 if m.object_id:
-                    written[m.object_id.lower()] = m.user
+                    written[m.object_id.lower()] = m
                 elif GUID_RE.match(m.user):
-                    written[m.user.lower()] = m.user
+                    written[m.user.lower()] = m
         members = tuple(
-            MemberRecord(
-                user=written.get(m.object_id.lower())
-                or (names or {}).get(m.object_id.lower(), m.object_id),
-                role=m.role,
-                object_id=m.object_id,
-                tenant_id=m.tenant_id,
-                membership_id=m.membership_id,
-            )
-            for m in self.members
+            _as_member(m, written.get(m.object_id.lower()), names) for m in self.members
         )
         settling: tuple[Settling, ...] = ()
         if known is not None and known.settling:
@@ -90,6 +82,21 @@ class LiveChat:
             created_at=self.created_at or (known.created_at if known else None),
             settling=settling,
         )
+
+
+def _as_member(
+    m: LiveMember, known: MemberRecord | None, names: Mapping[str, str] | None
+) -> MemberRecord:
+    """A listed member as a record. A member state does not know was added by someone else
+    (``added`` False: ``membership: additive`` leaves it alone). ``tenantId`` missing from the
+    answer is not news: Graph's known issue "some properties for chat members might be
+    missing" (concepts/includes/known-issues/teamwork-communications.md) says tenantId, email
+    and displayName may come back empty, so the recorded tenant stands."""
+    if known is None:
+        user = (names or {}).get(m.object_id.lower(), m.object_id)
+        return MemberRecord(user, m.role, m.object_id, m.tenant_id, m.membership_id, added=False)
+    tenant = m.tenant_id if m.tenant_id is not None else known.tenant_id
+    return MemberRecord(known.user, m.role, m.object_id, tenant, m.membership_id, known.added)
 
 
 def _without_lag(

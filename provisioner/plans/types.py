@@ -92,6 +92,9 @@ class Change:
     moved_from: str | None = None
     protect_change: tuple[bool, bool] | None = None
     history: str | None = None
+    # Issue 22: members someone else added that ``membership: additive`` leaves as they are
+    # (they are in ``members`` too, with ``added`` False): shown as unmanaged, never changed.
+    unmanaged: tuple[MemberRecord, ...] = ()
 
     @property
     def bookkeeping(self) -> bool:
@@ -136,6 +139,8 @@ class Change:
             }
         if self.history is not None:
             data["history"] = self.history
+        if self.unmanaged:
+            data["members_unmanaged"] = [m.to_dict() for m in self.unmanaged]
         return data
 
     @classmethod
@@ -171,6 +176,7 @@ class Change:
                 else None
             ),
             history=_opt_str(data.get("history")),
+            unmanaged=tuple(_member(m) for m in data.get("members_unmanaged", ())),
         )
 
 
@@ -341,6 +347,7 @@ def _member(data: Mapping[str, Any]) -> MemberRecord:
         object_id=_opt_str(data.get("object_id")),
         tenant_id=_opt_str(data.get("tenant_id")),
         membership_id=_opt_str(data.get("membership_id")),
+        added=data.get("added", True) is not False,
     )
 
 

@@ -126,6 +126,7 @@ def _members(raw: Any, where: str) -> tuple[MemberRecord, ...]:
         role = _get(m, "role", w, str)
         if role not in ROLES:
             raise _Bad(f"{w}.role", f"unknown role {role!r}")
+        added = _get(m, "added", w, bool, optional=True)
         out.append(
             MemberRecord(
                 user=_get(m, "user", w, str),
@@ -133,6 +134,7 @@ def _members(raw: Any, where: str) -> tuple[MemberRecord, ...]:
                 object_id=_get(m, "object_id", w, str, optional=True),
                 tenant_id=_get(m, "tenant_id", w, str, optional=True),
                 membership_id=_get(m, "membership_id", w, str, optional=True),
+                added=added is not False,
             )
         )
     return tuple(out)
@@ -152,17 +154,19 @@ class _Slow(Exception):
 def _member_fast(m: dict[str, Any]) -> MemberRecord:
     user, role = m["user"], m["role"]
     oid, tid, mid = m.get("object_id"), m.get("tenant_id"), m.get("membership_id")
+    added = m.get("added", True)
     if (
         type(user) is not str
         or role not in ROLES
         or (oid is not None and type(oid) is not str)
         or (tid is not None and type(tid) is not str)
         or (mid is not None and type(mid) is not str)
+        or type(added) is not bool
     ):
         raise _Slow
     if oid == user:
         oid = user  # one string, not two equal ones: a GUID member's id is its user
-    return MemberRecord(user, role, oid, tid, mid)
+    return MemberRecord(user, role, oid, tid, mid, added)
 
 
 def _chat_fast(c: dict[str, Any]) -> ChatRecord:

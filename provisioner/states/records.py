@@ -24,7 +24,12 @@ from typing import Any
 from provisioner import __version__
 from provisioner.states.settling import Settling
 
-STATE_FORMAT_VERSION = 1
+#: 2 (issue 22): a member carries ``"added": false`` when provision did not add it (someone
+#: added it in Teams, or it came with an imported chat), which ``membership: additive`` must
+#: never remove. Version 1 files are read as they are: every member they list counts as added
+#: by provision, which is what version 1 meant (it removed everyone else). A provision that
+#: reads only version 1 refuses a version 2 file instead of dropping the flag.
+STATE_FORMAT_VERSION = 2
 DEFAULT_STATE_PATH = "provision.state.json"
 BACKUP_SUFFIX = ".backup"
 _STEP = 1 << 20  # bytes of a state file handled in one step by _adopt_source
@@ -35,26 +40,33 @@ MAX_SERIAL = 2**63 - 1
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
-    """A member as last applied: ``user`` as written in the manifest, plus what Graph told us."""
+    """A member as last applied: ``user`` as written in the manifest, plus what Graph told us.
+
+    ``added``: provision added this member (in the chat's creation or with Add member). False
+    for a member someone else added (seen by refresh) or that came with an imported chat:
+    ``membership: additive`` never removes such a member (issue 22)."""
 
     user: str
     role: str = "owner"
     object_id: str | None = None
     tenant_id: str | None = None
     membership_id: str | None = None  # conversationMember id, needed to remove or re-role
+    added: bool = True
 
     @property
     def identity(self) -> str:
         return self.user.lower()
 
-    def to_dict(self) -> dict[str, str]:
-        data = {"user": self.user, "role": self.role}
+    def to_dict(self) -> dict[str, str | bool]:
+        data: dict[str, str | bool] = {"user": self.user, "role": self.role}
         if self.object_id is not None:
             data["object_id"] = self.object_id
         if self.tenant_id is not None:
             data["tenant_id"] = self.tenant_id
         if self.membership_id is not None:
             data["membership_id"] = self.membership_id
+        if not self.added:
+            data["added"] = False  # absent: added by provision (all of a version 1 file)
         return data
 
 

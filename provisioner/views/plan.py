@@ -161,7 +161,9 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, _member(m))
         for r in change.role_changes:
             yield ("~", 1, f"member {_user(r.member)}  role {r.old_role} -> {r.member.role}")
-        touched = len(change.add) + len(change.role_changes)
+        for m in change.unmanaged:
+            yield (" ", 1, f"{_member(m)}  {UNMANAGED}")
+        touched = len(change.add) + len(change.role_changes) + len(change.unmanaged)
         unchanged = len(change.members) - touched
         if unchanged > 0:
             yield (" ", 1, f"({unchanged} member{'s' if unchanged != 1 else ''} unchanged)")
@@ -172,6 +174,24 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, _member(m))
     for note in change.notes:
         yield (" ", 1, f"# {note}")
+
+
+#: How a member that ``membership: additive`` leaves alone is shown (issue 22).
+UNMANAGED = "(unmanaged: added outside provision, kept)"
+
+
+def _unmanaged_lines(change: Change) -> Iterator[Line]:
+    """A chat without changes that has members someone else added (``membership: additive``):
+    they are named, so the plan says who is in the chat beyond the manifest."""
+    where = f" (chat {_plain(change.chat_id)})" if change.chat_id else ""
+    yield ("#", 0, f"{change.key}: no changes{where}")
+    for m in change.unmanaged:
+        yield (" ", 1, f"{_member(m)}  {UNMANAGED}")
+
+
+def _quiet_unmanaged(plan: Plan) -> tuple[Change, ...]:
+    """Changes not otherwise listed whose chat has unmanaged members."""
+    return tuple(c for c in plan.changes if c.unmanaged and c not in plan.reported)
 
 
 def _protect_line(flip: tuple[bool, bool]) -> str:
@@ -200,6 +220,10 @@ def _legend(plan: Plan) -> list[str]:
 
 DRIFT_HEADING = "Changes outside provision (found by refresh, not by the manifest):"
 ACTIONS_HEADING = "provision will perform the following actions:"
+UNMANAGED_HEADING = (
+    "Members added outside provision, left as they are (membership: additive; with "
+    "membership: exact they would be removed):"
+)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -225,6 +249,12 @@ def render_text(plan: Plan, color: bool = False) -> str:
         out += [ACTIONS_HEADING, "", *_legend(plan), ""]
         for change in plan.reported:
             out.extend(_text_line(line, color) for line in _change_lines(change))
+            out.append("")
+    quiet = _quiet_unmanaged(plan)
+    if quiet:
+        out += [UNMANAGED_HEADING, ""]
+        for change in quiet:
+            out.extend(_text_line(line, color) for line in _unmanaged_lines(change))
             out.append("")
     summary = summary_line(plan)
     out.append(f"\x1b[1m{summary}{_RESET}" if color else summary)
@@ -268,6 +298,9 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
         sections.append(("Changes outside provision", [list(_drift_lines(d)) for d in plan.drift]))
     if plan.reported:
         sections.append(("Changes", [list(_change_lines(c)) for c in plan.reported]))
+    quiet = _quiet_unmanaged(plan)
+    if quiet:
+        sections.append(("Unmanaged members", [list(_unmanaged_lines(c)) for c in quiet]))
     budget = limit - len(foot) - 400  # room for the truncation note
     text, shown = _markdown_sections(_markdown_head(plan), sections, budget)
     total = sum(len(blocks) for _, blocks in sections)

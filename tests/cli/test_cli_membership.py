@@ -1,0 +1,118 @@
+"""Issue 22 through the CLI against the emulator: membership policy, and members whose
+tenantId/email Graph leaves out (its documented known issue)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from provisioner.cli.main import main
+from provisioner.emulator import EmulatorServer
+from provisioner.states.local import LocalStateStore
+
+USERS = [str(uuid.UUID(int=0x2000 + n)) for n in range(6)]
+HAND = USERS[5]  # added in Teams by someone else
+
+
+def manifest(membership: str, topic: str = "Team") -> str:
+    members = "".join(f"      - user: {u}\n" for u in USERS[:3])
+    return (
+        f"version: 1\nchats:\n  - key: team\n    chatType: group\n    topic: {topic}\n"
+        f"    membership: {membership}\n    members:\n{members}"
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
+    monkeypatch.chdir(tmp_path)
+    for name in ("PROVISION_STATE", "PROVISION_GRAPH_URL", "PROVISION_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with EmulatorServer(limits="off", invent_users=True, list_delay_s=0) as srv:
+        monkeypatch.setenv("PROVISION_GRAPH_URL", srv.url)
+        monkeypatch.setenv("PROVISION_ACCESS_TOKEN", "token-1")
+        yield srv
+        assert srv.tenant.counters.internal_errors_total == 0
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def add_by_hand(server: EmulatorServer, chat_id: str, user: str) -> None:
+    body = {
+        "@odata.type": "#microsoft.graph.aadUserConversationMember",
+        "roles": ["owner"],
+        "user@odata.bind": f"{server.url}/users('{user}')",
+    }
+    answer = requests.post(
+        f"{server.url}/chats/{chat_id}/members",
+        json=body,
+        headers={"Authorization": "Bearer someone-in-teams"},
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def members_of(server: EmulatorServer, chat_id: str) -> set[str]:
+    chat = server.tenant.chat(chat_id)
+    assert chat is not None
+    return set(chat.member_user_ids)
+
+
+def test_additive_keeps_a_member_added_by_hand_and_exact_names_it(
+    capsys: pytest.CaptureFixture[str], server: EmulatorServer
+) -> None:
+    Path("chats.yaml").write_text(manifest("additive"))
+    assert run(capsys, "apply", "chats.yaml", "--auto-approve")[0] == 0
+    chat_id = LocalStateStore("provision.state.json").read().chats["team"].chat_id
+    add_by_hand(server, chat_id, HAND)
+
+    code, out, err = run(capsys, "plan", "chats.yaml", "--detailed-exitcode")
+    assert code == 0, out + err  # seen, but nothing to change
+    assert f"member {HAND}  owner  (unmanaged: added outside provision, kept)" in out
+
+    # Drift repair (the topic was changed in Teams) keeps the member too.
+    requests.patch(
+        f"{server.url}/chats/{chat_id}",
+        json={"topic": "Renamed in Teams"},
+        headers={"Authorization": "Bearer x"},
+        timeout=10,
+    ).raise_for_status()
+    code, out, err = run(capsys, "apply", "chats.yaml", "--auto-approve")
+    assert code == 0, out + err
+    assert "1 to update" in out and f"- member {HAND}" not in out
+    assert members_of(server, chat_id) == {*USERS[:3], HAND}
+    record = LocalStateStore("provision.state.json").read().chats["team"]
+    assert [(m.object_id, m.added) for m in record.members if not m.added] == [(HAND, False)]
+    code, out, err = run(capsys, "plan", "chats.yaml", "--refresh-only", "--detailed-exitcode")
+    assert code == 0, out + err
+    assert run(capsys, "apply", "chats.yaml", "--auto-approve")[1].count("No changes") == 1
+
+    # exact: the plan names the person it would remove.
+    Path("chats.yaml").write_text(manifest("exact"))
+    code, out, err = run(capsys, "plan", "chats.yaml", "--detailed-exitcode")
+    assert code == 2, out + err
+    assert f"- member {HAND}  owner" in out
+    code, out, err = run(capsys, "plan", "chats.yaml", "--format", "json")
+    removed = json.loads(out)["changes"][0]["members_remove"]
+    assert [m["object_id"] for m in removed] == [HAND]
+
+
+def test_additive_removes_whom_provision_added_and_the_manifest_dropped(
+    capsys: pytest.CaptureFixture[str], server: EmulatorServer
+) -> None:
+    Path("chats.yaml").write_text(manifest("additive"))
+    assert run(capsys, "apply", "chats.yaml", "--auto-approve")[0] == 0
+    chat_id = LocalStateStore("provision.state.json").read().chats["team"].chat_id
+    Path("chats.yaml").write_text(manifest("additive").replace(f"      - user: {USERS[2]}\n", ""))
+    code, out, err = run(capsys, "apply", "chats.yaml", "--auto-approve")
+    assert code == 0, out + err
+    assert f"- member {USERS[2]}" in out
+    assert members_of(server, chat_id) == set(USERS[:2])

@@ -1,0 +1,59 @@
+"""Issue 22: the manifest's membership fields, through both the fast and the error path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import ValidationFailed
+from provisioner.manifest.load import load_desired, validate_paths
+
+A = "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"
+B = "3626a173-f2bc-4883-bcf7-01514c3bfb82"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def chats(head: str, chat_extra: str = "") -> str:
+    return (
+        f"version: 1\n{head}chats:\n"
+        f"  - key: g\n    chatType: group\n{chat_extra}"
+        f"    members:\n      - user: {A}\n      - user: {B}\n"
+        f"  - key: h\n    chatType: group\n"
+        f"    members:\n      - user: {A}\n      - user: {B}\n"
+    )
+
+
+def test_default_is_exact_and_defaults_and_chats_can_say_otherwise(tmp_path: Path) -> None:
+    desired = load_desired([write(tmp_path, chats(""))])
+    assert [c.membership for c in desired.chats] == ["exact", "exact"]
+    head = "defaults:\n  role: owner\n  membership: additive\n"
+    desired = load_desired([write(tmp_path, chats(head, "    membership: exact\n"))])
+    assert {c.key: c.membership for c in desired.chats} == {"g": "exact", "h": "additive"}
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (chats("", "    membership: partial\n"), "m.yaml:5:17", "membership"),
+        (chats("defaults:\n  membership: sometimes\n"), "m.yaml:3:15", "membership"),
+        (
+            f"version: 1\nchats:\n  - chatType: oneOnOne\n    membership: additive\n"
+            f"    members:\n      - user: {A}\n      - user: {B}\n",
+            "m.yaml:4:17",
+            "only allowed in group chats",
+        ),
+    ],
+)
+def test_bad_membership_is_located(tmp_path: Path, text: str, where: str, message: str) -> None:
+    result = validate_paths([write(tmp_path, text)])
+    assert not result.ok
+    shown = [f"{Path(d.file).name}:{d.line}:{d.col} {d.message}" for d in result.diagnostics]
+    assert any(s.startswith(where) and message in s for s in shown), shown
+    with pytest.raises(ValidationFailed):
+        load_desired([write(tmp_path, text)])
