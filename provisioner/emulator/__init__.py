@@ -3,7 +3,7 @@
 ``EmulatorServer(host="127.0.0.1", port=0, data_path=None, limits="documented",
 latency_ms=0, faults=None, seed=None, *, users=None, me=None, token_lifetime_s=None,
 tenant_id=..., max_body_bytes=4 MiB, fault_retry_after_s=None, shuffle_batch=True,
-list_delay_s=(1, 4), invent_users=False, sign_in="application")``
+list_delay_s=(1, 4), invent_users=False, sign_in="application", sparse_members=False)``
 
 * ``data_path``: where the tenant persists (snapshot + journal, see ``store.py``); None keeps
   it in memory only.
@@ -23,6 +23,10 @@ list_delay_s=(1, 4), invent_users=False, sign_in="application")``
 * ``sign_in``: ``"application"`` or ``"delegated"`` (then a new chat must include ``me``,
   and only ``me``'s chats can be listed). A JWT bearer token with ``scp`` and ``oid`` claims
   is delegated for that ``oid`` whatever this says.
+* ``sparse_members``: member answers (List members, Get member, ``$expand=members``) carry
+  null ``tenantId``, ``email`` and ``displayName``, as Graph's known issue "some properties
+  for chat members might be missing" says they may
+  (``concepts/includes/known-issues/teamwork-communications.md``).
 * ``token_lifetime_s``: a bearer token is rejected with 401 ``InvalidAuthenticationToken``
   that many seconds after the emulator first saw it (token expiry mid-run).
 * ``fault_retry_after_s``: the ``Retry-After`` of injected 503/429 (default 1 s / scale).
@@ -40,7 +44,8 @@ Where the emulator decides what the docs leave open (clients must not depend on 
 
 * ``GET /chats`` lists the chats of ``/me``; the default page size of List chats is 20 (the
   doc fixes only the maximum, 50); ``$orderby`` and other query options are ignored.
-* Adding a user who is already a member is ``409 Conflict``; a user missing from the
+* Adding a user who is already a member is ``400 BadRequest`` (the docs give no answer for
+  it, and no 409: a client must decide from the member list); a user missing from the
   directory in a ``POST /chats`` body is ``404 Request_ResourceNotFound``; re-creating a
   soft-deleted oneOnOne chat revives it with the same id.
 * The "5 requests per second per user" limit is applied to List chats only (Get chat has no

@@ -109,6 +109,11 @@ def parse_member(api: Context, obj: object) -> NewMember:
         user = found_user
         if user.user_type == "Guest" and role != "guest":
             raise bad_request("In-tenant guest users must be assigned the guest role.")
+        if user.user_type != "Guest" and role == "guest":
+            # chat-post.md: the guest role is for in-tenant guest users; a member account is
+            # an owner (the only other role). Graph's wording of this refusal is not quoted
+            # in the docs.
+            raise bad_request(f"The passed-in role 'guest' is not valid for member '{ref}'.")
     history = obj.get("visibleHistoryStartDateTime")
     extra = {"visible_history_start": history} if isinstance(history, str) else {}
     return NewMember(user, role, (tenant_id or home).lower(), **extra)
@@ -125,14 +130,14 @@ def unknown_user(ref: str) -> GraphError:
 
 
 def chat_body(
-    req: Request, chat: ChatView, *, members: bool = False, now: float = 0.0
+    req: Request, chat: ChatView, *, members: bool = False, now: float = 0.0, sparse: bool = False
 ) -> dict[str, object]:
     base = req.base_url
     if not members:
         return {"@odata.context": f"{base}/$metadata#chats/$entity", **chat.to_graph()}
     body: dict[str, object] = {
         "@odata.context": f"{base}/$metadata#chats(members())/$entity",
-        **chat.to_graph(members=True, now=now),
+        **chat.to_graph(members=True, now=now, sparse=sparse),
     }
     body["members@odata.context"] = f"{base}/$metadata#chats('{chat.id}')/members"
     return body
@@ -198,7 +203,10 @@ def get_chat(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
         _chat_of_user(api, req, m, chat)
-    return json_ok(200, chat_body(req, chat, members=members, now=api.tenant.now()))
+    body = chat_body(
+        req, chat, members=members, now=api.tenant.now(), sparse=api.tenant.sparse_members
+    )
+    return json_ok(200, body)
 
 
 def _chat_of_user(api: Context, req: Request, m: Match, chat: ChatView) -> None:
@@ -231,7 +239,8 @@ def list_members(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
         _chat_of_user(api, req, m, chat)
-    value = [member.to_graph() for member in chat.listed_members(api.tenant.now())]
+    sparse = api.tenant.sparse_members
+    value = [m.to_graph(sparse=sparse) for m in chat.listed_members(api.tenant.now())]
     return json_ok(
         200,
         {
@@ -250,7 +259,7 @@ def get_member(api: Context, req: Request, m: Match) -> Response:
     return json_ok(
         200,
         {"@odata.context": f"{req.base_url}/$metadata#chats('{chat.id}')/members/$entity"}
-        | member.to_graph(),
+        | member.to_graph(sparse=api.tenant.sparse_members),
     )
 
 
@@ -349,7 +358,15 @@ def list_chats(api: Context, req: Request, m: Match) -> Response:
         topic=filters.get("topic"),
     )
     now = api.tenant.now()
-    value = [c.to_graph(members=members, max_members=MAX_EXPANDED_MEMBERS, now=now) for c in page]
+    value = [
+        c.to_graph(
+            members=members,
+            max_members=MAX_EXPANDED_MEMBERS,
+            now=now,
+            sparse=api.tenant.sparse_members,
+        )
+        for c in page
+    ]
     context = "chats(members())" if members else "chats"
     body: dict[str, object] = {
         "@odata.context": f"{req.base_url}/$metadata#{context}",

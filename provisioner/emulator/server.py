@@ -68,6 +68,7 @@ class EmulatorServer:
         list_delay_s: DelayArg = DEFAULT_LIST_DELAY,
         invent_users: bool = False,
         sign_in: str = "application",
+        sparse_members: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -89,6 +90,7 @@ class EmulatorServer:
         self._store = Store(data_path) if data_path is not None else None
         self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
         self.tenant.list_delay = _delay_range(list_delay_s)
+        self.tenant.sparse_members = sparse_members
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME

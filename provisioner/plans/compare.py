@@ -18,7 +18,20 @@ from provisioner.states.records import ChatRecord, MemberRecord
 
 
 class CannotUpdate(Exception):
-    """The manifest describes a different chat than the one under this key."""
+    """The manifest asks for something Graph cannot do to the chat under this key: a
+    different chat (its type, a oneOnOne's pair), or a member's role changed in place."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+#: Why a role change is refused rather than planned as a remove and an add.
+ROLE_CHANGE_HINT = (
+    "keep the member's current role in the manifest; to really change it, remove the member "
+    "from the manifest and apply, then add them back with the new role and apply (in-tenant "
+    "guests are always guest, members of other tenants always owner)"
+)
 
 
 def compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Change:
@@ -31,6 +44,8 @@ def compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Change
     if _unchanged(chat, current):
         return _noop(chat, current)
     members = _diff_members(chat, current, users)
+    if members.role_changes:
+        raise CannotUpdate(_role_message(chat, members.role_changes), ROLE_CHANGE_HINT)
     topic_change = (current.topic, chat.topic) if _topic_differs(chat, current) else None
     changed = members.add or members.remove or members.role_changes or topic_change
     return Change(
@@ -147,19 +162,25 @@ def _other_tenant(member: MemberRecord, found: MemberRecord) -> bool:
     return _norm(member.tenant_id) != _norm(found.tenant_id)
 
 
+def _role_message(chat: Chat, changes: list[RoleChange]) -> str:
+    # Graph v1.0 cannot change a chat member's role: the chat resource lists Add, Get, List and
+    # Remove member only (resources/chat.md; conversationmember-update.md is for teams and
+    # channels). A remove then an add would lose the member if Graph refused the add (a
+    # guest's role is fixed by the account type, chat-post.md; adding to some chats was
+    # refused with RosterAddMemberBlocked, microsoft-graph-docs-contrib#1622), so it is not
+    # planned at all.
+    who = ", ".join(f"{r.member.user} ({r.old_role} -> {r.member.role})" for r in changes)
+    return (
+        f"{chat.key}: member roles differ from the chat's: {who}. Graph cannot change a chat "
+        f"member's role in place, and removing and adding them again could lose the member"
+    )
+
+
 def _update_notes(chat: Chat, members: _MemberDiff) -> tuple[str, ...]:
     notes: list[str] = []
     changing = (*members.remove, *(r.member for r in members.role_changes))
     if any(m.membership_id is None for m in changing):
         notes.append("membership ids not known yet: apply reads the chat's members first")
-    if members.role_changes:
-        # Graph v1.0 has no update for chat members: the chat resource lists Add, Get, List
-        # and Remove member only (resources/chat.md), and conversationmember-update.md
-        # ("PATCH roles") is for teams and channels. So a role change is a remove and an add.
-        notes.append(
-            "Graph cannot change a chat member's role in place: apply removes and adds the "
-            "member again (2 member changes each; 4 per minute per chat)"
-        )
     if members.add or members.role_changes:
         notes.append(
             "added members see the whole chat history (history: all)"

@@ -192,7 +192,7 @@ def _change(
     try:
         return compare(chat, sides.current, users)
     except CannotUpdate as exc:
-        errors.append((str(exc), _NEW_KEY_HINT))
+        errors.append((str(exc), exc.hint or _NEW_KEY_HINT))
         return None
 
 
