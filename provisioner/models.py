@@ -57,6 +57,9 @@ class Member:
     role: str = "owner"
     tenant_id: str | None = None
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+    # How the member reached the chat when not named in it directly: "set NAME" (a
+    # ``memberSets`` entry, issue 22). Shown in plans; not part of the member's identity.
+    via: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def identity(self) -> str:
@@ -89,6 +92,26 @@ class Member:
         return body
 
 
+@dataclass(frozen=True)
+class SetRef:
+    """A ``set: NAME`` member entry: every member of the named ``memberSets`` list, with
+    ``role`` (when given) for each of them. Expanded before planning
+    (``manifest.membersets``)."""
+
+    name: str
+    role: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class MemberSet:
+    """A named list of member entries from a manifest's top-level ``memberSets``."""
+
+    name: str
+    entries: tuple[Member | SetRef, ...]
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+
 def odata_key(value: str) -> str:
     """``value`` as the inside of an OData key literal in a URL: a single quote is doubled
     (OData ABNF, ``SQUOTE-in-string``) and '%' and '#' are percent-encoded so that a guest UPN
@@ -116,6 +139,10 @@ class Chat:
     history: str = HISTORY_NONE
     protect: bool = False
     membership: str = DEFAULT_MEMBERSHIP
+    # The member entries as written, in order, when some are ``set:`` references (empty when
+    # every entry names a user: then ``members`` is the list as written). ``members`` holds
+    # the users named directly until ``manifest.membersets`` expands the sets in place.
+    entries: tuple[Member | SetRef, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     @property
     def additive(self) -> bool:

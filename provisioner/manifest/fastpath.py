@@ -34,7 +34,9 @@ from provisioner.models import (
     ONE_ON_ONE,
     Chat,
     Member,
+    MemberSet,
     Move,
+    SetRef,
     Source,
     one_on_one_key,
 )
@@ -53,7 +55,8 @@ _MEMBERSHIPS = frozenset(_DEFS["membership"]["enum"])
 _TOPIC_RE = regex(_CHAT["topic"]["pattern"])
 _TOPIC_MIN = _CHAT["topic"]["minLength"]
 _TOPIC_MAX = _CHAT["topic"]["maxLength"]
-_MIN_MEMBERS = _CHAT["members"]["minItems"]
+_MIN_DIRECT = _CHAT["members"]["then"]["minItems"]  # without set: entries
+_SET_RE = regex(_DEFS["setName"]["pattern"])
 _USER_RE = regex(_MEMBER["user"]["pattern"])
 _GUID_RE = regex(_DEFS["guid"]["pattern"])
 
@@ -92,7 +95,7 @@ def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
     if root.__class__ is not MappingNode or root.tag != MAP_TAG:
         return None
     version = defaults = chats = None
-    moved_seen = False
+    moved_seen = sets_seen = False
     for k, v in root.value:
         if k.__class__ is not ScalarNode or k.tag != STR_TAG:
             return None
@@ -105,6 +108,8 @@ def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
             defaults = v
         elif name == "moved" and not moved_seen:
             moved_seen = True  # read by build_moves
+        elif name == "memberSets" and not sets_seen:
+            sets_seen = True  # read by build_member_sets
         else:
             return None
     if version is None or version.tag != INT_TAG or version.value != "1":
@@ -179,7 +184,7 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
             membership = v.value
         else:
             return None
-    if members is None or len(members) < _MIN_MEMBERS:
+    if members is None or not members:
         return None
     if history is not None and history not in _HISTORIES:
         return None
@@ -199,10 +204,11 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
     ):
         return None
     built: list[Member] = []
+    refs: list[Member | SetRef] | None = None  # every entry, once a set: entry is seen
     for m in members:
         if m.__class__ is not MappingNode or m.tag != MAP_TAG:
             return None
-        user = role = tenant = None
+        user = role = tenant = set_name = None
         for k, v in m.value:
             if k.__class__ is not ScalarNode or k.tag != STR_TAG:
                 return None
@@ -215,18 +221,34 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
                 role = v.value
             elif name == "tenantId" and tenant is None:
                 tenant = v.value
+            elif name == "set" and set_name is None:
+                set_name = v.value
             else:
                 return None
-        if user is None or not _USER_RE.search(user):
-            return None
         if role is not None and role not in ROLES:
+            return None
+        mark = m.start_mark
+        if set_name is not None:
+            if user is not None or tenant is not None or chat_type == ONE_ON_ONE:
+                return None
+            if not _SET_RE.search(set_name):
+                return None
+            if refs is None:
+                refs = list(built)
+            refs.append(SetRef(set_name, role, Source(file, mark.line + 1, mark.column + 1)))
+            continue
+        if user is None or not _USER_RE.search(user):
             return None
         if tenant is not None and not _GUID_RE.search(tenant):
             return None
-        mark = m.start_mark
-        built.append(
-            Member(user, role or default_role, tenant, Source(file, mark.line + 1, mark.column + 1))
+        member = Member(
+            user, role or default_role, tenant, Source(file, mark.line + 1, mark.column + 1)
         )
+        built.append(member)
+        if refs is not None:
+            refs.append(member)
+    if refs is None and len(members) < _MIN_DIRECT:
+        return None
     if key is None:
         key = one_on_one_key(built[0].user, built[1].user)
     mark = node.start_mark
@@ -239,7 +261,73 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
         history=history or HISTORY_NONE,
         protect=bool(protect),
         membership=membership or defaults.membership,
+        entries=tuple(refs) if refs is not None else (),
     )
+
+
+def build_member_sets(root: Node, file: str) -> list[MemberSet] | None:
+    """The top-level ``memberSets:`` of a document (``[]`` without), or ``None`` when it is
+    not plainly valid under the schema (the error path then reports why). Members without a
+    role take the file's ``defaults.role``. Only called on plain mapping documents."""
+    if root.__class__ is not MappingNode:
+        return None
+    found = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == "memberSets"]
+    if not found:
+        return []
+    given = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == "defaults"]
+    defaults = build_defaults(given[0] if len(given) == 1 else None)
+    node = found[0]
+    if len(found) > 1 or defaults is None:
+        return None
+    if node.__class__ is not MappingNode or node.tag != MAP_TAG:
+        return None
+    out: list[MemberSet] = []
+    names: set[str] = set()
+    for k, v in node.value:
+        if not _is_str(k) or k.value in names or not _SET_RE.search(k.value):
+            return None
+        if v.__class__ is not SequenceNode or v.tag != SEQ_TAG or not v.value:
+            return None
+        entries = [_entry(m, file, defaults.role) for m in v.value]
+        if any(e is None for e in entries):
+            return None
+        names.add(k.value)
+        mark = k.start_mark
+        out.append(
+            MemberSet(
+                k.value,
+                tuple(e for e in entries if e is not None),
+                Source(file, mark.line + 1, mark.column + 1),
+            )
+        )
+    return out
+
+
+def _entry(m: Node, file: str, default_role: str) -> Member | SetRef | None:
+    """One member entry of a set (the rules of ``build_chat``'s member loop)."""
+    if m.__class__ is not MappingNode or m.tag != MAP_TAG:
+        return None
+    fields: dict[str, str] = {}
+    for k, v in m.value:
+        if not _is_str(k) or not _is_str(v) or k.value in fields:
+            return None
+        if k.value not in ("user", "role", "tenantId", "set"):
+            return None
+        fields[k.value] = v.value
+    user, role, tenant, name = (fields.get(f) for f in ("user", "role", "tenantId", "set"))
+    mark = m.start_mark
+    where = Source(file, mark.line + 1, mark.column + 1)
+    if role is not None and role not in ROLES:
+        return None
+    if name is not None:
+        if user is not None or tenant is not None or not _SET_RE.search(name):
+            return None
+        return SetRef(name, role, where)
+    if user is None or not _USER_RE.search(user):
+        return None
+    if tenant is not None and not _GUID_RE.search(tenant):
+        return None
+    return Member(user, role or default_role, tenant, where)
 
 
 def _bool(node: Node) -> bool | None:

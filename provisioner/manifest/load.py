@@ -26,7 +26,7 @@ from pathlib import Path
 from yaml.nodes import Node, SequenceNode
 
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
-from provisioner.manifest import fastpath, moves, rules
+from provisioner.manifest import fastpath, membersets, moves, rules
 from provisioner.manifest.gcpause import gc_paused
 from provisioner.manifest.plaindata import flatten_merges, to_data
 from provisioner.manifest.schema import load_schema, schema_path
@@ -41,7 +41,7 @@ from provisioner.manifest.yamlload import (
     position,
     read_bytes,
 )
-from provisioner.models import MEMBERSHIPS, Chat, DesiredState, Member, Move
+from provisioner.models import MEMBERSHIPS, Chat, DesiredState, Member, MemberSet, Move
 
 __all__ = [
     "ValidationResult",
@@ -135,6 +135,7 @@ def _validate_files(files: list[Path]) -> ValidationResult:
     diagnostics: list[Diagnostic] = []
     entries: list[rules.Entry] = []
     move_entries: list[moves.MoveEntry] = []
+    member_sets: list[MemberSet] = []
     chat_count = 0
     for path in files:
         name = str(path)
@@ -142,7 +143,11 @@ def _validate_files(files: list[Path]) -> ValidationResult:
         diagnostics.extend(checked.diagnostics)
         entries.extend(checked.entries)
         move_entries.extend(checked.moves)
+        member_sets.extend(checked.sets)
         chat_count += checked.chats
+    if member_sets or any(e.chat.entries for e in entries):
+        entries, problems = membersets.expand(entries, member_sets)
+        diagnostics.extend(problems)
     diagnostics.extend(rules.check(entries))
     if move_entries:
         # Only chats without errors are known by key: with errors elsewhere, a move to a key
@@ -184,6 +189,7 @@ class _Checked:
     entries: list[rules.Entry]
     chats: int
     moves: list[moves.MoveEntry] = field(default_factory=list)
+    sets: list[MemberSet] = field(default_factory=list)
 
 
 def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Checked:
@@ -208,12 +214,14 @@ def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Ch
     budget = alias_budget(text)
     fast = fastpath.build_document(root, name, budget)
     fast_moves = fastpath.build_moves(root, name) if fast is not None else None
-    if fast is not None and fast_moves is not None:
+    fast_sets = fastpath.build_member_sets(root, name) if fast_moves is not None else None
+    if fast is not None and fast_moves is not None and fast_sets is not None:
         return _Checked(
             [],
             [rules.Entry(c, name, i, root) for i, c in enumerate(fast)],
             len(fast),
             _move_entries(fast_moves, name, root),
+            fast_sets,
         )
     return _slow_file(root, name, budget)
 
@@ -244,9 +252,10 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
             line, col = position(root)
             raise RuntimeError(f"fast path and schema disagree on 'moved' in {name}:{line}:{col}")
         move_entries = _move_entries(found, name, root)
+    member_sets = _member_sets(root, name, data, problems)
     chats = data.get("chats") if isinstance(data, dict) else None
     if not isinstance(chats, list):
-        return _Checked(diagnostics, [], 0, move_entries)
+        return _Checked(diagnostics, [], 0, move_entries, member_sets)
 
     defaults = _defaults(data.get("defaults") if isinstance(data, dict) else None)
     _, chats_node = locate(root, ("chats",))
@@ -267,7 +276,21 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
             # disagree, which is a bug in provision, not in the manifest.
             line, col = position(node)
             raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
-    return _Checked(diagnostics, entries, len(chats), move_entries)
+    return _Checked(diagnostics, entries, len(chats), move_entries, member_sets)
+
+
+def _member_sets(root: Node, name: str, data: object, problems: list[Problem]) -> list[MemberSet]:
+    """The file's member sets when the schema found nothing wrong with them or the defaults
+    (else none: their problems are reported, and the chats naming them are not expanded)."""
+    if not isinstance(data, dict) or any(
+        p.path[:1] in ((), ("memberSets",), ("defaults",)) for p in problems
+    ):
+        return []
+    found = fastpath.build_member_sets(root, name)
+    if found is None:
+        line, col = position(root)
+        raise RuntimeError(f"fast path and schema disagree on 'memberSets' in {name}:{line}:{col}")
+    return found
 
 
 _NO_DEFAULTS = fastpath.Defaults()

@@ -70,7 +70,11 @@ def compare(chat: Chat, current: ChatRecord, users: Mapping[str, str]) -> Change
 def after_member(member: Member, users: Mapping[str, str]) -> MemberRecord:
     """The manifest's member as it will be recorded (object id resolved when known)."""
     return MemberRecord(
-        member.user, member.role, object_id_of(member.user, users), member.tenant_id
+        member.user,
+        member.role,
+        object_id_of(member.user, users),
+        member.tenant_id,
+        via=member.via,
     )
 
 

@@ -96,7 +96,9 @@ def _as_member(
         user = (names or {}).get(m.object_id.lower(), m.object_id)
         return MemberRecord(user, m.role, m.object_id, m.tenant_id, m.membership_id, added=False)
     tenant = m.tenant_id if m.tenant_id is not None else known.tenant_id
-    return MemberRecord(known.user, m.role, m.object_id, tenant, m.membership_id, known.added)
+    return MemberRecord(
+        known.user, m.role, m.object_id, tenant, m.membership_id, known.added, known.via
+    )
 
 
 def _without_lag(

@@ -348,6 +348,7 @@ def _member(data: Mapping[str, Any]) -> MemberRecord:
         tenant_id=_opt_str(data.get("tenant_id")),
         membership_id=_opt_str(data.get("membership_id")),
         added=data.get("added", True) is not False,
+        via=_opt_str(data.get("via")),
     )
 
 

@@ -135,6 +135,7 @@ def _members(raw: Any, where: str) -> tuple[MemberRecord, ...]:
                 tenant_id=_get(m, "tenant_id", w, str, optional=True),
                 membership_id=_get(m, "membership_id", w, str, optional=True),
                 added=added is not False,
+                via=_get(m, "via", w, str, optional=True),
             )
         )
     return tuple(out)
@@ -154,7 +155,7 @@ class _Slow(Exception):
 def _member_fast(m: dict[str, Any]) -> MemberRecord:
     user, role = m["user"], m["role"]
     oid, tid, mid = m.get("object_id"), m.get("tenant_id"), m.get("membership_id")
-    added = m.get("added", True)
+    added, via = m.get("added", True), m.get("via")
     if (
         type(user) is not str
         or role not in ROLES
@@ -162,11 +163,12 @@ def _member_fast(m: dict[str, Any]) -> MemberRecord:
         or (tid is not None and type(tid) is not str)
         or (mid is not None and type(mid) is not str)
         or type(added) is not bool
+        or (via is not None and type(via) is not str)
     ):
         raise _Slow
     if oid == user:
         oid = user  # one string, not two equal ones: a GUID member's id is its user
-    return MemberRecord(user, role, oid, tid, mid, added)
+    return MemberRecord(user, role, oid, tid, mid, added, via)
 
 
 def _chat_fast(c: dict[str, Any]) -> ChatRecord:

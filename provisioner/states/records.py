@@ -52,6 +52,9 @@ class MemberRecord:
     tenant_id: str | None = None
     membership_id: str | None = None  # conversationMember id, needed to remove or re-role
     added: bool = True
+    # Where the manifest got this member when not from a user: entry: "set NAME" or "group
+    # NAME" (issue 22). Shown in plans ("from group Falcon-Team"); not part of its identity.
+    via: str | None = None
 
     @property
     def identity(self) -> str:
@@ -67,6 +70,8 @@ class MemberRecord:
             data["membership_id"] = self.membership_id
         if not self.added:
             data["added"] = False  # absent: added by provision (all of a version 1 file)
+        if self.via is not None:
+            data["via"] = self.via
         return data
 
 

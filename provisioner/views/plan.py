@@ -87,6 +87,8 @@ def _member(m: MemberRecord) -> str:
     text = f"member {_user(m)}  {m.role}"
     if m.tenant_id:
         text += f", tenant {_plain(m.tenant_id)}"
+    if m.via:
+        text += f"  (from {_q(m.via) if not _PLAIN.match(m.via.replace(' ', '')) else m.via})"
     return text
 
 
