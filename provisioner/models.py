@@ -35,6 +35,8 @@ MEMBERSHIPS = (MEMBERSHIP_EXACT, MEMBERSHIP_ADDITIVE)
 #: manifest meant before the field existed, so upgrading provision removes no one it did not
 #: remove before and keeps no one it removed before (README, "Membership policy").
 DEFAULT_MEMBERSHIP = MEMBERSHIP_EXACT
+#: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
+MAX_GROUP_MEMBERS = 250
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,27 @@ class SetRef:
 
 
 @dataclass(frozen=True)
+class GroupRef:
+    """A ``group: <object id or mail>`` member entry: the Entra ID group's users, nested
+    groups followed (``GET /groups/{id}/transitiveMembers/microsoft.graph.user``), read from
+    Graph whenever a plan refreshes (``plans.groups``). ``role`` is the role of its member
+    accounts; its guests are always ``guest`` (chat-post.md)."""
+
+    group: str
+    role: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def identity(self) -> str:
+        return self.group.lower()
+
+
+@dataclass(frozen=True)
 class MemberSet:
     """A named list of member entries from a manifest's top-level ``memberSets``."""
 
     name: str
-    entries: tuple[Member | SetRef, ...]
+    entries: tuple[Member | SetRef | GroupRef, ...]
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
 
 
@@ -139,10 +157,15 @@ class Chat:
     history: str = HISTORY_NONE
     protect: bool = False
     membership: str = DEFAULT_MEMBERSHIP
-    # The member entries as written, in order, when some are ``set:`` references (empty when
-    # every entry names a user: then ``members`` is the list as written). ``members`` holds
-    # the users named directly until ``manifest.membersets`` expands the sets in place.
-    entries: tuple[Member | SetRef, ...] = field(default=(), compare=False, hash=False, repr=False)
+    # The member entries as written, in order, when some are ``set:`` or ``group:`` entries
+    # (empty when every entry names a user: then ``members`` is the list as written).
+    # ``members`` holds the users named directly until ``manifest.membersets`` expands the
+    # sets in place; ``groups`` are the ``group:`` entries, whose users join ``members`` at
+    # plan time (``plans.groups``), after the others.
+    entries: tuple[Member | SetRef | GroupRef, ...] = field(
+        default=(), compare=False, hash=False, repr=False
+    )
+    groups: tuple[GroupRef, ...] = ()
 
     @property
     def additive(self) -> bool:

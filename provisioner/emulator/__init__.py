@@ -3,7 +3,8 @@
 ``EmulatorServer(host="127.0.0.1", port=0, data_path=None, limits="documented",
 latency_ms=0, faults=None, seed=None, *, users=None, me=None, token_lifetime_s=None,
 tenant_id=..., max_body_bytes=4 MiB, fault_retry_after_s=None, shuffle_batch=True,
-list_delay_s=(1, 4), invent_users=False, sign_in="application", sparse_members=False)``
+list_delay_s=(1, 4), invent_users=False, sign_in="application", sparse_members=False,
+group_read=True)``
 
 * ``data_path``: where the tenant persists (snapshot + journal, see ``store.py``); None keeps
   it in memory only.
@@ -27,6 +28,10 @@ list_delay_s=(1, 4), invent_users=False, sign_in="application", sparse_members=F
   null ``tenantId``, ``email`` and ``displayName``, as Graph's known issue "some properties
   for chat members might be missing" says they may
   (``concepts/includes/known-issues/teamwork-communications.md``).
+* ``group_read``: False answers every group read with 403 ``Authorization_RequestDenied``
+  (an app without ``GroupMember.Read.All``). Groups themselves: ``server.tenant.groups``
+  (``groups.py``): ``add(name, [user or group ids], mail=...)``, ``add_members``,
+  ``remove_members``; nested groups and guests are followed as Graph documents.
 * ``token_lifetime_s``: a bearer token is rejected with 401 ``InvalidAuthenticationToken``
   that many seconds after the emulator first saw it (token expiry mid-run).
 * ``fault_retry_after_s``: the ``Retry-After`` of injected 503/429 (default 1 s / scale).
@@ -35,7 +40,9 @@ Endpoints (base ``<url>`` = ``http://HOST:PORT/v1.0``): ``POST/GET /chats``,
 ``GET/PATCH/DELETE /chats/{id}``, ``GET/POST /chats/{id}/members``,
 ``GET/DELETE /chats/{id}/members/{membership-id}``, ``GET /users/{id|upn}``, ``GET /me``,
 ``GET /users/{id}/chats``, ``GET /me/chats`` (and ``.../chats/{id}[/members]`` under both),
-``POST /$batch``. Any non-empty ``Authorization: Bearer <token>`` is accepted.
+``GET /groups/{id}``, ``GET /groups?$filter=mail eq '...'``,
+``GET /groups/{id}/transitiveMembers/microsoft.graph.user``, ``POST /$batch``. Any non-empty
+``Authorization: Bearer <token>`` is accepted.
 
 ``embedded(data_path=".provision-emulator.json", **kw)`` runs one for a ``with`` block and
 yields its URL (for ``plan``/``apply --emulator``).

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from urllib.parse import quote, unquote
 
 from provisioner.emulator.errors import GraphError, bad_request, not_found
+from provisioner.emulator.group_reads import HANDLERS as group_handlers
 from provisioner.emulator.messages import JSON_TYPE, Request, Response
 from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
 from provisioner.emulator.protocol import Context
@@ -401,6 +402,9 @@ HANDLERS: dict[str, Handler] = {
     "GET /me": get_user,
     "GET /users/{user-id}": get_user,
 }
+
+
+HANDLERS.update(group_handlers)
 
 
 def run(api: Context, req: Request, m: Match) -> Response:

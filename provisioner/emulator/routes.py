@@ -22,6 +22,9 @@ TEMPLATES = (
     "/chats/{chat-id}",
     "/chats/{chat-id}/members",
     "/chats/{chat-id}/members/{membership-id}",
+    "/groups",
+    "/groups/{group-id}",
+    "/groups/{group-id}/transitiveMembers/microsoft.graph.user",
     "/me",
     "/me/chats",
     "/me/chats/{chat-id}",
@@ -110,8 +113,8 @@ def demands(m: Match, tenant_key: str, user_key: str | None) -> list[t.Demand]:
     tpl, method = m.template, m.method
     if tpl == "/$batch":
         return []  # json-batching.md: items "are evaluated individually" against the limits
-    if tpl in ("/me", "/users/{user-id}"):
-        return [(t.IDENTITY, tenant_key)]
+    if tpl in ("/me", "/users/{user-id}") or tpl.startswith("/groups"):
+        return [(t.IDENTITY, tenant_key)]  # directory reads, not Teams
     if tpl.endswith("/chats"):
         if method == "POST":
             return [(t.TEAMS_WRITE, tenant_key)]

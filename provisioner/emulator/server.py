@@ -69,6 +69,7 @@ class EmulatorServer:
         invent_users: bool = False,
         sign_in: str = "application",
         sparse_members: bool = False,
+        group_read: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -91,6 +92,7 @@ class EmulatorServer:
         self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
         self.tenant.list_delay = _delay_range(list_delay_s)
         self.tenant.sparse_members = sparse_members
+        self.tenant.groups.readable = group_read
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.emulator.errors import bad_request, not_found
+from provisioner.emulator.groups import Groups
 from provisioner.emulator.model import (
     ALL_HISTORY,
     GROUP,
@@ -96,6 +97,7 @@ class Tenant:
         # Member answers without tenantId, email and displayName (Graph's known issue, see
         # ``MemberView.to_graph``); off by default, on in the tests that need it.
         self.sparse_members = False
+        self.groups = Groups()  # Entra ID groups (emulator/groups.py)
         self.directory = directory
         self.lock = threading.RLock()
         self._rng = rng

@@ -33,6 +33,7 @@ from provisioner.models import (
     HISTORY_NONE,
     ONE_ON_ONE,
     Chat,
+    GroupRef,
     Member,
     MemberSet,
     Move,
@@ -57,6 +58,7 @@ _TOPIC_MIN = _CHAT["topic"]["minLength"]
 _TOPIC_MAX = _CHAT["topic"]["maxLength"]
 _MIN_DIRECT = _CHAT["members"]["then"]["minItems"]  # without set: entries
 _SET_RE = regex(_DEFS["setName"]["pattern"])
+_GROUP_RE = regex(_MEMBER["group"]["pattern"])
 _USER_RE = regex(_MEMBER["user"]["pattern"])
 _GUID_RE = regex(_DEFS["guid"]["pattern"])
 
@@ -204,11 +206,11 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
     ):
         return None
     built: list[Member] = []
-    refs: list[Member | SetRef] | None = None  # every entry, once a set: entry is seen
+    refs: list[Member | SetRef | GroupRef] | None = None  # every entry, once a set/group is
     for m in members:
         if m.__class__ is not MappingNode or m.tag != MAP_TAG:
             return None
-        user = role = tenant = set_name = None
+        user = role = tenant = set_name = group = None
         for k, v in m.value:
             if k.__class__ is not ScalarNode or k.tag != STR_TAG:
                 return None
@@ -223,19 +225,20 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
                 tenant = v.value
             elif name == "set" and set_name is None:
                 set_name = v.value
+            elif name == "group" and group is None:
+                group = v.value
             else:
                 return None
         if role is not None and role not in ROLES:
             return None
         mark = m.start_mark
-        if set_name is not None:
-            if user is not None or tenant is not None or chat_type == ONE_ON_ONE:
-                return None
-            if not _SET_RE.search(set_name):
+        if set_name is not None or group is not None:
+            ref = _ref(set_name, group, role, Source(file, mark.line + 1, mark.column + 1))
+            if ref is None or user is not None or tenant is not None or chat_type == ONE_ON_ONE:
                 return None
             if refs is None:
                 refs = list(built)
-            refs.append(SetRef(set_name, role, Source(file, mark.line + 1, mark.column + 1)))
+            refs.append(ref)
             continue
         if user is None or not _USER_RE.search(user):
             return None
@@ -303,7 +306,7 @@ def build_member_sets(root: Node, file: str) -> list[MemberSet] | None:
     return out
 
 
-def _entry(m: Node, file: str, default_role: str) -> Member | SetRef | None:
+def _entry(m: Node, file: str, default_role: str) -> Member | SetRef | GroupRef | None:
     """One member entry of a set (the rules of ``build_chat``'s member loop)."""
     if m.__class__ is not MappingNode or m.tag != MAP_TAG:
         return None
@@ -311,23 +314,36 @@ def _entry(m: Node, file: str, default_role: str) -> Member | SetRef | None:
     for k, v in m.value:
         if not _is_str(k) or not _is_str(v) or k.value in fields:
             return None
-        if k.value not in ("user", "role", "tenantId", "set"):
+        if k.value not in ("user", "role", "tenantId", "set", "group"):
             return None
         fields[k.value] = v.value
-    user, role, tenant, name = (fields.get(f) for f in ("user", "role", "tenantId", "set"))
+    user, role, tenant, name, group = (
+        fields.get(f) for f in ("user", "role", "tenantId", "set", "group")
+    )
     mark = m.start_mark
     where = Source(file, mark.line + 1, mark.column + 1)
     if role is not None and role not in ROLES:
         return None
-    if name is not None:
-        if user is not None or tenant is not None or not _SET_RE.search(name):
+    if name is not None or group is not None:
+        if user is not None or tenant is not None:
             return None
-        return SetRef(name, role, where)
+        return _ref(name, group, role, where)
     if user is None or not _USER_RE.search(user):
         return None
     if tenant is not None and not _GUID_RE.search(tenant):
         return None
     return Member(user, role or default_role, tenant, where)
+
+
+def _ref(
+    set_name: str | None, group: str | None, role: str | None, where: Source
+) -> SetRef | GroupRef | None:
+    """A ``set:`` or a ``group:`` entry (exactly one of them), if valid."""
+    if set_name is not None and group is None and _SET_RE.search(set_name):
+        return SetRef(set_name, role, where)
+    if group is not None and set_name is None and _GROUP_RE.search(group):
+        return GroupRef(group, role, where)
+    return None
 
 
 def _bool(node: Node) -> bool | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 from provisioner.errors import Diagnostic
 from provisioner.manifest.rules import Entry
-from provisioner.models import Member, MemberSet, SetRef, Source
+from provisioner.models import GroupRef, Member, MemberSet, SetRef, Source
 
 _UNKNOWN_WHERE = Source("", 0, 0)
 
@@ -80,6 +80,14 @@ class _Expander:
         out: list[tuple[Member, str]] = []
         seen: dict[str, str] = {}
         for item in member_set.entries:
+            if isinstance(item, GroupRef):
+                self.report(
+                    item.source,
+                    f"a group: entry belongs in a chat's members, not in member set "
+                    f"'{member_set.name}'",
+                    "name the group in each chat that needs it",
+                )
+                continue
             if isinstance(item, SetRef):
                 brought = self.members_of(item, stack)
             else:
@@ -120,19 +128,43 @@ def expand(
             expander.sets[member_set.name] = member_set
     for member_set in expander.sets.values():  # problems of sets no chat uses are shown too
         expander.members_of(SetRef(member_set.name, None, member_set.source), ())
-    out = [
-        replace(e, chat=replace(e.chat, members=_chat_members(expander, e)))
-        if e.chat.entries
-        else e
-        for e in entries
-    ]
+    out = [_expanded(expander, e) if e.chat.entries else e for e in entries]
     return out, list(expander.problems.values())
+
+
+def _expanded(expander: _Expander, entry: Entry) -> Entry:
+    groups: dict[str, GroupRef] = {}
+    for item in entry.chat.entries:
+        if not isinstance(item, GroupRef):
+            continue
+        if item.identity in groups:
+            expander.report(
+                item.source,
+                f"group '{item.group}' is already a member entry of this chat "
+                f"({groups[item.identity].source})",
+                "name each group once",
+            )
+        elif item.role == "guest":
+            expander.report(
+                item.source,
+                f"role guest on group '{item.group}': a group's member accounts cannot be "
+                "guests in a chat (Graph gives the guest role to guest accounts only)",
+                "leave the role out (or owner): the group's guests get guest anyway",
+            )
+        else:
+            groups[item.identity] = item
+    chat = replace(
+        entry.chat, members=_chat_members(expander, entry), groups=tuple(groups.values())
+    )
+    return replace(entry, chat=chat)
 
 
 def _chat_members(expander: _Expander, entry: Entry) -> tuple[Member, ...]:
     members: list[Member] = []
     seen: dict[str, tuple[str, Source | None]] = {}
     for item in entry.chat.entries:
+        if isinstance(item, GroupRef):
+            continue  # its users join at plan time (plans.groups)
         if isinstance(item, SetRef):
             via, mine = f"set {item.name}", f"set '{item.name}'"
             brought = [

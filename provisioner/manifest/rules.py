@@ -31,10 +31,15 @@ from yaml.nodes import Node
 
 from provisioner.errors import Diagnostic
 from provisioner.manifest.yamlload import JsonPath, format_path, locate, position
-from provisioner.models import GROUP, GUID_RE, ONE_ON_ONE, Chat, Member, Source
-
-#: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
-MAX_GROUP_MEMBERS = 250
+from provisioner.models import (
+    GROUP,
+    GUID_RE,
+    MAX_GROUP_MEMBERS,
+    ONE_ON_ONE,
+    Chat,
+    Member,
+    Source,
+)
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ def _member_count(entry: Entry, distinct: int) -> list[Diagnostic]:
                 "split the chat, or use a team and channels for larger groups",
             )
         ]
-    if chat.chat_type == GROUP and chat.entries and distinct < 2 and not entry.partial:
+    if chat.chat_type == GROUP and chat.entries and not chat.groups and distinct < 2:
         # Sets can bring fewer people than the entries suggest (the schema counts entries).
         return [
             _diag(

@@ -28,10 +28,12 @@ NO_REFRESH_HINT = "`plan --no-refresh` plans from the state alone, without takin
 OnRefresh = Callable[[int, str], None]
 
 
-def should_refresh(refresh: bool | None, state: State) -> bool:
+def should_refresh(refresh: bool | None, state: State, desired: DesiredState | None = None) -> bool:
     """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
-    state holds chats (a first plan needs no Graph access)."""
-    return refresh is True or (refresh is None and bool(state.chats))
+    state holds chats or the manifests name groups (whose members only Graph knows; a first
+    plan of users alone needs no Graph access)."""
+    groups = desired is not None and any(c.groups for c in desired.chats)
+    return refresh is True or (refresh is None and (bool(state.chats) or groups))
 
 
 def plan_from(
@@ -49,7 +51,7 @@ def plan_from(
     policy says so (``state`` then gets the resolved users, in memory only)."""
     from provisioner.plans.planner import make_plan
 
-    if not should_refresh(refresh, state):
+    if not should_refresh(refresh, state, desired):
         plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
     else:
         from provisioner.operations.refresh import read_from_graph
@@ -114,7 +116,7 @@ def run_plan(
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
     state = store.read()
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
-    if connect is None or not should_refresh(refresh, state):
+    if connect is None or not should_refresh(refresh, state, desired):
         return make_plan(desired, state, prune=prune, graph_url=graph_url)
     client = connect()
     try:

@@ -25,6 +25,7 @@ from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
 from provisioner.graph.users import resolve_users
 from provisioner.models import CHAT_TYPES, DesiredState
+from provisioner.operations.groups import GroupReader, group_refs, read_groups
 from provisioner.plans.live import LiveChat, LiveMember
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
@@ -137,6 +138,11 @@ def read_from_graph(
     the resolved users in memory only; the plan carries them for apply to persist."""
     users = resolve_users(client, state, None if refresh_only else desired)
     state.users.update(users)
+    groups = None
+    if not refresh_only and group_refs(desired):
+        if not isinstance(client, GroupReader):
+            raise TypeError("this Graph client cannot read groups")
+        groups = read_groups(client, desired, state.groups)
     live = refresh(client, state) if state.chats else {}
     # Without a tid in the token, the chats say which tenant they are in (issue 15).
     for tenant in sorted({c.tenant_id for c in live.values() if c.tenant_id}):
@@ -145,8 +151,8 @@ def read_from_graph(
     if refresh_only:
         plan = refresh_only_plan(state, live, graph_url=graph_url, desired=desired)
     else:
-        plan = make_plan(desired, state, live=live, prune=prune, graph_url=graph_url)
-    return replace(plan, users=users)
+        plan = make_plan(desired, state, live=live, prune=prune, graph_url=graph_url, groups=groups)
+    return replace(plan, users={**users, **plan.users})
 
 
 def is_manageable(chat: LiveChat) -> bool:

@@ -14,9 +14,10 @@ from provisioner.errors import PlanError
 from provisioner.manifest import moves as moves_
 from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState
 from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
+from provisioner.plans.groups import expand_groups
 from provisioner.plans.live import LiveChat, LiveMember, find_drift, upn_names, with_object_ids
 from provisioner.plans.types import Action, Change, Drift, Plan
-from provisioner.states.records import ChatRecord, Intent, State
+from provisioner.states.records import ChatRecord, GroupRecord, Intent, State
 
 __all__ = ["LiveChat", "LiveMember", "make_plan", "refresh_only_plan"]
 
@@ -28,6 +29,7 @@ def make_plan(
     live: Mapping[str, LiveChat] | None = None,
     prune: bool = False,
     graph_url: str = DEFAULT_GRAPH_URL,
+    groups: Mapping[str, GroupRecord] | None = None,
 ) -> Plan:
     """Plan every key of ``desired`` and ``state`` (ordered by key).
 
@@ -40,19 +42,23 @@ def make_plan(
     chat's type, a oneOnOne's member pair), for a planned delete of a protected key, and for
     a ``moved:`` entry whose old and new keys are both in the state.
     """
-    wanted = desired.by_key()
-    names = upn_names(state.users) if live is not None else {}
     errors: list[tuple[str, str]] = []
+    # ``group:`` entries: the groups this plan read (a refresh), else as the state recorded.
+    desired, taught, problems = expand_groups(
+        desired, state.groups if groups is None else groups, state.users
+    )
+    errors.extend((str(p), p.hint) for p in problems)
+    users = {**state.users, **taught} if taught else state.users
+    wanted = desired.by_key()
+    names = upn_names(users) if live is not None else {}
     chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
     changes: list[Change] = []
     drift: list[Drift] = []
     for key in sorted(set(wanted) | set(chats) | set(intents)):
-        sides = _sides(
-            key, wanted.get(key), chats.get(key), intents.get(key), live, state.users, names
-        )
+        sides = _sides(key, wanted.get(key), chats.get(key), intents.get(key), live, users, names)
         if sides.drift is not None:
             drift.append(sides.drift)
-        change = _change(sides, state.users, protected, errors, prune=prune, graph_url=graph_url)
+        change = _change(sides, users, protected, errors, prune=prune, graph_url=graph_url)
         if change is None:
             continue
         chat = sides.chat
@@ -76,6 +82,8 @@ def make_plan(
         drift=tuple(drift),
         refreshed=live is not None,
         prune=prune,
+        users=taught,
+        groups=dict(groups or {}),
     )
 
 

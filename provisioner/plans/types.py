@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from provisioner import __version__
-from provisioner.states.records import ChatRecord, Intent, MemberRecord
+from provisioner.states.records import ChatRecord, GroupRecord, Intent, MemberRecord
 
 PLAN_FORMAT_VERSION = 1
 PLAN_FILE_KIND = "provision-plan"
@@ -246,6 +246,9 @@ class Plan:
     # state), and a ``plan --refresh-only`` plan: drift only, no changes from the manifest.
     users: Mapping[str, str] = field(default_factory=dict)
     refresh_only: bool = False
+    # Issue 22: the groups of ``group:`` entries as this plan read them (ref -> group), for
+    # apply to record in the state (empty when the plan used the state's).
+    groups: Mapping[str, GroupRecord] = field(default_factory=dict)
     tool_version: str = __version__
     created_at: str = field(default_factory=_now)
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -295,6 +298,7 @@ class Plan:
             "refresh_only": self.refresh_only,
             "prune": self.prune,
             "users": dict(sorted(self.users.items())),
+            "groups": {k: g.to_dict() for k, g in sorted(self.groups.items())},
             # Renamed keys are counted apart: a moved key also has its own action (issue 17).
             "summary": {**self.summary, "move": len(self.moves)},
             "moves": [{"from": old, "to": new} for old, new in self.moves],
@@ -318,6 +322,7 @@ class Plan:
             prune=bool(data["prune"]),
             users={str(k): str(v) for k, v in (data.get("users") or {}).items()},
             refresh_only=bool(data.get("refresh_only", False)),
+            groups={str(k): _group(g) for k, g in (data.get("groups") or {}).items()},
             tool_version=str(data["tool_version"]),
             created_at=str(data["created_at"]),
             plan_id=str(data["plan_id"]),
@@ -360,6 +365,12 @@ def _record(data: Mapping[str, Any]) -> ChatRecord:
         topic=_opt_str(data.get("topic")),
         created_at=_opt_str(data.get("created_at")),
     )
+
+
+def _group(data: Any) -> GroupRecord:
+    from provisioner.states.codec import group_json
+
+    return group_json(data, "groups")
 
 
 def _intent(key: str, data: Mapping[str, Any]) -> Intent:

@@ -20,6 +20,8 @@ from provisioner.states.records import (
     MAX_SERIAL,
     STATE_FORMAT_VERSION,
     ChatRecord,
+    GroupRecord,
+    GroupUser,
     Intent,
     MemberRecord,
     State,
@@ -230,6 +232,35 @@ def chat_from_json(data: Any, where: str) -> ChatRecord:
         raise ValueError(str(exc)) from exc
 
 
+def group_from_json(data: Any, where: str) -> GroupRecord:
+    """One group as ``GroupRecord.to_dict`` wrote it; ``_Bad`` says what is wrong."""
+    if not isinstance(data, dict) or not isinstance(data.get("users"), list):
+        raise _Bad(where, "expected an object with id, name, read_at and users")
+    users = []
+    for i, u in enumerate(data["users"]):
+        w = f"{where}.users[{i}]"
+        if not isinstance(u, dict):
+            raise _Bad(w, "expected an object")
+        guest = _get(u, "guest", w, bool, optional=True)
+        users.append(
+            GroupUser(_get(u, "id", w, str), _get(u, "upn", w, str, optional=True), bool(guest))
+        )
+    return GroupRecord(
+        _get(data, "id", where, str),
+        _get(data, "name", where, str),
+        _get(data, "read_at", where, str),
+        tuple(users),
+    )
+
+
+def group_json(data: Any, where: str) -> GroupRecord:
+    """``group_from_json`` for the journal: ValueError says what is wrong."""
+    try:
+        return group_from_json(data, where)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def intent_from_json(key: str, data: Any, where: str) -> Intent:
     """One intent as ``Intent.to_dict`` wrote it; ValueError says what is wrong."""
     try:
@@ -258,6 +289,10 @@ def _state_from(data: Mapping[str, Any]) -> State:
     for upn, oid in users.items():
         if not isinstance(oid, str):
             raise _Bad(f"$.users[{upn!r}]", "expected a string")
+    groups = {
+        str(ref): group_from_json(g, f"$.groups[{ref!r}]")
+        for ref, g in (_get(data, "groups", "$", dict, optional=True) or {}).items()
+    }
     protected = _get(data, "protected", "$", list, optional=True) or []
     for i, key in enumerate(protected):
         if not isinstance(key, str):
@@ -270,6 +305,7 @@ def _state_from(data: Mapping[str, Any]) -> State:
         chats=chats,
         intents=intents,
         users=dict(users),
+        groups=groups,
         protected=set(protected),
         last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
         tenant_id=_short(data, "tenant_id"),

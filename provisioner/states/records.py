@@ -134,6 +134,44 @@ class Intent:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class GroupUser:
+    """A user of an Entra ID group (transitively): object id, UPN, and whether the account
+    is a guest (``userType`` Guest: the guest role in chats, chat-post.md)."""
+
+    object_id: str
+    upn: str | None = None
+    guest: bool = False
+
+    def to_dict(self) -> dict[str, str | bool]:
+        data: dict[str, str | bool] = {"id": self.object_id}
+        if self.upn is not None:
+            data["upn"] = self.upn
+        if self.guest:
+            data["guest"] = True
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """An Entra ID group a manifest names (``group:``), as last read from Graph: its object
+    id, display name, when it was read (ISO 8601, UTC) and its users, nested groups followed
+    (issue 22). A plan without refresh uses it; a refreshing plan reads the group again."""
+
+    group_id: str
+    name: str
+    read_at: str
+    users: tuple[GroupUser, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.group_id,
+            "name": self.name,
+            "read_at": self.read_at,
+            "users": [u.to_dict() for u in self.users],
+        }
+
+
 @dataclass(eq=False)
 class State:
     """The whole state. Mutate it through the small methods below (the apply executor calls
@@ -147,6 +185,9 @@ class State:
     intents: dict[str, Intent] = field(default_factory=dict)
     # UPN (lower case) -> Entra object id, filled by UPN resolution (issue 7).
     users: dict[str, str] = field(default_factory=dict)
+    # ``group:`` entries (object id or mail, lower case) -> the group as last read (issue 22).
+    # Absent from the file when empty.
+    groups: dict[str, GroupRecord] = field(default_factory=dict)
     # Keys whose chat had ``protect: true`` when last applied: deleting them is refused even
     # after their entry left the manifest (issue 7). Absent from the file when empty.
     protected: set[str] = field(default_factory=set)
@@ -202,6 +243,11 @@ class State:
             self.users.update(users)
             self._note("users", dict(users))
 
+    def put_group(self, ref: str, record: GroupRecord) -> None:
+        """Remember a group as read from Graph under the manifest's ``group:`` text."""
+        self.groups[ref.lower()] = record
+        self._note("group", ref.lower(), record)
+
     def set_protected(self, key: str, protected: bool) -> None:
         if protected:
             self.protected.add(key)
@@ -228,6 +274,7 @@ class State:
             chats=dict(self.chats),
             intents=dict(self.intents),
             users=dict(self.users),
+            groups=dict(self.groups),
             protected=set(self.protected),
             last_plan_id=self.last_plan_id,
             tenant_id=self.tenant_id,
@@ -291,6 +338,10 @@ class State:
         if self.protected:
             tail[-2] += ","
             tail.insert(-1, f'  "protected": {_dumps(sorted(self.protected))}')
+        if self.groups:
+            groups = {k: v.to_dict() for k, v in sorted(self.groups.items())}
+            tail[-2] += ","
+            tail.insert(-1, f'  "groups": {_dumps(groups)}')
         if not lines:
             parts.pop()
         out = "\n".join(parts).encode() + b"\n"

@@ -140,7 +140,7 @@ def test_a_person_reached_through_two_routes(tmp_path: Path) -> None:
         (
             f"- set: staff\n        user: {A}",
             "m0.yaml:14:9",
-            "needs exactly one of 'user' or 'set'",
+            "needs exactly one of 'user', 'set' or 'group'",
         ),
         (
             f"- set: staff\n        tenantId: {A}",
