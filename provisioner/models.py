@@ -37,6 +37,11 @@ MEMBERSHIPS = (MEMBERSHIP_EXACT, MEMBERSHIP_ADDITIVE)
 DEFAULT_MEMBERSHIP = MEMBERSHIP_EXACT
 #: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
 MAX_GROUP_MEMBERS = 250
+#: "Only 200 members can be added at one time" (Teams limits documentation,
+#: Teams/limits-specifications-teams.md in MicrosoftDocs/OfficeDocs-SkypeForBusiness): a
+#: ``POST /chats`` with more fails (msgraph-sdk-powershell#1156 saw 98 of 400 added). A bigger
+#: group chat is created with this many and the rest are added one by one (issue 22).
+MAX_MEMBERS_AT_ONCE = 200
 
 
 @dataclass(frozen=True)
@@ -176,11 +181,12 @@ class Chat:
         return frozenset(m.identity for m in self.members)
 
     def request_body(self, graph_url: str = DEFAULT_GRAPH_URL) -> dict[str, object]:
-        """Exactly Graph's ``POST /chats`` body (contract: "Request bodies")."""
+        """Exactly Graph's ``POST /chats`` body (contract: "Request bodies"), with at most
+        ``MAX_MEMBERS_AT_ONCE`` members (the first ones, in the manifest's order)."""
         body: dict[str, object] = {"chatType": self.chat_type}
         if self.topic is not None:
             body["topic"] = self.topic
-        body["members"] = [m.request_body(graph_url) for m in self.members]
+        body["members"] = [m.request_body(graph_url) for m in self.members[:MAX_MEMBERS_AT_ONCE]]
         return body
 
 

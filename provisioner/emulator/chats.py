@@ -20,7 +20,7 @@ from provisioner.emulator.messages import JSON_TYPE, Request, Response
 from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
 from provisioner.emulator.protocol import Context
 from provisioner.emulator.routes import Match
-from provisioner.emulator.tenant import MAX_GROUP_MEMBERS, NewMember
+from provisioner.emulator.tenant import MAX_GROUP_MEMBERS, MAX_MEMBERS_AT_ONCE, NewMember
 from provisioner.emulator.users import GUID_RE, UPN_RE, User, made_up_user
 
 UNREADABLE = (
@@ -183,6 +183,11 @@ def post_chat(api: Context, req: Request, m: Match) -> Response:
             raise bad_request("A group chat must have at least two members.")
         if len(raw_members) > MAX_GROUP_MEMBERS:
             raise bad_request(f"A group chat cannot have more than {MAX_GROUP_MEMBERS} members.")
+        if len(raw_members) > MAX_MEMBERS_AT_ONCE:
+            # Teams limits (limits-specifications-teams.md): "Only 200 members can be added
+            # at one time". Graph's answer to more is not documented; users saw a partial
+            # roster (msgraph-sdk-powershell#1156); a refusal here.
+            raise bad_request(f"Only {MAX_MEMBERS_AT_ONCE} members can be added at one time.")
     members = [parse_member(api, raw) for raw in raw_members]
     if len({mem.user.id for mem in members}) != len(members):
         raise bad_request("A user cannot be a member of the same chat twice.")

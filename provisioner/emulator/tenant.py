@@ -39,6 +39,8 @@ from provisioner.emulator.users import Directory, User
 #: A group chat holds at most 250 members (chat-post.md; graph-facts: "A group chat holds at
 #: most 250 members"), on creation and when members are added later.
 MAX_GROUP_MEMBERS = 250
+#: "Only 200 members can be added at one time" (Teams limits, limits-specifications-teams.md).
+MAX_MEMBERS_AT_ONCE = 200
 
 
 @dataclass

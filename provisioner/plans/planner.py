@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from provisioner.errors import PlanError
 from provisioner.manifest import moves as moves_
-from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState
+from provisioner.models import DEFAULT_GRAPH_URL, MAX_MEMBERS_AT_ONCE, Chat, DesiredState
 from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
 from provisioner.plans.groups import expand_groups
 from provisioner.plans.live import LiveChat, LiveMember, find_drift, upn_names, with_object_ids
@@ -20,6 +20,9 @@ from provisioner.plans.types import Action, Change, Drift, Plan
 from provisioner.states.records import ChatRecord, GroupRecord, Intent, State
 
 __all__ = ["LiveChat", "LiveMember", "make_plan", "refresh_only_plan"]
+
+#: Seconds between two member changes of one chat: 4 per minute (includes/throttling-teams.md).
+MEMBER_CHANGE_INTERVAL_S = 15.0
 
 
 def make_plan(
@@ -266,15 +269,40 @@ def _create(chat: Chat, graph_url: str, users: Mapping[str, str]) -> Change:
     # A oneOnOne create is "create, or adopt the existing chat": Graph returns the existing
     # one-on-one chat of a pair instead of creating another (api-reference/v1.0/api/chat-post.md),
     # so unlike a group creation it is safe to repeat and needs no journal.
+    members = tuple(after_member(m, users) for m in chat.members)
+    later = members[MAX_MEMBERS_AT_ONCE:]
     return Change(
         key=chat.key,
         action=Action.CREATE,
         chat_type=chat.chat_type,
-        members=tuple(after_member(m, users) for m in chat.members),
+        members=members,
         topic=chat.topic,
         body=chat.request_body(graph_url),
         source=source_of(chat),
+        add=later,
+        notes=(completion_note(len(later)),) if later else (),
     )
+
+
+def completion_note(later: int) -> str:
+    """What a creation of more than ``MAX_MEMBERS_AT_ONCE`` members says in the plan."""
+    # 4 member changes per minute per chat (includes/throttling-teams.md), the first one
+    # right after the creation.
+    minutes = (later - 1) * MEMBER_CHANGE_INTERVAL_S / 60
+    return (
+        f"Graph adds at most {MAX_MEMBERS_AT_ONCE} members at one time (Teams limits): the chat "
+        f"is created with the first {MAX_MEMBERS_AT_ONCE} and the other {later} are added one "
+        f"by one at Graph's pace of 4 member changes per minute per chat, which takes about "
+        f"{_duration(minutes)}"
+    )
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 1:
+        return "a minute"
+    if minutes < 90:
+        return f"{minutes:.0f} minutes"
+    return f"{minutes / 60:.1f} hours"
 
 
 def _reconcile(

@@ -436,6 +436,16 @@ def test_recreating_a_deleted_one_on_one_revives_it(start: Start, http: requests
     assert http.get(f"{server.url}/chats/{chat['id']}").status_code == 200
 
 
+def test_only_200_members_at_one_time(start: Start, http: requests.Session) -> None:
+    # Teams limits (limits-specifications-teams.md): "Only 200 members can be added at one time".
+    server = start(limits="off")
+    people = [str(uuid.uuid5(uuid.NAMESPACE_DNS, f"p{n}")) for n in range(201)]
+    body = {"chatType": "group", "members": [member(p) for p in people]}
+    assert_graph_error(http.post(f"{server.url}/chats", json=body), 400)
+    body["members"] = body["members"][:200]
+    assert http.post(f"{server.url}/chats", json=body).status_code == 201
+
+
 def test_member_conflicts(start: Start, http: requests.Session) -> None:
     server = start(limits="off")
     grp = http.post(f"{server.url}/chats", json=group("t", A, B)).json()

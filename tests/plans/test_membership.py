@@ -153,3 +153,17 @@ def test_plan_json_with_unmanaged_members_validates_against_the_published_schema
             "added": False,
         }
     ]
+
+
+def test_a_creation_over_200_members_sends_200_and_plans_the_rest() -> None:
+    people = [f"00000000-0000-4000-8000-{n:012d}" for n in range(230)]
+    chat = Chat("big", "group", tuple(Member(p) for p in people), "Big")
+    (change,) = make_plan(DesiredState((chat,)), State()).changes
+    assert change.action is Action.CREATE
+    assert change.body is not None and len(change.body["members"]) == 200
+    assert [m.user for m in change.add] == people[200:]
+    assert len(change.members) == 230
+    assert any("the other 30 are added one by one" in n for n in change.notes)
+    from provisioner.apply.work import planned_requests
+
+    assert planned_requests(change) == 31
