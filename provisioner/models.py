@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 #: A Microsoft Entra object or tenant id (a GUID), any case.
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
@@ -25,6 +26,31 @@ HISTORIES = (HISTORY_NONE, HISTORY_ALL)
 #: ``visibleHistoryStartDateTime`` that shows a new member the whole chat history
 #: (api-reference/v1.0/api/chat-post-members.md, example 3); omitting it shares none (example 2).
 ALL_HISTORY_START = "0001-01-01T00:00:00Z"
+
+
+def since_time(text: str) -> str | None:
+    """``history: {since: ...}`` as the UTC time Graph takes (``2025-03-01T00:00:00Z``): a
+    date is midnight UTC, a time without an offset is UTC. None when it is no real date."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def history_start(history: str | None) -> str | None:
+    """``visibleHistoryStartDateTime`` for a member added to an existing chat: ``all`` is
+    ``0001-01-01T00:00:00Z`` (the whole history, chat-post-members.md example 3); ``none``
+    (or None) omits it (from when they join, example 2); otherwise the ``since`` time."""
+    if history is None or history == HISTORY_NONE:
+        return None
+    if history == HISTORY_ALL:
+        return ALL_HISTORY_START
+    return history
+
+
 #: ``membership:`` policies (issue 22). ``exact``: the manifest lists every member; anyone else
 #: is removed. ``additive``: provision adds and updates the members it declares and removes only
 #: members it added itself; members added by someone else are left alone ("unmanaged").
@@ -80,9 +106,10 @@ class Member:
         """The member as Graph takes it in ``POST /chats`` and ``POST /chats/{id}/members``.
 
         ``history`` is the chat's ``history`` setting, for a member added to an existing chat
-        only: ``all`` adds ``visibleHistoryStartDateTime: 0001-01-01T00:00:00Z`` (the whole
-        history, chat-post-members.md example 3); ``none``/None omit it (no history, example 2).
-        Creation bodies never carry it (contract: "Request bodies").
+        only (``history_start``): ``all`` adds ``visibleHistoryStartDateTime:
+        0001-01-01T00:00:00Z`` (the whole history, chat-post-members.md example 3); ``none``/
+        None omit it (no history, example 2); a ``since`` time is sent as it is. Creation
+        bodies never carry it (contract: "Request bodies").
         """
         # Shape from Graph "Create chat" (api-reference/v1.0/api/chat-post.md), examples 1-5:
         # an aadUserConversationMember with roles and a user@odata.bind URL; tenantId only for
@@ -94,8 +121,9 @@ class Member:
         }
         if self.tenant_id:
             body["tenantId"] = self.tenant_id
-        if history == HISTORY_ALL:
-            body["visibleHistoryStartDateTime"] = ALL_HISTORY_START
+        start = history_start(history)
+        if start is not None:
+            body["visibleHistoryStartDateTime"] = start
         return body
 
 
@@ -148,9 +176,10 @@ def odata_key(value: str) -> str:
 class Chat:
     """One desired chat. ``key`` is its stable identity in state.
 
-    ``history`` (group chats): how much of the chat history members added later see, ``none``
-    or ``all``. ``protect``: a planned delete of this chat is an error (recorded in state, so
-    it still holds once the chat is removed from the manifest). ``membership``: ``exact`` or
+    ``history`` (group chats): how much of the chat history members added later see, ``none``,
+    ``all``, or the UTC time of a ``since:`` (``2025-03-01T00:00:00Z``, ``since_time``).
+    ``protect``: a planned delete of this chat is an error (recorded in state, so it still
+    holds once the chat is removed from the manifest). ``membership``: ``exact`` or
     ``additive`` (``MEMBERSHIPS``), what happens to members the manifest does not list.
     """
 

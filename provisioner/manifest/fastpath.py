@@ -40,6 +40,7 @@ from provisioner.models import (
     SetRef,
     Source,
     one_on_one_key,
+    since_time,
 )
 
 BOOL_TAG = TAG_PREFIX + "bool"
@@ -51,7 +52,8 @@ _MEMBER = _DEFS["member"]["properties"]
 _CHAT_TYPES = frozenset(_CHAT["chatType"]["enum"])
 ROLES = frozenset(_DEFS["role"]["enum"])
 _KEY_RE = regex(_DEFS["key"]["pattern"])
-_HISTORIES = frozenset(_CHAT["history"]["enum"])
+_HISTORIES = frozenset(_CHAT["history"]["oneOf"][0]["enum"])
+_SINCE_RE = regex(_CHAT["history"]["oneOf"][1]["properties"]["since"]["pattern"])
 _MEMBERSHIPS = frozenset(_DEFS["membership"]["enum"])
 _TOPIC_RE = regex(_CHAT["topic"]["pattern"])
 _TOPIC_MIN = _CHAT["topic"]["minLength"]
@@ -167,6 +169,11 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
                 return None
             members = v.value
             continue
+        if name == "history" and history is None:
+            history = _history(v)
+            if history is None:
+                return None
+            continue
         if name == "protect" and protect is None:
             protect = _bool(v)
             if protect is None:
@@ -180,15 +187,11 @@ def build_chat(node: Node, file: str, defaults: Defaults) -> Chat | None:
             key = v.value
         elif name == "topic" and topic is None:
             topic = v.value
-        elif name == "history" and history is None:
-            history = v.value
         elif name == "membership" and membership is None:
             membership = v.value
         else:
             return None
     if members is None or not members:
-        return None
-    if history is not None and history not in _HISTORIES:
         return None
     if membership is not None and membership not in _MEMBERSHIPS:
         return None
@@ -344,6 +347,19 @@ def _ref(
     if group is not None and set_name is None and _GROUP_RE.search(group):
         return GroupRef(group, role, where)
     return None
+
+
+def _history(node: Node) -> str | None:
+    """``none``, ``all``, or ``{since: ...}`` as its UTC time (``models.since_time``; the text
+    as written when it is no real date, for the rules to report), else None."""
+    if _is_str(node):
+        return node.value if node.value in _HISTORIES else None
+    if node.__class__ is not MappingNode or node.tag != MAP_TAG or len(node.value) != 1:
+        return None
+    ((k, v),) = node.value
+    if not (_is_str(k) and k.value == "since" and _is_str(v) and _SINCE_RE.search(v.value)):
+        return None
+    return since_time(v.value) or v.value
 
 
 def _bool(node: Node) -> bool | None:

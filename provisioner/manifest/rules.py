@@ -34,11 +34,13 @@ from provisioner.manifest.yamlload import JsonPath, format_path, locate, positio
 from provisioner.models import (
     GROUP,
     GUID_RE,
+    HISTORIES,
     MAX_GROUP_MEMBERS,
     ONE_ON_ONE,
     Chat,
     Member,
     Source,
+    since_time,
 )
 
 
@@ -64,6 +66,15 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
     for entry in entries:
         problems, identities = _check_members(entry)
         out.extend(problems)
+        if entry.chat.history not in HISTORIES and since_time(entry.chat.history) is None:
+            out.append(
+                _diag(
+                    entry,
+                    ("chats", entry.index, "history", "since"),
+                    f"history since '{entry.chat.history}' is not a real date",
+                    "write an existing date, like '2025-03-01'",
+                )
+            )
         if entry.partial:
             continue
         chat = entry.chat

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from provisioner.models import GROUP, HISTORY_ALL, ONE_ON_ONE, Chat, Member
+from provisioner.models import GROUP, HISTORY_ALL, HISTORY_NONE, ONE_ON_ONE, Chat, Member
 from provisioner.plans.live import match_members, object_id_of
 from provisioner.plans.types import Action, Change, RoleChange
 from provisioner.states.records import ChatRecord, MemberRecord
@@ -186,12 +186,16 @@ def _update_notes(chat: Chat, members: _MemberDiff) -> tuple[str, ...]:
     if any(m.membership_id is None for m in changing):
         notes.append("membership ids not known yet: apply reads the chat's members first")
     if members.add or members.role_changes:
-        notes.append(
-            "added members see the whole chat history (history: all)"
-            if chat.history == HISTORY_ALL
-            else "added members see the chat from when they are added (history: none)"
-        )
+        notes.append(_history_note(chat.history))
     return tuple(notes)
+
+
+def _history_note(history: str) -> str:
+    if history == HISTORY_ALL:
+        return "added members see the whole chat history (history: all)"
+    if history == HISTORY_NONE:
+        return "added members see the chat from when they are added (history: none)"
+    return f"added members see the chat history from {history} (history: since)"
 
 
 def _topic_differs(chat: Chat, current: ChatRecord) -> bool:

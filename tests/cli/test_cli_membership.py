@@ -197,3 +197,31 @@ def test_a_role_change_is_refused_before_anything_is_sent(
     after = server.tenant.counters.by_route
     writes = [k for k in after - before if k.startswith(("POST /chats", "DELETE", "PATCH"))]
     assert writes == [], writes
+
+
+@pytest.mark.parametrize(
+    ("history", "seen"),
+    [
+        ("{since: '2025-03-01'}", "2025-03-01T00:00:00Z"),
+        ("all", "0001-01-01T00:00:00Z"),
+        ("none", None),  # the emulator records the time of the add, as Graph does
+    ],
+)
+def test_members_added_later_see_the_history_asked_for(
+    capsys: pytest.CaptureFixture[str], server: EmulatorServer, history: str, seen: str | None
+) -> None:
+    text = manifest("exact").replace("    membership: exact\n", f"    history: {history}\n")
+    Path("chats.yaml").write_text(text)
+    assert run(capsys, "apply", "chats.yaml", "--auto-approve")[0] == 0
+    chat_id = LocalStateStore("provision.state.json").read().chats["team"].chat_id
+    Path("chats.yaml").write_text(text + f"      - user: {USERS[3]}\n")
+    code, out, err = run(capsys, "apply", "chats.yaml", "--auto-approve")
+    assert code == 0, out + err
+    chat = server.tenant.chat(chat_id)
+    assert chat is not None
+    starts = {m.user_id: m.visible_history_start for m in chat.members}
+    assert {starts[u] for u in USERS[:3]} == {"0001-01-01T00:00:00Z"}  # created with it
+    if seen is not None:
+        assert starts[USERS[3]] == seen
+    else:
+        assert starts[USERS[3]] == chat.last_updated  # from when they were added

@@ -446,6 +446,30 @@ def test_only_200_members_at_one_time(start: Start, http: requests.Session) -> N
     assert http.post(f"{server.url}/chats", json=body).status_code == 201
 
 
+def test_visible_history_start_is_kept_or_the_time_of_the_add(
+    start: Start, http: requests.Session
+) -> None:
+    # chat-post-members.md: example 3 sends 0001-01-01T00:00:00Z (all history); example 2
+    # sends none (history from when the member is added).
+    server = start(limits="off", list_delay_s=0)
+    grp = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
+    url = f"{server.url}/chats/{grp['id']}/members"
+    assert_graph_error(
+        http.post(url, json={**member(C), "visibleHistoryStartDateTime": "soon"}), 400
+    )
+    assert (
+        http.post(
+            url, json={**member(C), "visibleHistoryStartDateTime": "2025-03-01T00:00:00Z"}
+        ).status_code
+        == 201
+    )
+    assert http.post(url, json=member(D)).status_code == 201
+    starts = {m["userId"]: m["visibleHistoryStartDateTime"] for m in http.get(url).json()["value"]}
+    assert starts[A] == starts[B] == "0001-01-01T00:00:00Z"
+    assert starts[C] == "2025-03-01T00:00:00Z"
+    assert starts[D].startswith("20") and starts[D] != starts[C]
+
+
 def test_member_conflicts(start: Start, http: requests.Session) -> None:
     server = start(limits="off")
     grp = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
@@ -666,7 +690,11 @@ def test_group_chats_hold_at_most_250_members(start: Start, http: requests.Sessi
     server = start(limits="off")
     users = new_users(251)
     assert_graph_error(http.post(f"{server.url}/chats", json=group("big", *users)), 400)
-    chat = http.post(f"{server.url}/chats", json=group("big", *users[:250])).json()
+    # 200 at one time (Teams limits), then one by one up to 250.
+    chat = http.post(f"{server.url}/chats", json=group("big", *users[:200])).json()
+    for user in users[200:250]:
+        resp = http.post(f"{server.url}/chats/{chat['id']}/members", json=member(user))
+        assert resp.status_code == 201
     resp = http.post(f"{server.url}/chats/{chat['id']}/members", json=member(users[250]))
     assert_graph_error(resp, 400)
 

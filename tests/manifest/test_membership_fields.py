@@ -57,3 +57,38 @@ def test_bad_membership_is_located(tmp_path: Path, text: str, where: str, messag
     assert any(s.startswith(where) and message in s for s in shown), shown
     with pytest.raises(ValidationFailed):
         load_desired([write(tmp_path, text)])
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("none", "none"),
+        ("all", "all"),
+        ("{since: '2025-03-01'}", "2025-03-01T00:00:00Z"),
+        ("{since: '2025-03-01T10:30:00+02:00'}", "2025-03-01T08:30:00Z"),
+        ("\n      since: '2025-03-01T10:30:00'", "2025-03-01T10:30:00Z"),
+    ],
+)
+def test_history_all_none_or_since(tmp_path: Path, written: str, stored: str) -> None:
+    desired = load_desired([write(tmp_path, chats("", f"    history: {written}\n"))])
+    chat = desired.chats[0]
+    assert chat.history == stored
+    body = chat.members[0].request_body(history=chat.history)
+    expected = {"all": "0001-01-01T00:00:00Z", "none": None}.get(stored, stored)
+    assert body.get("visibleHistoryStartDateTime") == expected
+    assert "visibleHistoryStartDateTime" not in str(chat.request_body())  # never on creation
+
+
+@pytest.mark.parametrize(
+    ("written", "where", "message"),
+    [
+        ("{since: '2025-02-30'}", "m.yaml:5:22", "is not a real date"),
+        ("{since: 'March 1st'}", "m.yaml:5:14", "history must be none, all, or since"),
+        ("{since: 2025-03-01}", "m.yaml:5:14", "history must be none, all, or since"),
+        ("{until: '2025-03-01'}", "m.yaml:5:14", "history must be none, all, or since"),
+    ],
+)
+def test_bad_history_is_located(tmp_path: Path, written: str, where: str, message: str) -> None:
+    result = validate_paths([write(tmp_path, chats("", f"    history: {written}\n"))])
+    shown = [f"{Path(d.file).name}:{d.line}:{d.col} {d.message}" for d in result.diagnostics]
+    assert any(s.startswith(where) and message in s for s in shown), shown
