@@ -41,7 +41,7 @@ from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from provisioner.errors import Diagnostic
-from provisioner.manifest import fastpath
+from provisioner.manifest import fastmembers, fastpath
 from provisioner.manifest.plaindata import to_data
 from provisioner.manifest.rules import Entry
 from provisioner.manifest.yamlload import (
@@ -102,7 +102,7 @@ class _Refused(Exception):
 def expand(
     root: Node,
     file: str,
-    defaults: fastpath.Defaults,
+    defaults: fastmembers.Defaults,
     digest: Callable[[bytes], object],
 ) -> Expanded:
     """Expand every generator of a document whose ``generators`` passed the schema."""
@@ -122,7 +122,7 @@ def _expand_one(
     gen: Node,
     g: int,
     file: str,
-    defaults: fastpath.Defaults,
+    defaults: fastmembers.Defaults,
     digest: Callable[[bytes], object],
     out: Expanded,
 ) -> None:

@@ -26,7 +26,15 @@ from pathlib import Path
 from yaml.nodes import Node, SequenceNode
 
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
-from provisioner.manifest import fastpath, generators, imports, membersets, moves, rules
+from provisioner.manifest import (
+    fastmembers,
+    fastpath,
+    generators,
+    imports,
+    membersets,
+    moves,
+    rules,
+)
 from provisioner.manifest.gcpause import gc_paused
 from provisioner.manifest.plaindata import flatten_merges, to_data
 from provisioner.manifest.schema import load_schema, schema_path
@@ -222,7 +230,7 @@ def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Ch
     fast = fastpath.build_document(root, name, budget)
     fast_moves = fastpath.build_moves(root, name) if fast is not None else None
     fast_imports = fastpath.build_imports(root, name) if fast is not None else None
-    fast_sets = fastpath.build_member_sets(root, name) if fast_moves is not None else None
+    fast_sets = fastmembers.build_member_sets(root, name) if fast_moves is not None else None
     if (
         fast is not None
         and fast_moves is not None
@@ -321,24 +329,24 @@ def _member_sets(root: Node, name: str, data: object, problems: list[Problem]) -
         p.path[:1] in ((), ("memberSets",), ("defaults",)) for p in problems
     ):
         return []
-    found = fastpath.build_member_sets(root, name)
+    found = fastmembers.build_member_sets(root, name)
     if found is None:
         line, col = position(root)
         raise RuntimeError(f"fast path and schema disagree on 'memberSets' in {name}:{line}:{col}")
     return found
 
 
-_NO_DEFAULTS = fastpath.Defaults()
+_NO_DEFAULTS = fastmembers.Defaults()
 
 
-def _defaults(data: object) -> fastpath.Defaults:
+def _defaults(data: object) -> fastmembers.Defaults:
     """The ``defaults:`` of a file on the error path: each value that is valid (a wrong one
     is reported by the schema; the chats are still checked with the built-in default)."""
     if not isinstance(data, dict):
         return _NO_DEFAULTS
     role, membership = data.get("role"), data.get("membership")
-    return fastpath.Defaults(
-        role if isinstance(role, str) and role in fastpath.ROLES else _NO_DEFAULTS.role,
+    return fastmembers.Defaults(
+        role if isinstance(role, str) and role in fastmembers.ROLES else _NO_DEFAULTS.role,
         membership
         if isinstance(membership, str) and membership in MEMBERSHIPS
         else _NO_DEFAULTS.membership,
@@ -358,7 +366,7 @@ def _lenient_chat(data: object, default_role: str) -> Chat | None:
         members.append(
             Member(
                 user if isinstance(user, str) else "",
-                role if isinstance(role, str) and role in fastpath.ROLES else "owner",
+                role if isinstance(role, str) and role in fastmembers.ROLES else "owner",
                 tenant if isinstance(tenant, str) and tenant else None,
             )
         )
