@@ -124,8 +124,8 @@ def check_signed_in_user(client: object, plan: Plan, state: State) -> None:
             f"signed in as {who} (delegated), but these new chats do not include you: "
             + ", ".join(keys),
             hint="Graph creates a chat in delegated mode only with the signed-in user among "
-            "its members: add yourself to them, or sign in as the app (application "
-            "permissions)",
+            "its members (of a chat over 200, among the first 200, which the creation sends): "
+            "add yourself to them, or sign in as the app (application permissions)",
         )
 
 

@@ -230,7 +230,10 @@ def without_signed_in_user(
     for change in changes:
         if change.action is not Action.CREATE:
             continue
-        ids = [m.object_id or object_id_of(m.user, users) for m in change.members]
+        # Only the members of the POST itself count: a chat of more than 200 is created
+        # with the first 200 (issue 22), and the caller must be among them.
+        sent = len(change.body.get("members") or ()) if change.body else len(change.members)
+        ids = [m.object_id or object_id_of(m.user, users) for m in change.members[:sent]]
         if wanted not in {i.lower() for i in ids if i} and all(ids):
             keys.append(change.key)
     return keys

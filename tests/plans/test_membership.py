@@ -167,3 +167,57 @@ def test_a_creation_over_200_members_sends_200_and_plans_the_rest() -> None:
     from provisioner.apply.work import planned_requests
 
     assert planned_requests(change) == 31
+
+
+def test_groups_read_by_a_plan_survive_its_file_and_the_state_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import jsonschema
+
+    from provisioner.manifest.schema import shipped_schemas
+    from provisioner.models import GroupRef
+    from provisioner.plans.types import Plan
+    from provisioner.states.local import LocalStateStore
+    from provisioner.states.records import GroupRecord, GroupUser
+    from provisioner.views.plan import render_json
+
+    group = GroupRecord(
+        "gid", "Falcon-Team", "2026-01-01T00:00:00Z", (GroupUser(B, "b@x.com"), GroupUser(C))
+    )
+    chat = Chat("g", "group", (Member(A),), "T", groups=(GroupRef("falcon@x.com"),))
+    plan = make_plan(DesiredState((chat,)), State(), groups={"falcon@x.com": group})
+    (change,) = plan.changes
+    assert [(m.user, m.via) for m in change.members] == [
+        (A, None),
+        ("b@x.com", "group Falcon-Team"),
+        (C, "group Falcon-Team"),
+    ]
+    assert plan.users == {"b@x.com": B}
+    doc = json.loads(render_json(plan))
+    jsonschema.validate(doc, json.loads(shipped_schemas()["plan"].read_text(encoding="utf-8")))
+    again = Plan.from_dict(plan.to_dict(), 1)
+    assert again.groups == plan.groups
+    store = LocalStateStore(tmp_path / "s.json")
+    state = State()
+    state.put_group("falcon@x.com", group)
+    store.write(state)
+    assert store.read().groups == {"falcon@x.com": group}
+    # Offline, the state's copy serves; without one the plan says the group was never read.
+    (offline,) = make_plan(DesiredState((chat,)), store.read()).changes
+    assert len(offline.members) == 3
+    import pytest
+
+    from provisioner.errors import PlanError
+
+    with pytest.raises(PlanError, match="has not been read from Graph yet"):
+        make_plan(DesiredState((chat,)), State())
+
+
+def test_delegated_the_caller_must_be_among_the_first_200() -> None:
+    from provisioner.plans.live import without_signed_in_user
+
+    people = [f"00000000-0000-4000-8000-{n:012d}" for n in range(230)]
+    chat = Chat("big", "group", tuple(Member(p) for p in people), "Big")
+    plan = make_plan(DesiredState((chat,)), State())
+    assert without_signed_in_user(plan.changes, people[0], {}) == []
+    assert without_signed_in_user(plan.changes, people[220], {}) == ["big"]
