@@ -74,6 +74,8 @@ class EmulatorServer:
         clock: Clock | None = None,
         clock_offset_s: float = 0.0,
         chat_filters: Sequence[str] = ("chatType", "topic"),
+        sparse_members: bool = False,
+        group_read: bool = True,
     ) -> None:
         self.host = host
         # Every reading of time and every wait of the emulator (tests pass a ManualClock).
@@ -99,6 +101,8 @@ class EmulatorServer:
         self.tenant.list_delay = _delay_range(list_delay_s)
         self.tenant.clock_offset_s = _clock_offset(clock_offset_s)
         self.tenant.chat_filters = frozenset(chat_filters)
+        self.tenant.sparse_members = sparse_members
+        self.tenant.groups.readable = group_read
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME

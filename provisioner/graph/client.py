@@ -54,6 +54,8 @@ from provisioner.graph.routes import (
     chat_path,
     chats_query,
     deleted_chat_path,
+    group_path,
+    odata_string,
     resolve_url,
     route_for,
     user_path,
@@ -211,6 +213,24 @@ class GraphClient:
     ) -> dict[str, Any]:
         params = {"$select": ",".join(select)} if select else None
         return self._json(self.request("GET", user_path(id_or_upn), params=params))
+
+    def get_group(self, group_id: str) -> dict[str, Any]:
+        """The group's id and displayName (group-get.md)."""
+        params = {"$select": "id,displayName,mail"}
+        return self._json(self.request("GET", group_path(group_id), params=params))
+
+    def find_groups_by_mail(self, mail: str) -> list[dict[str, Any]]:
+        """Groups whose mail is ``mail`` (group-list.md: ``$filter`` on mail, ``eq``)."""
+        params = {"$filter": f"mail eq {odata_string(mail)}", "$select": "id,displayName,mail"}
+        return list(self._pages("/groups", params))
+
+    def group_users(self, group_id: str) -> list[dict[str, Any]]:
+        """Every user of the group, nested groups followed, 999 a page
+        (group-list-transitivemembers.md: the OData cast keeps users only; ``$select`` the
+        fields needed; paging through ``@odata.nextLink``)."""
+        path = f"{group_path(group_id)}/transitiveMembers/microsoft.graph.user"
+        params = {"$select": "id,userPrincipalName,userType", "$top": "999"}
+        return list(self._pages(path, params))
 
     def list_user_chats(
         self,

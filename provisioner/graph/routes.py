@@ -147,6 +147,13 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
         re.compile(r"^/users/(?P<user>[^/]+)/?$"),
         lambda m: Route((Scope(DIRECTORY_READ),), "User.Read.All (or User.ReadBasic.All)"),
     ),
+    # group-get.md, group-list.md, group-list-transitivemembers.md (directory limits): the
+    # least privileged application permission of all three is GroupMember.Read.All.
+    (
+        "GET",
+        re.compile(r"^/groups(/[^/]+(/transitiveMembers(/microsoft\.graph\.user)?)?)?/?$"),
+        lambda m: Route((Scope(DIRECTORY_READ),), "GroupMember.Read.All"),
+    ),
     # organization-list.md: the tenant an app-only token acts in (directory limits)
     (
         "GET",
@@ -184,6 +191,10 @@ def user_path(id_or_upn: str) -> str:
     if id_or_upn.startswith("$"):
         return "/users('" + quote(id_or_upn.replace("'", "''"), safe="$@:'") + "')"
     return f"/users/{quote(id_or_upn, safe='@:')}"
+
+
+def group_path(group_id: str) -> str:
+    return f"/groups/{quote(group_id, safe='')}"
 
 
 def odata_string(value: str) -> str:

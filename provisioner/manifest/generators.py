@@ -41,7 +41,7 @@ from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from provisioner.errors import Diagnostic
-from provisioner.manifest import fastpath
+from provisioner.manifest import fastmembers, fastpath
 from provisioner.manifest.plaindata import to_data
 from provisioner.manifest.rules import Entry
 from provisioner.manifest.yamlload import (
@@ -102,7 +102,7 @@ class _Refused(Exception):
 def expand(
     root: Node,
     file: str,
-    default_role: str,
+    defaults: fastmembers.Defaults,
     digest: Callable[[bytes], object],
 ) -> Expanded:
     """Expand every generator of a document whose ``generators`` passed the schema."""
@@ -112,7 +112,7 @@ def expand(
         return out
     for g, gen in enumerate(seq.value):
         try:
-            _expand_one(gen, g, file, default_role, digest, out)
+            _expand_one(gen, g, file, defaults, digest, out)
         except _Refused as exc:
             out.diagnostics.append(exc.diagnostic)
     return out
@@ -122,7 +122,7 @@ def _expand_one(
     gen: Node,
     g: int,
     file: str,
-    default_role: str,
+    defaults: fastmembers.Defaults,
     digest: Callable[[bytes], object],
     out: Expanded,
 ) -> None:
@@ -147,7 +147,7 @@ def _expand_one(
                 out.diagnostics.append(replace(exc.diagnostic, hint=wheres[t]))
                 continue
             display = ("generators", g, "chats", t)
-            chat = fastpath.build_chat(node, row.file, default_role, at, origin)
+            chat = fastpath.build_chat(node, row.file, defaults, at, origin)
             doc = MappingNode(MAP_TAG, [(_CHATS_KEY, SequenceNode(SEQ_TAG, [node]))])
             if chat is None:
                 out.diagnostics.extend(_problems(doc, row, display, wheres[t]))

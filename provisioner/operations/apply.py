@@ -169,6 +169,10 @@ def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> b
     if users:
         state.put_users(users)
         changed = True
+    for ref, group in sorted(plan.groups.items()):  # issue 22: the groups as this plan read
+        if state.groups.get(ref) != group:
+            state.put_group(ref, group)
+            changed = True
     for change in plan.changes:
         if change.protect_change is None:
             continue

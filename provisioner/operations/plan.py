@@ -31,17 +31,21 @@ OnRefresh = Callable[[int, str], None]
 
 def should_refresh(refresh: bool | None, state: State, desired: DesiredState | None = None) -> bool:
     """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
-    state holds chats, or the manifests import one or name an app the state does not know
-    (otherwise a first plan needs no Graph access)."""
+    state holds chats, or the manifests import one, name an app the state does not know, or
+    name groups (whose members only Graph knows; otherwise a first plan needs no Graph
+    access)."""
     return refresh is True or (
         refresh is None and (bool(state.chats) or (desired is not None and _reads(desired, state)))
     )
 
 
 def _reads(desired: DesiredState, state: State) -> bool:
-    """A first plan still needs Graph for ``import:`` entries and for apps named by
-    externalId or name that the state does not know (looked up in the app catalog)."""
+    """A first plan still needs Graph for ``import:`` entries, for apps named by externalId
+    or name that the state does not know (looked up in the app catalog), and for ``group:``
+    entries (issue 22)."""
     if any(i.key not in state.chats for i in desired.imports):
+        return True
+    if any(c.groups for c in desired.chats):
         return True
     known = {a.ref for w in state.workspaces.values() for a in w.apps}
     return any(a.by != "id" and a.ref not in known for c in desired.chats for a in c.apps)
@@ -121,8 +125,8 @@ def check_signed_in_user(client: object, plan: Plan, state: State) -> None:
             f"signed in as {who} (delegated), but these new chats do not include you: "
             + ", ".join(keys),
             hint="Graph creates a chat in delegated mode only with the signed-in user among "
-            "its members: add yourself to them, or sign in as the app (application "
-            "permissions)",
+            "its members (of a chat over 200, among the first 200, which the creation sends): "
+            "add yourself to them, or sign in as the app (application permissions)",
         )
 
 

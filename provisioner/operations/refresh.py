@@ -24,6 +24,7 @@ from provisioner.graph.errors import GraphNotFound
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
 from provisioner.models import CHAT_TYPES, DesiredState
+from provisioner.operations.groups import GroupReader, group_refs, read_groups
 from provisioner.operations.users import resolve_users
 from provisioner.plans.live import LiveChat, live_chat
 from provisioner.plans.planner import make_plan, refresh_only_plan
@@ -129,6 +130,11 @@ def read_from_graph(
     never all of them at once (``states.home.check_not_found``, issue 20)."""
     users = resolve_users(client, state, None if refresh_only else desired)
     state.users.update(users)
+    groups = None
+    if not refresh_only and group_refs(desired):
+        if not isinstance(client, GroupReader):
+            raise TypeError("this Graph client cannot read groups")
+        groups = read_groups(client, desired, state.groups)
     live = refresh(client, state) if state.chats else {}
     imported = read_imports(client, desired, state) if not refresh_only else {}
     # Without a tid in the token, the chats say which tenant they are in (issue 15).
@@ -155,8 +161,9 @@ def read_from_graph(
             imported=imported,
             app_refs=resolve_apps(client, desired, state),
             workspaces=read_workspaces(client, state, desired),
+            groups=groups,
         )
-    return replace(plan, users=users)
+    return replace(plan, users={**users, **plan.users})
 
 
 def read_imports(client: BatchClient, desired: DesiredState, state: State) -> dict[str, LiveChat]:

@@ -15,6 +15,7 @@ made together (an intent with the users it resolved, say), applied all or nothin
 
     ["chat", key, record] ["rm", key] ["mv", old, new] ["intent", key, intent]
     ["unintent", key] ["users", {upn: id}] ["protect", key, bool] ["plan", plan_id]
+    ["group", ref, {id, name, read_at, users}]
     ["deleted", key, deleted-chat] ["undeleted", key] ["ws", key, workspace]
     ["compact", serial]   (a marker: the state written as ``serial`` holds everything before it)
 
@@ -36,8 +37,20 @@ from typing import Any, Protocol
 
 from provisioner.errors import StateError
 from provisioner.fsutil import write_atomic
-from provisioner.states.codec import chat_from_json, intent_from_json, workspace_from_json
-from provisioner.states.records import ChatRecord, DeletedChat, Intent, State, Workspace
+from provisioner.states.codec import (
+    chat_from_json,
+    group_json,
+    intent_from_json,
+    workspace_from_json,
+)
+from provisioner.states.records import (
+    ChatRecord,
+    DeletedChat,
+    GroupRecord,
+    Intent,
+    State,
+    Workspace,
+)
 
 JOURNAL_SUFFIX = ".journal"
 JOURNAL_FORMAT = 1
@@ -101,6 +114,9 @@ def encode(changes: Iterable[Change]) -> bytes:
         elif kind == "intent":
             intent: Intent = change[2]
             out.append(["intent", change[1], intent.to_dict()])
+        elif kind == "group":
+            group: GroupRecord = change[2]
+            out.append(["group", change[1], group.to_dict()])
         elif kind == "deleted":
             deleted: DeletedChat = change[2]
             out.append(["deleted", change[1], deleted.to_dict()])
@@ -252,6 +268,8 @@ def _apply(state: State, change: list[Any], where: str) -> None:
         state.put_users(users)
     elif kind == "protect":
         state.set_protected(_str(change[1]), bool(change[2]))
+    elif kind == "group":
+        state.put_group(_str(change[1]), group_json(change[2], where))
     elif kind == "plan":
         state.set_last_plan(None if change[1] is None else _str(change[1]))
     elif kind == "deleted":

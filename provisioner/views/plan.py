@@ -88,6 +88,8 @@ def _member(m: MemberRecord) -> str:
     text = f"member {_user(m)}  {m.role}"
     if m.tenant_id:
         text += f", tenant {_plain(m.tenant_id)}"
+    if m.via:
+        text += f"  (from {_q(m.via) if not _PLAIN.match(m.via.replace(' ', '')) else m.via})"
     return text
 
 
@@ -198,7 +200,9 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, _member(m))
         for r in change.role_changes:
             yield ("~", 1, f"member {_user(r.member)}  role {r.old_role} -> {r.member.role}")
-        touched = len(change.add) + len(change.role_changes)
+        for m in change.unmanaged:
+            yield (" ", 1, f"{_member(m)}  {UNMANAGED}")
+        touched = len(change.add) + len(change.role_changes) + len(change.unmanaged)
         unchanged = len(change.members) - touched
         if unchanged > 0:
             yield (" ", 1, f"({unchanged} member{'s' if unchanged != 1 else ''} unchanged)")
@@ -213,6 +217,24 @@ def _change_lines(change: Change) -> Iterator[Line]:
         yield (" ", 1, f"# from {change.origin}")
     for note in change.notes:
         yield (" ", 1, f"# {note}")
+
+
+#: How a member that ``membership: additive`` leaves alone is shown (issue 22).
+UNMANAGED = "(unmanaged: added outside provision, kept)"
+
+
+def _unmanaged_lines(change: Change) -> Iterator[Line]:
+    """A chat without changes that has members someone else added (``membership: additive``):
+    they are named, so the plan says who is in the chat beyond the manifest."""
+    where = f" (chat {_plain(change.chat_id)})" if change.chat_id else ""
+    yield ("#", 0, f"{change.key}: no changes{where}")
+    for m in change.unmanaged:
+        yield (" ", 1, f"{_member(m)}  {UNMANAGED}")
+
+
+def _quiet_unmanaged(plan: Plan) -> tuple[Change, ...]:
+    """Changes not otherwise listed whose chat has unmanaged members."""
+    return tuple(c for c in plan.changes if c.unmanaged and c not in plan.reported)
 
 
 def _protect_line(flip: tuple[bool, bool]) -> str:
@@ -241,6 +263,10 @@ def _legend(plan: Plan) -> list[str]:
 
 DRIFT_HEADING = "Changes outside provision (found by refresh, not by the manifest):"
 ACTIONS_HEADING = "provision will perform the following actions:"
+UNMANAGED_HEADING = (
+    "Members added outside provision, left as they are (membership: additive; with "
+    "membership: exact they would be removed):"
+)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -266,6 +292,12 @@ def render_text(plan: Plan, color: bool = False) -> str:
         out += [ACTIONS_HEADING, "", *_legend(plan), ""]
         for change in plan.reported:
             out.extend(_text_line(line, color) for line in _change_lines(change))
+            out.append("")
+    quiet = _quiet_unmanaged(plan)
+    if quiet:
+        out += [UNMANAGED_HEADING, ""]
+        for change in quiet:
+            out.extend(_text_line(line, color) for line in _unmanaged_lines(change))
             out.append("")
     summary = summary_line(plan)
     out.append(f"\x1b[1m{summary}{_RESET}" if color else summary)
@@ -309,6 +341,9 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
         sections.append(("Changes outside provision", [list(_drift_lines(d)) for d in plan.drift]))
     if plan.reported:
         sections.append(("Changes", [list(_change_lines(c)) for c in plan.reported]))
+    quiet = _quiet_unmanaged(plan)
+    if quiet:
+        sections.append(("Unmanaged members", [list(_unmanaged_lines(c)) for c in quiet]))
     budget = limit - len(foot) - 400  # room for the truncation note
     text, shown = _markdown_sections(_markdown_head(plan), sections, budget)
     total = sum(len(blocks) for _, blocks in sections)

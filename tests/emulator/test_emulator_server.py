@@ -405,6 +405,30 @@ def test_users_file_rules(start: Start, http: requests.Session, tmp_path: Path) 
     body = {"chatType": "group", "members": [member(A), member(guest, role="guest")]}
     assert http.post(f"{server.url}/chats", json=body).status_code == 201
     assert http.get(f"{server.url}/me").json()["id"] == A  # the first user is /me
+    # ... and a member account has no guest role (issue 22), on creation and on Add member.
+    body = {
+        "chatType": "group",
+        "members": [member(A), member(B, role="guest"), member(guest, role="guest")],
+    }
+    assert_graph_error(http.post(f"{server.url}/chats", json=body), 400)
+    chat = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
+    assert_graph_error(
+        http.post(f"{server.url}/chats/{chat['id']}/members", json=member(C, role="guest")), 400
+    )
+
+
+def test_sparse_members_leave_out_tenant_id_email_and_display_name(
+    start: Start, http: requests.Session
+) -> None:
+    # concepts/includes/known-issues/teamwork-communications.md: "some properties for chat
+    # members might be missing" (tenantId, email, displayName).
+    server = start(limits="off", list_delay_s=0, sparse_members=True)
+    chat = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
+    listed = http.get(f"{server.url}/chats/{chat['id']}/members").json()["value"]
+    expanded = http.get(f"{server.url}/chats/{chat['id']}?$expand=members").json()["members"]
+    for m in (*listed, *expanded):
+        assert m["userId"] in (A, B) and m["id"]
+        assert m["tenantId"] is None and m["email"] is None and m["displayName"] is None
 
 
 @pytest.mark.parametrize(
@@ -436,10 +460,44 @@ def test_recreating_a_deleted_one_on_one_revives_it(start: Start, http: requests
     assert http.get(f"{server.url}/chats/{chat['id']}").status_code == 200
 
 
+def test_only_200_members_at_one_time(start: Start, http: requests.Session) -> None:
+    # Teams limits (limits-specifications-teams.md): "Only 200 members can be added at one time".
+    server = start(limits="off")
+    people = [str(uuid.uuid5(uuid.NAMESPACE_DNS, f"p{n}")) for n in range(201)]
+    body = {"chatType": "group", "members": [member(p) for p in people]}
+    assert_graph_error(http.post(f"{server.url}/chats", json=body), 400)
+    body["members"] = body["members"][:200]
+    assert http.post(f"{server.url}/chats", json=body).status_code == 201
+
+
+def test_visible_history_start_is_kept_or_the_time_of_the_add(
+    start: Start, http: requests.Session
+) -> None:
+    # chat-post-members.md: example 3 sends 0001-01-01T00:00:00Z (all history); example 2
+    # sends none (history from when the member is added).
+    server = start(limits="off", list_delay_s=0)
+    grp = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
+    url = f"{server.url}/chats/{grp['id']}/members"
+    assert_graph_error(
+        http.post(url, json={**member(C), "visibleHistoryStartDateTime": "soon"}), 400
+    )
+    assert (
+        http.post(
+            url, json={**member(C), "visibleHistoryStartDateTime": "2025-03-01T00:00:00Z"}
+        ).status_code
+        == 201
+    )
+    assert http.post(url, json=member(D)).status_code == 201
+    starts = {m["userId"]: m["visibleHistoryStartDateTime"] for m in http.get(url).json()["value"]}
+    assert starts[A] == starts[B] == "0001-01-01T00:00:00Z"
+    assert starts[C] == "2025-03-01T00:00:00Z"
+    assert starts[D].startswith("20") and starts[D] != starts[C]
+
+
 def test_member_conflicts(start: Start, http: requests.Session) -> None:
     server = start(limits="off")
     grp = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
-    assert_graph_error(http.post(f"{server.url}/chats/{grp['id']}/members", json=member(A)), 409)
+    assert_graph_error(http.post(f"{server.url}/chats/{grp['id']}/members", json=member(A)), 400)
     one = http.post(f"{server.url}/chats", json=one_on_one(A, B)).json()
     assert_graph_error(http.post(f"{server.url}/chats/{one['id']}/members", json=member(C)), 400)
 
@@ -659,7 +717,11 @@ def test_group_chats_hold_at_most_250_members(start: Start, http: requests.Sessi
     server = start(limits="off")
     users = new_users(251)
     assert_graph_error(http.post(f"{server.url}/chats", json=group("big", *users)), 400)
-    chat = http.post(f"{server.url}/chats", json=group("big", *users[:250])).json()
+    # 200 at one time (Teams limits), then one by one up to 250.
+    chat = http.post(f"{server.url}/chats", json=group("big", *users[:200])).json()
+    for user in users[200:250]:
+        resp = http.post(f"{server.url}/chats/{chat['id']}/members", json=member(user))
+        assert resp.status_code == 201
     resp = http.post(f"{server.url}/chats/{chat['id']}/members", json=member(users[250]))
     assert_graph_error(resp, 400)
 

@@ -158,3 +158,23 @@ def test_a_journal_torn_before_its_header_holds_nothing_and_is_removed(tmp_path:
     again.write(state)
     assert not Path(path + ".journal").exists()
     assert local_store(path).read().serial == 2
+
+
+def test_groups_and_member_flags_replay() -> None:
+    # Issue 22: a group as read (put_group) and members provision did not add ("added":
+    # false, "via") survive the journal.
+    from provisioner.states.records import GroupRecord, GroupUser, MemberRecord
+
+    base = State(serial=1)
+    expected = base.copy()
+    expected._log = log = []
+    group = GroupRecord(
+        "gid", "Falcon", "2026-01-01T00:00:00Z", (GroupUser("u1", "a@x.com", True),)
+    )
+    expected.put_group("Falcon@X.com", group)
+    members = (MemberRecord("a@x.com", via="group Falcon"), MemberRecord("b", added=False))
+    expected.put_chat("k", ChatRecord("19:k", "group", members))
+    replayed = base.copy()
+    assert replay(replayed, parse(journal_of(base, log), "j"), "j", "s") == 1
+    assert replayed.groups == {"falcon@x.com": group}
+    assert replayed.chats["k"].members == members

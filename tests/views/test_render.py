@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -7,7 +8,7 @@ import pytest
 
 from provisioner.models import Chat, DesiredState, Member, one_on_one_key
 from provisioner.plans.planner import LiveChat, LiveMember, make_plan
-from provisioner.plans.types import Plan
+from provisioner.plans.types import Plan, RoleChange
 from provisioner.states.records import ChatRecord, MemberRecord, State
 from provisioner.views.plan import GITHUB_COMMENT_LIMIT, render_plan
 
@@ -26,11 +27,18 @@ def example_plan() -> Plan:
     state.put_chat("old", ChatRecord("19:old", "group", ab, topic="Old chat"))
     chats = (
         Chat("same", "group", (Member(A), Member(B)), topic="Same"),
-        Chat("upd", "group", (Member(A, role="guest"), Member(C)), topic="New"),
+        Chat("upd", "group", (Member(A), Member(C)), topic="New"),
         Chat("new", "group", (Member(A), Member(C, tenant_id=TENANT)), topic="Project X"),
         Chat(one_on_one_key(A, B), "oneOnOne", (Member(A), Member(B))),
     )
-    return make_plan(DesiredState(chats=chats, digest="sha256:abc"), state)
+    plan = make_plan(DesiredState(chats=chats, digest="sha256:abc"), state)
+    # The planner refuses role changes (issue 22), but a view still renders one it is given
+    # (a plan file written before that).
+    role = RoleChange(MemberRecord(A, "guest", membership_id="m-a"), "owner")
+    changes = tuple(
+        dataclasses.replace(c, role_changes=(role,)) if c.key == "upd" else c for c in plan.changes
+    )
+    return dataclasses.replace(plan, changes=changes)
 
 
 def test_text_is_terraform_like() -> None:
