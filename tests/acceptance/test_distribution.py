@@ -71,10 +71,10 @@ def test_no_place_pins_a_release_that_is_not_published() -> None:
 
 def test_the_examples_pin_the_action_and_the_hook_by_commit() -> None:
     for name in PLACES:
-        for ref in re.findall(r"uses: [\w-]+/provision@(\S+)", _text(name)):
-            assert re.fullmatch(r"[0-9a-f]{40}|vX\.Y\.Z`?", ref), (name, ref)
-        for ref in re.findall(r"\brev: (\S+)", _text(name)):
-            assert re.fullmatch(r"[0-9a-f]{40}|vX\.Y\.Z`?", ref), (name, ref)
+        for ref in re.findall(r"uses: [\w-]+/provision@([\w.]+)", _text(name)):
+            assert re.fullmatch(r"[0-9a-f]{40}|vX\.Y\.Z", ref), (name, ref)
+        for ref in re.findall(r"\brev: ([\w.]+)", _text(name)):
+            assert re.fullmatch(r"[0-9a-f]{40}|vX\.Y\.Z", ref), (name, ref)
 
 
 def test_the_changelog_has_a_section_for_this_version() -> None:
