@@ -91,6 +91,28 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def wants_json(args: Sequence[str]) -> bool:
+    """``--format json`` (or ``--format=json``) among the arguments: errors then also come as
+    one JSON document on standard output (`provision schema error`), so a script reading it
+    never gets an empty or half answer. Read from the raw arguments since a usage error
+    happens before click has parsed them."""
+    for n, arg in enumerate(args):
+        if arg == "--format=json" or (arg == "--format" and args[n + 1 : n + 2] == ["json"]):
+            return True
+    return False
+
+
+def _json_error(args: Sequence[str], exc: ProvisionError | click.ClickException) -> None:
+    if not wants_json(args):
+        return
+    from provisioner.views.diagnostics import render_error_json, render_provision_error_json
+
+    if isinstance(exc, ProvisionError):
+        click.echo(render_provision_error_json(exc))
+    else:
+        click.echo(render_error_json("usage", exc.format_message()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``provision`` console script. Returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -113,9 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Usage errors are exit 1 by contract (click's default would be 2, which the
         # contract reserves for `plan --detailed-exitcode`).
         exc.show()
+        _json_error(args, exc)
         return 1
     except ProvisionError as exc:
         click.echo(f"Error: {exc}", err=True)
+        _json_error(args, exc)
         if debug and exc.detail:  # e.g. Azure Identity's chain of attempted sign-ins
             click.echo(exc.detail, err=True)
         return exc.exit_code
