@@ -21,6 +21,7 @@ import click
 
 from provisioner import __version__
 from provisioner.cli.apply import apply
+from provisioner.cli.doctor import doctor_command
 from provisioner.cli.emulator import emulator_command
 from provisioner.cli.lifecycle import export_command, import_command
 from provisioner.cli.plan import plan
@@ -67,6 +68,7 @@ for _command in (
     import_command,
     export_command,
     emulator_command,
+    doctor_command,
 ):
     cli.add_command(_command)
 

@@ -24,6 +24,25 @@ DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round tr
 DEFAULT_TIMEOUT = 60.0
 
 
+#: The roles of the emulator's token: every application permission provision's features use.
+EMULATOR_ROLES = [
+    "Chat.Create",
+    "Chat.ReadBasic.All",
+    "Chat.ReadWrite.All",
+    "ChatMember.ReadWrite.All",
+    "Chat.ManageDeletion.All",
+    "User.Read.All",
+]
+
+
+def _b64(data: dict[str, object]) -> str:
+    import base64
+    import json
+
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 class EmulatorToken:
     """The credential for ``--emulator``: any bearer token works there. A rejected token is
     replaced by a new one, the way a real credential refreshes."""
@@ -35,8 +54,16 @@ class EmulatorToken:
         self._lock = threading.Lock()
 
     def get_token(self) -> str:
+        # An unsigned JWT with the claims of an app-only Entra token (appid, roles: every
+        # permission provision uses), so `doctor --emulator` reads the identity and the
+        # permissions as it does from a real token; the emulator accepts any token.
         with self._lock:
-            return f"emulator-token-{self._generation}"
+            claims = {
+                "appid": "provision-emulator",
+                "roles": EMULATOR_ROLES,
+                "gen": self._generation,
+            }
+        return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
 
     def invalidate(self) -> None:
         with self._lock:
