@@ -52,6 +52,15 @@ plan_options = stacked(
             "first plan.",
         ),
         click.option(
+            "--check-users",
+            is_flag=True,
+            envvar="PROVISION_CHECK_USERS",
+            help="Look up every user the manifests name in the directory first (no chat is "
+            "read, no lock taken): with --no-refresh, a mistyped user fails the plan under "
+            "review, not the apply after the merge. Needs User.Read.All. "
+            "[env PROVISION_CHECK_USERS]",
+        ),
+        click.option(
             "--refresh-only",
             is_flag=True,
             help="Only report what changed outside provision since the last apply (drift); "
@@ -89,6 +98,7 @@ def plan(
     fmt: str,
     refresh: bool | None,
     refresh_only: bool,
+    check_users: bool,
     prune: bool,
     detailed_exitcode: bool,
     graph_url: str | None,
@@ -130,6 +140,7 @@ def plan(
             on_takeover=note_takeover,
             on_refresh=_note_refresh,
             lock_timeout=lock_timeout(),
+            check_users=check_users,
         )
     if out:
         save_plan(result, out)

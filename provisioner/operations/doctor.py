@@ -224,24 +224,17 @@ def _permissions(
 
 
 def _users(report: Report, client: GraphClient, desired: DesiredState) -> None:
-    from provisioner.graph.users import lookup_users
+    from provisioner.graph.users import check_users
 
-    members = [m for c in desired.chats for m in c.members if not m.tenant_id]
-    refs = sorted({m.user.lower() for m in members})
+    refs = {m.user.lower() for c in desired.chats for m in c.members if not m.tenant_id}
+    upns = sum(1 for r in refs if not GUID_RE.match(r))
     try:
-        found = lookup_users(client, refs)
+        check_users(client, desired)
+    except ValidationFailed as exc:
+        lines = [f"{d.location}: {d.message.split(' (Graph')[0]}" for d in exc.diagnostics]
+        report.add("users", FAIL, f"{exc.summary} (of {len(refs)})", lines[:20])
+        return
     except ProvisionError as exc:
         report.add("users", FAIL, f"cannot look users up: {exc.message}")
         return
-    missing = [m for m in members if found.get(m.user.lower()) is None]
-    upns = sum(1 for r in refs if not GUID_RE.match(r))
-    if missing:
-        lines = [f"{m.source or '(manifest)'}: {m.user} not found" for m in missing]
-        report.add(
-            "users",
-            FAIL,
-            f"{len({m.user.lower() for m in missing})} of {len(refs)} users not found",
-            lines[:20],
-        )
-    else:
-        report.add("users", OK, f"all {len(refs)} users found ({upns} by UPN)")
+    report.add("users", OK, f"all {len(refs)} users found ({upns} by UPN)")

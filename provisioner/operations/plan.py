@@ -101,10 +101,13 @@ def run_plan(
     on_takeover: OnTakeover | None = None,
     on_refresh: OnRefresh | None = None,
     lock_timeout: float = 0.0,
+    check_users: bool = False,
 ) -> Plan:
     """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
     builds the client; None: never refresh) holds the state's lock, so no apply changes the
-    chats while they are read; otherwise the state is only read, without the lock."""
+    chats while they are read; otherwise the state is only read, without the lock.
+    ``check_users``: look every user of the manifests up first (`graph.users.check_users`),
+    without the lock, so a plan without refresh still fails on a user Graph does not know."""
     from provisioner.manifest.load import load_desired
     from provisioner.plans.planner import make_plan
     from provisioner.states.home import check_home
@@ -114,6 +117,8 @@ def run_plan(
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
     state = store.read()
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
+    if check_users and connect is not None:
+        _check_users(connect, desired)
     if connect is None or not should_refresh(refresh, state):
         return make_plan(desired, state, prune=prune, graph_url=graph_url)
     client = connect()
@@ -133,5 +138,15 @@ def run_plan(
                 refresh_only=refresh_only,
                 location=store.location,
             )
+    finally:
+        client.close()
+
+
+def _check_users(connect: Callable[[], GraphClient], desired: DesiredState) -> None:
+    from provisioner.graph.users import check_users
+
+    client = connect()
+    try:
+        check_users(client, desired)
     finally:
         client.close()

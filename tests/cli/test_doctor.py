@@ -111,7 +111,9 @@ def test_every_problem_at_once(
         "users": "fail",
     }
     users = next(c for c in report["checks"] if c["name"] == "users")
-    assert users["details"] == ["chats.yaml:7:9: alex.wilbur@contoso.com not found"]
+    assert users["details"] == [
+        "chats.yaml:7:9: user 'alex.wilbur@contoso.com' was not found in the directory"
+    ]
 
 
 def test_no_credentials_is_one_failed_check(
