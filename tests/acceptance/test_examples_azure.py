@@ -23,6 +23,8 @@ from pipeline_support import AZURE_PIPELINE, ROOT, SHELLCHECK, base_env, load, n
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from provisioner.emulator import EmulatorServer
+
 MARKER = "<!-- provision-plan -->"
 
 
@@ -88,7 +90,11 @@ def test_the_schema_check_catches_a_broken_pipeline(tmp_path: Path) -> None:
 
 def test_plan_then_manual_approval_then_apply_of_that_plan() -> None:
     pipeline = load(AZURE_PIPELINE)
-    assert [s["stage"] for s in pipeline["stages"]] == ["Plan", "Approve", "Apply"]
+    assert [s["stage"] for s in pipeline["stages"]] == ["Plan", "Approve", "Apply", "Drift"]
+    # The scheduled run only looks for drift: no plan to approve, nothing applied.
+    assert _stage("Plan")["condition"] == "ne(variables['Build.Reason'], 'Schedule')"
+    assert _stage("Drift")["condition"] == "eq(variables['Build.Reason'], 'Schedule')"
+    assert pipeline["schedules"][0]["branches"]["include"] == ["main"]
     assert pipeline["lockBehavior"] == "sequential"
     assert pipeline["trigger"]["branches"]["include"] == ["main"]
     assert pipeline["pr"]["branches"]["include"] == ["main"]
@@ -126,7 +132,7 @@ def test_workload_identity_without_a_secret() -> None:
     for step in _steps(load(AZURE_PIPELINE)):
         script = str(step.get("script", ""))
         assert "SYSTEM_OIDCREQUESTURI" not in script and "FEDERATED_TOKEN" not in script
-        if step.get("name") in ("plan", "apply", "comment"):
+        if step.get("name") in ("plan", "apply", "comment", "drift"):
             # System.AccessToken reaches a script only when mapped explicitly.
             assert step["env"]["SYSTEM_ACCESSTOKEN"] == "$(System.AccessToken)"
 
@@ -189,7 +195,10 @@ def test_plan_sets_the_output_variable_and_the_summary(tmp_path: Path) -> None:
         MANIFESTS=str(ROOT / "examples/chats.yaml"),
         PROVISION_STATE=str(tmp_path / "state.json"),
     )
-    done = run_bash(_script("Plan", "plan"), env)
+    assert "--check-users" in _script("Plan", "plan")
+    with EmulatorServer(limits="off", list_delay_s=0) as server:  # the examples' users
+        env.update(PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="emulator")
+        done = run_bash(_script("Plan", "plan"), env)
     assert done.returncode == 0, done.stderr
     out = Path(env["AGENT_TEMPDIRECTORY"]) / "provision"
     lines = done.stdout.splitlines()
@@ -197,6 +206,36 @@ def test_plan_sets_the_output_variable_and_the_summary(tmp_path: Path) -> None:
     assert f"##vso[task.uploadsummary]{out}/plan.md" in lines
     assert (out / "plan.md").read_text(encoding="utf-8").startswith("### provision plan")
     assert json.loads((out / "provision.plan").read_text())["kind"] == "provision-plan"
+
+
+@pytest.mark.parametrize(("drift", "code"), [(False, 0), (True, 1)])
+def test_drift_fails_the_scheduled_run_with_the_report(
+    tmp_path: Path, drift: bool, code: int
+) -> None:
+    manifest = tmp_path / "chats.yaml"
+    manifest.write_text(
+        "version: 1\nchats:\n  - key: launch\n    chatType: group\n    topic: Launch\n"
+        "    members:\n      - user: megan.bowen@contoso.com\n"
+        "      - user: alex.wilber@contoso.com\n",
+        encoding="utf-8",
+    )
+    env = _env(tmp_path, MANIFESTS=str(manifest), PROVISION_STATE=str(tmp_path / "s.json"))
+    with EmulatorServer(limits="off", list_delay_s=0) as server:
+        env.update(PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="emulator")
+        applied = run_bash('provision apply "$MANIFESTS" --auto-approve', env)
+        assert applied.returncode == 0, applied.stderr
+        if drift:  # renamed in Teams, not in the manifest
+            (chat,) = server.tenant.chats(include_deleted=False)
+            server.tenant.update_topic(chat.id, "Launch (renamed in Teams)")
+        done = run_bash(_script("Drift", "drift"), env)
+    assert done.returncode == code, done.stdout + done.stderr
+    report = Path(env["AGENT_TEMPDIRECTORY"]) / "drift.md"
+    assert f"##vso[task.uploadsummary]{report}" in done.stdout
+    if drift:
+        assert "##vso[task.logissue type=error]Chats changed outside provision" in done.stdout
+        assert "renamed in Teams" in report.read_text(encoding="utf-8")
+    else:
+        assert "No drift." in done.stdout
 
 
 class FakeDevOps:
