@@ -28,6 +28,7 @@ from provisioner.cli.options import (
     connection_options,
     lock_timeout,
     lock_timeout_option,
+    no_color_option,
     note,
     note_takeover,
     stacked,
@@ -59,21 +60,26 @@ apply_options = stacked(
             type=click.IntRange(1, 128),
             default=DEFAULT_CONCURRENCY,
             show_default=True,
-            help="Requests in flight at once (enough to keep Graph's rate limit busy).",
+            envvar="PROVISION_CONCURRENCY",
+            help="Requests in flight at once (enough to keep Graph's rate limit busy) "
+            "[env PROVISION_CONCURRENCY].",
         ),
         click.option(
             "--max-rps",
             type=FiniteRange(0, MAX_RPS),
             default=None,
+            envvar="PROVISION_MAX_RPS",
             help="Requests per second per tenant (default: Graph's documented 30 for "
-            "writes and for reads; lower it when other apps share the tenant's limits).",
+            "writes and for reads; lower it when other apps share the tenant's limits) "
+            "[env PROVISION_MAX_RPS].",
         ),
         click.option(
             "--timeout",
             type=FiniteRange(0, MAX_TIMEOUT),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help="Seconds to wait for each Graph answer.",
+            envvar="PROVISION_TIMEOUT",
+            help="Seconds to wait for each Graph answer [env PROVISION_TIMEOUT].",
         ),
         click.option(
             "--consistency-window",
@@ -128,6 +134,7 @@ apply_options = stacked(
 @lock_timeout_option
 @apply_options
 @connection_options
+@no_color_option
 def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
     """Make the chats match the manifests (or do exactly what a saved plan says).
 
@@ -263,7 +270,8 @@ class _CommandLine:
         from provisioner.views.plan import render_plan
 
         if self.fmt == "text":
-            click.echo(render_plan(plan, "text", color=use_color()), nl=False)
+            colored = use_color()
+            click.echo(render_plan(plan, "text", color=colored), nl=False, color=colored)
         if plan.has_changes and not self.auto_approve:
             _confirm()
 

@@ -11,6 +11,7 @@ below the CLI prints, prompts or exits; `main` maps errors to exit codes (contra
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from provisioner.cli.apply import apply
 from provisioner.cli.doctor import doctor_command
 from provisioner.cli.emulator import emulator_command
 from provisioner.cli.lifecycle import export_command, import_command
+from provisioner.cli.options import no_color_option
 from provisioner.cli.plan import plan
 from provisioner.cli.state import force_unlock_cmd, state_cmd
 from provisioner.cli.validate import schema_command, validate
@@ -44,8 +46,11 @@ BUG_REPORT = (
 @click.option(
     "--debug",
     is_flag=True,
-    help="Show tracebacks for internal errors, and the whole story of a failed sign-in.",
+    envvar="PROVISION_DEBUG",
+    help="Show tracebacks for internal errors, and the whole story of a failed sign-in "
+    "[env PROVISION_DEBUG].",
 )
+@no_color_option
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative provisioning of Microsoft Teams chats through Microsoft Graph.
@@ -93,6 +98,11 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _env_flag(name: str) -> bool:
+    # As click reads a boolean flag's environment variable.
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "t", "yes", "y", "on")
+
+
 def wants_json(args: Sequence[str]) -> bool:
     """``--format json`` (or ``--format=json``) among the arguments: errors then also come as
     one JSON document on standard output (`provision schema error`), so a script reading it
@@ -118,7 +128,7 @@ def _json_error(args: Sequence[str], exc: ProvisionError | click.ClickException)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``provision`` console script. Returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    debug = "--debug" in args or _env_flag("PROVISION_DEBUG")
     try:
         with _sigterm_unwinds():
             result = cli.main(args=args, prog_name="provision", standalone_mode=False)

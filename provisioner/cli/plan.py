@@ -13,6 +13,7 @@ from provisioner.cli.options import (
     connection_options,
     lock_timeout,
     lock_timeout_option,
+    no_color_option,
     note,
     note_takeover,
     stacked,
@@ -78,6 +79,7 @@ plan_options = stacked(
             help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
         ),
         connection_options,
+        no_color_option,
         click.option(
             "--emulator",
             is_flag=True,
@@ -144,7 +146,9 @@ def plan(
         )
     if out:
         save_plan(result, out)
-    click.echo(render_plan(result, fmt, color=fmt == "text" and use_color()), nl=False)
+    colored = fmt == "text" and use_color()
+    # color=: click strips escapes into a pipe unless told (FORCE_COLOR's case).
+    click.echo(render_plan(result, fmt, color=colored), nl=False, color=colored)
     if out:
         note(f"Saved the plan to {out}. Apply exactly this with: provision apply {out}")
     return 2 if detailed_exitcode and result.has_changes else 0

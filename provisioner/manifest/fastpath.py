@@ -45,6 +45,12 @@ _MEMBER = _DEFS["member"]["properties"]
 _CHAT_TYPES = frozenset(_CHAT["chatType"]["enum"])
 ROLES = frozenset(_DEFS["role"]["enum"])
 _KEY_RE = regex(_DEFS["key"]["pattern"])
+
+
+def valid_key(key: str) -> bool:
+    return bool(_KEY_RE.search(key))
+
+
 _HISTORIES = frozenset(_CHAT["history"]["enum"])
 _TOPIC_RE = regex(_CHAT["topic"]["pattern"])
 _TOPIC_MIN = _CHAT["topic"]["minLength"]

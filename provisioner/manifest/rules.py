@@ -46,7 +46,9 @@ class Entry:
     index: int
     root: Node  # the file's document node, to point diagnostics at fields
     # A chat that has schema errors, rebuilt leniently so its members can still be checked
-    # (every problem at once); cross-chat rules skip it. Unreadable members are user "".
+    # (every problem at once). Unreadable members are user "" and an invalid key is "": the
+    # cross-chat rules use what is left (a valid key, a readable pair), so a duplicate key
+    # or pair is reported together with the chat's other errors (issue 25).
     partial: bool = False
 
 
@@ -59,10 +61,9 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
     for entry in entries:
         problems, identities = _check_members(entry)
         out.extend(problems)
-        if entry.partial:
-            continue
         chat = entry.chat
-        if chat.chat_type == ONE_ON_ONE and len(identities) == 2:
+        readable = not entry.partial or all(m.user for m in chat.members)
+        if chat.chat_type == ONE_ON_ONE and len(identities) == 2 and readable:
             pair = frozenset(identities)
             if pair in pairs:
                 users = " and ".join(f"'{m.user}'" for m in chat.members)
@@ -77,6 +78,8 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
                 )
                 continue
             pairs[pair] = entry
+        if not chat.key:  # a broken chat's invalid or missing key
+            continue
         if chat.key in keys:
             out.append(
                 _diag(
@@ -157,7 +160,12 @@ def _external_upn(entry: Entry, here: JsonPath, user: str) -> Diagnostic:
 
 
 def _where(entry: Entry) -> str:
-    return str(entry.chat.source or Source(entry.file, 0, 0))
+    if entry.chat.source is not None:
+        return str(entry.chat.source)
+    # A broken chat (rebuilt leniently) has no source: its node in the document has.
+    _, node = locate(entry.root, ("chats", entry.index))
+    line, col = position(node) if node is not None else (0, 0)
+    return str(Source(entry.file, line, col))
 
 
 def _has_field(root: Node, path: JsonPath, name: str) -> bool:
