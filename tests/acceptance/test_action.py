@@ -262,8 +262,8 @@ def test_a_wheel_that_does_not_match_the_lock_is_refused(tmp_path: Path, clone: 
     assert "HASHES" in done.stderr or "hash" in done.stderr.lower()
 
 
-def test_the_readme_workflow_is_valid_and_uses_only_declared_inputs(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_workflow_is_valid_and_uses_only_declared_inputs(tmp_path: Path) -> None:
+    readme = (ROOT / "docs/gitops.md").read_text(encoding="utf-8")
     (block,) = [
         b.split("\n", 1)[1]
         for b in readme.split("```")

@@ -24,6 +24,8 @@ DIST = "teams-provision"
 # Where users copy an install line or a version from.
 PLACES = [
     "README.md",
+    "docs/install.md",
+    "docs/gitops.md",
     ".pre-commit-hooks.yaml",
     "action.yml",
     "examples/github-actions/provision.yml",
