@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -36,6 +36,7 @@ from provisioner.cli.options import (
     state_option,
     use_color,
 )
+from provisioner.cli.runlog import run_log_options, start_run_log, write_run_report
 from provisioner.errors import InputError
 
 # Light (the defaults); the operation, the executor, the progress display and the state are
@@ -135,6 +136,7 @@ apply_options = stacked(
 @apply_options
 @connection_options
 @no_color_option
+@run_log_options
 def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
     """Make the chats match the manifests (or do exactly what a saved plan says).
 
@@ -200,12 +202,14 @@ def _apply(
         concurrency, max_rps, timeout, refresh, prune, fmt != "text", consistency_window
     )
     hooks = _CommandLine(fmt=fmt, auto_approve=auto_approve, quiet=quiet)
+    hooks.graph_events = run_log = start_run_log()
     with _graph(connection, saved) as (url, credential), graph_log(hooks.verbose):
         # The Graph log covers refresh and apply alike.
         outcome = run_apply(
             target, state_path, state_endpoint(), graph_url=url, credential=credential,
             settings=settings, hooks=hooks, lock_timeout=lock_timeout(),
         )  # fmt: skip
+    write_run_report(outcome, run_log, max_rps)
     return _report(outcome, fmt, resume=resume, saved=saved is not None)
 
 
@@ -253,6 +257,8 @@ class _CommandLine:
     stop (a second one stops at once)."""
 
     listener: ApplyListener | None
+    #: Told of every Graph request and retry decision (`apply.runlog.RunLog`).
+    graph_events: Callable[[str, Mapping[str, Any]], None] | None = None
 
     def __init__(self, *, fmt: str, auto_approve: bool, quiet: bool | None) -> None:
         from provisioner.cli.progress import CliProgress, progress_mode
