@@ -247,10 +247,12 @@ def connection_options(func: F) -> F:
         help="How to sign in (env PROVISION_AUTH). env: PROVISION_ACCESS_TOKEN, or "
         "AZURE_TENANT_ID/AZURE_CLIENT_ID with a secret, certificate or federated token "
         "file, or (GitHub Actions with id-token: write) the job's OIDC token; "
+        "default: Azure Identity's DefaultAzureCredential chain (environment, workload "
+        "identity, managed identity, az login, ...); "
         "azure-cli: the az login account; azure-pipelines: an Azure DevOps service "
         "connection (AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, SYSTEM_ACCESSTOKEN); "
-        "managed-identity; device-code for a person. azure-cli and azure-pipelines need "
-        "the azure extra.",
+        "managed-identity; device-code for a person. default, azure-cli and azure-pipelines "
+        "need the azure extra.",
     )(func)
     func = click.option(
         "--cloud",
