@@ -207,7 +207,7 @@ def test_the_committed_lock_is_hash_checked_and_covers_the_action() -> None:
     pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==[^ ;\\]+", lock, re.M)
     entries = re.split(r"\n(?=[a-z0-9])", lock.split("\n", 2)[2].strip())
     assert all("--hash=sha256:" in entry for entry in entries)
-    needed = {"pyyaml", "jsonschema", "msal", "requests", "click", "setuptools"}
+    needed = {"pyyaml", "jsonschema", "msal", "msal-extensions", "requests", "click", "setuptools"}
     assert needed | {"azure-storage-blob", "azure-identity"} <= set(pins)
 
 
