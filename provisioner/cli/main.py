@@ -24,9 +24,9 @@ from provisioner import __version__
 from provisioner.cli.apply import apply
 from provisioner.cli.doctor import doctor_command
 from provisioner.cli.emulator import emulator_command
-from provisioner.cli.lifecycle import export_command, import_command
+from provisioner.cli.lifecycle import export_command, import_command, restore_command
 from provisioner.cli.options import no_color_option
-from provisioner.cli.plan import plan
+from provisioner.cli.plan import plan, show
 from provisioner.cli.state import force_unlock_cmd, state_cmd
 from provisioner.cli.validate import schema_command, validate
 from provisioner.errors import ProvisionError
@@ -67,11 +67,13 @@ for _command in (
     validate,
     schema_command,
     plan,
+    show,
     apply,
     state_cmd,
     force_unlock_cmd,
     import_command,
     export_command,
+    restore_command,
     emulator_command,
     doctor_command,
 ):

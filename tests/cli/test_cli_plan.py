@@ -74,7 +74,7 @@ def test_plan_against_no_state(capsys, workdir: Path) -> None:
     assert "  # project-x will be created" in out
     assert out.rstrip().endswith(
         "Plan: 2 to create, 0 to update, 0 to delete, "
-        "0 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     )
     assert "\x1b[" not in out  # not a terminal: no colour
     assert sorted(os.listdir(workdir)) == ["chats.yaml"]  # plan writes nothing
@@ -155,7 +155,7 @@ def test_update_and_forget(capsys, workdir: Path) -> None:
     assert "  # retired will be forgotten" in out
     assert (
         "Plan: 0 to create, 1 to update, 0 to delete, "
-        "1 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     ) in out
 
 

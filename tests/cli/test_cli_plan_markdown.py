@@ -45,7 +45,7 @@ def test_5000_creations_fit_in_one_comment(tmp_path: Path) -> None:
     assert _table(markdown)["`+` create"] == CHATS
     assert (
         f"**Plan: {CHATS} to create, 0 to update, 0 to delete, 0 to forget, "
-        "0 to reconcile, 0 to move, 0 protection changes.**"
+        "0 to reconcile, 0 to move, 0 to import, 0 protection changes.**"
     ) in markdown
     shown = int(re.search(r"\*\*Truncated:\*\* (\d+) of 5000 chats are shown", markdown)[1])
     assert 0 < shown < CHATS

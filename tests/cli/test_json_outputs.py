@@ -2,8 +2,9 @@
 prints for it (issue 25, item 4): scripts can trust `--format json`.
 
 One walk through a chat's life on a local emulator: validate (valid and not), plan, apply, a
-member added (the plan then carries the change still settling in Graph's lists), state list
-and show, refresh-only, and errors under `--format json` (usage, bad manifests, state).
+member added (the plan then carries the change still settling in Graph's lists), refresh-only,
+a saved plan shown again, state list and show, and errors under `--format json` (usage, bad
+manifests, state). `doctor --format json` is checked in test_doctor.py.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def test_every_json_output_validates(capsys: pytest.CaptureFixture[str], world: 
     plan = checked(capsys, "plan", "plan", str(chats), "--format", "json", "--refresh")
     assert '"settling"' in json.dumps(plan["changes"]), plan["changes"]
     checked(capsys, "plan", "plan", str(chats), "--refresh-only", "--format", "json")
+    assert main(["plan", str(chats), "--out", "saved.plan"]) == 0
+    capsys.readouterr()
+    checked(capsys, "plan", "show", "saved.plan", "--format", "json")
     listed = checked(capsys, "state-list", "state", "list", "--format", "json")
     assert [c["key"] for c in listed["chats"]] == ["launch"]
     shown = checked(capsys, "state-show", "state", "show", "launch", "--format", "json")

@@ -106,7 +106,7 @@ def test_drift_rename(world: World, managed: str, capsys) -> None:
     assert '~ topic "Renamed in Teams" -> "Project X"' in actions
     assert (
         "Plan: 0 to create, 1 to update, 0 to delete, "
-        "0 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     ) in out
 
 
@@ -154,7 +154,7 @@ def test_drift_chat_deleted(world: World, managed: str, capsys) -> None:
     assert f"chat {managed} was deleted outside provision: created again" in out
     assert (
         "Plan: 1 to create, 0 to update, 0 to delete, "
-        "0 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     ) in out
 
 
@@ -242,7 +242,7 @@ def test_forget_is_the_default_and_prune_plans_a_soft_delete(
     assert "restore it for 7 days" in out and "Chat.ManageDeletion.All" in out
     assert (
         "Plan: 0 to create, 0 to update, 1 to delete, "
-        "0 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     ) in out
     assert load_plan("p.plan").prune
 
@@ -277,7 +277,7 @@ def test_moved_renames_the_key_without_recreating(world: World, capsys) -> None:
     assert "will be created" not in out and "forgotten" not in out
     assert (
         "Plan: 0 to create, 0 to update, 0 to delete, "
-        "0 to forget, 0 to reconcile, 1 to move, 0 protection changes."
+        "0 to forget, 0 to reconcile, 1 to move, 0 to import, 0 protection changes."
     ) in out
     world.record("p.plan")
     assert sorted(world.state().read().chats) == ["project-x"]

@@ -127,7 +127,7 @@ def test_a_new_protected_chat_is_not_a_protection_change() -> None:
     plan = make_plan(_desired(_group("new", A, B, protect=True)), State())
     assert summary_line(plan) == (
         "Plan: 1 to create, 0 to update, 0 to delete, "
-        "0 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     )
     assert "+ protect true" in render_text(plan)
     assert "1 protection change" not in render_markdown(plan)
@@ -140,7 +140,7 @@ def test_protecting_an_existing_chat_is_one() -> None:
     plan = make_plan(_desired(_group("kept", A, B, protect=True)), state)
     assert summary_line(plan) == (
         "Plan: 0 to create, 0 to update, 0 to delete, "
-        "0 to forget, 0 to reconcile, 0 to move, 1 protection changes."
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 1 protection changes."
     )
 
 

@@ -38,7 +38,7 @@ def test_text_is_terraform_like() -> None:
     assert not ANSI.search(text)
     assert text.rstrip().endswith(
         "Plan: 2 to create, 1 to update, 0 to delete, "
-        "1 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     )
     assert '  # new will be created\n  + chat "new" (group)\n' in text
     assert '      + topic "Project X"' in text
@@ -62,7 +62,7 @@ def test_summary_line_without_optional_actions() -> None:
         .rstrip()
         .endswith(
             "Plan: 1 to create, 0 to update, 0 to delete, "
-            "0 to forget, 0 to reconcile, 0 to move, 0 protection changes."
+            "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
         )
     )
 
@@ -121,6 +121,7 @@ def test_json_has_the_contract_shape() -> None:
         "reconcile": 0,
         "no-op": 1,
         "move": 0,
+        "import": 0,
     }
     assert [c["key"] for c in doc["changes"]] == sorted(c.key for c in plan.changes)
     assert len(doc["changes"]) == 5  # one per key, no-ops included
@@ -136,7 +137,7 @@ def test_markdown_summary_table_and_details() -> None:
     md = render_plan(example_plan(), "markdown")
     assert (
         "**Plan: 2 to create, 1 to update, 0 to delete, "
-        "1 to forget, 0 to reconcile, 0 to move, 0 protection changes.**"
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes.**"
     ) in md
     assert "| `+` create | 2 |" in md and "| no change | 1 |" in md
     assert "<details><summary>Changes (4)</summary>" in md
