@@ -23,6 +23,7 @@ from provisioner.cli.options import (
     target_option,
     use_color,
 )
+from provisioner.cli.runlog import log_format_option, start_run_log
 
 if TYPE_CHECKING:
     from provisioner.graph.client import GraphClient
@@ -83,6 +84,7 @@ plan_options = stacked(
         ),
         connection_options,
         no_color_option,
+        log_format_option,
         click.option(
             "--emulator",
             is_flag=True,
@@ -173,16 +175,17 @@ def _graph(
 
         graph_url = click.get_current_context().with_resource(emulator_session())
     url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
+    events = start_run_log()  # --log-format json: a line per request and retry decision
 
     def connect() -> GraphClient:
         if emulator:
             from provisioner.operations.clients import emulator_client
 
-            return emulator_client(url)
+            return emulator_client(url, on_event=events)
         from provisioner.operations.clients import read_client
 
         connection = connection_for(url, cloud, auth)
-        return read_client(connection.graph_url, connection.credential)
+        return read_client(connection.graph_url, connection.credential, on_event=events)
 
     return url, connect
 

@@ -27,8 +27,8 @@ def _keep(name: str) -> Any:
     return callback
 
 
-def run_log_options(fn: F) -> F:
-    fn = click.option(
+def log_format_option(fn: F) -> F:
+    return click.option(
         "--log-format",
         type=click.Choice(["text", "json"]),
         default="text",
@@ -40,6 +40,11 @@ def run_log_options(fn: F) -> F:
         "route template, status, time, wait, retry reason; no ids of people), for log "
         "pipelines [env PROVISION_LOG_FORMAT].",
     )(fn)
+
+
+def run_log_options(fn: F) -> F:
+    """``--log-format`` and ``--report`` (apply)."""
+    fn = log_format_option(fn)
     return click.option(
         "--report",
         metavar="FILE",

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from provisioner.apply.control import RequestStats
-    from provisioner.graph.client import GraphClient
+    from provisioner.graph.client import EventHook, GraphClient
     from provisioner.graph.pacing import Pacer
     from provisioner.signin.chooser import Credential
 
@@ -94,21 +94,30 @@ def apply_client(
     )
 
 
-def read_client(graph_url: str, credential: Credential) -> GraphClient:
-    """A paced Graph client for reads (documented limits), sized for batched reads."""
+def read_client(
+    graph_url: str, credential: Credential, on_event: EventHook | None = None
+) -> GraphClient:
+    """A paced Graph client for reads (documented limits), sized for batched reads;
+    ``on_event`` is told of every request and retry decision (``--log-format json``)."""
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
     from provisioner.graph.reads import READ_CONCURRENCY
 
-    return GraphClient(graph_url, credential, pacer=Pacer(), pool_size=READ_CONCURRENCY + 2)
+    return GraphClient(
+        graph_url,
+        credential,
+        pacer=Pacer(),
+        pool_size=READ_CONCURRENCY + 2,
+        on_event=on_event,
+    )
 
 
-def emulator_client(graph_url: str) -> GraphClient:
+def emulator_client(graph_url: str, on_event: EventHook | None = None) -> GraphClient:
     """A paced Graph client for the built-in emulator (``plan --emulator`` refreshes with it)."""
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
 
-    return GraphClient(graph_url, EmulatorToken(), pacer=Pacer())
+    return GraphClient(graph_url, EmulatorToken(), pacer=Pacer(), on_event=on_event)
 
 
 def emulator_port(graph_url: str) -> int:

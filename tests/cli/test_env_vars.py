@@ -23,6 +23,10 @@ PIPELINE_FLAGS = {
     ("plan", "--auth"): "PROVISION_AUTH",
     ("plan", "--graph-url"): "PROVISION_GRAPH_URL",
     ("apply", "--consistency-window"): "PROVISION_CONSISTENCY_WINDOW",
+    ("plan", "--log-format"): "PROVISION_LOG_FORMAT",
+    ("apply", "--log-format"): "PROVISION_LOG_FORMAT",
+    ("apply", "--report"): "PROVISION_REPORT",
+    ("apply", "--no-color"): "PROVISION_NO_COLOR",
 }
 
 

@@ -79,3 +79,20 @@ def test_the_report_file_must_be_writable(
     assert code == 1 and "--report /nonexistent/r.md: cannot write it" in err
     # Refused before anything was sent: nothing was created.
     assert graph.tenant.chats() == [] and not (tmp_path / "provision.state.json").exists()
+
+
+def test_plan_logs_its_reads_as_json_lines(
+    capsys: pytest.CaptureFixture[str], graph: EmulatorServer, tmp_path: Path
+) -> None:
+    (tmp_path / "chats.yaml").write_text(
+        "version: 1\nchats:\n  - chatType: oneOnOne\n    members:\n"
+        + "".join(f"      - user: {u}\n" for u in USERS),
+        encoding="utf-8",
+    )
+    assert main(["apply", "chats.yaml", "--auto-approve", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "chats.yaml", "--log-format", "json"]) == 0
+    err = capsys.readouterr().err
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert records and {r["route"] for r in records} <= {"/$batch", "/chats/{chat-id}"}
+    assert not any(u in err for u in USERS)
