@@ -100,6 +100,25 @@ def job(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def test_without_python3_on_path_the_install_step_takes_python(
+    tmp_path: Path, job: dict[str, str]
+) -> None:
+    # Windows runners have `python` only: the default finds it (issue 25).
+    tools = tmp_path / "only-python"
+    tools.mkdir()
+    for name in ("bash", "cat", "dirname", "mkdir", "mktemp", "rm", "touch"):
+        (tools / name).symlink_to(shutil.which(name) or f"/bin/{name}")
+    (tools / "python").symlink_to(sys.executable)
+    job["PATH"] = str(tools)
+    done = run_action({"command": "validate"}, job, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"provision, version {__version__}" in done.stdout
+    (tools / "python").unlink()
+    missing = run_action({"command": "validate"}, job, cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "::error::provision action: no python3 or python on PATH" in missing.stdout
+
+
 def test_unknown_command_fails_with_one_error(tmp_path: Path, job: dict[str, str]) -> None:
     done = run_action({"command": "destroy"}, job, cwd=tmp_path)
     assert done.returncode == 1
