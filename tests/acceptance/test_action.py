@@ -122,7 +122,9 @@ def test_without_python3_on_path_the_install_step_takes_python(
 def test_unknown_command_fails_with_one_error(tmp_path: Path, job: dict[str, str]) -> None:
     done = run_action({"command": "destroy"}, job, cwd=tmp_path)
     assert done.returncode == 1
-    assert "::error::provision action: command must be validate, plan or apply" in done.stdout
+    assert (
+        "::error::provision action: command must be validate, plan, apply or doctor" in done.stdout
+    )
 
 
 def test_validate_writes_the_output_file_and_exit_code(tmp_path: Path, job: dict[str, str]) -> None:
@@ -167,6 +169,14 @@ def test_plan_then_apply_the_saved_plan_against_the_emulator(
     assert '"status": "ok"' in Path(applied.outputs["output"]).read_text()
     again = run_action({"command": "plan", "args": "--emulator", "state": state}, job, cwd=tmp_path)
     assert (again.returncode, again.outputs["changes"]) == (0, "false"), again.stderr
+
+
+def test_doctor_runs_the_pre_flight_check(tmp_path: Path, job: dict[str, str]) -> None:
+    done = run_action({"command": "doctor", "args": "--emulator"}, job, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.outputs["exitcode"] == "0"
+    report = Path(done.outputs["output"]).read_text(encoding="utf-8")
+    assert "ok    users" in report and "Ready:" in report
 
 
 def test_auth_is_passed_to_plan_and_apply_only(tmp_path: Path, job: dict[str, str]) -> None:
