@@ -27,7 +27,7 @@ REPOSITORY = "https://github.com/OWNER/provision/blob/main/"
 def _type(spec: dict[str, Any]) -> str:
     if "$ref" in spec:
         name = spec["$ref"].rsplit("/", 1)[-1]
-        return f"[{name}](#{name})"
+        return f"[{name}](#{_anchor(name)})"
     if "const" in spec:
         return f"`{json.dumps(spec['const'])}`"
     if "enum" in spec:
@@ -38,6 +38,11 @@ def _type(spec: dict[str, Any]) -> str:
     if "pattern" in spec and kind == "string":
         return f"string matching `{spec['pattern']}`"
     return f"{kind}" if isinstance(kind, str) else " or ".join(kind)
+
+
+def _anchor(heading: str) -> str:
+    """The id Python-Markdown's toc gives a heading: lower case, word characters and '-'."""
+    return re.sub(r"[^\w\- ]", "", heading).strip().lower().replace(" ", "-")
 
 
 def _cell(text: str) -> str:

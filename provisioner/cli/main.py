@@ -30,6 +30,7 @@ from provisioner.cli.plan import plan, show
 from provisioner.cli.state import force_unlock_cmd, state_cmd
 from provisioner.cli.validate import schema_command, validate
 from provisioner.errors import ProvisionError
+from provisioner.redact import redact
 
 # Start-up time: `provision --help` imports only click and this package's light modules; each
 # command imports what it needs (msal, requests, jsonschema, the state store, the planner) when
@@ -121,10 +122,11 @@ def _json_error(args: Sequence[str], exc: ProvisionError | click.ClickException)
         return
     from provisioner.views.diagnostics import render_error_json, render_provision_error_json
 
+    # Redacted as the text form is: the error edge is the last place a secret can be taken out.
     if isinstance(exc, ProvisionError):
-        click.echo(render_provision_error_json(exc))
+        click.echo(redact(render_provision_error_json(exc)))
     else:
-        click.echo(render_error_json("usage", exc.format_message()))
+        click.echo(redact(render_error_json("usage", exc.format_message())))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,10 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _json_error(args, exc)
         return 1
     except ProvisionError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        # The error edge: the last place a secret can be taken out of what is printed.
+        click.echo(redact(f"Error: {exc}"), err=True)
         _json_error(args, exc)
         if debug and exc.detail:  # e.g. Azure Identity's chain of attempted sign-ins
-            click.echo(exc.detail, err=True)
+            click.echo(redact(exc.detail), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

@@ -104,3 +104,34 @@ def test_errors_under_format_json_are_json(capsys: pytest.CaptureFixture[str], w
     assert main(["plan", str(bad)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "bad.yaml:3:5: error" in err
+
+
+def test_a_json_error_is_redacted_as_the_text_one(
+    capsys: pytest.CaptureFixture[str], world: Path
+) -> None:
+    from provisioner.errors import StateError
+    from provisioner.redact import MARK, remember
+
+    secret = "s3cr3t-token-value-0123456789"
+    remember(secret)
+    bad = world / "bad.yaml"
+    bad.write_text("version: 1\nchats: []\n", encoding="utf-8")
+    (world / "provision.state.json").write_text("{", encoding="utf-8")
+
+    def leaky(*args: object, **kwargs: object) -> None:
+        error = StateError("the store refused")
+        error.hint = f"it said {secret}"  # added after construction, as locked() adds hints
+        raise error
+
+    import provisioner.states.store as store
+
+    original = store.open_store
+    store.open_store = leaky  # type: ignore[assignment]
+    try:
+        code = main(["plan", str(bad), "--format", "json"])
+    finally:
+        store.open_store = original
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert secret not in out and secret not in err
+    assert MARK in json.loads(out)["error"]["hint"]
