@@ -52,6 +52,8 @@ class ProvisionError(Exception):
     """Base of every user-facing error: the CLI prints ``str(err)`` and exits ``exit_code``."""
 
     exit_code = 1
+    #: What went wrong, for the JSON form of an error (`provision schema error`).
+    kind = "error"
 
     def __init__(self, message: str, *, hint: str | None = None, detail: str | None = None) -> None:
         # Where every diagnostic is built: a secret echoed into one (an answer quoting the
@@ -74,8 +76,11 @@ class ProvisionError(Exception):
 class ValidationFailed(ProvisionError):
     """Manifests did not validate; carries every diagnostic found, not just the first."""
 
+    kind = "validation"
+
     def __init__(self, diagnostics: list[Diagnostic], summary: str = "") -> None:
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        self.summary = summary
         lines = [str(d) for d in self.diagnostics]
         if summary:
             lines.append(summary)
@@ -85,18 +90,28 @@ class ValidationFailed(ProvisionError):
 class InputError(ProvisionError):
     """A path, file or argument given by the user cannot be used (missing, unreadable...)."""
 
+    kind = "input"
+
 
 class StateError(ProvisionError):
     """The state file is missing, corrupt, foreign, from the future, or cannot be written."""
+
+    kind = "state"
 
 
 class LockError(ProvisionError):
     """The state is locked by another run."""
 
+    kind = "lock"
+
 
 class PlanError(ProvisionError):
     """A plan cannot be made (e.g. a change Graph cannot do) or a saved plan cannot be applied."""
 
+    kind = "plan"
+
 
 class AuthError(ProvisionError):
     """Credentials are missing or rejected. Messages never contain the secret itself."""
+
+    kind = "auth"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -31,6 +31,7 @@ from provisioner.cli.options import (
     connection_options,
     lock_timeout,
     lock_timeout_option,
+    no_color_option,
     note,
     note_takeover,
     note_targeting,
@@ -41,6 +42,7 @@ from provisioner.cli.options import (
     target_option,
     use_color,
 )
+from provisioner.cli.runlog import run_log_options, start_run_log, write_run_report
 from provisioner.errors import InputError
 
 # Light (the defaults); the operation, the executor, the progress display and the state are
@@ -67,22 +69,27 @@ apply_options = stacked(
             type=Number(1, 128, integer=True),
             default=DEFAULT_CONCURRENCY,
             show_default=True,
-            help="Requests in flight at once, 1 to 128 (enough to keep Graph's rate limit busy).",
+            envvar="PROVISION_CONCURRENCY",
+            help="Requests in flight at once, 1 to 128 (enough to keep Graph's rate limit busy) "
+            "[env PROVISION_CONCURRENCY].",
         ),
         click.option(
             "--max-rps",
             type=Number(MIN_RPS, MAX_RPS),
             default=None,
+            envvar="PROVISION_MAX_RPS",
             help=f"Requests per second per tenant, {MIN_RPS:g} to {MAX_RPS:g} (default: "
             "Graph's documented 30 for writes and for reads; lower it when other apps share "
-            "the tenant's limits).",
+            "the tenant's limits) [env PROVISION_MAX_RPS].",
         ),
         click.option(
             "--timeout",
             type=Number(MIN_TIMEOUT, MAX_TIMEOUT, metavar="SECONDS"),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help=f"Seconds to wait for each Graph answer, {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}.",
+            envvar="PROVISION_TIMEOUT",
+            help=f"Seconds to wait for each Graph answer, {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g} "
+            "[env PROVISION_TIMEOUT].",
         ),
         click.option(
             "--consistency-window",
@@ -138,6 +145,8 @@ apply_options = stacked(
 @target_option
 @apply_options
 @connection_options
+@no_color_option
+@run_log_options
 def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
     """Make the chats match the manifests (or do exactly what a saved plan says).
 
@@ -210,12 +219,14 @@ def _apply(
     if shown_targets:
         note_targeting(shown_targets)
     hooks = _CommandLine(fmt=fmt, auto_approve=auto_approve, quiet=quiet)
+    hooks.graph_events = run_log = start_run_log()
     with _graph(connection, saved) as (url, credential), graph_log(hooks.verbose):
         # The Graph log covers refresh and apply alike.
         outcome = run_apply(
             target, state_path, state_endpoint(), graph_url=url, credential=credential,
             settings=settings, hooks=hooks, lock_timeout=lock_timeout(), sign_in=sign_in(),
         )  # fmt: skip
+    write_run_report(outcome, run_log, max_rps)
     return _report(outcome, fmt, resume=resume, saved=saved is not None)
 
 
@@ -291,6 +302,8 @@ class _CommandLine:
     stop (a second one stops at once)."""
 
     listener: ApplyListener | None
+    #: Told of every Graph request and retry decision (`apply.runlog.RunLog`).
+    graph_events: Callable[[str, Mapping[str, Any]], None] | None = None
 
     def __init__(self, *, fmt: str, auto_approve: bool, quiet: bool | None) -> None:
         from provisioner.cli.progress import CliProgress, progress_mode
@@ -308,7 +321,8 @@ class _CommandLine:
         from provisioner.views.plan import render_plan
 
         if self.fmt == "text":
-            click.echo(render_plan(plan, "text", color=use_color()), nl=False)
+            colored = use_color()
+            click.echo(render_plan(plan, "text", color=colored), nl=False, color=colored)
         if plan.has_changes and not self.auto_approve:
             _confirm()
 

@@ -146,6 +146,16 @@ class Directory:
         self._by_id[user.id.lower()] = user
         self._by_upn[user.user_principal_name.lower()] = user
 
+    def remove(self, ref: str) -> None:
+        """Delete a user (by id or UPN): what happens to a leaver between a plan and an
+        apply; Graph then answers 404 for them."""
+        key = ref.strip().lower()
+        with self._lock:
+            user = self._by_id.get(key) or self._by_upn.get(key)
+            if user is not None:
+                del self._by_id[user.id.lower()]
+                del self._by_upn[user.user_principal_name.lower()]
+
     def remember(self, user: User) -> None:
         """Load a user seen in an earlier run (made-up mode), without reporting it as new."""
         with self._lock:

@@ -70,7 +70,7 @@ from provisioner.graph.transport import (
 )
 from provisioner.redact import remember
 from provisioner.signin.chooser import Credential, validate_graph_url
-from provisioner.signin.claims import signed_in_user, tenant_of_token
+from provisioner.signin.claims import signed_in_user, tenant_of_token, token_claims
 
 log = logging.getLogger("provision.graph")
 
@@ -138,6 +138,12 @@ class GraphClient:
         (app-only). In delegated mode Graph wants that person in every new chat and lists
         only their chats (chat-post.md, chat-list.md)."""
         return signed_in_user(self._credential.get_token())
+
+    def token_claims(self) -> dict[str, Any]:
+        """What the credential's token says (tenant, identity, roles or scopes; {} for a
+        token that is not a JWT), read without its signing key. Gets a token: signs in if
+        needed."""
+        return token_claims(self._credential.get_token())
 
     def signed_in_tenant(self) -> str | None:
         """The tenant the credential signs in to (the token's ``tid``), or None when the token

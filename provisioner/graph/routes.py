@@ -175,6 +175,22 @@ def route_for(method: str, path: str) -> Route:
     return Route((Scope(TENANT_READ if read else TENANT_WRITE),), "")
 
 
+_TEMPLATE_PARTS = (
+    (re.compile(r"^/chats/[^/]+"), "/chats/{chat-id}"),
+    (re.compile(r"^/users/[^/]+"), "/users/{user}"),
+    (re.compile(r"/members/[^/]+"), "/members/{membership-id}"),
+)
+
+
+def route_template(path: str) -> str:
+    """The route of a Graph call without its ids or query (``/chats/{chat-id}/members``): what
+    a log line may carry, since chat ids, object ids and UPNs identify people."""
+    bare = urlsplit(path).path or "/"
+    for pattern, template in _TEMPLATE_PARTS:
+        bare = pattern.sub(template, bare)
+    return bare
+
+
 def chat_path(chat_id: str) -> str:
     # Chat ids look like 19:...@thread.v2; ':' and '@' are legal in a path segment and Graph's
     # own examples use them unescaped (api/chat-get.md).

@@ -64,6 +64,7 @@ _CHAT = _DEFS["chat"]["properties"]
 _MEMBER = _DEFS["member"]["properties"]
 _CHAT_TYPES = frozenset(_CHAT["chatType"]["enum"])
 _KEY_RE = regex(_DEFS["key"]["pattern"])
+
 _TOPIC_RE = regex(_CHAT["topic"]["pattern"])
 _TOPIC_MIN = _CHAT["topic"]["minLength"]
 _TOPIC_MAX = _CHAT["topic"]["maxLength"]
@@ -467,3 +468,8 @@ def build_tabs(node: Node, file: str, at: Source | None = None) -> tuple[Tab, ..
             )
         )
     return tuple(out)
+
+
+def valid_key(key: str) -> bool:
+    """A chat key the schema accepts (``validate`` checks duplicates of broken chats' keys)."""
+    return bool(_KEY_RE.search(key))

@@ -354,7 +354,8 @@ def _defaults(data: object) -> fastmembers.Defaults:
 
 
 def _lenient_chat(data: object, default_role: str) -> Chat | None:
-    """Whatever members of a broken chat can be read, for the member rules only."""
+    """Whatever members (and valid key) of a broken chat can be read, for the member rules
+    and the cross-chat ones (duplicate keys and pairs)."""
     if not isinstance(data, dict) or not isinstance(data.get("members"), list):
         return None
     members = []
@@ -371,7 +372,11 @@ def _lenient_chat(data: object, default_role: str) -> Chat | None:
             )
         )
     chat_type = data.get("chatType")
-    return Chat("", chat_type if isinstance(chat_type, str) else "", tuple(members))
+    # A key that is itself valid still takes part in the duplicate-key rule, so a broken chat
+    # reusing another's key is reported with its other problems, not on the next run.
+    key = data.get("key")
+    key = key if isinstance(key, str) and fastpath.valid_key(key) else ""
+    return Chat(key, chat_type if isinstance(chat_type, str) else "", tuple(members))
 
 
 _MORE = "more problems not listed"

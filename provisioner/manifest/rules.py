@@ -59,7 +59,9 @@ class Entry:
     index: int
     root: Node  # the file's document node, to point diagnostics at fields
     # A chat that has schema errors, rebuilt leniently so its members can still be checked
-    # (every problem at once); cross-chat rules skip it. Unreadable members are user "".
+    # (every problem at once). Unreadable members are user "" and an invalid key is "": the
+    # cross-chat rules use what is left (a valid key, a readable pair), so a duplicate key
+    # or pair is reported together with the chat's other errors (issue 25).
     partial: bool = False
     # A generated chat (``manifest.generators``): ``root`` is its own document at the row,
     # ``display`` the template's path shown instead of ``chats[index]``, ``origin`` added to
@@ -97,8 +99,6 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
                     "a date (2026-12-31) or a date and time (2026-12-31T18:00:00+01:00)",
                 )
             )
-        if entry.partial:
-            continue
         chat = entry.chat
         if chat.topic is not None and chat.topic and not chat.topic.strip():
             out.append(
@@ -109,7 +109,8 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
                     "give the chat a title with a visible character, or leave topic out",
                 )
             )
-        if chat.chat_type == ONE_ON_ONE and len(identities) == 2:
+        readable = not entry.partial or all(m.user for m in chat.members)
+        if chat.chat_type == ONE_ON_ONE and len(identities) == 2 and readable:
             pair = frozenset(identities)
             if pair in pairs:
                 users = " and ".join(f"'{m.user}'" for m in chat.members)
@@ -124,6 +125,8 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
                 )
                 continue
             pairs[pair] = entry
+        if not chat.key:  # a broken chat's invalid or missing key
+            continue
         if chat.key in keys:
             out.append(
                 _diag(
@@ -303,7 +306,12 @@ def _external_upn(entry: Entry, member: Member, here: JsonPath) -> Diagnostic:
 
 
 def _where(entry: Entry) -> str:
-    return str(entry.chat.source or Source(entry.file, 0, 0))
+    if entry.chat.source is not None:
+        return str(entry.chat.source)
+    # A broken chat (rebuilt leniently) has no source: its node in the document has.
+    _, node = locate(entry.root, ("chats", entry.index))
+    line, col = position(node) if node is not None else (0, 0)
+    return str(Source(entry.file, line, col))
 
 
 def _has_field(root: Node, path: JsonPath, name: str) -> bool:

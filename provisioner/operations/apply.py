@@ -214,7 +214,8 @@ def run_apply(
     settings = settings or ApplySettings()
     hooks = hooks or NoHooks()
     stop = StopSignal()
-    stats = RequestStats()
+    # The caller may watch every request and retry decision (`ApplyHooks.graph_events`).
+    stats = RequestStats(forward=getattr(hooks, "graph_events", None))
     pacer = Pacer(max_rps=settings.max_rps, sleep=stop.sleep)
     client = apply_client(
         graph_url,

@@ -145,10 +145,13 @@ def run_plan(
     lock_timeout: float = 0.0,
     targets: Sequence[str] = (),
     sign_in: SignIn | None = None,
+    check_users: bool = False,
 ) -> Plan:
     """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
     builds the client; None: never refresh) holds the state's lock, so no apply changes the
-    chats while they are read; otherwise the state is only read, without the lock."""
+    chats while they are read; otherwise the state is only read, without the lock.
+    ``check_users``: look every user of the manifests up first (`graph.users.check_users`),
+    without the lock, so a plan without refresh still fails on a user Graph does not know."""
     from provisioner.manifest.load import load_desired
     from provisioner.plans.planner import make_plan
     from provisioner.states.home import check_home
@@ -158,6 +161,8 @@ def run_plan(
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
     state = read_unlocked(store)  # without the lock: consistent even while an apply writes
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
+    if check_users and connect is not None:
+        _check_users(connect, desired)
     if connect is None or not should_refresh(refresh, state, desired):
         from dataclasses import replace
 
@@ -186,6 +191,16 @@ def run_plan(
                 tenant=tenant,
                 targets=targets,
             )
+    finally:
+        client.close()
+
+
+def _check_users(connect: Callable[[], GraphClient], desired: DesiredState) -> None:
+    from provisioner.operations.users import check_users
+
+    client = connect()
+    try:
+        check_users(client, desired)
     finally:
         client.close()
 

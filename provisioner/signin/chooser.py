@@ -60,7 +60,7 @@ CLOUDS: Mapping[str, Cloud] = {
     ),
 }
 DEFAULT_CLOUD = "global"
-AUTH_MODES = ("env", "managed-identity", "device-code", "azure-cli", "azure-pipelines")
+AUTH_MODES = ("env", "default", "managed-identity", "device-code", "azure-cli", "azure-pipelines")
 #: Azure Storage's audience, the same in every cloud: what a state blob's token is for.
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 
@@ -265,12 +265,14 @@ def credential_from_env(
         )
     if mode == "device-code":
         return _device_code(env, prompt=prompt, http_client=http_client, clock=clock)
-    if mode in ("azure-cli", "azure-pipelines"):
+    if mode in ("azure-cli", "azure-pipelines", "default"):
         # Azure Identity, the optional extra: imported only for these modes.
         from provisioner.signin import azure_identity
 
         if mode == "azure-cli":
             return azure_identity.azure_cli(environ, env.scope, clock=clock)
+        if mode == "default":
+            return azure_identity.default_chain(env.scope, env.authority_host, clock=clock)
         return azure_identity.azure_pipelines(environ, env.scope, env.authority_host, clock=clock)
     if "PROVISION_ACCESS_TOKEN" in environ and scope is None:
         return StaticToken(environ["PROVISION_ACCESS_TOKEN"])

@@ -93,6 +93,10 @@ def _member(m: MemberRecord) -> str:
     return text
 
 
+#: The actions the ``Plan:`` line counts, in its order.
+SUMMARY_ACTIONS = (Action.CREATE, Action.UPDATE, Action.DELETE, Action.FORGET, Action.RECONCILE)
+
+
 def summary_line(plan: Plan) -> str:
     if plan.refresh_only:
         if not plan.drift:
@@ -105,18 +109,13 @@ def summary_line(plan: Plan) -> str:
         )
     if not plan.has_changes:
         return "No changes. The chats match the manifest."
+    # One fixed shape, every count in the same order (issue 25), so a script can read it with
+    # one pattern: Plan: N to create, N to update, N to delete, N to forget, N to reconcile,
+    # N to move, N to import, N protection changes.
     counts = plan.summary
-    parts = [
-        f"{counts['create']} to create",
-        f"{counts['update']} to update",
-        f"{counts['delete']} to delete",
-    ]
-    parts += [f"{counts[a.value]} to {a.value}" for a in (Action.FORGET, Action.RECONCILE)]
-    parts = parts[:3] + [p for p in parts[3:] if not p.startswith("0 ")]
-    if plan.moves:
-        parts.append(f"{len(plan.moves)} to move")
-    if plan.imports:
-        parts.append(f"{len(plan.imports)} to import")
+    parts = [f"{counts[a.value]} to {a.value}" for a in SUMMARY_ACTIONS]
+    parts.append(f"{len(plan.moves)} to move")
+    parts.append(f"{len(plan.imports)} to import")
     # A new chat's `protect: true` is part of its creation ("+ protect true" in its lines), not
     # a change of an existing chat's protection (issue 17).
     protect = sum(
@@ -124,8 +123,7 @@ def summary_line(plan: Plan) -> str:
         for c in plan.changes
         if c.protect_change is not None and c.action not in (Action.CREATE, Action.RECONCILE)
     )
-    if protect:
-        parts.append(f"{protect} protection change{'s' if protect != 1 else ''}")
+    parts.append(f"{protect} protection changes")
     return "Plan: " + ", ".join(parts) + "."
 
 

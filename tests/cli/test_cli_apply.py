@@ -415,7 +415,10 @@ def test_manifest_changes_are_applied_in_place(capsys, workdir: Path) -> None:
     )
     code, out, err = run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve", "--verbose")
     assert code == 0, err
-    assert "Plan: 0 to create, 1 to update, 0 to delete." in out
+    assert (
+        "Plan: 0 to create, 1 to update, 0 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    ) in out
     assert "Apply complete: 0 created, 0 adopted, 1 updated" in out
     assert f"  ~ group-000 updated ({chat_id})" in err  # --verbose: a line per chat
     with EmulatorServer(

@@ -98,7 +98,9 @@ def test_state_show_json(capsys: pytest.CaptureFixture[str], state_file: Path) -
     code, out, err = run(
         capsys, "state", "show", "nope", "--state", str(state_file), "--format", "json"
     )
-    assert code == 1 and out == "" and "no chat with key 'nope'" in err
+    # The error comes as text on stderr and, asked for JSON, as JSON on stdout (issue 25).
+    assert code == 1 and "no chat with key 'nope'" in err
+    assert json.loads(out)["error"]["kind"] == "state"
 
 
 # --- --lock-timeout ---

@@ -206,4 +206,7 @@ def test_forty_new_hires_then_three_more_and_one_gone(root: Path, emulated, caps
     origins = {c["key"]: c.get("origin") for c in plan["changes"] if c["action"] == "create"}
     assert origins["onboarding-hire41-contoso.com"] == "generator onboarding, hires.csv:42"
     assert main(["plan", "m.yaml", "--prune"]) == 0
-    assert "Plan: 6 to create, 0 to update, 2 to delete." in capsys.readouterr().out
+    assert (
+        "Plan: 6 to create, 0 to update, 2 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    ) in capsys.readouterr().out

@@ -44,7 +44,10 @@ def example_plan() -> Plan:
 def test_text_is_terraform_like() -> None:
     text = render_plan(example_plan(), "text")
     assert not ANSI.search(text)
-    assert text.rstrip().endswith("Plan: 2 to create, 1 to update, 0 to delete, 1 to forget.")
+    assert text.rstrip().endswith(
+        "Plan: 2 to create, 1 to update, 0 to delete, "
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    )
     assert '  # new will be created\n  + chat "new" (group)\n' in text
     assert '      + topic "Project X"' in text
     assert f"      + member {C}  owner, tenant {TENANT}" in text
@@ -62,7 +65,14 @@ def test_summary_line_without_optional_actions() -> None:
     plan = make_plan(
         DesiredState(chats=(Chat("n", "group", (Member(A), Member(B)), topic="T"),)), State()
     )
-    assert render_plan(plan).rstrip().endswith("Plan: 1 to create, 0 to update, 0 to delete.")
+    assert (
+        render_plan(plan)
+        .rstrip()
+        .endswith(
+            "Plan: 1 to create, 0 to update, 0 to delete, "
+            "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+        )
+    )
 
 
 def test_no_changes() -> None:
@@ -133,7 +143,10 @@ def test_json_has_the_contract_shape() -> None:
 
 def test_markdown_summary_table_and_details() -> None:
     md = render_plan(example_plan(), "markdown")
-    assert "**Plan: 2 to create, 1 to update, 0 to delete, 1 to forget.**" in md
+    assert (
+        "**Plan: 2 to create, 1 to update, 0 to delete, "
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes.**"
+    ) in md
     assert "| `+` create | 2 |" in md and "| no change | 1 |" in md
     assert "<details><summary>Changes (4)</summary>" in md
     assert "```diff\n" in md and "</details>" in md
