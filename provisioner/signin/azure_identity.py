@@ -91,7 +91,9 @@ STORAGE_HINT = (
 )
 
 
-def default_chain(scope: str, *, clock: Callable[[], float] = time.time) -> AzureIdentityCredential:
+def blob_default_chain(
+    scope: str, *, clock: Callable[[], float] = time.time
+) -> AzureIdentityCredential:
     """Azure Identity's ``DefaultAzureCredential`` (managed identity, ``az login``...): what
     the state blob signs in with when the environment names no app (`chooser.blob_credential`)."""
     quiet_azure_logs()

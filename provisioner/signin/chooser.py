@@ -292,7 +292,7 @@ def blob_credential(sign_in: SignIn, environ: Mapping[str, str]) -> Credential:
         if pipelines_available(environ):
             mode = "azure-pipelines"
         else:
-            return azure_identity.default_chain(STORAGE_SCOPE)
+            return azure_identity.blob_default_chain(STORAGE_SCOPE)
     return credential_from_env(mode, sign_in.cloud, environ, scope=STORAGE_SCOPE)
 
 
