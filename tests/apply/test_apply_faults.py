@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ AFTER_CHATS = [
 ]
 
 
-def _manifest(path: Path, chats: list[tuple[str, str | None, list[str]]]) -> None:
+def _manifest(path: Path, chats: Sequence[tuple[str, str | None, list[str]]]) -> None:
     lines = ["version: 1", "chats:"]
     for n, (chat_type, topic, members) in enumerate(chats):
         if chat_type == "group":

@@ -36,7 +36,11 @@ def token(roles: list[str], **claims: Any) -> str:
     def part(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    body = {"tid": TENANT, "appid": "11111111-2222-3333-4444-555555555555", "roles": roles}
+    body: dict[str, Any] = {
+        "tid": TENANT,
+        "appid": "11111111-2222-3333-4444-555555555555",
+        "roles": roles,
+    }
     body["exp"] = int(time.time()) + 3600
     return f"{part({'alg': 'none'})}.{part({**body, **claims})}.sig"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,7 @@ chats:
         (C, "guest", "set staff"),
     ]
     # The POST /chats body lists the expanded members in that order.
-    body = hands.request_body()
+    body: dict[str, Any] = hands.request_body()
     assert [m["roles"] for m in body["members"]] == [["owner"], ["owner"], ["owner"], ["guest"]]
     assert [(m.user, m.role) for m in leads.members] == [(B, "owner"), (C, "owner")]
     # A set's source is where its member is written, in the file of the sets.

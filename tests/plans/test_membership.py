@@ -123,7 +123,7 @@ def test_saved_plan_keeps_the_added_flags() -> None:
 A_, B_, H_ = mem(A), mem(B), mem(HAND)
 
 
-def _plan(change: Change):  # type: ignore[no-untyped-def]
+def _plan(change: Change):
     from provisioner.plans.types import Plan
 
     return dataclasses.replace(
@@ -169,7 +169,7 @@ def test_a_creation_over_200_members_sends_200_and_plans_the_rest() -> None:
     assert planned_requests(change) == 31
 
 
-def test_groups_read_by_a_plan_survive_its_file_and_the_state_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_groups_read_by_a_plan_survive_its_file_and_the_state_file(tmp_path) -> None:
     import json
 
     import jsonschema

@@ -60,14 +60,14 @@ def test_the_blob_signs_in_as_graph_does_for_storage(tmp_path: Path) -> None:
     token_file = str(tmp_path / "token")
     conn = connection_for(LOC, None, {**env, "AZURE_FEDERATED_TOKEN_FILE": token_file})
     assert conn.how == f"federated token for app {CLIENT}"  # the same app as for Graph
-    assert conn.credential.inner._scope == STORAGE_SCOPE  # type: ignore[attr-defined]
+    assert conn.credential.inner._scope == STORAGE_SCOPE
     # --auth names the sign-in for both: the state blob no longer ignores it.
     mi = connection_for(LOC, None, {}, SignIn("managed-identity"))
     assert isinstance(mi.credential.inner, ManagedIdentityCredential)
-    assert mi.credential.inner._resource == "https://storage.azure.com"  # type: ignore[attr-defined]
+    assert mi.credential.inner._resource == "https://storage.azure.com"
     cli = connection_for(LOC, None, {}, SignIn("azure-cli", "usgov"))
     assert isinstance(cli.credential.inner, AzureIdentityCredential)
-    assert isinstance(cli.credential.inner._credential, AzureCliCredential)  # type: ignore[attr-defined]
+    assert isinstance(cli.credential.inner._credential, AzureCliCredential)
     assert SignIn.from_env({"PROVISION_AUTH": "azure-cli"}) == SignIn("azure-cli")
 
 
@@ -76,7 +76,7 @@ def test_a_graph_token_alone_leaves_the_blob_to_default_azure_credential() -> No
     # then signs in with DefaultAzureCredential (managed identity, az login).
     conn = connection_for(LOC, None, {"PROVISION_ACCESS_TOKEN": "graph-token"})
     assert isinstance(conn.credential.inner, AzureIdentityCredential)
-    assert isinstance(conn.credential.inner._credential, DefaultAzureCredential)  # type: ignore[attr-defined]
+    assert isinstance(conn.credential.inner._credential, DefaultAzureCredential)
     assert conn.how == "Azure AD (DefaultAzureCredential)"
     # A half-named app is an error naming the variable, not a silent other identity.
     with pytest.raises(AuthError, match="AZURE_TENANT_ID is not set"):
@@ -93,7 +93,7 @@ def test_azure_pipelines_service_connection() -> None:
     }
     conn = connection_for(LOC, None, env)
     inner = conn.credential.inner
-    assert isinstance(inner._credential, AzurePipelinesCredential)  # type: ignore[attr-defined]
+    assert isinstance(inner._credential, AzurePipelinesCredential)
     assert "ado-token" not in repr(conn) and "conn-1" in conn.how
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,7 +168,8 @@ def test_groups_and_member_flags_replay() -> None:
 
     base = State(serial=1)
     expected = base.copy()
-    expected._log = log = []
+    log: list[tuple[Any, ...]] = []
+    expected._log = log
     group = GroupRecord(
         "gid", "Falcon", "2026-01-01T00:00:00Z", (GroupUser("u1", "a@x.com", True),)
     )
