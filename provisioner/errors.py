@@ -61,6 +61,8 @@ class ProvisionError(Exception):
         message = redact(message)
         super().__init__(message)
         self.message = message
+        # True once a JSON report on stdout already carries this error (apply's result).
+        self.in_report = False
         self.hint = redact(hint) if hint is not None else None
         #: More than the one line a user needs (e.g. Azure Identity's chain of attempted
         #: credentials): printed only with ``--debug``. Never a secret.

@@ -382,6 +382,9 @@ def _report(outcome: ApplyOutcome, fmt: str, *, resume: str, saved: bool) -> int
     else:
         click.echo(render_text(result, resume=shown_resume), nl=False)
     if outcome.unsaved is not None:  # the report above stands; the records are in the journal
+        # One JSON object per run on stdout: the report carries the failure (status and
+        # "unsaved"), so the error edge adds no second object (cli.main._json_error).
+        outcome.unsaved.in_report = fmt == "json"
         raise outcome.unsaved
     if status == "interrupted":
         return SIGNAL_EXIT.get(result.stopped or "", 130)

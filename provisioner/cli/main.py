@@ -118,7 +118,7 @@ def wants_json(args: Sequence[str]) -> bool:
 
 
 def _json_error(args: Sequence[str], exc: ProvisionError | click.ClickException) -> None:
-    if not wants_json(args):
+    if not wants_json(args) or getattr(exc, "in_report", False):
         return
     from provisioner.views.diagnostics import render_error_json, render_provision_error_json
 

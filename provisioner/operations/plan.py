@@ -150,7 +150,7 @@ def run_plan(
     """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
     builds the client; None: never refresh) holds the state's lock, so no apply changes the
     chats while they are read; otherwise the state is only read, without the lock.
-    ``check_users``: look every user of the manifests up first (`graph.users.check_users`),
+    ``check_users``: look every user of the manifests up first (`operations.users.check_users`),
     without the lock, so a plan without refresh still fails on a user Graph does not know."""
     from provisioner.manifest.load import load_desired
     from provisioner.plans.planner import make_plan

@@ -310,14 +310,17 @@ def test_token_expiring_mid_run_is_refreshed(
     capsys, workdir: Path, graph: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Path("chats.yaml").write_text(manifest(groups=10, pairs=30))
-    server = graph(token_lifetime_s=1.0, limits="documented")  # the run takes ~1.4 s
+    server = graph(token_lifetime_s=1.0, limits="documented")
     # A credential that can refresh (as MSAL does) gets a new token after the 401.
     monkeypatch.setattr(
         cli_options,
         "connection_from_options",
         lambda *a, **k: cli_options.Connection(server.url, "global", EmulatorToken()),
     )
-    code, out, _ = run(capsys, "apply", "chats.yaml", "--auto-approve", "--format", "json")
+    # 40 creations at 10 requests/s take ~4 s, so the 1 s token expires mid-run whatever the
+    # pacer's start-of-run burst does (issue 26 made a free run finish within the second).
+    args = ("apply", "chats.yaml", "--auto-approve", "--format", "json", "--max-rps", "10")
+    code, out, _ = run(capsys, *args)
     assert code == 0, out
     doc = result_of(out)
     assert doc["summary"]["created"] == 40
