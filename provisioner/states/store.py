@@ -99,12 +99,21 @@ class JournaledStore:
                 "appeared after this command read the state",
                 hint="another run may be using the state; run the command again",
             )
-        if parse(raw, self.journal.location).header is not None:
-            # Else empty, or torn before its header was durable: nothing in it to absorb.
-            self.journal.append(marker(state.serial + 1))
+        self.seal(state.serial + 1, raw)
         self.inner.write(state)
         self.journal.remove()
         self.leftover = False
+
+    def seal(self, serial: int, raw: bytes | None = None) -> None:
+        """Make durable that the state about to be written as ``serial`` holds the journal
+        (``raw``: its bytes, read if not given). After a torn tail, the marker says where that
+        tail lies, so it is not mistaken for damage in the middle of the journal."""
+        raw = self.journal.read() if raw is None else raw
+        parsed = parse(raw or b"", self.journal.location)
+        if parsed.header is None:
+            return  # empty, or torn before its header was durable: nothing in it to absorb
+        torn = (parsed.end, parsed.dropped) if parsed.dropped else None
+        self.journal.append(marker(serial, torn))
 
     def lock(self, operation: str) -> contextlib.AbstractContextManager[LockInfo]:
         return self.inner.lock(operation)
