@@ -41,7 +41,8 @@ class StepContext:
     tenant-wide scope admits a request (nothing taken). ``requests()`` counts the Graph
     requests this thread has made (to measure what a reconciliation costs);
     ``reconciled(n, s)`` reports one settled creation that took ``n`` requests and ``s``
-    seconds; ``waiting(key, what)`` says what a chat put aside waits for (None: no longer).
+    seconds; ``waiting(key, what)`` says what a chat put aside waits for (None: no longer);
+    ``confirm_lock()`` raises unless the run still holds the state's lock.
     """
 
     client: ChatApi
@@ -55,6 +56,9 @@ class StepContext:
     requests: Callable[[], int] = lambda: 0
     reconciled: Callable[[int, float], None] = lambda n, seconds: None
     waiting: Callable[[str, str | None], None] = lambda key, what: None
+    # Raises (LockError) unless the run still holds the state's lock: asked before each
+    # ``POST /chats``, so a run whose lease was broken creates nothing more (issue 20).
+    confirm_lock: Callable[[], None] = lambda: None
     consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
     clock_skew: timedelta = field(default_factory=lambda: timedelta(minutes=5))
     anchor: str | None = None  # whose chats lookups list (the signed-in user, delegated)

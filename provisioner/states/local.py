@@ -103,6 +103,10 @@ class LocalStateStore:
     def force_unlock(self, lock_id: str) -> LockInfo:
         return self._lock.force_unlock(lock_id)
 
+    def confirm_lock(self) -> None:
+        """Nothing to confirm: the OS lock cannot be taken from a live holder (``force-unlock``
+        refuses while it is held), so a run that took it holds it until it ends."""
+
     def damaged(self) -> tuple[bytes, State | None]:
         """For ``provision state repair`` when ``read`` refuses the file: its bytes, and the
         backup (None when it is missing or unreadable too)."""

@@ -49,6 +49,11 @@ class StateStore(Protocol):
 
     def force_unlock(self, lock_id: str) -> LockInfo: ...
 
+    def confirm_lock(self) -> None:
+        """Refuse (LockError) unless this run still holds the lock, asking the service where
+        the lock can be taken away (a blob lease broken by ``force-unlock`` or the portal)."""
+        ...
+
 
 class JournaledStore:
     """A ``StateStore`` with the journal a run appends its changes to.
@@ -123,6 +128,9 @@ class JournaledStore:
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         return self.inner.force_unlock(lock_id)
+
+    def confirm_lock(self) -> None:
+        self.inner.confirm_lock()
 
 
 def local_store(path: str, *, lock_timeout: float = 0.0) -> JournaledStore:
