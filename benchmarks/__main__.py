@@ -80,6 +80,13 @@ BENCHES = [
         "`provision validate` on a generated 10,000-chat manifest vs libyaml's `yaml.load`",
     ),
     Bench(
+        "generate",
+        "bench_generate.py",
+        ["--repeat", "5"],
+        ["--rows", "2000", "--repeat", "2"],
+        "`validate` of a generator over a 10,000-row CSV vs the same 10,000 chats written by hand",
+    ),
+    Bench(
         "plan",
         "bench_plan.py",
         ["--repeat", "3"],

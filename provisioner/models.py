@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 
 #: A Microsoft Entra object or tenant id (a GUID), any case.
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
@@ -104,6 +105,11 @@ class Chat:
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
     history: str = HISTORY_NONE
     protect: bool = False
+    #: ``expires`` as written (a date or a date and time; `expiry_of` reads it), or None.
+    expires: str | None = None
+    #: Where a generated chat came from (``generator NAME, FILE:LINE``); None when written
+    #: by hand (``manifest.generators``).
+    origin: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def member_identities(self) -> frozenset[str]:
@@ -116,6 +122,21 @@ class Chat:
             body["topic"] = self.topic
         body["members"] = [m.request_body(graph_url) for m in self.members]
         return body
+
+
+def expiry_of(text: str) -> datetime | None:
+    """The moment ``expires: TEXT`` means, in UTC: a date alone is 00:00 UTC that day; a date
+    and time without an offset is UTC. None when it is not a real date or time (2026-02-30)."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def one_on_one_key(user_a: str, user_b: str) -> str:
@@ -137,6 +158,16 @@ class Move:
 
 
 @dataclass(frozen=True)
+class Import:
+    """An ``import:`` entry: adopt the existing chat ``chat_id`` as ``key`` on the next apply
+    (like Terraform's import blocks), checked by ``manifest.imports``."""
+
+    key: str
+    chat_id: str
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
     entries of all files (in file order), already checked by ``provisioner.moves``."""
@@ -145,6 +176,7 @@ class DesiredState:
     files: tuple[str, ...] = ()
     digest: str = ""  # sha256 over the manifest files' bytes, in order
     moves: tuple[Move, ...] = ()
+    imports: tuple[Import, ...] = ()
 
     def by_key(self) -> dict[str, Chat]:
         return {c.key: c for c in self.chats}

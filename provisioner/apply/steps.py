@@ -40,7 +40,7 @@ from provisioner.graph.pacing import TENANT_WRITE
 from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.plans.types import Action, Change
 from provisioner.states.home import claim_home, tenants_seen
-from provisioner.states.records import ChatRecord, Intent, State
+from provisioner.states.records import ChatRecord, DeletedChat, Intent, State
 
 #: How long after its journal entry an earlier run's creation may still have been sent (its
 #: turn under the pacer, then the request timeout), beyond which its journal is stale.
@@ -297,12 +297,26 @@ class ChatSteps:
         if chat_id is None:
             raise ValueError(f"{change.key}: a delete without a chat id")
         notes: tuple[str, ...] = ()
+        deleted: DeletedChat | None = None
         try:
             # chat-delete.md: a soft delete; the chat can be restored for a limited time.
             self.client.delete_chat(chat_id)
+            deleted = DeletedChat(
+                chat_id,
+                change.chat_type,
+                datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                change.topic,
+                "expired" if change.reason == "expired" else "pruned",
+            )
         except GraphNotFound:
             notes = ("the chat was already deleted",)
-        self.ctx.record(lambda s: s.remove_chat(change.key))
+
+        def record(state: State) -> None:
+            state.remove_chat(change.key)
+            if deleted is not None:  # kept for `provision restore` (operations.restore)
+                state.put_deleted(change.key, deleted)
+
+        self.ctx.record(record)
         return Outcome(change.key, change.action, DELETED, chat_id, notes=notes)
         yield  # pragma: no cover
 

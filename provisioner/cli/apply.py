@@ -30,9 +30,11 @@ from provisioner.cli.options import (
     lock_timeout_option,
     note,
     note_takeover,
+    note_targeting,
     stacked,
     state_endpoint,
     state_option,
+    target_option,
     use_color,
 )
 from provisioner.errors import InputError
@@ -126,6 +128,7 @@ apply_options = stacked(
 @click.argument("targets", nargs=-1, required=True, metavar="PATH... | PLANFILE")
 @state_option
 @lock_timeout_option
+@target_option
 @apply_options
 @connection_options
 def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
@@ -161,6 +164,7 @@ def _apply(
     graph_url: str | None,
     cloud: str,
     auth: str,
+    target_keys: tuple[str, ...] = (),
 ) -> int:
     from provisioner.cli.progress import graph_log
     from provisioner.manifest.gcpause import gc_paused
@@ -169,6 +173,11 @@ def _apply(
 
     plan_file = plan_file_of(targets)
     _check_usage(plan_file, fmt=fmt, auto_approve=auto_approve, prune=prune, refresh=refresh)
+    if plan_file is not None and target_keys:
+        raise click.UsageError(
+            "a saved plan is applied as it is: --target is for planning (provision plan "
+            "--target KEY ... --out FILE)"
+        )
     # Credentials are checked before anything is planned (no network yet).
     connection = None if emulator else connection_for(graph_url, cloud, auth)
     with gc_paused():  # as plan does: a big manifest's chats are then frozen (issue 16)
@@ -182,6 +191,7 @@ def _apply(
             "--graph-url": graph_url if not emulator else None,
             "--auto-approve": auto_approve and saved is None,
             "--prune": prune,
+            "--target": target_keys,
             "--no-refresh": refresh is False,
             "--concurrency": concurrency if concurrency != DEFAULT_CONCURRENCY else None,
             "--max-rps": max_rps,
@@ -190,8 +200,18 @@ def _apply(
         },
     )
     settings = ApplySettings(
-        concurrency, max_rps, timeout, refresh, prune, fmt != "text", consistency_window
+        concurrency,
+        max_rps,
+        timeout,
+        refresh,
+        prune,
+        fmt != "text",
+        consistency_window,
+        targets=target_keys,
     )
+    shown_targets = target_keys or (saved.targets if saved is not None else ())
+    if shown_targets:
+        note_targeting(shown_targets)
     hooks = _CommandLine(fmt=fmt, auto_approve=auto_approve, quiet=quiet)
     with _graph(connection, saved) as (url, credential), graph_log(hooks.verbose):
         # The Graph log covers refresh and apply alike.
@@ -235,6 +255,9 @@ def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
     for flag, value in options.items():
         if value is True:
             words.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                words += [flag, str(item)]
         elif value:
             words += [flag, str(value)]
     return shlex.join(words)

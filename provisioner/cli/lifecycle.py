@@ -1,4 +1,5 @@
-"""``provision import`` and ``provision export``: bring existing chats under management.
+"""``provision import``, ``provision export`` and ``provision restore``: bring existing (or
+recently deleted) chats under management.
 
 Thin like the rest of the CLI: the work is in ``operations.adopt`` and ``operations.export``.
 """
@@ -174,3 +175,33 @@ def _write_text(path: str, text: str) -> None:
         write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+@click.command("restore")
+@click.argument("key", metavar="KEY")
+@state_option
+@lock_timeout_option
+@connection_options
+@emulator_option
+def restore_command(
+    key: str, state_path: str, graph_url: str | None, cloud: str, auth: str, emulator: bool
+) -> int:
+    """Bring back the chat provision deleted as KEY (expired, or pruned), and manage it again.
+
+    Graph soft-deletes chats and can restore them for 7 days (a tenant admin's right:
+    Chat.ManageDeletion.All); provision keeps a deleted chat's key in the state for that long.
+    If the manifest still says the chat has expired, the next apply deletes it again: move
+    its `expires` first.
+    """
+    from provisioner.operations.restore import restore
+
+    store = open_state(state_path)
+    with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
+        record = restore(store, client, key, on_takeover=note_takeover)
+    what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
+    click.echo(f"Restored {what} {record.chat_id} as {key} ({len(record.members)} members).")
+    note(
+        f"If its manifest entry has an expires date in the past, move it, or the next apply "
+        f"deletes {key} again."
+    )
+    return 0

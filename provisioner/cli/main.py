@@ -22,8 +22,8 @@ import click
 from provisioner import __version__
 from provisioner.cli.apply import apply
 from provisioner.cli.emulator import emulator_command
-from provisioner.cli.lifecycle import export_command, import_command
-from provisioner.cli.plan import plan
+from provisioner.cli.lifecycle import export_command, import_command, restore_command
+from provisioner.cli.plan import plan, show
 from provisioner.cli.state import force_unlock_cmd, state_cmd
 from provisioner.cli.validate import schema_command, validate
 from provisioner.errors import ProvisionError
@@ -61,11 +61,13 @@ for _command in (
     validate,
     schema_command,
     plan,
+    show,
     apply,
     state_cmd,
     force_unlock_cmd,
     import_command,
     export_command,
+    restore_command,
     emulator_command,
 ):
     cli.add_command(_command)

@@ -260,3 +260,22 @@ def connection_from_options(
 def connection_for(graph_url: str | None, cloud: str, auth: str) -> Connection:
     """`connection_from_options` for a command: a device code prompt goes to stderr."""
     return connection_from_options(graph_url, cloud, auth, prompt=note)
+
+
+#: ``--target KEY`` on plan and apply (issue 23): a key or a glob, repeatable.
+target_option = click.option(
+    "--target",
+    "target_keys",
+    multiple=True,
+    metavar="KEY",
+    help="Plan (and apply) only this chat key; a glob such as 'incident-*' matches several. "
+    "Repeatable. The other chats are not read or changed, so the plan may be incomplete: "
+    "for exceptional repairs, as Terraform's -target.",
+)
+
+
+def note_targeting(patterns: tuple[str, ...]) -> None:
+    """The warning every targeted plan carries (`provisioner.plans.targets`)."""
+    from provisioner.plans.targets import TARGET_WARNING
+
+    note("Warning: " + TARGET_WARNING.format(patterns=", ".join(repr(p) for p in patterns)))

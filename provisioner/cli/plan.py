@@ -15,9 +15,11 @@ from provisioner.cli.options import (
     lock_timeout_option,
     note,
     note_takeover,
+    note_targeting,
     stacked,
     state_endpoint,
     state_option,
+    target_option,
     use_color,
 )
 
@@ -28,6 +30,7 @@ plan_options = stacked(
     [
         state_option,
         lock_timeout_option,
+        target_option,
         click.option(
             "--out", "out", metavar="PLANFILE", help="Save the plan for `provision apply PLANFILE`."
         ),
@@ -95,6 +98,7 @@ def plan(
     cloud: str,
     auth: str,
     emulator: bool,
+    target_keys: tuple[str, ...] = (),
 ) -> int:
     """Show what apply would change: manifests compared with the state and with Graph.
 
@@ -130,7 +134,10 @@ def plan(
             on_takeover=note_takeover,
             on_refresh=_note_refresh,
             lock_timeout=lock_timeout(),
+            targets=target_keys,
         )
+    if target_keys:
+        note_targeting(target_keys)
     if out:
         save_plan(result, out)
     click.echo(render_plan(result, fmt, color=fmt == "text" and use_color()), nl=False)
@@ -167,3 +174,30 @@ def _graph(
 
 def _note_refresh(chats: int, base_url: str) -> None:
     note(f"Refreshing {chats} managed chat{'s' if chats != 1 else ''} from {base_url}...")
+
+
+@click.command("show")
+@click.argument("plan_file", metavar="PLANFILE")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts (the `plan --format json` object), markdown for "
+    "pull-request comments.",
+)
+def show(plan_file: str, fmt: str) -> int:
+    """Print a plan saved with `provision plan --out PLANFILE`, as `plan` printed it.
+
+    Reads the file only (no state, no Graph, no lock), after checking that it is a provision
+    plan that nobody edited; `provision apply PLANFILE` applies exactly what this shows.
+    """
+    from provisioner.plans.files import load_plan
+    from provisioner.views.plan import render_plan
+
+    saved = load_plan(plan_file)
+    click.echo(render_plan(saved, fmt, color=fmt == "text" and use_color()), nl=False)
+    if saved.targets:
+        note_targeting(saved.targets)
+    return 0

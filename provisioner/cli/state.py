@@ -1,4 +1,4 @@
-"""``provision state list|show|rm|unbind|repair`` and ``provision force-unlock``."""
+"""``provision state list|show|rm|mv|unbind|repair`` and ``provision force-unlock``."""
 
 from __future__ import annotations
 
@@ -144,6 +144,26 @@ def state_rm(keys: tuple[str, ...], state_path: str) -> int:
     for key, chat_id in remove_keys(store, keys, on_takeover=note_takeover):
         where = f"chat {chat_id}" if chat_id else "any chat created for it"
         click.echo(f"Removed {key} from the state ({where} stays in Teams).")
+    return 0
+
+
+@state_cmd.command("mv")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@state_option
+@lock_timeout_option
+def state_mv(old: str, new: str, state_path: str) -> int:
+    """Rename the key OLD to NEW in the state. The chat in Teams is not touched.
+
+    For a repair by hand, like `terraform state mv`; the reviewed way is a `moved:` entry in
+    the manifest (`moved: [{from: OLD, to: NEW}]`), which a pull request shows. After the
+    move, change the manifest's key to NEW too, or the next plan creates OLD again.
+    """
+    from provisioner.operations.state import move_key
+
+    store = open_state(state_path)
+    chat_id = move_key(store, old, new, on_takeover=note_takeover)
+    click.echo(f"Moved {old} to {new} in the state (chat {chat_id}).")
     return 0
 
 

@@ -226,6 +226,19 @@ def delete_chat(api: Context, req: Request, m: Match) -> Response:
     return Response(204)
 
 
+def get_deleted_chat(api: Context, req: Request, m: Match) -> Response:
+    """``deletedchat-get.md``: 200 with the deletedChat (an entity: its id) while restorable."""
+    chat = api.tenant.deleted_chat(m.params["deletedChat-id"])
+    body = {"@odata.context": f"{req.base_url}/$metadata#teamwork/deletedChats/$entity"}
+    return json_ok(200, {**body, "id": chat.id})
+
+
+def undo_delete(api: Context, req: Request, m: Match) -> Response:
+    """``deletedchat-undodelete.md``: 204 No Content; the chat is active again."""
+    api.tenant.undo_delete(m.params["deletedChat-id"])
+    return Response(204)
+
+
 # -- members ---------------------------------------------------------------------------------
 def list_members(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
@@ -381,6 +394,8 @@ HANDLERS: dict[str, Handler] = {
     "POST /chats/{chat-id}/members": add_member,
     "GET /chats/{chat-id}/members/{membership-id}": get_member,
     "DELETE /chats/{chat-id}/members/{membership-id}": remove_member,
+    "GET /teamwork/deletedChats/{deletedChat-id}": get_deleted_chat,
+    "POST /teamwork/deletedChats/{deletedChat-id}/undoDelete": undo_delete,
     "GET /me": get_user,
     "GET /users/{user-id}": get_user,
 }

@@ -21,6 +21,11 @@ def graph_time(ts: float) -> str:
     return f"{dt:%Y-%m-%dT%H:%M:%S}{frac}Z"
 
 
+def parse_graph_time(text: str) -> float:
+    """Epoch seconds of a time written by `graph_time`."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 @dataclass(frozen=True)
 class MemberView:
     membership_id: str

@@ -2,7 +2,8 @@
 
 Paths are the ones the docs list (``chat-post.md``, ``chat-get.md``, ``chat-patch.md``,
 ``chat-delete.md``, ``chat-list.md``, ``chat-list-members.md``, ``chat-post-members.md``,
-``chat-delete-members.md``, ``user-get.md``, ``json-batching.md``). Segments are
+``chat-delete-members.md``, ``user-get.md``, ``json-batching.md``, ``deletedchat-get.md``,
+``deletedchat-undodelete.md``). Segments are
 percent-decoded, so chat ids may be sent raw (``19:...@thread.v2``) or encoded (``19%3A...``).
 ``users('x')`` is accepted as well as ``users/x`` (``user-get.md`` documents both forms).
 """
@@ -30,6 +31,8 @@ TEMPLATES = (
     "/users/{user-id}/chats",
     "/users/{user-id}/chats/{chat-id}",
     "/users/{user-id}/chats/{chat-id}/members",
+    "/teamwork/deletedChats/{deletedChat-id}",
+    "/teamwork/deletedChats/{deletedChat-id}/undoDelete",
 )
 _SPLIT = [tuple(tpl.strip("/").split("/")) for tpl in TEMPLATES]
 _KEY_SEGMENT = re.compile(r"^([A-Za-z$]+)\('(.*)'\)$")
@@ -41,6 +44,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "/chats/{chat-id}": ("GET", "PATCH", "DELETE"),
     "/chats/{chat-id}/members": ("GET", "POST"),
     "/chats/{chat-id}/members/{membership-id}": ("GET", "DELETE"),
+    "/teamwork/deletedChats/{deletedChat-id}/undoDelete": ("POST",),
 }
 
 
@@ -112,6 +116,12 @@ def demands(m: Match, tenant_key: str, user_key: str | None) -> list[t.Demand]:
         return []  # json-batching.md: items "are evaluated individually" against the limits
     if tpl in ("/me", "/users/{user-id}"):
         return [(t.IDENTITY, tenant_key)]
+    if tpl.startswith("/teamwork/deletedChats"):
+        # No published limit of their own: counted as Teams reads and writes, and a restore
+        # at the pace of the delete it undoes (chat-delete.md: one per second per tenant).
+        if method == "GET":
+            return [(t.TEAMS_READ, tenant_key)]
+        return [(t.TEAMS_WRITE, tenant_key), (t.CHAT_DELETE, tenant_key)]
     if tpl.endswith("/chats"):
         if method == "POST":
             return [(t.TEAMS_WRITE, tenant_key)]

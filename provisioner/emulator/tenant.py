@@ -31,6 +31,7 @@ from provisioner.emulator.model import (
     ChatView,
     MemberView,
     graph_time,
+    parse_graph_time,
 )
 from provisioner.emulator.store import Store
 from provisioner.emulator.users import Directory, User
@@ -38,6 +39,8 @@ from provisioner.emulator.users import Directory, User
 #: A group chat holds at most 250 members (chat-post.md; graph-facts: "A group chat holds at
 #: most 250 members"), on creation and when members are added later.
 MAX_GROUP_MEMBERS = 250
+# chat-delete.md: "tenant admins have seven days to restore them".
+RESTORE_PERIOD_S = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -285,6 +288,24 @@ class Tenant:
             chat = self.live_chat(chat_id)
             now = self._now()
             self._commit(replace(chat, deleted=now, last_updated=now))
+
+    def deleted_chat(self, chat_id: str) -> ChatView:
+        """A soft-deleted chat that can still be restored (``deletedchat-get.md``), else 404:
+        chat-delete.md, "After chats are deleted, tenant admins have seven days to restore
+        them. Chats deleted for more than seven days can't be restored"."""
+        with self.lock:
+            chat = self._chats.get(chat_id)
+            if chat is None or chat.deleted is None:
+                raise not_found(f"Deleted chat '{chat_id}' was not found.")
+            if self._clock() - parse_graph_time(chat.deleted) > RESTORE_PERIOD_S:
+                raise not_found(f"Deleted chat '{chat_id}' was not found.")
+            return chat
+
+    def undo_delete(self, chat_id: str) -> ChatView:
+        """``deletedchat-undodelete.md``: the chat is active again, with its id and members."""
+        with self.lock:
+            chat = self.deleted_chat(chat_id)
+            return self._commit(replace(chat, deleted=None, last_updated=self._now()))
 
     def add_member(self, chat_id: str, new: NewMember) -> MemberView:
         with self.lock:

@@ -50,6 +50,7 @@ from provisioner.graph.routes import (
     added_member,
     chat_path,
     chats_query,
+    deleted_chat_path,
     resolve_url,
     route_for,
     user_path,
@@ -171,6 +172,11 @@ class GraphClient:
 
     def delete_chat(self, chat_id: str) -> None:
         self.request("DELETE", chat_path(chat_id), idempotent=True)
+
+    def restore_chat(self, chat_id: str) -> None:
+        """Undo a chat's soft delete (deletedchat-undodelete.md: 204). Restoring an active
+        chat again changes nothing, so a timed-out restore is retried."""
+        self.request("POST", f"{deleted_chat_path(chat_id)}/undoDelete", idempotent=True)
 
     def get_user(
         self, id_or_upn: str, *, select: Sequence[str] = ("id", "userPrincipalName", "displayName")

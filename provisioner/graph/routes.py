@@ -80,6 +80,17 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
             "Chat.ReadBasic.All (or Chat.Read.All)",
         ),
     ),
+    # deletedchat-undodelete.md (a restore, paced as the delete it undoes) and deletedchat-get.md
+    (
+        "POST",
+        re.compile(r"^/teamwork/deletedChats/[^/]+/undoDelete/?$"),
+        lambda m: Route((Scope(TENANT_WRITE), Scope(TENANT_DELETE)), "Chat.ManageDeletion.All"),
+    ),
+    (
+        "GET",
+        re.compile(r"^/teamwork/deletedChats/[^/]+/?$"),
+        lambda m: Route((Scope(TENANT_READ),), "Chat.ManageDeletion.All"),
+    ),
     # user-get.md (directory, not Teams, limits)
     (
         "GET",
@@ -105,6 +116,11 @@ def chat_path(chat_id: str) -> str:
     # Chat ids look like 19:...@thread.v2; ':' and '@' are legal in a path segment and Graph's
     # own examples use them unescaped (api/chat-get.md).
     return f"/chats/{quote(chat_id, safe=':@')}"
+
+
+def deleted_chat_path(chat_id: str) -> str:
+    """``/teamwork/deletedChats/{id}`` (deletedchat-get.md, deletedchat-undodelete.md)."""
+    return f"/teamwork/deletedChats/{quote(chat_id, safe=':@')}"
 
 
 def user_path(id_or_upn: str) -> str:

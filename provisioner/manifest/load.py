@@ -26,7 +26,7 @@ from pathlib import Path
 from yaml.nodes import Node, SequenceNode
 
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
-from provisioner.manifest import fastpath, moves, rules
+from provisioner.manifest import fastpath, generators, imports, moves, rules
 from provisioner.manifest.gcpause import gc_paused
 from provisioner.manifest.plaindata import flatten_merges, to_data
 from provisioner.manifest.schema import load_schema, schema_path
@@ -41,7 +41,7 @@ from provisioner.manifest.yamlload import (
     position,
     read_bytes,
 )
-from provisioner.models import Chat, DesiredState, Member, Move
+from provisioner.models import Chat, DesiredState, Import, Member, Move
 
 __all__ = [
     "ValidationResult",
@@ -135,6 +135,7 @@ def _validate_files(files: list[Path]) -> ValidationResult:
     diagnostics: list[Diagnostic] = []
     entries: list[rules.Entry] = []
     move_entries: list[moves.MoveEntry] = []
+    import_entries: list[imports.ImportEntry] = []
     chat_count = 0
     for path in files:
         name = str(path)
@@ -142,8 +143,12 @@ def _validate_files(files: list[Path]) -> ValidationResult:
         diagnostics.extend(checked.diagnostics)
         entries.extend(checked.entries)
         move_entries.extend(checked.moves)
+        import_entries.extend(checked.imports)
         chat_count += checked.chats
     diagnostics.extend(rules.check(entries))
+    if import_entries:
+        known = {e.chat.key: e.chat for e in entries if not e.partial}
+        diagnostics.extend(imports.check(import_entries, known, keys_complete=not diagnostics))
     if move_entries:
         # Only chats without errors are known by key: with errors elsewhere, a move to a key
         # of a broken chat would be reported as unknown, wrongly.
@@ -158,6 +163,7 @@ def _validate_files(files: list[Path]) -> ValidationResult:
             files=tuple(str(p) for p in files),
             digest=digest.hexdigest(),
             moves=tuple(e.move for e in move_entries),
+            imports=tuple(e.imp for e in import_entries),
         )
     return ValidationResult(tuple(diagnostics), len(files), chat_count, desired)
 
@@ -184,6 +190,7 @@ class _Checked:
     entries: list[rules.Entry]
     chats: int
     moves: list[moves.MoveEntry] = field(default_factory=list)
+    imports: list[imports.ImportEntry] = field(default_factory=list)
 
 
 def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Checked:
@@ -208,21 +215,29 @@ def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Ch
     budget = alias_budget(text)
     fast = fastpath.build_document(root, name, budget)
     fast_moves = fastpath.build_moves(root, name) if fast is not None else None
-    if fast is not None and fast_moves is not None:
+    fast_imports = fastpath.build_imports(root, name) if fast is not None else None
+    if fast is not None and fast_moves is not None and fast_imports is not None:
         return _Checked(
             [],
             [rules.Entry(c, name, i, root) for i, c in enumerate(fast)],
             len(fast),
             _move_entries(fast_moves, name, root),
+            _import_entries(fast_imports, name, root),
         )
-    return _slow_file(root, name, budget)
+    return _slow_file(root, name, budget, digest)
 
 
 def _move_entries(found: list[Move], name: str, root: Node) -> list[moves.MoveEntry]:
     return [moves.MoveEntry(m, name, i, root) for i, m in enumerate(found)]
 
 
-def _slow_file(root: Node, name: str, budget: int) -> _Checked:
+def _import_entries(found: list[Import], name: str, root: Node) -> list[imports.ImportEntry]:
+    return [imports.ImportEntry(m, name, i, root) for i, m in enumerate(found)]
+
+
+def _slow_file(
+    root: Node, name: str, budget: int, digest: Callable[[bytes], object] = lambda _: None
+) -> _Checked:
     problems: list[Problem] = flatten_merges(root)
     converted = to_data(root, budget)
     problems.extend(converted.problems)
@@ -244,13 +259,23 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
             line, col = position(root)
             raise RuntimeError(f"fast path and schema disagree on 'moved' in {name}:{line}:{col}")
         move_entries = _move_entries(found, name, root)
+    import_entries: list[imports.ImportEntry] = []
+    if isinstance(data, dict) and not any(p.path[:1] in ((), ("import",)) for p in problems):
+        found_imports = fastpath.build_imports(root, name)
+        if found_imports is None:
+            line, col = position(root)
+            raise RuntimeError(f"fast path and schema disagree on 'import' in {name}:{line}:{col}")
+        import_entries = _import_entries(found_imports, name, root)
     chats = data.get("chats") if isinstance(data, dict) else None
     if not isinstance(chats, list):
-        return _Checked(diagnostics, [], 0, move_entries)
+        return _Checked(diagnostics, [], 0, move_entries, import_entries)
+    made = generators.Expanded()
+    if isinstance(data, dict) and "generators" in data:
+        if not any(p.path[:1] in ((), ("generators",), ("defaults",)) for p in problems):
+            made = generators.expand(root, name, _default_role(data), digest)
+        diagnostics.extend(made.diagnostics)
 
-    defaults = data.get("defaults") if isinstance(data, dict) else None
-    role = defaults.get("role") if isinstance(defaults, dict) else None
-    default_role = role if isinstance(role, str) and role in fastpath.ROLES else "owner"
+    default_role = _default_role(data)
     _, chats_node = locate(root, ("chats",))
     assert isinstance(chats_node, SequenceNode)
     broken = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "chats"}
@@ -269,7 +294,14 @@ def _slow_file(root: Node, name: str, budget: int) -> _Checked:
             # disagree, which is a bug in provision, not in the manifest.
             line, col = position(node)
             raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
-    return _Checked(diagnostics, entries, len(chats), move_entries)
+    entries.extend(made.entries)
+    return _Checked(diagnostics, entries, len(chats) + made.chats, move_entries, import_entries)
+
+
+def _default_role(data: object) -> str:
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    role = defaults.get("role") if isinstance(defaults, dict) else None
+    return role if isinstance(role, str) and role in fastpath.ROLES else "owner"
 
 
 def _lenient_chat(data: object, default_role: str) -> Chat | None:

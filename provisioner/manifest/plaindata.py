@@ -24,6 +24,7 @@ from provisioner.manifest.yamlload import (
     SEQ_TAG,
     STR_TAG,
     TAG_PREFIX,
+    TIMESTAMP_TAG,
     JsonPath,
     Problem,
     key_name,
@@ -186,6 +187,8 @@ class _Converter:
     def scalar(self, node: ScalarNode, path: JsonPath) -> object:
         if node.tag == STR_TAG:
             return node.value
+        if node.tag == TIMESTAMP_TAG and path[-1:] == ("expires",):
+            return node.value  # an unquoted date is the text written (fastpath.TIMESTAMP_TAG)
         if node.tag not in SCALAR_TAGS:
             return self.unsupported(node, path)
         try:

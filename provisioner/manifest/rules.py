@@ -16,7 +16,8 @@ no topic on oneOnOne, key required for group). What is left, with where Graph sa
 * one oneOnOne chat per pair of users (chat-post.md: "Only one one-on-one chat can exist
   between two members"), so two entries for one pair would fight over the same chat;
 * keys are unique across all manifest files of a run (contract: the key is the chat's identity
-  in state).
+  in state);
+* ``expires`` names a moment that exists (the schema's pattern lets 2026-02-30 through).
 
 All docs: ``api-reference/v1.0/{api/chat-post.md,resources/chat.md}`` in
 microsoftgraph/microsoft-graph-docs-contrib.
@@ -31,7 +32,7 @@ from yaml.nodes import Node
 
 from provisioner.errors import Diagnostic
 from provisioner.manifest.yamlload import JsonPath, format_path, locate, position
-from provisioner.models import GROUP, GUID_RE, ONE_ON_ONE, Chat, Source
+from provisioner.models import GROUP, GUID_RE, ONE_ON_ONE, Chat, Source, expiry_of
 
 #: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
 MAX_GROUP_MEMBERS = 250
@@ -48,6 +49,11 @@ class Entry:
     # A chat that has schema errors, rebuilt leniently so its members can still be checked
     # (every problem at once); cross-chat rules skip it. Unreadable members are user "".
     partial: bool = False
+    # A generated chat (``manifest.generators``): ``root`` is its own document at the row,
+    # ``display`` the template's path shown instead of ``chats[index]``, ``origin`` added to
+    # every hint (the generator and the template's position).
+    display: JsonPath | None = None
+    origin: str | None = None
 
 
 def check(entries: Sequence[Entry]) -> list[Diagnostic]:
@@ -59,6 +65,16 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
     for entry in entries:
         problems, identities = _check_members(entry)
         out.extend(problems)
+        expires = entry.chat.expires
+        if expires is not None and expiry_of(expires) is None:
+            out.append(
+                _diag(
+                    entry,
+                    ("chats", entry.index, "expires"),
+                    f"'{expires}' is not a date or time that exists",
+                    "a date (2026-12-31) or a date and time (2026-12-31T18:00:00+01:00)",
+                )
+            )
         if entry.partial:
             continue
         chat = entry.chat
@@ -166,6 +182,12 @@ def _has_field(root: Node, path: JsonPath, name: str) -> bool:
 
 
 def _diag(entry: Entry, path: JsonPath, message: str, hint: str | None) -> Diagnostic:
-    _, node = locate(entry.root, path)
-    line, col = position(node)
-    return Diagnostic(entry.file, line, col, message, format_path(path), hint)
+    if entry.display is not None and entry.chat.source is not None:  # generated: at its row
+        line, col = entry.chat.source.line, entry.chat.source.col
+    else:
+        _, node = locate(entry.root, path)
+        line, col = position(node)
+    shown = path if entry.display is None else (*entry.display, *path[2:])
+    if entry.origin is not None:
+        hint = f"{hint}; {entry.origin}" if hint else entry.origin
+    return Diagnostic(entry.file, line, col, message, format_path(shown), hint)

@@ -31,6 +31,7 @@ STR_TAG = TAG_PREFIX + "str"
 INT_TAG = TAG_PREFIX + "int"
 MAP_TAG = TAG_PREFIX + "map"
 SEQ_TAG = TAG_PREFIX + "seq"
+TIMESTAMP_TAG = TAG_PREFIX + "timestamp"
 MERGE_TAG = TAG_PREFIX + "merge"
 # Core scalar tags we read; everything else (python/*, binary, set, omap, custom !tags) is
 # reported, never constructed.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol, Union
 
 from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
@@ -59,6 +60,8 @@ class ApplySettings:
     #: How long Graph may take to list a new chat (``apply.reconcile``, issue 14); None: its
     #: default. (Not imported here: the CLI builds settings before it imports the executor.)
     consistency_window_s: float | None = None
+    #: ``--target`` patterns (`provisioner.plans.targets`): plan only the matching keys.
+    targets: tuple[str, ...] = ()
 
 
 class ApplyHooks(Protocol):
@@ -143,6 +146,12 @@ def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> b
         if old in state.chats and new not in state.chats:
             state.rename_chat(old, new)
             changed = True
+    for change in plan.changes:  # import: entries, before the update that may follow
+        imported = change.import_id is not None and change.before is not None
+        if imported and change.key not in state.chats:
+            assert change.before is not None
+            state.put_chat(change.key, change.before)
+            changed = True
     for drift in plan.drift:
         if drift.record is not None:
             if state.chats.get(drift.key) != drift.record:
@@ -162,6 +171,10 @@ def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> b
         if protect != (change.key in state.protected):
             state.set_protected(change.key, protect)
             changed = True
+    from provisioner.operations.restore import drop_lapsed
+
+    if drop_lapsed(state, datetime.now(timezone.utc)):  # past Graph's restore period
+        changed = True
     if changed and note_plan:
         state.set_last_plan(plan.plan_id)  # a saved plan is then refused as already applied
     return changed
@@ -251,6 +264,7 @@ def _plan(
         graph_url=graph_url,
         prune=settings.prune,
         location=location,
+        targets=settings.targets,
     )
     hooks.review(plan)
     return plan

@@ -28,10 +28,11 @@ NO_REFRESH_HINT = "`plan --no-refresh` plans from the state alone, without takin
 OnRefresh = Callable[[int, str], None]
 
 
-def should_refresh(refresh: bool | None, state: State) -> bool:
+def should_refresh(refresh: bool | None, state: State, desired: DesiredState | None = None) -> bool:
     """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
-    state holds chats (a first plan needs no Graph access)."""
-    return refresh is True or (refresh is None and bool(state.chats))
+    state holds chats or the manifests import one (a first plan needs no Graph access)."""
+    imports = desired is not None and any(i.key not in state.chats for i in desired.imports)
+    return refresh is True or (refresh is None and (bool(state.chats) or imports))
 
 
 def plan_from(
@@ -44,12 +45,30 @@ def plan_from(
     prune: bool = False,
     refresh_only: bool = False,
     location: str = "",
+    targets: Sequence[str] = (),
 ) -> Plan:
     """The plan of ``desired`` against ``state``, read back from Graph first when the refresh
-    policy says so (``state`` then gets the resolved users, in memory only)."""
-    from provisioner.plans.planner import make_plan
+    policy says so (``state`` then gets the resolved users, in memory only). ``targets``
+    (``--target``) narrows both sides first (`provisioner.plans.targets`)."""
+    from dataclasses import replace
 
-    if not should_refresh(refresh, state):
+    from provisioner.plans.planner import make_plan
+    from provisioner.plans.targets import narrow
+
+    if targets:
+        desired, state = narrow(desired, state, targets)
+        plan = plan_from(
+            client,
+            desired,
+            state,
+            refresh=refresh,
+            graph_url=graph_url,
+            prune=prune,
+            refresh_only=refresh_only,
+            location=location,
+        )
+        return replace(plan, targets=tuple(targets))
+    if not should_refresh(refresh, state, desired):
         plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
     else:
         from provisioner.operations.refresh import read_from_graph
@@ -101,6 +120,7 @@ def run_plan(
     on_takeover: OnTakeover | None = None,
     on_refresh: OnRefresh | None = None,
     lock_timeout: float = 0.0,
+    targets: Sequence[str] = (),
 ) -> Plan:
     """``provision plan``: load the manifests, read the state, plan. A refresh (``connect``
     builds the client; None: never refresh) holds the state's lock, so no apply changes the
@@ -114,14 +134,21 @@ def run_plan(
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
     state = store.read()
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
-    if connect is None or not should_refresh(refresh, state):
-        return make_plan(desired, state, prune=prune, graph_url=graph_url)
+    if connect is None or not should_refresh(refresh, state, desired):
+        from dataclasses import replace
+
+        from provisioner.plans.targets import narrow
+
+        desired, state = narrow(desired, state, targets)
+        plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
+        return replace(plan, targets=tuple(targets))
     client = connect()
     try:
         with locked(store, "plan", on_takeover=on_takeover, hint=NO_REFRESH_HINT) as state:
             check_client_home(state, store.location, client)  # another tenant: stop here
-            if state.chats and on_refresh is not None:
-                on_refresh(len(state.chats), client.base_url)
+            count = _targeted_count(state, targets)
+            if count and on_refresh is not None:
+                on_refresh(count, client.base_url)
             # Decided above: this plan reads from Graph even if the state emptied meanwhile.
             return plan_from(
                 client,
@@ -132,6 +159,14 @@ def run_plan(
                 prune=prune,
                 refresh_only=refresh_only,
                 location=store.location,
+                targets=targets,
             )
     finally:
         client.close()
+
+
+def _targeted_count(state: State, targets: Sequence[str]) -> int:
+    """How many managed chats a (targeted) refresh reads."""
+    from provisioner.plans.targets import matches
+
+    return sum(1 for key in state.chats if matches(key, targets))

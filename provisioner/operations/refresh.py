@@ -138,15 +138,28 @@ def read_from_graph(
     users = resolve_users(client, state, None if refresh_only else desired)
     state.users.update(users)
     live = refresh(client, state) if state.chats else {}
+    imported = read_imports(client, desired, state) if not refresh_only else {}
     # Without a tid in the token, the chats say which tenant they are in (issue 15).
-    for tenant in sorted({c.tenant_id for c in live.values() if c.tenant_id}):
+    seen = [*live.values(), *imported.values()]
+    for tenant in sorted({c.tenant_id for c in seen if c.tenant_id}):
         check_home(state, location, tenant=tenant)
         claim_home(state, tenant=tenant)
     if refresh_only:
         plan = refresh_only_plan(state, live, graph_url=graph_url, desired=desired)
     else:
-        plan = make_plan(desired, state, live=live, prune=prune, graph_url=graph_url)
+        plan = make_plan(
+            desired, state, live=live, prune=prune, graph_url=graph_url, imported=imported
+        )
     return replace(plan, users=users)
+
+
+def read_imports(client: BatchClient, desired: DesiredState, state: State) -> dict[str, LiveChat]:
+    """The chat of each ``import:`` entry the state does not hold yet, by key."""
+    wanted = {i.key: i.chat_id for i in desired.imports if i.key not in state.chats}
+    if not wanted:
+        return {}
+    found = read_chats(client, wanted.values())
+    return {key: found[chat_id] for key, chat_id in wanted.items()}
 
 
 def is_manageable(chat: LiveChat) -> bool:

@@ -95,3 +95,37 @@ def remove_keys(
             removed.append((key, record.chat_id if record else None))
         store.write(state)
     return removed
+
+
+def move_key(
+    store: StateStore, old: str, new: str, *, on_takeover: OnTakeover | None = None
+) -> str:
+    """``provision state mv OLD NEW``: record the chat managed as ``old`` under ``new`` (its
+    protection and members with it); the chat in Teams is not touched. The reviewed way is a
+    ``moved:`` entry in the manifest; this is for a state repair by hand. Refused, with nothing
+    changed, when ``old`` is not a managed chat (a pending creation must be settled by apply
+    first), ``new`` is not a valid key, or ``new`` is taken. Returns the chat id."""
+    from provisioner.operations.adopt import check_key
+
+    check_key(new)
+    with locked(store, "state mv", on_takeover=on_takeover) as state:
+        if old in state.intents:
+            raise StateError(
+                f"{old} has a creation whose outcome is not known yet; nothing was moved",
+                hint="run apply first: it looks the chat up and settles the key",
+            )
+        record = state.chats.get(old)
+        if record is None:
+            raise StateError(
+                f"not in the state {store.location}: {old}; nothing was moved",
+                hint="see the keys with: provision state list",
+            )
+        if new in state.chats or new in state.intents:
+            raise StateError(
+                f"{new} is already in the state {store.location}; nothing was moved",
+                hint=f"remove it first (provision state rm {new}) if it is stale",
+            )
+        if old != new:
+            state.rename_chat(old, new)
+            store.write(state)
+    return record.chat_id

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 from provisioner.errors import PlanError
 from provisioner.manifest import moves as moves_
-from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState
+from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState, expiry_of
 from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
 from provisioner.plans.live import LiveChat, LiveMember, find_drift, upn_names, with_object_ids
 from provisioner.plans.types import Action, Change, Drift, Plan
@@ -28,8 +29,15 @@ def make_plan(
     live: Mapping[str, LiveChat] | None = None,
     prune: bool = False,
     graph_url: str = DEFAULT_GRAPH_URL,
+    now: datetime | None = None,
+    imported: Mapping[str, LiveChat] | None = None,
 ) -> Plan:
     """Plan every key of ``desired`` and ``state`` (ordered by key).
+
+    ``now`` (default: this machine's clock, once) decides which ``expires`` have passed: a
+    managed chat past its expiry is planned as a delete, unless protected. ``imported`` is
+    the chat of each ``import:`` entry the state does not hold yet, read from Graph by key
+    (None: not read; such an entry is then an error, as the plan cannot show the chat).
 
     ``live`` is the refreshed view of managed chats by *state* key (None: no refresh; a key
     missing from it was not refreshed). ``desired.moves`` rename state keys first (the change
@@ -41,21 +49,32 @@ def make_plan(
     a ``moved:`` entry whose old and new keys are both in the state.
     """
     wanted = desired.by_key()
+    now = now or datetime.now(timezone.utc)
     names = upn_names(state.users) if live is not None else {}
     errors: list[tuple[str, str]] = []
     chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
     changes: list[Change] = []
     drift: list[Drift] = []
+    adopting = _imports(desired, chats, intents, imported, errors)
     for key in sorted(set(wanted) | set(chats) | set(intents)):
+        if key in adopting:
+            change = _import(wanted[key], adopting[key], state.users, errors)
+            if change is not None:
+                changes.append(change)
+            continue
         sides = _sides(
             key, wanted.get(key), chats.get(key), intents.get(key), live, state.users, names
         )
         if sides.drift is not None:
             drift.append(sides.drift)
-        change = _change(sides, state.users, protected, errors, prune=prune, graph_url=graph_url)
+        change = _change(
+            sides, state.users, protected, errors, prune=prune, graph_url=graph_url, now=now
+        )
         if change is None:
             continue
         chat = sides.chat
+        if chat is not None and chat.origin is not None:
+            change = replace(change, origin=chat.origin)
         if chat is not None and chat.protect != (key in protected):
             change = replace(change, protect_change=(key in protected, chat.protect))
         if key in moved_from:
@@ -164,12 +183,17 @@ def _change(
     *,
     prune: bool,
     graph_url: str,
+    now: datetime,
 ) -> Change | None:
     """The key's change; None when there is nothing to plan, or when it cannot be planned (the
     reason is added to ``errors``)."""
     key, chat, record = sides.key, sides.chat, sides.record
     if sides.intent is not None:
         return _reconcile(key, sides.intent, chat, graph_url, users)
+    if chat is not None and chat.expires is not None:
+        expiry = expiry_of(chat.expires)
+        if expiry is not None and expiry <= now:
+            return _expired(sides, chat, key in protected or chat.protect)
     if chat is None:
         if record is None:
             return None
@@ -194,6 +218,81 @@ def _change(
     except CannotUpdate as exc:
         errors.append((str(exc), _NEW_KEY_HINT))
         return None
+
+
+def _imports(
+    desired: DesiredState,
+    chats: Mapping[str, ChatRecord],
+    intents: Mapping[str, Intent],
+    imported: Mapping[str, LiveChat] | None,
+    errors: list[tuple[str, str]],
+) -> dict[str, LiveChat]:
+    """The ``import:`` entries still to adopt, by key, with the chat read from Graph. An entry
+    whose key the state holds with that chat is done; with another chat, or a chat the state
+    manages under another key, it is an error, as is a chat Graph does not find."""
+    managed = {record.chat_id.lower(): key for key, record in chats.items()}
+    out: dict[str, LiveChat] = {}
+    for imp in desired.imports:
+        record = chats.get(imp.key)
+        if record is not None:
+            if record.chat_id.lower() != imp.chat_id.lower():
+                errors.append(
+                    (
+                        f"{imp.key}: the import names chat {imp.chat_id}, but the state "
+                        f"manages {imp.key} as chat {record.chat_id}",
+                        "remove the import entry, or stop managing the other chat first "
+                        f"(provision state rm {imp.key})",
+                    )
+                )
+            continue
+        other = managed.get(imp.chat_id.lower())
+        if other is not None:
+            errors.append(
+                (
+                    f"{imp.key}: chat {imp.chat_id} is already managed as {other}",
+                    "to rename its key, use a moved: entry instead of import",
+                )
+            )
+        elif imp.key in intents:
+            errors.append(
+                (
+                    f"{imp.key}: a creation for this key is unfinished, so it cannot import",
+                    "apply once without the import entry (it reconciles the creation)",
+                )
+            )
+        elif imported is None or imp.key not in imported:
+            errors.append(
+                (
+                    f"{imp.key}: importing chat {imp.chat_id} needs it read from Graph",
+                    "plan with refresh (drop --no-refresh): the plan shows the chat adopted",
+                )
+            )
+        elif imported[imp.key].gone:
+            errors.append(
+                (
+                    f"{imp.key}: chat {imp.chat_id} was not found (Graph answered 404)",
+                    "check the id (provision export --user UPN lists a user's chats with "
+                    "their ids) and that the app may read it",
+                )
+            )
+        else:
+            out[imp.key] = imported[imp.key]
+    return out
+
+
+def _import(
+    chat: Chat, seen: LiveChat, users: Mapping[str, str], errors: list[tuple[str, str]]
+) -> Change | None:
+    """An existing chat adopted as ``chat.key``: recorded as it is now, then updated in the
+    same apply to match the manifest (no ``POST /chats``)."""
+    current = seen.as_record(None, names=upn_names(users))
+    try:
+        change = compare(chat, current, users)
+    except CannotUpdate as exc:
+        errors.append((str(exc), "import a chat of the manifest entry's chatType"))
+        return None
+    note = f"existing chat {seen.chat_id} is adopted as {chat.key} (import:), not created"
+    return replace(change, import_id=seen.chat_id, before=current, notes=(note, *change.notes))
 
 
 def _moved(
@@ -302,6 +401,50 @@ def _reconcile(
         intent=intent,
         notes=tuple(notes),
         source=source_of(chat),
+    )
+
+
+def _expired(sides: _Sides, chat: Chat, protected: bool) -> Change | None:
+    """A chat whose ``expires`` has passed: deleted (a soft delete Graph can undo for seven
+    days, chat-delete.md, which ``provision restore KEY`` does), never created; kept with a
+    note when protected."""
+    record = sides.record
+    if record is None:
+        return None  # never created (or already deleted by provision): nothing to do
+    if sides.gone:
+        note = f"expired ({chat.expires}) and already deleted outside provision"
+        return replace(_unmanaged(sides.key, record, prune=False, gone=True), notes=(note,))
+    if protected:
+        return Change(
+            key=sides.key,
+            action=Action.NOOP,
+            chat_type=record.chat_type,
+            members=record.members,
+            topic=record.topic,
+            chat_id=record.chat_id,
+            before=record,
+            notes=(
+                f"expired ({chat.expires}) but protected: kept. Set protect: false to let "
+                f"it be deleted, or move expires",
+            ),
+            source=source_of(chat),
+            reason="expired-protected",
+        )
+    return Change(
+        key=sides.key,
+        action=Action.DELETE,
+        chat_type=record.chat_type,
+        members=record.members,
+        topic=record.topic,
+        chat_id=record.chat_id,
+        before=record,
+        notes=(
+            f"expired ({chat.expires}): deleted in Teams. Graph soft-deletes chats: "
+            f"provision restore {sides.key} brings it back within 7 days. Needs "
+            f"Chat.ManageDeletion.All; one delete per second per tenant",
+        ),
+        source=source_of(chat),
+        reason="expired",
     )
 
 

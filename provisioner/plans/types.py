@@ -92,12 +92,31 @@ class Change:
     moved_from: str | None = None
     protect_change: tuple[bool, bool] | None = None
     history: str | None = None
+    # Issue 23: why a chat still in the manifest is deleted or kept: ``expired`` (its
+    # ``expires`` passed: a delete), ``expired-protected`` (past, but protected: a no-op the
+    # plan shows with its note).
+    reason: str | None = None
+    # Issue 23: an ``import:`` entry adopts this existing chat (id) as the key: apply records
+    # ``before`` under the key before any other change, without POST /chats.
+    import_id: str | None = None
+    # A generated chat: which generator and row made it (``generator NAME, FILE:LINE``).
+    origin: str | None = None
 
     @property
     def bookkeeping(self) -> bool:
         """True when apply records something in state for this key even without a Graph
-        call: a renamed key or a protection change."""
-        return self.moved_from is not None or self.protect_change is not None
+        call: a renamed key, a protection change, or an imported chat."""
+        return (
+            self.moved_from is not None
+            or self.protect_change is not None
+            or self.import_id is not None
+        )
+
+    @property
+    def shown(self) -> bool:
+        """True when a plan view lists this change: an action, bookkeeping, or a no-op with
+        a reason the reader must see (an expired chat kept because it is protected)."""
+        return self.action is not Action.NOOP or self.bookkeeping or self.reason is not None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -136,6 +155,12 @@ class Change:
             }
         if self.history is not None:
             data["history"] = self.history
+        if self.reason is not None:
+            data["reason"] = self.reason
+        if self.import_id is not None:
+            data["import_id"] = self.import_id
+        if self.origin is not None:
+            data["origin"] = self.origin
         return data
 
     @classmethod
@@ -170,6 +195,9 @@ class Change:
                 if (protect := data.get("protect_change")) is not None
                 else None
             ),
+            reason=_opt_str(data.get("reason")),
+            import_id=_opt_str(data.get("import_id")),
+            origin=_opt_str(data.get("origin")),
             history=_opt_str(data.get("history")),
         )
 
@@ -240,6 +268,8 @@ class Plan:
     # state), and a ``plan --refresh-only`` plan: drift only, no changes from the manifest.
     users: Mapping[str, str] = field(default_factory=dict)
     refresh_only: bool = False
+    # ``--target`` patterns (issue 23, ``plans.targets``): only matching keys were planned.
+    targets: tuple[str, ...] = ()
     tool_version: str = __version__
     created_at: str = field(default_factory=_now)
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -270,12 +300,17 @@ class Plan:
     def reported(self) -> tuple[Change, ...]:
         """The changes a plan view lists: actionable ones, and no-ops that only rename a key
         or change its protection."""
-        return tuple(c for c in self.changes if c.action is not Action.NOOP or c.bookkeeping)
+        return tuple(c for c in self.changes if c.shown)
 
     @property
     def moves(self) -> tuple[tuple[str, str], ...]:
         """(old key, new key) of every renamed key."""
         return tuple((c.moved_from, c.key) for c in self.changes if c.moved_from is not None)
+
+    @property
+    def imports(self) -> tuple[tuple[str, str], ...]:
+        """(key, chat id) of every chat an ``import:`` entry adopts."""
+        return tuple((c.key, c.import_id) for c in self.changes if c.import_id is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -288,9 +323,10 @@ class Plan:
             "refreshed": self.refreshed,
             "refresh_only": self.refresh_only,
             "prune": self.prune,
+            "targets": list(self.targets),
             "users": dict(sorted(self.users.items())),
             # Renamed keys are counted apart: a moved key also has its own action (issue 17).
-            "summary": {**self.summary, "move": len(self.moves)},
+            "summary": {**self.summary, "move": len(self.moves), "import": len(self.imports)},
             "moves": [{"from": old, "to": new} for old, new in self.moves],
             "changes": [c.to_dict() for c in self.changes],
             "drift": [d.to_dict() for d in self.drift],
@@ -312,6 +348,7 @@ class Plan:
             prune=bool(data["prune"]),
             users={str(k): str(v) for k, v in (data.get("users") or {}).items()},
             refresh_only=bool(data.get("refresh_only", False)),
+            targets=tuple(str(t) for t in data.get("targets") or ()),
             tool_version=str(data["tool_version"]),
             created_at=str(data["created_at"]),
             plan_id=str(data["plan_id"]),

@@ -20,6 +20,7 @@ from provisioner.states.records import (
     MAX_SERIAL,
     STATE_FORMAT_VERSION,
     ChatRecord,
+    DeletedChat,
     Intent,
     MemberRecord,
     State,
@@ -256,6 +257,14 @@ def _state_from(data: Mapping[str, Any]) -> State:
     for i, key in enumerate(protected):
         if not isinstance(key, str):
             raise _Bad(f"$.protected[{i}]", "expected a string")
+    deleted = {}
+    for key, d in (_get(data, "deleted", "$", dict, optional=True) or {}).items():
+        if not isinstance(d, dict):
+            raise _Bad(f"$.deleted[{key!r}]", "expected an object")
+        try:
+            deleted[key] = DeletedChat.from_dict(d)
+        except ValueError as exc:
+            raise _Bad(f"$.deleted[{key!r}]", str(exc)) from exc
     return State(
         lineage=lineage,
         serial=serial,
@@ -266,6 +275,7 @@ def _state_from(data: Mapping[str, Any]) -> State:
         users=dict(users),
         protected=set(protected),
         last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
+        deleted=deleted,
         tenant_id=_short(data, "tenant_id"),
         cloud=_short(data, "cloud"),
         exists=True,

@@ -15,6 +15,7 @@ made together (an intent with the users it resolved, say), applied all or nothin
 
     ["chat", key, record] ["rm", key] ["mv", old, new] ["intent", key, intent]
     ["unintent", key] ["users", {upn: id}] ["protect", key, bool] ["plan", plan_id]
+    ["deleted", key, deleted-chat] ["undeleted", key]
     ["compact", serial]   (a marker: the state written as ``serial`` holds everything before it)
 
 A run killed in the middle of an append leaves a torn last record: a short frame, a checksum
@@ -43,7 +44,7 @@ from typing import Any, Protocol
 from provisioner.errors import StateError
 from provisioner.states.codec import chat_from_json, intent_from_json
 from provisioner.states.journal_local import LocalJournalFile as LocalJournalFile
-from provisioner.states.records import ChatRecord, Intent, State
+from provisioner.states.records import ChatRecord, DeletedChat, Intent, State
 
 JOURNAL_SUFFIX = ".journal"
 JOURNAL_FORMAT = 1
@@ -120,6 +121,9 @@ def encode(changes: Iterable[Change]) -> bytes:
         elif kind == "intent":
             intent: Intent = change[2]
             out.append(["intent", change[1], intent.to_dict()])
+        elif kind == "deleted":
+            deleted: DeletedChat = change[2]
+            out.append(["deleted", change[1], deleted.to_dict()])
         else:
             out.append(list(change))
     return frame(_dumps(out))
@@ -356,6 +360,12 @@ def _apply(state: State, change: list[Any], where: str) -> None:
         state.set_protected(_str(change[1]), bool(change[2]))
     elif kind == "plan":
         state.set_last_plan(None if change[1] is None else _str(change[1]))
+    elif kind == "deleted":
+        if not isinstance(change[2], dict):
+            raise ValueError("deleted: expected an object")
+        state.put_deleted(_str(change[1]), DeletedChat.from_dict(change[2]))
+    elif kind == "undeleted":
+        state.drop_deleted(_str(change[1]))
     elif kind not in ("compact", "torn"):
         raise ValueError(f"unknown change {kind!r}")
 

@@ -117,6 +117,39 @@ class Intent:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class DeletedChat:
+    """A chat provision deleted (``expires`` passed, or ``--prune``), kept while Graph can
+    still restore it (chat-delete.md: seven days) for ``provision restore KEY``. ``deleted_at``
+    is UTC, ISO 8601; ``reason`` is ``expired`` or ``pruned``."""
+
+    chat_id: str
+    chat_type: str
+    deleted_at: str
+    topic: str | None = None
+    reason: str = "pruned"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "chat_id": self.chat_id,
+            "chat_type": self.chat_type,
+            "deleted_at": self.deleted_at,
+            "reason": self.reason,
+        }
+        if self.topic is not None:
+            data["topic"] = self.topic
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeletedChat:
+        topic = data.get("topic")
+        fields = [data.get(name) for name in ("chat_id", "chat_type", "deleted_at", "reason")]
+        if not all(isinstance(f, str) for f in fields) or not isinstance(topic, (str, type(None))):
+            raise ValueError("a deleted chat needs chat_id, chat_type, deleted_at and reason")
+        chat_id, chat_type, deleted_at, reason = (str(f) for f in fields)
+        return cls(chat_id, chat_type, deleted_at, topic, reason)
+
+
 @dataclass(eq=False)
 class State:
     """The whole state. Mutate it through the small methods below (the apply executor calls
@@ -135,6 +168,9 @@ class State:
     protected: set[str] = field(default_factory=set)
     # The id of the last saved plan an apply started from, so re-applying it is named as such.
     last_plan_id: str | None = None
+    # Chats provision deleted, by key, while Graph can restore them (issue 23; absent from
+    # the file when empty).
+    deleted: dict[str, DeletedChat] = field(default_factory=dict)
     # Where the chats live (``states.home``): the tenant id and the Graph cloud, recorded the
     # first time the state is used against Graph. Absent from the file until known.
     tenant_id: str | None = None
@@ -192,6 +228,14 @@ class State:
             self.protected.discard(key)
         self._note("protect", key, protected)
 
+    def put_deleted(self, key: str, deleted: DeletedChat) -> None:
+        self.deleted[key] = deleted
+        self._note("deleted", key, deleted)
+
+    def drop_deleted(self, key: str) -> DeletedChat | None:
+        self._note("undeleted", key)
+        return self.deleted.pop(key, None)
+
     def set_last_plan(self, plan_id: str | None) -> None:
         self.last_plan_id = plan_id
         self._note("plan", plan_id)
@@ -213,6 +257,7 @@ class State:
             users=dict(self.users),
             protected=set(self.protected),
             last_plan_id=self.last_plan_id,
+            deleted=dict(self.deleted),
             tenant_id=self.tenant_id,
             cloud=self.cloud,
             exists=self.exists,
@@ -274,6 +319,10 @@ class State:
         if self.protected:
             tail[-2] += ","
             tail.insert(-1, f'  "protected": {_dumps(sorted(self.protected))}')
+        if self.deleted:
+            deleted = {k: v.to_dict() for k, v in sorted(self.deleted.items())}
+            tail[-2] += ","
+            tail.insert(-1, f'  "deleted": {_dumps(deleted)}')
         if not lines:
             parts.pop()
         out = "\n".join(parts).encode() + b"\n"

@@ -112,6 +112,8 @@ def summary_line(plan: Plan) -> str:
     parts = parts[:3] + [p for p in parts[3:] if not p.startswith("0 ")]
     if plan.moves:
         parts.append(f"{len(plan.moves)} to move")
+    if plan.imports:
+        parts.append(f"{len(plan.imports)} to import")
     # A new chat's `protect: true` is part of its creation ("+ protect true" in its lines), not
     # a change of an existing chat's protection (issue 17).
     protect = sum(
@@ -131,16 +133,36 @@ def _change_lines(change: Change) -> Iterator[Line]:
         yield ("#", 0, f"{change.moved_from} has moved to {change.key}{where}")
         if action is Action.NOOP:
             where = ""
+    imported = change.import_id is not None
+    if imported:
+        tail = ", then updated in place" if action is Action.UPDATE else ""
+        yield (
+            "#",
+            0,
+            f"{change.key} will be imported (chat {_plain(change.import_id or '')}){tail}",
+        )
+        if action is Action.NOOP:
+            for note in change.notes:
+                yield (" ", 1, f"# {note}")
+            return
     if action is Action.NOOP:
         if change.protect_change is not None:
             yield ("#", 0, f"{change.key}: protection changes (recorded in the state){where}")
             yield ("~", 1, _protect_line(change.protect_change))
+        if change.reason == "expired-protected":
+            yield ("#", 0, f"{change.key} has expired but is protected: kept{where}")
+            for note in change.notes:
+                yield (" ", 1, f"# {note}")
         return
     title = _TITLES[action]
+    if action is Action.DELETE and change.reason == "expired":
+        title = "will be deleted (expired)"
     if action is Action.CREATE and change.chat_type == "oneOnOne":
         title = "will be created, or the existing one-on-one chat adopted"
-    yield ("#", 0, f"{change.key} {title}{where}")
-    yield (action.symbol, 0, f'chat "{change.key}" ({change.chat_type})')
+    if not imported:  # an import said it all in its own line
+        yield ("#", 0, f"{change.key} {title}{where}")
+    reason = ": delete (expired)" if change.reason == "expired" else ""
+    yield (action.symbol, 0, f'chat "{change.key}" ({change.chat_type}){reason}')
     if change.protect_change is not None:
         if action is Action.CREATE and change.protect_change[1]:
             yield ("+", 1, "protect true")  # a new chat has nothing to flip from
@@ -170,6 +192,8 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, f"topic {_q(change.topic)}")
         for m in change.members:
             yield ("-", 1, _member(m))
+    if change.origin is not None:
+        yield (" ", 1, f"# from {change.origin}")
     for note in change.notes:
         yield (" ", 1, f"# {note}")
 
@@ -284,6 +308,9 @@ def _markdown_head(plan: Plan) -> str:
     """The title, the summary line and a table of counts."""
     counts = plan.summary
     head = ["### provision plan", "", f"**{summary_line(plan)}**", ""]
+    if plan.targets:  # a reviewer must see that the rest was not looked at (--target)
+        patterns = ", ".join(f"`{p}`" for p in plan.targets)
+        head += [f"> **Targeted plan:** only chat keys matching {patterns} were planned.", ""]
     head += ["| Action | Chats |", "| --- | ---: |"]
     for action in ACTIONS:
         label = "no change" if action is Action.NOOP else f"`{action.symbol}` {action.value}"

@@ -111,6 +111,7 @@ def test_json_has_the_contract_shape() -> None:
         "reconcile": 0,
         "no-op": 1,
         "move": 0,
+        "import": 0,
     }
     assert [c["key"] for c in doc["changes"]] == sorted(c.key for c in plan.changes)
     assert len(doc["changes"]) == 5  # one per key, no-ops included
