@@ -80,8 +80,8 @@ def _journal_into(
         and not records
         and bool(parsed.records)
     )
-    apply_records(state, records, store.journal.location)
-    report.applied = len(records)
+    report.skipped = apply_records(state, records, store.journal.location, skip_bad=True)
+    report.applied = len(records) - len(report.skipped)
 
 
 def _rebuild(store: JournaledStore, report: RepairReport) -> tuple[State, bytes]:

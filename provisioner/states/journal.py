@@ -326,16 +326,33 @@ def pending(
     return parsed.records[start:]
 
 
-def apply_records(state: State, records: list[list[Any]], location: str) -> None:
+def apply_records(
+    state: State, records: list[list[Any]], location: str, *, skip_bad: bool = False
+) -> list[tuple[int, str]]:
+    """Apply ``records`` in order. A record this version cannot apply is refused (nothing
+    applied); with ``skip_bad`` (``state repair``) it is left out and returned (its number
+    from 1, why), every other record applied: each record is first tried on an empty state,
+    so a bad one is never half applied."""
+    skipped: list[tuple[int, str]] = []
     for i, record in enumerate(records):
+        where = f"{location}: record {i + 1}"
         try:
+            if skip_bad:
+                for change in record:
+                    _apply(State(), change, where)
             for change in record:
-                _apply(state, change, f"{location}: record {i + 1}")
+                _apply(state, change, where)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
+            if skip_bad:
+                skipped.append((i + 1, str(exc)))
+                continue
             raise StateError(
                 f"the journal {location} holds a change provision cannot apply ({exc})",
-                hint="provision left it in place",
+                hint="provision left it in place: if a newer provision wrote it, upgrade; "
+                "else `provision state repair` (same --state) writes every other record into "
+                "the state and names this one",
             ) from exc
+    return skipped
 
 
 def _apply(state: State, change: list[Any], where: str) -> None:

@@ -125,6 +125,7 @@ class RepairReport:
     restored: list[int] = field(default_factory=list)  # offsets of records with a fixed bit
     lost: list[tuple[int, int]] = field(default_factory=list)  # (offset, length) unreadable
     absorbed: bool = False  # the state already held the journal
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # records it cannot apply
     kept: list[str] = field(default_factory=list)  # copies of damaged files
     from_backup: int | None = None  # serial of the backup the state was rebuilt on
     salvaged_chats: int = 0  # complete chat lines taken from a damaged state file

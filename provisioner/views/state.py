@@ -91,6 +91,11 @@ def repair_text(report: RepairReport, location: str) -> str:
             "is not in the state (the copy below keeps them); run `provision plan` to see "
             "what it would do."
         )
+    for number, why in report.skipped:
+        lines.append(
+            f"Left out journal record {number}: this provision cannot apply it ({why}); the "
+            "copy below keeps it."
+        )
     if report.absorbed:
         lines.append("The state already held every record of the journal (written after it).")
     else:

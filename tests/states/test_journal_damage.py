@@ -15,7 +15,7 @@ import pytest
 from provisioner.cli.main import main
 from provisioner.errors import StateError
 from provisioner.operations.repair import repair
-from provisioner.states.journal import encode, header, marker, parse
+from provisioner.states.journal import encode, frame, header, marker, parse
 from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.records import ChatRecord, MemberRecord, State
 from provisioner.states.salvage import fix_one_bit
@@ -270,3 +270,22 @@ def test_a_truncated_state_with_a_journal_has_a_way_out(tmp_path: Path) -> None:
 
 def test_marker_helper_declares_the_torn_region() -> None:
     assert b'["torn",10,5]' in marker(3, (10, 5)) and b"torn" not in marker(3)
+
+
+def test_a_record_this_version_cannot_apply_is_named_and_the_rest_kept(
+    stored: tuple[str, State], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, state = stored
+    raw = (
+        header(state.lineage, state.serial)
+        + encode([("chat", "a", rec(1))])
+        + frame(b'[["from-the-future",1]]')
+        + encode([("chat", "b", rec(2))])
+    )
+    write_journal(path, raw)
+    with pytest.raises(StateError, match="cannot apply") as err:
+        local_store(path).read()
+    assert "state repair" in (err.value.hint or "")  # before: "left it in place", no way on
+    assert main(["state", "repair", "--state", path]) == 0
+    assert "Left out journal record 2" in capsys.readouterr().out
+    assert set(local_store(path).read().chats) == {"a", "b"}
