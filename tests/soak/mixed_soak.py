@@ -257,7 +257,10 @@ class Seed:
             if seen.returncode == 0 and not absorbed:
                 self.fig.refusals_missed += 1
             elif "state repair" not in seen.stderr:
-                self.fig.errors.append(f"a refusal without the repair hint: {seen.stderr[-300:]}")
+                self.fig.errors.append(
+                    f"a refusal without the repair hint (exit {seen.returncode}): "
+                    f"{seen.stderr[-300:]}{seen.stdout[-300:]}"
+                )
             fixed = self.provision("state", "repair", url=url)
             if fixed.returncode != 0:
                 self.fig.errors.append(f"state repair failed: {fixed.stderr[-300:]}")
