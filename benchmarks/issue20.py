@@ -10,11 +10,11 @@ from typing import Any
 ROWS: list[tuple[str, str, str, str, str]] = [
     (
         "1. Opaque token (no `tid`), state used in another tenant",
-        "see the tests of item 1 (branch rel-a); mixed soak `tenant`",
+        "`tests/acceptance/test_opaque_tenant.py`; mixed soak `tenant`",
         "every chat read as 404, created in the other tenant and again back home "
         "(issue: 5 duplicates for 5 chats; soak on the code before the fix, seed 20: 7 chats "
         "made in the other tenant, 11 duplicates in all)",
-        "the run stops before any change",
+        "stops before any change, naming both tenants (the soak: 0 chats made elsewhere)",
         "tenant",
     ),
     (
@@ -56,17 +56,18 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ),
     (
         "3. Host clock +-10 min off Graph's, and a jump between a killed run and its rerun",
-        "see the tests of item 3 (branch rel-a); mixed soak `clock` (Graph's `Date` and "
-        "`createdDateTime` shifted, reversed before the rerun)",
+        "`tests/apply/test_clocks.py`, `tests/apply/test_apply_kill.py` (killed applies with "
+        "the host clock 10 min off; `kill_soak.py --clock-offset`); mixed soak `clock` (Graph's "
+        "`Date` and `createdDateTime` shifted, reversed before the rerun)",
         "5 duplicates for 10 chats (ahead); 4 of 4 duplicated after a jump",
-        "see item 3",
+        "ambiguous creations matched on Graph's clock (its `Date`), never the host's",
         "clock",
     ),
     (
         "4. `--consistency-window nan` (flag or variable)",
-        "see the tests of item 4 (branch rel-c)",
+        "`tests/cli/test_cli_numbers.py`",
         "accepted; the window turned off (6 duplicates for 3 chats)",
-        "see item 4",
+        "one validator for every number flag and variable: finite, in a stated range",
         "",
     ),
     (
@@ -81,32 +82,40 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ),
     (
         "6. `Retry-After: 99999`",
-        "see the tests of item 6 (branch rel-c); mixed soak `retryafter` (503s with it)",
+        "`tests/graph/test_retry_after_cap.py`; mixed soak `retryafter` (503s with it)",
         "one request failed but all writes paused that long; `plan` hung on a throttled "
         "`$batch` item",
-        "see item 6",
+        "one answer pauses a scope for 120 s at most; a longer one fails that request",
         "retryafter",
     ),
     (
-        "7. Secrets echoed in response headers",
-        "see item 7 (branch rel-c)",
-        "leaked",
-        "see item 7",
+        "7. Secrets echoed in response headers (and bodies), sent on after a redirect",
+        "`tests/acceptance/test_secrets_in_headers.py`",
+        "the bearer token printed from an echoed `request-id`; `IDENTITY_HEADER` printed and "
+        "forwarded to another host",
+        "every known secret redacted wherever it appears; no credential across hosts",
         "",
     ),
     (
-        "8. Crashes and hangs (8 cases)",
-        "see item 8 (branch rel-c)",
-        "see the issue",
-        "see item 8",
+        "8. Crashes and hangs (case-changed ids, non-Latin-1 token, unknown member types, "
+        "repeated pages, FIFOs, `/dev/zero`, blank topics, `--max-rps 1e-300`)",
+        "`tests/acceptance/test_crashes_and_hangs.py`, `tests/cli/test_cli_numbers.py`",
+        "KeyError, internal errors, hangs, 3 chats became 6",
+        "clear one-line errors; ids compared case-folded",
         "",
     ),
-    ("9. Honest reports", "see item 9 (branch rel-a)", "see the issue", "see item 9", ""),
     (
-        "10. Undocumented Graph queries",
-        "see item 10 (branch rel-a)",
-        "see the issue",
-        "see item 10",
+        "9. Honest reports (failed final write; reads during an apply)",
+        "`tests/acceptance/test_honest_reports.py`",
+        '"nothing was changed" after 25 chats were created; 1 read in 99 failed',
+        "the report says what changed before the failed write; reads see a consistent view",
+        "",
+    ),
+    (
+        "10. Graph queries the documentation does not list (`$filter` on `topic`, `chatType`)",
+        "`tests/operations/test_export.py`, `tests/graph/test_documented_responses.py`",
+        "`export --type` had no fallback",
+        "every undocumented filter behind a fallback",
         "",
     ),
 ]
