@@ -161,9 +161,10 @@ class Parsed:
     end: int = 0  # where the readable journal ends (a torn tail starts here)
 
 
-def parse(raw: bytes, location: str) -> Parsed:
+def parse(raw: bytes, location: str, *, salvage: bool = False) -> Parsed:
     """Read ``raw`` back; never raises for damage (``Parsed.damage``: ``replay`` refuses it),
-    only for bytes with a good checksum that this program did not write."""
+    only for bytes with a good checksum that this program did not write (``salvage``: those
+    are damage too, for ``state repair`` to report)."""
     parsed = Parsed(None)
     offset = 0
     while offset < len(raw):
@@ -176,23 +177,36 @@ def parse(raw: bytes, location: str) -> Parsed:
                 parsed.damage.append(Damage(offset, found - offset, len(parsed.records)))
             offset = found
             continue
-        try:
-            value = json.loads(payload)
-        except ValueError as exc:
-            # The checksum matched: not a torn write, but bytes this program did not write.
-            raise _corrupt(location, offset, "a record is not JSON") from exc
         size = _FRAME.size + len(payload)
-        if parsed.header is None and offset == 0:
-            parsed.header = _check_header(value, location)
-        elif isinstance(value, list):
-            parsed.records.append(value)
-            parsed.offsets.append(offset)
-        else:
-            raise _corrupt(location, offset, "a record is not a list of changes")
+        try:
+            _read_frame(parsed, payload, offset, location)
+        except StateError as exc:
+            if not salvage or isinstance(exc, _NewerFormat):
+                raise
+            parsed.damage.append(Damage(offset, size, len(parsed.records)))
         offset += size
     parsed.end = min(offset, len(raw))
     parsed.dropped = len(raw) - parsed.end
     return parsed
+
+
+class _NewerFormat(StateError):
+    """A journal written by a newer provision: upgrade, never salvage."""
+
+
+def _read_frame(parsed: Parsed, payload: bytes, offset: int, location: str) -> None:
+    try:
+        value = json.loads(payload)
+    except ValueError as exc:
+        # The checksum matched: not a torn write, but bytes this program did not write.
+        raise _corrupt(location, offset, "a record is not JSON") from exc
+    if parsed.header is None and offset == 0:
+        parsed.header = _check_header(value, location)
+    elif isinstance(value, list):
+        parsed.records.append(value)
+        parsed.offsets.append(offset)
+    else:
+        raise _corrupt(location, offset, "a record is not a list of changes")
 
 
 def next_frame(raw: bytes, start: int) -> int | None:
@@ -242,7 +256,7 @@ def _check_header(value: Any, location: str) -> dict[str, Any]:
     ):
         raise _corrupt(location, 0, "it does not start with a journal header")
     if value["journal"] > JOURNAL_FORMAT:
-        raise StateError(
+        raise _NewerFormat(
             f"the journal {location} has format {value['journal']}, written by a newer "
             f"provision; this one reads up to {JOURNAL_FORMAT}",
             hint="upgrade provision; the journal was left in place",

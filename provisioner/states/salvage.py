@@ -41,7 +41,7 @@ class JournalSalvage:
 
 
 def salvage_journal(raw: bytes, location: str) -> JournalSalvage:
-    parsed = parse(raw, location)
+    parsed = parse(raw, location, salvage=True)
     out = JournalSalvage(parsed)
     if not parsed.damage:
         return out

@@ -87,6 +87,7 @@ class Figures:
     lost: int = 0  # desired chats missing at the end
     lost_records: int = 0
     refusals_missed: int = 0  # damage that was not refused (read on as if torn)
+    harm: Counter[str] = field(default_factory=Counter)  # "KIND duplicates|hangs" per round
     hangs: int = 0
     crashes: int = 0
     plan_exit: int = -1
@@ -142,6 +143,8 @@ class Seed:
         self.entries = [head, *(f"  - {e}" for e in entries)]
         self.state = workdir / "state.json"
         self.desired = 0
+        self.kind = "start"  # the round's fault, for the figures per kind
+        self.seen_duplicates = 0
 
     def grow(self, share: float) -> None:
         """Desire the first ``share`` of the chats (more each round: each run has work)."""
@@ -169,6 +172,11 @@ class Seed:
         ) as server:
             graph_clock(server, _OFFSET[0])
             yield server
+            if name == "a":  # what this round's fault duplicated in tenant A
+                made = sum(len(g) - 1 for g in server.tenant.duplicate_group_chats())
+                if made > self.seen_duplicates:
+                    self.fig.harm[f"{self.kind} duplicates"] += made - self.seen_duplicates
+                    self.seen_duplicates = made
 
     def apply(
         self,
@@ -204,6 +212,7 @@ class Seed:
             proc.kill()
             proc.communicate()
             self.fig.hangs += 1
+            self.fig.harm[f"{self.kind} hangs"] += 1
             self.fig.errors.append(f"a run did not end within {self.args.hang_after:g}s")
             return None, ""
         _, err = proc.communicate()
@@ -272,6 +281,7 @@ class Seed:
             self.apply(other.url)
             made = len(other.tenant.chats(include_deleted=False))
             self.fig.duplicates += made  # every chat made in B exists in A (or will)
+            self.fig.harm["tenant duplicates"] += made
             if made:
                 self.fig.errors.append(f"{made} chats created in another tenant")
 
@@ -304,6 +314,7 @@ class Seed:
                     break
                 codes.append(self.apply("", state=spec, env=env)[0])
             duplicates, missing = count_chats(server, self.chats[: self.desired])
+            self.fig.harm["lease duplicates"] += duplicates
             self.fig.duplicates += duplicates
             self.fig.lost += missing
 
@@ -320,6 +331,7 @@ class Seed:
             self.grow(0.2 + 0.8 * (n + 1) / self.args.rounds)
             # --cycle: every kind in turn (in a seeded order), else drawn at random.
             kind = order[n % len(order)] if self.args.cycle else self.rng.choice(kinds)
+            self.kind = kind
             print(f"  seed {self.fig.seed}: {kind}", flush=True)
             if kind == "tenant":
                 self.tenant_switch()
@@ -342,6 +354,7 @@ class Seed:
             else:
                 with self.emulator(faults=AMBIGUOUS) as server:
                     self.damage(server.url, kind)
+        self.kind = "final"
         with self.emulator() as server:
             for _ in range(4):
                 code, _ = self.apply(server.url)
@@ -473,14 +486,17 @@ def _azurite() -> Any:
 
 def _figures(figs: list[Figures], seconds: float) -> dict[str, Any]:
     faults: Counter[str] = Counter()
+    harm: Counter[str] = Counter()
     for f in figs:
         faults.update(f.faults)
+        harm.update(f.harm)
     return {
         "soak": "mixed",
         "seeds": [f.seed for f in figs],
         "runs": sum(f.runs for f in figs),
         "faults": sum(faults.values()),
         "by_kind": dict(sorted(faults.items())),
+        "harm": dict(sorted(harm.items())),  # duplicates and hangs, by the round's fault
         "duplicates": sum(f.duplicates for f in figs),
         "lost": sum(f.lost for f in figs),
         "lost_records": sum(f.lost_records for f in figs),

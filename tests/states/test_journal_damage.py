@@ -289,3 +289,22 @@ def test_a_record_this_version_cannot_apply_is_named_and_the_rest_kept(
     assert main(["state", "repair", "--state", path]) == 0
     assert "Left out journal record 2" in capsys.readouterr().out
     assert set(local_store(path).read().chats) == {"a", "b"}
+
+
+def test_a_good_checksum_around_bytes_we_did_not_write_is_salvaged_too(
+    stored: tuple[str, State],
+) -> None:
+    path, state = stored
+    raw = (
+        header(state.lineage, state.serial)
+        + encode([("chat", "a", rec(1))])
+        + frame(b"[not json")
+        + encode([("chat", "b", rec(2))])
+    )
+    write_journal(path, raw)
+    with pytest.raises(StateError, match="corrupt at byte") as err:
+        local_store(path).read()
+    assert "state repair" in (err.value.hint or "")
+    report = repair(local_store(path))
+    assert len(report.lost) == 1 and report.applied == 2
+    assert set(local_store(path).read().chats) == {"a", "b"}
