@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import uuid
 
 from provisioner.emulator import EmulatorServer
 from provisioner.emulator.server import parse_latency
@@ -41,6 +42,58 @@ except ImportError:  # pragma: no cover
 USERS = ("adele@contoso.com", "megan@contoso.com", "lee@contoso.com")
 
 
+def cover_run(n: int, latency: object, seed: int = 26) -> tuple[float, int, int, int, bool]:
+    """Issue 26: N group chats sharing an owner (each with two members of its own), refreshed
+    through covering lists. Returns the time, the list pages, the single reads (batch items),
+    the 429s, and whether the live view has every chat."""
+    ns = uuid.UUID(int=seed)
+    with EmulatorServer(
+        limits="documented", latency_ms=latency, seed=seed, invent_users=True, list_delay_s=0
+    ) as server:
+        tenant = server.tenant
+        owner = str(uuid.uuid5(ns, "owner"))
+        state = State()
+        for i in range(n):
+            ids = (owner, str(uuid.uuid5(ns, f"a{i}")), str(uuid.uuid5(ns, f"b{i}")))
+            people = [tenant.directory.resolve(u) for u in ids]
+            members = [NewMember(p, "owner", tenant.tenant_id) for p in people if p is not None]
+            chat, _ = tenant.create_chat("group", f"Chat {i}", members)
+            records = tuple(MemberRecord(u, object_id=u) for u in ids)
+            state.put_chat(f"chat-{i:05d}", ChatRecord(chat.id, "group", records, f"Chat {i}"))
+        tenant.reset_counters()
+        client = GraphClient(server.url, StaticToken("bench"), pacer=Pacer())
+        started = time.perf_counter()
+        live = refresh(client, state)
+        elapsed = time.perf_counter() - started
+        counters = tenant.counters
+        client.close()
+    pages = counters.by_route["GET /users/{user-id}/chats"]
+    complete = len(live) == n and not any(c.gone for c in live.values())
+    return elapsed, pages, counters.batch_items_total, counters.throttled_total, complete
+
+
+def cover_figures(n: int, latency: object) -> list[Figure]:
+    elapsed, pages, singles, throttled, complete = cover_run(n, latency)
+    read_rate = DOCUMENTED_LIMITS[TENANT_READ].rate
+    reads = pages + singles
+    print(f"covering lists, {n} chats sharing an owner: {elapsed:.2f} s, {pages} list pages + "
+          f"{singles} single reads, {throttled} answered 429, complete: {complete}")  # fmt: skip
+    minimum = n / read_rate
+    time_fig = Figure.compared(
+        f"drift check of {n} chats sharing an owner, covering lists: time",
+        elapsed, "s", minimum, f"per-chat minimum: N reads / {read_rate:g} per s",
+        max_ratio=0.3,
+    )  # fmt: skip
+    reads_fig = Figure.compared(
+        f"drift check of {n} chats sharing an owner, covering lists: reads",
+        reads, "reads", n, "per-chat minimum: one read per chat", max_ratio=0.3,
+    )  # fmt: skip
+    if not complete:
+        time_fig.ok = reads_fig.ok = False
+        time_fig.name += " (INCOMPLETE VIEW)"
+    return [time_fig, reads_fig]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chats", type=int, default=1000)
@@ -48,6 +101,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=CHAT_BATCH, help="chats per $batch")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument(
+        "--cover-chats", type=int, default=10_000,
+        help="chats sharing an owner for the covering-list drift check (0: skip it)",
+    )  # fmt: skip
     args = parser.parse_args()
     n = args.chats
     limits = "documented" if args.scale == 1 else f"x{args.scale:g}"
@@ -76,7 +133,7 @@ def main() -> None:
         )
         client = GraphClient(server.url, StaticToken("bench"), pacer=pacer)
         started = time.perf_counter()
-        live = refresh(client, state, batch_size=args.batch)
+        live = refresh(client, state, batch_size=args.batch, cover=False)
         elapsed = time.perf_counter() - started
         counters = tenant.counters
         client.close()
@@ -100,6 +157,7 @@ def main() -> None:
     print(f"  throttled (429)      {counters.throttled_total}")
     throttled = Figure(f"refresh {n} chats: answered 429", counters.throttled_total, "requests")
     throttled.target, throttled.ok = "value = 0", counters.throttled_total == 0
+    covering = cover_figures(args.cover_chats, latency) if args.cover_chats else []
     write_figures(
         args.json,
         "refresh",
@@ -114,6 +172,7 @@ def main() -> None:
                 f"minimum: ceil(N / {BATCH_LIMIT}) $batch calls",
             ),
             throttled,
+            *covering,
         ],
     )  # fmt: skip
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provisioner.redact import redact
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -52,17 +54,21 @@ class ProvisionError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None, detail: str | None = None) -> None:
+        # Where every diagnostic is built: a secret echoed into one (an answer quoting the
+        # request) is taken out here, before it can be printed, logged or stored.
+        message = redact(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = redact(hint) if hint is not None else None
         #: More than the one line a user needs (e.g. Azure Identity's chain of attempted
         #: credentials): printed only with ``--debug``. Never a secret.
-        self.detail = detail
+        self.detail = redact(detail) if detail is not None else None
 
     def __str__(self) -> str:
+        # Redacted again: a caller may have extended ``message`` after construction.
         if self.hint:
-            return f"{self.message}\nhint: {self.hint}"
-        return self.message
+            return redact(f"{self.message}\nhint: {self.hint}")
+        return redact(self.message)
 
 
 class ValidationFailed(ProvisionError):

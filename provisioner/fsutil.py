@@ -20,11 +20,58 @@ import glob
 import ipaddress
 import json
 import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
 #: Longest integer literal accepted in a file we read (serials, pids, format versions).
 MAX_INT_DIGITS = 20
+
+
+class NotRegularFile(OSError):
+    """A path provision reads whole names a FIFO, a device or a socket: reading one hangs
+    (a FIFO with no writer) or never ends (``/dev/zero``)."""
+
+
+class FileTooLarge(OSError):
+    """A file is larger than what provision reads of it."""
+
+
+def special_file(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a directory (``a
+    FIFO``, ``a device``, ``a socket``), else None. Symlinks are followed."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+def read_regular(path: str | os.PathLike[str], *, limit: int) -> bytes:
+    """The whole of the regular file ``path``, refusing anything else and more than ``limit``
+    bytes. Raises what ``open`` raises (FileNotFoundError, IsADirectoryError...),
+    `NotRegularFile` or `FileTooLarge`; never blocks on a FIFO (opened non-blocking, then
+    refused)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{os.fspath(path)} is not a regular file")
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise FileTooLarge(f"{os.fspath(path)} is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:

@@ -89,6 +89,59 @@ def odata_key(value: str) -> str:
     return value.replace("%", "%25").replace("#", "%23").replace("'", "''")
 
 
+#: Teams' built-in tab apps, usable in ``tabs:`` without an ``apps:`` entry (Graph's
+#: "Configuring the built-in tab types": the Website tab and the file viewers).
+BUILTIN_TAB_APPS = frozenset(
+    {
+        "com.microsoft.teamspace.tab.web",
+        "com.microsoft.teamspace.tab.file.staticviewer.word",
+        "com.microsoft.teamspace.tab.file.staticviewer.excel",
+        "com.microsoft.teamspace.tab.file.staticviewer.powerpoint",
+        "com.microsoft.teamspace.tab.file.staticviewer.pdf",
+    }
+)
+
+
+@dataclass(frozen=True)
+class App:
+    """An ``apps:`` entry (issue 24): a Teams app to install in the chat, named by its catalog
+    ``id``, its ``externalId`` or its display ``name`` (exactly one; ``ref`` says which), with
+    the resource-specific permissions to consent to (``(permissionValue, permissionType)``)."""
+
+    by: str  # "id" | "externalId" | "name"
+    value: str
+    consent: tuple[tuple[str, str], ...] = ()
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def ref(self) -> str:
+        """How the manifest names it, e.g. ``name:Incident Bot``; the state remembers it."""
+        return f"{self.by}:{self.value}"
+
+
+@dataclass(frozen=True)
+class Tab:
+    """A ``tabs:`` entry: a tab pinned to the chat, by display name, from ``app`` (a built-in
+    tab app id, or the id, externalId or name of one of the chat's ``apps``)."""
+
+    name: str
+    app: str
+    entity_id: str | None = None
+    content_url: str | None = None
+    website_url: str | None = None
+    remove_url: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def configuration(self) -> dict[str, str | None]:
+        """Graph's teamsTabConfiguration (chat-post-tabs.md)."""
+        return {
+            "entityId": self.entity_id,
+            "contentUrl": self.content_url,
+            "websiteUrl": self.website_url,
+            "removeUrl": self.remove_url,
+        }
+
+
 @dataclass(frozen=True)
 class Chat:
     """One desired chat. ``key`` is its stable identity in state.
@@ -110,6 +163,9 @@ class Chat:
     #: Where a generated chat came from (``generator NAME, FILE:LINE``); None when written
     #: by hand (``manifest.generators``).
     origin: str | None = field(default=None, compare=False, hash=False)
+    #: Issue 24: apps installed in the chat and tabs pinned to it (empty: none managed).
+    apps: tuple[App, ...] = ()
+    tabs: tuple[Tab, ...] = ()
 
     @property
     def member_identities(self) -> frozenset[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S, ChatReader
@@ -18,7 +18,8 @@ Steps = Generator[float, None, Outcome]
 
 
 class ChatApi(ChatReader, Protocol):
-    """The part of `provisioner.graph.GraphClient` apply uses."""
+    """The part of `provisioner.graph.GraphClient` apply uses. A client may also offer
+    ``graph_now()`` (Graph's time, issue 20); without it the host's time stands in."""
 
     def create_chat(self, body: Mapping[str, Any], *, idempotent: bool) -> dict[str, Any]: ...
 
@@ -42,7 +43,8 @@ class StepContext:
     requests this thread has made (to measure what a reconciliation costs);
     ``reconciled(n, s)`` reports one settled creation that took ``n`` requests and ``s``
     seconds; ``waiting(key, what)`` says what a chat put aside waits for (None: no longer);
-    ``confirm_lock()`` raises unless the run still holds the state's lock.
+    ``confirm_lock()`` raises unless the run still holds the state's lock; ``graph_now()`` is
+    Graph's time (None: unknown).
     """
 
     client: ChatApi
@@ -62,6 +64,9 @@ class StepContext:
     consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
     clock_skew: timedelta = field(default_factory=lambda: timedelta(minutes=5))
     anchor: str | None = None  # whose chats lookups list (the signed-in user, delegated)
+    # Graph's time (``GraphClient.graph_now``): what creations are journaled and aged by, so
+    # that matching never depends on the host's clock agreeing with Graph's (issue 20).
+    graph_now: Callable[[], datetime | None] = lambda: None
 
 
 def opt(value: object) -> str | None:

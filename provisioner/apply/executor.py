@@ -166,6 +166,9 @@ class Executor:
             clock_skew=self.options.clock_skew,
             anchor=self.options.anchor,
         )
+        graph_now = getattr(client, "graph_now", None)
+        if callable(graph_now):
+            ctx.graph_now = graph_now
         self._steps = ChatSteps(ctx)
 
     # -- control ----------------------------------------------------------------------------

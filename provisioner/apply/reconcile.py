@@ -14,11 +14,15 @@ that have
   (MicrosoftDocs/msteams-docs#2190). UPNs are resolved with ``GET /users/{upn}`` first;
 * the intended topic; and
 * a ``createdDateTime`` no earlier than when the creation was journaled, minus a clock skew
-  allowance (our clock and Graph's may disagree; 5 minutes by default).
+  allowance (5 minutes by default). "When" is Graph's time (``Intent.graph_started_at``, from
+  the ``Date`` of its answers, ``graph/clock.py``), so a host clock minutes off Graph's does
+  not matter (issue 20); the allowance covers Graph's servers disagreeing among themselves.
 
-Only documented query forms are sent: one ``$filter`` clause (``topic eq`` or ``chatType eq``;
-no filter joining properties with ``and`` is documented), and when Graph refuses a query with
-a 400 the lookup falls back to a plainer one and matches client-side. A listing shows at most
+The narrowest list is asked for first: one ``$filter`` clause (``topic eq`` or ``chatType
+eq``; chat-list.md documents ``$filter`` but no expression, so these are assumptions, and no
+filter joining properties with ``and`` is tried); when Graph refuses a query with a 400 the
+lookup falls back to a plainer one (`provisioner.graph.fallback`), and every chat is matched
+client-side whatever the form. A listing shows at most
 25 members per chat (the known issue of "List chats"), so a candidate that may hold more is
 confirmed with its full member list.
 
@@ -32,12 +36,13 @@ consistency window; the caller creates again only when all of them found nothing
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, cast
 
-from provisioner.graph.errors import GraphError, GraphNotFound
+from provisioner.graph.errors import GraphNotFound
+from provisioner.graph.fallback import first_accepted
 from provisioner.graph.reads import BatchClient
 from provisioner.graph.users import lookup_users
 from provisioner.models import GROUP, GUID_RE
@@ -132,7 +137,9 @@ class WantedMembers:
 
 
 def _members_match(members: Iterable[Mapping[str, Any]], wanted: WantedMembers) -> bool:
-    ids = [str(m.get("userId") or "").lower() for m in members]
+    # Only user members count: a member of another type (an app or a bot, no userId) in the
+    # list must not hide the chat the creation made (issue 20: 3 chats became 6).
+    ids = [str(m["userId"]).lower() for m in members if isinstance(m, Mapping) and m.get("userId")]
     return len(ids) == wanted.size and wanted.object_ids <= set(ids)
 
 
@@ -202,7 +209,9 @@ def find_created_chats(
 
     Raises the Graph client's errors (a failed lookup leaves the intent for the next try).
     """
-    started_at = parse_time(intent.started_at)
+    # Graph's time when the creation was journaled, compared with Graph's createdDateTime;
+    # the host's time only for intents journaled before any Graph answer told its time.
+    started_at = parse_time(intent.graph_started_at) or parse_time(intent.started_at)
     if started_at is None:
         # Unreadable journal time: compare members and topic only (never skip the lookup).
         started_at = datetime.min.replace(tzinfo=timezone.utc) + clock_skew
@@ -277,28 +286,23 @@ def _look_up_users(reader: ChatReader, upns: list[str]) -> dict[str, str]:
 def _listed(
     reader: ChatReader, anchor: str, topic: str | None, page_size: int, lookup: Lookup
 ) -> Iterator[Mapping[str, Any]]:
-    """The anchor's chats, through the narrowest query Graph accepts: one ``$filter`` clause
-    with ``$expand=members``, else without the filter, else without the expansion (members
-    are then read per candidate). A 400 on the first page moves to the next form."""
+    """The anchor's chats, through the narrowest query Graph accepts (`graph.fallback`): one
+    ``$filter`` clause (undocumented) with ``$expand=members``, else without the filter, else
+    without the expansion (members are then read per candidate). The caller checks type and
+    topic of every chat whatever the form (``_may_be_it``)."""
     narrow: dict[str, Any] = {"topic": topic} if topic is not None else {"chat_type": GROUP}
-    forms: list[tuple[str, dict[str, Any]]] = [
-        ("$filter with $expand=members", {**narrow, "expand_members": True}),
-        ("$expand=members", {"expand_members": True}),
-        ("a plain list", {"expand_members": False}),
-    ]
-    for n, (name, kwargs) in enumerate(forms):
-        pages = reader.list_user_chats(anchor, top=page_size, **kwargs)
-        try:
-            first = next(pages, None)
-        except GraphError as exc:
-            if exc.status != 400 or n == len(forms) - 1:
-                raise
-            lookup.refused = (*lookup.refused, name)
-            continue
-        if first is not None:
-            yield first
-            yield from pages
-        return
+
+    def form(**kwargs: Any) -> Callable[[], Iterator[Mapping[str, Any]]]:
+        return lambda: reader.list_user_chats(anchor, top=page_size, **kwargs)
+
+    chats, lookup.refused = first_accepted(
+        [
+            ("$filter with $expand=members", form(**narrow, expand_members=True)),
+            ("$expand=members", form(expand_members=True)),
+            ("a plain list", form(expand_members=False)),
+        ]
+    )
+    return chats
 
 
 def _known_object_id(member: MemberRecord, users: Mapping[str, str]) -> str | None:

@@ -88,6 +88,9 @@ class ApplyResult:
     state_writes: int = 0
     work_total: int = 0  # the Graph requests the plan needed (`provisioner.apply.work`)
     work_done: int = 0  # of those, done (finished changes count whole)
+    # The final state write failed after the run changed chats (their records are in the
+    # journal): the outcomes stand, the run did not succeed (issue 20).
+    unsaved: Failure | None = None
 
     @property
     def counts(self) -> dict[str, int]:

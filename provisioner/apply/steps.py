@@ -26,8 +26,17 @@ from typing import Any
 from provisioner.apply.context import StepContext, Steps, member_keys, membership_index, opt
 from provisioner.apply.control import Cancelled
 from provisioner.apply.reconcile import Lookup, find_created_chats, lookup_delays, parse_time
-from provisioner.apply.results import ADOPTED, CREATED, DELETED, FORGOTTEN, SKIPPED, Outcome
+from provisioner.apply.results import (
+    ADOPTED,
+    CREATED,
+    DELETED,
+    FORGOTTEN,
+    SKIPPED,
+    UPDATED,
+    Outcome,
+)
 from provisioner.apply.update import update_steps
+from provisioner.apply.workspace import workspace_steps
 from provisioner.errors import AuthError
 from provisioner.graph.errors import (
     AmbiguousOutcome,
@@ -62,7 +71,20 @@ class ChatSteps:
         self.client = ctx.client
 
     def run(self, change: Change) -> Steps:
-        """The steps of one planned change (no-ops are never given)."""
+        """The steps of one planned change (no-ops are never given); the chat's apps and tabs
+        (``apply.workspace``) once it exists and its members and topic are done."""
+        steps = self._steps(change)
+        if change.workspace is None:
+            return steps
+        return self._with_workspace(change, steps)
+
+    def _with_workspace(self, change: Change, steps: Steps) -> Steps:
+        outcome = yield from steps
+        if outcome.status in (CREATED, ADOPTED, UPDATED) and outcome.chat_id:
+            yield from workspace_steps(self.ctx, change, outcome.chat_id)
+        return outcome
+
+    def _steps(self, change: Change) -> Steps:
         action = change.action
         if action is Action.CREATE:
             if change.chat_type == ONE_ON_ONE:
@@ -151,6 +173,9 @@ class ChatSteps:
         return (yield from self._look_up(change, intent, (*notes, note), answered=True))
 
     def _new_intent(self, change: Change) -> Intent:
+        # Graph's time, not only ours: a lookup compares it with Graph's createdDateTime, and
+        # the host's clock may be minutes off Graph's, or jump before a rerun (issue 20).
+        graph_now = self.ctx.graph_now()
         return Intent(
             key=change.key,
             chat_type=GROUP,
@@ -158,6 +183,7 @@ class ChatSteps:
             attempt_id=str(uuid.uuid4()),
             started_at=self._now().isoformat(timespec="milliseconds"),
             topic=change.topic,
+            graph_started_at=None if graph_now is None else _iso_ms(graph_now),
         )
 
     def _created_group(
@@ -200,14 +226,16 @@ class ChatSteps:
         after the work (``answered``), so from now. A creation journaled by an earlier run
         may have been sent any time before that run ended (it can wait for its turn after
         being journaled), so also from now, unless the journal is older than the window
-        plus ``STALE_AFTER_S``: then whatever was made is long listed and one lookup does.
+        plus ``STALE_AFTER_S`` on Graph's clock: then whatever was made is long listed and
+        one lookup does. The host's clock is never asked (it may have jumped since the
+        journal was written, issue 20): without Graph's times the whole window is used.
+        The waits between lookups are monotonic (``ctx.clock``).
         """
         window = self.ctx.consistency_window_s
         elapsed = 0.0
-        started = parse_time(intent.started_at)
-        if not answered and started is not None:
-            age = (self._now() - started).total_seconds()
-            elapsed = window if age > window + STALE_AFTER_S else 0.0
+        if not answered:
+            age = self._graph_age(intent)
+            elapsed = window if age is not None and age > window + STALE_AFTER_S else 0.0
         began, spent = self.ctx.clock(), 0  # requests are counted per thread: per lookup
         resolved: dict[str, str] = {}  # UPNs resolved by these lookups: resolved once
         what = WAITING_FOR.format(window=window)
@@ -328,6 +356,12 @@ class ChatSteps:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.ctx.wallclock(), tz=timezone.utc)
 
+    def _graph_age(self, intent: Intent) -> float | None:
+        """Seconds since ``intent`` was journaled, on Graph's clock; None when unknown."""
+        started = parse_time(intent.graph_started_at)
+        now = self.ctx.graph_now() if started is not None else None
+        return None if started is None or now is None else (now - started).total_seconds()
+
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -336,6 +370,10 @@ def _body(change: Change) -> dict[str, Any]:
     if change.body is None:
         raise ValueError(f"{change.key}: a creation without a request body")
     return change.body
+
+
+def _iso_ms(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _transient(exc: GraphError) -> bool:

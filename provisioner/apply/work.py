@@ -46,14 +46,15 @@ def planned_requests(change: Change) -> int:
     """The Graph requests ``change`` needs when nothing goes wrong (retries, and the lookups of
     an unfinished creation, come on top and are reported apart)."""
     action = change.action
+    extra = change.workspace.requests if change.workspace is not None else 0  # apps, tabs
     if action in (Action.CREATE, Action.RECONCILE, Action.DELETE):
-        return 1
+        return 1 + extra
     if action is not Action.UPDATE:
         return 0  # forget, no-op: the state only
     topic = 1 if change.topic_change is not None and change.topic is not None else 0
     wanted = [*change.remove, *(r.member for r in change.role_changes)]
     listing = 1 if any(m.membership_id is None for m in wanted) else 0
-    return topic + listing + member_changes(change)
+    return topic + listing + member_changes(change) + extra
 
 
 #: Recent gaps between two member changes of one chat that set the member pace (at least

@@ -20,10 +20,13 @@ import click
 from provisioner.cli.emulator import EMULATOR_DATA
 from provisioner.cli.options import (
     DEFAULT_STATE_PATH,
+    MAX_CONSISTENCY_WINDOW,
     MAX_RPS,
     MAX_TIMEOUT,
+    MIN_RPS,
+    MIN_TIMEOUT,
     Connection,
-    FiniteRange,
+    Number,
     connection_for,
     connection_options,
     lock_timeout,
@@ -58,35 +61,36 @@ apply_options = stacked(
         click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation."),
         click.option(
             "--concurrency",
-            type=click.IntRange(1, 128),
+            type=Number(1, 128, integer=True),
             default=DEFAULT_CONCURRENCY,
             show_default=True,
-            help="Requests in flight at once (enough to keep Graph's rate limit busy).",
+            help="Requests in flight at once, 1 to 128 (enough to keep Graph's rate limit busy).",
         ),
         click.option(
             "--max-rps",
-            type=FiniteRange(0, MAX_RPS),
+            type=Number(MIN_RPS, MAX_RPS),
             default=None,
-            help="Requests per second per tenant (default: Graph's documented 30 for "
-            "writes and for reads; lower it when other apps share the tenant's limits).",
+            help=f"Requests per second per tenant, {MIN_RPS:g} to {MAX_RPS:g} (default: "
+            "Graph's documented 30 for writes and for reads; lower it when other apps share "
+            "the tenant's limits).",
         ),
         click.option(
             "--timeout",
-            type=FiniteRange(0, MAX_TIMEOUT),
+            type=Number(MIN_TIMEOUT, MAX_TIMEOUT, metavar="SECONDS"),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help="Seconds to wait for each Graph answer.",
+            help=f"Seconds to wait for each Graph answer, {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}.",
         ),
         click.option(
             "--consistency-window",
-            type=click.FloatRange(min=0, max=86400),
+            type=Number(0, MAX_CONSISTENCY_WINDOW, metavar="SECONDS"),
             default=60.0,
             show_default=True,
             envvar="PROVISION_CONSISTENCY_WINDOW",
-            metavar="SECONDS",
             help="How long Graph may take to list a new chat: a group chat whose creation "
             "got no clear answer is looked up over this window (other chats go on) and "
-            "created again only if no lookup found it. Env: PROVISION_CONSISTENCY_WINDOW.",
+            f"created again only if no lookup found it. 0 to {MAX_CONSISTENCY_WINDOW:g}. "
+            "Env: PROVISION_CONSISTENCY_WINDOW.",
         ),
         click.option(
             "--refresh/--no-refresh",
@@ -328,16 +332,20 @@ def _report(outcome: ApplyOutcome, fmt: str, *, resume: str, saved: bool) -> int
         )
         return SIGNAL_EXIT.get(name, 130)
     result = outcome.result
+    if result is None and outcome.unsaved is not None:
+        raise outcome.unsaved
     if result is None:  # the plan had no changes (text output)
         if saved:
             click.echo("No changes. The chats match the plan.")
         return 0
     status = run_status(result)
-    shown_resume = resume if status != "ok" else None
+    shown_resume = resume if status != "ok" or outcome.unsaved is not None else None
     if fmt == "json":
         click.echo(render_json(result, resume=shown_resume), nl=False)
     else:
         click.echo(render_text(result, resume=shown_resume), nl=False)
+    if outcome.unsaved is not None:  # the report above stands; the records are in the journal
+        raise outcome.unsaved
     if status == "interrupted":
         return SIGNAL_EXIT.get(result.stopped or "", 130)
     return 0 if status == "ok" else 1

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from provisioner.cli.options import FiniteRange, note, stacked
+from provisioner.cli.numbers import Parsed
+from provisioner.cli.options import Number, note, stacked
+from provisioner.errors import InputError
 
 if TYPE_CHECKING:
     from provisioner.emulator import EmulatorServer
@@ -46,6 +48,7 @@ def emulator_settings() -> dict[str, Any]:
     takes them as options: ``PROVISION_EMULATOR_USERS`` (a users file, or ``invent`` to make
     up any user named) and ``PROVISION_EMULATOR_LIST_DELAY`` (``N`` or ``LO-HI`` seconds)."""
     from provisioner.emulator.server import parse_delay
+    from provisioner.errors import ProvisionError
 
     settings: dict[str, Any] = {}
     users = os.environ.get("PROVISION_EMULATOR_USERS", "").strip()
@@ -55,8 +58,35 @@ def emulator_settings() -> dict[str, Any]:
         settings["users"] = users
     delay = os.environ.get("PROVISION_EMULATOR_LIST_DELAY", "").strip()
     if delay:
-        settings["list_delay_s"] = parse_delay(delay)
+        try:
+            settings["list_delay_s"] = parse_delay(delay)
+        except ProvisionError as exc:
+            raise InputError(f"PROVISION_EMULATOR_LIST_DELAY: {exc.message}") from None
     return settings
+
+
+def _check_limits(text: str) -> object:
+    from provisioner.emulator.throttle import parse_limits  # imported when a command runs
+
+    return parse_limits(text)
+
+
+def _check_fault(text: str) -> object:
+    from provisioner.emulator.faults import parse_fault
+
+    return parse_fault(text)
+
+
+def _check_latency(text: str) -> object:
+    from provisioner.emulator.server import parse_latency
+
+    return parse_latency(text)
+
+
+def _check_delay(text: str) -> object:
+    from provisioner.emulator.server import parse_delay
+
+    return parse_delay(text)
 
 
 emulator_options = stacked(
@@ -68,7 +98,7 @@ emulator_options = stacked(
             "--port",
             default=8765,
             show_default=True,
-            type=click.IntRange(0, 65535),
+            type=Number(0, 65535, integer=True),
             help="Port to listen on (0: any free port).",
         ),
         click.option(
@@ -85,6 +115,7 @@ emulator_options = stacked(
         ),
         click.option(
             "--limits",
+            type=Parsed(_check_limits, "documented|off|xN"),
             default="documented",
             show_default=True,
             help="Throttling: 'documented' (Graph's Teams limits), 'off', or xN to make every "
@@ -92,6 +123,7 @@ emulator_options = stacked(
         ),
         click.option(
             "--latency-ms",
+            type=Parsed(_check_latency, "N|LO-HI"),
             default="0",
             show_default=True,
             help="Latency added to every request: N or LO-HI milliseconds.",
@@ -101,10 +133,16 @@ emulator_options = stacked(
             "--fault-rate",
             "faults",
             multiple=True,
+            type=Parsed(_check_fault, "SPEC"),
             metavar="SPEC",
             help=EMULATOR_FAULT_HELP,
         ),
-        click.option("--seed", type=int, default=None, help="Seed for faults, latency and ids."),
+        click.option(
+            "--seed",
+            type=Number(0, 2**63 - 1, integer=True),
+            default=None,
+            help="Seed for faults, latency and ids (0 to 2**63-1).",
+        ),
         click.option(
             "--users",
             "users_path",
@@ -120,6 +158,7 @@ emulator_options = stacked(
         ),
         click.option(
             "--list-delay",
+            type=Parsed(_check_delay, "N|LO-HI"),
             default="1-4s",
             show_default=True,
             envvar="PROVISION_EMULATOR_LIST_DELAY",
@@ -138,10 +177,9 @@ emulator_options = stacked(
         click.option("--me", default=None, help="The signed-in user of /me (GUID or UPN)."),
         click.option(
             "--token-lifetime",
-            type=FiniteRange(0, 10 * 365 * 86400),
+            type=Number(0, 10 * 365 * 86400, low_open=True, metavar="SECONDS"),
             default=None,
-            metavar="SECONDS",
-            help="Reject a bearer token with 401 this long after first use.",
+            help="Reject a bearer token with 401 this long after first use (up to 10 years).",
         ),
     ]
 )

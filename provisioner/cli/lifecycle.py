@@ -75,10 +75,11 @@ def import_command(
     chat KEY and shows any difference. CHAT_ID is Graph's chat id (19:...@thread.v2).
     """
     from provisioner.operations.adopt import adopt, check_free, check_key
+    from provisioner.operations.state import read_unlocked
 
     check_key(key)
     store = open_state(state_path)
-    check_free(store.read(), key, chat_id)  # fail before asking for credentials
+    check_free(read_unlocked(store), key, chat_id)  # fail before asking for credentials
     with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
         record = adopt(store, client, key, chat_id, on_takeover=note_takeover)
     what = f'group chat "{record.topic}"' if record.topic else f"{record.chat_type} chat"
@@ -144,12 +145,13 @@ def export_command(
     comments, or use --import-to-state): `provision plan` on it then shows no changes.
     """
     from provisioner.operations.export import export_chats, record_export, render_manifest
+    from provisioner.operations.state import read_unlocked
 
     if out and os.path.exists(out) and not force:
         raise InputError(f"{out} exists", hint="pass --force to overwrite it, or another --out")
     store = open_state(state_path) if import_to_state else None
     # Chats the state manages already keep their key in the export.
-    managed = {k: r.chat_id for k, r in store.read().chats.items()} if store is not None else {}
+    managed = {k: r.chat_id for k, r in read_unlocked(store).chats.items()} if store else {}
     with contextlib.closing(open_client(graph_url, cloud, auth, emulator)) as client:
         result = export_chats(client, user, chat_type, managed=managed)
     text = render_manifest(result, graph_url=client.base_url)

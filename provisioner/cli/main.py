@@ -27,6 +27,7 @@ from provisioner.cli.plan import plan, show
 from provisioner.cli.state import force_unlock_cmd, state_cmd
 from provisioner.cli.validate import schema_command, validate
 from provisioner.errors import ProvisionError
+from provisioner.redact import redact
 
 # Start-up time: `provision --help` imports only click and this package's light modules; each
 # command imports what it needs (msal, requests, jsonschema, the state store, the planner) when
@@ -117,9 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         exc.show()
         return 1
     except ProvisionError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        # The error edge: the last place a secret can be taken out of what is printed.
+        click.echo(redact(f"Error: {exc}"), err=True)
         if debug and exc.detail:  # e.g. Azure Identity's chain of attempted sign-ins
-            click.echo(exc.detail, err=True)
+            click.echo(redact(exc.detail), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

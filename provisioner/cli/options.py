@@ -9,7 +9,6 @@ subclasses like every other core call. The command modules import from here (nev
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+# Re-exported: the commands and their tests take every option helper from here.
+from provisioner.cli.numbers import MAX_LOCK_TIMEOUT as MAX_LOCK_TIMEOUT
+from provisioner.cli.numbers import Duration as Duration
+from provisioner.cli.numbers import Number as Number
+from provisioner.cli.numbers import parse_duration as parse_duration
 from provisioner.signin.chooser import (
     AUTH_MODES,
     CLOUDS,
@@ -86,42 +90,6 @@ def state_option(fn: F) -> F:
 # -- --lock-timeout ------------------------------------------------------------------------------
 
 _LOCK_TIMEOUT_META = "provision.lock_timeout"
-#: The longest wait --lock-timeout accepts (every input is bounded): a day.
-MAX_LOCK_TIMEOUT = 24 * 3600.0
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration as Terraform writes them (``0s``, ``30s``, ``5m``, ``1h30m``,
-    ``500ms``), or a bare number of seconds. Raises ValueError."""
-    text = text.strip().lower()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pos, seconds = 0, 0.0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != pos:
-                break
-            value, unit = float(match[1]), match[2]
-            seconds += value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-            pos = match.end()
-        if pos != len(text) or not text:
-            raise ValueError(f"{text!r} is not a duration (e.g. 30s, 5m, 1h30m)") from None
-    if not 0 <= seconds <= MAX_LOCK_TIMEOUT:
-        raise ValueError(f"{text!r} is out of range (0s to 24h)")
-    return seconds
-
-
-class Duration(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 def _keep_lock_timeout(ctx: click.Context, param: click.Parameter, value: float) -> None:
@@ -138,8 +106,8 @@ def lock_timeout_option(fn: F) -> F:
         show_default=True,
         expose_value=False,
         callback=_keep_lock_timeout,
-        help="How long to wait for another run's lock on the state (e.g. 30s, 5m); "
-        "0s fails at once, naming the holder.",
+        help="How long to wait for another run's lock on the state (e.g. 30s, 5m; 0s to "
+        "24h); 0s fails at once, naming the holder.",
     )(fn)
 
 
@@ -174,27 +142,16 @@ def note_takeover(stale: LockInfo) -> None:
     )
 
 
-class FiniteRange(click.FloatRange):
-    """A float flag in ``(min, max]``: NaN and infinity are refused (click's FloatRange lets
-    them through: every comparison with NaN is false), as is anything past ``max``, so a value
-    like ``--timeout 1e308`` is a usage error, not an overflow after a request was sent."""
-
-    def __init__(self, min: float, max: float, *, min_open: bool = True) -> None:
-        super().__init__(min=min, max=max, min_open=min_open)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        import math
-
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return super().convert(number, param, ctx)
-
-
 #: Seconds for one Graph answer, at most (a day would only hide a hung server).
 MAX_TIMEOUT = 3600.0
+#: Seconds for one Graph answer, at least: less fails every call before Graph can answer.
+MIN_TIMEOUT = 0.1
 #: Requests per second, at most: far above any limit Graph documents (30/s per tenant).
 MAX_RPS = 10_000.0
+#: Requests per second, at least: one every 10 s. Below it a run is a hang, not a pace.
+MIN_RPS = 0.1
+#: Seconds of --consistency-window, at most: a day (Graph's lists lag minutes, not days).
+MAX_CONSISTENCY_WINDOW = 86_400.0
 
 
 def connection_options(func: F) -> F:

@@ -21,6 +21,7 @@ import click
 from provisioner.apply.control import ApplyListener, Progress
 from provisioner.apply.results import Outcome
 from provisioner.operations.apply import StopNow
+from provisioner.redact import RedactingFilter
 
 LINE_EVERY_S = 5.0  # progress line interval when stderr is not a terminal
 
@@ -176,6 +177,7 @@ def graph_log(verbose: bool) -> Iterator[None]:
         logging.StreamHandler(sys.stderr) if verbose else logging.NullHandler()
     )
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no log line shows a known secret
     level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)

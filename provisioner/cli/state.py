@@ -39,11 +39,12 @@ format_option = click.option(
 @format_option
 def state_list(state_path: str, fmt: str) -> int:
     """List the managed chat keys: key, chat type and chat id."""
+    from provisioner.operations.state import read_unlocked
     from provisioner.states.records import iter_keys
     from provisioner.states.store import open_store
 
     store = open_store(state_path, state_endpoint())
-    state = store.read()
+    state = read_unlocked(store)  # a consistent view, even while an apply writes it
     if fmt == "json":
         from provisioner.views.state import state_list_json
 
@@ -74,10 +75,11 @@ def state_show(key: str, state_path: str, fmt: str) -> int:
     import json
 
     from provisioner.errors import StateError
+    from provisioner.operations.state import read_unlocked
     from provisioner.states.store import open_store
 
     store = open_store(state_path, state_endpoint())
-    state = store.read()
+    state = read_unlocked(store)
     record = state.chats.get(key)
     intent = state.intents.get(key)
     if record is None and intent is None:

@@ -3,7 +3,8 @@
 ``EmulatorServer(host="127.0.0.1", port=0, data_path=None, limits="documented",
 latency_ms=0, faults=None, seed=None, *, users=None, me=None, token_lifetime_s=None,
 tenant_id=..., max_body_bytes=4 MiB, fault_retry_after_s=None, shuffle_batch=True,
-list_delay_s=(1, 4), invent_users=False, sign_in="application")``
+list_delay_s=(1, 4), invent_users=False, sign_in="application", clock_offset_s=0,
+chat_filters=("chatType", "topic"))``
 
 * ``data_path``: where the tenant persists (snapshot + journal, see ``store.py``); None keeps
   it in memory only.
@@ -23,6 +24,11 @@ list_delay_s=(1, 4), invent_users=False, sign_in="application")``
 * ``sign_in``: ``"application"`` or ``"delegated"`` (then a new chat must include ``me``,
   and only ``me``'s chats can be listed). A JWT bearer token with ``scp`` and ``oid`` claims
   is delegated for that ``oid`` whatever this says.
+* ``clock_offset_s``: seconds the emulated Graph's clock is off the host's (``createdDateTime``
+  and the ``Date`` header); ``server.tenant.clock_offset_s`` changes it while it runs (a clock
+  that jumps), so tests of clock skew need no sleeps.
+* ``chat_filters``: the properties List chats accepts a ``$filter`` on; the docs list no filter
+  expression, so ``()`` makes every ``$filter`` a 400, as a Graph may answer.
 * ``token_lifetime_s``: a bearer token is rejected with 401 ``InvalidAuthenticationToken``
   that many seconds after the emulator first saw it (token expiry mid-run).
 * ``fault_retry_after_s``: the ``Retry-After`` of injected 503/429 (default 1 s / scale).
@@ -31,7 +37,8 @@ Endpoints (base ``<url>`` = ``http://HOST:PORT/v1.0``): ``POST/GET /chats``,
 ``GET/PATCH/DELETE /chats/{id}``, ``GET/POST /chats/{id}/members``,
 ``GET/DELETE /chats/{id}/members/{membership-id}``, ``GET /users/{id|upn}``, ``GET /me``,
 ``GET /users/{id}/chats``, ``GET /me/chats`` (and ``.../chats/{id}[/members]`` under both),
-``POST /$batch``. Any non-empty ``Authorization: Bearer <token>`` is accepted.
+``GET /organization`` (this tenant's id), ``POST /$batch``. Any non-empty
+``Authorization: Bearer <token>`` is accepted.
 
 ``embedded(data_path=".provision-emulator.json", **kw)`` runs one for a ``with`` block and
 yields its URL (for ``plan``/``apply --emulator``).

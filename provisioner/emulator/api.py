@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from provisioner.emulator import workspace
 from provisioner.emulator.batch import handle_batch
 from provisioner.emulator.chats import run as run_handler
 from provisioner.emulator.errors import GraphError, bad_request
@@ -180,7 +181,8 @@ class Api:
             )
 
         try:
-            response = run_handler(self, req, m)
+            ws = workspace.HANDLERS.get(m.key)
+            response = ws(self, req, m) if ws is not None else run_handler(self, req, m)
         except GraphError as err:
             response = error_response(req, err)
 

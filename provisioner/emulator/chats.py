@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 from provisioner.emulator.errors import GraphError, bad_request, not_found
 from provisioner.emulator.messages import JSON_TYPE, Request, Response
 from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
+from provisioner.emulator.organization import list_organization
 from provisioner.emulator.protocol import Context
 from provisioner.emulator.routes import Match
 from provisioner.emulator.tenant import MAX_GROUP_MEMBERS, NewMember
@@ -352,6 +353,10 @@ def list_chats(api: Context, req: Request, m: Match) -> Response:
             raise bad_request(f"Invalid $top {top_text!r}: the page size must be 1 to {MAX_PAGE}.")
         top = int(top_text)
     filters = parse_filter(req.query["$filter"]) if "$filter" in req.query else {}
+    if set(filters) - api.tenant.chat_filters:  # undocumented: a Graph may refuse it (issue 20)
+        raise bad_request(
+            f"Invalid filter clause: filtering on {set(filters).pop()} is not supported."
+        )
     members = expand_members(req)
     after = _after(req.query["$skiptoken"]) if "$skiptoken" in req.query else 0
     page, next_after = api.tenant.chats_of(
@@ -398,6 +403,7 @@ HANDLERS: dict[str, Handler] = {
     "POST /teamwork/deletedChats/{deletedChat-id}/undoDelete": undo_delete,
     "GET /me": get_user,
     "GET /users/{user-id}": get_user,
+    "GET /organization": list_organization,
 }
 
 

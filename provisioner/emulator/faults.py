@@ -55,6 +55,10 @@ class FaultRule:
         return not (self.chat_type and self.chat_type != chat_type)
 
 
+#: The longest latency fault (ms): ten minutes, longer than any client waits.
+MAX_FAULT_MS = 600_000
+
+
 def parse_fault(spec: str) -> FaultRule:
     """Parse ``KIND=RATE[,key=value...]`` (see the module docstring)."""
     head, *options = [part.strip() for part in spec.split(",")]
@@ -88,9 +92,13 @@ def parse_fault(spec: str) -> FaultRule:
         raise EmulatorError(f"invalid fault {spec!r}: chat-type must be oneOnOne or group")
     ms = 1000
     if "ms" in fields:
-        if kind != "latency" or not fields["ms"].isdigit():
-            raise EmulatorError(f"invalid fault {spec!r}: ms=N (an integer) is for latency only")
-        ms = int(fields["ms"])
+        text = fields["ms"]
+        if kind != "latency" or not text.isdigit() or len(text) > 9 or int(text) > MAX_FAULT_MS:
+            raise EmulatorError(
+                f"invalid fault {spec!r}: ms=N (an integer, 0 to {MAX_FAULT_MS}) is for "
+                "latency only"
+            )
+        ms = int(text)
     return FaultRule(kind, rate, method, fields.get("path") or None, chat_type, ms)
 
 

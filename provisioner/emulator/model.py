@@ -76,6 +76,10 @@ class ChatView:
     seq: int = 0
     listed_at: float = 0.0  # List chats shows the chat from then on (epoch seconds)
     departed: tuple[MemberView, ...] = ()  # removed, but still listed until their unlisted_at
+    # Issue 24: (installation id, catalog app id) of each installed app, and each tab as
+    # (tab id, display name, app id, entityId, contentUrl, websiteUrl, removeUrl).
+    apps: tuple[tuple[str, str], ...] = ()
+    tabs: tuple[tuple[str | None, ...], ...] = ()
 
     @property
     def is_deleted(self) -> bool:
@@ -125,4 +129,6 @@ class ChatView:
     def from_record(cls, rec: dict[str, Any]) -> ChatView:
         members = tuple(MemberView.from_record(m) for m in rec["members"])
         departed = tuple(MemberView.from_record(m) for m in rec.get("departed", ()))
-        return cls(**{**rec, "members": members, "departed": departed})
+        apps = tuple(tuple(a) for a in rec.get("apps", ()))
+        tabs = tuple(tuple(x) for x in rec.get("tabs", ()))
+        return cls(**{**rec, "members": members, "departed": departed, "apps": apps, "tabs": tabs})

@@ -2,9 +2,9 @@
 
 Paths are the ones the docs list (``chat-post.md``, ``chat-get.md``, ``chat-patch.md``,
 ``chat-delete.md``, ``chat-list.md``, ``chat-list-members.md``, ``chat-post-members.md``,
-``chat-delete-members.md``, ``user-get.md``, ``json-batching.md``, ``deletedchat-get.md``,
-``deletedchat-undodelete.md``). Segments are
-percent-decoded, so chat ids may be sent raw (``19:...@thread.v2``) or encoded (``19%3A...``).
+``chat-delete-members.md``, ``user-get.md``, ``organization-list.md``, ``json-batching.md``,
+``deletedchat-get.md``, ``deletedchat-undodelete.md``). Segments are percent-decoded, so chat
+ids may be sent raw (``19:...@thread.v2``) or encoded (``19%3A...``).
 ``users('x')`` is accepted as well as ``users/x`` (``user-get.md`` documents both forms).
 """
 
@@ -27,11 +27,17 @@ TEMPLATES = (
     "/me/chats",
     "/me/chats/{chat-id}",
     "/me/chats/{chat-id}/members",
+    "/organization",
     "/users/{user-id}",
     "/users/{user-id}/chats",
     "/users/{user-id}/chats/{chat-id}",
     "/users/{user-id}/chats/{chat-id}/members",
     "/teamwork/deletedChats/{deletedChat-id}",
+    "/chats/{chat-id}/installedApps",
+    "/chats/{chat-id}/installedApps/{teamsAppInstallation-id}",
+    "/chats/{chat-id}/tabs",
+    "/chats/{chat-id}/tabs/{teamsTab-id}",
+    "/appCatalogs/teamsApps",
     "/teamwork/deletedChats/{deletedChat-id}/undoDelete",
 )
 _SPLIT = [tuple(tpl.strip("/").split("/")) for tpl in TEMPLATES]
@@ -45,6 +51,10 @@ METHODS: dict[str, tuple[str, ...]] = {
     "/chats/{chat-id}/members": ("GET", "POST"),
     "/chats/{chat-id}/members/{membership-id}": ("GET", "DELETE"),
     "/teamwork/deletedChats/{deletedChat-id}/undoDelete": ("POST",),
+    "/chats/{chat-id}/installedApps": ("GET", "POST"),
+    "/chats/{chat-id}/installedApps/{teamsAppInstallation-id}": ("DELETE",),
+    "/chats/{chat-id}/tabs": ("GET", "POST"),
+    "/chats/{chat-id}/tabs/{teamsTab-id}": ("PATCH", "DELETE"),
 }
 
 
@@ -114,8 +124,10 @@ def demands(m: Match, tenant_key: str, user_key: str | None) -> list[t.Demand]:
     tpl, method = m.template, m.method
     if tpl == "/$batch":
         return []  # json-batching.md: items "are evaluated individually" against the limits
-    if tpl in ("/me", "/users/{user-id}"):
+    if tpl in ("/me", "/users/{user-id}", "/organization"):
         return [(t.IDENTITY, tenant_key)]
+    if tpl == "/appCatalogs/teamsApps":
+        return [(t.TEAMS_READ, tenant_key)]
     if tpl.startswith("/teamwork/deletedChats"):
         # No published limit of their own: counted as Teams reads and writes, and a restore
         # at the pace of the delete it undoes (chat-delete.md: one per second per tenant).
@@ -137,6 +149,6 @@ def demands(m: Match, tenant_key: str, user_key: str | None) -> list[t.Demand]:
         ]
     if method == "GET":
         return [(t.TEAMS_READ, tenant_key), (t.PER_CHAT, chat)]
-    if method == "DELETE":
+    if method == "DELETE" and tpl == "/chats/{chat-id}":
         return [(t.TEAMS_WRITE, tenant_key), (t.PER_CHAT, chat), (t.CHAT_DELETE, tenant_key)]
     return [(t.TEAMS_WRITE, tenant_key), (t.PER_CHAT, chat)]

@@ -42,6 +42,8 @@ DelayArg = float | tuple[float, float]
 #: trusts a list right after a write is caught in every run; soaks use up to 30 s.
 DEFAULT_LIST_DELAY = (1.0, 4.0)
 MAX_LIST_DELAY_S = 3600.0
+#: The longest latency added to a request (ms): a minute, past any client's patience.
+MAX_LATENCY_MS = 60_000.0
 SIGN_INS = ("application", "delegated")
 
 
@@ -68,6 +70,8 @@ class EmulatorServer:
         list_delay_s: DelayArg = DEFAULT_LIST_DELAY,
         invent_users: bool = False,
         sign_in: str = "application",
+        clock_offset_s: float = 0.0,
+        chat_filters: Sequence[str] = ("chatType", "topic"),
     ) -> None:
         self.host = host
         self.port = port
@@ -89,6 +93,8 @@ class EmulatorServer:
         self._store = Store(data_path) if data_path is not None else None
         self.tenant = self._open_tenant(directory, tenant_id, stream("ids"))
         self.tenant.list_delay = _delay_range(list_delay_s)
+        self.tenant.clock_offset_s = _clock_offset(clock_offset_s)
+        self.tenant.chat_filters = frozenset(chat_filters)
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME
@@ -226,6 +232,18 @@ def _fault_retry_after(given: float | None, scale: float | None) -> float:
     return given if given is not None else 1.0 / (scale or 1.0)
 
 
+#: How far the emulated Graph's clock may be set off the host's (a year).
+MAX_CLOCK_OFFSET_S = 366 * 86400.0
+
+
+def _clock_offset(value: float) -> float:
+    if not isinstance(value, (int, float)) or not abs(value) <= MAX_CLOCK_OFFSET_S:
+        raise EmulatorError(
+            f"invalid clock offset {value!r}: expected seconds within +-{MAX_CLOCK_OFFSET_S:.0f}"
+        )
+    return float(value)
+
+
 def _check_sign_in(sign_in: str) -> None:
     if sign_in not in SIGN_INS:
         raise EmulatorError(f"invalid sign-in {sign_in!r}: expected one of {SIGN_INS}")
@@ -258,14 +276,20 @@ def parse_latency(text: str) -> LatencyArg:
     """``N`` or ``LO-HI`` milliseconds (the ``--latency-ms`` option)."""
     lo, sep, hi = text.partition("-")
     try:
-        return (float(lo), float(hi)) if sep else float(lo)
-    except ValueError:
-        raise EmulatorError(f"invalid latency {text!r}: expected N or LO-HI milliseconds") from None
+        value: LatencyArg = (float(lo), float(hi)) if sep else float(lo)
+        _parse_latency(value)
+    except (ValueError, EmulatorError):
+        raise EmulatorError(
+            f"invalid latency {text!r}: expected N or LO-HI milliseconds, "
+            f"0 <= LO <= HI <= {MAX_LATENCY_MS:g}"
+        ) from None
+    return value
 
 
 def _parse_latency(value: LatencyArg) -> tuple[float, float] | None:
     lo, hi = (value, value) if isinstance(value, (int, float)) else value
-    if not (0 <= lo <= hi):
+    # Bounded: an infinite latency is a server that never answers (faults do that on purpose).
+    if not (0 <= lo <= hi <= MAX_LATENCY_MS):
         raise EmulatorError(f"invalid latency {value!r}: expected N or (LO, HI) milliseconds")
     return None if hi == 0 else (float(lo), float(hi))
 

@@ -100,7 +100,13 @@ class Tenant:
         self.lock = threading.RLock()
         self._rng = rng
         self._store = store
-        self._clock = clock
+        self._base_clock = clock
+        # Seconds Graph's clock is off the host's (issue 20: a host clock minutes ahead or
+        # behind Graph's, or one that jumps between runs). Settable while the emulator runs.
+        self.clock_offset_s = 0.0
+        # The properties List chats accepts a ``$filter`` on. chat-list.md documents none, so
+        # tests can make the emulator refuse them (400) as a Graph may (issue 20).
+        self.chat_filters: frozenset[str] = frozenset({"chatType", "topic"})
         self._chats: dict[str, ChatView] = {}
         self._pairs: dict[frozenset[str], str] = {}  # oneOnOne member pair -> chat id
         self._seq = 0
@@ -128,6 +134,15 @@ class Tenant:
             if self._store.needs_compaction:
                 self.compact()
         return chat
+
+    def random_bits(self, n: int) -> int:
+        """Random bits from the tenant's seeded stream (ids of installations and tabs)."""
+        with self.lock:
+            return self._rng.getrandbits(n)
+
+    def commit(self, chat: ChatView) -> ChatView:
+        """Record a changed chat (call under ``lock``): for the handlers of other modules."""
+        return self._commit(chat)
 
     def persist_user(self, user: User) -> None:
         with self.lock:
@@ -204,6 +219,9 @@ class Tenant:
         return [g for g in groups.values() if len(g) > 1]
 
     # -- operations ----------------------------------------------------------------------
+    def _clock(self) -> float:
+        return self._base_clock() + self.clock_offset_s
+
     def _now(self) -> str:
         return graph_time(self._clock())
 

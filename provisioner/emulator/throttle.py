@@ -55,6 +55,10 @@ IDENTITY = Rule("identity", 3500, 10.0)
 Demand = tuple[Rule, str]  # a rule and the key of its bucket (tenant, chat id, user id)
 
 
+MIN_SCALE = 0.001
+MAX_SCALE = 1000.0
+
+
 def parse_limits(value: str | float | None) -> float | None:
     """``documented`` -> 1.0, ``off`` -> None (no throttling), ``xN`` (or a number) -> N."""
     if value is None:
@@ -74,8 +78,12 @@ def parse_limits(value: str | float | None) -> float | None:
             raise EmulatorError(
                 f"invalid limits {value!r}: expected 'documented', 'off' or xN (e.g. x10)"
             ) from None
-    if not scale > 0 or scale == float("inf"):
-        raise EmulatorError(f"invalid limits {value!r}: the scale factor must be positive")
+    # x0.001 makes Teams' 1 rps per chat one request per 17 min; x1000 is past any test.
+    if not MIN_SCALE <= scale <= MAX_SCALE:  # NaN too
+        raise EmulatorError(
+            f"invalid limits {value!r}: the scale factor must be from {MIN_SCALE:g} to "
+            f"{MAX_SCALE:g}"
+        )
     return scale
 
 

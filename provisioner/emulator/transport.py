@@ -61,6 +61,12 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "provision-emulator"
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header on the tenant's clock, as createdDateTime is (the client reads
+        # Graph's time from it: graph/clock.py).
+        now = self.server.owner.api.tenant.now() if timestamp is None else timestamp
+        return super().date_time_string(now)
+
     def setup(self) -> None:
         super().setup()
         self.server.owner.api.tenant.count("connections_total")

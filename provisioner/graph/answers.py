@@ -12,6 +12,7 @@ from typing import Any
 
 from provisioner.graph.errors import AmbiguousOutcome, GraphError
 from provisioner.graph.transport import Response
+from provisioner.models import GUID_RE
 
 #: Pages followed for one collection at most (50 chats a page: 500,000 chats).
 MAX_PAGES = 10_000
@@ -65,3 +66,14 @@ def next_page(body: dict[str, Any], seen: set[str], path: str) -> str | None:
         )
     seen.add(link)
     return link
+
+
+def organization_id(body: dict[str, Any]) -> str | None:
+    """The tenant id in a ``GET /organization`` answer (organization-list.md: a collection
+    holding the signed-in tenant's organization, whose ``id`` is the tenant id). None unless
+    exactly one organization with a GUID id is listed: anything else is no evidence."""
+    items = body.get("value")
+    if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+        return None
+    tenant = items[0].get("id")
+    return tenant.lower() if isinstance(tenant, str) and GUID_RE.match(tenant) else None

@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from provisioner.graph.errors import GraphError
+from provisioner.graph.errors import GraphError, ThrottledError
 from provisioner.graph.pacing import Scope, backoff_delay
-from provisioner.graph.retry import parse_retry_after
+from provisioner.graph.retry import parse_retry_after, wait_too_long
 from provisioner.graph.routes import route_for
+from provisioner.redact import redact, redact_data
 
 if TYPE_CHECKING:  # the transport imports requests; shaping a batch does not need it
     from provisioner.graph.transport import Response
@@ -69,6 +70,20 @@ class Throttled:
         """Its own ``Retry-After``, or a first backoff step without one."""
         return self.retry_after if self.retry_after is not None else backoff_delay(0, rand=rand)
 
+    def too_long(self, allowed: float) -> ThrottledError | None:
+        """The error of an item told to wait longer than a request waits (``allowed``), as
+        the send loop raises it for a request of its own; None when it may wait. Waiting
+        would hold the whole batch, and the command reading it, for that long (issue 20)."""
+        if self.retry_after is None or self.retry_after <= allowed:
+            return None
+        return ThrottledError(
+            "Too Many Requests",
+            status=self.status,
+            method=str(self.item["method"]).upper(),
+            path=str(self.item["url"]),
+            hint=wait_too_long(self.retry_after, allowed),
+        )
+
 
 def sort_answers(
     chunk: Sequence[Mapping[str, Any]], response: Response, *, now: float
@@ -99,7 +114,7 @@ def sort_answers(
         status = _status(answer) or 0
         raw_headers = answer.get("headers")
         headers = (
-            {str(k): str(v) for k, v in raw_headers.items()}
+            {str(k): redact(str(v)) for k, v in raw_headers.items()}
             if isinstance(raw_headers, dict)
             else {}
         )
@@ -119,11 +134,13 @@ def item_scopes(item: Mapping[str, Any]) -> tuple[Scope, ...]:
 
 def item_result(item: Mapping[str, Any], answer: Mapping[str, Any]) -> dict[str, Any]:
     headers = answer.get("headers")
+    status = _status(answer) or 0
     return {
         "id": item["id"],
-        "status": _status(answer) or 0,
-        "headers": headers if isinstance(headers, dict) else {},
-        "body": answer.get("body"),
+        "status": status,
+        "headers": redact_data(headers) if isinstance(headers, dict) else {},
+        # An error item's body feeds error messages, as a request's own answer does.
+        "body": redact_data(answer.get("body")) if status >= 300 else answer.get("body"),
     }
 
 

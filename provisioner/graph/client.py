@@ -13,6 +13,7 @@ The bearer token is never logged and never part of an exception.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -20,6 +21,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -27,7 +29,8 @@ import requests
 
 from provisioner import __version__
 from provisioner.graph import batch as batching
-from provisioner.graph.answers import checked_chat, next_page
+from provisioner.graph.answers import checked_chat, next_page, organization_id
+from provisioner.graph.clock import GraphClock
 from provisioner.graph.errors import (
     GraphError,
 )
@@ -63,12 +66,14 @@ from provisioner.graph.transport import (
     request_headers,
     response_from,
 )
+from provisioner.redact import remember
 from provisioner.signin.chooser import Credential, validate_graph_url
 from provisioner.signin.claims import signed_in_user, tenant_of_token
 
 log = logging.getLogger("provision.graph")
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
+_ONCE = Limits(max_retries=0, max_connect_retries=0, max_retry_after=0.0)  # no retry at all
 
 
 class GraphClient:
@@ -111,6 +116,7 @@ class GraphClient:
         self._user_agent = user_agent
         self._on_event = on_event
         self._clock = pacer.clock if pacer is not None else clock
+        self._graph_clock = GraphClock(self._clock)
         self._wallclock = wallclock
         self._sleep = sleep
         self._rand = rand
@@ -136,6 +142,24 @@ class GraphClient:
         does not say (an opaque token, the emulator's). Gets a token: signs in if needed."""
         return tenant_of_token(self._credential.get_token())
 
+    def graph_now(self) -> datetime | None:
+        """Graph's time (`provisioner.graph.clock`): its last ``Date``, carried forward. With
+        no answer yet, ``GET /organization`` is sent (any answer, a 403 too, has a ``Date``)."""
+        return self._graph_clock.now(ask=self._ask_time)
+
+    def _ask_time(self) -> None:
+        # One attempt: any answer tells the time, and a Graph that answers nothing now will
+        # fail the real call with its own error.
+        with contextlib.suppress(GraphError):
+            self.request("GET", "/organization", params={"$select": "id"}, limits=_ONCE)
+
+    def organization_tenant(self) -> str | None:
+        """The tenant Graph says this client acts in, for tokens without ``tid``: ``GET
+        /organization`` (organization-list.md: the tenant's organization, ``id`` = tenant id;
+        Directory.Read.All, or User.Read delegated). Graph's errors raise."""
+        body = self._json(self.request("GET", "/organization", params={"$select": "id"}))
+        return organization_id(body)
+
     # -- endpoints -----------------------------------------------------------------------------
 
     def create_chat(self, body: Mapping[str, Any], *, idempotent: bool) -> dict[str, Any]:
@@ -156,6 +180,10 @@ class GraphClient:
         return self._json(
             self.request("PATCH", chat_path(chat_id), json={"topic": topic}, idempotent=True)
         )
+
+    def pages(self, path: str, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every item of a collection (``@odata.nextLink`` followed, see ``_pages``)."""
+        return list(self._pages(path, params))
 
     def list_members(self, chat_id: str) -> list[dict[str, Any]]:
         return list(self._pages(f"{chat_path(chat_id)}/members", None))
@@ -221,6 +249,7 @@ class GraphClient:
         idempotent: bool | None = None,
         scopes: Sequence[Scope] | None = None,
         not_before: float | None = None,
+        limits: Limits | None = None,
     ) -> Response:
         """One Graph call with pacing and the retry policy of `provisioner.graph.retry`.
 
@@ -238,9 +267,9 @@ class GraphClient:
             response, outcome, client_request_id = self._send(
                 call, url, rel, params, json, state.attempts
             )
-            decision, next_state = decide(call, state, outcome, self._limits)
+            decision, next_state = decide(call, state, outcome, limits or self._limits)
             if isinstance(outcome, Answer) and is_throttled(outcome.status, outcome.retry_after):
-                self._throttled(wanted, outcome.retry_after, sent_at)
+                self._throttled(wanted, self._imposed(outcome.retry_after), sent_at)
             if isinstance(decision, Return):
                 assert response is not None  # the policy returns only what Graph answered
                 if decision.deleted:
@@ -271,6 +300,7 @@ class GraphClient:
         the attempt's client-request-id."""
         client_request_id = str(uuid.uuid4())
         token = self._credential.get_token()
+        remember(token)  # whatever echoes it later (a header, an error) is redacted
         headers = request_headers(token, client_request_id, self._user_agent)
         started = self._clock()
         raw = fetch(
@@ -286,6 +316,7 @@ class GraphClient:
             return None, failure, client_request_id
         elapsed = self._clock() - started
         response = response_from(raw, client_request_id, attempts, token=token)
+        self._graph_clock.observe(response.headers.get("Date"))
         status = response.status
         log.log(
             logging.DEBUG if status < 400 else logging.INFO,
@@ -332,6 +363,13 @@ class GraphClient:
             now = self._clock()
         return now
 
+    def _imposed(self, retry_after: float | None) -> float | None:
+        """The ``Retry-After`` the pacer may impose on the other requests: none from an answer
+        whose request fails for it (longer than a request waits); the pacer caps the rest."""
+        if retry_after is not None and retry_after > self._limits.max_retry_after:
+            return None
+        return retry_after
+
     def _throttled(self, scopes: Sequence[Scope], retry_after: float | None, at: float) -> None:
         """Tell the pacer, so the whole scope slows down, not just this request."""
         if self._pacer is not None:
@@ -374,7 +412,11 @@ class GraphClient:
         for t in throttled:
             # All of them count from this answer (one congestion event for the pacer), so
             # several throttled items cost one Retry-After, not one each in turn.
-            self._throttled(batching.item_scopes(t.item), t.retry_after, answered)
+            self._throttled(batching.item_scopes(t.item), self._imposed(t.retry_after), answered)
+            refused = t.too_long(self._limits.max_retry_after)
+            if refused is not None:  # fails now, as a request of its own would; the rest go on
+                results[t.item["id"]] = batching.item_result(t.item, batching.error_answer(refused))
+                continue
             delay = t.delay(self._rand)
             self._emit("throttled", method=t.item["method"], path=t.item["url"], status=t.status,
                        delay=delay)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioner.errors import ProvisionError
+from provisioner.redact import redact
 
 
 class GraphError(ProvisionError):
@@ -24,14 +25,16 @@ class GraphError(ProvisionError):
         date: str = "",
         hint: str | None = None,
     ) -> None:
+        # Every field comes from an answer that may echo the request (a request-id header
+        # quoting the Authorization header): redacted before it reaches any report.
         self.status = status
-        self.code = code
-        self.graph_message = message
+        self.code = redact(code)
+        self.graph_message = redact(message)
         self.method = method
-        self.path = path
-        self.request_id = request_id
-        self.client_request_id = client_request_id
-        self.date = date
+        self.path = redact(path)
+        self.request_id = redact(request_id)
+        self.client_request_id = redact(client_request_id)
+        self.date = redact(date)
         super().__init__(self._describe(), hint=hint)
 
     def _describe(self) -> str:

@@ -16,10 +16,11 @@ go only when all of its scopes allow it. The documented Teams numbers are in
 
 The documented rate is only an upper bound: another app in the same tenant, or a limit the
 docs do not list, can make the real one lower. So each scope adapts (AIMD): a 429 pauses the
-whole scope until its ``Retry-After`` has passed and cuts the scope's rate (multiplicative
-decrease, once per congestion event rather than once per 429, since the requests already in
-flight when we react were sent at the old rate); the rate then climbs back, quickly up to just
-below the rate that last failed, then slowly (additive increase) up to the documented rate.
+whole scope until its ``Retry-After`` has passed (`MAX_PAUSE` at most) and cuts the scope's
+rate (multiplicative decrease, once per congestion event rather than once per 429, since the
+requests already in flight when we react were sent at the old rate); the rate then climbs
+back, quickly up to just below the rate that last failed, then slowly (additive increase) up
+to the documented rate.
 
 Rate limiting is a GCRA ("virtual scheduling" token bucket): a scope at rate ``r`` admits one
 request every ``1/r`` seconds, with a tolerance of ``slack/r`` so that a thread waking a few
@@ -45,6 +46,16 @@ CHAT = "chat"
 CHAT_MEMBERS = "chat-members"
 USER_CHATS = "user-chats"
 DIRECTORY_READ = "directory-read"
+TENANT_TABS = "tenant-tabs"
+
+#: The longest one answer's ``Retry-After`` pauses a scope, i.e. every request sharing it
+#: (issue 20: one 429 with ``Retry-After: 99999`` froze every write of a run for a day).
+#: Graph's Retry-After values are reported at 10-20 s, SharePoint's up to 300 s
+#: (learn.microsoft.com/answers/questions/648796); two minutes covers Graph's own, and a
+#: longer pause is left to each request: its own wait is capped by the client
+#: (``retry.Limits.max_retry_after``), and a request told to wait longer fails on its own.
+#: The others learn the real wait from their own answers, at the cost of one request each.
+MAX_PAUSE = 120.0
 
 #: Kinds whose rate ``--max-rps`` overrides: the per-tenant request rates a user can know better
 #: than the docs (a tenant shared with other apps, an emulator with scaled limits).
@@ -85,6 +96,15 @@ DOCUMENTED_LIMITS: Mapping[str, Limit] = {
         5.0,
         "includes/throttling-teams.md: five requests per second per user for List chats / Get chat",
     ),
+    TENANT_TABS: Limit(
+        # includes/throttling-teams.md gives "POST/PUT channel, tab, installedApps" 30 rps per
+        # app per tenant, but tab POSTs were observed throttled at about 5 rps
+        # (microsoft-graph-docs-contrib#3192); tab writes stay under that, and adapt further
+        # on a 429 as every scope does.
+        4.0,
+        "includes/throttling-teams.md (30 rps) and microsoft-graph-docs-contrib#3192: tab "
+        "POSTs throttled at ~5 rps",
+    ),
     DIRECTORY_READ: Limit(
         # The smallest tenant size (S) of the identity limits: 3,500 resource units per 10 s
         # per app+tenant pair; GET user costs 1 unit.
@@ -111,10 +131,12 @@ class _Bucket:
 
     __slots__ = (
         "ceiling",
+        "credit",
         "event_bad",
         "event_from",
         "event_ok",
         "event_rate",
+        "landed",
         "last_decrease",
         "max_rate",
         "min_rate",
@@ -125,11 +147,14 @@ class _Bucket:
         "updated",
     )
 
-    def __init__(self, max_rate: float, now: float, floor: float) -> None:
+    def __init__(self, max_rate: float, now: float, floor: float, credit: float = 0.0) -> None:
         self.max_rate = max_rate
         self.min_rate = max_rate * floor
         self.rate = max_rate
         self.ceiling = max_rate
+        # Requests that may go at once, beyond the schedule: the part of Graph's full token
+        # bucket a run may assume at its start (`Pacer` ``burst``). Spent once, never refilled.
+        self.credit = credit
         self.tat = -math.inf  # theoretical arrival time of the next request
         self.paused_until = -math.inf
         self.last_decrease = -math.inf
@@ -141,6 +166,7 @@ class _Bucket:
         self.event_rate = max_rate
         self.event_ok = 0
         self.event_bad = 0
+        self.landed = math.inf  # the rate set by the last decrease
 
     def in_event(self, sent_at: float) -> bool:
         return self.event_from < sent_at < self.last_decrease
@@ -165,10 +191,16 @@ class Pacer:
 
     The estimate is the rate that failed times the share of the requests in flight at that
     moment that Graph still accepted (they reached a saturated server); with fewer than three
-    such answers it is the rate that failed. The defaults were tuned with the closed-loop
-    simulation in ``tests/graph/test_pacing.py`` (16 workers, 150-300 ms round trips, server token
-    bucket with Retry-After): at the documented limit >= 0.98 of it with no 429; at half of
-    it, unannounced, 0.88-1.0 of the real limit with 1.3-3 % of requests answered 429.
+    such answers it is the rate that failed.
+
+    ``burst`` (seconds of the documented rate) is what a new scope may send at once: Graph's
+    token buckets are full when a run starts, so ramping into the rate would waste most of a
+    second of a 10-second run (issue 26). A 429 ends it. The defaults were tuned with the
+    closed-loop simulation in ``tests/graph/test_pacing.py`` (32 workers, 150-300 or 400 ms
+    round trips, a server bucket of one second of the documented rate that counts throttled
+    requests, Retry-After): at the documented limit >= 0.95 of it with no 429; at half of
+    it, unannounced, >= 0.90 of the real limit with about 4 % of requests answered 429
+    (the ones in flight when the first 429 comes back).
     """
 
     def __init__(
@@ -179,17 +211,22 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         decrease: float = 0.7,
+        first_decrease: float = 0.45,
         fast_recovery: float = 0.25,
         approach: float = 0.9,
-        probe: float = 0.005,
+        probe: float = 0.003,
         floor: float = 0.05,
         slack: float = 0.25,
         max_slack: float = 0.02,
+        max_pause: float = MAX_PAUSE,
+        burst: float = 0.8,
     ) -> None:
         if max_rps is not None and not max_rps > 0:
             raise ValueError("max_rps must be a positive number")
-        if not 0 < decrease < 1:
+        if not (0 < decrease < 1 and 0 < first_decrease < 1):
             raise ValueError("decrease must be between 0 and 1")
+        if not 0 <= burst <= 1:
+            raise ValueError("burst must be between 0 and 1 (seconds of the documented rate)")
         rates = {kind: limit.rate for kind, limit in DOCUMENTED_LIMITS.items()}
         rates.update(limits or {})
         if max_rps is not None:
@@ -199,12 +236,16 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._decrease = decrease
+        self._first_decrease = first_decrease
         self._fast = fast_recovery
         self._approach = approach
         self._probe = probe
         self._floor = floor
         self._slack = slack
         self._max_slack = max_slack
+        self._max_pause = max_pause
+        self._burst = burst
+        self._near = 1.25
         self._lock = threading.Lock()
         self._buckets: dict[Scope, _Bucket] = {}
 
@@ -226,15 +267,28 @@ class Pacer:
             for scope, n in cost.items():
                 bucket = self._bucket(scope, now)
                 interval = 1.0 / bucket.rate
-                # Conformant once the virtual schedule is at most a small tolerance ahead of
-                # real time, so a thread that wakes a little late costs no throughput.
-                tolerance = min(self._slack * interval, self._max_slack)
-                ready = max(ready, bucket.paused_until, bucket.tat - tolerance)
+                ready = max(ready, bucket.paused_until)
+                if n > bucket.credit:
+                    # Conformant once the virtual schedule is at most a small tolerance ahead
+                    # of real time, so a thread that wakes a little late costs no throughput.
+                    # A request of several slots (a $batch) waits for its last one: Graph
+                    # counts all its items when it arrives (json-batching.md), so going at
+                    # the first slot would spend n - 1 slots early, beyond the bucket's burst.
+                    tolerance = min(self._slack * interval, self._max_slack)
+                    last = bucket.tat + (n - bucket.credit - 1) * interval
+                    ready = max(ready, last - tolerance)
                 buckets.append((bucket, n, interval))
             if ready > now:
                 return ready - now
             for bucket, n, interval in buckets:
-                bucket.tat = max(bucket.tat, now) + n * interval
+                spent = min(bucket.credit, float(n))
+                bucket.credit -= spent
+                if n > spent:
+                    # The slots run from the schedule up to now (the last one is due now);
+                    # a scope's first request starts its schedule (its burst is the credit).
+                    slots = n - spent
+                    start = now if bucket.tat == -math.inf else now - (slots - 1) * interval
+                    bucket.tat = max(bucket.tat, start) + slots * interval
             return 0.0
 
     def delay(self, scopes: Iterable[Scope]) -> float:
@@ -247,8 +301,10 @@ class Pacer:
             ready = -math.inf
             for scope in set(scopes):
                 bucket = self._bucket(scope, now)
-                tolerance = min(self._slack / bucket.rate, self._max_slack)
-                ready = max(ready, bucket.paused_until, bucket.tat - tolerance)
+                ready = max(ready, bucket.paused_until)
+                if bucket.credit < 1:
+                    tolerance = min(self._slack / bucket.rate, self._max_slack)
+                    ready = max(ready, bucket.tat - tolerance)
             return max(0.0, ready - now)
 
     def acquire(self, scopes: Iterable[Scope], *, not_before: float = -math.inf) -> float:
@@ -273,10 +329,13 @@ class Pacer:
             for scope in set(scopes):
                 bucket = self._bucket(scope, now)
                 bucket.throttled += 1
+                bucket.credit = 0.0  # Graph's bucket is empty: no burst left to assume
                 if retry_after is not None and retry_after > 0:
                     # Graph keeps counting while a client is throttled; waiting out
-                    # Retry-After is the fastest way back (concepts/throttling.md).
-                    bucket.paused_until = max(bucket.paused_until, now + retry_after)
+                    # Retry-After is the fastest way back (concepts/throttling.md). One
+                    # answer pauses the others for MAX_PAUSE at most (see there).
+                    pause = min(retry_after, self._max_pause)
+                    bucket.paused_until = max(bucket.paused_until, now + pause)
                     bucket.tat = max(bucket.tat, bucket.paused_until)
                 if sent_at >= bucket.last_decrease:
                     # One decrease per congestion event: requests sent before the previous
@@ -286,7 +345,7 @@ class Pacer:
                     bucket.event_ok = 0
                     bucket.event_bad = 0  # the sample starts after the request that failed
                     bucket.ceiling = bucket.rate
-                    bucket.rate = max(bucket.min_rate, bucket.rate * self._decrease)
+                    bucket.rate = bucket.landed = max(bucket.min_rate, self._decreased(bucket))
                     bucket.last_decrease = now
                     bucket.updated = max(now, bucket.paused_until)
                 elif bucket.in_event(sent_at):
@@ -328,10 +387,35 @@ class Pacer:
                 raise KeyError(f"no rate limit known for scope kind {scope.kind!r}")
             if len(self._buckets) > 10_000:
                 self._evict(now)
-            bucket = self._buckets[scope] = _Bucket(self._rates[scope.kind], now, self._floor)
+            rate = self._rates[scope.kind]
+            credit = self._credit(scope.kind, rate)
+            bucket = self._buckets[scope] = _Bucket(rate, now, self._floor, credit)
         else:
             self._recover(bucket, now)
         return bucket
+
+    def _decreased(self, bucket: _Bucket) -> float:
+        """The rate after a congestion event.
+
+        The first 429 of a scope says only that the real limit is below the documented one,
+        maybe far below (another app in the tenant): ``first_decrease`` lands under half of
+        it at once, rather than in several steps that each cost a round trip of 429s. Later
+        events happen near a limit already found: probing just above the rate the last event
+        landed on puts the limit between the two, so back to just under that landing; else
+        the usual ``decrease``."""
+        if bucket.landed == math.inf:
+            return bucket.rate * self._first_decrease
+        if bucket.rate <= self._near * bucket.landed:
+            return min(bucket.rate, bucket.landed) * 0.95
+        return bucket.rate * self._decrease
+
+    def _credit(self, kind: str, rate: float) -> float:
+        """The requests a new scope may send at once: ``burst`` seconds of its rate, less the
+        one its schedule admits anyway; none for scopes of one request at a time (a chat).
+        Never more than the documented rate gives: a faster rate (``--max-rps``, a scaled
+        emulator) says nothing about a bigger bucket."""
+        documented = DOCUMENTED_LIMITS[kind].rate if kind in DOCUMENTED_LIMITS else rate
+        return float(max(0, math.floor(min(rate, documented) * self._burst) - 1))
 
     def _recover(self, bucket: _Bucket, now: float) -> None:
         """Raise the rate for the time elapsed since the last update (not counting pauses)."""

@@ -60,6 +60,7 @@ __all__ = [
     "decide",
     "is_throttled",
     "parse_retry_after",
+    "wait_too_long",
 ]
 
 MAX_TOKEN_REFRESHES = 3  # new tokens tried in a row after 401s (each refused token once)
@@ -92,6 +93,15 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
+
+
+def wait_too_long(wait: float, allowed: float) -> str:
+    """The hint of a request Graph told to wait longer than a request waits (it fails; the
+    run's other requests go on, see ``pacing.MAX_PAUSE``)."""
+    return (
+        f"Graph asked to wait {wait:.0f}s before retrying, more than the {allowed:.0f}s allowed "
+        "for one request; only this request failed. Try again later"
+    )
 
 
 def is_throttled(status: int, retry_after: float | None) -> bool:
@@ -286,11 +296,7 @@ def _throttled(state: RetryState, answer: Answer, limits: Limits) -> tuple[Decis
     state = replace(state, retries=state.retries + 1)
     wait = answer.retry_after
     if wait is not None and wait > limits.max_retry_after:
-        hint = (
-            f"Graph asked to wait {wait:.0f}s before retrying, more than the "
-            f"{limits.max_retry_after:.0f}s allowed; try again later"
-        )
-        return Raise(ThrottledError, hint), state
+        return Raise(ThrottledError, wait_too_long(wait, limits.max_retry_after)), state
     if state.retries > limits.max_retries:
         hint = (
             f"still throttled after {limits.max_retries} retries; another app may be using "

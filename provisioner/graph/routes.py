@@ -18,6 +18,7 @@ from provisioner.graph.pacing import (
     DIRECTORY_READ,
     TENANT_DELETE,
     TENANT_READ,
+    TENANT_TABS,
     TENANT_WRITE,
     USER_CHATS,
     Scope,
@@ -55,6 +56,55 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
             (Scope(TENANT_WRITE), Scope(TENANT_DELETE), Scope(CHAT, m["chat"])),
             "Chat.ManageDeletion.All",
         ),
+    ),
+    # Issue 24: apps in a chat (chat-*-installedapps.md) and tabs (chat-*-tabs.md). Tab
+    # writes also count against TENANT_TABS, a conservative pace (see graph/pacing.py).
+    (
+        "GET",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/installedApps(/[^/]+)?/?$"),
+        lambda m: Route(
+            (Scope(TENANT_READ), Scope(CHAT, m["chat"])),
+            "TeamsAppInstallation.ReadForChat.All (or TeamsAppInstallation.ReadWriteForChat.All)",
+        ),
+    ),
+    (
+        "POST|DELETE",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/installedApps(/[^/]+)?/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(CHAT, m["chat"])),
+            "TeamsAppInstallation.ReadWriteForChat.All (TeamsAppInstallation."
+            "ReadWriteAndConsentForChat.All for an app with resource-specific consent)",
+        ),
+    ),
+    (
+        "GET",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/tabs(/[^/]+)?/?$"),
+        lambda m: Route(
+            (Scope(TENANT_READ), Scope(CHAT, m["chat"])),
+            "TeamsTab.Read.All (or TeamsTab.ReadWriteForChat.All)",
+        ),
+    ),
+    (
+        "POST",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/tabs/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(TENANT_TABS), Scope(CHAT, m["chat"])),
+            "TeamsTab.Create (or TeamsTab.ReadWriteForChat.All)",
+        ),
+    ),
+    (
+        "PATCH|DELETE",
+        re.compile(r"^/chats/(?P<chat>[^/]+)/tabs/[^/]+/?$"),
+        lambda m: Route(
+            (Scope(TENANT_WRITE), Scope(TENANT_TABS), Scope(CHAT, m["chat"])),
+            "TeamsTab.ReadWriteForChat.All",
+        ),
+    ),
+    # appcatalogs-list-teamsapps.md
+    (
+        "GET",
+        re.compile(r"^/appCatalogs/teamsApps/?$"),
+        lambda m: Route((Scope(TENANT_READ),), "AppCatalog.Read.All"),
     ),
     # chat-list-members.md
     (
@@ -96,6 +146,12 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
         "GET",
         re.compile(r"^/users/(?P<user>[^/]+)/?$"),
         lambda m: Route((Scope(DIRECTORY_READ),), "User.Read.All (or User.ReadBasic.All)"),
+    ),
+    # organization-list.md: the tenant an app-only token acts in (directory limits)
+    (
+        "GET",
+        re.compile(r"^/organization/?$"),
+        lambda m: Route((Scope(DIRECTORY_READ),), "Directory.Read.All (delegated: User.Read)"),
     ),
 ]
 

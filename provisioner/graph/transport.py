@@ -26,6 +26,7 @@ from urllib3.exceptions import NewConnectionError
 from provisioner.fsutil import loads_json
 from provisioner.graph.errors import GraphError, GraphPermissionError, parse_error_body
 from provisioner.graph.retry import Raise, TransportFailure
+from provisioner.redact import MARK, mentions, redact, redact_data
 
 #: The largest answer read, on the wire and decompressed. Graph's largest answers here are
 #: $batch envelopes of 15-20 chats with up to 250 members each: a few MB.
@@ -227,11 +228,15 @@ def response_from(raw: Fetched, client_request_id: str, attempts: int, *, token:
             body = loads_json(raw.content)  # NaN, 5,000-digit numbers, deep nesting: text
         except (ValueError, UnicodeDecodeError):
             body = raw.content[:1000].decode("utf-8", "replace")
-    if raw.status >= 300:
+    if raw.status >= 300 or mentions(raw.content):
         # A gateway or proxy that quotes the request back would put the token into our
-        # error message: take it out of the body every error is built from.
-        body = _without(body, token)
-    return Response(raw.status, _Caseless(raw.headers), body, client_request_id, attempts)
+        # error message (or, in a success, into a topic the state records): take it out of
+        # the body everything is built from. A clean success is not walked (a byte search).
+        body = redact_data(_without(body, token))
+    # Headers too, whatever the status: a request-id that echoes the Authorization header
+    # ends up in log lines, errors and JSON reports (issue 20).
+    headers = {k: redact(v.replace(token, MARK) if token else v) for k, v in raw.headers.items()}
+    return Response(raw.status, _Caseless(headers), body, client_request_id, attempts)
 
 
 def error_for(
@@ -295,7 +300,7 @@ def _without(body: Any, secret: str) -> Any:
     if not secret:
         return body
     if isinstance(body, str):
-        return body.replace(secret, "[redacted]")
+        return body.replace(secret, MARK)
     if isinstance(body, dict):
         return {_without(k, secret): _without(v, secret) for k, v in body.items()}
     if isinstance(body, list):

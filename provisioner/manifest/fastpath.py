@@ -36,11 +36,13 @@ from provisioner.models import (
     GROUP,
     HISTORY_NONE,
     ONE_ON_ONE,
+    App,
     Chat,
     Import,
     Member,
     Move,
     Source,
+    Tab,
     one_on_one_key,
 )
 
@@ -62,6 +64,13 @@ _USER_RE = regex(_MEMBER["user"]["pattern"])
 _GUID_RE = regex(_DEFS["guid"]["pattern"])
 _EXPIRES_RE = regex(_CHAT["expires"]["pattern"])
 _CHAT_ID_RE = regex(_DEFS["import"]["properties"]["id"]["pattern"])
+_APP = _DEFS["app"]["properties"]
+_RSC = _APP["consent"]["items"]["properties"]
+_RSC_TYPES = frozenset(_RSC["type"]["enum"])
+_TAB = _DEFS["tab"]["properties"]
+_TAB_NAME_RE = regex(_TAB["name"]["pattern"])
+_URL_RE = regex(_DEFS["httpsUrl"]["pattern"])
+_URL_MAX = _DEFS["httpsUrl"]["maxLength"]
 
 
 def build_document(root: Node, file: str, budget: int) -> list[Chat] | None:
@@ -140,6 +149,8 @@ def build_chat(
         return None
     key = chat_type = topic = history = expires = None
     protect: bool | None = None
+    apps: tuple[App, ...] | None = None
+    tabs: tuple[Tab, ...] | None = None
     members: list[Node] | None = None
     for k, v in node.value:
         if k.__class__ is not ScalarNode or k.tag != STR_TAG:
@@ -153,6 +164,16 @@ def build_chat(
         if name == "protect" and protect is None:
             protect = _bool(v)
             if protect is None:
+                return None
+            continue
+        if name == "apps" and apps is None:
+            apps = build_apps(v, file, at)
+            if apps is None:
+                return None
+            continue
+        if name == "tabs" and tabs is None:
+            tabs = build_tabs(v, file, at)
+            if tabs is None:
                 return None
             continue
         if name == "expires" and expires is None and v.__class__ is ScalarNode:
@@ -228,6 +249,8 @@ def build_chat(
         protect=bool(protect),
         expires=expires,
         origin=origin,
+        apps=apps or (),
+        tabs=tabs or (),
     )
 
 
@@ -304,3 +327,106 @@ def build_imports(root: Node, file: str) -> list[Import] | None:
             Import(fields["key"], fields["id"], Source(file, mark.line + 1, mark.column + 1))
         )
     return out
+
+
+def _text(node: Node, max_length: int, min_length: int = 1) -> str | None:
+    if node.__class__ is not ScalarNode or node.tag != STR_TAG:
+        return None
+    value: str = node.value
+    return value if min_length <= len(value) <= max_length else None
+
+
+def _where(node: Node, file: str, at: Source | None) -> Source:
+    return at or Source(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def build_apps(node: Node, file: str, at: Source | None = None) -> tuple[App, ...] | None:
+    """A chat's ``apps:`` if plainly valid under the schema, else None. Naming none or several
+    of id/externalId/name is schema-valid; ``App.by`` is then "" or "several" and
+    ``rules`` reports it."""
+    if node.__class__ is not SequenceNode or node.tag != SEQ_TAG:
+        return None
+    out = []
+    for item in node.value:
+        if item.__class__ is not MappingNode or item.tag != MAP_TAG:
+            return None
+        named: list[tuple[str, str]] = []
+        consent: tuple[tuple[str, str], ...] = ()
+        seen: set[str] = set()
+        for k, v in item.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in seen:
+                return None
+            seen.add(k.value)
+            if k.value in ("id", "externalId", "name"):
+                text = _text(v, _APP[k.value]["maxLength"])
+                if text is None:
+                    return None
+                named.append((k.value, text))
+            elif k.value == "consent":
+                found = _consent(v)
+                if found is None:
+                    return None
+                consent = found
+            else:
+                return None
+        by, value = named[0] if len(named) == 1 else ("several" if named else "", "")
+        out.append(App(by, value, consent, _where(item, file, at)))
+    return tuple(out)
+
+
+def _consent(node: Node) -> tuple[tuple[str, str], ...] | None:
+    if node.__class__ is not SequenceNode or node.tag != SEQ_TAG:
+        return None
+    out = []
+    for item in node.value:
+        if item.__class__ is not MappingNode or item.tag != MAP_TAG or len(item.value) != 2:
+            return None
+        fields = {k.value: v for k, v in item.value if k.__class__ is ScalarNode}
+        if set(fields) != {"permission", "type"}:
+            return None
+        permission = _text(fields["permission"], _RSC["permission"]["maxLength"])
+        kind = _text(fields["type"], 64)
+        if permission is None or kind is None or kind not in _RSC_TYPES:
+            return None
+        out.append((permission, kind))
+    return tuple(out)
+
+
+def build_tabs(node: Node, file: str, at: Source | None = None) -> tuple[Tab, ...] | None:
+    """A chat's ``tabs:`` if plainly valid under the schema, else None."""
+    if node.__class__ is not SequenceNode or node.tag != SEQ_TAG:
+        return None
+    out = []
+    for item in node.value:
+        if item.__class__ is not MappingNode or item.tag != MAP_TAG:
+            return None
+        fields: dict[str, str] = {}
+        for k, v in item.value:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in fields:
+                return None
+            name = k.value
+            if name in ("contentUrl", "websiteUrl", "removeUrl"):
+                text = _text(v, _URL_MAX)
+                if text is None or not _URL_RE.search(text):
+                    return None
+            elif name in ("name", "app", "entityId"):
+                text = _text(v, _TAB[name]["maxLength"], 0 if name == "entityId" else 1)
+                if text is None:
+                    return None
+            else:
+                return None
+            fields[name] = text
+        if "name" not in fields or "app" not in fields or not _TAB_NAME_RE.search(fields["name"]):
+            return None
+        out.append(
+            Tab(
+                fields["name"],
+                fields["app"],
+                fields.get("entityId"),
+                fields.get("contentUrl"),
+                fields.get("websiteUrl"),
+                fields.get("removeUrl"),
+                _where(item, file, at),
+            )
+        )
+    return tuple(out)

@@ -17,6 +17,9 @@ no topic on oneOnOne, key required for group). What is left, with where Graph sa
   between two members"), so two entries for one pair would fight over the same chat;
 * keys are unique across all manifest files of a run (contract: the key is the chat's identity
   in state);
+* a topic has a character that is not white space: the schema's ``minLength: 1`` lets ``" "``
+  through, and Graph refuses such a title when the chat is created (issue 20; the docs do
+  not say so, so the safe side is to refuse it before any change);
 * ``expires`` names a moment that exists (the schema's pattern lets 2026-02-30 through).
 
 All docs: ``api-reference/v1.0/{api/chat-post.md,resources/chat.md}`` in
@@ -32,7 +35,15 @@ from yaml.nodes import Node
 
 from provisioner.errors import Diagnostic
 from provisioner.manifest.yamlload import JsonPath, format_path, locate, position
-from provisioner.models import GROUP, GUID_RE, ONE_ON_ONE, Chat, Source, expiry_of
+from provisioner.models import (
+    BUILTIN_TAB_APPS,
+    GROUP,
+    GUID_RE,
+    ONE_ON_ONE,
+    Chat,
+    Source,
+    expiry_of,
+)
 
 #: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
 MAX_GROUP_MEMBERS = 250
@@ -65,6 +76,7 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
     for entry in entries:
         problems, identities = _check_members(entry)
         out.extend(problems)
+        out.extend(_check_workspace(entry))
         expires = entry.chat.expires
         if expires is not None and expiry_of(expires) is None:
             out.append(
@@ -78,6 +90,15 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
         if entry.partial:
             continue
         chat = entry.chat
+        if chat.topic is not None and chat.topic and not chat.topic.strip():
+            out.append(
+                _diag(
+                    entry,
+                    ("chats", entry.index, "topic"),
+                    "topic is only white space",
+                    "give the chat a title with a visible character, or leave topic out",
+                )
+            )
         if chat.chat_type == ONE_ON_ONE and len(identities) == 2:
             pair = frozenset(identities)
             if pair in pairs:
@@ -158,6 +179,65 @@ def _check_members(entry: Entry) -> tuple[list[Diagnostic], dict[str, int]]:
             )
         )
     return out, first_at
+
+
+def _check_workspace(entry: Entry) -> list[Diagnostic]:
+    """Apps named once each, by exactly one of id/externalId/name; tabs named once each, each
+    from a built-in tab app or one of the chat's apps (chat-post-tabs.md: "The corresponding
+    app must already be installed in the chat")."""
+    out: list[Diagnostic] = []
+    chat = entry.chat
+    here: JsonPath = ("chats", entry.index)
+    refs: set[str] = set()
+    seen_apps: dict[str, int] = {}
+    for i, app in enumerate(chat.apps):
+        if app.by in ("", "several"):
+            out.append(
+                _diag(
+                    entry,
+                    (*here, "apps", i),
+                    "an app is named by exactly one of id, externalId or name",
+                    "id: the catalog id; externalId: the id in the app's manifest; name: its "
+                    "display name",
+                )
+            )
+            continue
+        if app.ref in seen_apps:
+            out.append(
+                _diag(
+                    entry,
+                    (*here, "apps", i, app.by),
+                    f"app {app.value!r} is already listed (apps[{seen_apps[app.ref]}])",
+                    "list each app once",
+                )
+            )
+        seen_apps.setdefault(app.ref, i)
+        refs.add(app.value)
+    names: dict[str, int] = {}
+    for i, tab in enumerate(chat.tabs):
+        if tab.app not in refs and tab.app not in BUILTIN_TAB_APPS:
+            out.append(
+                _diag(
+                    entry,
+                    (*here, "tabs", i, "app"),
+                    f"tab {tab.name!r} is from app {tab.app!r}, which is neither one of this "
+                    f"chat's apps nor a built-in tab app",
+                    "add the app to the chat's apps (its tabs need it installed), or use a "
+                    "built-in one: " + ", ".join(sorted(BUILTIN_TAB_APPS)),
+                )
+            )
+        folded = tab.name.casefold()
+        if folded in names:
+            out.append(
+                _diag(
+                    entry,
+                    (*here, "tabs", i, "name"),
+                    f"a tab named {tab.name!r} is already listed (tabs[{names[folded]}])",
+                    "provision matches tabs by name: give each its own",
+                )
+            )
+        names.setdefault(folded, i)
+    return out
 
 
 def _external_upn(entry: Entry, here: JsonPath, user: str) -> Diagnostic:

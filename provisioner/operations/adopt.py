@@ -55,7 +55,8 @@ def check_free(state: State, key: str, chat_id: str) -> None:
             hint="apply first (it reconciles the creation), or: provision state rm " + key,
         )
     for other, known in state.chats.items():
-        if known.chat_id == chat_id:
+        # Chat ids are compared case-folded: Graph has spelled one chat's id in two cases.
+        if known.chat_id.casefold() == chat_id.casefold():
             raise StateError(
                 f"chat {chat_id} is already managed as {other}",
                 hint="to rename its key, add a moved: entry (from: old, to: new) to the manifest",

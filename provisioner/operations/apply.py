@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol, Union
 
+from provisioner.errors import ProvisionError, StateError
 from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 from provisioner.operations.state import check_client_home, locked
 
@@ -105,11 +106,14 @@ class NoHooks:
 @dataclass(frozen=True)
 class ApplyOutcome:
     """``result`` is None when nothing ran: the plan had no changes, or ``stopped_at_once``
-    names the signal that stopped the run at once (the state holds what was done)."""
+    names the signal that stopped the run at once (the state holds what was done).
+    ``unsaved``: the state could not be written at the end, after the run changed chats
+    (issue 20): the report still stands, the error says where the records are; exit 1."""
 
     plan: Plan
     result: ApplyResult | None = None
     stopped_at_once: str | None = None
+    unsaved: ProvisionError | None = None
 
 
 def is_plan_file(path: str) -> bool:
@@ -218,23 +222,69 @@ def run_apply(
         store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
             # Before any change: the state's tenant and cloud are this run's (issue 15).
-            check_client_home(state, store.location, client)
+            tenant = check_client_home(state, store.location, client)
             with gc_paused():  # as plan does: a big plan's objects are then frozen
-                plan = _plan(target, client, state, graph_url, settings, hooks, store.location)
+                plan = _plan(
+                    target, client, state, graph_url, settings, hooks, store.location, tenant
+                )
             if not plan.has_changes and not settings.run_unchanged:
                 return ApplyOutcome(plan)
             # Every change from here on is journaled (issue 16); leaving the block writes the
             # whole state, still under the lock.
-            with JournalWriter(store, state).running() as writer:
-                # What the plan learned (refreshed chats, renamed keys, resolved users,
-                # protection) is recorded before any change, as Terraform's apply persists
-                # its refresh.
-                writer.update(lambda s: record_plan_facts(plan, s, note_plan=True))
-                return _execute(
+            writer = JournalWriter(store, state)
+            return _journaled(
+                writer,
+                store.journal.location,
+                lambda: _execute(
                     plan, client, writer, hooks, settings, stats=stats, stop=stop, pacer=pacer
-                )
+                ),
+                plan,
+            )
     finally:
         client.close()
+
+
+def _journaled(
+    writer: JournalWriter, journal: str, execute: Callable[[], ApplyOutcome], plan: Plan
+) -> ApplyOutcome:
+    """Run ``execute`` with ``writer`` journaling; the whole state is written at the end. A
+    failure of that write after the run changed chats becomes the outcome's ``unsaved``
+    (issue 20), so the report is still shown; before any change it is raised as it is."""
+    from provisioner.apply.results import Failure
+
+    done: ApplyOutcome | None = None
+    try:
+        with writer.running():
+            # What the plan learned (refreshed chats, renamed keys, resolved users,
+            # protection) is recorded before any change, as Terraform's apply persists its
+            # refresh.
+            writer.update(lambda s: record_plan_facts(plan, s, note_plan=True))
+            done = execute()
+    except ProvisionError as exc:
+        if done is None:  # before any change to the chats: nothing to report
+            raise
+        error = unsaved(exc, done, journal)
+        if done.result is not None:
+            done.result.unsaved = Failure.of(error)
+        return replace(done, unsaved=error)
+    return done
+
+
+def unsaved(exc: ProvisionError, done: ApplyOutcome, journal: str) -> StateError:
+    """The final state write failed after the run (``done``) changed chats. Its records are
+    in the journal, which every command replays until a write absorbs it (``states.store``):
+    the error says so, and never "nothing was changed" (the store's own hint for a write)."""
+    from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED
+
+    outcomes = done.result.outcomes if done.result is not None else []
+    changed = sum(o.status not in (FAILED, SKIPPED, INTERRUPTED) for o in outcomes)
+    return StateError(
+        f"{exc.message}; this run changed {changed} chat(s) (reported above) before the final "
+        "state write",
+        hint=f"their records are in the journal {journal}, which the next provision command "
+        "reads: keep it, fix the cause (space, permission), then run the same command again "
+        "to save them",
+    )
 
 
 def _plan(
@@ -245,6 +295,7 @@ def _plan(
     settings: ApplySettings,
     hooks: ApplyHooks,
     location: str = "",
+    tenant: str | None = None,
 ) -> Plan:
     """The plan to apply: a saved plan if it still applies to ``state``, else a new plan (with
     the refresh policy of ``plan``), reviewed by the caller."""
@@ -264,6 +315,7 @@ def _plan(
         graph_url=graph_url,
         prune=settings.prune,
         location=location,
+        tenant=tenant,
         targets=settings.targets,
     )
     hooks.review(plan)

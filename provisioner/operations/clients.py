@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 #: Graph client retries per request (throttling, 5xx, dropped connections).
 MAX_RETRIES = 8
-DEFAULT_CONCURRENCY = 16  # pacing.suggested_concurrency(30 rps, ~0.3 s round trips) = 14
+#: Workers of an apply. pacing.suggested_concurrency(30 rps, 0.4 s round trips) is 18 once
+#: running, but a run starts with a burst of most of a second's requests (the Pacer's ``burst``:
+#: Graph's token bucket is full at the start): all of them are in flight at once (issue 26).
+DEFAULT_CONCURRENCY = 32
 DEFAULT_TIMEOUT = 60.0
 
 

@@ -23,9 +23,9 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -33,6 +33,7 @@ from provisioner import __version__
 from provisioner.errors import InputError, StateError
 from provisioner.graph.client import GraphClient
 from provisioner.graph.errors import GraphNotFound
+from provisioner.graph.fallback import first_accepted
 from provisioner.manifest.schema import load_schema
 from provisioner.models import GROUP, ONE_ON_ONE
 from provisioner.operations.adopt import check_free, member_upns, record_from_live
@@ -84,8 +85,17 @@ def export_chats(
     except GraphNotFound:
         raise InputError(f"user {user!r} was not found in the directory (Graph: 404)") from None
     user_id = str(found["id"])
-    listed = client.list_user_chats(user_id, chat_type=chat_type, expand_members=False, top=50)
-    ids = [str(c["id"]) for c in listed if c.get("chatType") in (ONE_ON_ONE, GROUP)]
+    listed = _list_chats(client, user_id, chat_type)
+    wanted = (chat_type,) if chat_type else (ONE_ON_ONE, GROUP)
+    # Checked here whatever Graph filtered: the filter is not documented (graph.fallback).
+    # Once each, ids compared case-folded, as first spelled: pages of a list can repeat items
+    # (a chat that moved while the list was paged), and one chat written twice is a manifest
+    # that fails validation (issue 20).
+    first: dict[str, str] = {}
+    for c in listed:
+        if c.get("chatType") in wanted:
+            first.setdefault(str(c["id"]).casefold(), str(c["id"]))
+    ids = list(first.values())
     live = read_chats(client, ids)
     skipped: list[tuple[str, str]] = []
     chats: list[LiveChat] = []
@@ -115,6 +125,20 @@ def export_chats(
         skipped=tuple(skipped),
         users={upn.lower(): oid for oid, upn in upns.items()},
     )
+
+
+def _list_chats(
+    client: GraphClient, user_id: str, chat_type: str | None
+) -> Iterator[dict[str, Any]]:
+    """The user's chats (chat-list.md), filtered by Graph on ``chatType`` when it accepts
+    that undocumented filter, else all of them (a 400 to the filter falls back)."""
+
+    def form(kind: str | None) -> Callable[[], Iterator[dict[str, Any]]]:
+        return lambda: client.list_user_chats(user_id, chat_type=kind, expand_members=False, top=50)
+
+    forms = [("$filter=chatType eq", form(chat_type))] if chat_type else []
+    chats, _ = first_accepted([*forms, ("a plain list", form(None))])
+    return chats
 
 
 def _unexportable(record: ChatRecord) -> str | None:
@@ -157,9 +181,9 @@ def chat_key(record: ChatRecord, digits: int = HASH_DIGITS) -> str:
 
 
 def _keyed(records: Sequence[ChatRecord], managed: Mapping[str, str]) -> list[ExportedChat]:
-    known = {chat_id: key for key, chat_id in managed.items()}
+    known = {chat_id.casefold(): key for key, chat_id in managed.items()}
     taken = set(managed)
-    fresh = [r for r in records if r.chat_id not in known]
+    fresh = [r for r in records if r.chat_id.casefold() not in known]
     digits = HASH_DIGITS
     while True:
         keys = [chat_key(r, digits) for r in fresh]
@@ -167,7 +191,9 @@ def _keyed(records: Sequence[ChatRecord], managed: Mapping[str, str]) -> list[Ex
             break
         digits += 4  # two chat ids share a prefix of their hash: longer suffixes for all
     generated = dict(zip((r.chat_id for r in fresh), keys, strict=True))
-    return [ExportedChat(known.get(r.chat_id) or generated[r.chat_id], r) for r in records]
+    return [
+        ExportedChat(known.get(r.chat_id.casefold()) or generated[r.chat_id], r) for r in records
+    ]
 
 
 # -- the manifest -------------------------------------------------------------------------------
@@ -242,7 +268,7 @@ def import_export(export: Export, state: State) -> list[str]:
     todo = []
     for item in export.chats:
         current = state.chats.get(item.key)
-        if current is not None and current.chat_id == item.record.chat_id:
+        if current is not None and current.chat_id.casefold() == item.record.chat_id.casefold():
             continue
         try:
             check_free(state, item.key, item.record.chat_id)

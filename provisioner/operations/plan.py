@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from provisioner.errors import PlanError
-from provisioner.operations.state import OnTakeover, check_client_home, locked
+from provisioner.operations.state import OnTakeover, check_client_home, locked, read_unlocked
 
 if TYPE_CHECKING:
     from provisioner.graph.client import GraphClient
@@ -30,9 +30,20 @@ OnRefresh = Callable[[int, str], None]
 
 def should_refresh(refresh: bool | None, state: State, desired: DesiredState | None = None) -> bool:
     """The refresh policy: ``--refresh`` always, ``--no-refresh`` never, by default when the
-    state holds chats or the manifests import one (a first plan needs no Graph access)."""
-    imports = desired is not None and any(i.key not in state.chats for i in desired.imports)
-    return refresh is True or (refresh is None and (bool(state.chats) or imports))
+    state holds chats, or the manifests import one or name an app the state does not know
+    (otherwise a first plan needs no Graph access)."""
+    return refresh is True or (
+        refresh is None and (bool(state.chats) or (desired is not None and _reads(desired, state)))
+    )
+
+
+def _reads(desired: DesiredState, state: State) -> bool:
+    """A first plan still needs Graph for ``import:`` entries and for apps named by
+    externalId or name that the state does not know (looked up in the app catalog)."""
+    if any(i.key not in state.chats for i in desired.imports):
+        return True
+    known = {a.ref for w in state.workspaces.values() for a in w.apps}
+    return any(a.by != "id" and a.ref not in known for c in desired.chats for a in c.apps)
 
 
 def plan_from(
@@ -45,15 +56,19 @@ def plan_from(
     prune: bool = False,
     refresh_only: bool = False,
     location: str = "",
+    tenant: str | None = None,
     targets: Sequence[str] = (),
 ) -> Plan:
     """The plan of ``desired`` against ``state``, read back from Graph first when the refresh
-    policy says so (``state`` then gets the resolved users, in memory only). ``targets``
-    (``--target``) narrows both sides first (`provisioner.plans.targets`)."""
+    policy says so (``state`` then gets the resolved users, in memory only). ``tenant``: the
+    run's, as ``check_client_home`` established it (None: unknown; then nothing "not found"
+    counts, ``states.home.check_not_found``). ``targets`` (``--target``) narrows both sides
+    first (`provisioner.plans.targets`)."""
     from dataclasses import replace
 
     from provisioner.plans.planner import make_plan
     from provisioner.plans.targets import narrow
+    from provisioner.states.home import check_not_found
 
     if targets:
         desired, state = narrow(desired, state, targets)
@@ -66,9 +81,11 @@ def plan_from(
             prune=prune,
             refresh_only=refresh_only,
             location=location,
+            tenant=tenant,
         )
         return replace(plan, targets=tuple(targets))
     if not should_refresh(refresh, state, desired):
+        check_not_found(state, location, gone=[], tenant=tenant, graph_url=graph_url)
         plan = make_plan(desired, state, prune=prune, graph_url=graph_url)
     else:
         from provisioner.operations.refresh import read_from_graph
@@ -81,6 +98,7 @@ def plan_from(
             prune=prune,
             refresh_only=refresh_only,
             location=location,
+            tenant=tenant,
         )
     check_signed_in_user(client, plan, state)
     return plan
@@ -132,7 +150,7 @@ def run_plan(
 
     desired = load_desired(paths)
     store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
-    state = store.read()
+    state = read_unlocked(store)  # without the lock: consistent even while an apply writes
     check_home(state, store.location, graph_url=graph_url)  # the cloud, offline (issue 15)
     if connect is None or not should_refresh(refresh, state, desired):
         from dataclasses import replace
@@ -145,7 +163,7 @@ def run_plan(
     client = connect()
     try:
         with locked(store, "plan", on_takeover=on_takeover, hint=NO_REFRESH_HINT) as state:
-            check_client_home(state, store.location, client)  # another tenant: stop here
+            tenant = check_client_home(state, store.location, client)  # another: stop here
             count = _targeted_count(state, targets)
             if count and on_refresh is not None:
                 on_refresh(count, client.base_url)
@@ -159,6 +177,7 @@ def run_plan(
                 prune=prune,
                 refresh_only=refresh_only,
                 location=store.location,
+                tenant=tenant,
                 targets=targets,
             )
     finally:

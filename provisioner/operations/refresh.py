@@ -28,7 +28,7 @@ from provisioner.models import CHAT_TYPES, DesiredState
 from provisioner.plans.live import LiveChat, LiveMember
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
-from provisioner.states.home import check_home, claim_home
+from provisioner.states.home import check_home, check_not_found, claim_home
 from provisioner.states.records import State
 
 #: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
@@ -47,11 +47,23 @@ def refresh(
     *,
     concurrency: int = READ_CONCURRENCY,
     batch_size: int = CHAT_BATCH,
+    cover: bool = True,
 ) -> dict[str, LiveChat]:
     """The live view of every chat in ``state.chats``, by key (pending creations are left to
-    apply's reconciliation). Graph errors other than 404 raise (``GraphError`` subclasses)."""
+    apply's reconciliation). Graph errors other than 404 raise (``GraphError`` subclasses).
+
+    With ``cover`` (and a client that lists users' chats), chats that share members are read
+    through a few users' chat lists (`provisioner.operations.cover`), the rest one by one;
+    the live view is the same either way."""
+    from provisioner.operations.cover import ListClient, cover_refresh
+
     ids = {key: record.chat_id for key, record in state.chats.items()}
-    found = read_chats(client, ids.values(), concurrency=concurrency, batch_size=batch_size)
+    found: dict[str, LiveChat] = {}
+    rest: Iterable[str] = ids.values()
+    if cover and isinstance(client, ListClient):
+        found, rest = cover_refresh(client, state, concurrency=concurrency)
+    if rest:
+        found.update(read_chats(client, rest, concurrency=concurrency, batch_size=batch_size))
     return {key: found[chat_id] for key, chat_id in ids.items()}
 
 
@@ -62,7 +74,11 @@ def read_chats(
     concurrency: int = READ_CONCURRENCY,
     batch_size: int = CHAT_BATCH,
 ) -> dict[str, LiveChat]:
-    """Each chat (with all its members) by id; ``LiveChat.gone`` for a 404."""
+    """Each chat (with all its members) by the id asked for; ``LiveChat.gone`` for a 404.
+
+    Chat ids are compared case-folded: Graph has answered a chat under an id cased otherwise
+    than the one asked for (issue 20: a KeyError on every refresh). The chat keeps the id it
+    was asked (and recorded) under, so the state and the plan never see two spellings."""
     unique = list(dict.fromkeys(chat_ids))
     urls = [f"{chat_path(chat_id)}?$expand=members" for chat_id in unique]
 
@@ -71,18 +87,25 @@ def read_chats(
         status = int(answer.get("status", 0))
         body = answer.get("body")
         if status == 200 and isinstance(body, dict):
-            return live_chat(body, chat_id)
+            return _as_asked(live_chat(body, chat_id), chat_id)
         if status == 404:
             return LiveChat(chat_id=chat_id, gone=True)
         # Anything else (a 5xx Graph did not mark retryable, a 403...): read it on its own,
         # so the client's retry policy and typed errors (permission hints) apply.
         try:
-            return live_chat(client.get_chat(chat_id), chat_id)
+            return _as_asked(live_chat(client.get_chat(chat_id), chat_id), chat_id)
         except GraphNotFound:
             return LiveChat(chat_id=chat_id, gone=True)
 
     chats = batched_gets(client, urls, handle, concurrency=concurrency, batch_size=batch_size)
-    return {chat.chat_id: chat for chat in chats}
+    return dict(zip(unique, chats, strict=True))
+
+
+def _as_asked(chat: LiveChat, chat_id: str) -> LiveChat:
+    """``chat`` under the id it was asked for, when Graph's differs only in case."""
+    if chat.chat_id != chat_id and chat.chat_id.casefold() == chat_id.casefold():
+        return replace(chat, chat_id=chat_id)
+    return chat
 
 
 def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
@@ -130,25 +153,44 @@ def read_from_graph(
     prune: bool = False,
     refresh_only: bool = False,
     location: str = "",
+    tenant: str | None = None,
 ) -> Plan:
     """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
     unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
     against that live view (or, ``refresh_only``, report the drift alone). ``state`` gets
-    the resolved users in memory only; the plan carries them for apply to persist."""
+    the resolved users in memory only; the plan carries them for apply to persist.
+
+    ``tenant``: the run's, if established (`operations.state.check_client_home`); a chat read
+    back establishes it too. Chats "not found" count as deleted only with that evidence, and
+    never all of them at once (``states.home.check_not_found``, issue 20)."""
     users = resolve_users(client, state, None if refresh_only else desired)
     state.users.update(users)
     live = refresh(client, state) if state.chats else {}
     imported = read_imports(client, desired, state) if not refresh_only else {}
     # Without a tid in the token, the chats say which tenant they are in (issue 15).
-    seen = [*live.values(), *imported.values()]
-    for tenant in sorted({c.tenant_id for c in seen if c.tenant_id}):
-        check_home(state, location, tenant=tenant)
-        claim_home(state, tenant=tenant)
+    read = [*live.values(), *imported.values()]
+    seen = sorted({c.tenant_id for c in read if c.tenant_id})
+    for found in seen:
+        check_home(state, location, tenant=found)
+        claim_home(state, tenant=found)
+    gone = sorted(key for key, chat in live.items() if chat.gone)
+    check_not_found(
+        state, location, gone=gone, tenant=tenant or next(iter(seen), None), graph_url=graph_url
+    )
     if refresh_only:
         plan = refresh_only_plan(state, live, graph_url=graph_url, desired=desired)
     else:
+        from provisioner.operations.workspace import read_workspaces, resolve_apps
+
         plan = make_plan(
-            desired, state, live=live, prune=prune, graph_url=graph_url, imported=imported
+            desired,
+            state,
+            live=live,
+            prune=prune,
+            graph_url=graph_url,
+            imported=imported,
+            app_refs=resolve_apps(client, desired, state),
+            workspaces=read_workspaces(client, state, desired),
         )
     return replace(plan, users=users)
 

@@ -69,7 +69,6 @@ def restore(
     longer has the chat (the state then forgets it)."""
     now = now or datetime.now(timezone.utc)
     with locked(store, "restore", on_takeover=on_takeover) as state:
-        check_client_home(state, store.location, client)  # another tenant: stop (issue 15)
         deleted = state.deleted.get(key)
         if deleted is None:
             raise StateError(
@@ -91,6 +90,9 @@ def restore(
                 hint="it can no longer be restored; remove the entry or give it a new expires "
                 "date to have a new chat created",
             )
+        # After the refusals above, which need no Graph call: a token without tid asks Graph
+        # its tenant (issue 20), and a 404 below must come from the state's own tenant.
+        check_client_home(state, store.location, client)  # another tenant: stop (issue 15)
         try:
             client.restore_chat(deleted.chat_id)
         except GraphNotFound as exc:

@@ -10,6 +10,7 @@ to the caller (the core never prints; the CLI says so on stderr).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -49,16 +50,86 @@ def locked(
         yield state
 
 
-def check_client_home(state: State, location: str, client: object) -> None:
+#: How long a command that reads the state without its lock (``state list``, ``state show``, an
+#: offline plan) keeps reading while another run holds the lock and writes the state, before it
+#: gives up (seconds; each try is a few milliseconds: a compaction replaces the state and its
+#: journal in two steps, and a read between them is simply made again).
+CONSISTENT_READ_S = 10.0
+
+
+def read_unlocked(
+    store: StateStore,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] = time.sleep,
+) -> State:
+    """The state for a command that does not take the lock: a consistent view, even while a
+    run (holding the lock) writes it.
+
+    A read between the two steps of a compaction (the state written, the journal not yet
+    restarted) sees a journal that continues a newer serial than the state it read: not
+    corruption, just a moving target. So while a live run holds the lock, a refused read is
+    made again; it fails only when no consistent view came within ``CONSISTENT_READ_S``, and
+    then without the advice meant for a journal left by a dead run (issue 20). Without a
+    live lock, the error is the state's own and stands."""
+    deadline: float | None = None
+    while True:
+        try:
+            return store.read()
+        except StateError:
+            holder = _live_lock(store)
+            if holder is None:
+                raise
+            now = clock()
+            deadline = now + CONSISTENT_READ_S if deadline is None else deadline
+            if now >= deadline:
+                raise StateError(
+                    f"the state {store.location} is being written by a running "
+                    f"{holder.operation} ({holder.who}, lock {holder.id}), and no consistent "
+                    f"view of it could be read within {CONSISTENT_READ_S:.0f}s",
+                    hint="run the command again, or once that run has finished",
+                ) from None
+            pause(0.02)
+
+
+def _live_lock(store: StateStore) -> LockInfo | None:
+    try:
+        return store.current_lock()
+    except ProvisionError:
+        return None
+
+
+def check_client_home(state: State, location: str, client: object) -> str | None:
     """Before any change: ``state`` belongs to the tenant and cloud ``client`` talks to
     (`provisioner.states.home`); a state that records none takes them (written with the
-    caller's next write). The tenant is the token's ``tid``, when the token says."""
+    caller's next write). Returns the run's tenant, or None when it cannot be established.
+
+    The tenant is the token's ``tid``. A token without one (opaque, issue 20) is no evidence:
+    when the state knows its tenant, Graph is asked (``GET /organization``, organization-list.md)
+    rather than let every chat of another tenant read as "deleted"; a refusal leaves the tenant
+    unknown, and ``states.home.check_not_found`` then keeps "not found" from counting."""
     from provisioner.states.home import settle_home
 
     url = getattr(client, "base_url", None)
     tenant_of = getattr(client, "signed_in_tenant", None)
     tenant = tenant_of() if callable(tenant_of) else None
+    if tenant is None and state.tenant_id is not None:
+        tenant = _organization_tenant(client)
     settle_home(state, location, graph_url=url if isinstance(url, str) else None, tenant=tenant)
+    return tenant
+
+
+def _organization_tenant(client: object) -> str | None:
+    from provisioner.graph.errors import GraphError
+
+    ask = getattr(client, "organization_tenant", None)
+    if not callable(ask):
+        return None
+    try:
+        tenant = ask()
+    except GraphError:  # no permission (403), an older Graph, a proxy: the tenant stays unknown
+        return None
+    return tenant if isinstance(tenant, str) else None
 
 
 def unbind(

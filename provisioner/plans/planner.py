@@ -17,7 +17,8 @@ from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState, expiry_of
 from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
 from provisioner.plans.live import LiveChat, LiveMember, find_drift, upn_names, with_object_ids
 from provisioner.plans.types import Action, Change, Drift, Plan
-from provisioner.states.records import ChatRecord, Intent, State
+from provisioner.plans.workspace import LiveWorkspace, Unresolved, plan_workspace
+from provisioner.states.records import ChatRecord, Intent, State, Workspace
 
 __all__ = ["LiveChat", "LiveMember", "make_plan", "refresh_only_plan"]
 
@@ -31,6 +32,8 @@ def make_plan(
     graph_url: str = DEFAULT_GRAPH_URL,
     now: datetime | None = None,
     imported: Mapping[str, LiveChat] | None = None,
+    app_refs: Mapping[str, str] | None = None,
+    workspaces: Mapping[str, LiveWorkspace] | None = None,
 ) -> Plan:
     """Plan every key of ``desired`` and ``state`` (ordered by key).
 
@@ -38,6 +41,9 @@ def make_plan(
     managed chat past its expiry is planned as a delete, unless protected. ``imported`` is
     the chat of each ``import:`` entry the state does not hold yet, read from Graph by key
     (None: not read; such an entry is then an error, as the plan cannot show the chat).
+    ``app_refs`` resolves the manifests' apps named by externalId or name (``name:X`` ->
+    catalog id; the state remembers earlier ones) and ``workspaces`` is the refreshed view of
+    the apps and tabs of managed chats, by state key (``plans.workspace``).
 
     ``live`` is the refreshed view of managed chats by *state* key (None: no refresh; a key
     missing from it was not refreshed). ``desired.moves`` rename state keys first (the change
@@ -56,10 +62,13 @@ def make_plan(
     changes: list[Change] = []
     drift: list[Drift] = []
     adopting = _imports(desired, chats, intents, imported, errors)
+    refs = _known_refs(state, app_refs)
     for key in sorted(set(wanted) | set(chats) | set(intents)):
         if key in adopting:
             change = _import(wanted[key], adopting[key], state.users, errors)
             if change is not None:
+                adopted = (workspaces or {}).get(key) or LiveWorkspace()
+                change = _workspace(change, wanted[key], refs, Workspace(), adopted, prune, errors)
                 changes.append(change)
             continue
         sides = _sides(
@@ -79,6 +88,11 @@ def make_plan(
             change = replace(change, protect_change=(key in protected, chat.protect))
         if key in moved_from:
             change = replace(change, moved_from=moved_from[key])
+        if chat is not None:
+            old = moved_from.get(key, key)
+            recorded = state.workspaces.get(old) or Workspace()
+            seen = None if workspaces is None else workspaces.get(old)
+            change = _workspace(change, chat, refs, recorded, seen, prune, errors)
         changes.append(change)
     if errors:
         raise PlanError(
@@ -218,6 +232,48 @@ def _change(
     except CannotUpdate as exc:
         errors.append((str(exc), _NEW_KEY_HINT))
         return None
+
+
+def _known_refs(state: State, app_refs: Mapping[str, str] | None) -> dict[str, str]:
+    """App references -> catalog ids: what the state remembers, then what refresh looked up."""
+    refs = {a.ref: a.app_id for w in state.workspaces.values() for a in w.apps}
+    refs.update(app_refs or {})
+    return refs
+
+
+def _workspace(
+    change: Change,
+    chat: Chat,
+    refs: Mapping[str, str],
+    recorded: Workspace,
+    live: LiveWorkspace | None,
+    prune: bool,
+    errors: list[tuple[str, str]],
+) -> Change:
+    """``change`` with the apps and tabs to install, pin or remove (issue 24); a chat whose
+    only difference is there becomes an update."""
+    if change.action not in (Action.CREATE, Action.UPDATE, Action.NOOP, Action.RECONCILE):
+        return change
+    if not (chat.apps or chat.tabs or recorded):
+        return change
+    if change.action in (Action.CREATE, Action.RECONCILE):
+        recorded, live = Workspace(), LiveWorkspace()  # a new chat holds nothing yet
+    try:
+        found = plan_workspace(chat, refs, recorded, live, prune=prune)
+    except Unresolved as exc:
+        errors.append(
+            (
+                f"{chat.key}: app {exc.args[0]!r} is not known (no catalog id)",
+                "plan with refresh: apps named by externalId or name are looked up in the "
+                "tenant's app catalog (GET /appCatalogs/teamsApps)",
+            )
+        )
+        return change
+    if not found:
+        return change
+    action = Action.UPDATE if change.action is Action.NOOP and found else change.action
+    notes = change.notes + found.notes
+    return replace(change, action=action, workspace=found if found else None, notes=notes)
 
 
 def _imports(

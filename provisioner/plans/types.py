@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from provisioner import __version__
+from provisioner.plans.workspace import WorkspaceChange
 from provisioner.states.records import ChatRecord, Intent, MemberRecord
 
 PLAN_FORMAT_VERSION = 1
@@ -101,6 +102,8 @@ class Change:
     import_id: str | None = None
     # A generated chat: which generator and row made it (``generator NAME, FILE:LINE``).
     origin: str | None = None
+    # Issue 24: apps to install or remove, tabs to pin, change or unpin (``plans.workspace``).
+    workspace: WorkspaceChange | None = None
 
     @property
     def bookkeeping(self) -> bool:
@@ -161,6 +164,8 @@ class Change:
             data["import_id"] = self.import_id
         if self.origin is not None:
             data["origin"] = self.origin
+        if self.workspace is not None:
+            data["workspace"] = self.workspace.to_dict()
         return data
 
     @classmethod
@@ -198,6 +203,11 @@ class Change:
             reason=_opt_str(data.get("reason")),
             import_id=_opt_str(data.get("import_id")),
             origin=_opt_str(data.get("origin")),
+            workspace=(
+                WorkspaceChange.from_dict(data["workspace"])
+                if data.get("workspace") is not None
+                else None
+            ),
             history=_opt_str(data.get("history")),
         )
 
@@ -399,4 +409,5 @@ def _intent(key: str, data: Mapping[str, Any]) -> Intent:
         attempt_id=str(data["attempt_id"]),
         started_at=str(data["started_at"]),
         topic=_opt_str(data.get("topic")),
+        graph_started_at=_opt_str(data.get("graph_started_at")),
     )

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from provisioner.errors import AuthError, InputError
 from provisioner.fsutil import is_loopback_host
 from provisioner.models import GUID_RE
+from provisioner.redact import remember
 from provisioner.signin.ci import github_assertion, github_oidc_available
 from provisioner.signin.claims import jwt_expiry
 from provisioner.signin.credential_files import assertion_reader, certificate_credential
@@ -164,6 +165,15 @@ class StaticToken:
                 "control characters)",
                 hint=f"set {variable} to the access token alone, without 'Bearer '",
             )
+        if not token.isascii():
+            # An HTTP header carries Latin-1 at most and a bearer token is ASCII (RFC 6750's
+            # b64token): sending it would fail inside http.client as an internal error.
+            raise AuthError(
+                f"{variable} is not a usable bearer token: it contains characters that are "
+                "not ASCII (a typographic quote or dash from a copy and paste?)",
+                hint=f"set {variable} to the access token exactly as issued",
+            )
+        remember(token)
         expires = jwt_expiry(token)
         if expires is not None and expires <= time.time():
             raise AuthError(

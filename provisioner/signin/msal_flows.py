@@ -9,6 +9,7 @@ share one token; `invalidate` (after a 401) makes the next call fetch a new one.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,14 @@ from urllib.parse import quote_plus
 
 from provisioner.errors import AuthError
 from provisioner.fsutil import write_atomic
+from provisioner.redact import redact, remember
+from provisioner.signin.hints import (
+    AADSTS_HINTS,
+    AADSTS_KIND,
+    CREDENTIAL_NAMES,
+    REJECTED,
+    credential_kind,
+)
 
 log = logging.getLogger("provision.auth")
 
@@ -47,7 +56,12 @@ def checked_token(result: Mapping[str, Any]) -> tuple[str, float] | None:
     token = result.get("access_token")
     if token is None or token == "":
         return None
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not token.isprintable():
+    if (
+        not isinstance(token, str)
+        or len(token) > MAX_TOKEN_CHARS
+        or not token.isprintable()
+        or not token.isascii()  # an Authorization header cannot carry it (RFC 6750: b64token)
+    ):
         raise ValueError("the token answer's access_token is not a token")
     if any(c.isspace() for c in token):
         raise ValueError("the token answer's access_token is not a token")
@@ -83,12 +97,20 @@ class _MsalCredential:
         #: otherwise carry the client secret into an AuthError.
         self._secrets: tuple[str, ...] = ()
 
+    def _keep_secret(self, *values: str | None) -> None:
+        """Never show ``values`` in a message of this flow, nor anywhere else (`remember`)."""
+        kept = tuple(v for v in values if v)
+        self._secrets = tuple(dict.fromkeys((*self._secrets, *kept)))
+        remember(*kept)
+
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             # Also as it travels in a form body (quoted), the way a proxy would echo it.
             for form in {secret, quote_plus(secret)}:
                 text = text.replace(form, "[redacted]")
-        return text
+        # The whole of each secret, not its first 300 characters: messages are cut to 300
+        # below, and a cut assertion or token is still a secret (issue 20).
+        return redact(text)
 
     def get_token(self) -> str:
         with self._lock:
@@ -144,24 +166,6 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
-# AADSTS codes that point at one variable (Microsoft Entra authentication error codes).
-_AADSTS_HINTS = {
-    "AADSTS7000215": "AZURE_CLIENT_SECRET was rejected: check its value (not its secret ID) "
-    "and that it has not expired",
-    "AADSTS7000222": "AZURE_CLIENT_SECRET has expired: create a new client secret",
-    "AADSTS700016": "AZURE_CLIENT_ID is not an application registered in AZURE_TENANT_ID",
-    "AADSTS90002": "AZURE_TENANT_ID does not name an existing tenant (or the wrong --cloud)",
-    "AADSTS900023": "AZURE_TENANT_ID is not a valid tenant ID or domain",
-    "AADSTS700027": "the certificate in AZURE_CLIENT_CERTIFICATE_PATH is not registered "
-    "for the application AZURE_CLIENT_ID",
-    "AADSTS700211": "the federated token in AZURE_FEDERATED_TOKEN_FILE has no matching "
-    "federated credential on the application (issuer)",
-    "AADSTS700213": "the federated token in AZURE_FEDERATED_TOKEN_FILE has no matching "
-    "federated credential on the application (subject)",
-    "AADSTS700024": "the federated token in AZURE_FEDERATED_TOKEN_FILE has expired",
-}
-
-
 class ConfidentialClientCredential(_MsalCredential):
     """App-only tokens (client credentials flow) with a secret, certificate or assertion."""
 
@@ -186,13 +190,31 @@ class ConfidentialClientCredential(_MsalCredential):
         self._http_client = http_client
         self._app: Any = None
         if isinstance(client_credential, str):
-            self._secrets = (client_credential,)
+            self._keep_secret(client_credential)
         else:
-            self._secrets = tuple(
-                str(client_credential[k])
-                for k in ("private_key", "passphrase")
-                if client_credential.get(k)
-            )
+            self._keep_secret(
+                *(str(client_credential[k]) for k in ("private_key", "passphrase")
+                  if client_credential.get(k))
+            )  # fmt: skip
+            self._client_credential = self._remembering_assertion(client_credential)
+        #: What signs the app in, for hints that name the right variable.
+        self._kind = credential_kind(client_credential)
+
+    def _remembering_assertion(self, credential: dict[str, Any]) -> dict[str, Any]:
+        """A federated assertion is read (or fetched) when MSAL needs one: each is a secret
+        from then on, whole, wherever an endpoint echoes it."""
+        assertion = credential.get("client_assertion")
+        if isinstance(assertion, str):
+            self._keep_secret(assertion)
+        if not callable(assertion):
+            return credential
+
+        def read() -> Any:
+            value = assertion()
+            self._keep_secret(value if isinstance(value, str) else None)
+            return value
+
+        return {**credential, "client_assertion": read}
 
     def _application(self) -> Any:
         # Built lazily: MSAL fetches the tenant's OpenID configuration when constructed.
@@ -203,8 +225,7 @@ class ConfidentialClientCredential(_MsalCredential):
                 self._client_id,
                 client_credential=self._client_credential,
                 authority=self._authority,
-                http_client=self._http_client,
-                timeout=None if self._http_client is not None else 30,
+                http_client=self._http_client or same_origin_session(),
                 # The authority is a known cloud's login host or the user's explicit
                 # AZURE_AUTHORITY_HOST: no instance discovery round trip is needed.
                 instance_discovery=False,
@@ -220,13 +241,23 @@ class ConfidentialClientCredential(_MsalCredential):
 
     def _hint(self, error: str, detail: str) -> str | None:
         code = detail.split(":", 1)[0].strip()
-        if code in _AADSTS_HINTS:
-            return _AADSTS_HINTS[code]
+        if code in AADSTS_HINTS:
+            if AADSTS_KIND.get(code, self._kind) == self._kind:
+                return AADSTS_HINTS[code]
+            # Entra named another kind of credential than the one used (a certificate
+            # refused as an "invalid client secret"): name the one this run used.
+            return REJECTED[self._kind]
         if error in ("invalid_client", "unauthorized_client"):
-            return "check AZURE_CLIENT_ID and the client secret, certificate or federated token"
+            return f"check AZURE_CLIENT_ID and {CREDENTIAL_NAMES[self._kind]}"
         if error == "invalid_scope":
             return "the token scope does not match --cloud"
         return None
+
+
+def same_origin_session() -> Any:
+    from provisioner.signin.sessions import SameOriginSession  # imports requests
+
+    return SameOriginSession()
 
 
 class ManagedIdentityCredential(_MsalCredential):
@@ -250,6 +281,9 @@ class ManagedIdentityCredential(_MsalCredential):
         self._client_id = client_id
         self._http_client = http_client
         self._client: Any = None
+        # MSAL reads these from the environment and sends them to the identity endpoint;
+        # one echoed in an error must not be printed (issue 20).
+        self._keep_secret(*(os.environ.get(n) for n in ("IDENTITY_HEADER", "MSI_SECRET")))
 
     def _acquire(self, force: bool) -> dict[str, Any]:
         import msal
@@ -262,9 +296,8 @@ class ManagedIdentityCredential(_MsalCredential):
                 else msal.SystemAssignedManagedIdentity()
             )
             if self._http_client is None:
-                import requests
-
-                self._http_client = requests.Session()
+                # Never the identity header to another host after a redirect (sessions.py).
+                self._http_client = same_origin_session()
             self._client = msal.ManagedIdentityClient(identity, http_client=self._http_client)
         result: dict[str, Any] = self._client.acquire_token_for_client(resource=self._resource)
         return result
@@ -321,8 +354,7 @@ class DeviceCodeCredential(_MsalCredential):
                 self._client_id,
                 authority=self._authority,
                 token_cache=self._cache,
-                http_client=self._http_client,
-                timeout=None if self._http_client is not None else 30,
+                http_client=self._http_client or same_origin_session(),
                 instance_discovery=False,
             )
         return self._app

@@ -19,11 +19,14 @@ from provisioner.models import CHAT_TYPES, ROLES
 from provisioner.states.records import (
     MAX_SERIAL,
     STATE_FORMAT_VERSION,
+    AppRecord,
     ChatRecord,
     DeletedChat,
     Intent,
     MemberRecord,
     State,
+    TabRecord,
+    Workspace,
 )
 from provisioner.states.settling import Settling, settling_from
 
@@ -197,6 +200,58 @@ def _chat_checked(c: Any, where: str) -> ChatRecord:
     )
 
 
+def workspace_from_json(w: Any, where: str) -> Workspace:
+    """One workspace as ``Workspace.to_dict`` wrote it; ValueError says what is wrong."""
+    try:
+        return _workspace(w, where)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _workspace(w: Any, where: str) -> Workspace:
+    if not isinstance(w, dict):
+        raise _Bad(where, "expected an object")
+    apps = _list(w, "apps", where)
+    tabs = _list(w, "tabs", where)
+    return Workspace(
+        tuple(_app(a, f"{where}.apps[{i}]") for i, a in enumerate(apps)),
+        tuple(_tab(x, f"{where}.tabs[{i}]") for i, x in enumerate(tabs)),
+    )
+
+
+def _list(c: dict[str, Any], name: str, where: str) -> list[Any]:
+    value = c.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Bad(f"{where}.{name}", "expected a list")
+    return value
+
+
+def _app(a: Any, where: str) -> AppRecord:
+    if not isinstance(a, dict):
+        raise _Bad(where, "expected an object")
+    return AppRecord(
+        app_id=_get(a, "app_id", where, str),
+        ref=_get(a, "ref", where, str),
+        installation_id=_get(a, "installation_id", where, str, optional=True),
+    )
+
+
+def _tab(x: Any, where: str) -> TabRecord:
+    if not isinstance(x, dict):
+        raise _Bad(where, "expected an object")
+    return TabRecord(
+        tab_id=_get(x, "tab_id", where, str),
+        name=_get(x, "name", where, str),
+        app_id=_get(x, "app_id", where, str),
+        entity_id=_get(x, "entityId", where, str, optional=True),
+        content_url=_get(x, "contentUrl", where, str, optional=True),
+        website_url=_get(x, "websiteUrl", where, str, optional=True),
+        remove_url=_get(x, "removeUrl", where, str, optional=True),
+    )
+
+
 def _settling(raw: Any, where: str) -> tuple[Settling, ...]:
     try:
         return settling_from(raw, where)
@@ -214,6 +269,7 @@ def _intent(key: str, i: Any, w: str) -> Intent:
         attempt_id=_get(i, "attempt_id", w, str),
         started_at=_get(i, "started_at", w, str),
         topic=_get(i, "topic", w, str, optional=True),
+        graph_started_at=_get(i, "graph_started_at", w, str, optional=True),
     )
 
 
@@ -257,6 +313,9 @@ def _state_from(data: Mapping[str, Any]) -> State:
     for i, key in enumerate(protected):
         if not isinstance(key, str):
             raise _Bad(f"$.protected[{i}]", "expected a string")
+    workspaces = {}
+    for key, w in (_get(data, "workspaces", "$", dict, optional=True) or {}).items():
+        workspaces[key] = _workspace(w, f"$.workspaces[{key!r}]")
     deleted = {}
     for key, d in (_get(data, "deleted", "$", dict, optional=True) or {}).items():
         if not isinstance(d, dict):
@@ -276,6 +335,7 @@ def _state_from(data: Mapping[str, Any]) -> State:
         protected=set(protected),
         last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
         deleted=deleted,
+        workspaces=workspaces,
         tenant_id=_short(data, "tenant_id"),
         cloud=_short(data, "cloud"),
         exists=True,

@@ -103,3 +103,57 @@ def tenants_seen(bodies: list[object]) -> set[str]:
             if isinstance(tenant, str) and 0 < len(tenant) <= 64:
                 found.add(tenant.lower())
     return found
+
+
+#: All of at least this many managed chats reading as "not found" at once is taken as another
+#: tenant or cloud, not as chats deleted one by one (issue 20): a chat id means nothing outside
+#: its tenant, so a wrong tenant reads every chat as 404, while deletions in Teams come a few at
+#: a time. Below 3 chats a state is too small to tell the two apart, and the tenant checks
+#: (``check_home``, ``check_not_found``) are what protects it.
+WRONG_TENANT_MIN_GONE = 3
+
+
+def check_not_found(
+    state: State,
+    location: str,
+    *,
+    gone: list[str],
+    tenant: str | None,
+    graph_url: str,
+) -> None:
+    """StateError before a run turns "not found" into "deleted" (and creates the chats again)
+    without evidence that it looks in the state's own tenant.
+
+    ``gone``: the keys of the managed chats Graph answered 404 for; ``tenant``: the run's
+    tenant as established (the token's ``tid``, ``GET /organization``, or a chat read back);
+    None when it could not be. Refused: a state that knows its tenant, a run that cannot
+    establish its own, and anything to act on (a chat not found, or a creation to look up:
+    an empty lookup would create it again); and every managed chat not found at once, when
+    there are at least ``WRONG_TENANT_MIN_GONE``.
+    """
+    pending = sorted(state.intents)
+    if state.tenant_id is not None and tenant is None and (gone or pending):
+        what = f"{len(gone)} managed chat(s) read as not found" if gone else ""
+        if pending:
+            what += (" and " if what else "") + f"{len(pending)} creation(s) must be looked up"
+        raise StateError(
+            f"{what}, but the tenant of this run cannot be established (the token names no "
+            f"tenant and GET /organization did not answer one); the state {location} belongs "
+            f"to tenant {state.tenant_id}, so 'not found' is no evidence of a deletion: "
+            "nothing was changed",
+            hint="use a token that carries its tenant (tid), or grant the app "
+            "Directory.Read.All so Graph can say which tenant it acts in; check --graph-url "
+            "and --state",
+        )
+    total = len(state.chats)
+    if len(gone) >= WRONG_TENANT_MIN_GONE and len(gone) >= total:
+        raise StateError(
+            f"all {total} managed chats of the state {location} read as not found from "
+            f"{graph_url}: that is what another tenant or cloud looks like (the state "
+            f"belongs to tenant {state.tenant_id or 'unknown'}), not chats deleted one by "
+            "one: nothing was changed",
+            hint="check the credentials (AZURE_TENANT_ID, PROVISION_ACCESS_TOKEN...), "
+            "--graph-url / --cloud and --state; if these chats really were deleted, stop "
+            "managing them with `provision state rm KEY...` and plan again (the chats are "
+            "then created anew)",
+        )

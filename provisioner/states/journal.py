@@ -15,7 +15,7 @@ made together (an intent with the users it resolved, say), applied all or nothin
 
     ["chat", key, record] ["rm", key] ["mv", old, new] ["intent", key, intent]
     ["unintent", key] ["users", {upn: id}] ["protect", key, bool] ["plan", plan_id]
-    ["deleted", key, deleted-chat] ["undeleted", key]
+    ["deleted", key, deleted-chat] ["undeleted", key] ["ws", key, workspace]
     ["compact", serial]   (a marker: the state written as ``serial`` holds everything before it)
 
 A run killed in the middle of an append leaves a torn last record: a short frame, a checksum
@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from provisioner.errors import StateError
-from provisioner.states.codec import chat_from_json, intent_from_json
+from provisioner.states.codec import chat_from_json, intent_from_json, workspace_from_json
 from provisioner.states.journal_local import LocalJournalFile as LocalJournalFile
-from provisioner.states.records import ChatRecord, DeletedChat, Intent, State
+from provisioner.states.records import ChatRecord, DeletedChat, Intent, State, Workspace
 
 JOURNAL_SUFFIX = ".journal"
 JOURNAL_FORMAT = 1
@@ -124,6 +124,9 @@ def encode(changes: Iterable[Change]) -> bytes:
         elif kind == "deleted":
             deleted: DeletedChat = change[2]
             out.append(["deleted", change[1], deleted.to_dict()])
+        elif kind == "ws":
+            workspace: Workspace = change[2]
+            out.append(["ws", change[1], workspace.to_dict()])
         else:
             out.append(list(change))
     return frame(_dumps(out))
@@ -397,6 +400,8 @@ def _apply(state: State, change: list[Any], where: str) -> None:
         state.put_deleted(_str(change[1]), DeletedChat.from_dict(change[2]))
     elif kind == "undeleted":
         state.drop_deleted(_str(change[1]))
+    elif kind == "ws":
+        state.put_workspace(_str(change[1]), workspace_from_json(change[2], where))
     elif kind not in ("compact", "torn"):
         raise ValueError(f"unknown change {kind!r}")
 

@@ -20,11 +20,22 @@ import uuid
 from collections.abc import Iterator
 
 from provisioner.errors import StateError
-from provisioner.fsutil import sweep_temp_files, write_atomic
+from provisioner.fsutil import (
+    FileTooLarge,
+    NotRegularFile,
+    read_regular,
+    special_file,
+    sweep_temp_files,
+    write_atomic,
+)
 from provisioner.states.codec import decode_state, peek_lineage
 from provisioner.states.journal import JOURNAL_SUFFIX
 from provisioner.states.lock import FileLock, LockInfo, hold
 from provisioner.states.records import BACKUP_SUFFIX, State
+
+#: The largest state file read (every input is bounded): a chat of 250 members takes about
+#: 50 KB of state, so this holds 20,000 of the largest chats Graph allows.
+MAX_STATE_BYTES = 1 << 30
 
 
 class LocalStateStore:
@@ -52,9 +63,9 @@ class LocalStateStore:
         return self.path + BACKUP_SUFFIX
 
     def read(self) -> State:
+        self._refuse_special_files()
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read()
+            raw = read_regular(self.path, limit=MAX_STATE_BYTES)
         except FileNotFoundError:
             self._refuse_if_evidence()
             state = State()
@@ -62,6 +73,14 @@ class LocalStateStore:
             return state
         except IsADirectoryError as exc:
             raise StateError(f"the state path {self.path} is a directory, not a file") from exc
+        except NotRegularFile as exc:  # became one after _refuse_special_files looked
+            raise StateError(f"the state path {self.path} is not a regular file") from exc
+        except FileTooLarge as exc:
+            raise StateError(
+                f"the state file {self.path} is larger than {MAX_STATE_BYTES >> 20} MB: not a "
+                "state provision wrote",
+                hint="check --state (or PROVISION_STATE) names the right file",
+            ) from exc
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from exc
         state = decode_state(raw, self.path, self._restore_hint())
@@ -86,6 +105,7 @@ class LocalStateStore:
 
     @contextlib.contextmanager
     def _locked(self, operation: str) -> Iterator[LockInfo]:
+        self._refuse_special_files()
         with hold(self._lock, operation, timeout=self.lock_timeout) as info:
             # Holding the lock, no writer of this state is alive: what temp files remain were
             # left by killed runs.
@@ -110,14 +130,14 @@ class LocalStateStore:
     def damaged(self) -> tuple[bytes, State | None]:
         """For ``provision state repair`` when ``read`` refuses the file: its bytes, and the
         backup (None when it is missing or unreadable too)."""
+        self._refuse_special_files()
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read()
-        except OSError as exc:
-            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from exc
+            raw = read_regular(self.path, limit=MAX_STATE_BYTES)
+        except OSError as exc:  # NotRegularFile and FileTooLarge included
+            raise StateError(f"cannot read state file {self.path}: {exc}") from exc
         try:
-            with open(self.backup_location, "rb") as f:
-                backup = decode_state(f.read(), self.backup_location, "")
+            kept = read_regular(self.backup_location, limit=MAX_STATE_BYTES)
+            backup: State | None = decode_state(kept, self.backup_location, "")
         except (OSError, StateError):
             backup = None
         return raw, backup
@@ -150,6 +170,23 @@ class LocalStateStore:
                 f"refusing to write an older state (serial {state.serial}) over {self.path} "
                 f"(serial {self._serial})"
             )
+
+    def _refuse_special_files(self) -> None:
+        """The state, its journal, backup and lock are regular files or absent: a FIFO there
+        hung every command, ``--state /dev/zero`` ate memory (issue 20). Checked before any
+        of them is opened, so nothing is read, locked or written."""
+        for what, path in (
+            ("state", self.path),
+            ("journal", self.path + JOURNAL_SUFFIX),
+            ("backup", self.backup_location),
+            ("lock", self._lock.path),
+        ):
+            kind = special_file(path)
+            if kind is not None:
+                raise StateError(
+                    f"the {what} path {path} is {kind}, not a regular file: refusing to use it",
+                    hint="give --state (or PROVISION_STATE) the path of a regular file",
+                )
 
     def _refuse_if_evidence(self) -> None:
         """A missing state with a backup, a journal or a lock left by a run that had found a

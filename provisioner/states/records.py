@@ -59,6 +59,51 @@ class MemberRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AppRecord:
+    """An app provision installed in the chat (issue 24): its catalog id, the manifest's
+    reference to it (``name:Incident Bot``; resolves it without the catalog next time) and
+    the installation id Graph gave it, once known."""
+
+    app_id: str
+    ref: str
+    installation_id: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"app_id": self.app_id, "ref": self.ref}
+        if self.installation_id is not None:
+            data["installation_id"] = self.installation_id
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class TabRecord:
+    """A tab provision pinned to the chat: Graph's tab id, its name, app and configuration."""
+
+    tab_id: str
+    name: str
+    app_id: str
+    entity_id: str | None = None
+    content_url: str | None = None
+    website_url: str | None = None
+    remove_url: str | None = None
+
+    def configuration(self) -> dict[str, str | None]:
+        return {
+            "entityId": self.entity_id,
+            "contentUrl": self.content_url,
+            "websiteUrl": self.website_url,
+            "removeUrl": self.remove_url,
+        }
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"tab_id": self.tab_id, "name": self.name, "app_id": self.app_id}
+        for name, value in self.configuration().items():
+            if value is not None:
+                data[name] = value
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRecord:
     """One managed chat as last applied (or imported)."""
 
@@ -86,6 +131,21 @@ class ChatRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Workspace:
+    """What provision installed in a managed chat and pinned to it (issue 24), kept apart
+    from its ``ChatRecord`` (members and topic change far more often)."""
+
+    apps: tuple[AppRecord, ...] = ()
+    tabs: tuple[TabRecord, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.apps or self.tabs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"apps": [a.to_dict() for a in self.apps], "tabs": [x.to_dict() for x in self.tabs]}
+
+
+@dataclass(frozen=True, slots=True)
 class Intent:
     """A group creation that was started but whose outcome is not recorded yet.
 
@@ -98,8 +158,12 @@ class Intent:
     chat_type: str
     members: tuple[MemberRecord, ...]
     attempt_id: str
-    started_at: str  # ISO 8601, UTC
+    started_at: str  # ISO 8601, UTC, the host's clock (shown to people)
     topic: str | None = None
+    # Graph's time when the intent was journaled (its answers' ``Date``, graph/clock.py), what
+    # a lookup compares ``createdDateTime`` with; None when no answer had told it yet (and in
+    # states written before issue 20).
+    graph_started_at: str | None = None
 
     @property
     def member_identities(self) -> frozenset[str]:
@@ -111,6 +175,8 @@ class Intent:
             "attempt_id": self.attempt_id,
             "started_at": self.started_at,
         }
+        if self.graph_started_at is not None:
+            data["graph_started_at"] = self.graph_started_at
         if self.topic is not None:
             data["topic"] = self.topic
         data["members"] = [m.to_dict() for m in self.members]
@@ -171,6 +237,8 @@ class State:
     # Chats provision deleted, by key, while Graph can restore them (issue 23; absent from
     # the file when empty).
     deleted: dict[str, DeletedChat] = field(default_factory=dict)
+    # Apps and tabs provision manages in a chat, by key (issue 24; absent when empty).
+    workspaces: dict[str, Workspace] = field(default_factory=dict)
     # Where the chats live (``states.home``): the tenant id and the Graph cloud, recorded the
     # first time the state is used against Graph. Absent from the file until known.
     tenant_id: str | None = None
@@ -194,6 +262,7 @@ class State:
     def remove_chat(self, key: str) -> ChatRecord | None:
         self._encoded.pop(key, None)
         self.protected.discard(key)
+        self.workspaces.pop(key, None)
         self._note("rm", key)
         return self.chats.pop(key, None)
 
@@ -205,6 +274,8 @@ class State:
         if old in self.protected:
             self.protected.discard(old)
             self.protected.add(new)
+        if old in self.workspaces:
+            self.workspaces[new] = self.workspaces.pop(old)
         self._note("mv", old, new)
 
     def put_intent(self, intent: Intent) -> None:
@@ -227,6 +298,14 @@ class State:
         else:
             self.protected.discard(key)
         self._note("protect", key, protected)
+
+    def put_workspace(self, key: str, workspace: Workspace) -> None:
+        """Record the apps and tabs provision manages in the chat of ``key`` (empty: none)."""
+        if workspace:
+            self.workspaces[key] = workspace
+        else:
+            self.workspaces.pop(key, None)
+        self._note("ws", key, workspace)
 
     def put_deleted(self, key: str, deleted: DeletedChat) -> None:
         self.deleted[key] = deleted
@@ -258,6 +337,7 @@ class State:
             protected=set(self.protected),
             last_plan_id=self.last_plan_id,
             deleted=dict(self.deleted),
+            workspaces=dict(self.workspaces),
             tenant_id=self.tenant_id,
             cloud=self.cloud,
             exists=self.exists,
@@ -323,6 +403,10 @@ class State:
             deleted = {k: v.to_dict() for k, v in sorted(self.deleted.items())}
             tail[-2] += ","
             tail.insert(-1, f'  "deleted": {_dumps(deleted)}')
+        if self.workspaces:
+            spaces = {k: v.to_dict() for k, v in sorted(self.workspaces.items())}
+            tail[-2] += ","
+            tail.insert(-1, f'  "workspaces": {_dumps(spaces)}')
         if not lines:
             parts.pop()
         out = "\n".join(parts).encode() + b"\n"

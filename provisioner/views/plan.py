@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 from provisioner.plans.types import ACTIONS, Action, Change, Drift, Plan
+from provisioner.plans.workspace import WorkspaceChange
 from provisioner.states.records import MemberRecord
 
 JSON_FORMAT_VERSION = 1
@@ -126,6 +127,20 @@ def summary_line(plan: Plan) -> str:
     return "Plan: " + ", ".join(parts) + "."
 
 
+def _workspace_lines(ws: WorkspaceChange) -> Iterator[Line]:
+    """Apps before tabs, as apply does them (issue 24)."""
+    for app in ws.install:
+        yield ("+", 1, f"app {_q(app.ref.split(':', 1)[1])} ({_plain(app.app_id)})")
+    for old in ws.uninstall:
+        yield ("-", 1, f"app {_q(old.ref.split(':', 1)[1])} ({_plain(old.app_id)})")
+    for tab in ws.add_tabs:
+        yield ("+", 1, f"tab {_q(tab.name)} ({_plain(tab.app_id)})")
+    for tab in ws.update_tabs:
+        yield ("~", 1, f"tab {_q(tab.name)} (name or configuration)")
+    for tab in ws.remove_tabs:
+        yield ("-", 1, f"tab {_q(tab.name)}")
+
+
 def _change_lines(change: Change) -> Iterator[Line]:
     action = change.action
     where = f" (chat {_plain(change.chat_id)})" if change.chat_id else ""
@@ -192,6 +207,8 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, f"topic {_q(change.topic)}")
         for m in change.members:
             yield ("-", 1, _member(m))
+    if change.workspace is not None:
+        yield from _workspace_lines(change.workspace)
     if change.origin is not None:
         yield (" ", 1, f"# from {change.origin}")
     for note in change.notes:

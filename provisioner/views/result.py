@@ -38,7 +38,7 @@ def run_status(result: ApplyResult) -> str:
     ``interrupted`` (stopped by a signal)."""
     if result.stopped in ("SIGINT", "SIGTERM"):
         return "interrupted"
-    return "ok" if result.complete else "failed"
+    return "ok" if result.complete and result.unsaved is None else "failed"
 
 
 # --- JSON --------------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def result_document(result: ApplyResult, *, resume: str | None = None) -> dict[s
             },
         },
         "resume": resume,
-    }
+    } | ({"unsaved": _failure(result.unsaved)} if result.unsaved is not None else {})
 
 
 def render_json(result: ApplyResult, *, resume: str | None = None) -> str:
@@ -159,6 +159,11 @@ def render_text(result: ApplyResult, *, resume: str | None = None) -> str:
         lines.append(f"Left undone: {', '.join(undone)}.")
     if result.stop_error is not None and status != "interrupted":
         lines.append(f"Stopped early: {failure_text(result.stop_error)}")
+    if result.unsaved is not None:
+        lines.append(
+            "The state could not be written at the end: the records of these changes are in "
+            "its journal (see the error below)."
+        )
     failed = result.failed
     if failed:
         lines += ["", "Failed:"]
@@ -187,6 +192,8 @@ def render_text(result: ApplyResult, *, resume: str | None = None) -> str:
             f"requests ({result.lookup_requests / result.lookups:.1f} per lookup), "
             f"{result.settle_seconds:.0f}s waiting for Graph to list them (other chats went on)."
         )
-    if resume:
+    if resume and result.unsaved is not None:
+        lines.append(f"Once the state can be written, save these records with: {resume}")
+    elif resume:
         lines.append(f"The state is saved. To continue, run: {resume}")
     return "\n".join(lines) + "\n"

@@ -105,3 +105,19 @@ def test_a_second_sigint_stops_at_once_and_the_next_run_is_safe(tmp_path: Path) 
         assert server.tenant.duplicate_group_chats() == []
         for chat in chats:
             assert len(server.tenant.find_chats(topic=chat["topic"], members=chat["members"])) == 1
+
+
+@pytest.mark.parametrize("offset", [-600.0, 600.0], ids=["host-ahead", "host-behind"])
+def test_killed_runs_with_a_host_clock_ten_minutes_off_graph_never_duplicate(
+    tmp_path: Path, offset: float
+) -> None:
+    # Issue 20: matching compares Graph's createdDateTime with Graph's own time (its Date
+    # header), so a host clock 10 minutes off changes nothing.
+    report = kill_cycles(
+        tmp_path, seed=31, kills=2, groups=20, pairs=5, max_rps=15.0, kill_window=(0.5, 1.6),
+        list_delay=(0.2, 1.0), window=2.0, clock_offset=offset,
+    )  # fmt: skip
+    assert report.errors == []
+    assert report.duplicates == 0 and report.missing == 0
+    assert report.wrong == 0 and report.extra_chats == 0
+    assert report.ambiguous_faults + report.recovered > 0

@@ -82,6 +82,14 @@ def test_exact_member_set_and_topic_match() -> None:
     assert [c["id"] for c in found] == ["19:right"]
 
 
+def test_a_member_that_is_not_a_user_does_not_hide_the_chat() -> None:
+    # Issue 20: an app or a bot in a chat's member list (no userId) made the lookup miss the
+    # chat the creation had made, and the chat was created again (3 chats became 6).
+    found = chat("19:with-bot", A, B, C)
+    found["members"] = [*found["members"], {"@odata.type": "#microsoft.graph.appMember"}, "x"]
+    assert match_created_chats([found], WANTED, topic="Launch", started_at=STARTED)
+
+
 def test_user_ids_compare_case_insensitively() -> None:
     chats = [chat("19:upper", A.upper(), B, C)]
     assert match_created_chats(chats, WANTED, topic="Launch", started_at=STARTED)

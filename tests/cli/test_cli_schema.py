@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # (check-jsonschema's ruamel.yaml, and editors by default) reads the string "no".
 YAML11_BOOLEANS = ROOT / "tests/data/manifests/valid/lifecycle.yaml"
 VALID = sorted(set((ROOT / "tests/data/manifests/valid").glob("*.yaml")) - {YAML11_BOOLEANS})
-EXAMPLES = [ROOT / "examples/chats.yaml", *sorted((ROOT / "examples/graph-docs").glob("*.yaml"))]
+EXAMPLES = [
+    ROOT / "examples/chats.yaml",
+    ROOT / "examples/incident-response/incidents.yaml",
+    *sorted((ROOT / "examples/graph-docs").glob("*.yaml")),
+]
 
 
 def test_prints_the_manifest_schema_byte_for_byte(capsys: pytest.CaptureFixture[str]) -> None:

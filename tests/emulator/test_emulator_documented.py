@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from provisioner.emulator import EmulatorServer
+from provisioner.emulator import DEFAULT_TENANT_ID, EmulatorServer
 
 DOCS = Path(__file__).resolve().parents[1] / "data" / "graph-docs"
 MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
@@ -142,3 +142,12 @@ def test_too_many_requests() -> None:
     assert float(resp.headers["Retry-After"]) > 0
     assert_shape(doc["body"], resp.json())
     assert resp.json()["error"]["code"] == doc["body"]["error"]["code"]
+
+
+def test_list_organization_names_the_tenant(graph: tuple[str, requests.Session]) -> None:
+    # organization-list.md: what an app-only token without a tid learns its tenant from.
+    url, s = graph
+    resp = s.get(f"{url}/organization")
+    assert resp.status_code == documented("list-organization.json")["status"]
+    assert_shape(documented("list-organization.json")["body"], resp.json())
+    assert [org["id"] for org in resp.json()["value"]] == [DEFAULT_TENANT_ID]

@@ -137,6 +137,20 @@ def test_batch_items_are_throttled_one_by_one(start: Start, http: requests.Sessi
             assert item["body"]["error"]["code"] == "TooManyRequests"
 
 
+def test_list_chats_is_limited_to_5_per_second_per_user(
+    start: Start, http: requests.Session
+) -> None:
+    # includes/throttling-teams.md: "A maximum of five requests per second per user can be
+    # issued when doing List chats or Get chat": a sixth list of one user's chats within the
+    # second is throttled, while another user's list still goes through (issue 26).
+    server = start(limits="documented")
+    users = new_users(2)
+    lists = [http.get(f"{server.url}/users/{users[0]}/chats") for _ in range(6)]
+    assert [r.status_code for r in lists] == [200] * 5 + [429]
+    assert float(lists[-1].headers["Retry-After"]) > 0
+    assert http.get(f"{server.url}/users/{users[1]}/chats").status_code == 200
+
+
 def test_member_add_is_limited_to_4_per_minute_per_chat(
     start: Start, http: requests.Session
 ) -> None:

@@ -167,3 +167,8 @@ def test_429_waits_for_its_fractional_retry_after(
     body = client.get_chat("19:b8577894a63548969c5c92bb9c80c5e1@thread.v2", expand_members=False)
     assert body["id"] == chat["body"]["id"]
     assert sum(fake_time.slept) >= 2.128
+
+
+def test_the_tenant_of_an_organization_list(httpserver: HTTPServer, client: GraphClient) -> None:
+    doc = serve(httpserver, "list-organization.json")
+    assert client.organization_tenant() == doc["response"]["body"]["value"][0]["id"]

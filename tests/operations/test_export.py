@@ -181,3 +181,26 @@ def test_import_to_state_keeps_the_keys_of_chats_managed_already(tenant, capsys)
     Path("adele.yaml").write_text(out)
     assert run(capsys, "plan", "adele.yaml", "--detailed-exitcode")[0] == 0
     assert client.base_url == tenant.url
+
+
+@pytest.mark.parametrize("kind", ["group", "oneOnOne"])
+def test_export_by_type_falls_back_when_graph_refuses_the_filter(tenant, capsys, kind) -> None:
+    # chat-list.md documents $filter but no expression: `chatType eq` is an assumption.
+    code, expected, _ = run(capsys, "export", "--user", A, "--type", kind)
+    assert code == 0 and f"chatType: {kind}" in expected
+    tenant.tenant.chat_filters = frozenset()  # this Graph answers every $filter with a 400
+    code, out, err = run(capsys, "export", "--user", A, "--type", kind)
+    assert code == 0, err
+    assert out == expected
+
+
+def test_export_by_type_checks_the_type_when_graph_ignores_the_filter(
+    tenant, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioner.emulator import chats as emulated
+
+    code, expected, _ = run(capsys, "export", "--user", A, "--type", "oneOnOne")
+    monkeypatch.setattr(emulated, "parse_filter", lambda text: {})  # accepted, not applied
+    code, out, err = run(capsys, "export", "--user", A, "--type", "oneOnOne")
+    assert code == 0, err
+    assert out == expected and "chatType: group" not in out

@@ -13,6 +13,9 @@ hand::
 
     python tests/soak/kill_soak.py --seeds 20 --kills 6 --groups 60 --pairs 40
 
+``--clock-offset -600`` sets Graph's (the emulator's) clock 10 minutes behind this host's, as a
+host clock 10 minutes ahead would be (issue 20): matching must not depend on the two agreeing.
+
 ``--base-chats 10000`` starts every seed from a state that already manages that many chats
 (in the manifest too, so the next plan must leave them alone): the changes are journaled on top
 of a big state (issue 16), and none of them may be lost either. Runs then use ``--no-refresh``
@@ -127,8 +130,11 @@ def kill_cycles(
     base_chats: int = 0,
     list_delay: tuple[float, float] = (1.0, 4.0),
     window: float = 60.0,
+    clock_offset: float = 0.0,
 ) -> Report:
-    """One seed: kill ``kills`` runs at random moments, rerun to completion, check."""
+    """One seed: kill ``kills`` runs at random moments, rerun to completion, check.
+    ``clock_offset``: seconds Graph's (the emulator's) clock is off this host's (issue 20:
+    -600 is a host clock 10 minutes ahead of Graph)."""
     rng = random.Random(seed)
     report = Report(seed=seed)
     started = time.monotonic()
@@ -142,6 +148,7 @@ def kill_cycles(
         limits="documented",
         invent_users=True,  # the manifest names made-up users
         list_delay_s=list_delay,  # Graph lists new chats late (issue 14)
+        clock_offset_s=clock_offset,
     ) as server:
         env = dict(os.environ, PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="soak")
         env["PROVISION_CONSISTENCY_WINDOW"] = str(window)
@@ -285,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--window", type=float, default=60.0, help="apply's --consistency-window, seconds"
     )
+    parser.add_argument(
+        "--clock-offset", type=float, default=0.0,
+        help="seconds Graph's clock is off this host's (-600: the host 10 minutes ahead)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     lo, _, hi = args.list_delay.partition("-")
     lag = (float(lo), float(hi or lo))
@@ -294,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             r = kill_cycles(
                 Path(tmp), seed=seed, kills=args.kills, groups=args.groups, pairs=args.pairs,
                 max_rps=args.max_rps, list_delay=lag, window=args.window,
-                base_chats=args.base_chats,
+                base_chats=args.base_chats, clock_offset=args.clock_offset,
             )  # fmt: skip
         reports.append(r)
         per = f"{r.lookup_requests / r.lookups:.2f}" if r.lookups else "-"

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from provisioner.errors import ProvisionError, StateError
 from provisioner.fsutil import is_loopback_host
+from provisioner.redact import remember
 from provisioner.signin.ci import (
     OIDC_REQUEST_URI,
     SERVICE_CONNECTION,
@@ -154,6 +155,7 @@ def parse_connection_string(text: str) -> dict[str, str]:
 
 def _from_connection_string(text: str, location: BlobLocation, endpoint: str | None) -> Connection:
     fields = parse_connection_string(text)
+    remember_storage_secrets(fields.get("accountkey"), fields.get("sharedaccesssignature"))
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         fields = {
             "accountname": DEV_ACCOUNT,
@@ -185,6 +187,14 @@ def _from_connection_string(text: str, location: BlobLocation, endpoint: str | N
     )
 
 
+def remember_storage_secrets(*values: str | None) -> None:
+    """Keys, SAS tokens and connection strings are secrets wherever they are echoed; a SAS's
+    signature alone too (``sig=``: it is what grants the access)."""
+    remember(*values)
+    for value in values:
+        remember(*parse_qs((value or "").lstrip("?")).get("sig", ()))
+
+
 def connection_for(
     location: BlobLocation, endpoint: str | None, env: Mapping[str, str]
 ) -> Connection:
@@ -192,6 +202,9 @@ def connection_for(
     a SAS token (all from the environment, as the Azure CLI and Terraform's azurerm backend
     read them), else azure-identity's ``DefaultAzureCredential`` (workload identity, managed
     identity, Azure CLI login...: the same chain a pipeline already uses)."""
+    remember_storage_secrets(
+        env.get(CONNECTION_STRING_ENV), env.get(ACCOUNT_KEY_ENV), env.get(SAS_TOKEN_ENV)
+    )
     explicit = endpoint or env.get(ENDPOINT_ENV) or None
     account_url = check_endpoint(explicit) if explicit else None
     conn_str = env.get(CONNECTION_STRING_ENV)
