@@ -13,8 +13,10 @@ and then (504 or a dropped connection *after* the chat was made). Each round dra
   no refusal, no record lost;
 * ``tenant``: the state (bound to tenant A) is applied against another tenant's emulator with
   the same opaque token: it must stop; every chat created there is a duplicate;
-* ``clock``: Graph's clock (the emulator's ``Date`` header and ``createdDateTime``) is set
-  off by +-10 minutes, and jumps between a killed run and its rerun;
+* ``clock``: the host's clock 10 minutes ahead of Graph's or behind it (the emulator's
+  ``clock_offset_s``: its ``Date`` header and ``createdDateTime``) for a run that is killed,
+  then, half the time, 20 minutes further back before the rerun (Graph's clock stays
+  continuous: a host clock that jumps back shows as Graph's offset growing);
 * ``retryafter``: 503s with ``Retry-After: 99999`` on some requests: the run must end (any
   exit) within ``--hang-after`` seconds, else it is counted as a hang and killed;
 * ``lease`` (when Azurite is installed): a run on an ``azblob://`` state whose lease is broken
@@ -32,7 +34,9 @@ hangs and crashes (a run that ends in an internal error). ``provision plan
 
     python tests/soak/mixed_soak.py --seeds 3 --rounds 8 --groups 20 --pairs 10
 
-Seeds are printed; one line per seed and a figure line; ``--json`` adds a JSON line. Exit
+``--code DIR`` runs `provision` from another source tree (``git archive COMMIT``) with this
+harness and emulator: the figures before a fix. Seeds are printed; one line per seed and a
+figure line; ``--json`` adds a JSON line. Exit
 status 1 if anything was duplicated, lost, hung or crashed.
 """
 
@@ -64,7 +68,6 @@ except ImportError:  # pragma: no cover
     from soak.kill_soak import write_manifest
 
 from provisioner.emulator import EmulatorServer
-from provisioner.emulator.transport import Handler
 from provisioner.states.store import local_store
 
 AMBIGUOUS = [
@@ -102,18 +105,7 @@ class Figures:
 
 # --- Graph's clock ----------------------------------------------------------------------------
 
-_OFFSET = [0.0]  # seconds Graph's clock is ahead of this host's (every emulator in-process)
-_real_date = Handler.date_time_string
-
-
-def _shifted_date(self: Handler, timestamp: float | None = None) -> str:
-    return _real_date(self, (time.time() if timestamp is None else timestamp) + _OFFSET[0])
-
-
-def graph_clock(server: EmulatorServer, offset: float) -> None:
-    _OFFSET[0] = offset
-    Handler.date_time_string = _shifted_date  # type: ignore[method-assign]
-    server.tenant._clock = lambda: time.time() + _OFFSET[0]
+_OFFSET = [0.0]  # seconds Graph's clock is ahead of this host's (the next emulator started)
 
 
 # --- one seed -------------------------------------------------------------------------------
@@ -156,6 +148,10 @@ class Seed:
         env = dict(os.environ, PROVISION_GRAPH_URL=url, PROVISION_ACCESS_TOKEN="opaque-soak")
         env["PROVISION_CONSISTENCY_WINDOW"] = str(self.args.window)
         env.pop("PROVISION_STATE", None)
+        if self.args.code:  # `provision` from another checkout (the harness stays this one)
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [self.args.code, env.get("PYTHONPATH")])
+            )
         env.update(extra)
         return env
 
@@ -168,9 +164,9 @@ class Seed:
             invent_users=True,
             list_delay_s=(0.1, 0.6),
             tenant_id=TENANT_B if name == "b" else "8f2a7c1e-0000-4000-8000-00000000000a",
+            clock_offset_s=_OFFSET[0],
             **options,
         ) as server:
-            graph_clock(server, _OFFSET[0])
             yield server
             if name == "a":  # what this round's fault duplicated in tenant A
                 made = sum(len(g) - 1 for g in server.tenant.duplicate_group_chats())
@@ -263,8 +259,8 @@ class Seed:
                 flush=True,
             )
         if kind == "bitflip":
-            if seen.returncode == 0 and not absorbed:
-                self.fig.refusals_missed += 1
+            if seen.returncode == 0:
+                self.fig.refusals_missed += not absorbed
             elif "state repair" not in seen.stderr:
                 self.fig.errors.append(
                     f"a refusal without the repair hint (exit {seen.returncode}): "
@@ -339,11 +335,13 @@ class Seed:
                 self.lease_break(azurite)
             elif kind == "clock":
                 self.fig.faults["clock"] += 1
-                graph_clock_offset = self.rng.choice((-600.0, 600.0, -300.0, 420.0))
-                _OFFSET[0] = graph_clock_offset
+                # The host 10 min ahead of Graph or behind it for a killed run, then its clock
+                # jumps back 20 min (or not at all) before the rerun. Only the host's clock may
+                # jump: Graph's stays continuous, so the jump shows as Graph's offset growing.
+                _OFFSET[0] = self.rng.choice((-600.0, 600.0))
                 with self.emulator(faults=AMBIGUOUS) as server:
                     self.apply(server.url, kill_when=self.rng.randint(2, 4))
-                _OFFSET[0] = -graph_clock_offset  # a jump before the rerun
+                _OFFSET[0] += self.rng.choice((0.0, 1200.0))
                 with self.emulator(faults=AMBIGUOUS) as server:
                     self.apply(server.url)
                 _OFFSET[0] = 0.0
@@ -437,6 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help="the faults to draw from")
     parser.add_argument("--cycle", action="store_true", help="every kind in turn")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--code", default="", help="run `provision` from this source tree (e.g. an older "
+        "commit, to measure the before); the harness and the emulator stay this checkout's",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep each seed's directory")
     parser.add_argument("--verbose", action="store_true", help="each run's exit and stderr")
     args = parser.parse_args(argv)

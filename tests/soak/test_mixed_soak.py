@@ -27,7 +27,7 @@ def test_mixed_faults_make_no_duplicate_and_lose_nothing(
     kinds = [k for k in KINDS if k != "lease" or azurite is not None]
     args = argparse.Namespace(
         groups=8, pairs=4, window=2.0, hang_after=60.0, verbose=False,
-        rounds=len(kinds), kinds=",".join(kinds), cycle=True,
+        rounds=len(kinds), kinds=",".join(kinds), cycle=True, code="",
     )  # fmt: skip
     print(f"mixed soak seed {seed}")
     fig = Seed(tmp_path, seed, args).run(azurite)
