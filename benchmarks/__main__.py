@@ -608,6 +608,8 @@ def reliability_md(
         "Short versions run in the default `python -m pytest -q` (CI), in seconds:",
         "",
         "- `tests/apply/test_apply_kill.py`: three seeds of the kill soak;",
+        "- `tests/soak/test_mixed_soak.py` (marked `slow`): one seed of the mixed soak, every "
+        "fault of issue 20 once;",
         "- `tests/acceptance/test_soak.py`: a small fault soak, two rounds of the lock soak, and "
         "the fuzz soak with a small budget (hypothesis; atheris when installed);",
         "- `tests/acceptance/test_accidents.py`: the accidents and hostile answers of issue 15, "
