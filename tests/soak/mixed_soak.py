@@ -74,6 +74,7 @@ AMBIGUOUS = [
     "504=0.08,method=POST,path=/chats,chat-type=group",
     "drop=0.04,method=POST,path=/chats",
 ]
+CLOCK_FAULTS = ["504=0.4,method=POST,path=/chats,chat-type=group"]
 KINDS = ("bitflip", "zerotail", "tenant", "clock", "retryafter", "lease")
 TENANT_B = "5b7c2d1e-0000-4000-8000-00000000000b"
 MARK = b'[["compact",'
@@ -338,11 +339,12 @@ class Seed:
                 # The host 10 min ahead of Graph or behind it for a killed run, then its clock
                 # jumps back 20 min (or not at all) before the rerun. Only the host's clock may
                 # jump: Graph's stays continuous, so the jump shows as Graph's offset growing.
+                # Many ambiguous creations: each must be matched across the offset.
                 _OFFSET[0] = self.rng.choice((-600.0, 600.0))
-                with self.emulator(faults=AMBIGUOUS) as server:
-                    self.apply(server.url, kill_when=self.rng.randint(2, 4))
+                with self.emulator(faults=CLOCK_FAULTS) as server:
+                    self.apply(server.url, kill_when=self.rng.randint(3, 6))
                 _OFFSET[0] += self.rng.choice((0.0, 1200.0))
-                with self.emulator(faults=AMBIGUOUS) as server:
+                with self.emulator(faults=CLOCK_FAULTS) as server:
                     self.apply(server.url)
                 _OFFSET[0] = 0.0
             elif kind == "retryafter":
