@@ -12,8 +12,8 @@ ROWS: list[tuple[str, str, str, str, str]] = [
         "1. Opaque token (no `tid`), state used in another tenant",
         "`tests/acceptance/test_opaque_tenant.py`; mixed soak `tenant`",
         "every chat read as 404, created in the other tenant and again back home "
-        "(issue: 5 duplicates for 5 chats; soak on the code before the fix, seed 20: 7 chats "
-        "made in the other tenant, 11 duplicates in all)",
+        "(issue: 5 duplicates for 5 chats; the mixed soak on the code before issue 20, seeds "
+        "401-403: 126 chats made in the other tenant in 6 rounds, and made again at home)",
         "stops before any change, naming both tenants (the soak: 0 chats made elsewhere)",
         "tenant",
     ),
@@ -23,8 +23,8 @@ ROWS: list[tuple[str, str, str, str, str]] = [
         "restores; damage beyond one bit is reported, the rest kept), `tests/state_contract.py` "
         "(local file and Azure Blob); mixed soak `bitflip`",
         "read as a torn tail: every later record silently dropped (a flip in record 2 of 5 "
-        "left 1 record; soak seeds 201-202 on main: 11 lost records, 3 duplicates, 13 chats "
-        "never created)",
+        "left 1 record; the soak before, seeds 401-403: 4 of 6 flips read on as a torn tail, "
+        "62 journaled records lost over the flip and zero-tail rounds)",
         'refused ("damaged ... N good record(s) follow"), hint `provision state repair`, which '
         "restores a one-bit flip exactly from the CRC-32 and keeps every other readable record",
         "bitflip",
@@ -59,7 +59,8 @@ ROWS: list[tuple[str, str, str, str, str]] = [
         "`tests/apply/test_clocks.py`, `tests/apply/test_apply_kill.py` (killed applies with "
         "the host clock 10 min off; `kill_soak.py --clock-offset`); mixed soak `clock` (Graph's "
         "`Date` and `createdDateTime` shifted, reversed before the rerun)",
-        "5 duplicates for 10 chats (ahead); 4 of 4 duplicated after a jump",
+        "5 duplicates for 10 chats (ahead); 4 of 4 duplicated after a jump (the soak before, "
+        "clock rounds alone, seeds 401-403: 9 duplicates in 12 rounds)",
         "ambiguous creations matched on Graph's clock (its `Date`), never the host's",
         "clock",
     ),
@@ -75,7 +76,8 @@ ROWS: list[tuple[str, str, str, str, str]] = [
         "`tests/apply/test_apply_lease.py` (Azurite + emulator); mixed soak `lease` (the "
         "taking-over run starts at once)",
         "the old run kept creating until its next renewal (the test: all 9 chats created, 7 "
-        "after the break); issue: duplicates in 2 of 3 trials",
+        "after the break); issue: duplicates in 2 of 3 trials (the soak before: 3 duplicates "
+        "in 6 breaks)",
         "a synchronous lease renewal before each `POST /chats` (after the intent is durable): "
         "0 chats created after the break",
         "lease",
@@ -84,7 +86,7 @@ ROWS: list[tuple[str, str, str, str, str]] = [
         "6. `Retry-After: 99999`",
         "`tests/graph/test_retry_after_cap.py`; mixed soak `retryafter` (503s with it)",
         "one request failed but all writes paused that long; `plan` hung on a throttled "
-        "`$batch` item",
+        "`$batch` item (the soak before: 2 of 6 rounds ran past 60 s and were killed)",
         "one answer pauses a scope for 120 s at most; a longer one fails that request",
         "retryafter",
     ),
