@@ -44,7 +44,8 @@ class StepContext:
     requests this thread has made (to measure what a reconciliation costs);
     ``reconciled(n, s)`` reports one settled creation that took ``n`` requests and ``s``
     seconds; ``waiting(key, what)`` says what a chat put aside waits for (None: no longer);
-    ``graph_now()`` is Graph's time (None: unknown).
+    ``confirm_lock()`` raises unless the run still holds the state's lock; ``graph_now()`` is
+    Graph's time (None: unknown).
     """
 
     client: ChatApi
@@ -58,6 +59,9 @@ class StepContext:
     requests: Callable[[], int] = lambda: 0
     reconciled: Callable[[int, float], None] = lambda n, seconds: None
     waiting: Callable[[str, str | None], None] = lambda key, what: None
+    # Raises (LockError) unless the run still holds the state's lock: asked before each
+    # ``POST /chats``, so a run whose lease was broken creates nothing more (issue 20).
+    confirm_lock: Callable[[], None] = lambda: None
     consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW
     anchor: str | None = None  # whose chats lookups list (the signed-in user, delegated)

@@ -168,6 +168,7 @@ class Executor:
             requests=stats.thread_requests if stats is not None else (lambda: 0),
             reconciled=self._reconciled,
             waiting=self._set_waiting,
+            confirm_lock=writer.store.confirm_lock,
             consistency_window_s=self.options.consistency_window_s,
             clock_skew=self.options.clock_skew,
             anchor=self.options.anchor,

@@ -104,7 +104,9 @@ class ChatSteps:
 
     def _create_one_on_one(self, change: Change) -> Steps:
         # chat-post.md: "Only one one-on-one chat can exist between two members"; Graph returns
-        # the existing one, so this needs no journal and the client may retry it.
+        # the existing one, so this needs no journal and the client may retry it. Still, no
+        # creation leaves a run that lost the state's lock (its successor owns the chats now).
+        self.ctx.confirm_lock()
         chat = self.client.create_chat(_body(change), idempotent=True)
         record = ChatRecord(
             chat_id=str(chat["id"]),
@@ -138,6 +140,10 @@ class ChatSteps:
         while (wait := self.ctx.turn_in(TENANT_WRITE)) > 0:
             yield self.ctx.clock() + wait
         self.ctx.record(journal)  # durable before the POST: a crash after it leaves a trace
+        # Then, that the lock is still ours: a run that took it over after this confirmation
+        # reads this intent (the journal is written only under the lock), and one that took
+        # it before leaves this run here, the intent for it to look up (issue 20).
+        self.ctx.confirm_lock()
         try:
             chat = self.client.create_chat(body, idempotent=False)
         except AmbiguousOutcome as exc:

@@ -1,4 +1,4 @@
-"""``provision state list|show|rm|mv|unbind`` and ``provision force-unlock``."""
+"""``provision state list|show|rm|mv|unbind|repair`` and ``provision force-unlock``."""
 
 from __future__ import annotations
 
@@ -167,6 +167,28 @@ def state_mv(old: str, new: str, state_path: str) -> int:
     store = open_state(state_path)
     chat_id = move_key(store, old, new, on_takeover=note_takeover)
     click.echo(f"Moved {old} to {new} in the state (chat {chat_id}).")
+    return 0
+
+
+@state_cmd.command("repair")
+@state_option
+@lock_timeout_option
+def state_repair(state_path: str) -> int:
+    """Write every readable record of a damaged journal into the state.
+
+    Commands refuse a journal with damage in its middle (a good record after bytes that fail
+    their checksum), one that does not continue the state, or a state file cut short while a
+    journal exists, and say to run this. It keeps every record it can read (a record with one
+    flipped bit is restored exactly), keeps a copy of the damaged bytes beside the state, and
+    says what, if anything, it could not read.
+    """
+    from provisioner.cli.options import lock_timeout
+    from provisioner.operations.repair import repair
+    from provisioner.states.store import open_store
+    from provisioner.views.state import repair_text
+
+    store = open_store(state_path, state_endpoint(), lock_timeout=lock_timeout())
+    click.echo(repair_text(repair(store), store.location))
     return 0
 
 

@@ -52,6 +52,11 @@ class StateStore(Protocol):
 
     def force_unlock(self, lock_id: str) -> LockInfo: ...
 
+    def confirm_lock(self) -> None:
+        """Refuse (LockError) unless this run still holds the lock, asking the service where
+        the lock can be taken away (a blob lease broken by ``force-unlock`` or the portal)."""
+        ...
+
 
 class JournaledStore:
     """A ``StateStore`` with the journal a run appends its changes to.
@@ -102,12 +107,21 @@ class JournaledStore:
                 "appeared after this command read the state",
                 hint="another run may be using the state; run the command again",
             )
-        if parse(raw, self.journal.location).header is not None:
-            # Else empty, or torn before its header was durable: nothing in it to absorb.
-            self.journal.append(marker(state.serial + 1))
+        self.seal(state.serial + 1, raw)
         self.inner.write(state)
         self.journal.remove()
         self.leftover = False
+
+    def seal(self, serial: int, raw: bytes | None = None) -> None:
+        """Make durable that the state about to be written as ``serial`` holds the journal
+        (``raw``: its bytes, read if not given). After a torn tail, the marker says where that
+        tail lies, so it is not mistaken for damage in the middle of the journal."""
+        raw = self.journal.read() if raw is None else raw
+        parsed = parse(raw or b"", self.journal.location)
+        if parsed.header is None:
+            return  # empty, or torn before its header was durable: nothing in it to absorb
+        torn = (parsed.end, parsed.dropped) if parsed.dropped else None
+        self.journal.append(marker(serial, torn))
 
     def lock(self, operation: str) -> contextlib.AbstractContextManager[LockInfo]:
         return self.inner.lock(operation)
@@ -117,6 +131,9 @@ class JournaledStore:
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         return self.inner.force_unlock(lock_id)
+
+    def confirm_lock(self) -> None:
+        self.inner.confirm_lock()
 
 
 def local_store(path: str, *, lock_timeout: float = 0.0) -> JournaledStore:

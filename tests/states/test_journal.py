@@ -63,7 +63,7 @@ def test_a_torn_last_record_is_dropped_wherever_the_cut_falls() -> None:
         assert set(replayed.chats) == {"a"}
 
 
-def test_a_record_whose_checksum_fails_is_dropped_with_everything_after_it() -> None:
+def test_a_last_record_whose_checksum_fails_is_dropped_as_torn() -> None:
     state = State()
     raw = bytearray(journal_of(state, [("chat", "a", rec(1))], [("chat", "b", rec(2))]))
     second = len(header(state.lineage, 0)) + len(encode([("chat", "a", rec(1))]))

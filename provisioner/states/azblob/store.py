@@ -200,6 +200,11 @@ class AzureBlobStateStore:
         with self._errors("unlock"):
             return self._lock.force_unlock(lock_id)
 
+    def confirm_lock(self) -> None:
+        """Refuse (LockError) unless the service confirms this run still holds the lease."""
+        with self._errors("confirm the lock on"):
+            self._lock.confirm()
+
     def journal_file(self) -> BlobJournalFile:
         """``PATH.journal``: an append blob written under this store's lock."""
         where = self._where.sibling(JOURNAL_SUFFIX)
