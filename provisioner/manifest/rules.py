@@ -68,6 +68,8 @@ class Entry:
     # every hint (the generator and the template's position).
     display: JsonPath | None = None
     origin: str | None = None
+    # Put before every message: which of a group's users made the chat (``groupsource``).
+    label: str | None = None
 
 
 def check(entries: Sequence[Entry]) -> list[Diagnostic]:
@@ -328,4 +330,6 @@ def _diag(entry: Entry, path: JsonPath, message: str, hint: str | None) -> Diagn
     shown = path if entry.display is None else (*entry.display, *path[2:])
     if entry.origin is not None:
         hint = f"{hint}; {entry.origin}" if hint else entry.origin
+    if entry.label is not None:
+        message = f"{entry.label}: {message}"
     return Diagnostic(entry.file, line, col, message, format_path(shown), hint)

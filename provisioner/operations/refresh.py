@@ -16,7 +16,7 @@ saved plan applies exactly the view it was reviewed with; this module never writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from provisioner.plans.live import LiveChat, live_chat
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
 from provisioner.states.home import check_home, check_not_found, claim_home
-from provisioner.states.records import State
+from provisioner.states.records import GroupRecord, State
 
 #: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
 #: spends its reads at once, and network jitter can make two batches arrive together; at
@@ -119,6 +119,7 @@ def read_from_graph(
     refresh_only: bool = False,
     location: str = "",
     tenant: str | None = None,
+    groups: Mapping[str, GroupRecord] | None = None,
 ) -> Plan:
     """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
     unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
@@ -127,11 +128,11 @@ def read_from_graph(
 
     ``tenant``: the run's, if established (`operations.state.check_client_home`); a chat read
     back establishes it too. Chats "not found" count as deleted only with that evidence, and
-    never all of them at once (``states.home.check_not_found``, issue 20)."""
+    never all of them at once (``states.home.check_not_found``, issue 20). ``groups``: the
+    groups this plan read already (for generators, `operations.plan`), not read again."""
     users = resolve_users(client, state, None if refresh_only else desired)
     state.users.update(users)
-    groups = None
-    if not refresh_only and group_refs(desired):
+    if groups is None and not refresh_only and group_refs(desired):
         if not isinstance(client, GroupReader):
             raise TypeError("this Graph client cannot read groups")
         groups = read_groups(client, desired, state.groups)
