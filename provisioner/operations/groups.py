@@ -66,6 +66,13 @@ def read_groups(
     return out
 
 
+def taught_users(groups: Mapping[str, GroupRecord]) -> dict[str, str]:
+    """UPN (lower case) -> object id of every user of ``groups`` that has a UPN."""
+    return {
+        u.upn.lower(): u.object_id for g in groups.values() for u in g.users if u.upn is not None
+    }
+
+
 def _find(client: GroupReader, ref: GroupRef) -> tuple[str, str]:
     if GUID_RE.match(ref.group):
         try:

@@ -24,7 +24,7 @@ from provisioner.graph.errors import GraphNotFound
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
 from provisioner.models import CHAT_TYPES, DesiredState
-from provisioner.operations.groups import GroupReader, group_refs, read_groups
+from provisioner.operations.groups import GroupReader, group_refs, read_groups, taught_users
 from provisioner.operations.users import resolve_users
 from provisioner.plans.live import LiveChat, live_chat
 from provisioner.plans.planner import make_plan, refresh_only_plan
@@ -130,7 +130,10 @@ def read_from_graph(
     back establishes it too. Chats "not found" count as deleted only with that evidence, and
     never all of them at once (``states.home.check_not_found``, issue 20). ``groups``: the
     groups this plan read already (for generators, `operations.plan`), not read again."""
-    users = resolve_users(client, state, None if refresh_only else desired)
+    # The groups read for generators pair their users' UPNs with object ids: no lookups.
+    users = {u: oid for u, oid in taught_users(groups or {}).items() if state.users.get(u) != oid}
+    state.users.update(users)
+    users.update(resolve_users(client, state, None if refresh_only else desired))
     state.users.update(users)
     if groups is None and not refresh_only and group_refs(desired):
         if not isinstance(client, GroupReader):

@@ -157,6 +157,8 @@ def test_each_group_is_read_once_per_plan(
     assert f"# from generator buddies, group {GROUP_MAIL.upper()}: {UPNS[1]}" in out
     reads = server.tenant.counters.by_route
     assert sum(n for route, n in reads.items() if "transitiveMembers" in route) == 1
+    # The group's answer pairs each UPN with its object id: no user is looked up.
+    assert sum(n for route, n in reads.items() if "/users" in route) == 0
 
 
 def test_a_users_problem_points_at_the_generator(
@@ -188,3 +190,20 @@ def test_a_plan_without_refresh_uses_the_state_or_says_it_needs_one(
     server.tenant.groups.add_members(group_id, HIRES[3])  # unseen without refresh
     assert counts(plan_json(capsys, "--no-refresh", "--detailed-exitcode")) == {}
     assert counts(plan_json(capsys)) == {"create": 1}
+
+
+def test_a_targeted_plan_keeps_the_matching_generated_chats(
+    capsys: pytest.CaptureFixture[str], server: EmulatorServer
+) -> None:
+    three_hires(server)
+    plan = plan_json(capsys, "--target", "welcome-b*")
+    assert actions(plan) == {key(1): "create"}
+
+
+def test_a_group_graph_does_not_find_is_an_error_at_the_generator(
+    capsys: pytest.CaptureFixture[str], server: EmulatorServer
+) -> None:
+    Path("chats.yaml").write_text(MANIFEST)  # no such group in the tenant
+    code, _, err = run(capsys, "plan", "chats.yaml")
+    assert code == 1
+    assert f"chats.yaml:4:5: group {GROUP_MAIL} was not found in the directory" in err
