@@ -177,14 +177,16 @@ def _validate_files(files: list[Path], groups: groupsource.GroupRows | None) -> 
         entries, problems = membersets.expand(entries, member_sets)
         diagnostics.extend(problems)
     diagnostics.extend(rules.check(entries))
+    # Only chats without errors are known by key: with errors elsewhere, a move to a key of a
+    # broken chat would be reported as unknown, wrongly; so would one to a key a generator
+    # reading a group makes, before a plan has read it.
+    complete = not diagnostics and not deferred
     if import_entries:
         known = {e.chat.key: e.chat for e in entries if not e.partial}
-        diagnostics.extend(imports.check(import_entries, known, keys_complete=not diagnostics))
+        diagnostics.extend(imports.check(import_entries, known, keys_complete=complete))
     if move_entries:
-        # Only chats without errors are known by key: with errors elsewhere, a move to a key
-        # of a broken chat would be reported as unknown, wrongly.
         by_key = {e.chat.key: e.chat for e in entries if not e.partial}
-        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=not diagnostics))
+        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=complete))
     diagnostics = _capped(diagnostics)
     desired = None
     if not diagnostics:

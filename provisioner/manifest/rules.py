@@ -309,7 +309,8 @@ def _external_upn(entry: Entry, member: Member, here: JsonPath) -> Diagnostic:
 
 def _where(entry: Entry) -> str:
     if entry.chat.source is not None:
-        return str(entry.chat.source)
+        # A group's users share their generator's line: say which user made it.
+        return f"{entry.chat.source} ({entry.label})" if entry.label else str(entry.chat.source)
     # A broken chat (rebuilt leniently) has no source: its node in the document has.
     _, node = locate(entry.root, ("chats", entry.index))
     line, col = position(node) if node is not None else (0, 0)

@@ -87,7 +87,8 @@ def test_a_users_problems_point_at_the_generator_and_name_the_user(root: Path) -
     ]
     assert len(found) == 3, found
     expected = [
-        "m.yaml:8:5: error: user Ana@Contoso.com: duplicate key 'welcome-ana-contoso.com'",
+        "m.yaml:8:5: error: user Ana@Contoso.com: duplicate key 'welcome-ana-contoso.com': "
+        "already used at m.yaml:8:5 (user ana@contoso.com)",
         "m.yaml:8:5: error: user eve@contoso.com: the field 'name' is empty in this row; "
         "generator welcome, template at m.yaml:11:9",
         "m.yaml:8:5: error: user ann at contoso: user 'ann at contoso' is neither a user "
@@ -117,6 +118,17 @@ def test_a_plan_expands_from_the_groups_read_or_says_it_needs_them(root: Path) -
     with pytest.raises(ValidationFailed) as failed:
         expand_deferred(desired, {"new-hires@contoso.com": GroupRecord("g1", "G", "t", (guest,))})
     assert "user ana@contoso.com: the field 'name' is empty" in str(failed.value.diagnostics[0])
+
+
+def test_a_move_to_a_generated_key_is_checked_once_the_group_is_read(root: Path) -> None:
+    (root / "m.yaml").write_text(
+        MANIFEST + "moved:\n  - {from: hello-ana, to: welcome-ana-contoso.com}\n"
+    )
+    assert validate_paths(["m.yaml"]).ok  # offline the generated keys are not known yet
+    users = [user("ana@contoso.com", "Ana")]
+    assert validate_paths(["m.yaml"], {"new-hires@contoso.com": users}).ok
+    found = validate_paths(["m.yaml"], {"new-hires@contoso.com": [user("ben@contoso.com")]})
+    assert "welcome-ana-contoso.com" in str(found.diagnostics[0])
 
 
 def test_a_manifest_edited_meanwhile_is_refused(root: Path) -> None:
