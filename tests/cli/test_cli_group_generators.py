@@ -20,6 +20,7 @@ HIRES = [str(uuid.uuid5(uuid.NAMESPACE_DNS, f"hire-{n}")) for n in range(5)]
 NAMES = ["Ana Silva", "Ben Okafor", "Chen Wei", "Dara Byrne", "Eli Cohen"]
 UPNS = [f"{n.split()[0].lower()}@contoso.com" for n in NAMES]
 GROUP_MAIL = "new-hires@contoso.com"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 MANIFEST = f"""\
 version: 1
@@ -71,10 +72,15 @@ def three_hires(server: EmulatorServer) -> str:
 
 
 def plan_json(capsys: pytest.CaptureFixture[str], *flags: str) -> dict[str, object]:
+    """The plan as JSON, checked against its published schema."""
+    import jsonschema
+
     code, out, err = run(capsys, "plan", "chats.yaml", "--format", "json", *flags)
     assert code in (0, 2), out + err
     data = json.loads(out)
     assert isinstance(data, dict)
+    schema = json.loads(Path(SCHEMAS, "plan.schema.json").read_text())
+    assert [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(data)] == []
     return data
 
 
