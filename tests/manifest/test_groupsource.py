@@ -59,6 +59,9 @@ def test_offline_the_generator_is_deferred_and_its_templates_checked(root: Path)
         "m.yaml:13:16: error: unknown filter 'title'; filters: slug, lower, upper "
         "($.generators[0].chats[0].topic)"
     ]
+    (root / "m.yaml").write_text(MANIFEST.replace("Welcome {name}", "Welcome {name"))
+    found = [str(d) for d in validate_paths(["m.yaml"]).diagnostics]
+    assert len(found) == 1 and found[0].startswith("m.yaml:13:16: error: a lone '{'")
 
 
 def test_the_users_expand_like_rows(root: Path) -> None:
