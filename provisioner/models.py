@@ -324,15 +324,31 @@ class Import:
 
 
 @dataclass(frozen=True)
+class GroupGenerator:
+    """A generator whose rows are the users of an Entra ID group (``source: {group: X}``):
+    only Graph knows them, so it is expanded when a plan has read the group (issue 23)."""
+
+    name: str
+    group: str  # object id or mail, as written
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def identity(self) -> str:
+        return self.group.lower()
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
-    entries of all files (in file order), already checked by ``provisioner.manifest.moves``."""
+    entries of all files (in file order), already checked by ``provisioner.manifest.moves``.
+    ``deferred``: the group generators not expanded yet (their chats are not in ``chats``)."""
 
     chats: tuple[Chat, ...]
     files: tuple[str, ...] = ()
     digest: str = ""  # sha256 over the manifest files' bytes, in order
     moves: tuple[Move, ...] = ()
     imports: tuple[Import, ...] = ()
+    deferred: tuple[GroupGenerator, ...] = ()
 
     def by_key(self) -> dict[str, Chat]:
         return {c.key: c for c in self.chats}

@@ -54,9 +54,9 @@ def doctor_command(
     its lock can be taken. Exit code 1 when something would fail, 0 otherwise. The first
     command to run against a real tenant.
     """
+    from provisioner.cli.doctor_view import render_json, render_text
     from provisioner.operations.doctor import run_doctor
     from provisioner.signin.chooser import graph_url_for, validate_graph_url
-    from provisioner.views.doctor import render_json, render_text
 
     if emulator:
         from provisioner.cli.emulator import emulator_session

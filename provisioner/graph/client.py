@@ -233,9 +233,10 @@ class GraphClient:
     def group_users(self, group_id: str) -> list[dict[str, Any]]:
         """Every user of the group, nested groups followed, 999 a page
         (group-list-transitivemembers.md: the OData cast keeps users only; ``$select`` the
-        fields needed; paging through ``@odata.nextLink``)."""
+        fields needed, displayName and mail for generators (issue 23); paging through
+        ``@odata.nextLink``)."""
         path = f"{group_path(group_id)}/transitiveMembers/microsoft.graph.user"
-        params = {"$select": "id,userPrincipalName,userType", "$top": "999"}
+        params = {"$select": "id,userPrincipalName,userType,displayName,mail", "$top": "999"}
         return list(self._pages(path, params))
 
     def list_user_chats(

@@ -30,6 +30,7 @@ from provisioner.manifest import (
     fastmembers,
     fastpath,
     generators,
+    groupsource,
     imports,
     membersets,
     moves,
@@ -49,7 +50,16 @@ from provisioner.manifest.yamlload import (
     position,
     read_bytes,
 )
-from provisioner.models import MEMBERSHIPS, Chat, DesiredState, Import, Member, MemberSet, Move
+from provisioner.models import (
+    MEMBERSHIPS,
+    Chat,
+    DesiredState,
+    GroupGenerator,
+    Import,
+    Member,
+    MemberSet,
+    Move,
+)
 
 __all__ = [
     "ValidationResult",
@@ -69,12 +79,14 @@ MAX_DIAGNOSTICS_PER_FILE = 100
 @dataclass(frozen=True)
 class ValidationResult:
     """Outcome of checking manifests: every diagnostic (sorted), how many files and chat
-    entries were read, and the desired state when there were no errors."""
+    entries were read, the desired state when there were no errors, and the generators whose
+    group only a plan reads (``groupsource``: their chats are not counted)."""
 
     diagnostics: tuple[Diagnostic, ...]
     files: int
     chats: int
     desired: DesiredState | None
+    deferred: tuple[GroupGenerator, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -129,26 +141,32 @@ def manifest_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def validate_paths(paths: Sequence[str]) -> ValidationResult:
+def validate_paths(
+    paths: Sequence[str], groups: groupsource.GroupRows | None = None
+) -> ValidationResult:
     """Check the manifests named by ``paths`` as one desired state and report every problem.
-    Raises only ``InputError`` (for paths that cannot be used at all)."""
+    ``groups``: the users of the groups that generators read, as a plan read them (None:
+    offline, those generators are deferred). Raises only ``InputError`` (for paths that
+    cannot be used at all)."""
     files = manifest_files(paths)
     with gc_paused(freeze=False):
         # The node trees die with _validate_files' locals, before the collector is back.
-        return _validate_files(files)
+        return _validate_files(files, groups)
 
 
-def _validate_files(files: list[Path]) -> ValidationResult:
+def _validate_files(files: list[Path], groups: groupsource.GroupRows | None) -> ValidationResult:
     digest = hashlib.sha256()
     diagnostics: list[Diagnostic] = []
     entries: list[rules.Entry] = []
     move_entries: list[moves.MoveEntry] = []
     member_sets: list[MemberSet] = []
     import_entries: list[imports.ImportEntry] = []
+    deferred: list[GroupGenerator] = []
     chat_count = 0
     for path in files:
         name = str(path)
-        checked = _check_file(path, name, digest.update)
+        checked = _check_file(path, name, digest.update, groups)
+        deferred.extend(checked.deferred)
         diagnostics.extend(checked.diagnostics)
         entries.extend(checked.entries)
         move_entries.extend(checked.moves)
@@ -159,14 +177,16 @@ def _validate_files(files: list[Path]) -> ValidationResult:
         entries, problems = membersets.expand(entries, member_sets)
         diagnostics.extend(problems)
     diagnostics.extend(rules.check(entries))
+    # Only chats without errors are known by key: with errors elsewhere, a move to a key of a
+    # broken chat would be reported as unknown, wrongly; so would one to a key a generator
+    # reading a group makes, before a plan has read it.
+    complete = not diagnostics and not deferred
     if import_entries:
         known = {e.chat.key: e.chat for e in entries if not e.partial}
-        diagnostics.extend(imports.check(import_entries, known, keys_complete=not diagnostics))
+        diagnostics.extend(imports.check(import_entries, known, keys_complete=complete))
     if move_entries:
-        # Only chats without errors are known by key: with errors elsewhere, a move to a key
-        # of a broken chat would be reported as unknown, wrongly.
         by_key = {e.chat.key: e.chat for e in entries if not e.partial}
-        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=not diagnostics))
+        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=complete))
     diagnostics = _capped(diagnostics)
     desired = None
     if not diagnostics:
@@ -177,8 +197,9 @@ def _validate_files(files: list[Path]) -> ValidationResult:
             digest=digest.hexdigest(),
             moves=tuple(e.move for e in move_entries),
             imports=tuple(e.imp for e in import_entries),
+            deferred=tuple(deferred),
         )
-    return ValidationResult(tuple(diagnostics), len(files), chat_count, desired)
+    return ValidationResult(tuple(diagnostics), len(files), chat_count, desired, tuple(deferred))
 
 
 def load_desired(paths: Sequence[str]) -> DesiredState:
@@ -205,9 +226,15 @@ class _Checked:
     moves: list[moves.MoveEntry] = field(default_factory=list)
     imports: list[imports.ImportEntry] = field(default_factory=list)
     sets: list[MemberSet] = field(default_factory=list)
+    deferred: list[GroupGenerator] = field(default_factory=list)
 
 
-def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Checked:
+def _check_file(
+    path: Path,
+    name: str,
+    digest: Callable[[bytes], object],
+    groups: groupsource.GroupRows | None = None,
+) -> _Checked:
     try:
         data = read_bytes(path)
         digest(len(data).to_bytes(8, "big"))
@@ -245,7 +272,7 @@ def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Ch
             _import_entries(fast_imports, name, root),
             fast_sets,
         )
-    return _slow_file(root, name, budget, digest)
+    return _slow_file(root, name, budget, digest, groups)
 
 
 def _move_entries(found: list[Move], name: str, root: Node) -> list[moves.MoveEntry]:
@@ -257,7 +284,11 @@ def _import_entries(found: list[Import], name: str, root: Node) -> list[imports.
 
 
 def _slow_file(
-    root: Node, name: str, budget: int, digest: Callable[[bytes], object] = lambda _: None
+    root: Node,
+    name: str,
+    budget: int,
+    digest: Callable[[bytes], object] = lambda _: None,
+    groups: groupsource.GroupRows | None = None,
 ) -> _Checked:
     problems: list[Problem] = flatten_merges(root)
     converted = to_data(root, budget)
@@ -295,7 +326,7 @@ def _slow_file(
     made = generators.Expanded()
     if isinstance(data, dict) and "generators" in data:
         if not any(p.path[:1] in ((), ("generators",), ("defaults",)) for p in problems):
-            made = generators.expand(root, name, defaults, digest)
+            made = generators.expand(root, name, defaults, digest, groups)
         diagnostics.extend(made.diagnostics)
 
     _, chats_node = locate(root, ("chats",))
@@ -317,8 +348,9 @@ def _slow_file(
             line, col = position(node)
             raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
     entries.extend(made.entries)
+    count = len(chats) + made.chats
     return _Checked(
-        diagnostics, entries, len(chats) + made.chats, move_entries, import_entries, member_sets
+        diagnostics, entries, count, move_entries, import_entries, member_sets, made.deferred
     )
 
 

@@ -68,6 +68,8 @@ class Entry:
     # every hint (the generator and the template's position).
     display: JsonPath | None = None
     origin: str | None = None
+    # Put before every message: which of a group's users made the chat (``groupsource``).
+    label: str | None = None
 
 
 def check(entries: Sequence[Entry]) -> list[Diagnostic]:
@@ -307,7 +309,8 @@ def _external_upn(entry: Entry, member: Member, here: JsonPath) -> Diagnostic:
 
 def _where(entry: Entry) -> str:
     if entry.chat.source is not None:
-        return str(entry.chat.source)
+        # A group's users share their generator's line: say which user made it.
+        return f"{entry.chat.source} ({entry.label})" if entry.label else str(entry.chat.source)
     # A broken chat (rebuilt leniently) has no source: its node in the document has.
     _, node = locate(entry.root, ("chats", entry.index))
     line, col = position(node) if node is not None else (0, 0)
@@ -328,4 +331,6 @@ def _diag(entry: Entry, path: JsonPath, message: str, hint: str | None) -> Diagn
     shown = path if entry.display is None else (*entry.display, *path[2:])
     if entry.origin is not None:
         hint = f"{hint}; {entry.origin}" if hint else entry.origin
+    if entry.label is not None:
+        message = f"{entry.label}: {message}"
     return Diagnostic(entry.file, line, col, message, format_path(shown), hint)

@@ -144,7 +144,7 @@ def _state(
 
 
 def _plan_line(plan: Plan) -> str:
-    from provisioner.views.plan import summary_line
+    from provisioner.plans.summary import summary_line
 
     return summary_line(plan).rstrip(".") + " (from the state alone, without refresh)"
 

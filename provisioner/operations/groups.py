@@ -33,11 +33,14 @@ class GroupReader(Protocol):
 
 
 def group_refs(desired: DesiredState) -> dict[str, GroupRef]:
-    """Every group the manifests name, once (the first entry naming it), by identity."""
+    """Every group the manifests name, once (the first entry naming it), by identity: in
+    ``group:`` member entries and as the source of generators (issue 23)."""
     found: dict[str, GroupRef] = {}
     for chat in desired.chats:
         for ref in chat.groups:
             found.setdefault(ref.identity, ref)
+    for generator in desired.deferred:
+        found.setdefault(generator.identity, GroupRef(generator.group, None, generator.source))
     return found
 
 
@@ -61,6 +64,13 @@ def read_groups(
         read_at = now().isoformat(timespec="seconds").replace("+00:00", "Z")
         out[identity] = GroupRecord(group_id, name, read_at, tuple(_users(users)))
     return out
+
+
+def taught_users(groups: Mapping[str, GroupRecord]) -> dict[str, str]:
+    """UPN (lower case) -> object id of every user of ``groups`` that has a UPN."""
+    return {
+        u.upn.lower(): u.object_id for g in groups.values() for u in g.users if u.upn is not None
+    }
 
 
 def _find(client: GroupReader, ref: GroupRef) -> tuple[str, str]:
@@ -90,7 +100,16 @@ def _users(items: list[dict[str, Any]]) -> list[GroupUser]:
             continue
         upn = item.get("userPrincipalName")
         guest = str(item.get("userType") or "").lower() == "guest"
-        users.append(GroupUser(str(item["id"]), str(upn) if upn else None, guest))
+        name, mail = item.get("displayName"), item.get("mail")
+        users.append(
+            GroupUser(
+                str(item["id"]),
+                str(upn) if upn else None,
+                guest,
+                str(name) if name else None,
+                str(mail) if mail else None,
+            )
+        )
     return users
 
 

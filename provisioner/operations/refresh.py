@@ -16,7 +16,7 @@ saved plan applies exactly the view it was reviewed with; this module never writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -24,13 +24,13 @@ from provisioner.graph.errors import GraphNotFound
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
 from provisioner.models import CHAT_TYPES, DesiredState
-from provisioner.operations.groups import GroupReader, group_refs, read_groups
+from provisioner.operations.groups import GroupReader, group_refs, read_groups, taught_users
 from provisioner.operations.users import resolve_users
 from provisioner.plans.live import LiveChat, live_chat
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
 from provisioner.states.home import check_home, check_not_found, claim_home
-from provisioner.states.records import State
+from provisioner.states.records import GroupRecord, State
 
 #: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
 #: spends its reads at once, and network jitter can make two batches arrive together; at
@@ -119,6 +119,7 @@ def read_from_graph(
     refresh_only: bool = False,
     location: str = "",
     tenant: str | None = None,
+    groups: Mapping[str, GroupRecord] | None = None,
 ) -> Plan:
     """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
     unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
@@ -127,11 +128,14 @@ def read_from_graph(
 
     ``tenant``: the run's, if established (`operations.state.check_client_home`); a chat read
     back establishes it too. Chats "not found" count as deleted only with that evidence, and
-    never all of them at once (``states.home.check_not_found``, issue 20)."""
-    users = resolve_users(client, state, None if refresh_only else desired)
+    never all of them at once (``states.home.check_not_found``, issue 20). ``groups``: the
+    groups this plan read already (for generators, `operations.plan`), not read again."""
+    # The groups read for generators pair their users' UPNs with object ids: no lookups.
+    users = {u: oid for u, oid in taught_users(groups or {}).items() if state.users.get(u) != oid}
     state.users.update(users)
-    groups = None
-    if not refresh_only and group_refs(desired):
+    users.update(resolve_users(client, state, None if refresh_only else desired))
+    state.users.update(users)
+    if groups is None and not refresh_only and group_refs(desired):
         if not isinstance(client, GroupReader):
             raise TypeError("this Graph client cannot read groups")
         groups = read_groups(client, desired, state.groups)

@@ -295,7 +295,13 @@ def group_from_json(data: Any, where: str) -> GroupRecord:
             raise _Bad(w, "expected an object")
         guest = _get(u, "guest", w, bool, optional=True)
         users.append(
-            GroupUser(_get(u, "id", w, str), _get(u, "upn", w, str, optional=True), bool(guest))
+            GroupUser(
+                _get(u, "id", w, str),
+                _get(u, "upn", w, str, optional=True),
+                bool(guest),
+                _get(u, "name", w, str, optional=True),
+                _get(u, "mail", w, str, optional=True),
+            )
         )
     return GroupRecord(
         _get(data, "id", where, str),

@@ -203,11 +203,14 @@ class Intent:
 @dataclass(frozen=True, slots=True)
 class GroupUser:
     """A user of an Entra ID group (transitively): object id, UPN, and whether the account
-    is a guest (``userType`` Guest: the guest role in chats, chat-post.md)."""
+    is a guest (``userType`` Guest: the guest role in chats, chat-post.md); its display name
+    and mail, the fields a generator reading the group fills its templates with (issue 23)."""
 
     object_id: str
     upn: str | None = None
     guest: bool = False
+    name: str | None = None
+    mail: str | None = None
 
     def to_dict(self) -> dict[str, str | bool]:
         data: dict[str, str | bool] = {"id": self.object_id}
@@ -215,6 +218,10 @@ class GroupUser:
             data["upn"] = self.upn
         if self.guest:
             data["guest"] = True
+        if self.name is not None:
+            data["name"] = self.name
+        if self.mail is not None:
+            data["mail"] = self.mail
         return data
 
 

@@ -170,9 +170,9 @@ def test_groups_and_member_flags_replay() -> None:
     expected = base.copy()
     log: list[tuple[Any, ...]] = []
     expected._log = log
-    group = GroupRecord(
-        "gid", "Falcon", "2026-01-01T00:00:00Z", (GroupUser("u1", "a@x.com", True),)
-    )
+    # Issue 23: a user's display name and mail (a generator's fields) too.
+    users = (GroupUser("u1", "a@x.com", True), GroupUser("u2", "b@x.com", False, "B", "b@y.com"))
+    group = GroupRecord("gid", "Falcon", "2026-01-01T00:00:00Z", users)
     expected.put_group("Falcon@X.com", group)
     members = (MemberRecord("a@x.com", via="group Falcon"), MemberRecord("b", added=False))
     expected.put_chat("k", ChatRecord("19:k", "group", members))

@@ -1,5 +1,6 @@
 """``provision doctor``'s report: one screen of text, or one JSON object
-(`provision schema doctor`)."""
+(`provision schema doctor`). In ``cli/`` rather than ``views/``: it renders the report of
+``operations.doctor``, and ``views/`` sits beside ``operations/`` (neither imports the other)."""
 
 from __future__ import annotations
 
