@@ -109,12 +109,15 @@ def member_upns(
 def record_from_live(live: LiveChat, upns: Mapping[str, str]) -> ChatRecord:
     """The state record of a chat read from Graph: each in-tenant member named by its UPN
     when known (and valid in a manifest), else by object id; out-of-tenant members by object
-    id with their tenant."""
+    id with their tenant. None of them was added by provision (``added`` False), so
+    ``membership: additive`` never removes them (issue 22)."""
     members = []
     for m in live.members:
         upn = upns.get(m.object_id.lower()) if not m.tenant_id else None
         user = upn if upn and _UPN_RE.search(upn) and not is_guid(upn) else m.object_id
-        members.append(MemberRecord(user, m.role, m.object_id, m.tenant_id, m.membership_id))
+        members.append(
+            MemberRecord(user, m.role, m.object_id, m.tenant_id, m.membership_id, added=False)
+        )
     return ChatRecord(
         chat_id=live.chat_id,
         chat_type=live.chat_type,

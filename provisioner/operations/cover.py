@@ -47,7 +47,7 @@ MIN_COVER = 10
 
 @runtime_checkable
 class ListClient(BatchClient, Protocol):
-    """A client that can also list a user's chats (`provisioner.graph.GraphClient`)."""
+    """A client that can also list a user's chats (`provisioner.graph.client.GraphClient`)."""
 
     def list_user_chats(
         self,

@@ -2,7 +2,7 @@
 
 ``refresh(client, state)`` reads each chat of the state with ``GET /chats/{id}?$expand=members``
 (api-reference/v1.0/api/chat-get.md, example 3: the chat "and all its members"), 20 per
-``$batch``, paced under the read limits (``provisioner.reads``). A 404 means the chat is gone
+``$batch``, paced under the read limits (``provisioner.graph.reads``). A 404 means the chat is gone
 (deleted in Teams; Graph's soft-deleted chats are not found either). The result feeds
 ``planner.make_plan(live=...)``, which reports the differences as drift ("changed outside
 provision") and plans the changes that bring the chats back to the manifest.
@@ -16,7 +16,7 @@ saved plan applies exactly the view it was reviewed with; this module never writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -25,12 +25,13 @@ from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
 from provisioner.models import CHAT_TYPES, DesiredState
 from provisioner.operations.cover import ListClient, cover_refresh
+from provisioner.operations.groups import GroupReader, group_refs, read_groups, taught_users
 from provisioner.operations.users import resolve_users
 from provisioner.plans.live import LiveChat, live_chat
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
 from provisioner.states.home import check_home, check_not_found, claim_home
-from provisioner.states.records import State
+from provisioner.states.records import GroupRecord, State
 
 #: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
 #: spends its reads at once, and network jitter can make two batches arrive together; at
@@ -117,6 +118,7 @@ def read_from_graph(
     refresh_only: bool = False,
     location: str = "",
     tenant: str | None = None,
+    groups: Mapping[str, GroupRecord] | None = None,
 ) -> Plan:
     """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
     unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
@@ -125,9 +127,17 @@ def read_from_graph(
 
     ``tenant``: the run's, if established (`operations.state.check_client_home`); a chat read
     back establishes it too. Chats "not found" count as deleted only with that evidence, and
-    never all of them at once (``states.home.check_not_found``, issue 20)."""
-    users = resolve_users(client, state, None if refresh_only else desired)
+    never all of them at once (``states.home.check_not_found``, issue 20). ``groups``: the
+    groups this plan read already (for generators, `operations.plan`), not read again."""
+    # The groups read for generators pair their users' UPNs with object ids: no lookups.
+    users = {u: oid for u, oid in taught_users(groups or {}).items() if state.users.get(u) != oid}
     state.users.update(users)
+    users.update(resolve_users(client, state, None if refresh_only else desired))
+    state.users.update(users)
+    if groups is None and not refresh_only and group_refs(desired):
+        if not isinstance(client, GroupReader):
+            raise TypeError("this Graph client cannot read groups")
+        groups = read_groups(client, desired, state.groups)
     live = refresh(client, state) if state.chats else {}
     imported = read_imports(client, desired, state) if not refresh_only else {}
     # Without a tid in the token, the chats say which tenant they are in (issue 15).
@@ -154,8 +164,9 @@ def read_from_graph(
             imported=imported,
             app_refs=resolve_apps(client, desired, state),
             workspaces=read_workspaces(client, state, desired),
+            groups=groups,
         )
-    return replace(plan, users=users)
+    return replace(plan, users={**users, **plan.users})
 
 
 def read_imports(client: BatchClient, desired: DesiredState, state: State) -> dict[str, LiveChat]:

@@ -47,7 +47,8 @@ def locked(
             raise
         if info.took_over is not None and on_takeover is not None:
             on_takeover(info.took_over)
-        with gc_paused():  # a big state's records are then frozen out of collections
+        # Collection off while a big state is decoded; freezing it is the CLI's call.
+        with gc_paused(freeze=False):
             state = store.read()
         yield state
 

@@ -68,6 +68,27 @@ def resolve_users(
     return {upn: str(user["id"]) for upn, user in found.items() if user is not None}
 
 
+def check_users(
+    client: BatchClient, desired: DesiredState, *, concurrency: int = READ_CONCURRENCY
+) -> dict[str, str]:
+    """Look up every in-tenant user the manifests name, object ids and UPNs alike (batched
+    ``GET /users/{id | upn}``: user-get.md), without reading any chat or taking the state's
+    lock: the cheap check that a mistyped user fails the plan under review rather than the
+    apply after the merge. Returns UPN (lower case) -> object id for the UPNs; raises
+    ``ValidationFailed`` with a diagnostic at every member Graph does not find."""
+    members = [m for chat in desired.chats for m in chat.members if not m.tenant_id]
+    found = lookup_users(client, [m.user for m in members], concurrency=concurrency)
+    missing = [m for m in members if found.get(m.user.lower()) is None]
+    if missing:
+        raise ValidationFailed(
+            [_not_found(m) for m in missing],
+            f"{len({m.user.lower() for m in missing})} user(s) not found in the directory",
+        )
+    return {
+        ref: str(user["id"]) for ref, user in found.items() if user is not None and not is_guid(ref)
+    }
+
+
 def _not_found(member: Member) -> Diagnostic:
     source = member.source
     return Diagnostic(

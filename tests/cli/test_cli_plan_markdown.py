@@ -43,7 +43,10 @@ def test_5000_creations_fit_in_one_comment(tmp_path: Path) -> None:
     assert len(markdown) < GITHUB_COMMENT_LIMIT
     assert len(markdown.encode("utf-16-le")) // 2 < GITHUB_COMMENT_LIMIT  # GitHub's count
     assert _table(markdown)["`+` create"] == CHATS
-    assert f"**Plan: {CHATS} to create, 0 to update, 0 to delete.**" in markdown
+    assert (
+        f"**Plan: {CHATS} to create, 0 to update, 0 to delete, 0 to forget, "
+        "0 to reconcile, 0 to move, 0 to import, 0 protection changes.**"
+    ) in markdown
     truncated = re.search(r"\*\*Truncated:\*\* (\d+) of 5000 chats are shown", markdown)
     assert truncated is not None
     shown = int(truncated[1])

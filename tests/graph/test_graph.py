@@ -445,15 +445,19 @@ def test_read_timeout_on_a_group_creation_is_ambiguous(
 ) -> None:
     client = client_for(threaded_server, credential, fake_time, timeout=(2.0, 0.2))
     calls: list[int] = []
+    answered = threading.Event()  # the answer comes only after the client gave up
 
     def slow(request: Request) -> Response:
         calls.append(1)
-        time.sleep(0.6)
+        answered.wait(10)
         return json_response(201, {"id": "late"})
 
     threaded_server.expect_request("/v1.0/chats").respond_with_handler(slow)
-    with pytest.raises(AmbiguousOutcome) as err:
-        client.create_chat(GROUP, idempotent=False)
+    try:
+        with pytest.raises(AmbiguousOutcome) as err:
+            client.create_chat(GROUP, idempotent=False)
+    finally:
+        answered.set()
     assert "read timeout" in str(err.value)
     assert len(calls) == 1
 
@@ -463,15 +467,19 @@ def test_read_timeout_on_a_read_is_retried(
 ) -> None:
     client = client_for(threaded_server, credential, fake_time, timeout=(2.0, 0.2))
     calls: list[int] = []
+    late = threading.Event()  # the first answer comes only after the retry was answered
 
     def slow_once(request: Request) -> Response:
         calls.append(1)
         if len(calls) == 1:
-            time.sleep(0.6)
+            late.wait(10)
         return json_response(200, {"id": "c"})
 
     threaded_server.expect_request("/v1.0/chats/c").respond_with_handler(slow_once)
-    assert client.get_chat("c")["id"] == "c"
+    try:
+        assert client.get_chat("c")["id"] == "c"
+    finally:
+        late.set()
     assert len(calls) == 2
 
 

@@ -109,7 +109,7 @@ def test_cost_of_a_batch_is_one_slot_per_request() -> None:
 def test_a_batch_waits_for_its_last_slot() -> None:
     # Graph counts a $batch's items when it arrives (json-batching.md): sent at its first
     # slot, a batch of 5 would spend four slots early, beyond what the bucket holds.
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, limits={TENANT_READ: 10.0})
     first = pacer.acquire([READ] * 5)
     second = pacer.acquire([READ] * 5)
@@ -157,7 +157,7 @@ def test_one_decrease_per_congestion_event() -> None:
 
 
 def test_a_later_event_far_above_the_last_landing_decreases_by_the_usual_factor() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, first_decrease=0.5, decrease=0.7, fast_recovery=0.25, approach=0.9)
     sent = pacer.acquire([WRITE])
     pacer.throttled([WRITE], retry_after=None, sent_at=sent)
@@ -173,7 +173,7 @@ def test_a_later_event_far_above_the_last_landing_decreases_by_the_usual_factor(
 def test_a_new_scope_may_spend_most_of_a_second_at_once_until_throttled() -> None:
     # Graph's token bucket is full when a run starts: 0.8 s of 30 writes/s go at once
     # (the schedule's own first slot plus 23), the rest at the rate (issue 26).
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, burst=0.8)
     times = grant_times(pacer, clock, [WRITE], 25)
     assert times[23] == times[0]
@@ -190,14 +190,14 @@ def test_a_new_scope_may_spend_most_of_a_second_at_once_until_throttled() -> Non
 def test_a_faster_rate_than_documented_gets_no_bigger_burst() -> None:
     # An emulator scaled x4 refills its buckets faster, but they hold what Graph documents:
     # the burst stays 0.8 s of the documented 30 reads per second (24 at once), not of 120.
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, burst=0.8, limits={TENANT_READ: 120.0})
     assert pacer.try_acquire([READ] * 24) == 0.0
     assert pacer.try_acquire([READ] * 24) > 0.15  # 23 more slots at 120/s
 
 
 def test_one_request_at_a_time_scopes_get_no_burst() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, burst=0.8)
     chat = Scope(CHAT, "19:a@thread.v2")
     assert pacer.try_acquire([chat]) == 0.0

@@ -10,4 +10,6 @@
 - ``fs_helpers``: read-only folders and snapshots of a folder.
 - ``azurite_support``: Azurite installed and started for the azblob:// tests.
 - ``wheelhouse``: wheels of the running environment, for offline pip installs.
+- ``fault_points``: stop or fail the Nth durable write or Graph request (crash points).
+- ``state_strategies``: Hypothesis strategies for state records.
 """

@@ -118,9 +118,11 @@ def test_compaction_runs_on_its_schedule_and_carries_what_came_meanwhile(
     def slow_write(state: State) -> None:
         t = threading.Thread(target=writer.update, args=(lambda s: s.put_chat("c", rec(3)),))
         t.start()
-        time.sleep(0.2)
+        # The change is made, and durable, while the state is being written (the lock is
+        # not held meanwhile): it lands in the next journal.
+        t.join(10)
+        assert not t.is_alive()
         inner_write(state)
-        t.join(0.01)
         threads.append(t)
 
     threads: list[threading.Thread] = []

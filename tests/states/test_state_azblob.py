@@ -110,8 +110,9 @@ def test_credentials_come_from_the_environment_in_order() -> None:
 
     from azure.identity import DefaultAzureCredential
 
-    aad = connection_for(LOC, None, {})
-    assert isinstance(aad.credential.inner, DefaultAzureCredential) and "Azure AD" in aad.how
+    aad = connection_for(LOC, None, {})  # no app named: DefaultAzureCredential, as documented
+    chain = aad.credential.inner._credential
+    assert isinstance(chain, DefaultAzureCredential) and "Azure AD" in aad.how
 
 
 def test_connection_string_variants() -> None:
