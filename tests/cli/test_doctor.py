@@ -5,7 +5,6 @@ local emulator."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -15,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from lib.tokens import jwt
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
@@ -33,16 +33,13 @@ chats:
 
 
 def token(roles: list[str], **claims: Any) -> str:
-    def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
     body: dict[str, Any] = {
         "tid": TENANT,
         "appid": "11111111-2222-3333-4444-555555555555",
         "roles": roles,
     }
     body["exp"] = int(time.time()) + 3600
-    return f"{part({'alg': 'none'})}.{part({**body, **claims})}.sig"
+    return jwt({**body, **claims})
 
 
 @pytest.fixture
