@@ -124,6 +124,13 @@ def summary_line(plan: Plan) -> str:
     )
     if protect:
         parts.append(f"{protect} protection change{'s' if protect != 1 else ''}")
+    adopt = sum(
+        1
+        for c in plan.changes
+        if c.action is Action.NOOP and c.workspace is not None and c.workspace.adopt
+    )
+    if adopt:
+        parts.append(f"{adopt} workspace record{'s' if adopt != 1 else ''} to update")
     return "Plan: " + ", ".join(parts) + "."
 
 
@@ -164,6 +171,10 @@ def _change_lines(change: Change) -> Iterator[Line]:
         if change.protect_change is not None:
             yield ("#", 0, f"{change.key}: protection changes (recorded in the state){where}")
             yield ("~", 1, _protect_line(change.protect_change))
+        if change.workspace is not None and change.workspace.adopt:
+            yield ("#", 0, f"{change.key}: apps and tabs recorded in the state{where}")
+            for note in change.workspace.notes:
+                yield (" ", 1, f"# {note}")
         if change.reason == "expired-protected":
             yield ("#", 0, f"{change.key} has expired but is protected: kept{where}")
             for note in change.notes:
