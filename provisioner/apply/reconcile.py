@@ -139,7 +139,9 @@ class WantedMembers:
 def _members_match(members: Iterable[Mapping[str, Any]], wanted: WantedMembers) -> bool:
     # Only user members count: a member of another type (an app or a bot, no userId) in the
     # list must not hide the chat the creation made (issue 20: 3 chats became 6).
-    ids = [str(m["userId"]).lower() for m in members if isinstance(m, Mapping) and m.get("userId")]
+    ids = [
+        str(m["userId"]).lower() for m in members if isinstance(m, Mapping) and m.get("userId")
+    ]
     return len(ids) == wanted.size and wanted.object_ids <= set(ids)
 
 
