@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ from provisioner.states.store import local_store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-response" / "incidents.yaml"
 CHATS = 3
+STATUS = "https://status.contoso.com/incidents"
 STOP, FAIL = "stop", "fail"
 BEFORE, AFTER = "before", "after"
 
@@ -158,11 +160,21 @@ def _fast_and_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threading, "excepthook", hook)
 
 
-def _manifest(path: Path) -> None:
-    """The first ``CHATS`` chats of the incident example, as written there."""
+def _manifest(path: Path, updated: bool = False) -> None:
+    """The first ``CHATS`` chats of the incident example, as written there; ``updated``: each
+    without the incident bot (uninstalled), its Dashboard tab's contentUrl changed (PATCH),
+    its Runbook tab gone (DELETE) and a Status tab instead (POST)."""
     text = EXAMPLE.read_text()
-    cut = text.index(f"  - key: incident-{CHATS + 1:02d}\n")
-    path.write_text(text[:cut])
+    text = text[: text.index(f"  - key: incident-{CHATS + 1:02d}\n")]
+    if updated:
+        text = re.sub(
+            r"      - name: Incident Bot\n        consent:\n(          - .*\n)+", "", text
+        )
+        text = text.replace("/dashboard\n", "/dashboard?v=2\n").replace(
+            "name: Runbook", "name: Status"
+        )
+        text = text.replace("https://wiki.contoso.com/runbooks/incident-response", STATUS)
+    path.write_text(text)
 
 
 @dataclass(frozen=True)
@@ -170,30 +182,33 @@ class Wanted:
     topic: str
     apps: tuple[str, ...]  # catalog ids
     tabs: tuple[tuple[str, str], ...]  # (name, app id)
+    dashboard: str  # the Dashboard tab's contentUrl
 
 
-def _wanted(server: EmulatorServer) -> list[Wanted]:
+def _wanted(updated: bool) -> list[Wanted]:
     from provisioner.emulator.workspace import CATALOG
 
     by_name = {app.display_name: app.id for app in CATALOG}
     web = "com.microsoft.teamspace.tab.web"
+    ops = by_name["Ops Dashboard"]
     return [
         Wanted(
             f"Incident {n:02d} war room",
-            (by_name["Incident Bot"], by_name["Ops Dashboard"]),
-            (("Dashboard", by_name["Ops Dashboard"]), ("Runbook", web)),
+            (ops,) if updated else (by_name["Incident Bot"], ops),
+            (("Dashboard", ops), ("Status" if updated else "Runbook", web)),
+            f"https://ops.contoso.com/incidents/{n:02d}/dashboard{'?v=2' if updated else ''}",
         )
         for n in range(1, CHATS + 1)
     ]
 
 
-def check(server: EmulatorServer, state_path: Path) -> list[str]:
+def check(server: EmulatorServer, state_path: Path, updated: bool = False) -> list[str]:
     """What is wrong with the tenant and the state (empty: nothing)."""
     tenant = server.tenant
     problems = [f"duplicate chat {g[0].topic}" for g in tenant.duplicate_group_chats()]
     state = local_store(str(state_path)).read()
     by_chat = {rec.chat_id: key for key, rec in state.chats.items()}
-    for want in _wanted(server):
+    for want in _wanted(updated):
         found = tenant.find_chats(chat_type="group", topic=want.topic)
         if len(found) != 1:
             problems.append(f"{want.topic}: {len(found)} chats")
@@ -214,8 +229,10 @@ def check(server: EmulatorServer, state_path: Path) -> list[str]:
         recorded_apps = {a.app_id: a.installation_id for a in ws.apps} if ws else {}
         if recorded_apps != {a: installed.get(a) for a in want.apps}:
             problems.append(f"{want.topic}: state apps {recorded_apps}")
-        live_tabs = {str(t[0]): (str(t[1]), str(t[2])) for t in chat.tabs}
-        recorded_tabs = {t.tab_id: (t.name, t.app_id) for t in ws.tabs} if ws else {}
+        live_tabs = {str(t[0]): (str(t[1]), str(t[2]), t[4]) for t in chat.tabs}
+        recorded_tabs = {t.tab_id: (t.name, t.app_id, t.content_url) for t in ws.tabs} if ws else {}
+        if want.dashboard not in {t[2] for t in live_tabs.values()}:
+            problems.append(f"{want.topic}: no Dashboard tab showing {want.dashboard}")
         if recorded_tabs != live_tabs:
             problems.append(f"{want.topic}: state tabs {recorded_tabs} != {live_tabs}")
     live = len(tenant.chats(include_deleted=False))
@@ -227,11 +244,13 @@ def check(server: EmulatorServer, state_path: Path) -> list[str]:
 
 
 class Scenario:
-    def __init__(self, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, workdir: Path, monkeypatch: pytest.MonkeyPatch, updated: bool = False):
         self.workdir = workdir
         self.mp = monkeypatch
         self.state = workdir / "state.json"
-        _manifest(workdir / "incidents.yaml")
+        self.updated = updated  # the run changes what an earlier run made
+        _manifest(workdir / "incidents.yaml", updated)
+        _manifest(workdir / "before.yaml")
 
     @contextlib.contextmanager
     def server(self) -> Iterator[EmulatorServer]:
@@ -245,11 +264,13 @@ class Scenario:
             self.mp.setenv("PROVISION_CONSISTENCY_WINDOW", "0.01")
             self.mp.delenv("PROVISION_STATE", raising=False)
             self.mp.chdir(self.workdir)
+            if self.updated:
+                assert self.apply("before.yaml") == 0
             yield server
             assert server.tenant.counters.internal_errors_total == 0
 
-    def apply(self) -> int:
-        args = ["apply", "incidents.yaml", "--auto-approve", "--state", str(self.state)]
+    def apply(self, manifest: str = "incidents.yaml") -> int:
+        args = ["apply", manifest, "--auto-approve", "--state", str(self.state)]
         return main([*args, "--concurrency", "1", "--quiet"])
 
     def plan(self) -> int:
@@ -274,7 +295,7 @@ def one(scenario: Scenario, inj: Injector, capsys: pytest.CaptureFixture[str]) -
         err = capsys.readouterr().err
         if rerun != 0:
             return [*problems, f"rerun exit {rerun}: {err[-300:]}"]
-        problems += check(server, scenario.state)
+        problems += check(server, scenario.state, scenario.updated)
         if scenario.plan() != 0:
             problems.append(f"plan after the rerun: {capsys.readouterr().out[-400:]}")
         capsys.readouterr()
@@ -285,7 +306,7 @@ def sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], **kw: Any
 ) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """Every crash point of the run: (covered points, failures, the labels of a whole run)."""
-    scenario = Scenario(tmp_path, monkeypatch)
+    scenario = Scenario(tmp_path, monkeypatch, kw.pop("updated", False))
     covered: list[str] = []
     failures: dict[str, list[str]] = {}
     n = 0
@@ -367,3 +388,19 @@ def test_a_tab_pinned_but_not_recorded_is_recorded_without_pinning_again(
         assert check(server, scenario.state) == []
         capsys.readouterr()
         assert scenario.plan() == 0
+
+
+@pytest.mark.parametrize("when", [BEFORE, AFTER])
+def test_a_run_stopped_while_changing_apps_and_tabs_loses_and_doubles_nothing(
+    tmp_path, monkeypatch, capsys, when: str
+) -> None:
+    # What an earlier run made is changed: an app uninstalled, a tab PATCHed, one unpinned,
+    # one pinned; stopped at every point, then rerun.
+    covered, failures, labels = sweep(
+        tmp_path, monkeypatch, capsys, kind=STOP, when=when, updated=True
+    )
+    print(f"stop {when} (update): {len(covered)} crash points covered")
+    assert not failures, failures
+    methods = Counter(labels)
+    assert methods["DELETE /chats/{}/installedApps"] == methods["PATCH /chats/{}/tabs"] == CHATS
+    assert methods["DELETE /chats/{}/tabs"] == methods["POST /chats/{}/tabs"] == CHATS
