@@ -32,7 +32,7 @@ def first_accepted(forms: Sequence[Form[T]]) -> tuple[Iterator[T], tuple[str, ..
     raises as it is: only a refused query moves to the next form."""
     refused: list[str] = []
     for n, (name, start) in enumerate(forms):
-        items = start()
+        items = iter(start())  # a list too (test doubles, a client that reads eagerly)
         try:
             first = next(items, _NOTHING)
         except GraphError as exc:
