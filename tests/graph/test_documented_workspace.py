@@ -158,3 +158,16 @@ def test_a_catalog_app_is_found_by_external_id(httpserver: HTTPServer, client: G
     assert [a["id"] for a in found] == [app["id"]]
     (request, _), *_ = httpserver.log
     assert request.args["$filter"] == f"externalId eq '{app['externalId']}'"
+
+
+def test_an_install_answered_with_a_body_is_taken_too(
+    httpserver: HTTPServer, client: GraphClient
+) -> None:
+    # Graph's OpenAPI description gives the install's 2XX a teamsAppInstallation body, the
+    # page none (chat-post-installedapps.md): both are a done install, the id read back later.
+    chat_id = "19:ea28e88c00e94c7786b065394a61f296@thread.v2"
+    httpserver.expect_request(
+        f"/v1.0/chats/{chat_id}/installedApps", method="POST"
+    ).respond_with_json({"id": "NjRiOWM3NDYtYjE1NS00MDQyLThkNDctOTQxYmQzODE2ODFi"}, status=201)
+    assert api.install_app(client, chat_id, "2b524e28-95ce-4c9b-9773-4a5bd6ec1770") is None
+    assert len(httpserver.log) == 1
