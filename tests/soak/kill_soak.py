@@ -51,20 +51,20 @@ from provisioner.emulator import EmulatorServer
 from provisioner.states.records import ChatRecord, MemberRecord, State
 from provisioner.states.store import local_store
 
+try:  # tests/ is on sys.path under pytest; tests/soak/ when run as a script
+    from soak import kill_workspace as ws
+except ImportError:  # pragma: no cover
+    try:
+        import kill_workspace as ws  # type: ignore[no-redef]
+    except ImportError:
+        from tests.soak import kill_workspace as ws  # type: ignore[no-redef]
+
 FAULTS = (
     "504=0.06,method=POST,path=/chats,chat-type=group",
     "drop=0.04,method=POST,path=/chats,chat-type=group",
     "503=0.05",
 )
-WORKSPACE_FAULTS = (
-    "504=0.05,method=POST,path=/chats/{chat-id}/tabs",
-    "drop=0.05,method=POST,path=/chats/{chat-id}/tabs",
-    "504=0.05,method=POST,path=/chats/{chat-id}/installedApps",
-    "drop=0.05,method=POST,path=/chats/{chat-id}/installedApps",
-)
 LOOKUP_ROUTES = ("GET /users/{user-id}/chats", "GET /users/{user-id}")
-WEB_TAB = "com.microsoft.teamspace.tab.web"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-response" / "incidents.yaml"
 
 
 @dataclass
@@ -163,14 +163,14 @@ def kill_cycles(
     report = Report(seed=seed)
     started = time.monotonic()
     if workspace:
-        chats = write_incidents(workdir / "chats.yaml", workspace)
+        chats = ws.write_incidents(workdir / "chats.yaml", workspace)
     else:
         chats = write_manifest(workdir / "chats.yaml", rng, groups, pairs)
     state_path = workdir / "state.json"
     base = write_base(workdir, state_path, base_chats) if base_chats else {}
     with EmulatorServer(
         data_path=workdir / "emulator.json",
-        faults=list(FAULTS + (WORKSPACE_FAULTS if workspace else ())),
+        faults=list(FAULTS + (ws.WORKSPACE_FAULTS if workspace else ())),
         seed=seed,
         limits="documented",
         invent_users=True,  # the manifest names made-up users
@@ -217,7 +217,7 @@ def kill_cycles(
         report.server_lookup_requests = sum(counters.by_route[r] for r in LOOKUP_ROUTES)
         _check_tenant(server, chats, state_path, report)
         if workspace:
-            _check_workspaces(server, chats, state_path, report)
+            ws.check_workspaces(server, chats, state_path, report)
         kept = local_store(str(state_path)).read().chats
         report.missing += sum(1 for key, record in base.items() if kept.get(key) != record)
         plan = _plan(workdir, env, manifests, state_path, server.url, refresh)
@@ -226,53 +226,6 @@ def kill_cycles(
         report.errors.append(f"plan --detailed-exitcode exited {plan.returncode}: {plan.stdout}")
     report.seconds = time.monotonic() - started
     return report
-
-
-def write_incidents(path: Path, n: int) -> list[dict]:
-    """The first ``n`` chats of the incident example (at most 10), with what each must hold:
-    its apps (catalog ids) and tabs ((name, app id))."""
-    from provisioner.emulator.workspace import CATALOG
-
-    text = EXAMPLE.read_text()
-    if n < 10:
-        text = text[: text.index(f"  - key: incident-{n + 1:02d}\n")]
-    path.write_text(text)
-    app = {a.display_name: a.id for a in CATALOG}
-    members = ["megan.bowen@contoso.com", "alex.wilber@contoso.com", "nestor.wilke@contoso.com"]
-    return [
-        {
-            "type": "group",
-            "topic": f"Incident {i:02d} war room",
-            "members": members,
-            "apps": sorted([app["Incident Bot"], app["Ops Dashboard"]]),
-            "tabs": sorted([("Dashboard", app["Ops Dashboard"]), ("Runbook", WEB_TAB)]),
-        }
-        for i in range(1, min(n, 10) + 1)
-    ]
-
-
-def _check_workspaces(
-    server: EmulatorServer, chats: list[dict], state_path: Path, report: Report
-) -> None:
-    """Each chat's apps and tabs in the emulator, once each, and recorded in the state."""
-    state = local_store(str(state_path)).read()
-    key_of = {rec.chat_id: key for key, rec in state.chats.items()}
-    for chat in chats:
-        found = server.tenant.find_chats(topic=chat["topic"], members=chat["members"])
-        if len(found) != 1:
-            continue  # counted by _check_tenant
-        live = found[0]
-        apps = [app_id for _, app_id in live.apps]
-        tabs = [(str(t[1]), str(t[2])) for t in live.tabs]
-        report.app_duplicates += len(apps) - len(set(apps))
-        report.tab_duplicates += len(tabs) - len(set(tabs))
-        report.workspace_missing += len(set(chat["apps"]) - set(apps))
-        report.workspace_missing += len(set(chat["tabs"]) - set(tabs))
-        ws = state.workspaces.get(key_of.get(live.id, ""))
-        recorded_apps = {(a.installation_id, a.app_id) for a in ws.apps} if ws else set()
-        recorded_tabs = {t.tab_id for t in ws.tabs} if ws else set()
-        report.workspace_unrecorded += len(set(live.apps) - recorded_apps)
-        report.workspace_unrecorded += len({str(t[0]) for t in live.tabs} - recorded_tabs)
 
 
 def _plan(
@@ -353,13 +306,6 @@ def _check_tenant(
         report.errors.append(f"intents left in state: {sorted(state.intents)}")
 
 
-def _workspace_figures(r: Report) -> str:
-    return (
-        f"apps installed twice {r.app_duplicates}, tabs doubled {r.tab_duplicates}, "
-        f"apps/tabs missing {r.workspace_missing}, unrecorded {r.workspace_unrecorded}, "
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -408,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             f"seed {seed}: kills {r.kills}, runs {r.runs}, ambiguous faults {r.ambiguous_faults}, "
             f"duplicates {r.duplicates}, missing {r.missing}, wrong {r.wrong}, "
             f"extra {r.extra_chats}, plan exit {r.plan_exit}, recovered intents {r.recovered}, "
-            f"{_workspace_figures(r) if args.workspace else ''}"
+            f"{ws.workspace_figures(r) if args.workspace else ''}"
             f"lookups {r.lookups} costing {r.lookup_requests} requests ({per}/lookup), "
             f"{r.seconds:.1f}s{'' if r.ok else '  FAILED: ' + '; '.join(r.errors)}",
             flush=True,
