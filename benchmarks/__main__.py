@@ -41,9 +41,11 @@ SOAK = ROOT / "tests" / "soak"
 
 try:
     from benchmarks._figures import Figure
+    from benchmarks.issue20 import table as issue20_table
 except ImportError:  # pragma: no cover - run as benchmarks/__main__.py
     sys.path.insert(0, str(BENCH))
     from _figures import Figure  # type: ignore[no-redef]
+    from issue20 import table as issue20_table  # type: ignore[no-redef]
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Bench:
 def _azurite_missing() -> str | None:
     sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from azurite_support import ensure_azurite
+        from lib.azurite_support import ensure_azurite
     except ImportError as exc:  # the azure extra is not installed
         return f"the azure extra is missing ({exc.name})"
     try:
@@ -67,7 +69,7 @@ def _azurite_missing() -> str | None:
     except RuntimeError as exc:
         return str(exc)
     if found is None:
-        return "Azurite is not installed (python tests/azurite_support.py install)"
+        return "Azurite is not installed (python tests/lib/azurite_support.py install)"
     return None
 
 
@@ -410,6 +412,17 @@ SOAKS = [
         _json_line("fuzz-atheris"),
         "coverage-guided (libFuzzer) mutations of the golden manifests through validate",
     ),
+    Soak(
+        "mixed (issue 20)",
+        ["tests/soak/mixed_soak.py", "--seeds", "3", "--rounds", "12", "--cycle", "--json"],
+        ["tests/soak/mixed_soak.py", "--seeds", "1", "--rounds", "6", "--cycle", "--json"],
+        _json_line("mixed"),
+        "`provision apply` rounds on one tenant, each with one fault of issue 20: journal bit "
+        "flips and zero tails after a SIGKILL (then `state repair`), an opaque-token run "
+        "against another tenant, Graph's clock +-10 min with a jump before the rerun, a blob "
+        "lease broken while a new run takes over at once (Azurite), 503s with Retry-After "
+        "99999; faults counted: the rounds that injected one",
+    ),
 ]
 
 
@@ -449,7 +462,9 @@ def run_soak(soak: Soak, quick: bool) -> SoakResult:
         result.skipped = f"no figures (exit {proc.returncode}): {proc.stderr[-300:]}"
         return result
     lines = [
-        ln for ln in proc.stdout.splitlines() if re.match(r"^(fuzz soak|fault soak|total)", ln)
+        ln
+        for ln in proc.stdout.splitlines()
+        if re.match(r"^(fuzz soak|fault soak|mixed soak|total)", ln)
     ]
     result.line = lines[-1] if lines else ""
     return result
@@ -569,6 +584,10 @@ def reliability_md(
             f"{na or f.get('duplicates', 0)} | {na or f.get('lost', 0)} | {f.get('crashes', 0)} "
             f"| {r.seconds:.0f} s |"
         )
+    mixed = next(
+        (r.figures for r in results if r.soak.name.startswith("mixed") and r.figures), None
+    )
+    lines += ["", *issue20_table(mixed)]
     lines += ["", "## The soaks, and how to run them again", ""]
     for r in results:
         lines.append(f"- **{r.soak.name}**: {r.soak.what}.")
@@ -582,15 +601,22 @@ def reliability_md(
         "Run them all and regenerate this file with `benchmarks/run --no-bench` (or "
         "`python -m benchmarks --no-bench`). Each harness also runs on its own, with larger "
         "sizes: see the docstrings of `tests/soak/kill_soak.py`, `tests/soak/fault_soak.py`, "
-        "`tests/soak/lock_soak.py` and `tests/soak/fuzz_soak.py`.",
+        "`tests/soak/lock_soak.py`, `tests/soak/fuzz_soak.py` and `tests/soak/mixed_soak.py`.",
         "",
         "## In every test run",
         "",
         "Short versions run in the default `python -m pytest -q` (CI), in seconds:",
         "",
-        "- `tests/apply/test_apply_kill.py`: three seeds of the kill soak;",
-        "- `tests/acceptance/test_soak.py`: a small fault soak, two rounds of the lock soak, and "
-        "the fuzz soak with a small budget (hypothesis; atheris when installed);",
+        "- `tests/apply/test_apply_faults.py`: every crash point of an apply, deterministically "
+        "(each durable write and Graph request stopped or failed before or after it, then a "
+        "rerun: no duplicate, nothing lost);",
+        "- `tests/states/test_journal_machine.py`, `tests/plans/test_planner_machine.py` and "
+        "the other Hypothesis properties (codec, retry policy);",
+        "- marked `slow` (`pytest -m slow`, seeds printed): `tests/apply/test_apply_kill.py` "
+        "(three seeds of the kill soak) and `tests/acceptance/test_soak.py` (a small fault soak, "
+        "two rounds of the lock soak, the fuzz soak with a small budget);",
+        "- `tests/soak/test_mixed_soak.py` (marked `slow`): one seed of the mixed soak, every "
+        "fault of issue 20 once;",
         "- `tests/acceptance/test_accidents.py`: the accidents and hostile answers of issue 15, "
         "each with its exit code and message;",
         "- `tests/manifest/test_manifest_fuzz.py`: the loader properties "

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from azurite_support import Azurite, find_azurite
+from lib.azurite_support import Azurite, find_azurite
 
 from provisioner.emulator import EmulatorServer
 from provisioner.states.journal import encode, header, parse, replay

@@ -15,7 +15,7 @@ Prints, all measured in this run:
    (durable before the worker goes on); the achieved rate as a ratio to the same harness with
    no state at all.
 
-Needs Azurite (see tests/azurite_support.py) and the azure extra. Usage:
+Needs Azurite (see tests/lib/azurite_support.py) and the azure extra. Usage:
     python benchmarks/bench_state_azblob.py [--chats 10000] [--changes 3000] [--repeat 7]
         [--threaded-changes 300] [--workers 4,16] [--graph-latency 0.25] [--json FILE]
 """
@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from azure.storage.blob import BlobServiceClient
-from azurite_support import ACCOUNT, KEY, Azurite, ensure_azurite
+from lib.azurite_support import ACCOUNT, KEY, Azurite, ensure_azurite
 
 from provisioner.states.azblob.conn import BlobLocation
 from provisioner.states.azblob.store import AzureBlobStateStore
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     executable = ensure_azurite()
     if executable is None:
-        print("Azurite is not installed; see tests/azurite_support.py", file=sys.stderr)
+        print("Azurite is not installed; see tests/lib/azurite_support.py", file=sys.stderr)
         return 1
     azurite = Azurite(executable)
     azurite.start()

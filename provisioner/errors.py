@@ -1,6 +1,6 @@
 """One error hierarchy for everything a user can cause or fix.
 
-The core raises these; only the CLI edge (``cli.py``) turns them into a message and an exit
+The core raises these; only the CLI edge (``cli/main.py``) turns them into a message and an exit
 code. Anything that is *not* a ``ProvisionError`` reaching the edge is a bug in provision and
 is reported as such (see ``cli.main``).
 """
@@ -52,6 +52,8 @@ class ProvisionError(Exception):
     """Base of every user-facing error: the CLI prints ``str(err)`` and exits ``exit_code``."""
 
     exit_code = 1
+    #: What went wrong, for the JSON form of an error (`provision schema error`).
+    kind = "error"
 
     def __init__(self, message: str, *, hint: str | None = None, detail: str | None = None) -> None:
         # Where every diagnostic is built: a secret echoed into one (an answer quoting the
@@ -59,6 +61,8 @@ class ProvisionError(Exception):
         message = redact(message)
         super().__init__(message)
         self.message = message
+        # True once a JSON report on stdout already carries this error (apply's result).
+        self.in_report = False
         self.hint = redact(hint) if hint is not None else None
         #: More than the one line a user needs (e.g. Azure Identity's chain of attempted
         #: credentials): printed only with ``--debug``. Never a secret.
@@ -74,8 +78,11 @@ class ProvisionError(Exception):
 class ValidationFailed(ProvisionError):
     """Manifests did not validate; carries every diagnostic found, not just the first."""
 
+    kind = "validation"
+
     def __init__(self, diagnostics: list[Diagnostic], summary: str = "") -> None:
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        self.summary = summary
         lines = [str(d) for d in self.diagnostics]
         if summary:
             lines.append(summary)
@@ -85,18 +92,28 @@ class ValidationFailed(ProvisionError):
 class InputError(ProvisionError):
     """A path, file or argument given by the user cannot be used (missing, unreadable...)."""
 
+    kind = "input"
+
 
 class StateError(ProvisionError):
     """The state file is missing, corrupt, foreign, from the future, or cannot be written."""
+
+    kind = "state"
 
 
 class LockError(ProvisionError):
     """The state is locked by another run."""
 
+    kind = "lock"
+
 
 class PlanError(ProvisionError):
     """A plan cannot be made (e.g. a change Graph cannot do) or a saved plan cannot be applied."""
 
+    kind = "plan"
+
 
 class AuthError(ProvisionError):
     """Credentials are missing or rejected. Messages never contain the secret itself."""
+
+    kind = "auth"

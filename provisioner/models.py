@@ -28,6 +28,48 @@ HISTORIES = (HISTORY_NONE, HISTORY_ALL)
 ALL_HISTORY_START = "0001-01-01T00:00:00Z"
 
 
+def since_time(text: str) -> str | None:
+    """``history: {since: ...}`` as the UTC time Graph takes (``2025-03-01T00:00:00Z``): a
+    date is midnight UTC, a time without an offset is UTC. None when it is no real date."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def history_start(history: str | None) -> str | None:
+    """``visibleHistoryStartDateTime`` for a member added to an existing chat: ``all`` is
+    ``0001-01-01T00:00:00Z`` (the whole history, chat-post-members.md example 3); ``none``
+    (or None) omits it (from when they join, example 2); otherwise the ``since`` time."""
+    if history is None or history == HISTORY_NONE:
+        return None
+    if history == HISTORY_ALL:
+        return ALL_HISTORY_START
+    return history
+
+
+#: ``membership:`` policies (issue 22). ``exact``: the manifest lists every member; anyone else
+#: is removed. ``additive``: provision adds and updates the members it declares and removes only
+#: members it added itself; members added by someone else are left alone ("unmanaged").
+MEMBERSHIP_EXACT = "exact"
+MEMBERSHIP_ADDITIVE = "additive"
+MEMBERSHIPS = (MEMBERSHIP_EXACT, MEMBERSHIP_ADDITIVE)
+#: The default when neither the chat nor ``defaults.membership`` sets one: ``exact``, what every
+#: manifest meant before the field existed, so upgrading provision removes no one it did not
+#: remove before and keeps no one it removed before (README, "Membership policy").
+DEFAULT_MEMBERSHIP = MEMBERSHIP_EXACT
+#: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
+MAX_GROUP_MEMBERS = 250
+#: "Only 200 members can be added at one time" (Teams limits documentation,
+#: Teams/limits-specifications-teams.md in MicrosoftDocs/OfficeDocs-SkypeForBusiness): a
+#: ``POST /chats`` with more fails (msgraph-sdk-powershell#1156 saw 98 of 400 added). A bigger
+#: group chat is created with this many and the rest are added one by one (issue 22).
+MAX_MEMBERS_AT_ONCE = 200
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a value came from in a manifest (1-based line and column)."""
@@ -48,6 +90,9 @@ class Member:
     role: str = "owner"
     tenant_id: str | None = None
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+    # How the member reached the chat when not named in it directly: "set NAME" (a
+    # ``memberSets`` entry, issue 22). Shown in plans; not part of the member's identity.
+    via: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def identity(self) -> str:
@@ -61,9 +106,10 @@ class Member:
         """The member as Graph takes it in ``POST /chats`` and ``POST /chats/{id}/members``.
 
         ``history`` is the chat's ``history`` setting, for a member added to an existing chat
-        only: ``all`` adds ``visibleHistoryStartDateTime: 0001-01-01T00:00:00Z`` (the whole
-        history, chat-post-members.md example 3); ``none``/None omit it (no history, example 2).
-        Creation bodies never carry it (contract: "Request bodies").
+        only (``history_start``): ``all`` adds ``visibleHistoryStartDateTime:
+        0001-01-01T00:00:00Z`` (the whole history, chat-post-members.md example 3); ``none``/
+        None omit it (no history, example 2); a ``since`` time is sent as it is. Creation
+        bodies never carry it (contract: "Request bodies").
         """
         # Shape from Graph "Create chat" (api-reference/v1.0/api/chat-post.md), examples 1-5:
         # an aadUserConversationMember with roles and a user@odata.bind URL; tenantId only for
@@ -75,9 +121,46 @@ class Member:
         }
         if self.tenant_id:
             body["tenantId"] = self.tenant_id
-        if history == HISTORY_ALL:
-            body["visibleHistoryStartDateTime"] = ALL_HISTORY_START
+        start = history_start(history)
+        if start is not None:
+            body["visibleHistoryStartDateTime"] = start
         return body
+
+
+@dataclass(frozen=True)
+class SetRef:
+    """A ``set: NAME`` member entry: every member of the named ``memberSets`` list, with
+    ``role`` (when given) for each of them. Expanded before planning
+    (``manifest.membersets``)."""
+
+    name: str
+    role: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    """A ``group: <object id or mail>`` member entry: the Entra ID group's users, nested
+    groups followed (``GET /groups/{id}/transitiveMembers/microsoft.graph.user``), read from
+    Graph whenever a plan refreshes (``plans.groups``). ``role`` is the role of its member
+    accounts; its guests are always ``guest`` (chat-post.md)."""
+
+    group: str
+    role: str | None = None
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def identity(self) -> str:
+        return self.group.lower()
+
+
+@dataclass(frozen=True)
+class MemberSet:
+    """A named list of member entries from a manifest's top-level ``memberSets``."""
+
+    name: str
+    entries: tuple[Member | SetRef | GroupRef, ...]
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 def odata_key(value: str) -> str:
@@ -146,9 +229,11 @@ class Tab:
 class Chat:
     """One desired chat. ``key`` is its stable identity in state.
 
-    ``history`` (group chats): how much of the chat history members added later see, ``none``
-    or ``all``. ``protect``: a planned delete of this chat is an error (recorded in state, so
-    it still holds once the chat is removed from the manifest).
+    ``history`` (group chats): how much of the chat history members added later see, ``none``,
+    ``all``, or the UTC time of a ``since:`` (``2025-03-01T00:00:00Z``, ``since_time``).
+    ``protect``: a planned delete of this chat is an error (recorded in state, so it still
+    holds once the chat is removed from the manifest). ``membership``: ``exact`` or
+    ``additive`` (``MEMBERSHIPS``), what happens to members the manifest does not list.
     """
 
     key: str
@@ -158,6 +243,16 @@ class Chat:
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
     history: str = HISTORY_NONE
     protect: bool = False
+    membership: str = DEFAULT_MEMBERSHIP
+    # The member entries as written, in order, when some are ``set:`` or ``group:`` entries
+    # (empty when every entry names a user: then ``members`` is the list as written).
+    # ``members`` holds the users named directly until ``manifest.membersets`` expands the
+    # sets in place; ``groups`` are the ``group:`` entries, whose users join ``members`` at
+    # plan time (``plans.groups``), after the others.
+    entries: tuple[Member | SetRef | GroupRef, ...] = field(
+        default=(), compare=False, hash=False, repr=False
+    )
+    groups: tuple[GroupRef, ...] = ()
     #: ``expires`` as written (a date or a date and time; `expiry_of` reads it), or None.
     expires: str | None = None
     #: Where a generated chat came from (``generator NAME, FILE:LINE``); None when written
@@ -168,15 +263,20 @@ class Chat:
     tabs: tuple[Tab, ...] = ()
 
     @property
+    def additive(self) -> bool:
+        return self.membership == MEMBERSHIP_ADDITIVE
+
+    @property
     def member_identities(self) -> frozenset[str]:
         return frozenset(m.identity for m in self.members)
 
     def request_body(self, graph_url: str = DEFAULT_GRAPH_URL) -> dict[str, object]:
-        """Exactly Graph's ``POST /chats`` body (contract: "Request bodies")."""
+        """Exactly Graph's ``POST /chats`` body (contract: "Request bodies"), with at most
+        ``MAX_MEMBERS_AT_ONCE`` members (the first ones, in the manifest's order)."""
         body: dict[str, object] = {"chatType": self.chat_type}
         if self.topic is not None:
             body["topic"] = self.topic
-        body["members"] = [m.request_body(graph_url) for m in self.members]
+        body["members"] = [m.request_body(graph_url) for m in self.members[:MAX_MEMBERS_AT_ONCE]]
         return body
 
 
@@ -224,15 +324,31 @@ class Import:
 
 
 @dataclass(frozen=True)
+class GroupGenerator:
+    """A generator whose rows are the users of an Entra ID group (``source: {group: X}``):
+    only Graph knows them, so it is expanded when a plan has read the group (issue 23)."""
+
+    name: str
+    group: str  # object id or mail, as written
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def identity(self) -> str:
+        return self.group.lower()
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Every chat of one run, from all manifest files, ordered by key, and the ``moved:``
-    entries of all files (in file order), already checked by ``provisioner.moves``."""
+    entries of all files (in file order), already checked by ``provisioner.manifest.moves``.
+    ``deferred``: the group generators not expanded yet (their chats are not in ``chats``)."""
 
     chats: tuple[Chat, ...]
     files: tuple[str, ...] = ()
     digest: str = ""  # sha256 over the manifest files' bytes, in order
     moves: tuple[Move, ...] = ()
     imports: tuple[Import, ...] = ()
+    deferred: tuple[GroupGenerator, ...] = ()
 
     def by_key(self) -> dict[str, Chat]:
         return {c.key: c for c in self.chats}

@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from azurite_support import INSTALL_HELP, Azurite, ensure_azurite
+from lib.azurite_support import INSTALL_HELP, Azurite, ensure_azurite
 
 
 @pytest.fixture(scope="session")

@@ -4,21 +4,22 @@ executor, and how they match members (by object id, UPN or email, case-insensiti
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S, ChatReader
+from provisioner.apply.reconcile import DEFAULT_CLOCK_SKEW, ChatReader
 from provisioner.apply.results import Outcome
 from provisioner.states.records import MemberRecord, State
+from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
 #: A planned change as steps: yields the monotonic time its next step may start, returns its
-#: `Outcome` (see ``apply_steps.py``).
+#: `Outcome` (see ``apply/steps.py``).
 Steps = Generator[float, None, Outcome]
 
 
 class ChatApi(ChatReader, Protocol):
-    """The part of `provisioner.graph.GraphClient` apply uses. A client may also offer
+    """The part of `provisioner.graph.client.GraphClient` apply uses. A client may also offer
     ``graph_now()`` (Graph's time, issue 20); without it the host's time stands in."""
 
     def create_chat(self, body: Mapping[str, Any], *, idempotent: bool) -> dict[str, Any]: ...
@@ -43,7 +44,8 @@ class StepContext:
     requests this thread has made (to measure what a reconciliation costs);
     ``reconciled(n, s)`` reports one settled creation that took ``n`` requests and ``s``
     seconds; ``waiting(key, what)`` says what a chat put aside waits for (None: no longer);
-    ``graph_now()`` is Graph's time (None: unknown).
+    ``confirm_lock()`` raises unless the run still holds the state's lock; ``graph_now()`` is
+    Graph's time (None: unknown).
     """
 
     client: ChatApi
@@ -57,8 +59,11 @@ class StepContext:
     requests: Callable[[], int] = lambda: 0
     reconciled: Callable[[int, float], None] = lambda n, seconds: None
     waiting: Callable[[str, str | None], None] = lambda key, what: None
+    # Raises (LockError) unless the run still holds the state's lock: asked before each
+    # ``POST /chats``, so a run whose lease was broken creates nothing more (issue 20).
+    confirm_lock: Callable[[], None] = lambda: None
     consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
-    clock_skew: timedelta = field(default_factory=lambda: timedelta(minutes=5))
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
     anchor: str | None = None  # whose chats lookups list (the signed-in user, delegated)
     # Graph's time (``GraphClient.graph_now``): what creations are journaled and aged by, so
     # that matching never depends on the host's clock agreeing with Graph's (issue 20).

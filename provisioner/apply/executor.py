@@ -2,7 +2,7 @@
 
 A pool of worker threads shares one client and its `Pacer`, so every request counts against the
 same throttling scopes (``concepts/throttling-limits.md``). Chats are interleaved: each planned
-change is a sequence of steps (``apply_steps.py``), and a chat that has to wait for its own
+change is a sequence of steps (``apply/steps.py``), and a chat that has to wait for its own
 limits (1 request/s per chat, 4 member changes/min per chat) is put aside until then while the
 workers serve other chats, so the run is paced by the tenant-wide limit, not by one busy chat.
 
@@ -35,16 +35,23 @@ from provisioner.apply.control import (
     StopSignal,
     WriteGate,
 )
-from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
+from provisioner.apply.reconcile import DEFAULT_CLOCK_SKEW
 from provisioner.apply.results import FAILED, INTERRUPTED, SKIPPED, ApplyResult, Failure, Outcome
 from provisioner.apply.steps import ChatSteps
 from provisioner.apply.work import WorkMeter
 from provisioner.errors import AuthError, LockError, StateError
 from provisioner.graph.errors import GraphAuthError, GraphConnectionError, GraphPermissionError
-from provisioner.graph.pacing import CHAT_MEMBERS, DOCUMENTED_LIMITS, Pacer, Scope
+from provisioner.graph.pacing import (
+    CHAT_MEMBERS,
+    DEFAULT_CONCURRENCY,
+    DOCUMENTED_LIMITS,
+    Pacer,
+    Scope,
+)
 from provisioner.plans.types import Change, Plan
 from provisioner.states.journal_writer import JournalWriter
 from provisioner.states.records import State
+from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
 T = TypeVar("T")
 
@@ -58,9 +65,9 @@ class ApplyOptions:
     delegated mode; default an in-tenant member). ``grace_s``: how long a stop waits for
     requests in flight."""
 
-    concurrency: int = 16
+    concurrency: int = DEFAULT_CONCURRENCY
     consistency_window_s: float = DEFAULT_CONSISTENCY_WINDOW_S
-    clock_skew: timedelta = timedelta(minutes=5)
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
     anchor: str | None = None
     grace_s: float = 30.0
     tick_s: float = 0.2
@@ -161,6 +168,7 @@ class Executor:
             requests=stats.thread_requests if stats is not None else (lambda: 0),
             reconciled=self._reconciled,
             waiting=self._set_waiting,
+            confirm_lock=writer.store.confirm_lock,
             consistency_window_s=self.options.consistency_window_s,
             clock_skew=self.options.clock_skew,
             anchor=self.options.anchor,

@@ -55,19 +55,13 @@ DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 #: most 25 members per chat, so a chat showing that many is read again in full before comparing.
 EXPANDED_MEMBERS_LIMIT = 25
 
-#: How long Graph may take to list a chat it made, unless told otherwise (seconds). Graph
-#: documents no bound; users report member lists minutes behind (contrib#5343) and slow list
-#: calls (msteams-docs#8959). 60 s is the least the issue allows; raise it with
-#: ``--consistency-window`` where the tenant is slower.
-DEFAULT_CONSISTENCY_WINDOW_S = 60.0
-
 _GRAPH_TIME = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$"
 )
 
 
 class ChatReader(Protocol):
-    """The part of `provisioner.graph.GraphClient` a lookup uses."""
+    """The part of `provisioner.graph.client.GraphClient` a lookup uses."""
 
     def get_user(self, id_or_upn: str) -> dict[str, Any]: ...
 
@@ -139,9 +133,7 @@ class WantedMembers:
 def _members_match(members: Iterable[Mapping[str, Any]], wanted: WantedMembers) -> bool:
     # Only user members count: a member of another type (an app or a bot, no userId) in the
     # list must not hide the chat the creation made (issue 20: 3 chats became 6).
-    ids = [
-        str(m["userId"]).lower() for m in members if isinstance(m, Mapping) and m.get("userId")
-    ]
+    ids = [str(m["userId"]).lower() for m in members if isinstance(m, Mapping) and m.get("userId")]
     return len(ids) == wanted.size and wanted.object_ids <= set(ids)
 
 

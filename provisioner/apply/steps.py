@@ -3,9 +3,9 @@
 Each action is a generator: it makes one Graph call (or a few that must go together), records
 the result durably in the state, and yields the monotonic time before which its next call
 cannot usefully start (the chat's own limits: 1 request per second per chat, 4 member changes
-per minute per chat, ``includes/throttling-teams.md``). The executor (``apply.py``) puts the
-chat aside until then and serves other chats meanwhile, so a worker never sits out a per-chat
-limit. The generator's return value is the key's `Outcome`.
+per minute per chat, ``includes/throttling-teams.md``). The executor (``apply/executor.py``)
+puts the chat aside until then and serves other chats meanwhile, so a worker never sits out a
+per-chat limit. The generator's return value is the key's `Outcome`.
 
 Group creation follows the journal protocol of issue 6: the intent (members, topic, attempt id,
 time) is made durable *before* ``POST /chats``; the chat id is recorded and the intent cleared
@@ -46,7 +46,7 @@ from provisioner.graph.errors import (
     ThrottledError,
 )
 from provisioner.graph.pacing import TENANT_WRITE
-from provisioner.models import GROUP, ONE_ON_ONE
+from provisioner.models import GROUP, HISTORY_ALL, ONE_ON_ONE
 from provisioner.plans.types import Action, Change
 from provisioner.states.home import claim_home, tenants_seen
 from provisioner.states.records import ChatRecord, DeletedChat, Intent, State
@@ -64,7 +64,7 @@ WAITING_FOR = (
 
 
 class ChatSteps:
-    """Turns each planned change into its steps (updates: ``apply_update.py``)."""
+    """Turns each planned change into its steps (updates: ``apply/update.py``)."""
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
@@ -104,7 +104,9 @@ class ChatSteps:
 
     def _create_one_on_one(self, change: Change) -> Steps:
         # chat-post.md: "Only one one-on-one chat can exist between two members"; Graph returns
-        # the existing one, so this needs no journal and the client may retry it.
+        # the existing one, so this needs no journal and the client may retry it. Still, no
+        # creation leaves a run that lost the state's lock (its successor owns the chats now).
+        self.ctx.confirm_lock()
         chat = self.client.create_chat(_body(change), idempotent=True)
         record = ChatRecord(
             chat_id=str(chat["id"]),
@@ -138,6 +140,10 @@ class ChatSteps:
         while (wait := self.ctx.turn_in(TENANT_WRITE)) > 0:
             yield self.ctx.clock() + wait
         self.ctx.record(journal)  # durable before the POST: a crash after it leaves a trace
+        # Then, that the lock is still ours: a run that took it over after this confirmation
+        # reads this intent (the journal is written only under the lock), and one that took
+        # it before leaves this run here, the intent for it to look up (issue 20).
+        self.ctx.confirm_lock()
         try:
             chat = self.client.create_chat(body, idempotent=False)
         except AmbiguousOutcome as exc:
@@ -155,7 +161,10 @@ class ChatSteps:
                     return Outcome(change.key, change.action, SKIPPED, notes=(str(exc),))
                 raise
         else:
-            return self._created_group(change, intent, chat, notes)
+            outcome = self._created_group(change, intent, chat, notes)
+            if len(change.members) > len(intent.members):
+                yield from self._complete(change, intent, outcome, chat)
+            return outcome
         if any(n.startswith(_LOOKED_UP) for n in notes):
             # Already looked up once in this run and created again, and again no answer: stop
             # here (the intent stays; the next run looks it up) rather than loop on a server
@@ -166,14 +175,39 @@ class ChatSteps:
         note = f"{_LOOKED_UP} ({_reason(unknown)}): looked it up"
         return (yield from self._look_up(change, intent, (*notes, note), answered=True))
 
+    def _complete(
+        self, change: Change, intent: Intent, outcome: Outcome, chat: Mapping[str, Any]
+    ) -> Generator[float, None, None]:
+        """Add the members a creation could not take (more than 200 at one time, Teams
+        limits) one by one, at the member pace, as an update of the new chat would. They see
+        the whole history: the first members of a new chat do too."""
+        if outcome.chat_id is None:
+            return
+        created_at = opt(chat.get("createdDateTime"))
+        before = ChatRecord(outcome.chat_id, GROUP, intent.members, change.topic, created_at)
+        follow_up = Change(
+            key=change.key,
+            action=Action.UPDATE,
+            chat_type=GROUP,
+            members=change.members,
+            topic=change.topic,
+            chat_id=outcome.chat_id,
+            before=before,
+            add=change.members[len(intent.members) :],
+            history=HISTORY_ALL,
+        )
+        yield from update_steps(self.ctx, follow_up)
+
     def _new_intent(self, change: Change) -> Intent:
+        # The body's members only: what Graph is asked to create, and what a lookup matches.
+        at_once = len(_body(change).get("members") or ())
         # Graph's time, not only ours: a lookup compares it with Graph's createdDateTime, and
         # the host's clock may be minutes off Graph's, or jump before a rerun (issue 20).
         graph_now = self.ctx.graph_now()
         return Intent(
             key=change.key,
             chat_type=GROUP,
-            members=change.members,
+            members=change.members[:at_once],
             attempt_id=str(uuid.uuid4()),
             started_at=self._now().isoformat(timespec="milliseconds"),
             topic=change.topic,
@@ -187,7 +221,7 @@ class ChatSteps:
         record = ChatRecord(
             chat_id=str(chat["id"]),
             chat_type=GROUP,
-            members=change.members,
+            members=intent.members,
             topic=change.topic,
             created_at=opt(chat.get("createdDateTime")),
         )

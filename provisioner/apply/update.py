@@ -23,7 +23,14 @@ from provisioner.apply.context import (
     same_member,
 )
 from provisioner.apply.results import UPDATED, Outcome
-from provisioner.graph.errors import GraphError, GraphNotFound
+from provisioner.graph.errors import (
+    AmbiguousOutcome,
+    GraphAuthError,
+    GraphError,
+    GraphNotFound,
+    GraphPermissionError,
+    ThrottledError,
+)
 from provisioner.graph.pacing import CHAT, CHAT_MEMBERS
 from provisioner.models import Member
 from provisioner.plans.live import object_id_of
@@ -188,16 +195,40 @@ def _add(
     try:
         added = ctx.client.add_member(chat_id, body)
     except GraphError as exc:
-        if exc.status == 409:  # already a member (a retried add that had succeeded)
-            return member
-        raise
+        # "Already a member" has no documented answer (chat-post-members.md lists 201 only;
+        # the OpenAPI description, 2XX and a default error): after a refused or unanswered
+        # add (a retried add whose first attempt had worked), the member list decides.
+        if not _worth_a_look(exc):
+            raise
+        mid = _listed_membership(ctx, chat_id, member)
+        if mid is None:
+            raise
+        return replace(member, membership_id=mid, object_id=_object_id(ctx, member, None))
     return replace(
         member,
         membership_id=opt(added.get("id")) or member.membership_id,
-        object_id=member.object_id
-        or opt(added.get("userId"))
-        or object_id_of(member.user, ctx.users),
+        object_id=_object_id(ctx, member, added.get("userId")),
     )
+
+
+def _object_id(ctx: StepContext, member: MemberRecord, listed: object) -> str | None:
+    return member.object_id or opt(listed) or object_id_of(member.user, ctx.users)
+
+
+def _worth_a_look(exc: GraphError) -> bool:
+    """An add Graph refused for something other than throttling, permissions or a missing
+    chat, or whose outcome is unknown: the member may be in the chat already."""
+    if isinstance(exc, (ThrottledError, GraphNotFound, GraphPermissionError, GraphAuthError)):
+        return False
+    return isinstance(exc, AmbiguousOutcome) or 400 <= exc.status < 500
+
+
+def _listed_membership(ctx: StepContext, chat_id: str, member: MemberRecord) -> str | None:
+    """The member's membership id if the chat's member list shows them, else None."""
+    index = membership_index(ctx.client.list_members(chat_id))
+    oid = member.object_id or object_id_of(member.user, ctx.users)
+    probe = replace(member, object_id=oid)
+    return next((index[k] for k in member_keys(probe) if k in index), None)
 
 
 def _remove(ctx: StepContext, chat_id: str, membership_id: str) -> None:

@@ -36,7 +36,10 @@ from provisioner.plans.types import Action, Change
 
 
 def member_changes(change: Change) -> int:
-    """Member additions and removals an update makes (a role change is both)."""
+    """Member additions and removals an update makes (a role change is both), and the
+    members a creation adds after it (over 200 at one time, Teams limits)."""
+    if change.action is Action.CREATE:
+        return len(change.add)
     if change.action is not Action.UPDATE:
         return 0
     return len(change.add) + len(change.remove) + 2 * len(change.role_changes)
@@ -47,7 +50,9 @@ def planned_requests(change: Change) -> int:
     an unfinished creation, come on top and are reported apart)."""
     action = change.action
     extra = change.workspace.requests if change.workspace is not None else 0  # apps, tabs
-    if action in (Action.CREATE, Action.RECONCILE, Action.DELETE):
+    if action is Action.CREATE:
+        return 1 + member_changes(change) + extra
+    if action in (Action.RECONCILE, Action.DELETE):
         return 1 + extra
     if action is not Action.UPDATE:
         return 0  # forget, no-op: the state only

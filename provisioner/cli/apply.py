@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from provisioner.cli.emulator import EMULATOR_DATA
 from provisioner.cli.options import (
-    DEFAULT_STATE_PATH,
     MAX_CONSISTENCY_WINDOW,
     MAX_RPS,
     MAX_TIMEOUT,
@@ -31,21 +31,26 @@ from provisioner.cli.options import (
     connection_options,
     lock_timeout,
     lock_timeout_option,
+    no_color_option,
     note,
     note_takeover,
     note_targeting,
+    sign_in,
     stacked,
     state_endpoint,
     state_option,
     target_option,
     use_color,
 )
+from provisioner.cli.runlog import run_log_options, start_run_log, write_run_report
 from provisioner.errors import InputError
 
 # Light (the defaults); the operation, the executor, the progress display and the state are
 # imported when an apply runs: registering the command (every `provision` start, `--help`
 # included) must not pay for them.
-from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
+from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+from provisioner.operations.clients import DEFAULT_TIMEOUT
+from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
 if TYPE_CHECKING:
     from provisioner.apply.control import ApplyListener
@@ -64,27 +69,32 @@ apply_options = stacked(
             type=Number(1, 128, integer=True),
             default=DEFAULT_CONCURRENCY,
             show_default=True,
-            help="Requests in flight at once, 1 to 128 (enough to keep Graph's rate limit busy).",
+            envvar="PROVISION_CONCURRENCY",
+            help="Requests in flight at once, 1 to 128 (enough to keep Graph's rate limit busy) "
+            "[env PROVISION_CONCURRENCY].",
         ),
         click.option(
             "--max-rps",
             type=Number(MIN_RPS, MAX_RPS),
             default=None,
+            envvar="PROVISION_MAX_RPS",
             help=f"Requests per second per tenant, {MIN_RPS:g} to {MAX_RPS:g} (default: "
             "Graph's documented 30 for writes and for reads; lower it when other apps share "
-            "the tenant's limits).",
+            "the tenant's limits) [env PROVISION_MAX_RPS].",
         ),
         click.option(
             "--timeout",
             type=Number(MIN_TIMEOUT, MAX_TIMEOUT, metavar="SECONDS"),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help=f"Seconds to wait for each Graph answer, {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}.",
+            envvar="PROVISION_TIMEOUT",
+            help=f"Seconds to wait for each Graph answer, {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g} "
+            "[env PROVISION_TIMEOUT].",
         ),
         click.option(
             "--consistency-window",
             type=Number(0, MAX_CONSISTENCY_WINDOW, metavar="SECONDS"),
-            default=60.0,
+            default=DEFAULT_CONSISTENCY_WINDOW_S,
             show_default=True,
             envvar="PROVISION_CONSISTENCY_WINDOW",
             help="How long Graph may take to list a new chat: a group chat whose creation "
@@ -135,6 +145,8 @@ apply_options = stacked(
 @target_option
 @apply_options
 @connection_options
+@no_color_option
+@run_log_options
 def apply(targets: tuple[str, ...], state_path: str, **options: Any) -> int:
     """Make the chats match the manifests (or do exactly what a saved plan says).
 
@@ -187,21 +199,11 @@ def _apply(
     with gc_paused():  # as plan does: a big manifest's chats are then frozen (issue 16)
         target = load_target(targets, plan_file)
     saved = target if isinstance(target, Plan) else None
+    # A saved plan is continued from its manifests, reviewed again (no --auto-approve).
     resume = resume_command(
+        click.get_current_context(),
         targets if saved is None else saved.manifest_files,
-        {
-            "--state": state_path if state_path != DEFAULT_STATE_PATH else None,
-            "--emulator": emulator,
-            "--graph-url": graph_url if not emulator else None,
-            "--auto-approve": auto_approve and saved is None,
-            "--prune": prune,
-            "--target": target_keys,
-            "--no-refresh": refresh is False,
-            "--concurrency": concurrency if concurrency != DEFAULT_CONCURRENCY else None,
-            "--max-rps": max_rps,
-            "--timeout": timeout if timeout != DEFAULT_TIMEOUT else None,
-            "--consistency-window": consistency_window if consistency_window != 60.0 else None,
-        },
+        leave_out=("--auto-approve",) if saved is not None else (),
     )
     settings = ApplySettings(
         concurrency,
@@ -217,12 +219,14 @@ def _apply(
     if shown_targets:
         note_targeting(shown_targets)
     hooks = _CommandLine(fmt=fmt, auto_approve=auto_approve, quiet=quiet)
+    hooks.graph_events = run_log = start_run_log()
     with _graph(connection, saved) as (url, credential), graph_log(hooks.verbose):
         # The Graph log covers refresh and apply alike.
         outcome = run_apply(
             target, state_path, state_endpoint(), graph_url=url, credential=credential,
-            settings=settings, hooks=hooks, lock_timeout=lock_timeout(),
+            settings=settings, hooks=hooks, lock_timeout=lock_timeout(), sign_in=sign_in(),
         )  # fmt: skip
+    write_run_report(outcome, run_log, max_rps)
     return _report(outcome, fmt, resume=resume, saved=saved is not None)
 
 
@@ -253,18 +257,43 @@ def _check_usage(
         )
 
 
-def resume_command(targets: tuple[str, ...], options: dict[str, Any]) -> str:
-    """The command that continues an interrupted run."""
+def resume_command(
+    ctx: click.Context, targets: Sequence[str], *, leave_out: Sequence[str] = ()
+) -> str:
+    """The command that continues an interrupted run: the same targets and every option given
+    on this command line, read back from click (what came from the environment or a default
+    comes from there again; a hand-kept list dropped --cloud, --auth, --lock-timeout and
+    --state-endpoint)."""
     words = ["provision", "apply", *targets]
-    for flag, value in options.items():
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                words += [flag, str(item)]
-        elif value:
-            words += [flag, str(value)]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        flag = param.opts[0]
+        if flag in leave_out:
+            continue
+        words += _given(param, ctx.params.get(param.name))
     return shlex.join(words)
+
+
+def _given(param: click.Option, value: Any) -> list[str]:
+    """``param`` as it was given, from its parsed value."""
+    if param.name == "lock_timeout":  # not passed to the command: kept as seconds
+        return [param.opts[0], f"{lock_timeout():g}s"]
+    if param.name == "state_endpoint":
+        return [param.opts[0], state_endpoint() or ""]
+    if param.is_flag and param.secondary_opts:  # --refresh/--no-refresh
+        return [param.opts[0] if value else param.secondary_opts[0]]
+    if param.is_flag:
+        return [param.opts[0]] if value else []
+    if param.multiple:  # --target KEY, repeated
+        return [word for item in value or () for word in _given_one(param.opts[0], item)]
+    return _given_one(param.opts[0], value)
+
+
+def _given_one(flag: str, value: Any) -> list[str]:
+    return [flag, f"{value:g}" if isinstance(value, float) else str(value)]
 
 
 class _CommandLine:
@@ -273,6 +302,8 @@ class _CommandLine:
     stop (a second one stops at once)."""
 
     listener: ApplyListener | None
+    #: Told of every Graph request and retry decision (`apply.runlog.RunLog`).
+    graph_events: Callable[[str, Mapping[str, Any]], None] | None = None
 
     def __init__(self, *, fmt: str, auto_approve: bool, quiet: bool | None) -> None:
         from provisioner.cli.progress import CliProgress, progress_mode
@@ -290,14 +321,20 @@ class _CommandLine:
         from provisioner.views.plan import render_plan
 
         if self.fmt == "text":
-            click.echo(render_plan(plan, "text", color=use_color()), nl=False)
+            colored = use_color()
+            click.echo(render_plan(plan, "text", color=colored), nl=False, color=colored)
         if plan.has_changes and not self.auto_approve:
             _confirm()
 
     @contextlib.contextmanager
     def running(self, request_stop: Callable[[str], None]) -> Iterator[None]:
+        import gc
+
         from provisioner.cli.progress import stop_on_signals
 
+        # The state and the plan live as long as the run: frozen out of the collections the
+        # executor's threads trigger (manifest/gcpause.py; the command edge decides this).
+        gc.freeze()
         try:
             with stop_on_signals(request_stop):
                 yield
@@ -345,6 +382,9 @@ def _report(outcome: ApplyOutcome, fmt: str, *, resume: str, saved: bool) -> int
     else:
         click.echo(render_text(result, resume=shown_resume), nl=False)
     if outcome.unsaved is not None:  # the report above stands; the records are in the journal
+        # One JSON object per run on stdout: the report carries the failure (status and
+        # "unsaved"), so the error edge adds no second object (cli.main._json_error).
+        outcome.unsaved.in_report = fmt == "json"
         raise outcome.unsaved
     if status == "interrupted":
         return SIGNAL_EXIT.get(result.stopped or "", 130)

@@ -46,7 +46,8 @@ def emulator_session(port: int = 0) -> Iterator[str]:
 def emulator_settings() -> dict[str, Any]:
     """The built-in emulator's settings from the environment, as ``provision emulator``
     takes them as options: ``PROVISION_EMULATOR_USERS`` (a users file, or ``invent`` to make
-    up any user named) and ``PROVISION_EMULATOR_LIST_DELAY`` (``N`` or ``LO-HI`` seconds)."""
+    up any user named), ``PROVISION_EMULATOR_LIST_DELAY`` (``N`` or ``LO-HI`` seconds) and
+    ``PROVISION_EMULATOR_SPARSE_MEMBERS`` (``1``: member answers without tenantId/email)."""
     from provisioner.emulator.server import parse_delay
     from provisioner.errors import ProvisionError
 
@@ -62,7 +63,12 @@ def emulator_settings() -> dict[str, Any]:
             settings["list_delay_s"] = parse_delay(delay)
         except ProvisionError as exc:
             raise InputError(f"PROVISION_EMULATOR_LIST_DELAY: {exc.message}") from None
+    if os.environ.get("PROVISION_EMULATOR_SPARSE_MEMBERS", "").strip().lower() in _YES:
+        settings["sparse_members"] = True
     return settings
+
+
+_YES = ("1", "true", "yes", "on")
 
 
 def _check_limits(text: str) -> object:
@@ -176,6 +182,13 @@ emulator_options = stacked(
         ),
         click.option("--me", default=None, help="The signed-in user of /me (GUID or UPN)."),
         click.option(
+            "--sparse-members",
+            is_flag=True,
+            envvar="PROVISION_EMULATOR_SPARSE_MEMBERS",
+            help="Member answers leave out tenantId, email and displayName, as Graph's known "
+            "issue says they may ('some properties for chat members might be missing').",
+        ),
+        click.option(
             "--token-lifetime",
             type=Number(0, 10 * 365 * 86400, low_open=True, metavar="SECONDS"),
             default=None,
@@ -201,6 +214,7 @@ def emulator_command(
     list_delay: str,
     sign_in: str,
     me: str | None,
+    sparse_members: bool,
     token_lifetime: float | None,
 ) -> int:
     """Serve a local Microsoft Graph chat API at http://HOST:PORT/v1.0 until interrupted.
@@ -227,6 +241,7 @@ def emulator_command(
         list_delay_s=parse_delay(list_delay),
         invent_users=invent_users,
         sign_in=sign_in,
+        sparse_members=sparse_members,
     ).start()
     click.echo(server.url)
     where = "memory only" if ephemeral else data_path

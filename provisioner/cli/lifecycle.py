@@ -74,8 +74,8 @@ def import_command(
     Nothing changes in Teams. The next `provision plan` compares the chat with the manifest's
     chat KEY and shows any difference. CHAT_ID is Graph's chat id (19:...@thread.v2).
     """
-    from provisioner.operations.adopt import adopt, check_free, check_key
-    from provisioner.operations.state import read_unlocked
+    from provisioner.operations.adopt import adopt, check_free
+    from provisioner.operations.state import check_key, read_unlocked
 
     check_key(key)
     store = open_state(state_path)

@@ -11,6 +11,7 @@ below the CLI prints, prompts or exits; `main` maps errors to exit codes (contra
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -21,8 +22,10 @@ import click
 
 from provisioner import __version__
 from provisioner.cli.apply import apply
+from provisioner.cli.doctor import doctor_command
 from provisioner.cli.emulator import emulator_command
 from provisioner.cli.lifecycle import export_command, import_command, restore_command
+from provisioner.cli.options import no_color_option
 from provisioner.cli.plan import plan, show
 from provisioner.cli.state import force_unlock_cmd, state_cmd
 from provisioner.cli.validate import schema_command, validate
@@ -44,8 +47,11 @@ BUG_REPORT = (
 @click.option(
     "--debug",
     is_flag=True,
-    help="Show tracebacks for internal errors, and the whole story of a failed sign-in.",
+    envvar="PROVISION_DEBUG",
+    help="Show tracebacks for internal errors, and the whole story of a failed sign-in "
+    "[env PROVISION_DEBUG].",
 )
+@no_color_option
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative provisioning of Microsoft Teams chats through Microsoft Graph.
@@ -70,6 +76,7 @@ for _command in (
     export_command,
     restore_command,
     emulator_command,
+    doctor_command,
 ):
     cli.add_command(_command)
 
@@ -94,10 +101,38 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _env_flag(name: str) -> bool:
+    # As click reads a boolean flag's environment variable.
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "t", "yes", "y", "on")
+
+
+def wants_json(args: Sequence[str]) -> bool:
+    """``--format json`` (or ``--format=json``) among the arguments: errors then also come as
+    one JSON document on standard output (`provision schema error`), so a script reading it
+    never gets an empty or half answer. Read from the raw arguments since a usage error
+    happens before click has parsed them."""
+    for n, arg in enumerate(args):
+        if arg == "--format=json" or (arg == "--format" and args[n + 1 : n + 2] == ["json"]):
+            return True
+    return False
+
+
+def _json_error(args: Sequence[str], exc: ProvisionError | click.ClickException) -> None:
+    if not wants_json(args) or getattr(exc, "in_report", False):
+        return
+    from provisioner.views.diagnostics import render_error_json, render_provision_error_json
+
+    # Redacted as the text form is: the error edge is the last place a secret can be taken out.
+    if isinstance(exc, ProvisionError):
+        click.echo(redact(render_provision_error_json(exc)))
+    else:
+        click.echo(redact(render_error_json("usage", exc.format_message())))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``provision`` console script. Returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    debug = "--debug" in args or _env_flag("PROVISION_DEBUG")
     try:
         with _sigterm_unwinds():
             result = cli.main(args=args, prog_name="provision", standalone_mode=False)
@@ -116,10 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Usage errors are exit 1 by contract (click's default would be 2, which the
         # contract reserves for `plan --detailed-exitcode`).
         exc.show()
+        _json_error(args, exc)
         return 1
     except ProvisionError as exc:
         # The error edge: the last place a secret can be taken out of what is printed.
         click.echo(redact(f"Error: {exc}"), err=True)
+        _json_error(args, exc)
         if debug and exc.detail:  # e.g. Azure Identity's chain of attempted sign-ins
             click.echo(redact(exc.detail), err=True)
         return exc.exit_code

@@ -26,6 +26,7 @@ from provisioner.signin.chooser import (
     CLOUDS,
     DEFAULT_CLOUD,
     Credential,
+    SignIn,
     credential_from_env,
     graph_url_for,
     validate_graph_url,
@@ -106,8 +107,9 @@ def lock_timeout_option(fn: F) -> F:
         show_default=True,
         expose_value=False,
         callback=_keep_lock_timeout,
+        envvar="PROVISION_LOCK_TIMEOUT",
         help="How long to wait for another run's lock on the state (e.g. 30s, 5m; 0s to "
-        "24h); 0s fails at once, naming the holder.",
+        "24h); 0s fails at once, naming the holder [env PROVISION_LOCK_TIMEOUT].",
     )(fn)
 
 
@@ -116,17 +118,61 @@ def lock_timeout() -> float:
     return float(click.get_current_context().meta.get(_LOCK_TIMEOUT_META) or 0.0)
 
 
+def sign_in() -> SignIn:
+    """How the running command signs in (its ``--auth`` and ``--cloud``; a command without
+    them: ``PROVISION_AUTH``): Graph and an azblob:// state use the same."""
+    params = click.get_current_context().params
+    if "auth" not in params:
+        return SignIn.from_env(os.environ)
+    return SignIn(params["auth"] or "env", params.get("cloud") or DEFAULT_CLOUD)
+
+
 def open_state(state_path: str) -> StateStore:
-    """The store for ``--state``, with the command's ``--state-endpoint`` and
-    ``--lock-timeout``."""
+    """The store for ``--state``, with the command's ``--state-endpoint``, ``--lock-timeout``
+    and sign-in."""
     from provisioner.states.store import open_store
 
-    return open_store(state_path, state_endpoint(), lock_timeout=lock_timeout())
+    return open_store(state_path, state_endpoint(), lock_timeout=lock_timeout(), sign_in=sign_in())
 
 
-def use_color() -> bool:
-    # Colour on a terminal only, and never with NO_COLOR set (https://no-color.org).
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+_NO_COLOR_META = "provision.no_color"
+
+
+def _keep_no_color(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:  # ctx.meta is shared by the whole command chain: group or command alike
+        ctx.meta[_NO_COLOR_META] = True
+
+
+def no_color_option(fn: F) -> F:
+    """``--no-color`` (env PROVISION_NO_COLOR), on the group and on the commands that colour,
+    so both `provision --no-color plan` and `provision plan --no-color` work."""
+    return click.option(
+        "--no-color",
+        is_flag=True,
+        envvar="PROVISION_NO_COLOR",
+        expose_value=False,
+        callback=_keep_no_color,
+        help="No colour in the output [env PROVISION_NO_COLOR; also NO_COLOR, TERM=dumb; "
+        "FORCE_COLOR turns it on without a terminal].",
+    )(fn)
+
+
+def use_color(environ: Mapping[str, str] | None = None, isatty: bool | None = None) -> bool:
+    """Colour as other command-line tools decide it, first rule that applies: `--no-color`
+    (env PROVISION_NO_COLOR) off; NO_COLOR set and not empty off (https://no-color.org);
+    FORCE_COLOR set, not empty and not 0 on, even into a pipe or a CI log
+    (https://force-color.org); TERM=dumb off; otherwise on a terminal only."""
+    env = os.environ if environ is None else environ
+    context = click.get_current_context(silent=True)
+    if context is not None and context.meta.get(_NO_COLOR_META):
+        return False
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR", "") not in ("", "0"):
+        return True
+    if env.get("TERM") == "dumb":
+        return False
+    return sys.stdout.isatty() if isatty is None else isatty
 
 
 def note(text: str) -> None:
@@ -168,17 +214,21 @@ def connection_options(func: F) -> F:
         help="How to sign in (env PROVISION_AUTH). env: PROVISION_ACCESS_TOKEN, or "
         "AZURE_TENANT_ID/AZURE_CLIENT_ID with a secret, certificate or federated token "
         "file, or (GitHub Actions with id-token: write) the job's OIDC token; "
+        "default: Azure Identity's DefaultAzureCredential chain (environment, workload "
+        "identity, managed identity, az login, ...); "
         "azure-cli: the az login account; azure-pipelines: an Azure DevOps service "
         "connection (AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, SYSTEM_ACCESSTOKEN); "
-        "managed-identity; device-code for a person. azure-cli and azure-pipelines need "
-        "the azure extra.",
+        "managed-identity; device-code for a person. default, azure-cli and azure-pipelines "
+        "need the azure extra.",
     )(func)
     func = click.option(
         "--cloud",
         type=click.Choice(list(CLOUDS)),
         default=DEFAULT_CLOUD,
         show_default=True,
-        help="National cloud: picks the Graph and login hosts (usgov = GCC High, dod = DoD).",
+        envvar="PROVISION_CLOUD",
+        help="National cloud: picks the Graph and login hosts (usgov = GCC High, dod = DoD) "
+        "[env PROVISION_CLOUD].",
     )(func)
     func = click.option(
         "--graph-url",

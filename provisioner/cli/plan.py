@@ -13,15 +13,18 @@ from provisioner.cli.options import (
     connection_options,
     lock_timeout,
     lock_timeout_option,
+    no_color_option,
     note,
     note_takeover,
     note_targeting,
+    sign_in,
     stacked,
     state_endpoint,
     state_option,
     target_option,
     use_color,
 )
+from provisioner.cli.runlog import log_format_option, start_run_log
 
 if TYPE_CHECKING:
     from provisioner.graph.client import GraphClient
@@ -55,6 +58,15 @@ plan_options = stacked(
             "first plan.",
         ),
         click.option(
+            "--check-users",
+            is_flag=True,
+            envvar="PROVISION_CHECK_USERS",
+            help="Look up every user the manifests name in the directory first (no chat is "
+            "read, no lock taken): with --no-refresh, a mistyped user fails the plan under "
+            "review, not the apply after the merge. Needs User.Read.All. "
+            "[env PROVISION_CHECK_USERS]",
+        ),
+        click.option(
             "--refresh-only",
             is_flag=True,
             help="Only report what changed outside provision since the last apply (drift); "
@@ -72,6 +84,8 @@ plan_options = stacked(
             help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
         ),
         connection_options,
+        no_color_option,
+        log_format_option,
         click.option(
             "--emulator",
             is_flag=True,
@@ -92,6 +106,7 @@ def plan(
     fmt: str,
     refresh: bool | None,
     refresh_only: bool,
+    check_users: bool,
     prune: bool,
     detailed_exitcode: bool,
     graph_url: str | None,
@@ -134,13 +149,17 @@ def plan(
             on_takeover=note_takeover,
             on_refresh=_note_refresh,
             lock_timeout=lock_timeout(),
+            sign_in=sign_in(),
             targets=target_keys,
+            check_users=check_users,
         )
     if target_keys:
         note_targeting(target_keys)
     if out:
         save_plan(result, out)
-    click.echo(render_plan(result, fmt, color=fmt == "text" and use_color()), nl=False)
+    colored = fmt == "text" and use_color()
+    # color=: click strips escapes into a pipe unless told (FORCE_COLOR's case).
+    click.echo(render_plan(result, fmt, color=colored), nl=False, color=colored)
     if out:
         note(f"Saved the plan to {out}. Apply exactly this with: provision apply {out}")
     return 2 if detailed_exitcode and result.has_changes else 0
@@ -158,16 +177,17 @@ def _graph(
 
         graph_url = click.get_current_context().with_resource(emulator_session())
     url = validate_graph_url(graph_url) if graph_url else graph_url_for(cloud)
+    events = start_run_log()  # --log-format json: a line per request and retry decision
 
     def connect() -> GraphClient:
         if emulator:
             from provisioner.operations.clients import emulator_client
 
-            return emulator_client(url)
+            return emulator_client(url, on_event=events)
         from provisioner.operations.clients import read_client
 
         connection = connection_for(url, cloud, auth)
-        return read_client(connection.graph_url, connection.credential)
+        return read_client(connection.graph_url, connection.credential, on_event=events)
 
     return url, connect
 

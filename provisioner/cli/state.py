@@ -1,4 +1,4 @@
-"""``provision state list|show|rm|mv|unbind`` and ``provision force-unlock``."""
+"""``provision state list|show|rm|mv|unbind|repair`` and ``provision force-unlock``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from provisioner.cli.options import (
     note,
     note_takeover,
     open_state,
+    sign_in,
     state_endpoint,
     state_option,
 )
@@ -43,7 +44,7 @@ def state_list(state_path: str, fmt: str) -> int:
     from provisioner.states.records import iter_keys
     from provisioner.states.store import open_store
 
-    store = open_store(state_path, state_endpoint())
+    store = open_store(state_path, state_endpoint(), sign_in=sign_in())
     state = read_unlocked(store)  # a consistent view, even while an apply writes it
     if fmt == "json":
         from provisioner.views.state import state_list_json
@@ -78,7 +79,7 @@ def state_show(key: str, state_path: str, fmt: str) -> int:
     from provisioner.operations.state import read_unlocked
     from provisioner.states.store import open_store
 
-    store = open_store(state_path, state_endpoint())
+    store = open_store(state_path, state_endpoint(), sign_in=sign_in())
     state = read_unlocked(store)
     record = state.chats.get(key)
     intent = state.intents.get(key)
@@ -169,6 +170,28 @@ def state_mv(old: str, new: str, state_path: str) -> int:
     return 0
 
 
+@state_cmd.command("repair")
+@state_option
+@lock_timeout_option
+def state_repair(state_path: str) -> int:
+    """Write every readable record of a damaged journal into the state.
+
+    Commands refuse a journal with damage in its middle (a good record after bytes that fail
+    their checksum), one that does not continue the state, or a state file cut short while a
+    journal exists, and say to run this. It keeps every record it can read (a record with one
+    flipped bit is restored exactly), keeps a copy of the damaged bytes beside the state, and
+    says what, if anything, it could not read.
+    """
+    from provisioner.cli.options import lock_timeout
+    from provisioner.operations.repair import repair
+    from provisioner.states.store import open_store
+    from provisioner.views.state import repair_text
+
+    store = open_store(state_path, state_endpoint(), lock_timeout=lock_timeout())
+    click.echo(repair_text(repair(store), store.location))
+    return 0
+
+
 @state_cmd.command("unbind")
 @state_option
 @lock_timeout_option
@@ -204,7 +227,7 @@ def force_unlock_cmd(lock_id: str, state_path: str) -> int:
     """
     from provisioner.states.store import force_unlock, open_store
 
-    info = force_unlock(open_store(state_path, state_endpoint()), lock_id)
+    info = force_unlock(open_store(state_path, state_endpoint(), sign_in=sign_in()), lock_id)
     click.echo(
         f"Removed the lock {info.id} ({info.operation} by {info.who}, pid {info.pid} on "
         f"{info.host}, created {info.created})."

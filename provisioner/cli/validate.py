@@ -30,6 +30,11 @@ def validate(paths: tuple[str, ...], fmt: str) -> int:
     from provisioner.views.diagnostics import render_github, render_json, render_text
 
     result = validate_paths(paths)
+    if result.deferred:
+        from provisioner.manifest.groupsource import note
+
+        for generator in result.deferred:  # not a problem: said on stderr, whatever the format
+            click.echo(f"note: {note(generator)}", err=True)
     if fmt == "json":
         counts = {"files": result.files, "chats": result.chats, "errors": len(result.diagnostics)}
         files = result.desired.files if result.desired else ()

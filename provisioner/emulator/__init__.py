@@ -4,7 +4,7 @@
 latency_ms=0, faults=None, seed=None, *, users=None, me=None, token_lifetime_s=None,
 tenant_id=..., max_body_bytes=4 MiB, fault_retry_after_s=None, shuffle_batch=True,
 list_delay_s=(1, 4), invent_users=False, sign_in="application", clock_offset_s=0,
-chat_filters=("chatType", "topic"))``
+chat_filters=("chatType", "topic"), sparse_members=False, group_read=True)``
 
 * ``data_path``: where the tenant persists (snapshot + journal, see ``store.py``); None keeps
   it in memory only.
@@ -15,7 +15,7 @@ chat_filters=("chatType", "topic"))``
   chat-type=group"``, ``"drop=0.1"``, ``"latency=0.1,ms=500"``, ``"429=0.05"``), ``FaultRule``
   objects, or a ``{"503": 0.05}`` mapping (``faults.py``). ``seed`` makes them repeatable.
 * ``users``: a users JSON file or ``User`` list; by default the users the README and
-  ``examples/`` name (``default_users.py``). Anyone else is ``404 Request_ResourceNotFound``,
+  ``examples/`` name (``emulator/users.py``). Anyone else is ``404 Request_ResourceNotFound``,
   unless ``invent_users`` (load tests): then any GUID or UPN is a user, made up consistently
   (``users.py``). ``me``: the user of ``/me`` (default: the directory's first user).
 * ``list_delay_s``: N or (LO, HI) seconds before a new chat shows in List chats and a new
@@ -29,6 +29,14 @@ chat_filters=("chatType", "topic"))``
   that jumps), so tests of clock skew need no sleeps.
 * ``chat_filters``: the properties List chats accepts a ``$filter`` on; the docs list no filter
   expression, so ``()`` makes every ``$filter`` a 400, as a Graph may answer.
+* ``sparse_members``: member answers (List members, Get member, ``$expand=members``) carry
+  null ``tenantId``, ``email`` and ``displayName``, as Graph's known issue "some properties
+  for chat members might be missing" says they may
+  (``concepts/includes/known-issues/teamwork-communications.md``).
+* ``group_read``: False answers every group read with 403 ``Authorization_RequestDenied``
+  (an app without ``GroupMember.Read.All``). Groups themselves: ``server.tenant.groups``
+  (``groups.py``): ``add(name, [user or group ids], mail=...)``, ``add_members``,
+  ``remove_members``; nested groups and guests are followed as Graph documents.
 * ``token_lifetime_s``: a bearer token is rejected with 401 ``InvalidAuthenticationToken``
   that many seconds after the emulator first saw it (token expiry mid-run).
 * ``fault_retry_after_s``: the ``Retry-After`` of injected 503/429 (default 1 s / scale).
@@ -37,7 +45,9 @@ Endpoints (base ``<url>`` = ``http://HOST:PORT/v1.0``): ``POST/GET /chats``,
 ``GET/PATCH/DELETE /chats/{id}``, ``GET/POST /chats/{id}/members``,
 ``GET/DELETE /chats/{id}/members/{membership-id}``, ``GET /users/{id|upn}``, ``GET /me``,
 ``GET /users/{id}/chats``, ``GET /me/chats`` (and ``.../chats/{id}[/members]`` under both),
-``GET /organization`` (this tenant's id), ``POST /$batch``. Any non-empty
+``GET /organization`` (this tenant's id), ``GET /groups/{id}``,
+``GET /groups?$filter=mail eq '...'``, ``GET /groups/{id}/transitiveMembers/microsoft.graph.user``,
+``POST /$batch``. Any non-empty
 ``Authorization: Bearer <token>`` is accepted.
 
 ``embedded(data_path=".provision-emulator.json", **kw)`` runs one for a ``with`` block and
@@ -47,7 +57,8 @@ Where the emulator decides what the docs leave open (clients must not depend on 
 
 * ``GET /chats`` lists the chats of ``/me``; the default page size of List chats is 20 (the
   doc fixes only the maximum, 50); ``$orderby`` and other query options are ignored.
-* Adding a user who is already a member is ``409 Conflict``; a user missing from the
+* Adding a user who is already a member is ``400 BadRequest`` (the docs give no answer for
+  it, and no 409: a client must decide from the member list); a user missing from the
   directory in a ``POST /chats`` body is ``404 Request_ResourceNotFound``; re-creating a
   soft-deleted oneOnOne chat revives it with the same id.
 * The "5 requests per second per user" limit is applied to List chats only (Get chat has no

@@ -13,12 +13,12 @@ import json
 import math
 import random
 import threading
-import time
 from dataclasses import dataclass
 
 from provisioner.emulator import workspace
 from provisioner.emulator.batch import handle_batch
 from provisioner.emulator.chats import run as run_handler
+from provisioner.emulator.clock import Clock, SystemClock
 from provisioner.emulator.errors import GraphError, bad_request
 from provisioner.emulator.faults import AFTER_KINDS, BEFORE_KINDS, FaultInjector
 from provisioner.emulator.messages import Request, Response, error_response
@@ -63,8 +63,10 @@ class Api:
         faults: FaultInjector,
         options: ApiOptions,
         rng: random.Random,
+        clock: Clock | None = None,
     ) -> None:
         self.tenant = tenant
+        self.clock: Clock = clock or SystemClock()
         self.throttler = throttler
         self.faults = faults
         self.options = options
@@ -104,7 +106,7 @@ class Api:
         lifetime = self.options.token_lifetime_s
         if lifetime is not None:
             digest = hashlib.sha256(token.encode()).hexdigest()
-            now = time.monotonic()
+            now = self.clock.monotonic()
             with self._tokens_lock:
                 first = self._tokens.setdefault(digest, now)
             if now - first >= lifetime:
@@ -157,7 +159,7 @@ class Api:
         delay = self.faults.latency_ms(req.method, m.template, chat_type)
         if delay:
             self.tenant.count_in("faults", "latency")
-            time.sleep(delay / 1000)
+            self.clock.sleep(delay / 1000)
 
         wait = self.throttler.acquire(demands(m, self.tenant.tenant_id, self._user_key(m)))
         if wait is not None:

@@ -12,23 +12,23 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from urllib.parse import quote, unquote
+from dataclasses import replace
+from urllib.parse import quote
 
 from provisioner.emulator.errors import GraphError, bad_request, not_found
+from provisioner.emulator.group_reads import HANDLERS as group_handlers
+from provisioner.emulator.members import parse_member, unknown_user
 from provisioner.emulator.messages import JSON_TYPE, Request, Response
-from provisioner.emulator.model import GROUP, MEMBER_TYPE, ONE_ON_ONE, ChatView
+from provisioner.emulator.model import GROUP, ONE_ON_ONE, ChatView, graph_time
 from provisioner.emulator.organization import list_organization
 from provisioner.emulator.protocol import Context
 from provisioner.emulator.routes import Match
-from provisioner.emulator.tenant import MAX_GROUP_MEMBERS, NewMember
-from provisioner.emulator.users import GUID_RE, UPN_RE, User, made_up_user
+from provisioner.emulator.tenant import MAX_GROUP_MEMBERS, MAX_MEMBERS_AT_ONCE
+from provisioner.emulator.users import User
 
 UNREADABLE = (
     "Unable to read JSON request payload. Please ensure Content-Type header is set and "
     "payload is of valid JSON format."
-)
-BIND_RE = re.compile(
-    r"^https?://[^/]+/(?:v1\.0|beta)/users(?:\('(?P<quoted>(?:[^']|'')+)'\)|/(?P<plain>[^/?#()']+))$"
 )
 CHAT_PROPERTIES = {"@odata.type", "chatType", "topic", "members"}
 MAX_TOPIC = 250  # chat-patch.md: "Maximum length is 250 characters. Use of ':' is not allowed."
@@ -63,77 +63,15 @@ def check_topic(topic: object) -> str:
     return topic
 
 
-def parse_member(api: Context, obj: object) -> NewMember:
-    """One ``aadUserConversationMember`` (``chat-post.md``): a role of owner or guest; in-tenant
-    guests must be guest, out-of-tenant (``tenantId`` set to another tenant) must be owner."""
-    if not isinstance(obj, dict):
-        raise bad_request("Each member must be a JSON object.")
-    odata_type = obj.get("@odata.type")
-    if not isinstance(odata_type, str) or odata_type.lstrip("#").lower() != MEMBER_TYPE[1:].lower():
-        raise bad_request(
-            f"The provided '{odata_type}' for 'odata.type' is not valid for this operation; "
-            f"expected '{MEMBER_TYPE}'."
-        )
-    roles = obj.get("roles")
-    if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
-        raise bad_request('Each member must have roles: ["owner"] or ["guest"].')
-    for role in roles:
-        if role.lower() not in ("owner", "guest"):
-            raise bad_request(f"The passed-in role '{role}' is not supported.")
-    if len({r.lower() for r in roles}) != 1:
-        raise bad_request("A member must have exactly one role: owner or guest.")
-    role = roles[0].lower()
-    bind = obj.get("user@odata.bind")
-    found = BIND_RE.match(bind) if isinstance(bind, str) else None
-    if found is None:
-        raise bad_request(
-            f"Invalid value for 'user@odata.bind': {bind!r}; expected "
-            "'https://graph.microsoft.com/v1.0/users('<id or userPrincipalName>')'."
-        )
-    # OData string literals double a single quote; '#' (as in guest UPNs with #EXT#) arrives
-    # percent-encoded because it would otherwise start a URL fragment.
-    ref = unquote((found.group("quoted") or "").replace("''", "'") or found.group("plain"))
-    if not (GUID_RE.match(ref) or UPN_RE.match(ref)):
-        raise bad_request(f"'{ref}' is neither a user id nor a userPrincipalName.")
-    tenant_id = obj.get("tenantId")
-    if tenant_id is not None and not (isinstance(tenant_id, str) and GUID_RE.match(tenant_id)):
-        raise bad_request(f"Invalid tenantId {tenant_id!r}: expected a GUID.")
-    home = api.tenant.tenant_id
-    if tenant_id is not None and tenant_id.lower() != home:
-        if role != "owner":
-            raise bad_request("Out-of-tenant external users must be assigned the owner role.")
-        user = made_up_user(ref)  # federated: not in this tenant's directory
-    else:
-        found_user = api.tenant.directory.resolve(ref)
-        if found_user is None:
-            raise unknown_user(ref)
-        user = found_user
-        if user.user_type == "Guest" and role != "guest":
-            raise bad_request("In-tenant guest users must be assigned the guest role.")
-    history = obj.get("visibleHistoryStartDateTime")
-    extra = {"visible_history_start": history} if isinstance(history, str) else {}
-    return NewMember(user, role, (tenant_id or home).lower(), **extra)
-
-
-def unknown_user(ref: str) -> GraphError:
-    # user-get.md: 404 when the user does not exist, with the directory's error code
-    # (graph-facts: "unknown users are 404 Request_ResourceNotFound").
-    return not_found(
-        f"Resource '{ref}' does not exist or one of its queried reference-property "
-        "objects are not present.",
-        code="Request_ResourceNotFound",
-    )
-
-
 def chat_body(
-    req: Request, chat: ChatView, *, members: bool = False, now: float = 0.0
+    req: Request, chat: ChatView, *, members: bool = False, now: float = 0.0, sparse: bool = False
 ) -> dict[str, object]:
     base = req.base_url
     if not members:
         return {"@odata.context": f"{base}/$metadata#chats/$entity", **chat.to_graph()}
     body: dict[str, object] = {
         "@odata.context": f"{base}/$metadata#chats(members())/$entity",
-        **chat.to_graph(members=True, now=now),
+        **chat.to_graph(members=True, now=now, sparse=sparse),
     }
     body["members@odata.context"] = f"{base}/$metadata#chats('{chat.id}')/members"
     return body
@@ -178,6 +116,11 @@ def post_chat(api: Context, req: Request, m: Match) -> Response:
             raise bad_request("A group chat must have at least two members.")
         if len(raw_members) > MAX_GROUP_MEMBERS:
             raise bad_request(f"A group chat cannot have more than {MAX_GROUP_MEMBERS} members.")
+        if len(raw_members) > MAX_MEMBERS_AT_ONCE:
+            # Teams limits (limits-specifications-teams.md): "Only 200 members can be added
+            # at one time". Graph's answer to more is not documented; users saw a partial
+            # roster (msgraph-sdk-powershell#1156); a refusal here.
+            raise bad_request(f"Only {MAX_MEMBERS_AT_ONCE} members can be added at one time.")
     members = [parse_member(api, raw) for raw in raw_members]
     if len({mem.user.id for mem in members}) != len(members):
         raise bad_request("A user cannot be a member of the same chat twice.")
@@ -199,7 +142,10 @@ def get_chat(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
         _chat_of_user(api, req, m, chat)
-    return json_ok(200, chat_body(req, chat, members=members, now=api.tenant.now()))
+    body = chat_body(
+        req, chat, members=members, now=api.tenant.now(), sparse=api.tenant.sparse_members
+    )
+    return json_ok(200, body)
 
 
 def _chat_of_user(api: Context, req: Request, m: Match, chat: ChatView) -> None:
@@ -245,7 +191,8 @@ def list_members(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     if m.template.startswith(("/me/", "/users/")):  # a chat seen through one of its members
         _chat_of_user(api, req, m, chat)
-    value = [member.to_graph() for member in chat.listed_members(api.tenant.now())]
+    sparse = api.tenant.sparse_members
+    value = [m.to_graph(sparse=sparse) for m in chat.listed_members(api.tenant.now())]
     return json_ok(
         200,
         {
@@ -264,14 +211,20 @@ def get_member(api: Context, req: Request, m: Match) -> Response:
     return json_ok(
         200,
         {"@odata.context": f"{req.base_url}/$metadata#chats('{chat.id}')/members/$entity"}
-        | member.to_graph(),
+        | member.to_graph(sparse=api.tenant.sparse_members),
     )
 
 
 def add_member(api: Context, req: Request, m: Match) -> Response:
     chat_id = m.params["chat-id"]
     api.tenant.live_chat(chat_id)  # 404 before looking at the body
-    member = api.tenant.add_member(chat_id, parse_member(api, json_object(req)))
+    body = json_object(req)
+    new = parse_member(api, body)
+    if "visibleHistoryStartDateTime" not in body:
+        # chat-post-members.md example 2: without it the member sees no history from before
+        # they were added: their history starts now.
+        new = replace(new, visible_history_start=graph_time(api.tenant.now()))
+    member = api.tenant.add_member(chat_id, new)
     # chat-post-members.md: "a 201 Created response code and a Location header that provides
     # a URL path to the newly created member object"; every example's response has no body.
     return Response(201, None, {"Location": f"/chats/{chat_id}/members/{member.membership_id}"})
@@ -367,7 +320,15 @@ def list_chats(api: Context, req: Request, m: Match) -> Response:
         topic=filters.get("topic"),
     )
     now = api.tenant.now()
-    value = [c.to_graph(members=members, max_members=MAX_EXPANDED_MEMBERS, now=now) for c in page]
+    value = [
+        c.to_graph(
+            members=members,
+            max_members=MAX_EXPANDED_MEMBERS,
+            now=now,
+            sparse=api.tenant.sparse_members,
+        )
+        for c in page
+    ]
     context = "chats(members())" if members else "chats"
     body: dict[str, object] = {
         "@odata.context": f"{req.base_url}/$metadata#{context}",
@@ -405,6 +366,9 @@ HANDLERS: dict[str, Handler] = {
     "GET /users/{user-id}": get_user,
     "GET /organization": list_organization,
 }
+
+
+HANDLERS.update(group_handlers)
 
 
 def run(api: Context, req: Request, m: Match) -> Response:

@@ -40,17 +40,20 @@ class MemberView:
     listed_at: float = 0.0
     unlisted_at: float = 0.0
 
-    def to_graph(self) -> dict[str, object]:
-        # Shape from chat-get.md example 3 / chat-list-members.md.
+    def to_graph(self, *, sparse: bool = False) -> dict[str, object]:
+        """Shape from chat-get.md example 3 / chat-list-members.md. ``sparse``: Graph's known
+        issue "some properties for chat members might be missing"
+        (concepts/includes/known-issues/teamwork-communications.md): tenantId, email and
+        displayName come back null."""
         return {
             "@odata.type": MEMBER_TYPE,
             "id": self.membership_id,
             "roles": list(self.roles),
-            "displayName": self.display_name,
+            "displayName": None if sparse else self.display_name,
             "visibleHistoryStartDateTime": self.visible_history_start,
             "userId": self.user_id,
-            "email": self.email,
-            "tenantId": self.tenant_id,
+            "email": None if sparse else self.email,
+            "tenantId": None if sparse else self.tenant_id,
         }
 
     def to_record(self) -> dict[str, Any]:
@@ -101,7 +104,12 @@ class ChatView:
         return shown + tuple(m for m in self.departed if m.unlisted_at > now)
 
     def to_graph(
-        self, *, members: bool = False, max_members: int | None = None, now: float = 0.0
+        self,
+        *,
+        members: bool = False,
+        max_members: int | None = None,
+        now: float = 0.0,
+        sparse: bool = False,
     ) -> dict[str, object]:
         body: dict[str, object] = {
             "id": self.id,
@@ -115,7 +123,7 @@ class ChatView:
         if members:
             listed = self.listed_members(now)
             shown = listed if max_members is None else listed[:max_members]
-            body["members"] = [m.to_graph() for m in shown]
+            body["members"] = [m.to_graph(sparse=sparse) for m in shown]
         return body
 
     def to_record(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from provisioner.emulator.clock import Clock
 from provisioner.emulator.errors import GraphError
 from provisioner.emulator.messages import Request, Response
 from provisioner.emulator.tenant import Tenant
@@ -56,6 +57,7 @@ class Host(Protocol):
     port: int
     max_body_bytes: int
     latency: tuple[float, float] | None
+    clock: Clock
     last_internal_error: BaseException | None
 
     @property

@@ -23,6 +23,9 @@ TEMPLATES = (
     "/chats/{chat-id}",
     "/chats/{chat-id}/members",
     "/chats/{chat-id}/members/{membership-id}",
+    "/groups",
+    "/groups/{group-id}",
+    "/groups/{group-id}/transitiveMembers/microsoft.graph.user",
     "/me",
     "/me/chats",
     "/me/chats/{chat-id}",
@@ -124,8 +127,8 @@ def demands(m: Match, tenant_key: str, user_key: str | None) -> list[t.Demand]:
     tpl, method = m.template, m.method
     if tpl == "/$batch":
         return []  # json-batching.md: items "are evaluated individually" against the limits
-    if tpl in ("/me", "/users/{user-id}", "/organization"):
-        return [(t.IDENTITY, tenant_key)]
+    if tpl in ("/me", "/users/{user-id}", "/organization") or tpl.startswith("/groups"):
+        return [(t.IDENTITY, tenant_key)]  # directory reads, not Teams
     if tpl == "/appCatalogs/teamsApps":
         return [(t.TEAMS_READ, tenant_key)]
     if tpl.startswith("/teamwork/deletedChats"):

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from provisioner.emulator.api import Api, ApiOptions
+from provisioner.emulator.clock import Clock, SystemClock
 from provisioner.emulator.errors import EmulatorError
 from provisioner.emulator.faults import FaultInjector, FaultsArg, normalize_faults
 from provisioner.emulator.store import Loaded, Store
@@ -70,10 +71,15 @@ class EmulatorServer:
         list_delay_s: DelayArg = DEFAULT_LIST_DELAY,
         invent_users: bool = False,
         sign_in: str = "application",
+        clock: Clock | None = None,
         clock_offset_s: float = 0.0,
         chat_filters: Sequence[str] = ("chatType", "topic"),
+        sparse_members: bool = False,
+        group_read: bool = True,
     ) -> None:
         self.host = host
+        # Every reading of time and every wait of the emulator (tests pass a ManualClock).
+        self.clock: Clock = clock or SystemClock()
         self.port = port
         self.max_body_bytes = max_body_bytes
         self.latency = _parse_latency(latency_ms)
@@ -95,6 +101,8 @@ class EmulatorServer:
         self.tenant.list_delay = _delay_range(list_delay_s)
         self.tenant.clock_offset_s = _clock_offset(clock_offset_s)
         self.tenant.chat_filters = frozenset(chat_filters)
+        self.tenant.sparse_members = sparse_members
+        self.tenant.groups.readable = group_read
         if me is None:
             first = None if directory.made_up else directory.first()
             me = first.id if first else DEFAULT_ME
@@ -107,7 +115,8 @@ class EmulatorServer:
             sign_in=sign_in,
         )
         injector = FaultInjector(rules, stream("faults"))
-        self.api = Api(self.tenant, Throttler(scale), injector, options, stream("batch"))
+        throttler = Throttler(scale, self.clock.monotonic)
+        self.api = Api(self.tenant, throttler, injector, options, stream("batch"), self.clock)
         self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -117,7 +126,11 @@ class EmulatorServer:
         loaded = self._store.open() if self._store is not None else Loaded()
         try:
             tenant = Tenant(
-                loaded.tenant_id or tenant_id.lower(), directory, rng=rng, store=self._store
+                loaded.tenant_id or tenant_id.lower(),
+                directory,
+                rng=rng,
+                store=self._store,
+                clock=self.clock.time,
             )
             self._load(tenant, loaded, directory)
         except BaseException:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -146,7 +145,7 @@ class Handler(BaseHTTPRequestHandler):
             _parse_body(req, raw)
         if owner.latency is not None:
             lo, hi = owner.latency
-            time.sleep((lo if lo == hi else owner.latency_sample(lo, hi)) / 1000)
+            owner.clock.sleep((lo if lo == hi else owner.latency_sample(lo, hi)) / 1000)
         return api.handle_top(req)
 
     def _read_body(self, owner: Host, req: Request) -> bytes | Response:

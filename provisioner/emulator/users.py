@@ -2,7 +2,7 @@
 
 Two modes:
 
-* **A fixed directory** (the default, ``default_users.py``, or ``users=PATH``): exactly those
+* **A fixed directory** (the default, ``default_users`` below, or ``users=PATH``): exactly those
   users exist; anything else is ``404 Request_ResourceNotFound`` like ``GET /users/{id |
   userPrincipalName}`` on a real tenant (``api-reference/v1.0/api/user-get.md``: "If a user
   with the ID doesn't exist, this method returns a 404 Not Found error code").
@@ -145,6 +145,16 @@ class Directory:
     def _add(self, user: User) -> None:
         self._by_id[user.id.lower()] = user
         self._by_upn[user.user_principal_name.lower()] = user
+
+    def remove(self, ref: str) -> None:
+        """Delete a user (by id or UPN): what happens to a leaver between a plan and an
+        apply; Graph then answers 404 for them."""
+        key = ref.strip().lower()
+        with self._lock:
+            user = self._by_id.get(key) or self._by_upn.get(key)
+            if user is not None:
+                del self._by_id[user.id.lower()]
+                del self._by_upn[user.user_principal_name.lower()]
 
     def remember(self, user: User) -> None:
         """Load a user seen in an earlier run (made-up mode), without reporting it as new."""

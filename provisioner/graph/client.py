@@ -54,6 +54,8 @@ from provisioner.graph.routes import (
     chat_path,
     chats_query,
     deleted_chat_path,
+    group_path,
+    odata_string,
     resolve_url,
     route_for,
     user_path,
@@ -68,7 +70,7 @@ from provisioner.graph.transport import (
 )
 from provisioner.redact import remember
 from provisioner.signin.chooser import Credential, validate_graph_url
-from provisioner.signin.claims import signed_in_user, tenant_of_token
+from provisioner.signin.claims import signed_in_user, tenant_of_token, token_claims
 
 log = logging.getLogger("provision.graph")
 
@@ -136,6 +138,12 @@ class GraphClient:
         (app-only). In delegated mode Graph wants that person in every new chat and lists
         only their chats (chat-post.md, chat-list.md)."""
         return signed_in_user(self._credential.get_token())
+
+    def token_claims(self) -> dict[str, Any]:
+        """What the credential's token says (tenant, identity, roles or scopes; {} for a
+        token that is not a JWT), read without its signing key. Gets a token: signs in if
+        needed."""
+        return token_claims(self._credential.get_token())
 
     def signed_in_tenant(self) -> str | None:
         """The tenant the credential signs in to (the token's ``tid``), or None when the token
@@ -211,6 +219,25 @@ class GraphClient:
     ) -> dict[str, Any]:
         params = {"$select": ",".join(select)} if select else None
         return self._json(self.request("GET", user_path(id_or_upn), params=params))
+
+    def get_group(self, group_id: str) -> dict[str, Any]:
+        """The group's id and displayName (group-get.md)."""
+        params = {"$select": "id,displayName,mail"}
+        return self._json(self.request("GET", group_path(group_id), params=params))
+
+    def find_groups_by_mail(self, mail: str) -> list[dict[str, Any]]:
+        """Groups whose mail is ``mail`` (group-list.md: ``$filter`` on mail, ``eq``)."""
+        params = {"$filter": f"mail eq {odata_string(mail)}", "$select": "id,displayName,mail"}
+        return list(self._pages("/groups", params))
+
+    def group_users(self, group_id: str) -> list[dict[str, Any]]:
+        """Every user of the group, nested groups followed, 999 a page
+        (group-list-transitivemembers.md: the OData cast keeps users only; ``$select`` the
+        fields needed, displayName and mail for generators (issue 23); paging through
+        ``@odata.nextLink``)."""
+        path = f"{group_path(group_id)}/transitiveMembers/microsoft.graph.user"
+        params = {"$select": "id,userPrincipalName,userType,displayName,mail", "$top": "999"}
+        return list(self._pages(path, params))
 
     def list_user_chats(
         self,

@@ -12,6 +12,8 @@ from provisioner.redact import redact
 class GraphError(ProvisionError):
     """Graph answered with an error, or could not be reached. Carries what support needs."""
 
+    kind = "graph"
+
     def __init__(
         self,
         message: str,
@@ -59,6 +61,8 @@ class GraphError(ProvisionError):
 
 class GraphAuthError(GraphError):
     """401: the token was rejected even after a refresh."""
+
+    kind = "auth"
 
 
 class GraphPermissionError(GraphError):

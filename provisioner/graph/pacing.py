@@ -38,6 +38,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+#: Workers of an apply (the CLI's ``--concurrency``, the executor's default).
+#: suggested_concurrency(30 rps, 0.4 s round trips) is 18 once running, but a run starts with a
+#: burst of most of a second's requests (the Pacer's ``burst``: Graph's token bucket is full at
+#: the start): all of them are in flight at once (issue 26).
+DEFAULT_CONCURRENCY = 32
+
 # Scope kinds. A scope is a kind plus a key (a chat id, a user id; "" for tenant-wide ones).
 TENANT_WRITE = "tenant-write"
 TENANT_READ = "tenant-read"
@@ -462,7 +468,7 @@ def backoff_delay(
     Used when Graph throttles or fails without a Retry-After; the jitter keeps the workers
     that failed together from retrying together.
     """
-    return rand() * min(cap, base * (2 ** max(0, attempt)))
+    return rand() * min(cap, base * (2.0 ** max(0, attempt)))
 
 
 def suggested_concurrency(rate: float, latency: float, *, headroom: float = 1.5) -> int:

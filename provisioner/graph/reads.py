@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 class BatchClient(Protocol):
-    """The part of `provisioner.graph.GraphClient` the batched reads use."""
+    """The part of `provisioner.graph.client.GraphClient` the batched reads use."""
 
     def batch(self, requests_: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
 

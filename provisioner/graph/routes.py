@@ -147,6 +147,13 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], Route]]] = [
         re.compile(r"^/users/(?P<user>[^/]+)/?$"),
         lambda m: Route((Scope(DIRECTORY_READ),), "User.Read.All (or User.ReadBasic.All)"),
     ),
+    # group-get.md, group-list.md, group-list-transitivemembers.md (directory limits): the
+    # least privileged application permission of all three is GroupMember.Read.All.
+    (
+        "GET",
+        re.compile(r"^/groups(/[^/]+(/transitiveMembers(/microsoft\.graph\.user)?)?)?/?$"),
+        lambda m: Route((Scope(DIRECTORY_READ),), "GroupMember.Read.All"),
+    ),
     # organization-list.md: the tenant an app-only token acts in (directory limits)
     (
         "GET",
@@ -168,6 +175,22 @@ def route_for(method: str, path: str) -> Route:
     return Route((Scope(TENANT_READ if read else TENANT_WRITE),), "")
 
 
+_TEMPLATE_PARTS = (
+    (re.compile(r"^/chats/[^/]+"), "/chats/{chat-id}"),
+    (re.compile(r"^/users/[^/]+"), "/users/{user}"),
+    (re.compile(r"/members/[^/]+"), "/members/{membership-id}"),
+)
+
+
+def route_template(path: str) -> str:
+    """The route of a Graph call without its ids or query (``/chats/{chat-id}/members``): what
+    a log line may carry, since chat ids, object ids and UPNs identify people."""
+    bare = urlsplit(path).path or "/"
+    for pattern, template in _TEMPLATE_PARTS:
+        bare = pattern.sub(template, bare)
+    return bare
+
+
 def chat_path(chat_id: str) -> str:
     # Chat ids look like 19:...@thread.v2; ':' and '@' are legal in a path segment and Graph's
     # own examples use them unescaped (api/chat-get.md).
@@ -184,6 +207,10 @@ def user_path(id_or_upn: str) -> str:
     if id_or_upn.startswith("$"):
         return "/users('" + quote(id_or_upn.replace("'", "''"), safe="$@:'") + "')"
     return f"/users/{quote(id_or_upn, safe='@:')}"
+
+
+def group_path(group_id: str) -> str:
+    return f"/groups/{quote(group_id, safe='')}"
 
 
 def odata_string(value: str) -> str:

@@ -1,7 +1,8 @@
 """``generators:``: chats made from data, one chat per row and template (issue 23).
 
-A generator reads rows from a CSV, YAML or JSON file next to the manifest, or from an inline
-``rows:`` list, and expands each of its ``chats:`` templates once per row::
+A generator reads rows from a CSV, YAML or JSON file next to the manifest, from an inline
+``rows:`` list, or from an Entra ID group's users (``groupsource``: read when planning), and
+expands each of its ``chats:`` templates once per row::
 
     generators:
       - name: onboarding
@@ -41,7 +42,7 @@ from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from provisioner.errors import Diagnostic
-from provisioner.manifest import fastpath
+from provisioner.manifest import fastmembers, fastpath, groupsource
 from provisioner.manifest.plaindata import to_data
 from provisioner.manifest.rules import Entry
 from provisioner.manifest.yamlload import (
@@ -57,7 +58,7 @@ from provisioner.manifest.yamlload import (
     position,
     read_bytes,
 )
-from provisioner.models import Source
+from provisioner.models import GroupGenerator, Source
 
 #: Rows one generator may expand (every input is bounded); 100,000 chats is ten times the
 #: largest manifest the benchmarks plan.
@@ -81,16 +82,20 @@ class Row:
     file: str
     line: int
     col: int = 1
+    label: str | None = None  # put before its errors (a group's user: ``user ana@...``)
+    origin: str | None = None  # what the plan shows it came from, if not file:line
 
 
 @dataclass
 class Expanded:
     """What the generators of one manifest file made: rule entries (one per chat), the
-    diagnostics of the rows and templates, and how many chats were read."""
+    diagnostics of the rows and templates, how many chats were read, and the generators
+    whose group was not read (``groupsource``)."""
 
     entries: list[Entry] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     chats: int = 0
+    deferred: list[GroupGenerator] = field(default_factory=list)
 
 
 class _Refused(Exception):
@@ -102,17 +107,19 @@ class _Refused(Exception):
 def expand(
     root: Node,
     file: str,
-    default_role: str,
+    defaults: fastmembers.Defaults,
     digest: Callable[[bytes], object],
+    groups: groupsource.GroupRows | None = None,
 ) -> Expanded:
-    """Expand every generator of a document whose ``generators`` passed the schema."""
+    """Expand every generator of a document whose ``generators`` passed the schema;
+    ``groups``: the users of the groups read for ``source: {group: ...}`` (None: offline)."""
     out = Expanded()
     _, seq = locate(root, ("generators",))
     if not isinstance(seq, SequenceNode):
         return out
     for g, gen in enumerate(seq.value):
         try:
-            _expand_one(gen, g, file, default_role, digest, out)
+            _expand_one(gen, g, file, defaults, digest, out, groups)
         except _Refused as exc:
             out.diagnostics.append(exc.diagnostic)
     return out
@@ -122,46 +129,64 @@ def _expand_one(
     gen: Node,
     g: int,
     file: str,
-    default_role: str,
+    defaults: fastmembers.Defaults,
     digest: Callable[[bytes], object],
     out: Expanded,
+    groups: groupsource.GroupRows | None,
 ) -> None:
     name = _scalar(gen, "name")
-    rows, fields = _rows(gen, g, file, digest)
+    rows, fields = _rows(gen, g, file, digest, groups)
     _, templates = locate(gen, ("chats",))
     assert isinstance(templates, SequenceNode)
     compiled = [
         _compile(t, fields, file, ("generators", g, "chats", i))
         for i, t in enumerate(templates.value)
     ]
+    if rows is None:  # a group not read yet (offline): the templates are checked, no more
+        _, group = locate(gen, ("source", "group"))
+        assert isinstance(group, ScalarNode)
+        out.deferred.append(groupsource.deferred(gen, file, name, str(group.value)))
+        return
     wheres = [f"generator {name}, template at {_at(file, tpl)}" for tpl in templates.value]
     for row in rows:
         mark = Mark(row.file, 0, row.line - 1, row.col - 1, None, 0)
         at = Source(row.file, row.line, row.col)
-        origin = f"generator {name}, {row.file}:{row.line}"
+        origin = row.origin or f"generator {name}, {row.file}:{row.line}"
         for t, (template, parts) in enumerate(zip(templates.value, compiled, strict=True)):
             out.chats += 1
             try:
                 node = _instantiate(template, parts, row, mark)
             except _Refused as exc:
-                out.diagnostics.append(replace(exc.diagnostic, hint=wheres[t]))
+                message = _labelled(row, exc.diagnostic.message)
+                out.diagnostics.append(replace(exc.diagnostic, message=message, hint=wheres[t]))
                 continue
             display = ("generators", g, "chats", t)
-            chat = fastpath.build_chat(node, row.file, default_role, at, origin)
+            chat = fastpath.build_chat(node, row.file, defaults, at, origin)
             doc = MappingNode(MAP_TAG, [(_CHATS_KEY, SequenceNode(SEQ_TAG, [node]))])
             if chat is None:
                 out.diagnostics.extend(_problems(doc, row, display, wheres[t]))
                 continue
-            out.entries.append(Entry(chat, row.file, 0, doc, display=display, origin=wheres[t]))
+            entry = Entry(chat, row.file, 0, doc, display=display, origin=wheres[t])
+            out.entries.append(replace(entry, label=row.label) if row.label else entry)
 
 
 def _rows(
-    gen: Node, g: int, file: str, digest: Callable[[bytes], object]
-) -> tuple[list[Row], list[str]]:
+    gen: Node,
+    g: int,
+    file: str,
+    digest: Callable[[bytes], object],
+    groups: groupsource.GroupRows | None,
+) -> tuple[list[Row] | None, list[str]]:
     _, source = locate(gen, ("source",))
     assert isinstance(source, MappingNode) and len(source.value) == 1
     key, value = source.value[0]
     kind = key.value
+    if kind == "group":  # the users of an Entra ID group, at the generator's line
+        assert isinstance(value, ScalarNode)
+        found = groupsource.user_rows(_scalar(gen, "name"), str(value.value), groups)
+        line, col = position(gen)
+        rows = None if found is None else [Row(v, file, line, col, *more) for v, *more in found]
+        return rows, list(groupsource.GROUP_FIELDS)
     if kind == "rows":
         assert isinstance(value, SequenceNode)
         return _node_rows(value, file, ("generators", g, "source", "rows"))
@@ -412,17 +437,22 @@ def _problems(doc: MappingNode, row: Row, display: JsonPath, where: str) -> list
     out = []
     for p in problems:
         shown = format_path((*display, *p.path[2:]))
-        out.append(Diagnostic(row.file, row.line, row.col, p.message, shown, where))
+        message = _labelled(row, p.message)
+        out.append(Diagnostic(row.file, row.line, row.col, message, shown, where))
     return out or [
         Diagnostic(
             row.file,
             row.line,
             row.col,
-            "this row makes a chat that is not valid",
+            _labelled(row, "this row makes a chat that is not valid"),
             format_path(display),
             where,
         )
     ]
+
+
+def _labelled(row: Row, message: str) -> str:
+    return f"{row.label}: {message}" if row.label else message
 
 
 def _scalar(node: Node, name: str) -> str:

@@ -26,7 +26,16 @@ from pathlib import Path
 from yaml.nodes import Node, SequenceNode
 
 from provisioner.errors import Diagnostic, InputError, ValidationFailed
-from provisioner.manifest import fastpath, generators, imports, moves, rules
+from provisioner.manifest import (
+    fastmembers,
+    fastpath,
+    generators,
+    groupsource,
+    imports,
+    membersets,
+    moves,
+    rules,
+)
 from provisioner.manifest.gcpause import gc_paused
 from provisioner.manifest.plaindata import flatten_merges, to_data
 from provisioner.manifest.schema import load_schema, schema_path
@@ -41,7 +50,16 @@ from provisioner.manifest.yamlload import (
     position,
     read_bytes,
 )
-from provisioner.models import Chat, DesiredState, Import, Member, Move
+from provisioner.models import (
+    MEMBERSHIPS,
+    Chat,
+    DesiredState,
+    GroupGenerator,
+    Import,
+    Member,
+    MemberSet,
+    Move,
+)
 
 __all__ = [
     "ValidationResult",
@@ -61,12 +79,14 @@ MAX_DIAGNOSTICS_PER_FILE = 100
 @dataclass(frozen=True)
 class ValidationResult:
     """Outcome of checking manifests: every diagnostic (sorted), how many files and chat
-    entries were read, and the desired state when there were no errors."""
+    entries were read, the desired state when there were no errors, and the generators whose
+    group only a plan reads (``groupsource``: their chats are not counted)."""
 
     diagnostics: tuple[Diagnostic, ...]
     files: int
     chats: int
     desired: DesiredState | None
+    deferred: tuple[GroupGenerator, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -121,39 +141,52 @@ def manifest_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def validate_paths(paths: Sequence[str]) -> ValidationResult:
+def validate_paths(
+    paths: Sequence[str], groups: groupsource.GroupRows | None = None
+) -> ValidationResult:
     """Check the manifests named by ``paths`` as one desired state and report every problem.
-    Raises only ``InputError`` (for paths that cannot be used at all)."""
+    ``groups``: the users of the groups that generators read, as a plan read them (None:
+    offline, those generators are deferred). Raises only ``InputError`` (for paths that
+    cannot be used at all)."""
     files = manifest_files(paths)
     with gc_paused(freeze=False):
         # The node trees die with _validate_files' locals, before the collector is back.
-        return _validate_files(files)
+        return _validate_files(files, groups)
 
 
-def _validate_files(files: list[Path]) -> ValidationResult:
+def _validate_files(files: list[Path], groups: groupsource.GroupRows | None) -> ValidationResult:
     digest = hashlib.sha256()
     diagnostics: list[Diagnostic] = []
     entries: list[rules.Entry] = []
     move_entries: list[moves.MoveEntry] = []
+    member_sets: list[MemberSet] = []
     import_entries: list[imports.ImportEntry] = []
+    deferred: list[GroupGenerator] = []
     chat_count = 0
     for path in files:
         name = str(path)
-        checked = _check_file(path, name, digest.update)
+        checked = _check_file(path, name, digest.update, groups)
+        deferred.extend(checked.deferred)
         diagnostics.extend(checked.diagnostics)
         entries.extend(checked.entries)
         move_entries.extend(checked.moves)
+        member_sets.extend(checked.sets)
         import_entries.extend(checked.imports)
         chat_count += checked.chats
+    if member_sets or any(e.chat.entries for e in entries):
+        entries, problems = membersets.expand(entries, member_sets)
+        diagnostics.extend(problems)
     diagnostics.extend(rules.check(entries))
+    # Only chats without errors are known by key: with errors elsewhere, a move to a key of a
+    # broken chat would be reported as unknown, wrongly; so would one to a key a generator
+    # reading a group makes, before a plan has read it.
+    complete = not diagnostics and not deferred
     if import_entries:
         known = {e.chat.key: e.chat for e in entries if not e.partial}
-        diagnostics.extend(imports.check(import_entries, known, keys_complete=not diagnostics))
+        diagnostics.extend(imports.check(import_entries, known, keys_complete=complete))
     if move_entries:
-        # Only chats without errors are known by key: with errors elsewhere, a move to a key
-        # of a broken chat would be reported as unknown, wrongly.
         by_key = {e.chat.key: e.chat for e in entries if not e.partial}
-        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=not diagnostics))
+        diagnostics.extend(moves.check(move_entries, by_key, keys_complete=complete))
     diagnostics = _capped(diagnostics)
     desired = None
     if not diagnostics:
@@ -164,8 +197,9 @@ def _validate_files(files: list[Path]) -> ValidationResult:
             digest=digest.hexdigest(),
             moves=tuple(e.move for e in move_entries),
             imports=tuple(e.imp for e in import_entries),
+            deferred=tuple(deferred),
         )
-    return ValidationResult(tuple(diagnostics), len(files), chat_count, desired)
+    return ValidationResult(tuple(diagnostics), len(files), chat_count, desired, tuple(deferred))
 
 
 def load_desired(paths: Sequence[str]) -> DesiredState:
@@ -191,9 +225,16 @@ class _Checked:
     chats: int
     moves: list[moves.MoveEntry] = field(default_factory=list)
     imports: list[imports.ImportEntry] = field(default_factory=list)
+    sets: list[MemberSet] = field(default_factory=list)
+    deferred: list[GroupGenerator] = field(default_factory=list)
 
 
-def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Checked:
+def _check_file(
+    path: Path,
+    name: str,
+    digest: Callable[[bytes], object],
+    groups: groupsource.GroupRows | None = None,
+) -> _Checked:
     try:
         data = read_bytes(path)
         digest(len(data).to_bytes(8, "big"))
@@ -216,15 +257,22 @@ def _check_file(path: Path, name: str, digest: Callable[[bytes], object]) -> _Ch
     fast = fastpath.build_document(root, name, budget)
     fast_moves = fastpath.build_moves(root, name) if fast is not None else None
     fast_imports = fastpath.build_imports(root, name) if fast is not None else None
-    if fast is not None and fast_moves is not None and fast_imports is not None:
+    fast_sets = fastmembers.build_member_sets(root, name) if fast_moves is not None else None
+    if (
+        fast is not None
+        and fast_moves is not None
+        and fast_imports is not None
+        and fast_sets is not None
+    ):
         return _Checked(
             [],
             [rules.Entry(c, name, i, root) for i, c in enumerate(fast)],
             len(fast),
             _move_entries(fast_moves, name, root),
             _import_entries(fast_imports, name, root),
+            fast_sets,
         )
-    return _slow_file(root, name, budget, digest)
+    return _slow_file(root, name, budget, digest, groups)
 
 
 def _move_entries(found: list[Move], name: str, root: Node) -> list[moves.MoveEntry]:
@@ -236,7 +284,11 @@ def _import_entries(found: list[Import], name: str, root: Node) -> list[imports.
 
 
 def _slow_file(
-    root: Node, name: str, budget: int, digest: Callable[[bytes], object] = lambda _: None
+    root: Node,
+    name: str,
+    budget: int,
+    digest: Callable[[bytes], object] = lambda _: None,
+    groups: groupsource.GroupRows | None = None,
 ) -> _Checked:
     problems: list[Problem] = flatten_merges(root)
     converted = to_data(root, budget)
@@ -259,6 +311,7 @@ def _slow_file(
             line, col = position(root)
             raise RuntimeError(f"fast path and schema disagree on 'moved' in {name}:{line}:{col}")
         move_entries = _move_entries(found, name, root)
+    member_sets = _member_sets(root, name, data, problems)
     import_entries: list[imports.ImportEntry] = []
     if isinstance(data, dict) and not any(p.path[:1] in ((), ("import",)) for p in problems):
         found_imports = fastpath.build_imports(root, name)
@@ -268,25 +321,25 @@ def _slow_file(
         import_entries = _import_entries(found_imports, name, root)
     chats = data.get("chats") if isinstance(data, dict) else None
     if not isinstance(chats, list):
-        return _Checked(diagnostics, [], 0, move_entries, import_entries)
+        return _Checked(diagnostics, [], 0, move_entries, import_entries, member_sets)
+    defaults = _defaults(data.get("defaults") if isinstance(data, dict) else None)
     made = generators.Expanded()
     if isinstance(data, dict) and "generators" in data:
         if not any(p.path[:1] in ((), ("generators",), ("defaults",)) for p in problems):
-            made = generators.expand(root, name, _default_role(data), digest)
+            made = generators.expand(root, name, defaults, digest, groups)
         diagnostics.extend(made.diagnostics)
 
-    default_role = _default_role(data)
     _, chats_node = locate(root, ("chats",))
     assert isinstance(chats_node, SequenceNode)
     broken = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "chats"}
     entries: list[rules.Entry] = []
     for i, node in enumerate(chats_node.value):
         if i in broken:
-            partial = _lenient_chat(chats[i], default_role)
+            partial = _lenient_chat(chats[i], defaults.role)
             if partial is not None:
                 entries.append(rules.Entry(partial, name, i, root, partial=True))
             continue
-        chat = fastpath.build_chat(node, name, default_role)
+        chat = fastpath.build_chat(node, name, defaults)
         if chat is not None:
             entries.append(rules.Entry(chat, name, i, root))
         elif not problems:
@@ -295,17 +348,46 @@ def _slow_file(
             line, col = position(node)
             raise RuntimeError(f"fast path and schema disagree on {name}:{line}:{col}")
     entries.extend(made.entries)
-    return _Checked(diagnostics, entries, len(chats) + made.chats, move_entries, import_entries)
+    count = len(chats) + made.chats
+    return _Checked(
+        diagnostics, entries, count, move_entries, import_entries, member_sets, made.deferred
+    )
 
 
-def _default_role(data: object) -> str:
-    defaults = data.get("defaults") if isinstance(data, dict) else None
-    role = defaults.get("role") if isinstance(defaults, dict) else None
-    return role if isinstance(role, str) and role in fastpath.ROLES else "owner"
+def _member_sets(root: Node, name: str, data: object, problems: list[Problem]) -> list[MemberSet]:
+    """The file's member sets when the schema found nothing wrong with them or the defaults
+    (else none: their problems are reported, and the chats naming them are not expanded)."""
+    if not isinstance(data, dict) or any(
+        p.path[:1] in ((), ("memberSets",), ("defaults",)) for p in problems
+    ):
+        return []
+    found = fastmembers.build_member_sets(root, name)
+    if found is None:
+        line, col = position(root)
+        raise RuntimeError(f"fast path and schema disagree on 'memberSets' in {name}:{line}:{col}")
+    return found
+
+
+_NO_DEFAULTS = fastmembers.Defaults()
+
+
+def _defaults(data: object) -> fastmembers.Defaults:
+    """The ``defaults:`` of a file on the error path: each value that is valid (a wrong one
+    is reported by the schema; the chats are still checked with the built-in default)."""
+    if not isinstance(data, dict):
+        return _NO_DEFAULTS
+    role, membership = data.get("role"), data.get("membership")
+    return fastmembers.Defaults(
+        role if isinstance(role, str) and role in fastmembers.ROLES else _NO_DEFAULTS.role,
+        membership
+        if isinstance(membership, str) and membership in MEMBERSHIPS
+        else _NO_DEFAULTS.membership,
+    )
 
 
 def _lenient_chat(data: object, default_role: str) -> Chat | None:
-    """Whatever members of a broken chat can be read, for the member rules only."""
+    """Whatever members (and valid key) of a broken chat can be read, for the member rules
+    and the cross-chat ones (duplicate keys and pairs)."""
     if not isinstance(data, dict) or not isinstance(data.get("members"), list):
         return None
     members = []
@@ -317,12 +399,16 @@ def _lenient_chat(data: object, default_role: str) -> Chat | None:
         members.append(
             Member(
                 user if isinstance(user, str) else "",
-                role if isinstance(role, str) and role in fastpath.ROLES else "owner",
+                role if isinstance(role, str) and role in fastmembers.ROLES else "owner",
                 tenant if isinstance(tenant, str) and tenant else None,
             )
         )
     chat_type = data.get("chatType")
-    return Chat("", chat_type if isinstance(chat_type, str) else "", tuple(members))
+    # A key that is itself valid still takes part in the duplicate-key rule, so a broken chat
+    # reusing another's key is reported with its other problems, not on the next run.
+    key = data.get("key")
+    key = key if isinstance(key, str) and fastpath.valid_key(key) else ""
+    return Chat(key, chat_type if isinstance(chat_type, str) else "", tuple(members))
 
 
 _MORE = "more problems not listed"
@@ -334,7 +420,9 @@ def _uncounted(root: Node, name: str, data: object) -> Diagnostic:
     chats = data.get("chats") if isinstance(data, dict) else None
     _, node = locate(root, ("chats",)) if isinstance(chats, list) else (None, None)
     if isinstance(node, SequenceNode):
-        broken = sum(1 for item in node.value if fastpath.build_chat(item, name, "owner") is None)
+        broken = sum(
+            1 for item in node.value if fastpath.build_chat(item, name, _NO_DEFAULTS) is None
+        )
         counted = f"{broken} of its {len(node.value)} chats have errors"
     else:
         counted = "it has more errors"

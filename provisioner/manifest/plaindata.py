@@ -187,7 +187,7 @@ class _Converter:
     def scalar(self, node: ScalarNode, path: JsonPath) -> object:
         if node.tag == STR_TAG:
             return node.value
-        if node.tag == TIMESTAMP_TAG and path[-1:] == ("expires",):
+        if node.tag == TIMESTAMP_TAG and path[-1:] in (("expires",), ("since",)):
             return node.value  # an unquoted date is the text written (fastpath.TIMESTAMP_TAG)
         if node.tag not in SCALAR_TAGS:
             return self.unsupported(node, path)

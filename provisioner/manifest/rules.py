@@ -39,14 +39,15 @@ from provisioner.models import (
     BUILTIN_TAB_APPS,
     GROUP,
     GUID_RE,
+    HISTORIES,
+    MAX_GROUP_MEMBERS,
     ONE_ON_ONE,
     Chat,
+    Member,
     Source,
     expiry_of,
+    since_time,
 )
-
-#: Teams' limit for a group chat (graph-facts: "A group chat holds at most 250 members").
-MAX_GROUP_MEMBERS = 250
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,17 @@ class Entry:
     index: int
     root: Node  # the file's document node, to point diagnostics at fields
     # A chat that has schema errors, rebuilt leniently so its members can still be checked
-    # (every problem at once); cross-chat rules skip it. Unreadable members are user "".
+    # (every problem at once). Unreadable members are user "" and an invalid key is "": the
+    # cross-chat rules use what is left (a valid key, a readable pair), so a duplicate key
+    # or pair is reported together with the chat's other errors (issue 25).
     partial: bool = False
     # A generated chat (``manifest.generators``): ``root`` is its own document at the row,
     # ``display`` the template's path shown instead of ``chats[index]``, ``origin`` added to
     # every hint (the generator and the template's position).
     display: JsonPath | None = None
     origin: str | None = None
+    # Put before every message: which of a group's users made the chat (``groupsource``).
+    label: str | None = None
 
 
 def check(entries: Sequence[Entry]) -> list[Diagnostic]:
@@ -76,6 +81,15 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
     for entry in entries:
         problems, identities = _check_members(entry)
         out.extend(problems)
+        if entry.chat.history not in HISTORIES and since_time(entry.chat.history) is None:
+            out.append(
+                _diag(
+                    entry,
+                    ("chats", entry.index, "history", "since"),
+                    f"history since '{entry.chat.history}' is not a real date",
+                    "write an existing date, like '2025-03-01'",
+                )
+            )
         out.extend(_check_workspace(entry))
         expires = entry.chat.expires
         if expires is not None and expiry_of(expires) is None:
@@ -87,8 +101,6 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
                     "a date (2026-12-31) or a date and time (2026-12-31T18:00:00+01:00)",
                 )
             )
-        if entry.partial:
-            continue
         chat = entry.chat
         if chat.topic is not None and chat.topic and not chat.topic.strip():
             out.append(
@@ -99,7 +111,8 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
                     "give the chat a title with a visible character, or leave topic out",
                 )
             )
-        if chat.chat_type == ONE_ON_ONE and len(identities) == 2:
+        readable = not entry.partial or all(m.user for m in chat.members)
+        if chat.chat_type == ONE_ON_ONE and len(identities) == 2 and readable:
             pair = frozenset(identities)
             if pair in pairs:
                 users = " and ".join(f"'{m.user}'" for m in chat.members)
@@ -114,6 +127,8 @@ def check(entries: Sequence[Entry]) -> list[Diagnostic]:
                 )
                 continue
             pairs[pair] = entry
+        if not chat.key:  # a broken chat's invalid or missing key
+            continue
         if chat.key in keys:
             out.append(
                 _diag(
@@ -144,41 +159,80 @@ def _check_members(entry: Entry) -> tuple[list[Diagnostic], dict[str, int]]:
                 else "list each user once"
             )
             out.append(
-                _diag(
+                _member_diag(
                     entry,
+                    member,
                     (*here, "user"),
                     f"user '{member.user}' is already a member of this chat "
-                    f"(members[{first_at[member.identity]}])",
+                    f"(members[{_written_index(chat, first_at[member.identity])}])",
                     hint,
                 )
             )
         else:
             first_at[member.identity] = j
         if member.tenant_id and member.role != "owner":
-            explicit = _has_field(entry.root, here, "role")
+            explicit = bool(chat.entries) or _has_field(entry.root, here, "role")
             out.append(
-                _diag(
+                _member_diag(
                     entry,
+                    member,
                     (*here, "role"),
                     f"an out-of-tenant member (tenantId set) must be an owner, not a "
-                    f"{member.role}" + ("" if explicit else " (from defaults.role)"),
+                    f"{member.role}"
+                    + ("" if explicit or chat.entries else " (from defaults.role)"),
                     "Graph requires the owner role for users of other tenants; "
                     "set 'role: owner' on this member",
                 )
             )
         if member.tenant_id and not GUID_RE.match(member.user):
-            out.append(_external_upn(entry, here, member.user))
-    if chat.chat_type == GROUP and len(first_at) > MAX_GROUP_MEMBERS:
-        out.append(
+            out.append(_external_upn(entry, member, here))
+    out.extend(_member_count(entry, len(first_at)))
+    return out, first_at
+
+
+def _member_count(entry: Entry, distinct: int) -> list[Diagnostic]:
+    chat = entry.chat
+    where: JsonPath = ("chats", entry.index, "members")
+    if chat.chat_type == GROUP and distinct > MAX_GROUP_MEMBERS:
+        return [
             _diag(
                 entry,
-                ("chats", entry.index, "members"),
-                f"a group chat holds at most {MAX_GROUP_MEMBERS} members; this one has "
-                f"{len(first_at)}",
+                where,
+                f"a group chat holds at most {MAX_GROUP_MEMBERS} members; this one has {distinct}",
                 "split the chat, or use a team and channels for larger groups",
             )
-        )
-    return out, first_at
+        ]
+    if chat.chat_type == GROUP and chat.entries and not chat.groups and distinct < 2:
+        # Sets can bring fewer people than the entries suggest (the schema counts entries).
+        return [
+            _diag(
+                entry,
+                where,
+                f"a group chat needs at least two distinct members; its entries bring {distinct}",
+                "add members, or use a oneOnOne chat",
+            )
+        ]
+    return []
+
+
+def _written_index(chat: Chat, j: int) -> int:
+    """The index in the manifest's ``members`` list of the chat's j-th member."""
+    if not chat.entries:
+        return j
+    member = chat.members[j]
+    return next((i for i, e in enumerate(chat.entries) if e is member), j)
+
+
+def _member_diag(
+    entry: Entry, member: Member, path: JsonPath, message: str, hint: str | None
+) -> Diagnostic:
+    """A problem of one member: at its field in the chat, or (a chat with ``set:`` entries,
+    whose members no longer line up with the list as written) where the member is written."""
+    if not entry.chat.entries or member.source is None:
+        return _diag(entry, path, message, hint)
+    at = member.source
+    where = f" (from {member.via})" if member.via else ""
+    return Diagnostic(at.file, at.line, at.col, message + where, hint=hint)
 
 
 def _check_workspace(entry: Entry) -> list[Diagnostic]:
@@ -240,12 +294,13 @@ def _check_workspace(entry: Entry) -> list[Diagnostic]:
     return out
 
 
-def _external_upn(entry: Entry, here: JsonPath, user: str) -> Diagnostic:
-    return _diag(
+def _external_upn(entry: Entry, member: Member, here: JsonPath) -> Diagnostic:
+    return _member_diag(
         entry,
+        member,
         (*here, "user"),
         f"an out-of-tenant member (tenantId set) must be named by object id, not by UPN "
-        f"'{user}': Graph reports other tenants' members by object id only, so provision "
+        f"'{member.user}': Graph reports other tenants' members by object id only, so provision "
         "could never recognise this member",
         "use the user's object id (a GUID from their home tenant) with tenantId, as Graph's "
         "'Create chat' example 5 does",
@@ -253,7 +308,13 @@ def _external_upn(entry: Entry, here: JsonPath, user: str) -> Diagnostic:
 
 
 def _where(entry: Entry) -> str:
-    return str(entry.chat.source or Source(entry.file, 0, 0))
+    if entry.chat.source is not None:
+        # A group's users share their generator's line: say which user made it.
+        return f"{entry.chat.source} ({entry.label})" if entry.label else str(entry.chat.source)
+    # A broken chat (rebuilt leniently) has no source: its node in the document has.
+    _, node = locate(entry.root, ("chats", entry.index))
+    line, col = position(node) if node is not None else (0, 0)
+    return str(Source(entry.file, line, col))
 
 
 def _has_field(root: Node, path: JsonPath, name: str) -> bool:
@@ -270,4 +331,6 @@ def _diag(entry: Entry, path: JsonPath, message: str, hint: str | None) -> Diagn
     shown = path if entry.display is None else (*entry.display, *path[2:])
     if entry.origin is not None:
         hint = f"{hint}; {entry.origin}" if hint else entry.origin
+    if entry.label is not None:
+        message = f"{entry.label}: {message}"
     return Diagnostic(entry.file, line, col, message, format_path(shown), hint)

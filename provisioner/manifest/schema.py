@@ -178,7 +178,7 @@ def _value_problem(error: Any, path: JsonPath, node: Node) -> Problem:
         return Problem(path, node, f"{label} {_show(instance)} {what}")
     if kind in ("minLength", "maxLength", "minItems", "maxItems"):
         return Problem(path, node, _size_message(error, label))
-    if kind == "not" and "errorMessage" in schema:
+    if kind in ("not", "oneOf") and "errorMessage" in schema:
         return Problem(path, node, f"{label} {schema['errorMessage']}")
     return Problem(path, node, f"{label}: {error.message}")
 

@@ -20,25 +20,15 @@ from provisioner.graph.reads import READ_CONCURRENCY, BatchClient
 from provisioner.graph.users import is_guid, lookup_users, upn_map
 from provisioner.manifest.schema import load_schema, regex
 from provisioner.operations.refresh import is_manageable, read_chats
-from provisioner.operations.state import OnTakeover, check_client_home, locked
+from provisioner.operations.state import OnTakeover, check_client_home, check_key, locked
 from provisioner.plans.live import LiveChat
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
 if TYPE_CHECKING:
     from provisioner.states.store import StateStore
 
-_KEY_RE = regex(load_schema()["$defs"]["key"]["pattern"])
 # A UPN the manifest schema accepts as it is (else the object id is written instead).
 _UPN_RE = regex(load_schema()["$defs"]["member"]["properties"]["user"]["pattern"])
-
-
-def check_key(key: str) -> None:
-    if not _KEY_RE.search(key):
-        raise InputError(
-            f"{key!r} is not a valid key",
-            hint="lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, "
-            "at most 128 characters",
-        )
 
 
 def check_free(state: State, key: str, chat_id: str) -> None:
@@ -119,12 +109,15 @@ def member_upns(
 def record_from_live(live: LiveChat, upns: Mapping[str, str]) -> ChatRecord:
     """The state record of a chat read from Graph: each in-tenant member named by its UPN
     when known (and valid in a manifest), else by object id; out-of-tenant members by object
-    id with their tenant."""
+    id with their tenant. None of them was added by provision (``added`` False), so
+    ``membership: additive`` never removes them (issue 22)."""
     members = []
     for m in live.members:
         upn = upns.get(m.object_id.lower()) if not m.tenant_id else None
         user = upn if upn and _UPN_RE.search(upn) and not is_guid(upn) else m.object_id
-        members.append(MemberRecord(user, m.role, m.object_id, m.tenant_id, m.membership_id))
+        members.append(
+            MemberRecord(user, m.role, m.object_id, m.tenant_id, m.membership_id, added=False)
+        )
     return ChatRecord(
         chat_id=live.chat_id,
         chat_type=live.chat_type,

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol, Union
 
 from provisioner.errors import ProvisionError, StateError
-from provisioner.operations.clients import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
+from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+from provisioner.operations.clients import DEFAULT_TIMEOUT
 from provisioner.operations.state import check_client_home, locked
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from provisioner.graph.pacing import Pacer
     from provisioner.models import DesiredState
     from provisioner.plans.types import Plan
-    from provisioner.signin.chooser import Credential
+    from provisioner.signin.chooser import Credential, SignIn
     from provisioner.states.journal_writer import JournalWriter
     from provisioner.states.lock import LockInfo
     from provisioner.states.records import State
@@ -168,6 +169,10 @@ def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> b
     if users:
         state.put_users(users)
         changed = True
+    for ref, group in sorted(plan.groups.items()):  # issue 22: the groups as this plan read
+        if state.groups.get(ref) != group:
+            state.put_group(ref, group)
+            changed = True
     for change in plan.changes:
         if change.protect_change is None:
             continue
@@ -200,6 +205,7 @@ def run_apply(
     settings: ApplySettings | None = None,
     hooks: ApplyHooks | None = None,
     lock_timeout: float = 0.0,
+    sign_in: SignIn | None = None,
 ) -> ApplyOutcome:
     """Apply ``target`` to the chats at ``graph_url``, under the state's lock. Every change is
     saved as soon as Graph made it, appended to the state's journal; the whole state is
@@ -214,7 +220,8 @@ def run_apply(
     settings = settings or ApplySettings()
     hooks = hooks or NoHooks()
     stop = StopSignal()
-    stats = RequestStats()
+    # The caller may watch every request and retry decision (`ApplyHooks.graph_events`).
+    stats = RequestStats(forward=getattr(hooks, "graph_events", None))
     pacer = Pacer(max_rps=settings.max_rps, sleep=stop.sleep)
     client = apply_client(
         graph_url,
@@ -225,11 +232,13 @@ def run_apply(
         stats=stats,
     )
     try:
-        store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout)
+        store = open_store(state_path, state_endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
         with locked(store, "apply", on_takeover=hooks.took_over) as state:
             # Before any change: the state's tenant and cloud are this run's (issue 15).
             tenant = check_client_home(state, store.location, client)
-            with gc_paused():  # as plan does: a big plan's objects are then frozen
+            # Collection off while the plan is built; the CLI freezes what the run keeps
+            # (manifest/gcpause.py: freezing is the command edge's call, not the core's).
+            with gc_paused(freeze=False):
                 plan = _plan(
                     target, client, state, graph_url, settings, hooks, store.location, tenant
                 )
@@ -340,7 +349,7 @@ def _execute(
     pacer: Pacer,
 ) -> ApplyOutcome:
     from provisioner.apply.executor import ApplyOptions, Executor
-    from provisioner.apply.reconcile import DEFAULT_CONSISTENCY_WINDOW_S
+    from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
 
     window = settings.consistency_window_s
     options = ApplyOptions(

@@ -12,19 +12,36 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+
 if TYPE_CHECKING:
     from provisioner.apply.control import RequestStats
-    from provisioner.graph.client import GraphClient
+    from provisioner.graph.client import EventHook, GraphClient
     from provisioner.graph.pacing import Pacer
     from provisioner.signin.chooser import Credential
 
 #: Graph client retries per request (throttling, 5xx, dropped connections).
 MAX_RETRIES = 8
-#: Workers of an apply. pacing.suggested_concurrency(30 rps, 0.4 s round trips) is 18 once
-#: running, but a run starts with a burst of most of a second's requests (the Pacer's ``burst``:
-#: Graph's token bucket is full at the start): all of them are in flight at once (issue 26).
-DEFAULT_CONCURRENCY = 32
 DEFAULT_TIMEOUT = 60.0
+
+
+#: The roles of the emulator's token: every application permission provision's features use.
+EMULATOR_ROLES = [
+    "Chat.Create",
+    "Chat.ReadBasic.All",
+    "Chat.ReadWrite.All",
+    "ChatMember.ReadWrite.All",
+    "Chat.ManageDeletion.All",
+    "User.Read.All",
+]
+
+
+def _b64(data: dict[str, object]) -> str:
+    import base64
+    import json
+
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 class EmulatorToken:
@@ -38,8 +55,16 @@ class EmulatorToken:
         self._lock = threading.Lock()
 
     def get_token(self) -> str:
+        # An unsigned JWT with the claims of an app-only Entra token (appid, roles: every
+        # permission provision uses), so `doctor --emulator` reads the identity and the
+        # permissions as it does from a real token; the emulator accepts any token.
         with self._lock:
-            return f"emulator-token-{self._generation}"
+            claims = {
+                "appid": "provision-emulator",
+                "roles": EMULATOR_ROLES,
+                "gen": self._generation,
+            }
+        return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
 
     def invalidate(self) -> None:
         with self._lock:
@@ -70,21 +95,30 @@ def apply_client(
     )
 
 
-def read_client(graph_url: str, credential: Credential) -> GraphClient:
-    """A paced Graph client for reads (documented limits), sized for batched reads."""
+def read_client(
+    graph_url: str, credential: Credential, on_event: EventHook | None = None
+) -> GraphClient:
+    """A paced Graph client for reads (documented limits), sized for batched reads;
+    ``on_event`` is told of every request and retry decision (``--log-format json``)."""
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
     from provisioner.graph.reads import READ_CONCURRENCY
 
-    return GraphClient(graph_url, credential, pacer=Pacer(), pool_size=READ_CONCURRENCY + 2)
+    return GraphClient(
+        graph_url,
+        credential,
+        pacer=Pacer(),
+        pool_size=READ_CONCURRENCY + 2,
+        on_event=on_event,
+    )
 
 
-def emulator_client(graph_url: str) -> GraphClient:
+def emulator_client(graph_url: str, on_event: EventHook | None = None) -> GraphClient:
     """A paced Graph client for the built-in emulator (``plan --emulator`` refreshes with it)."""
     from provisioner.graph.client import GraphClient
     from provisioner.graph.pacing import Pacer
 
-    return GraphClient(graph_url, EmulatorToken(), pacer=Pacer())
+    return GraphClient(graph_url, EmulatorToken(), pacer=Pacer(), on_event=on_event)
 
 
 def emulator_port(graph_url: str) -> int:

@@ -33,8 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from provisioner.graph.errors import GraphError
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient
-from provisioner.operations.refresh import live_chat
-from provisioner.plans.live import LiveChat
+from provisioner.plans.live import LiveChat, live_chat
 from provisioner.states.records import State
 
 #: chat-list.md: "Maximum allowed $top value is 50."
@@ -48,7 +47,7 @@ MIN_COVER = 10
 
 @runtime_checkable
 class ListClient(BatchClient, Protocol):
-    """A client that can also list a user's chats (`provisioner.graph.GraphClient`)."""
+    """A client that can also list a user's chats (`provisioner.graph.client.GraphClient`)."""
 
     def list_user_chats(
         self,

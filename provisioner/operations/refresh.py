@@ -2,7 +2,7 @@
 
 ``refresh(client, state)`` reads each chat of the state with ``GET /chats/{id}?$expand=members``
 (api-reference/v1.0/api/chat-get.md, example 3: the chat "and all its members"), 20 per
-``$batch``, paced under the read limits (``provisioner.reads``). A 404 means the chat is gone
+``$batch``, paced under the read limits (``provisioner.graph.reads``). A 404 means the chat is gone
 (deleted in Teams; Graph's soft-deleted chats are not found either). The result feeds
 ``planner.make_plan(live=...)``, which reports the differences as drift ("changed outside
 provision") and plans the changes that bring the chats back to the manifest.
@@ -23,13 +23,14 @@ from typing import Any
 from provisioner.graph.errors import GraphNotFound
 from provisioner.graph.reads import READ_CONCURRENCY, BatchClient, batched_gets
 from provisioner.graph.routes import chat_path
-from provisioner.graph.users import resolve_users
 from provisioner.models import CHAT_TYPES, DesiredState
-from provisioner.plans.live import LiveChat, LiveMember
+from provisioner.operations.groups import GroupReader, group_refs, read_groups, taught_users
+from provisioner.operations.users import resolve_users
+from provisioner.plans.live import LiveChat, live_chat
 from provisioner.plans.planner import make_plan, refresh_only_plan
 from provisioner.plans.types import Plan
 from provisioner.states.home import check_home, check_not_found, claim_home
-from provisioner.states.records import State
+from provisioner.states.records import GroupRecord, State
 
 #: Chats per ``$batch`` in refresh: 15, not Graph's maximum of 20 (json-batching.md). A batch
 #: spends its reads at once, and network jitter can make two batches arrive together; at
@@ -108,42 +109,6 @@ def _as_asked(chat: LiveChat, chat_id: str) -> LiveChat:
     return chat
 
 
-def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
-    """A Graph ``chat`` (with ``members`` expanded) as a `LiveChat`.
-
-    A member's ``tenantId`` is kept only when it differs from the chat's: the manifest sets
-    ``tenantId`` for out-of-tenant users alone, and every in-tenant member carries the home
-    tenant. A member without roles counts as an owner (chat-post.md: a member is an owner or
-    a guest; guests always have the guest role).
-    """
-    home = str(body.get("tenantId") or "").lower()
-    members = []
-    for m in body.get("members") or ():
-        if not isinstance(m, Mapping) or not m.get("userId"):
-            continue  # not a user (e.g. an app or bot in the chat): not managed here
-        roles = [str(r).lower() for r in m.get("roles") or ()]
-        tenant = str(m.get("tenantId") or "") or None
-        if tenant is not None and (not home or tenant.lower() == home):
-            tenant = None
-        members.append(
-            LiveMember(
-                object_id=str(m["userId"]),
-                role="guest" if "guest" in roles else "owner",
-                membership_id=str(m["id"]) if m.get("id") else None,
-                tenant_id=tenant,
-                email=str(m["email"]) if m.get("email") else None,
-            )
-        )
-    return LiveChat(
-        chat_id=str(body.get("id") or chat_id or ""),
-        chat_type=str(body.get("chatType") or ""),
-        topic=str(body["topic"]) if body.get("topic") is not None else None,
-        members=tuple(members),
-        created_at=str(body["createdDateTime"]) if body.get("createdDateTime") else None,
-        tenant_id=home[:64] or None,
-    )
-
-
 def read_from_graph(
     client: BatchClient,
     desired: DesiredState,
@@ -154,6 +119,7 @@ def read_from_graph(
     refresh_only: bool = False,
     location: str = "",
     tenant: str | None = None,
+    groups: Mapping[str, GroupRecord] | None = None,
 ) -> Plan:
     """The plan of ``plan`` with refresh: resolve UPNs (the manifest's and the state's; an
     unknown manifest user raises ``ValidationFailed``), read every managed chat, and plan
@@ -162,9 +128,17 @@ def read_from_graph(
 
     ``tenant``: the run's, if established (`operations.state.check_client_home`); a chat read
     back establishes it too. Chats "not found" count as deleted only with that evidence, and
-    never all of them at once (``states.home.check_not_found``, issue 20)."""
-    users = resolve_users(client, state, None if refresh_only else desired)
+    never all of them at once (``states.home.check_not_found``, issue 20). ``groups``: the
+    groups this plan read already (for generators, `operations.plan`), not read again."""
+    # The groups read for generators pair their users' UPNs with object ids: no lookups.
+    users = {u: oid for u, oid in taught_users(groups or {}).items() if state.users.get(u) != oid}
     state.users.update(users)
+    users.update(resolve_users(client, state, None if refresh_only else desired))
+    state.users.update(users)
+    if groups is None and not refresh_only and group_refs(desired):
+        if not isinstance(client, GroupReader):
+            raise TypeError("this Graph client cannot read groups")
+        groups = read_groups(client, desired, state.groups)
     live = refresh(client, state) if state.chats else {}
     imported = read_imports(client, desired, state) if not refresh_only else {}
     # Without a tid in the token, the chats say which tenant they are in (issue 15).
@@ -191,8 +165,9 @@ def read_from_graph(
             imported=imported,
             app_refs=resolve_apps(client, desired, state),
             workspaces=read_workspaces(client, state, desired),
+            groups=groups,
         )
-    return replace(plan, users=users)
+    return replace(plan, users={**users, **plan.users})
 
 
 def read_imports(client: BatchClient, desired: DesiredState, state: State) -> dict[str, LiveChat]:

@@ -10,11 +10,13 @@ to the caller (the core never prints; the CLI says so on stderr).
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from provisioner.errors import ProvisionError, StateError
+from provisioner.errors import InputError, ProvisionError, StateError
 from provisioner.manifest.gcpause import gc_paused
 
 if TYPE_CHECKING:
@@ -45,7 +47,8 @@ def locked(
             raise
         if info.took_over is not None and on_takeover is not None:
             on_takeover(info.took_over)
-        with gc_paused():  # a big state's records are then frozen out of collections
+        # Collection off while a big state is decoded; freezing it is the CLI's call.
+        with gc_paused(freeze=False):
             state = store.read()
         yield state
 
@@ -176,8 +179,6 @@ def move_key(
     ``moved:`` entry in the manifest; this is for a state repair by hand. Refused, with nothing
     changed, when ``old`` is not a managed chat (a pending creation must be settled by apply
     first), ``new`` is not a valid key, or ``new`` is taken. Returns the chat id."""
-    from provisioner.operations.adopt import check_key
-
     check_key(new)
     with locked(store, "state mv", on_takeover=on_takeover) as state:
         if old in state.intents:
@@ -200,3 +201,21 @@ def move_key(
             state.rename_chat(old, new)
             store.write(state)
     return record.chat_id
+
+
+def check_key(key: str) -> None:
+    """InputError unless ``key`` is a valid manifest key (the schema's pattern)."""
+    if not _key_re().search(key):
+        raise InputError(
+            f"{key!r} is not a valid key",
+            hint="lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, "
+            "at most 128 characters",
+        )
+
+
+@functools.cache
+def _key_re() -> re.Pattern[str]:
+    # The schema module needs yaml: imported when a key is checked, not when the CLI starts.
+    from provisioner.manifest.schema import load_schema, regex
+
+    return regex(load_schema()["$defs"]["key"]["pattern"])

@@ -2,7 +2,7 @@
 
 Graph names a chat member by object id (``userId``) and email; the state and the manifest name
 them as written (GUID or UPN). Matching goes by what was written or by object id, case-
-insensitively, so once UPNs are resolved (``provisioner.users``) the form a manifest uses does
+insensitively, so once UPNs are resolved (``provisioner.graph.users``) the form a manifest uses does
 not matter. ``find_drift`` compares a state record with the live chat: the "changed outside
 provision" section of a plan.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from provisioner.models import GROUP, GUID_RE
 from provisioner.plans.types import Action, Change, Drift, RoleChange
@@ -61,23 +62,15 @@ class LiveChat:
         win over the list: Graph's member lists lag behind writes (contrib#5343), so a member
         provision added that the list does not show yet, or one it removed that the list
         still shows, is not a change made in Teams."""
-        written = {}
+        written: dict[str, MemberRecord] = {}
         if known is not None:
             for m in known.members:
                 if m.object_id:
-                    written[m.object_id.lower()] = m.user
+                    written[m.object_id.lower()] = m
                 elif GUID_RE.match(m.user):
-                    written[m.user.lower()] = m.user
+                    written[m.user.lower()] = m
         members = tuple(
-            MemberRecord(
-                user=written.get(m.object_id.lower())
-                or (names or {}).get(m.object_id.lower(), m.object_id),
-                role=m.role,
-                object_id=m.object_id,
-                tenant_id=m.tenant_id,
-                membership_id=m.membership_id,
-            )
-            for m in self.members
+            _as_member(m, written.get(m.object_id.lower()), names) for m in self.members
         )
         settling: tuple[Settling, ...] = ()
         if known is not None and known.settling:
@@ -90,6 +83,23 @@ class LiveChat:
             created_at=self.created_at or (known.created_at if known else None),
             settling=settling,
         )
+
+
+def _as_member(
+    m: LiveMember, known: MemberRecord | None, names: Mapping[str, str] | None
+) -> MemberRecord:
+    """A listed member as a record. A member state does not know was added by someone else
+    (``added`` False: ``membership: additive`` leaves it alone). ``tenantId`` missing from the
+    answer is not news: Graph's known issue "some properties for chat members might be
+    missing" (concepts/includes/known-issues/teamwork-communications.md) says tenantId, email
+    and displayName may come back empty, so the recorded tenant stands."""
+    if known is None:
+        user = (names or {}).get(m.object_id.lower(), m.object_id)
+        return MemberRecord(user, m.role, m.object_id, m.tenant_id, m.membership_id, added=False)
+    tenant = m.tenant_id if m.tenant_id is not None else known.tenant_id
+    return MemberRecord(
+        known.user, m.role, m.object_id, tenant, m.membership_id, known.added, known.via
+    )
 
 
 def _without_lag(
@@ -221,7 +231,46 @@ def without_signed_in_user(
     for change in changes:
         if change.action is not Action.CREATE:
             continue
-        ids = [m.object_id or object_id_of(m.user, users) for m in change.members]
+        # Only the members of the POST itself count: a chat of more than 200 is created
+        # with the first 200 (issue 22), and the caller must be among them.
+        sent = len(change.body.get("members") or ()) if change.body else len(change.members)
+        ids = [m.object_id or object_id_of(m.user, users) for m in change.members[:sent]]
         if wanted not in {i.lower() for i in ids if i} and all(ids):
             keys.append(change.key)
     return keys
+
+
+def live_chat(body: Mapping[str, Any], chat_id: str | None = None) -> LiveChat:
+    """A Graph ``chat`` (with ``members`` expanded) as a `LiveChat`.
+
+    A member's ``tenantId`` is kept only when it differs from the chat's: the manifest sets
+    ``tenantId`` for out-of-tenant users alone, and every in-tenant member carries the home
+    tenant. A member without roles counts as an owner (chat-post.md: a member is an owner or
+    a guest; guests always have the guest role).
+    """
+    home = str(body.get("tenantId") or "").lower()
+    members = []
+    for m in body.get("members") or ():
+        if not isinstance(m, Mapping) or not m.get("userId"):
+            continue  # not a user (e.g. an app or bot in the chat): not managed here
+        roles = [str(r).lower() for r in m.get("roles") or ()]
+        tenant = str(m.get("tenantId") or "") or None
+        if tenant is not None and (not home or tenant.lower() == home):
+            tenant = None
+        members.append(
+            LiveMember(
+                object_id=str(m["userId"]),
+                role="guest" if "guest" in roles else "owner",
+                membership_id=str(m["id"]) if m.get("id") else None,
+                tenant_id=tenant,
+                email=str(m["email"]) if m.get("email") else None,
+            )
+        )
+    return LiveChat(
+        chat_id=str(body.get("id") or chat_id or ""),
+        chat_type=str(body.get("chatType") or ""),
+        topic=str(body["topic"]) if body.get("topic") is not None else None,
+        members=tuple(members),
+        created_at=str(body["createdDateTime"]) if body.get("createdDateTime") else None,
+        tenant_id=home[:64] or None,
+    )

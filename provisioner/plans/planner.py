@@ -13,14 +13,24 @@ from datetime import datetime, timezone
 
 from provisioner.errors import PlanError
 from provisioner.manifest import moves as moves_
-from provisioner.models import DEFAULT_GRAPH_URL, Chat, DesiredState, expiry_of
+from provisioner.models import (
+    DEFAULT_GRAPH_URL,
+    MAX_MEMBERS_AT_ONCE,
+    Chat,
+    DesiredState,
+    expiry_of,
+)
 from provisioner.plans.compare import CannotUpdate, after_member, compare, source_of
+from provisioner.plans.groups import expand_groups
 from provisioner.plans.live import LiveChat, LiveMember, find_drift, upn_names, with_object_ids
 from provisioner.plans.types import Action, Change, Drift, Plan
 from provisioner.plans.workspace import LiveWorkspace, Unresolved, plan_workspace
-from provisioner.states.records import ChatRecord, Intent, State, Workspace
+from provisioner.states.records import ChatRecord, GroupRecord, Intent, State, Workspace
 
 __all__ = ["LiveChat", "LiveMember", "make_plan", "refresh_only_plan"]
+
+#: Seconds between two member changes of one chat: 4 per minute (includes/throttling-teams.md).
+MEMBER_CHANGE_INTERVAL_S = 15.0
 
 
 def make_plan(
@@ -34,6 +44,7 @@ def make_plan(
     imported: Mapping[str, LiveChat] | None = None,
     app_refs: Mapping[str, str] | None = None,
     workspaces: Mapping[str, LiveWorkspace] | None = None,
+    groups: Mapping[str, GroupRecord] | None = None,
 ) -> Plan:
     """Plan every key of ``desired`` and ``state`` (ordered by key).
 
@@ -45,19 +56,28 @@ def make_plan(
     catalog id; the state remembers earlier ones) and ``workspaces`` is the refreshed view of
     the apps and tabs of managed chats, by state key (``plans.workspace``).
 
+    ``groups`` are the groups of ``group:`` entries as a refresh read them (None: the
+    state's, ``State.groups``); their users join the chats (``plans.groups``).
+
     ``live`` is the refreshed view of managed chats by *state* key (None: no refresh; a key
     missing from it was not refreshed). ``desired.moves`` rename state keys first (the change
     of the new key carries ``moved_from``). ``state.users`` (UPN -> object id, filled in by
-    ``provisioner.users`` before planning) makes member comparisons exact.
+    ``provisioner.graph.users`` before planning) makes member comparisons exact.
 
     Raises PlanError, listing every offending key, for changes Graph cannot make in place (a
     chat's type, a oneOnOne's member pair), for a planned delete of a protected key, and for
     a ``moved:`` entry whose old and new keys are both in the state.
     """
-    wanted = desired.by_key()
     now = now or datetime.now(timezone.utc)
-    names = upn_names(state.users) if live is not None else {}
     errors: list[tuple[str, str]] = []
+    # ``group:`` entries: the groups this plan read (a refresh), else as the state recorded.
+    desired, taught, problems = expand_groups(
+        desired, state.groups if groups is None else groups, state.users
+    )
+    errors.extend((str(p), p.hint) for p in problems)
+    users = {**state.users, **taught} if taught else state.users
+    wanted = desired.by_key()
+    names = upn_names(users) if live is not None else {}
     chats, intents, protected, live, moved_from = _moved(desired, state, live, errors)
     changes: list[Change] = []
     drift: list[Drift] = []
@@ -65,20 +85,16 @@ def make_plan(
     refs = _known_refs(state, app_refs)
     for key in sorted(set(wanted) | set(chats) | set(intents)):
         if key in adopting:
-            change = _import(wanted[key], adopting[key], state.users, errors)
+            change = _import(wanted[key], adopting[key], users, errors)
             if change is not None:
                 adopted = (workspaces or {}).get(key) or LiveWorkspace()
                 change = _workspace(change, wanted[key], refs, Workspace(), adopted, prune, errors)
                 changes.append(change)
             continue
-        sides = _sides(
-            key, wanted.get(key), chats.get(key), intents.get(key), live, state.users, names
-        )
+        sides = _sides(key, wanted.get(key), chats.get(key), intents.get(key), live, users, names)
         if sides.drift is not None:
             drift.append(sides.drift)
-        change = _change(
-            sides, state.users, protected, errors, prune=prune, graph_url=graph_url, now=now
-        )
+        change = _change(sides, users, protected, errors, prune=prune, graph_url=graph_url, now=now)
         if change is None:
             continue
         chat = sides.chat
@@ -109,6 +125,8 @@ def make_plan(
         drift=tuple(drift),
         refreshed=live is not None,
         prune=prune,
+        users=taught,
+        groups=dict(groups or {}),
     )
 
 
@@ -230,7 +248,7 @@ def _change(
     try:
         return compare(chat, sides.current, users)
     except CannotUpdate as exc:
-        errors.append((str(exc), _NEW_KEY_HINT))
+        errors.append((str(exc), exc.hint or _NEW_KEY_HINT))
         return None
 
 
@@ -414,15 +432,40 @@ def _create(chat: Chat, graph_url: str, users: Mapping[str, str]) -> Change:
     # A oneOnOne create is "create, or adopt the existing chat": Graph returns the existing
     # one-on-one chat of a pair instead of creating another (api-reference/v1.0/api/chat-post.md),
     # so unlike a group creation it is safe to repeat and needs no journal.
+    members = tuple(after_member(m, users) for m in chat.members)
+    later = members[MAX_MEMBERS_AT_ONCE:]
     return Change(
         key=chat.key,
         action=Action.CREATE,
         chat_type=chat.chat_type,
-        members=tuple(after_member(m, users) for m in chat.members),
+        members=members,
         topic=chat.topic,
         body=chat.request_body(graph_url),
         source=source_of(chat),
+        add=later,
+        notes=(completion_note(len(later)),) if later else (),
     )
+
+
+def completion_note(later: int) -> str:
+    """What a creation of more than ``MAX_MEMBERS_AT_ONCE`` members says in the plan."""
+    # 4 member changes per minute per chat (includes/throttling-teams.md), the first one
+    # right after the creation.
+    minutes = (later - 1) * MEMBER_CHANGE_INTERVAL_S / 60
+    return (
+        f"Graph adds at most {MAX_MEMBERS_AT_ONCE} members at one time (Teams limits): the chat "
+        f"is created with the first {MAX_MEMBERS_AT_ONCE} and the other {later} are added one "
+        f"by one at Graph's pace of 4 member changes per minute per chat, which takes about "
+        f"{_duration(minutes)}"
+    )
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 1:
+        return "a minute"
+    if minutes < 90:
+        return f"{minutes:.0f} minutes"
+    return f"{minutes / 60:.1f} hours"
 
 
 def _reconcile(

@@ -17,7 +17,7 @@ from typing import Any
 
 from provisioner import __version__
 from provisioner.plans.workspace import WorkspaceChange
-from provisioner.states.records import ChatRecord, Intent, MemberRecord
+from provisioner.states.records import ChatRecord, GroupRecord, Intent, MemberRecord
 
 PLAN_FORMAT_VERSION = 1
 PLAN_FILE_KIND = "provision-plan"
@@ -93,6 +93,9 @@ class Change:
     moved_from: str | None = None
     protect_change: tuple[bool, bool] | None = None
     history: str | None = None
+    # Issue 22: members someone else added that ``membership: additive`` leaves as they are
+    # (they are in ``members`` too, with ``added`` False): shown as unmanaged, never changed.
+    unmanaged: tuple[MemberRecord, ...] = ()
     # Issue 23: why a chat still in the manifest is deleted or kept: ``expired`` (its
     # ``expires`` passed: a delete), ``expired-protected`` (past, but protected: a no-op the
     # plan shows with its note).
@@ -160,6 +163,8 @@ class Change:
             }
         if self.history is not None:
             data["history"] = self.history
+        if self.unmanaged:
+            data["members_unmanaged"] = [m.to_dict() for m in self.unmanaged]
         if self.reason is not None:
             data["reason"] = self.reason
         if self.import_id is not None:
@@ -211,6 +216,7 @@ class Change:
                 else None
             ),
             history=_opt_str(data.get("history")),
+            unmanaged=tuple(_member(m) for m in data.get("members_unmanaged", ())),
         )
 
 
@@ -280,6 +286,9 @@ class Plan:
     # state), and a ``plan --refresh-only`` plan: drift only, no changes from the manifest.
     users: Mapping[str, str] = field(default_factory=dict)
     refresh_only: bool = False
+    # Issue 22: the groups of ``group:`` entries as this plan read them (ref -> group), for
+    # apply to record in the state (empty when the plan used the state's).
+    groups: Mapping[str, GroupRecord] = field(default_factory=dict)
     # ``--target`` patterns (issue 23, ``plans.targets``): only matching keys were planned.
     targets: tuple[str, ...] = ()
     tool_version: str = __version__
@@ -337,6 +346,7 @@ class Plan:
             "prune": self.prune,
             "targets": list(self.targets),
             "users": dict(sorted(self.users.items())),
+            "groups": {k: g.to_dict() for k, g in sorted(self.groups.items())},
             # Renamed keys are counted apart: a moved key also has its own action (issue 17).
             "summary": {**self.summary, "move": len(self.moves), "import": len(self.imports)},
             "moves": [{"from": old, "to": new} for old, new in self.moves],
@@ -360,6 +370,7 @@ class Plan:
             prune=bool(data["prune"]),
             users={str(k): str(v) for k, v in (data.get("users") or {}).items()},
             refresh_only=bool(data.get("refresh_only", False)),
+            groups={str(k): _group(g) for k, g in (data.get("groups") or {}).items()},
             targets=tuple(str(t) for t in data.get("targets") or ()),
             tool_version=str(data["tool_version"]),
             created_at=str(data["created_at"]),
@@ -390,6 +401,8 @@ def _member(data: Mapping[str, Any]) -> MemberRecord:
         object_id=_opt_str(data.get("object_id")),
         tenant_id=_opt_str(data.get("tenant_id")),
         membership_id=_opt_str(data.get("membership_id")),
+        added=data.get("added", True) is not False,
+        via=_opt_str(data.get("via")),
     )
 
 
@@ -401,6 +414,12 @@ def _record(data: Mapping[str, Any]) -> ChatRecord:
         topic=_opt_str(data.get("topic")),
         created_at=_opt_str(data.get("created_at")),
     )
+
+
+def _group(data: Any) -> GroupRecord:
+    from provisioner.states.codec import group_json
+
+    return group_json(data, "groups")
 
 
 def _intent(key: str, data: Mapping[str, Any]) -> Intent:

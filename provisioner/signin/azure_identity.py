@@ -1,8 +1,9 @@
 """Sign-ins through Azure Identity (the optional extra ``teams-provision[azure]``) where they
-serve CI: ``--auth azure-cli`` (the account of ``az login`` or ``azure/login``) and ``--auth
+serve CI: ``--auth azure-cli`` (the account of ``az login`` or ``azure/login``), ``--auth
 azure-pipelines`` (an Azure DevOps service connection with workload identity federation,
-Azure Identity's ``AzurePipelinesCredential``). MSAL stays the library of the core flows
-(`provisioner.signin.msal_flows`).
+Azure Identity's ``AzurePipelinesCredential``) and ``--auth default`` (its
+``DefaultAzureCredential`` chain, as other Azure tools sign in). MSAL stays the library of
+the core flows (`provisioner.signin.msal_flows`).
 
 Each Azure Identity credential is wrapped in provision's `Credential` interface: the token is
 cached and refreshed ahead of expiry under a lock, and a failure becomes one `AuthError` line
@@ -82,6 +83,36 @@ class AzureIdentityCredential:
         return f"AzureIdentityCredential({self.description})"
 
 
+#: What a state blob's failed Azure AD sign-in suggests (the storage variables come first).
+STORAGE_HINT = (
+    "set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or sign "
+    "in to Azure AD: AZURE_TENANT_ID and AZURE_CLIENT_ID with a secret, certificate or federated "
+    "token (in GitHub Actions: `id-token: write`), a managed identity, or `az login`"
+)
+
+
+def blob_default_chain(
+    scope: str, *, clock: Callable[[], float] = time.time
+) -> AzureIdentityCredential:
+    """Azure Identity's ``DefaultAzureCredential`` (managed identity, ``az login``...): what
+    the state blob signs in with when the environment names no app (`chooser.blob_credential`)."""
+    quiet_azure_logs()
+    try:
+        import azure.identity as identity
+    except ImportError:
+        raise AuthError(
+            "signing in to an azblob:// state with Azure AD needs Azure Identity",
+            hint=INSTALL_HINT,
+        ) from None
+    return AzureIdentityCredential(
+        identity.DefaultAzureCredential(),
+        scope,
+        "Azure AD (DefaultAzureCredential)",
+        STORAGE_HINT,
+        clock=clock,
+    )
+
+
 def azure_cli(
     environ: Mapping[str, str], scope: str, *, clock: Callable[[], float] = time.time
 ) -> AzureIdentityCredential:
@@ -131,5 +162,26 @@ def azure_pipelines(
         f"Azure Pipelines service connection {values['connection']}",
         "check that the service connection uses workload identity federation, that this "
         "pipeline may use it, and that its app registration has the Graph permissions",
+        clock=clock,
+    )
+
+
+def default_chain(
+    scope: str, authority_host: str, *, clock: Callable[[], float] = time.time
+) -> AzureIdentityCredential:
+    """``--auth default``: Azure Identity's ``DefaultAzureCredential``, the chain the Azure
+    SDKs and tools use: the environment (a secret, a certificate, workload identity), managed
+    identity, then the developer sign-ins (Azure CLI, Azure Developer CLI, PowerShell).
+    ``AZURE_TOKEN_CREDENTIALS`` narrows the chain (``prod``, ``dev`` or one credential's
+    name), as Azure Identity documents; the login host follows ``--cloud``."""
+    identity = import_identity("default")
+    credential = identity.DefaultAzureCredential(authority=authority_host)
+    return AzureIdentityCredential(
+        credential,
+        scope,
+        "Azure Identity's default chain",
+        "set up one of its sources (AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or "
+        "certificate; workload identity; a managed identity; az login), or choose one with "
+        "AZURE_TOKEN_CREDENTIALS; --debug shows what each source said",
         clock=clock,
     )

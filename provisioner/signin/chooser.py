@@ -1,4 +1,5 @@
-"""Credentials for Microsoft Graph: a static token, or MSAL flows chosen from the environment.
+"""Credentials for Microsoft Graph and the state blob: a static token, or MSAL flows chosen
+from the environment, or Azure Identity's.
 
 `credential_from_env` picks one flow from the contract's variables and checks everything it
 can without the network (variables set, files readable, certificate and password valid), so
@@ -23,7 +24,7 @@ from provisioner.errors import AuthError, InputError
 from provisioner.fsutil import is_loopback_host
 from provisioner.models import GUID_RE
 from provisioner.redact import remember
-from provisioner.signin.ci import github_assertion, github_oidc_available
+from provisioner.signin.ci import github_assertion, github_oidc_available, pipelines_available
 from provisioner.signin.claims import jwt_expiry
 from provisioner.signin.credential_files import assertion_reader, certificate_credential
 from provisioner.signin.msal_flows import (
@@ -59,7 +60,22 @@ CLOUDS: Mapping[str, Cloud] = {
     ),
 }
 DEFAULT_CLOUD = "global"
-AUTH_MODES = ("env", "managed-identity", "device-code", "azure-cli", "azure-pipelines")
+AUTH_MODES = ("env", "default", "managed-identity", "device-code", "azure-cli", "azure-pipelines")
+#: Azure Storage's audience, the same in every cloud: what a state blob's token is for.
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """How a run signs in (``--auth``, ``--cloud``): Graph and the state blob alike."""
+
+    auth: str = "env"
+    cloud: str = DEFAULT_CLOUD
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SignIn:
+        """For a command without ``--auth`` (``state list``...): ``PROVISION_AUTH``."""
+        return cls(environ.get("PROVISION_AUTH", "").strip() or "env")
 
 
 def cloud_named(name: str) -> Cloud:
@@ -225,8 +241,11 @@ def credential_from_env(
     http_client: Any = None,
     prompt: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.time,
+    scope: str | None = None,
 ) -> Credential:
-    """Choose and check the credential for ``--auth`` (None or "env" means: from variables).
+    """Choose and check the credential for ``--auth`` (None or "env" means: from variables),
+    for Graph, or for ``scope`` (the state blob's `STORAGE_SCOPE`: the same sign-in, another
+    audience; ``PROVISION_ACCESS_TOKEN`` is a Graph token and serves Graph only).
 
     Raises `AuthError` naming the variable to set when something is missing or unusable.
     No network access happens here; the first `get_token` signs in.
@@ -235,26 +254,61 @@ def credential_from_env(
     if mode not in AUTH_MODES:
         raise AuthError(f"unknown --auth {auth!r}", hint=f"use one of: {', '.join(AUTH_MODES)}")
     target = cloud_named(cloud)
-    env = _Env(environ, _authority_host(environ, target), graph_scope_for(cloud))
+    env = _Env(environ, _authority_host(environ, target), scope or graph_scope_for(cloud))
     if mode == "managed-identity":
         client_id = env("AZURE_CLIENT_ID") or None
         if client_id is not None:
             _check_guid("AZURE_CLIENT_ID", client_id)
+        resource = target.graph if scope is None else scope.removesuffix("/.default")
         return ManagedIdentityCredential(
-            resource=target.graph, client_id=client_id, http_client=http_client, clock=clock
+            resource=resource, client_id=client_id, http_client=http_client, clock=clock
         )
     if mode == "device-code":
         return _device_code(env, prompt=prompt, http_client=http_client, clock=clock)
-    if mode in ("azure-cli", "azure-pipelines"):
+    if mode in ("azure-cli", "azure-pipelines", "default"):
         # Azure Identity, the optional extra: imported only for these modes.
         from provisioner.signin import azure_identity
 
         if mode == "azure-cli":
             return azure_identity.azure_cli(environ, env.scope, clock=clock)
+        if mode == "default":
+            return azure_identity.default_chain(env.scope, env.authority_host, clock=clock)
         return azure_identity.azure_pipelines(environ, env.scope, env.authority_host, clock=clock)
-    if "PROVISION_ACCESS_TOKEN" in environ:
+    if "PROVISION_ACCESS_TOKEN" in environ and scope is None:
         return StaticToken(environ["PROVISION_ACCESS_TOKEN"])
     return _app_credential(env, http_client=http_client, clock=clock)
+
+
+def blob_credential(sign_in: SignIn, environ: Mapping[str, str]) -> Credential:
+    """The state blob's Azure AD credential: Graph's sign-in (the same ``--auth`` and
+    variables) for Azure Storage. With ``--auth env`` and no app in the variables (a static
+    Graph token, or nothing), as documented before there was one chooser: an Azure Pipelines
+    service connection when the job has one, else Azure Identity's ``DefaultAzureCredential``
+    (managed identity, ``az login``)."""
+    from provisioner.signin import azure_identity
+
+    mode = sign_in.auth or "env"
+    if mode == "env" and not _app_in_env(environ):
+        if pipelines_available(environ):
+            mode = "azure-pipelines"
+        else:
+            return azure_identity.blob_default_chain(STORAGE_SCOPE)
+    return credential_from_env(mode, sign_in.cloud, environ, scope=STORAGE_SCOPE)
+
+
+def _app_in_env(environ: Mapping[str, str]) -> bool:
+    """``--auth env`` names an app: its own credential, or GitHub's OIDC token for it."""
+    if any(environ.get(name, "").strip() for name in _APP_SECRETS):
+        return True
+    named = all(environ.get(n, "").strip() for n in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID"))
+    return named and github_oidc_available(environ)
+
+
+_APP_SECRETS = (
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+)
 
 
 class _Env:

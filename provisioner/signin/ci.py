@@ -52,6 +52,13 @@ def github_oidc_available(environ: Mapping[str, str]) -> bool:
     return bool(environ.get(REQUEST_URL, "").strip() and environ.get(REQUEST_TOKEN, "").strip())
 
 
+def pipelines_available(environ: Mapping[str, str]) -> bool:
+    """True in an Azure Pipelines job that names a service connection to sign in with."""
+    return bool(
+        environ.get(SERVICE_CONNECTION, "").strip() and environ.get(OIDC_REQUEST_URI, "").strip()
+    )
+
+
 def github_assertion(
     environ: Mapping[str, str],
     *,

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from provisioner.errors import AuthError
-from provisioner.fsutil import write_atomic
 from provisioner.redact import redact, remember
 from provisioner.signin.hints import (
     AADSTS_HINTS,
@@ -233,6 +232,23 @@ class ConfidentialClientCredential(_MsalCredential):
         return self._app
 
     def _acquire(self, force: bool) -> dict[str, Any]:
+        assertion = (
+            self._client_credential.get("client_assertion")
+            if isinstance(self._client_credential, dict)
+            else None
+        )
+        if callable(assertion) and self._app is None:
+            # GitHub's OIDC token or the token file first, handed to MSAL's first call: a
+            # refusal there is said at once, before Entra is asked anything.
+            fetched = [assertion()]
+
+            def first_then_fresh() -> Any:
+                return fetched.pop() if fetched else assertion()
+
+            self._client_credential = {
+                **self._client_credential,  # type: ignore[dict-item]
+                "client_assertion": first_then_fresh,
+            }
         app = self._application()
         if force:
             app.remove_tokens_for_client()
@@ -312,8 +328,9 @@ class ManagedIdentityCredential(_MsalCredential):
 class DeviceCodeCredential(_MsalCredential):
     """``--auth device-code``: a person signs in in a browser; delegated permissions.
 
-    Tokens (and the refresh token) are kept in an MSAL cache file readable only by the user,
-    so the next run signs in silently.
+    Tokens (and the refresh token) are kept in an MSAL cache, encrypted at rest where the
+    platform allows, else in a file readable only by the user with a warning
+    (`provisioner.signin.token_cache`), so the next run signs in silently.
     """
 
     def __init__(
@@ -343,17 +360,13 @@ class DeviceCodeCredential(_MsalCredential):
         if self._app is None:
             import msal
 
-            self._cache = msal.SerializableTokenCache()
-            try:
-                self._cache.deserialize(self._cache_path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                pass
-            except (OSError, ValueError) as exc:
-                log.warning("ignoring unreadable token cache %s: %s", self._cache_path, exc)
+            from provisioner.signin.token_cache import open_token_cache
+
+            self._cache = open_token_cache(self._cache_path, warn=self._prompt)
             self._app = msal.PublicClientApplication(
                 self._client_id,
                 authority=self._authority,
-                token_cache=self._cache,
+                token_cache=self._cache.cache,
                 http_client=self._http_client or same_origin_session(),
                 instance_discovery=False,
             )
@@ -383,24 +396,13 @@ class DeviceCodeCredential(_MsalCredential):
         return result
 
     def _save_cache(self) -> None:
-        if self._cache is None or not self._cache.has_state_changed:
-            return
-        try:
-            write_private_file(self._cache_path, self._cache.serialize())
-            self._cache.has_state_changed = False
-        except OSError as exc:
-            log.warning("could not save the token cache %s: %s", self._cache_path, exc)
+        if self._cache is not None:
+            self._cache.save()
 
     def _hint(self, error: str, detail: str) -> str | None:
         if error == "authorization_pending" or "expired" in error:
             return "the sign-in was not completed in time; run again and sign in promptly"
         return "check AZURE_CLIENT_ID (an app allowing public client flows) and AZURE_TENANT_ID"
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Write atomically with mode 0600, in a directory only the user can enter."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomic(path, text.encode("utf-8"))
 
 
 def token_cache_path(environ: Mapping[str, str]) -> Path:

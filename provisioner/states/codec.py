@@ -22,6 +22,8 @@ from provisioner.states.records import (
     AppRecord,
     ChatRecord,
     DeletedChat,
+    GroupRecord,
+    GroupUser,
     Intent,
     MemberRecord,
     State,
@@ -38,14 +40,9 @@ class _Bad(Exception):
         super().__init__(f"{where}: {what}")
 
 
-def peek_lineage(path: str) -> str | None:
-    """The lineage of the state file at ``path`` from its first lines (None when there is no
-    file or no lineage there): cheap enough to check before every backup."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return None
+def lineage_of(head: bytes) -> str | None:
+    """The lineage named in the first bytes of a state file (None when there is none there):
+    the caller reads only the file's head, cheap enough to check before every backup."""
     found = _LINEAGE.search(head)
     return found.group(1).decode("ascii") if found else None
 
@@ -113,7 +110,7 @@ def _get(obj: Mapping[str, Any], name: str, where: str, kind: type, optional: bo
 
 
 def _short(obj: Mapping[str, Any], name: str) -> str | None:
-    value = _get(obj, name, "$", str, optional=True)
+    value: str | None = _get(obj, name, "$", str, optional=True)
     if value is not None and not 0 < len(value) <= 256:
         raise _Bad(f"$.{name}", "expected a short non-empty text")
     return value
@@ -130,6 +127,7 @@ def _members(raw: Any, where: str) -> tuple[MemberRecord, ...]:
         role = _get(m, "role", w, str)
         if role not in ROLES:
             raise _Bad(f"{w}.role", f"unknown role {role!r}")
+        added = _get(m, "added", w, bool, optional=True)
         out.append(
             MemberRecord(
                 user=_get(m, "user", w, str),
@@ -137,6 +135,8 @@ def _members(raw: Any, where: str) -> tuple[MemberRecord, ...]:
                 object_id=_get(m, "object_id", w, str, optional=True),
                 tenant_id=_get(m, "tenant_id", w, str, optional=True),
                 membership_id=_get(m, "membership_id", w, str, optional=True),
+                added=added is not False,
+                via=_get(m, "via", w, str, optional=True),
             )
         )
     return tuple(out)
@@ -156,17 +156,20 @@ class _Slow(Exception):
 def _member_fast(m: dict[str, Any]) -> MemberRecord:
     user, role = m["user"], m["role"]
     oid, tid, mid = m.get("object_id"), m.get("tenant_id"), m.get("membership_id")
+    added, via = m.get("added", True), m.get("via")
     if (
         type(user) is not str
         or role not in ROLES
         or (oid is not None and type(oid) is not str)
         or (tid is not None and type(tid) is not str)
         or (mid is not None and type(mid) is not str)
+        or type(added) is not bool
+        or (via is not None and type(via) is not str)
     ):
         raise _Slow
     if oid == user:
         oid = user  # one string, not two equal ones: a GUID member's id is its user
-    return MemberRecord(user, role, oid, tid, mid)
+    return MemberRecord(user, role, oid, tid, mid, added, via)
 
 
 def _chat_fast(c: dict[str, Any]) -> ChatRecord:
@@ -281,6 +284,41 @@ def chat_from_json(data: Any, where: str) -> ChatRecord:
         raise ValueError(str(exc)) from exc
 
 
+def group_from_json(data: Any, where: str) -> GroupRecord:
+    """One group as ``GroupRecord.to_dict`` wrote it; ``_Bad`` says what is wrong."""
+    if not isinstance(data, dict) or not isinstance(data.get("users"), list):
+        raise _Bad(where, "expected an object with id, name, read_at and users")
+    users = []
+    for i, u in enumerate(data["users"]):
+        w = f"{where}.users[{i}]"
+        if not isinstance(u, dict):
+            raise _Bad(w, "expected an object")
+        guest = _get(u, "guest", w, bool, optional=True)
+        users.append(
+            GroupUser(
+                _get(u, "id", w, str),
+                _get(u, "upn", w, str, optional=True),
+                bool(guest),
+                _get(u, "name", w, str, optional=True),
+                _get(u, "mail", w, str, optional=True),
+            )
+        )
+    return GroupRecord(
+        _get(data, "id", where, str),
+        _get(data, "name", where, str),
+        _get(data, "read_at", where, str),
+        tuple(users),
+    )
+
+
+def group_json(data: Any, where: str) -> GroupRecord:
+    """``group_from_json`` for the journal: ValueError says what is wrong."""
+    try:
+        return group_from_json(data, where)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def intent_from_json(key: str, data: Any, where: str) -> Intent:
     """One intent as ``Intent.to_dict`` wrote it; ValueError says what is wrong."""
     try:
@@ -309,6 +347,10 @@ def _state_from(data: Mapping[str, Any]) -> State:
     for upn, oid in users.items():
         if not isinstance(oid, str):
             raise _Bad(f"$.users[{upn!r}]", "expected a string")
+    groups = {
+        str(ref): group_from_json(g, f"$.groups[{ref!r}]")
+        for ref, g in (_get(data, "groups", "$", dict, optional=True) or {}).items()
+    }
     protected = _get(data, "protected", "$", list, optional=True) or []
     for i, key in enumerate(protected):
         if not isinstance(key, str):
@@ -332,6 +374,7 @@ def _state_from(data: Mapping[str, Any]) -> State:
         chats=chats,
         intents=intents,
         users=dict(users),
+        groups=groups,
         protected=set(protected),
         last_plan_id=_get(data, "last_plan_id", "$", str, optional=True),
         deleted=deleted,

@@ -275,9 +275,14 @@ class JournalWriter:
                     self._broken = exc
                     if not final:
                         raise
-            # A broken journal (a failed append may have left a torn record): the final write
-            # still saves every change made in memory. Killed right after it, the journal
-            # without a readable marker is refused with a clear message on the next run.
+            if self._broken is not None and final:
+                # A broken journal (a failed append may have left a torn record): the final
+                # write still saves every change made in memory. A marker declaring the torn
+                # tail is tried once more; if it cannot be made durable either and the run is
+                # killed right after the write, the next read refuses the journal and
+                # `provision state repair` sees the state absorbed it (one serial ahead).
+                with contextlib.suppress(ProvisionError):
+                    self.store.seal(snapshot.serial + 1)
             if self._broken is None:
                 self._appended(data, upto)
             self._since = 0

@@ -28,7 +28,7 @@ from provisioner.fsutil import (
     sweep_temp_files,
     write_atomic,
 )
-from provisioner.states.codec import decode_state, peek_lineage
+from provisioner.states.codec import decode_state, lineage_of
 from provisioner.states.journal import JOURNAL_SUFFIX
 from provisioner.states.lock import FileLock, LockInfo, hold
 from provisioner.states.records import BACKUP_SUFFIX, State
@@ -123,6 +123,38 @@ class LocalStateStore:
     def force_unlock(self, lock_id: str) -> LockInfo:
         return self._lock.force_unlock(lock_id)
 
+    def confirm_lock(self) -> None:
+        """Nothing to confirm: the OS lock cannot be taken from a live holder (``force-unlock``
+        refuses while it is held), so a run that took it holds it until it ends."""
+
+    def damaged(self) -> tuple[bytes, State | None]:
+        """For ``provision state repair`` when ``read`` refuses the file: its bytes, and the
+        backup (None when it is missing or unreadable too)."""
+        self._refuse_special_files()
+        try:
+            raw = read_regular(self.path, limit=MAX_STATE_BYTES)
+        except OSError as exc:  # NotRegularFile and FileTooLarge included
+            raise StateError(f"cannot read state file {self.path}: {exc}") from exc
+        try:
+            kept = read_regular(self.backup_location, limit=MAX_STATE_BYTES)
+            backup: State | None = decode_state(kept, self.backup_location, "")
+        except (OSError, StateError):
+            backup = None
+        return raw, backup
+
+    def replace_damaged(self, state: State, serial: int, keep: str) -> None:
+        """Write ``state`` as ``serial`` over an unreadable file, first copied to ``keep``; the
+        backup stays the last good version (it is not replaced by the damaged file)."""
+        try:
+            with open(self.path, "rb") as f:
+                write_atomic(keep, f.read())
+            write_atomic(self.path, state.encode(serial=serial), keep_mode=True)
+        except OSError as exc:
+            raise self._unwritable(exc, os.path.dirname(os.path.abspath(self.path))) from exc
+        state.serial = serial
+        state.exists = True
+        self._lineage, self._serial = state.lineage, serial
+
     def _check_history(self, state: State) -> None:
         if self._serial is None:
             # Never read: learn what is on disk before overwriting it. An unreadable file
@@ -199,7 +231,7 @@ class LocalStateStore:
         if not os.path.exists(self.path):
             return
         backup = self.backup_location
-        other = peek_lineage(backup)
+        other = _peek_lineage(backup)
         if other is not None and self._lineage is not None and other != self._lineage:
             raise StateError(
                 f"refusing to replace {backup}: it holds another state (lineage {other}, this "
@@ -220,6 +252,14 @@ class LocalStateStore:
             raise
 
     def _restore_hint(self) -> str:
+        if _exists(self.path + JOURNAL_SUFFIX) and os.path.exists(self.backup_location):
+            # The journal continues this file, not the backup: putting the backup back alone
+            # would leave a journal no state continues.
+            return (
+                "provision changed nothing; `provision state repair` (same --state) rebuilds "
+                f"it from {self.backup_location}, the readable part of this file and the "
+                "journal, keeping a copy of this file"
+            )
         if os.path.exists(self.backup_location):
             return (
                 f"the previous version is in {self.backup_location}: after checking it, "
@@ -236,3 +276,13 @@ class LocalStateStore:
 
 def _exists(path: str) -> bool:
     return os.path.lexists(path)
+
+
+def _peek_lineage(path: str) -> str | None:
+    """The lineage of the state file at ``path`` from its first 4 KiB (None when there is no
+    file or no lineage there)."""
+    try:
+        with open(path, "rb") as f:
+            return lineage_of(f.read(4096))
+    except OSError:
+        return None

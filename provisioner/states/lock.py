@@ -283,7 +283,7 @@ class FileLock:
                 continue
             try:
                 return self._take(fd, info)
-            except BaseException:
+            except BaseException as exc:
                 # Stopped (SIGINT/SIGTERM) or failed while taking it: leave no lock file
                 # behind; unlinked while still locked, as `release` does.
                 self._held = self._fd = None
@@ -293,6 +293,8 @@ class FileLock:
                             os.unlink(self.path)
                 _os_unlock(fd)
                 os.close(fd)
+                if isinstance(exc, OSError):  # e.g. a full disk: one line, not a bug report
+                    raise _unwritable(self.state_path, self.path, exc) from exc
                 raise
         raise LockError(f"could not lock {self.state_path}: the lock changed hands, retry")
 

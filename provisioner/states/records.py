@@ -24,7 +24,12 @@ from typing import Any
 from provisioner import __version__
 from provisioner.states.settling import Settling
 
-STATE_FORMAT_VERSION = 1
+#: 2 (issue 22): a member carries ``"added": false`` when provision did not add it (someone
+#: added it in Teams, or it came with an imported chat), which ``membership: additive`` must
+#: never remove. Version 1 files are read as they are: every member they list counts as added
+#: by provision, which is what version 1 meant (it removed everyone else). A provision that
+#: reads only version 1 refuses a version 2 file instead of dropping the flag.
+STATE_FORMAT_VERSION = 2
 DEFAULT_STATE_PATH = "provision.state.json"
 BACKUP_SUFFIX = ".backup"
 _STEP = 1 << 20  # bytes of a state file handled in one step by _adopt_source
@@ -35,26 +40,38 @@ MAX_SERIAL = 2**63 - 1
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
-    """A member as last applied: ``user`` as written in the manifest, plus what Graph told us."""
+    """A member as last applied: ``user`` as written in the manifest, plus what Graph told us.
+
+    ``added``: provision added this member (in the chat's creation or with Add member). False
+    for a member someone else added (seen by refresh) or that came with an imported chat:
+    ``membership: additive`` never removes such a member (issue 22)."""
 
     user: str
     role: str = "owner"
     object_id: str | None = None
     tenant_id: str | None = None
     membership_id: str | None = None  # conversationMember id, needed to remove or re-role
+    added: bool = True
+    # Where the manifest got this member when not from a user: entry: "set NAME" or "group
+    # NAME" (issue 22). Shown in plans ("from group Falcon-Team"); not part of its identity.
+    via: str | None = None
 
     @property
     def identity(self) -> str:
         return self.user.lower()
 
-    def to_dict(self) -> dict[str, str]:
-        data = {"user": self.user, "role": self.role}
+    def to_dict(self) -> dict[str, str | bool]:
+        data: dict[str, str | bool] = {"user": self.user, "role": self.role}
         if self.object_id is not None:
             data["object_id"] = self.object_id
         if self.tenant_id is not None:
             data["tenant_id"] = self.tenant_id
         if self.membership_id is not None:
             data["membership_id"] = self.membership_id
+        if not self.added:
+            data["added"] = False  # absent: added by provision (all of a version 1 file)
+        if self.via is not None:
+            data["via"] = self.via
         return data
 
 
@@ -184,6 +201,51 @@ class Intent:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupUser:
+    """A user of an Entra ID group (transitively): object id, UPN, and whether the account
+    is a guest (``userType`` Guest: the guest role in chats, chat-post.md); its display name
+    and mail, the fields a generator reading the group fills its templates with (issue 23)."""
+
+    object_id: str
+    upn: str | None = None
+    guest: bool = False
+    name: str | None = None
+    mail: str | None = None
+
+    def to_dict(self) -> dict[str, str | bool]:
+        data: dict[str, str | bool] = {"id": self.object_id}
+        if self.upn is not None:
+            data["upn"] = self.upn
+        if self.guest:
+            data["guest"] = True
+        if self.name is not None:
+            data["name"] = self.name
+        if self.mail is not None:
+            data["mail"] = self.mail
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """An Entra ID group a manifest names (``group:``), as last read from Graph: its object
+    id, display name, when it was read (ISO 8601, UTC) and its users, nested groups followed
+    (issue 22). A plan without refresh uses it; a refreshing plan reads the group again."""
+
+    group_id: str
+    name: str
+    read_at: str
+    users: tuple[GroupUser, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.group_id,
+            "name": self.name,
+            "read_at": self.read_at,
+            "users": [u.to_dict() for u in self.users],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class DeletedChat:
     """A chat provision deleted (``expires`` passed, or ``--prune``), kept while Graph can
     still restore it (chat-delete.md: seven days) for ``provision restore KEY``. ``deleted_at``
@@ -229,6 +291,9 @@ class State:
     intents: dict[str, Intent] = field(default_factory=dict)
     # UPN (lower case) -> Entra object id, filled by UPN resolution (issue 7).
     users: dict[str, str] = field(default_factory=dict)
+    # ``group:`` entries (object id or mail, lower case) -> the group as last read (issue 22).
+    # Absent from the file when empty.
+    groups: dict[str, GroupRecord] = field(default_factory=dict)
     # Keys whose chat had ``protect: true`` when last applied: deleting them is refused even
     # after their entry left the manifest (issue 7). Absent from the file when empty.
     protected: set[str] = field(default_factory=set)
@@ -250,7 +315,7 @@ class State:
     # the first encode takes the unchanged chats' lines from them (``_adopt_source``). Shared
     # by copies; emptied once used.
     _source: dict[str, Any] = field(default_factory=dict, repr=False)
-    # While a run journals its changes (``states.journaled``), each change made through the
+    # While a run journals its changes (``states.journal_writer``), each change made through the
     # methods below is also noted here, in order, for the journal to append; None otherwise.
     # Code that changes a journaled state must use these methods, not the dicts directly.
     _log: list[tuple[Any, ...]] | None = field(default=None, repr=False)
@@ -291,6 +356,11 @@ class State:
         if users:
             self.users.update(users)
             self._note("users", dict(users))
+
+    def put_group(self, ref: str, record: GroupRecord) -> None:
+        """Remember a group as read from Graph under the manifest's ``group:`` text."""
+        self.groups[ref.lower()] = record
+        self._note("group", ref.lower(), record)
 
     def set_protected(self, key: str, protected: bool) -> None:
         if protected:
@@ -334,6 +404,7 @@ class State:
             chats=dict(self.chats),
             intents=dict(self.intents),
             users=dict(self.users),
+            groups=dict(self.groups),
             protected=set(self.protected),
             last_plan_id=self.last_plan_id,
             deleted=dict(self.deleted),
@@ -399,6 +470,10 @@ class State:
         if self.protected:
             tail[-2] += ","
             tail.insert(-1, f'  "protected": {_dumps(sorted(self.protected))}')
+        if self.groups:
+            groups = {k: v.to_dict() for k, v in sorted(self.groups.items())}
+            tail[-2] += ","
+            tail.insert(-1, f'  "groups": {_dumps(groups)}')
         if self.deleted:
             deleted = {k: v.to_dict() for k, v in sorted(self.deleted.items())}
             tail[-2] += ","

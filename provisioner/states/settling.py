@@ -12,6 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: How long Graph may take to list a chat it made or a membership change, unless told
+#: otherwise (seconds): apply's lookups of an unknown creation and the settling records share
+#: it. Graph documents no bound; users report member lists minutes behind (contrib#5343) and
+#: slow list calls (msteams-docs#8959). 60 s is the least issue 14 allows; raise it with
+#: ``--consistency-window`` where the tenant is slower.
+DEFAULT_CONSISTENCY_WINDOW_S = 60.0
+
 #: ``Settling.change`` values.
 ADDED, REMOVED = "added", "removed"
 

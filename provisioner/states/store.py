@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from provisioner.errors import StateError
 from provisioner.states.journal import (
@@ -21,6 +21,9 @@ from provisioner.states.journal import (
 from provisioner.states.local import LocalStateStore
 from provisioner.states.lock import LockInfo
 from provisioner.states.records import State
+
+if TYPE_CHECKING:
+    from provisioner.signin.chooser import SignIn
 
 
 class StateStore(Protocol):
@@ -48,6 +51,11 @@ class StateStore(Protocol):
     def current_lock(self) -> LockInfo | None: ...
 
     def force_unlock(self, lock_id: str) -> LockInfo: ...
+
+    def confirm_lock(self) -> None:
+        """Refuse (LockError) unless this run still holds the lock, asking the service where
+        the lock can be taken away (a blob lease broken by ``force-unlock`` or the portal)."""
+        ...
 
 
 class JournaledStore:
@@ -99,12 +107,21 @@ class JournaledStore:
                 "appeared after this command read the state",
                 hint="another run may be using the state; run the command again",
             )
-        if parse(raw, self.journal.location).header is not None:
-            # Else empty, or torn before its header was durable: nothing in it to absorb.
-            self.journal.append(marker(state.serial + 1))
+        self.seal(state.serial + 1, raw)
         self.inner.write(state)
         self.journal.remove()
         self.leftover = False
+
+    def seal(self, serial: int, raw: bytes | None = None) -> None:
+        """Make durable that the state about to be written as ``serial`` holds the journal
+        (``raw``: its bytes, read if not given). After a torn tail, the marker says where that
+        tail lies, so it is not mistaken for damage in the middle of the journal."""
+        raw = self.journal.read() if raw is None else raw
+        parsed = parse(raw or b"", self.journal.location)
+        if parsed.header is None:
+            return  # empty, or torn before its header was durable: nothing in it to absorb
+        torn = (parsed.end, parsed.dropped) if parsed.dropped else None
+        self.journal.append(marker(serial, torn))
 
     def lock(self, operation: str) -> contextlib.AbstractContextManager[LockInfo]:
         return self.inner.lock(operation)
@@ -115,6 +132,9 @@ class JournaledStore:
     def force_unlock(self, lock_id: str) -> LockInfo:
         return self.inner.force_unlock(lock_id)
 
+    def confirm_lock(self) -> None:
+        self.inner.confirm_lock()
+
 
 def local_store(path: str, *, lock_timeout: float = 0.0) -> JournaledStore:
     """The local state file ``path`` with its journal ``path.journal`` (beside the file a
@@ -124,18 +144,24 @@ def local_store(path: str, *, lock_timeout: float = 0.0) -> JournaledStore:
 
 
 def open_store(
-    spec: str, endpoint: str | None = None, *, lock_timeout: float = 0.0
+    spec: str,
+    endpoint: str | None = None,
+    *,
+    lock_timeout: float = 0.0,
+    sign_in: SignIn | None = None,
 ) -> JournaledStore:
     """The store for a ``--state`` value: a local path, or ``azblob://ACCOUNT/CONTAINER/PATH``
     (Azure Blob Storage, issue 9; ``endpoint``, else env ``PROVISION_STATE_ENDPOINT``, overrides
     the account's public endpoint, e.g. for Azurite or a national cloud). ``lock_timeout``:
-    seconds ``lock()`` waits for another run's lock (``--lock-timeout``)."""
+    seconds ``lock()`` waits for another run's lock (``--lock-timeout``). ``sign_in``: the
+    run's ``--auth`` and ``--cloud``, which the blob signs in with too (None: the
+    environment's)."""
     if spec.lower().startswith("azblob://"):
         # Imported on demand: the Azure SDK is the optional extra teams-provision[azure], and a
         # clear error says to install it (raised by the import).
         from provisioner.states.azblob.store import open_azblob_store
 
-        store = open_azblob_store(spec, endpoint, lock_timeout=lock_timeout)
+        store = open_azblob_store(spec, endpoint, lock_timeout=lock_timeout, sign_in=sign_in)
         return JournaledStore(store, store.journal_file())
     if "://" in spec:
         scheme = spec.split("://", 1)[0]

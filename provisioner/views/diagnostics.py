@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from provisioner.errors import Diagnostic
+from provisioner.errors import Diagnostic, ProvisionError, ValidationFailed
 
 
 def render_text(diagnostics: Iterable[Diagnostic], summary: str) -> str:
@@ -73,3 +73,25 @@ def render_github(diagnostics: Iterable[Diagnostic], title: str = "provision val
         command = "warning" if d.severity == "warning" else "error"
         lines.append(f"::{command} {','.join(props)}::{_escape_data(message)}")
     return "\n".join(lines)
+
+
+def render_error_json(
+    kind: str, message: str, hint: str | None = None, diagnostics: Iterable[Diagnostic] = ()
+) -> str:
+    """The JSON form of an error (``provision schema error``): what a command asked for JSON
+    prints on standard output when it fails before it has a result of its own."""
+    error = {
+        "kind": kind,
+        "message": message,
+        "hint": hint,
+        "diagnostics": [diagnostic_dict(d) for d in diagnostics],
+    }
+    return json.dumps({"format_version": 1, "error": error}, indent=2, ensure_ascii=False)
+
+
+def render_provision_error_json(exc: ProvisionError) -> str:
+    if isinstance(exc, ValidationFailed):
+        count = len(exc.diagnostics)
+        message = exc.summary or f"the manifests are not valid: {count} errors"
+        return render_error_json(exc.kind, message, exc.hint, exc.diagnostics)
+    return render_error_json(exc.kind, exc.message, exc.hint)

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 
+from provisioner.plans.summary import summary_line
 from provisioner.plans.types import ACTIONS, Action, Change, Drift, Plan
 from provisioner.plans.workspace import WorkspaceChange
 from provisioner.states.records import MemberRecord
@@ -88,52 +89,12 @@ def _member(m: MemberRecord) -> str:
     text = f"member {_user(m)}  {m.role}"
     if m.tenant_id:
         text += f", tenant {_plain(m.tenant_id)}"
+    if m.via:
+        text += f"  (from {_q(m.via) if not _PLAIN.match(m.via.replace(' ', '')) else m.via})"
     return text
 
 
-def summary_line(plan: Plan) -> str:
-    if plan.refresh_only:
-        if not plan.drift:
-            return "No changes outside provision. The chats match the state."
-        n = len(plan.drift)
-        return (
-            f"Refresh: {n} chat{'s' if n != 1 else ''} changed outside provision. To repair "
-            f"them, plan without --refresh-only; to accept them, save this plan (--out) and "
-            f"apply it."
-        )
-    if not plan.has_changes:
-        return "No changes. The chats match the manifest."
-    counts = plan.summary
-    parts = [
-        f"{counts['create']} to create",
-        f"{counts['update']} to update",
-        f"{counts['delete']} to delete",
-    ]
-    parts += [f"{counts[a.value]} to {a.value}" for a in (Action.FORGET, Action.RECONCILE)]
-    parts = parts[:3] + [p for p in parts[3:] if not p.startswith("0 ")]
-    if plan.moves:
-        parts.append(f"{len(plan.moves)} to move")
-    if plan.imports:
-        parts.append(f"{len(plan.imports)} to import")
-    # A new chat's `protect: true` is part of its creation ("+ protect true" in its lines), not
-    # a change of an existing chat's protection (issue 17).
-    protect = sum(
-        1
-        for c in plan.changes
-        if c.protect_change is not None and c.action not in (Action.CREATE, Action.RECONCILE)
-    )
-    if protect:
-        parts.append(f"{protect} protection change{'s' if protect != 1 else ''}")
-    adopt = sum(
-        1
-        for c in plan.changes
-        if c.action is Action.NOOP and c.workspace is not None and c.workspace.adopt
-    )
-    if adopt:
-        parts.append(f"{adopt} workspace record{'s' if adopt != 1 else ''} to update")
-    return "Plan: " + ", ".join(parts) + "."
-
-
+#: The actions the ``Plan:`` line counts, in its order.
 def _workspace_lines(ws: WorkspaceChange) -> Iterator[Line]:
     """Apps before tabs, as apply does them (issue 24)."""
     for app in ws.install:
@@ -209,7 +170,9 @@ def _change_lines(change: Change) -> Iterator[Line]:
             yield ("-", 1, _member(m))
         for r in change.role_changes:
             yield ("~", 1, f"member {_user(r.member)}  role {r.old_role} -> {r.member.role}")
-        touched = len(change.add) + len(change.role_changes)
+        for m in change.unmanaged:
+            yield (" ", 1, f"{_member(m)}  {UNMANAGED}")
+        touched = len(change.add) + len(change.role_changes) + len(change.unmanaged)
         unchanged = len(change.members) - touched
         if unchanged > 0:
             yield (" ", 1, f"({unchanged} member{'s' if unchanged != 1 else ''} unchanged)")
@@ -224,6 +187,24 @@ def _change_lines(change: Change) -> Iterator[Line]:
         yield (" ", 1, f"# from {change.origin}")
     for note in change.notes:
         yield (" ", 1, f"# {note}")
+
+
+#: How a member that ``membership: additive`` leaves alone is shown (issue 22).
+UNMANAGED = "(unmanaged: added outside provision, kept)"
+
+
+def _unmanaged_lines(change: Change) -> Iterator[Line]:
+    """A chat without changes that has members someone else added (``membership: additive``):
+    they are named, so the plan says who is in the chat beyond the manifest."""
+    where = f" (chat {_plain(change.chat_id)})" if change.chat_id else ""
+    yield ("#", 0, f"{change.key}: no changes{where}")
+    for m in change.unmanaged:
+        yield (" ", 1, f"{_member(m)}  {UNMANAGED}")
+
+
+def _quiet_unmanaged(plan: Plan) -> tuple[Change, ...]:
+    """Changes not otherwise listed whose chat has unmanaged members."""
+    return tuple(c for c in plan.changes if c.unmanaged and c not in plan.reported)
 
 
 def _protect_line(flip: tuple[bool, bool]) -> str:
@@ -252,6 +233,10 @@ def _legend(plan: Plan) -> list[str]:
 
 DRIFT_HEADING = "Changes outside provision (found by refresh, not by the manifest):"
 ACTIONS_HEADING = "provision will perform the following actions:"
+UNMANAGED_HEADING = (
+    "Members added outside provision, left as they are (membership: additive; with "
+    "membership: exact they would be removed):"
+)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -277,6 +262,12 @@ def render_text(plan: Plan, color: bool = False) -> str:
         out += [ACTIONS_HEADING, "", *_legend(plan), ""]
         for change in plan.reported:
             out.extend(_text_line(line, color) for line in _change_lines(change))
+            out.append("")
+    quiet = _quiet_unmanaged(plan)
+    if quiet:
+        out += [UNMANAGED_HEADING, ""]
+        for change in quiet:
+            out.extend(_text_line(line, color) for line in _unmanaged_lines(change))
             out.append("")
     summary = summary_line(plan)
     out.append(f"\x1b[1m{summary}{_RESET}" if color else summary)
@@ -320,6 +311,9 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_BUDGET) -> str:
         sections.append(("Changes outside provision", [list(_drift_lines(d)) for d in plan.drift]))
     if plan.reported:
         sections.append(("Changes", [list(_change_lines(c)) for c in plan.reported]))
+    quiet = _quiet_unmanaged(plan)
+    if quiet:
+        sections.append(("Unmanaged members", [list(_unmanaged_lines(c)) for c in quiet]))
     budget = limit - len(foot) - 400  # room for the truncation note
     text, shown = _markdown_sections(_markdown_head(plan), sections, budget)
     total = sum(len(blocks) for _, blocks in sections)

@@ -8,7 +8,6 @@ trickles, bombs, loops). Nothing leaves loopback.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_server import HostileServer, hostile, send_json
+from lib.hostile_server import HostileServer, hostile, send_json
+from lib.tokens import tenant_token
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
@@ -31,13 +31,6 @@ from provisioner.states.lock import FileLock
 TENANT_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 TENANT_B = "bbbbbbbb-0000-4000-8000-00000000000b"
 USERS = [str(uuid.UUID(int=0x2000 + n)) for n in range(6)]
-
-
-def jwt(tid: str) -> str:
-    def part(obj: object) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'tid': tid})}.c2ln"
 
 
 def manifest(groups: int = 2) -> str:
@@ -87,7 +80,7 @@ def sign_in(
     monkeypatch: pytest.MonkeyPatch, server: EmulatorServer | HostileServer, tid: str
 ) -> None:
     monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)
-    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", jwt(tid))
+    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", tenant_token(tid))
 
 
 def chats_in(server: EmulatorServer) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lifecycle_support import A, M, client_for, create, group
+from lib.lifecycle_support import A, M, client_for, create, group
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer, User

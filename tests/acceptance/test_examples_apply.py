@@ -13,11 +13,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pipeline_support import (
+from lib.pipeline_support import (
     ROOT,
     ActionRun,
     base_env,
-    github_step,
     load,
     needs_jq,
     preinstall_action,
@@ -32,6 +31,8 @@ from provisioner.manifest.schema import shipped_schemas
 
 ADELE = User("0b4e34c5-5d6f-4d0a-9a53-1c5c4bd5e0a1", "adele@contoso.com", "Adele Vance")
 ALEX = User("6e7b7d0c-47a0-4d1b-8f33-0f0b8e5c7f12", "alex@contoso.com", "Alex Wilber")
+# In the directory when the plan looks users up (--check-users), gone by the apply.
+LEAVER = User("9d1f2c3b-4a5e-4f60-8a7b-6c5d4e3f2a1b", "nobody@contoso.com", "No Body")
 
 MANIFEST = """\
 version: 1
@@ -62,10 +63,11 @@ WITH_A_STRANGER = (
 
 
 @pytest.fixture
-def graph() -> Iterator[str]:
-    server = EmulatorServer(limits="off", seed=7, users=[ADELE, ALEX], list_delay_s=0).start()
+def graph() -> Iterator[EmulatorServer]:
+    users = [ADELE, ALEX, LEAVER]
+    server = EmulatorServer(limits="off", seed=7, users=users, list_delay_s=0).start()
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
 
@@ -83,7 +85,7 @@ def _azure_apply_script() -> str:
     return str(step["script"])
 
 
-def _setup(tmp_path: Path, graph: str, manifest: str) -> dict[str, str]:
+def _setup(tmp_path: Path, graph: EmulatorServer, manifest: str) -> dict[str, str]:
     (tmp_path / "chats").mkdir()
     (tmp_path / "chats/chats.yaml").write_text(manifest, encoding="utf-8")
     env = base_env(
@@ -91,29 +93,27 @@ def _setup(tmp_path: Path, graph: str, manifest: str) -> dict[str, str]:
         {
             "MANIFESTS": "chats/",
             "PROVISION_STATE": str(tmp_path / "state.json"),
-            "PROVISION_GRAPH_URL": graph,
+            "PROVISION_GRAPH_URL": graph.url,
             "PROVISION_ACCESS_TOKEN": "emulator",
         },
     )
     preinstall_action(env)
-    done = run_workflow_action("main", "plan", env, cwd=tmp_path)
+    done = run_workflow_action("plan-main", "plan", env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    graph.tenant.directory.remove(LEAVER.id)
     return env
 
 
 def _github_apply(env: dict[str, str], cwd: Path) -> tuple[ActionRun, Path]:
-    """The main job's apply step (the action) and then its report step, as GitHub runs them
-    (the report also after a failed apply)."""
-    plan = {"plan-file": str(Path(env["RUNNER_TEMP"]) / "provision/provision.plan")}
-    applied = run_workflow_action("main", "apply", env, cwd=cwd, steps={"plan": plan})
-    result_file = Path(applied.outputs["output"])
-    report = run_bash(github_step("main", "report")["run"], {**env, "RESULT": str(result_file)})
-    assert report.returncode == 0, report.stderr
-    return applied, result_file
+    """The apply job's apply step (the action, which adds its run report to the summary)."""
+    applied = run_workflow_action("apply", "apply", env, cwd=cwd)
+    return applied, Path(applied.outputs["output"])
 
 
 @needs_jq
-def test_github_apply_step_applies_the_plan_and_reports_per_key(tmp_path: Path, graph: str) -> None:
+def test_github_apply_step_applies_the_plan_and_reports_per_key(
+    tmp_path: Path, graph: EmulatorServer
+) -> None:
     env = _setup(tmp_path, graph, MANIFEST)
     done, result_file = _github_apply(env, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -135,6 +135,7 @@ def test_github_apply_step_applies_the_plan_and_reports_per_key(tmp_path: Path, 
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
     assert "### provision apply: ok" in summary
     assert "| created | 2 |" in summary
+    assert "```mermaid\nxychart-beta" in summary  # the action's run report (issue 25)
     # Applied: planning again finds nothing to do.
     again = provision(
         "plan", "chats/", "--no-refresh", "--detailed-exitcode", env=env, cwd=tmp_path
@@ -145,9 +146,10 @@ def test_github_apply_step_applies_the_plan_and_reports_per_key(tmp_path: Path, 
 @needs_jq
 @pytest.mark.parametrize("pipeline", ["github", "azure"])
 def test_apply_step_fails_and_names_the_request_id(
-    tmp_path: Path, graph: str, pipeline: str
+    tmp_path: Path, graph: EmulatorServer, pipeline: str
 ) -> None:
     env = _setup(tmp_path, graph, WITH_A_STRANGER)
+    done: ActionRun | subprocess.CompletedProcess[str]
     if pipeline == "github":
         done, result_file = _github_apply(env, tmp_path)
     else:
@@ -169,7 +171,7 @@ def test_apply_step_fails_and_names_the_request_id(
     assert failed["error"]["request_id"]
     if pipeline == "github":
         summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
-        assert done.outputs["exitcode"] == "1"
+        assert isinstance(done, ActionRun) and done.outputs["exitcode"] == "1"
     else:
         summary = (Path(env["RUNNER_TEMP"]) / "apply.md").read_text(encoding="utf-8")
         assert f"##vso[task.uploadsummary]{env['RUNNER_TEMP']}/apply.md" in done.stdout

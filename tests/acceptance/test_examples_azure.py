@@ -19,9 +19,19 @@ from typing import Any
 
 import pytest
 import yaml
-from pipeline_support import AZURE_PIPELINE, ROOT, SHELLCHECK, base_env, load, needs_jq, run_bash
+from lib.pipeline_support import (
+    AZURE_PIPELINE,
+    ROOT,
+    SHELLCHECK,
+    base_env,
+    load,
+    needs_jq,
+    run_bash,
+)
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from provisioner.emulator import EmulatorServer
 
 MARKER = "<!-- provision-plan -->"
 
@@ -88,7 +98,11 @@ def test_the_schema_check_catches_a_broken_pipeline(tmp_path: Path) -> None:
 
 def test_plan_then_manual_approval_then_apply_of_that_plan() -> None:
     pipeline = load(AZURE_PIPELINE)
-    assert [s["stage"] for s in pipeline["stages"]] == ["Plan", "Approve", "Apply"]
+    assert [s["stage"] for s in pipeline["stages"]] == ["Plan", "Approve", "Apply", "Drift"]
+    # The scheduled run only looks for drift: no plan to approve, nothing applied.
+    assert _stage("Plan")["condition"] == "ne(variables['Build.Reason'], 'Schedule')"
+    assert _stage("Drift")["condition"] == "eq(variables['Build.Reason'], 'Schedule')"
+    assert pipeline["schedules"][0]["branches"]["include"] == ["main"]
     assert pipeline["lockBehavior"] == "sequential"
     assert pipeline["trigger"]["branches"]["include"] == ["main"]
     assert pipeline["pr"]["branches"]["include"] == ["main"]
@@ -126,7 +140,7 @@ def test_workload_identity_without_a_secret() -> None:
     for step in _steps(load(AZURE_PIPELINE)):
         script = str(step.get("script", ""))
         assert "SYSTEM_OIDCREQUESTURI" not in script and "FEDERATED_TOKEN" not in script
-        if step.get("name") in ("plan", "apply", "comment"):
+        if step.get("name") in ("plan", "apply", "comment", "drift"):
             # System.AccessToken reaches a script only when mapped explicitly.
             assert step["env"]["SYSTEM_ACCESSTOKEN"] == "$(System.AccessToken)"
 
@@ -189,7 +203,10 @@ def test_plan_sets_the_output_variable_and_the_summary(tmp_path: Path) -> None:
         MANIFESTS=str(ROOT / "examples/chats.yaml"),
         PROVISION_STATE=str(tmp_path / "state.json"),
     )
-    done = run_bash(_script("Plan", "plan"), env)
+    assert "--check-users" in _script("Plan", "plan")
+    with EmulatorServer(limits="off", list_delay_s=0) as server:  # the examples' users
+        env.update(PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="emulator")
+        done = run_bash(_script("Plan", "plan"), env)
     assert done.returncode == 0, done.stderr
     out = Path(env["AGENT_TEMPDIRECTORY"]) / "provision"
     lines = done.stdout.splitlines()
@@ -197,6 +214,108 @@ def test_plan_sets_the_output_variable_and_the_summary(tmp_path: Path) -> None:
     assert f"##vso[task.uploadsummary]{out}/plan.md" in lines
     assert (out / "plan.md").read_text(encoding="utf-8").startswith("### provision plan")
     assert json.loads((out / "provision.plan").read_text())["kind"] == "provision-plan"
+
+
+class FakeBoards:
+    """The work item calls of the drift step (WIQL, create, update), on a loopback server."""
+
+    def __init__(self, server: HTTPServer, open_items: list[int]) -> None:
+        self.open_items = open_items
+        self.writes: list[tuple[str, str, Any]] = []
+        base = "/contoso/proj-id/_apis/wit"
+        server.expect_request(f"{base}/wiql", method="POST").respond_with_handler(self._wiql)
+        server.expect_request(f"{base}/workitems/$Issue", method="POST").respond_with_handler(
+            self._write
+        )
+        for n in open_items:
+            server.expect_request(f"{base}/workitems/{n}", method="PATCH").respond_with_handler(
+                self._write
+            )
+        self.collection = server.url_for("/contoso/")
+
+    def _wiql(self, request: Request) -> Response:
+        assert request.headers["Authorization"] == "Bearer job-access-token"
+        query = json.loads(request.data)["query"]
+        assert "CONTAINS 'provision-drift'" in query and "<> 'Done'" in query
+        items = [{"id": n} for n in self.open_items]
+        return Response(json.dumps({"workItems": items}), content_type="application/json")
+
+    def _write(self, request: Request) -> Response:
+        assert request.args["api-version"] == "7.1"
+        assert request.headers["Content-Type"] == "application/json-patch+json"
+        self.writes.append((request.method, request.path, json.loads(request.data)))
+        return Response("{}", content_type="application/json")
+
+
+DRIFT_MANIFEST = (
+    "version: 1\nchats:\n  - key: launch\n    chatType: group\n    topic: Launch\n"
+    "    members:\n      - user: megan.bowen@contoso.com\n      - user: alex.wilber@contoso.com\n"
+)
+
+
+def _drift(
+    tmp_path: Path, httpserver: HTTPServer, *, drift: bool, open_items: list[int]
+) -> tuple[subprocess.CompletedProcess[str], FakeBoards]:
+    """Apply, maybe rename the chat in Teams, then run the Drift stage's script."""
+    boards = FakeBoards(httpserver, open_items)
+    manifest = tmp_path / "chats.yaml"
+    manifest.write_text(DRIFT_MANIFEST, encoding="utf-8")
+    variables = load(AZURE_PIPELINE)["variables"]
+    env = _env(
+        tmp_path,
+        MANIFESTS=str(manifest),
+        PROVISION_STATE=str(tmp_path / "s.json"),
+        SYSTEM_COLLECTIONURI=boards.collection,
+        SYSTEM_TEAMPROJECTID="proj-id",
+        BUILD_BUILDID="99",
+        SYSTEM_ACCESSTOKEN="job-access-token",
+        **{k: variables[k] for k in ("DRIFT_TAG", "DRIFT_WORK_ITEM_TYPE", "DRIFT_CLOSED_STATE")},
+    )
+    with EmulatorServer(limits="off", list_delay_s=0) as server:
+        env.update(PROVISION_GRAPH_URL=server.url, PROVISION_ACCESS_TOKEN="emulator")
+        applied = run_bash('provision apply "$MANIFESTS" --auto-approve', env)
+        assert applied.returncode == 0, applied.stderr
+        if drift:  # renamed in Teams, not in the manifest
+            (chat,) = server.tenant.chats(include_deleted=False)
+            server.tenant.update_topic(chat.id, "Launch (renamed in Teams)")
+        done = run_bash(_script("Drift", "drift"), env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = Path(env["AGENT_TEMPDIRECTORY"]) / "drift.md"
+    assert f"##vso[task.uploadsummary]{report}" in done.stdout
+    return done, boards
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_drift_opens_a_work_item(tmp_path: Path, httpserver: HTTPServer) -> None:
+    done, boards = _drift(tmp_path, httpserver, drift=True, open_items=[])
+    assert "##vso[task.logissue type=warning]Chats changed outside provision" in done.stdout
+    ((method, path, ops),) = boards.writes
+    assert (method, path) == ("POST", "/contoso/proj-id/_apis/wit/workitems/$Issue")
+    fields = {op["path"]: op["value"] for op in ops}
+    assert fields["/fields/System.Tags"] == "provision-drift"
+    assert "Launch (renamed in Teams)" in fields["/fields/System.Description"]
+    assert "buildId=99" in fields["/fields/System.Description"]
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_drift_comments_on_the_open_work_item(tmp_path: Path, httpserver: HTTPServer) -> None:
+    done, boards = _drift(tmp_path, httpserver, drift=True, open_items=[41])
+    ((method, path, ops),) = boards.writes
+    assert (method, path) == ("PATCH", "/contoso/proj-id/_apis/wit/workitems/41")
+    assert [op["path"] for op in ops] == ["/fields/System.History"]
+    assert "Updated the drift work item 41." in done.stdout
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_no_drift_closes_the_work_item(tmp_path: Path, httpserver: HTTPServer) -> None:
+    done, boards = _drift(tmp_path, httpserver, drift=False, open_items=[41])
+    ((method, path, ops),) = boards.writes
+    assert (method, path) == ("PATCH", "/contoso/proj-id/_apis/wit/workitems/41")
+    assert {op["path"]: op["value"] for op in ops}["/fields/System.State"] == "Done"
+    assert "Closed the drift work item 41." in done.stdout
 
 
 class FakeDevOps:

@@ -2,24 +2,27 @@
 
 The workflow is checked against GitHub's workflow schema (check-jsonschema's built-in copy,
 offline), its shell steps with shellcheck, and the steps that carry logic are run with bash
-here: plan through this repository's action (action.yml) with the real provision, the sticky
-comment and the reviewed-plan lookup with a fake `gh`, the comparison that refuses a plan
-nobody reviewed, and the apply report. Sign-in needs no step of its own: provision fetches
+here: plan through this repository's action (action.yml) with the real provision against a
+local emulator (every user looked up), the sticky comment and the drift issue with a fake
+`gh`, and the apply report. The process (issue 25): approval only after the plan, apply of
+that saved plan only from a merge to main, one concurrency group on main, actions pinned by
+commit without persisted credentials. Sign-in needs no step of its own: provision fetches
 GitHub's OIDC token itself (tests/graph).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pipeline_support import (
+from lib.pipeline_support import (
     GITHUB_WORKFLOW,
     ROOT,
     SHELLCHECK,
@@ -30,15 +33,13 @@ from pipeline_support import (
     iter_github_scripts,
     load,
     needs_jq,
-    outputs,
     preinstall_action,
-    provision,
     run_bash,
     run_workflow_action,
     write_manifest,
 )
 
-from provisioner import __version__
+from provisioner.emulator import EmulatorServer
 from provisioner.views.plan import GITHUB_COMMENT_LIMIT
 
 MARKER = "<!-- provision-plan -->"
@@ -76,23 +77,65 @@ def test_triggers_permissions_and_concurrency() -> None:
     on = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads a bare `on` as true
     assert on["pull_request"]["branches"] == ["main"]
     assert on["push"]["branches"] == ["main"]
-    assert "reviewed_run" in on["workflow_dispatch"]["inputs"]
+    assert on["schedule"] and on["workflow_dispatch"] == {}  # no input: nothing to apply
     assert wf["permissions"] == {"contents": "read"}
     jobs = wf["jobs"]
-    # Validate needs no credentials; plan and main get an OIDC token.
+    # Validate needs no credentials; the others get an OIDC token.
     assert "permissions" not in jobs["validate"]
     assert jobs["plan"]["permissions"]["id-token"] == "write"
     assert jobs["plan"]["permissions"]["pull-requests"] == "write"
-    assert jobs["main"]["permissions"]["id-token"] == "write"
-    assert jobs["main"]["environment"] == "teams-production"
+    # Only a push to main plans for an apply, and the approval (the environment) comes after
+    # that plan: the apply job needs it and applies only when it has changes.
+    assert jobs["plan-main"]["if"] == "github.event_name == 'push'"
+    assert "environment" not in jobs["plan-main"]
+    assert jobs["apply"]["needs"] == "plan-main"
+    assert jobs["apply"]["if"] == "needs.plan-main.outputs.changes == 'true'"
+    assert jobs["apply"]["environment"] == "teams-production"
+    assert jobs["apply"]["permissions"] == {"id-token": "write"}
+    assert jobs["drift"]["if"] == (
+        "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    )
+    assert jobs["drift"]["permissions"]["issues"] == "write"
     # Main's runs share one group and are never cancelled: no two applies overlap.
     group = wf["concurrency"]["group"]
     assert "'provision-main'" in group
     assert wf["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
-    # The state lives in Blob Storage; each job signs in with its own app registration.
+    # The state lives in Blob Storage; plans sign in with the plan app, apply and drift with
+    # the apply app.
     assert wf["env"]["PROVISION_STATE"] == "${{ vars.PROVISION_STATE }}"
-    assert jobs["plan"]["env"]["AZURE_CLIENT_ID"] == "${{ vars.AZURE_PLAN_CLIENT_ID }}"
-    assert jobs["main"]["env"]["AZURE_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}"
+    for job in ("plan", "plan-main"):
+        assert jobs[job]["env"]["AZURE_CLIENT_ID"] == "${{ vars.AZURE_PLAN_CLIENT_ID }}"
+    for job in ("apply", "drift"):
+        assert jobs[job]["env"]["AZURE_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}"
+
+
+def test_every_action_is_pinned_by_commit_and_checkouts_keep_no_credentials() -> None:
+    for name, job in load(GITHUB_WORKFLOW)["jobs"].items():
+        for step in job["steps"]:
+            uses = step.get("uses")
+            if uses is None:
+                continue
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), (name, uses)
+            if uses.startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, name
+
+
+def test_plans_look_every_user_up_and_apply_takes_the_saved_plan_of_this_run() -> None:
+    jobs = load(GITHUB_WORKFLOW)["jobs"]
+    for job in ("plan", "plan-main"):
+        (step,) = [s for s in jobs[job]["steps"] if s.get("id") == "plan"]
+        assert step["with"]["args"] == "--no-refresh --check-users"
+    (upload,) = [
+        s for s in jobs["plan-main"]["steps"] if "upload-artifact@" in str(s.get("uses", ""))
+    ]
+    (download,) = [
+        s for s in jobs["apply"]["steps"] if "download-artifact@" in str(s.get("uses", ""))
+    ]
+    # Same name, no run-id: the artifact of this run, i.e. of this commit.
+    assert download["with"]["name"] == upload["with"]["name"] == "provision-plan"
+    assert "run-id" not in download["with"]
+    (apply,) = [s for s in jobs["apply"]["steps"] if s.get("id") == "apply"]
+    assert apply["with"]["paths"] == download["with"]["path"] + "provision.plan"
 
 
 def test_workload_identity_without_azure_login_or_token_scripts() -> None:
@@ -117,20 +160,11 @@ def test_provision_is_installed_and_run_by_the_pinned_action() -> None:
     assert {(job, sid) for job, sid, _ in uses} == {
         ("validate", "validate"),
         ("plan", "plan"),
-        ("main", "plan"),
-        ("main", "apply"),
+        ("plan-main", "plan"),
+        ("apply", "apply"),
+        ("drift", "drift"),
     }
-    assert {u for _, _, u in uses} == {f"OWNER/provision@v{__version__}"}
-
-
-def test_saved_plans_are_kept_as_artifacts() -> None:
-    for job in ("plan", "main"):
-        uploads = [
-            s
-            for s in load(GITHUB_WORKFLOW)["jobs"][job]["steps"]
-            if str(s.get("uses", "")).startswith("actions/upload-artifact@")
-        ]
-        assert any(u["with"]["name"] == "provision-plan" for u in uploads)
+    assert all(re.fullmatch(r"OWNER/provision@[0-9a-f]{40}", u) for _, _, u in uses)
 
 
 @pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck is not installed")
@@ -146,18 +180,28 @@ def test_every_shell_step_passes_shellcheck() -> None:
 # --- plan --------------------------------------------------------------------------------------
 
 
-def _plan_env(tmp_path: Path, manifests: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def graph() -> Iterator[str]:
+    """The directory the plans' --check-users looks users up in (made-up users: any GUID or
+    UPN exists)."""
+    with EmulatorServer(limits="off", invent_users=True, list_delay_s=0) as server:
+        yield server.url
+
+
+def _plan_env(tmp_path: Path, manifests: Path, graph: str = "") -> dict[str, str]:
     env = base_env(
         tmp_path,
         {"MANIFESTS": str(manifests), "PROVISION_STATE": str(tmp_path / "state.json")},
     )
+    if graph:
+        env.update(PROVISION_GRAPH_URL=graph, PROVISION_ACCESS_TOKEN="emulator")
     preinstall_action(env)
     return env
 
 
-@pytest.mark.parametrize("job", ["plan", "main"])
-def test_plan_step_saves_the_plan_and_reports_changes(tmp_path: Path, job: str) -> None:
-    env = _plan_env(tmp_path, ROOT / "examples/chats.yaml")
+@pytest.mark.parametrize("job", ["plan", "plan-main"])
+def test_plan_step_saves_the_plan_and_reports_changes(tmp_path: Path, job: str, graph: str) -> None:
+    env = _plan_env(tmp_path, ROOT / "examples/chats.yaml", graph)
     done = run_workflow_action(job, "plan", env)
     assert done.returncode == 0, done.stderr
     out = Path(env["RUNNER_TEMP"]) / "provision"
@@ -186,14 +230,30 @@ def test_plan_step_does_not_swallow_errors(tmp_path: Path) -> None:
     assert Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8") == ""
 
 
-def test_plan_step_with_nothing_to_do(tmp_path: Path) -> None:
+def test_plan_step_with_nothing_to_do(tmp_path: Path, graph: str) -> None:
     empty = tmp_path / "chats/none.yaml"
     empty.parent.mkdir()
     empty.write_text("version: 1\nchats: []\n", encoding="utf-8")
-    env = _plan_env(tmp_path, empty.parent)
+    env = _plan_env(tmp_path, empty.parent, graph)
     done = run_workflow_action("plan", "plan", env)
     assert done.returncode == 0, done.stderr
     assert (done.outputs["exitcode"], done.outputs["changes"]) == ("0", "false")
+
+
+def test_plan_step_fails_on_a_user_the_directory_does_not_know(tmp_path: Path) -> None:
+    chats = tmp_path / "chats/chats.yaml"
+    chats.parent.mkdir()
+    chats.write_text(
+        "version: 1\nchats:\n  - chatType: oneOnOne\n    members:\n"
+        "      - user: megan.bowen@contoso.com\n      - user: megan.bowne@contoso.com\n",
+        encoding="utf-8",
+    )
+    with EmulatorServer(limits="off", list_delay_s=0) as server:  # the default directory
+        env = _plan_env(tmp_path, chats.parent, server.url)
+        done = run_workflow_action("plan", "plan", env)
+    assert done.returncode == 1
+    assert "chats.yaml:6:9: error: user 'megan.bowne@contoso.com' was not found" in done.stderr
+    assert done.outputs["exitcode"] == "1" and done.outputs["plan-file"] == ""
 
 
 def test_validate_step_fails_on_a_bad_manifest_with_annotations(tmp_path: Path) -> None:
@@ -288,12 +348,13 @@ def test_a_failed_plan_replaces_the_old_comment_with_a_warning(tmp_path: Path) -
 
 
 @needs_jq
-def test_comment_of_a_5000_chat_plan_fits_githubs_limit(tmp_path: Path) -> None:
+def test_comment_of_a_5000_chat_plan_fits_githubs_limit(tmp_path: Path, graph: str) -> None:
     """End to end: `provision plan --format markdown` of 5,000 creations, through the
     workflow's plan and comment steps, gives a comment GitHub accepts."""
     manifests = write_manifest(tmp_path / "chats/big.yaml", 5000).parent
     env = _comment_env(tmp_path, "")
     env.update(MANIFESTS=str(manifests), PROVISION_STATE=str(tmp_path / "state.json"))
+    env.update(PROVISION_GRAPH_URL=graph, PROVISION_ACCESS_TOKEN="emulator")
     preinstall_action(env)
     planned = run_workflow_action("plan", "plan", env)
     assert planned.returncode == 0, planned.stderr
@@ -312,171 +373,66 @@ def test_comment_of_a_5000_chat_plan_fits_githubs_limit(tmp_path: Path) -> None:
     assert len(body.encode("utf-16-le")) // 2 < GITHUB_COMMENT_LIMIT
 
 
-# --- apply on main: only the reviewed plan -------------------------------------------------------
+# --- the drift issue ---------------------------------------------------------------------------
+
+ISSUES = "repos/contoso/teams/issues?labels=provision-drift&state=open"
 
 
-def _saved_plan(tmp_path: Path, name: str, manifest_text: str, state: Path) -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "chats.yaml").write_text(manifest_text, encoding="utf-8")
-    plan_file = folder / "provision.plan"
-    done = provision(
-        "plan",
-        str(folder / "chats.yaml"),
-        "--no-refresh",
-        "--state",
-        str(state),
-        "--out",
-        str(plan_file),
-        env=base_env(tmp_path),
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    return plan_file
-
-
-MANIFEST = """\
-version: 1
-chats:
-  - key: launch
-    chatType: group
-    topic: Launch
-    members:
-      - user: adele@contoso.com
-      - user: alex@contoso.com
-"""
-
-
-def _compare(
-    tmp_path: Path, reviewed: Path | None, fresh: Path
-) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
-    env = base_env(tmp_path, {"REVIEWED_PLAN": str(reviewed) if reviewed else ""})
-    target = Path(env["RUNNER_TEMP"]) / "provision"
-    target.mkdir(exist_ok=True)
-    shutil.copy(fresh, target / "provision.plan")
-    return run_bash(github_step("main", "compare")["run"], env), env
-
-
-@needs_jq
-def test_compare_accepts_the_reviewed_changes_even_if_lines_moved(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    reviewed = _saved_plan(tmp_path, "pr", MANIFEST, state)
-    moved = "# a comment added on main moves every line\n\n" + MANIFEST
-    fresh = _saved_plan(tmp_path, "main", moved, state)
-    done, _ = _compare(tmp_path, reviewed, fresh)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "main's plan is the reviewed plan" in done.stdout
-
-
-@needs_jq
-def test_compare_refuses_changes_nobody_reviewed(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    reviewed = _saved_plan(tmp_path, "pr", MANIFEST, state)
-    fresh = _saved_plan(tmp_path, "main", MANIFEST.replace("Launch", "Launch day"), state)
-    done, env = _compare(tmp_path, reviewed, fresh)
-    assert done.returncode == 1
-    assert "differs from the reviewed plan" in done.stdout
-    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
-    assert "Refused" in summary and "reviewed_run=4242" in summary
-    diff = [line.replace(" ", "") for line in summary.splitlines()]
-    assert '-"topic":"Launch"' in diff and '+"topic":"Launchday"' in diff
-
-
-@needs_jq
-def test_compare_refuses_without_a_reviewed_plan(tmp_path: Path) -> None:
-    fresh = _saved_plan(tmp_path, "main", MANIFEST, tmp_path / "state.json")
-    done, _ = _compare(tmp_path, None, fresh)
-    assert done.returncode == 1
-    assert "No reviewed plan" in done.stdout
-
-
-@needs_jq
-def test_reviewed_plan_of_a_merged_pull_request_is_fetched(tmp_path: Path) -> None:
-    env = base_env(
+def _drift_env(tmp_path: Path, drift: str) -> dict[str, str]:
+    report = tmp_path / "drift.md"
+    report.write_text("### provision plan\n\n~ launch: topic changed in Teams\n", "utf-8")
+    return base_env(
         tmp_path,
         {
-            "GITHUB_EVENT_NAME": "push",
-            "GITHUB_SHA": "merge123",
-            "GITHUB_WORKFLOW_REF": "contoso/teams/.github/workflows/provision.yml@refs/heads/main",
-            "REVIEWED_RUN": "",
+            "DRIFT": drift,
+            "DRIFT_MD": str(report),
+            "RUN_URL": "https://github.com/contoso/teams/actions/runs/4242",
+            "GH_TOKEN": "not-used-by-the-fake",
         },
     )
-    world = {
-        "api": {
-            "repos/contoso/teams/commits/merge123/pulls": [
-                {"number": 7, "merged_at": "2026-01-02T03:04:05Z", "head": {"sha": "head7"}}
-            ]
-        },
-        "runs": [
-            {
-                "databaseId": 99,
-                "workflow": "provision.yml",
-                "event": "pull_request",
-                "headSha": "head7",
-                "status": "success",
-            }
-        ],
-        "artifacts": {"99/provision-plan": {"provision.plan": "{}", "plan.md": "# plan"}},
-    }
-    log = install_fake_gh(tmp_path, world, env)
-    done = run_bash(github_step("main", "reviewed")["run"], env)
-    assert done.returncode == 0, done.stderr
-    assert "pull request #7, run 99" in done.stdout
-    result = outputs(env["GITHUB_OUTPUT"])
-    assert result["found"] == "true"
-    assert Path(result["plan"]).read_text() == "{}"
-    assert gh_log(log) == [{"method": "download", "run": "99", "name": "provision-plan"}]
 
 
 @needs_jq
-def test_a_direct_push_has_no_reviewed_plan(tmp_path: Path) -> None:
-    env = base_env(
-        tmp_path,
-        {
-            "GITHUB_EVENT_NAME": "push",
-            "GITHUB_SHA": "direct1",
-            "GITHUB_WORKFLOW_REF": "contoso/teams/.github/workflows/provision.yml@refs/heads/main",
-            "REVIEWED_RUN": "",
-        },
-    )
-    install_fake_gh(tmp_path, {"api": {"repos/contoso/teams/commits/direct1/pulls": []}}, env)
-    done = run_bash(github_step("main", "reviewed")["run"], env)
+def test_drift_opens_an_issue(tmp_path: Path) -> None:
+    env = _drift_env(tmp_path, "true")
+    log = install_fake_gh(tmp_path, {"api": {ISSUES: []}}, env)
+    done = run_bash(github_step("drift", "issue")["run"], env)
     assert done.returncode == 0, done.stderr
-    assert outputs(env["GITHUB_OUTPUT"]) == {"found": "false"}
-
-
-# --- apply's report (apply itself runs against the emulator in test_examples_apply.py) -------
-
-FAKE_APPLY_RESULT = {
-    "status": "failed",
-    "summary": {"created": 1, "updated": 0, "failed": 1},
-    "outcomes": [
-        {"key": "launch", "status": "created", "error": None},
-        {
-            "key": "partners",
-            "status": "failed",
-            "error": {"message": "Graph 404 NotFound on POST /chats", "request_id": "rid-1"},
-        },
-    ],
-}
+    (write,) = gh_log(log)
+    assert (write["method"], write["path"]) == ("POST", "repos/contoso/teams/issues")
+    assert write["body"]["labels"] == ["provision-drift"]
+    assert "topic changed in Teams" in write["body"]["body"]
+    assert "runs/4242" in write["body"]["body"]
 
 
 @needs_jq
-def test_report_step_lists_outcomes_and_failures(tmp_path: Path) -> None:
-    result = tmp_path / "apply-result.json"
-    result.write_text(json.dumps(FAKE_APPLY_RESULT), encoding="utf-8")
-    env = base_env(tmp_path, {"RESULT": str(result)})
-    done = run_bash(github_step("main", "report")["run"], env)
+def test_drift_updates_the_open_issue_rather_than_adding_one(tmp_path: Path) -> None:
+    env = _drift_env(tmp_path, "true")
+    log = install_fake_gh(tmp_path, {"api": {ISSUES: [{"number": 12}]}}, env)
+    done = run_bash(github_step("drift", "issue")["run"], env)
     assert done.returncode == 0, done.stderr
-    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
-    assert "### provision apply: failed" in summary
-    assert "| created | 1 |" in summary and "| failed | 1 |" in summary
-    assert "| updated |" not in summary
-    assert "- `partners`: Graph 404 NotFound on POST /chats (request-id `rid-1`)" in summary
+    (write,) = gh_log(log)
+    assert (write["method"], write["path"]) == ("PATCH", "repos/contoso/teams/issues/12")
+    assert "Updated the drift issue #12" in done.stdout
 
 
-def test_report_step_without_a_result_adds_nothing(tmp_path: Path) -> None:
-    env = base_env(tmp_path, {"RESULT": ""})
-    done = run_bash(github_step("main", "report")["run"], env)
+@needs_jq
+def test_no_drift_closes_the_open_issue_and_opens_none(tmp_path: Path) -> None:
+    env = _drift_env(tmp_path, "false")
+    log = install_fake_gh(tmp_path, {"api": {ISSUES: [{"number": 12}]}}, env)
+    done = run_bash(github_step("drift", "issue")["run"], env)
     assert done.returncode == 0, done.stderr
-    assert Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8") == ""
+    comment, close = gh_log(log)
+    assert comment["path"] == "repos/contoso/teams/issues/12/comments"
+    assert (close["method"], close["body"]) == ("PATCH", {"state": "closed"})
+    again = tmp_path / "again"
+    again.mkdir()
+    env = _drift_env(again, "false")
+    log = install_fake_gh(again, {"api": {ISSUES: []}}, env)
+    done = run_bash(github_step("drift", "issue")["run"], env)
+    assert done.returncode == 0 and gh_log(log) == [] and "No drift." in done.stdout
+
+
+def test_the_drift_step_is_plan_refresh_only_through_the_action() -> None:
+    step = github_step("drift", "drift")
+    assert step["with"]["command"] == "plan" and step["with"]["args"] == "--refresh-only"

@@ -7,17 +7,16 @@ or refused with a clear error, quickly and in little memory, never an internal e
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_server import HostileServer, gzip_bomb, hostile, huge, send_json, trickle
+from lib import cli
+from lib.hostile_server import HostileServer, gzip_bomb, hostile, huge, send_json, trickle
+from lib.tokens import tenant_token
 
-from provisioner.cli.main import main
 from provisioner.graph.client import GraphClient
 from provisioner.graph.errors import AmbiguousOutcome, GraphError
 from provisioner.signin.chooser import StaticToken
@@ -25,13 +24,6 @@ from provisioner.states.lock import new_lock_info
 
 TENANT = "aaaaaaaa-0000-4000-8000-00000000000a"
 USER = "00000000-0000-0000-0000-000000002000"
-
-
-def jwt(tid: str) -> str:
-    def part(obj: object) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'tid': tid})}.c2ln"
 
 
 @pytest.fixture
@@ -50,9 +42,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
+    code, out, err = cli.run(capsys, *args)
     assert "Traceback" not in err and "internal error" not in err, err
     return code, out, err
 
@@ -60,7 +50,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def client(server: HostileServer, **kw: Any) -> GraphClient:
     kw.setdefault("timeout", (1.0, 1.0))
     kw.setdefault("max_retries", 0)
-    return GraphClient(server.url, StaticToken(jwt(TENANT)), sleep=lambda s: None, **kw)
+    return GraphClient(server.url, StaticToken(tenant_token(TENANT)), sleep=lambda s: None, **kw)
 
 
 def test_a_trickling_server_is_cut_off_at_the_total_deadline() -> None:

@@ -1,8 +1,10 @@
 """The `provision-validate` pre-commit hook (.pre-commit-hooks.yaml), run for real.
 
-`pre-commit try-repo` installs this repository into a virtualenv of its own with
-`pip install .` and runs the hook in a fixture git repository. No package index is used: pip
-gets `PIP_NO_INDEX=1` and a wheelhouse built from the running environment (tests/wheelhouse.py).
+A fixture git repository's .pre-commit-config.yaml names this repository (a one-commit copy of
+the working tree) at its commit, as a user's names a release tag; `pre-commit run` installs it
+into a virtualenv of its own with `pip install .` once (in the module's PRE_COMMIT_HOME) and
+runs the hook. No package index is used: pip gets `PIP_NO_INDEX=1` and a wheelhouse built from
+the running environment (tests/lib/wheelhouse.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import wheelhouse
 import yaml
+from lib import wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS_FILE = ROOT / ".pre-commit-hooks.yaml"
@@ -42,7 +44,12 @@ chats:
 """
 BAD_LOCATION = "chats/ops.yaml:4:5: error: 'chatTyp' is not a known field"
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),
+    # pre-commit builds a virtualenv and pip-installs the hook into it: ~12 s on an idle
+    # machine, several times that on a loaded one
+    pytest.mark.timeout(300),
+]
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -68,8 +75,8 @@ def test_hooks_file_declares_the_hook() -> None:
 
 
 def _snapshot_of_this_repo(dest: Path) -> Path:
-    """This working tree (tracked and new, unignored files) as a one-commit git repository:
-    what `try-repo` on the checkout would install, uncommitted edits included."""
+    """This working tree (tracked and new, unignored files) as a one-commit git repository, so
+    that uncommitted edits are what the hook installs."""
     listed = _git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     for rel in filter(None, listed.split("\0")):
         source = ROOT / rel
@@ -99,7 +106,7 @@ def _fixture_repo(dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
     if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout (try-repo needs one)")
+        pytest.skip("not a git checkout (its files are listed with git ls-files)")
     base = tmp_path_factory.mktemp("precommit")
     hook_repo = _snapshot_of_this_repo(base / "hook-repo")
     wheels = base / "wheels"
@@ -135,53 +142,55 @@ def _pre_commit(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Comple
     )
 
 
-def _try_repo(
-    project: Path, env: dict[str, str], hook_repo: Path
-) -> subprocess.CompletedProcess[str]:
-    hook = "provision-validate"
-    return _pre_commit(project, env, "try-repo", str(hook_repo), hook, "--all-files")
+def _config(project: Path, hook_repo: Path, files: str | None = None) -> None:
+    """A .pre-commit-config.yaml using the hook from ``hook_repo`` at its commit (pre-commit
+    installs it once per PRE_COMMIT_HOME, the module's: `try-repo` would install it again on
+    every call), with the hook's own ``files`` pattern unless ``files`` is given."""
+    rev = _git(hook_repo, "rev-parse", "HEAD").strip()
+    text = (
+        f"repos:\n  - repo: {hook_repo}\n    rev: {rev}\n    hooks:\n"
+        "      - id: provision-validate\n"
+    )
+    if files is not None:
+        text += f"        files: {files}\n"
+    (project / ".pre-commit-config.yaml").write_text(text, encoding="utf-8")
+    _git(project, "add", "-A")
 
 
-def test_try_repo_fails_a_bad_manifest_with_its_location_then_passes_once_fixed(
+def test_the_hook_fails_a_bad_manifest_with_its_location(
     setup: tuple[Path, Path, dict[str, str]],
 ) -> None:
     hook_repo, project, env = setup
-    done = _try_repo(project, env, hook_repo)
+    _config(project, hook_repo)
+    done = _pre_commit(project, env, "run", "--all-files")
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "provision validate" in out and "Failed" in out
     assert BAD_LOCATION in out
     assert "2 files, 2 chats, 1 error" in out  # both manifests, nothing else
-    assert "values.yaml" not in out
-
-    (project / "chats/ops.yaml").write_text(BAD.replace("chatTyp:", "chatType:"), encoding="utf-8")
-    _git(project, "add", "-A")
-    done = _try_repo(project, env, hook_repo)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
-    assert "Passed" in out
+    assert "values.yaml" not in out and ".pre-commit-config.yaml" not in out
 
 
-def test_a_config_can_point_the_hook_at_another_folder(
+def test_the_hook_passes_once_the_manifest_is_fixed_and_can_watch_another_folder(
     setup: tuple[Path, Path, dict[str, str]], tmp_path: Path
 ) -> None:
     hook_repo, _, env = setup
     project = tmp_path / "other"
     (project / "teams").mkdir(parents=True)
     (project / "teams/ops.yaml").write_text(BAD, encoding="utf-8")
-    rev = _git(hook_repo, "rev-parse", "HEAD").strip()
-    (project / ".pre-commit-config.yaml").write_text(
-        "repos:\n"
-        f"  - repo: {hook_repo}\n"
-        f"    rev: {rev}\n"
-        "    hooks:\n"
-        "      - id: provision-validate\n"
-        "        files: ^teams/\n",
-        encoding="utf-8",
-    )
+    (project / "chats").mkdir()
+    (project / "chats/ops.yaml").write_text(BAD, encoding="utf-8")  # not watched: teams/ is
     _git(project, "init", "-q")
-    _git(project, "add", "-A")
+    _config(project, hook_repo, "^teams/")
     done = _pre_commit(project, env, "run", "--all-files")
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "teams/ops.yaml:4:5: error: 'chatTyp' is not a known field" in out
+    assert "chats/ops.yaml" not in out and "1 file, 1 chat, 1 error" in out
+
+    (project / "teams/ops.yaml").write_text(BAD.replace("chatTyp:", "chatType:"), encoding="utf-8")
+    _git(project, "add", "-A")
+    done = _pre_commit(project, env, "run", "--all-files")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "Passed" in out

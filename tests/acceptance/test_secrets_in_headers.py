@@ -221,7 +221,8 @@ class EchoingLogin:
 
 class Fake:
     def __init__(self, status: int, text: str) -> None:
-        self.status_code, self.text, self.headers = status, text, {}
+        self.status_code, self.text = status, text
+        self.headers: dict[str, str] = {}
 
     def json(self) -> Any:
         return json.loads(self.text)

@@ -164,7 +164,8 @@ def test_group_creation_is_journaled_before_the_post(
 def test_updates_topic_members_and_roles(server: EmulatorServer, tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     run(server, desired(group("g", A, B, C, topic="Old")), path)
-    # B leaves, D joins, C becomes a guest, the topic changes; and B's membership id is not in
+    # B leaves, D joins, the topic changes (a role change is refused at plan time, issue 22);
+    # and B's membership id is not in
     # state (an imported chat), so apply reads the members first.
     store = LocalStateStore(path)
     state = store.read()
@@ -182,12 +183,12 @@ def test_updates_topic_members_and_roles(server: EmulatorServer, tmp_path: Path)
         ),
     )
     store.write(state)
-    want = desired(group("g", A, C, D, topic="New", guest=C))
+    want = desired(group("g", A, C, D, topic="New"))
     result, state = run(server, want, path)
     assert result.counts["updated"] == 1 and result.complete, result.outcomes
     topic, members = live(server, state.chats["g"].chat_id)
     assert topic == "New"
-    assert members == {A: "owner", C: "guest", D: "owner"}
+    assert members == {A: "owner", C: "owner", D: "owner"}
     assert not make_plan(want, state, graph_url=server.url).has_changes
     assert all(m.membership_id for m in state.chats["g"].members)
 

@@ -74,7 +74,10 @@ def test_an_import_entry_is_planned_and_adopted_without_a_create(world, capsys) 
     assert code == 0, err
     assert f"# project-x will be imported (chat {chat_id}), then updated in place" in out
     assert '~ topic "Project X" -> "Project X renamed"' in out
-    assert "Plan: 0 to create, 1 to update, 0 to delete, 1 to import." in out
+    assert (
+        "Plan: 0 to create, 1 to update, 0 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 1 to import, 0 protection changes."
+    ) in out
     code, out, _ = world.run(capsys, "plan", "chats.yaml", "--format", "json")
     plan = json.loads(out)
     assert plan["summary"]["import"] == 1 and plan["summary"]["create"] == 0

@@ -100,7 +100,7 @@ def test_pauses_between_member_bursts_do_not_stretch_the_eta() -> None:
     assert work.eta_s == pytest.approx(60.0 - 40.0, abs=1.5)
     # The last 20 s made 30 requests: 1.5/s, and 60 left at that rate would say 40 s.
     assert work.rate == pytest.approx(1.5, rel=0.05)
-    assert 60 / work.rate > 1.8 * work.eta_s
+    assert work.eta_s is not None and 60 / work.rate > 1.8 * work.eta_s
 
 
 def test_a_slower_tenant_is_seen_in_the_recent_rate() -> None:
@@ -135,3 +135,23 @@ def test_the_member_pace_seen_wins_over_the_pacers_momentary_figure() -> None:
             work = meter.snapshot(round_ * 15.0 + n)
     # Two changes left on chat 2 (its last at 32 s), 15 s apart: done at 62 s, not at 92.
     assert work.eta_s == pytest.approx(62.0 - 32.0)
+
+
+def test_each_default_is_written_once() -> None:
+    """Issue 21: the CLI, the operation, the executor and the steps share one default each
+    (the 60 s consistency window, the 5 min clock skew, the workers of an apply)."""
+    from provisioner.apply.context import StepContext
+    from provisioner.apply.executor import ApplyOptions
+    from provisioner.apply.reconcile import DEFAULT_CLOCK_SKEW
+    from provisioner.cli.apply import apply
+    from provisioner.graph.pacing import DEFAULT_CONCURRENCY
+    from provisioner.operations.apply import ApplySettings
+    from provisioner.states.settling import DEFAULT_CONSISTENCY_WINDOW_S
+
+    cli = {p.name: p.default for p in apply.params}
+    assert cli["consistency_window"] == ApplyOptions().consistency_window_s
+    assert DEFAULT_CONSISTENCY_WINDOW_S == ApplyOptions().consistency_window_s == 60.0
+    assert cli["concurrency"] == ApplySettings().concurrency == ApplyOptions().concurrency
+    assert ApplyOptions().concurrency == DEFAULT_CONCURRENCY
+    skew = StepContext.__dataclass_fields__["clock_skew"].default
+    assert skew == ApplyOptions().clock_skew == DEFAULT_CLOCK_SKEW

@@ -380,7 +380,7 @@ def test_a_tab_pinned_but_not_recorded_is_recorded_without_pinning_again(
         out = capsys.readouterr().out
         assert "incident-02: apps and tabs recorded in the state" in out
         assert "tab 'Runbook' found pinned in the chat: recorded in the state" in out
-        assert "1 workspace record to update" in out
+        assert "Plan: 0 to create, 0 to update, 0 to delete" in out  # only the state changes
         posts = server.tenant.counters.by_route["POST /chats/{chat-id}/tabs"]
         assert scenario.apply() == 0
         assert server.tenant.counters.by_route["POST /chats/{chat-id}/tabs"] == posts

@@ -19,10 +19,10 @@ from typing import Any
 
 import jsonschema
 import pytest
+from lib.cli import run
 from pytest_httpserver import HTTPServer
 
 from provisioner.cli import options as cli_options
-from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
 from provisioner.operations import clients as operation_clients
 from provisioner.operations.clients import EmulatorToken
@@ -62,12 +62,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     (tmp_path / "chats.yaml").write_text(manifest())
     return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 SCHEMA = json.loads(
@@ -222,6 +216,38 @@ def test_one_chats_400_fails_alone(capsys, workdir: Path, graph: Any) -> None:
     assert code == 1 and "Failed:" in out and "group-001 (create): Graph 400 BadRequest" in out
 
 
+def test_the_continue_hint_repeats_every_option_given(
+    capsys, workdir: Path, graph: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 21: the hint was a hand-kept list that dropped --cloud, --auth, --lock-timeout and
+    # --state-endpoint, so "run this to continue" ran against another cloud or sign-in.
+    users = [{"id": u, "userPrincipalName": f"u{n}@contoso.com"} for n, u in enumerate(USERS)]
+    users[3]["userType"] = "Guest"  # group-001 makes USERS[3] an owner: 400, the run fails
+    Path("users.json").write_text(json.dumps(users))
+    graph(users="users.json")
+    monkeypatch.setenv("PROVISION_CONSISTENCY_WINDOW", "5")  # from the environment: not repeated
+    given = [
+        "--state", "my state.json", "--lock-timeout", "1m30s", "--cloud", "global",
+        "--auth", "env", "--state-endpoint", "https://blobs.example.net", "--concurrency", "3",
+        "--timeout", "45", "--no-refresh", "--format", "json", "--quiet", "--auto-approve",
+        "--target", "group-*", "--target", "oneonone-*",
+    ]  # fmt: skip
+    code, out, err = run(capsys, "apply", "chats.yaml", *given)
+    assert code == 1, err
+    resume = result_of(out)["resume"]
+    assert resume == (
+        "provision apply chats.yaml --state 'my state.json' --state-endpoint "
+        "https://blobs.example.net --lock-timeout 90s --target 'group-*' --target 'oneonone-*' "
+        "--auto-approve --concurrency 3 "
+        "--timeout 45 --no-refresh --format json --quiet --cloud global --auth env"
+    )
+    # What the hint says runs as it is.
+    import shlex
+
+    code, out, _ = run(capsys, *shlex.split(resume)[1:])
+    assert result_of(out)["resume"] == resume
+
+
 def graph_error(status: int, code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "innerError": {"request-id": "rid-1"}}}
 
@@ -284,14 +310,17 @@ def test_token_expiring_mid_run_is_refreshed(
     capsys, workdir: Path, graph: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Path("chats.yaml").write_text(manifest(groups=10, pairs=30))
-    server = graph(token_lifetime_s=1.0, limits="documented")  # the run takes ~1.4 s
+    server = graph(token_lifetime_s=1.0, limits="documented")
     # A credential that can refresh (as MSAL does) gets a new token after the 401.
     monkeypatch.setattr(
         cli_options,
         "connection_from_options",
         lambda *a, **k: cli_options.Connection(server.url, "global", EmulatorToken()),
     )
-    code, out, _ = run(capsys, "apply", "chats.yaml", "--auto-approve", "--format", "json")
+    # 40 creations at 10 requests/s take ~4 s, so the 1 s token expires mid-run whatever the
+    # pacer's start-of-run burst does (issue 26 made a free run finish within the second).
+    args = ("apply", "chats.yaml", "--auto-approve", "--format", "json", "--max-rps", "10")
+    code, out, _ = run(capsys, *args)
     assert code == 0, out
     doc = result_of(out)
     assert doc["summary"]["created"] == 40
@@ -364,7 +393,7 @@ def test_a_signal_stops_cleanly_and_the_same_command_continues(
         timer.cancel()
     assert code == {"SIGINT": 130, "SIGTERM": 143}[signame], err
     assert f"Apply interrupted ({signame})" in out
-    resume = "provision apply chats.yaml --emulator --auto-approve --max-rps 10.0"
+    resume = "provision apply chats.yaml --auto-approve --max-rps 10 --emulator"
     assert f"To continue, run: {resume}" in out
     assert f"{signame}: stopping" in err
     state = LocalStateStore("provision.state.json").read()
@@ -389,7 +418,10 @@ def test_manifest_changes_are_applied_in_place(capsys, workdir: Path) -> None:
     )
     code, out, err = run(capsys, "apply", "chats.yaml", "--emulator", "--auto-approve", "--verbose")
     assert code == 0, err
-    assert "Plan: 0 to create, 1 to update, 0 to delete." in out
+    assert (
+        "Plan: 0 to create, 1 to update, 0 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    ) in out
     assert "Apply complete: 0 created, 0 adopted, 1 updated" in out
     assert f"  ~ group-000 updated ({chat_id})" in err  # --verbose: a line per chat
     with EmulatorServer(

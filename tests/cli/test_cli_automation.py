@@ -11,22 +11,17 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from lib.cli import run
 
-from provisioner.cli.main import main
 from provisioner.cli.options import parse_duration
 from provisioner.errors import AuthError
 from provisioner.states.local import LocalStateStore
+from provisioner.states.lock import FileLock, LockInfo
 from provisioner.states.records import ChatRecord, Intent, MemberRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 A = "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"
 B = "3626a173-f2bc-4883-bcf7-01514c3bfb82"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -103,7 +98,9 @@ def test_state_show_json(capsys: pytest.CaptureFixture[str], state_file: Path) -
     code, out, err = run(
         capsys, "state", "show", "nope", "--state", str(state_file), "--format", "json"
     )
-    assert code == 1 and out == "" and "no chat with key 'nope'" in err
+    # The error comes as text on stderr and, asked for JSON, as JSON on stdout (issue 25).
+    assert code == 1 and "no chat with key 'nope'" in err
+    assert json.loads(out)["error"]["kind"] == "state"
 
 
 # --- --lock-timeout ---
@@ -144,18 +141,30 @@ def test_a_bad_lock_timeout_is_a_usage_error(
     assert code == 1 and "'soon' is not a duration" in err
 
 
-def test_state_rm_waits_for_the_lock(capsys: pytest.CaptureFixture[str], state_file: Path) -> None:
+def test_state_rm_waits_for_the_lock(
+    capsys: pytest.CaptureFixture[str], state_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     holder = LocalStateStore(state_file)
-    released = threading.Event()
+    held, refused, released = threading.Event(), threading.Event(), threading.Event()
+    try_acquire = FileLock._try_acquire
+
+    def observed(self: FileLock, info: LockInfo) -> LockInfo | None:
+        got = try_acquire(self, info)
+        if got is None:
+            refused.set()  # `state rm` found the lock taken and waits
+        return got
+
+    monkeypatch.setattr(FileLock, "_try_acquire", observed)
 
     def hold() -> None:
         with holder.lock("apply"):
-            time.sleep(1.5)
+            held.set()
+            refused.wait(10)
         released.set()
 
     thread = threading.Thread(target=hold)
     thread.start()
-    time.sleep(0.3)
+    assert held.wait(10)
     code, out, err = run(capsys, "state", "rm", "pending", "--state", str(state_file),
                          "--lock-timeout", "30s")  # fmt: skip
     thread.join()

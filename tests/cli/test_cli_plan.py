@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
+from lib.cli import run
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.cli import options as cli_options
 from provisioner.cli.main import main
@@ -48,12 +49,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def record_all(path: Path) -> None:
     """A state holding both chats as an apply would have left them."""
     code = main(["plan", "chats.yaml", "--state", str(path), "--out", "p.plan", "--no-refresh"])
@@ -72,7 +67,10 @@ def test_plan_against_no_state(capsys, workdir: Path) -> None:
     code, out, err = run(capsys, "plan", "chats.yaml")
     assert code == 0, err
     assert "  # project-x will be created" in out
-    assert out.rstrip().endswith("Plan: 2 to create, 0 to update, 0 to delete.")
+    assert out.rstrip().endswith(
+        "Plan: 2 to create, 0 to update, 0 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    )
     assert "\x1b[" not in out  # not a terminal: no colour
     assert sorted(os.listdir(workdir)) == ["chats.yaml"]  # plan writes nothing
 
@@ -150,7 +148,10 @@ def test_update_and_forget(capsys, workdir: Path) -> None:
     assert code == 2
     assert '~ topic "Old" -> "Project X"' in out and f"+ member {C}  owner" in out
     assert "  # retired will be forgotten" in out
-    assert "Plan: 0 to create, 1 to update, 0 to delete, 1 to forget." in out
+    assert (
+        "Plan: 0 to create, 1 to update, 0 to delete, "
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    ) in out
 
 
 def test_chat_type_change_is_an_error(capsys, workdir: Path) -> None:

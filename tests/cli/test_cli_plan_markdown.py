@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline_support import base_env, provision, write_manifest
+from lib.pipeline_support import base_env, provision, write_manifest
 
 from provisioner.plans.files import load_plan
 from provisioner.states.local import LocalStateStore
@@ -43,8 +43,13 @@ def test_5000_creations_fit_in_one_comment(tmp_path: Path) -> None:
     assert len(markdown) < GITHUB_COMMENT_LIMIT
     assert len(markdown.encode("utf-16-le")) // 2 < GITHUB_COMMENT_LIMIT  # GitHub's count
     assert _table(markdown)["`+` create"] == CHATS
-    assert f"**Plan: {CHATS} to create, 0 to update, 0 to delete.**" in markdown
-    shown = int(re.search(r"\*\*Truncated:\*\* (\d+) of 5000 chats are shown", markdown)[1])
+    assert (
+        f"**Plan: {CHATS} to create, 0 to update, 0 to delete, 0 to forget, "
+        "0 to reconcile, 0 to move, 0 to import, 0 protection changes.**"
+    ) in markdown
+    truncated = re.search(r"\*\*Truncated:\*\* (\d+) of 5000 chats are shown", markdown)
+    assert truncated is not None
+    shown = int(truncated[1])
     assert 0 < shown < CHATS
     # The blocks shown are whole, and the comment still ends with its footer.
     assert markdown.count("# team-") == shown

@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from lib.cli import run
 
-from provisioner.cli.main import main
 from provisioner.models import DesiredState
 from provisioner.plans.targets import matches, narrow
 from provisioner.states.local import LocalStateStore
@@ -34,12 +34,6 @@ MANIFEST = textwrap.dedent(
     )
     for key in ("inc-1", "inc-2", "team-a")
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -4,43 +4,36 @@ crashes, bad input, keep-alive, concurrency, and ``embedded()``."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import socket
 import stat
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from lib.tokens import jwt
+
+# pytest puts each test's folder on sys.path (its default import mode), so the contract
+# test's helpers import by file name.
+from test_emulator_contract import (
+    USERS,
+    assert_graph_error,
+    group,
+    member,
+    one_on_one,
+    write_users,
+)
 
 from provisioner.emulator import EmulatorError, EmulatorServer, embedded
+from provisioner.emulator.clock import ManualClock
 from provisioner.errors import ProvisionError
-
-try:  # tests/ is on sys.path in pytest's default import mode; tests.* if it is a package
-    from test_emulator_contract import (
-        USERS,
-        assert_graph_error,
-        group,
-        member,
-        one_on_one,
-        write_users,
-    )
-except ImportError:  # pragma: no cover
-    from tests.test_emulator_contract import (
-        USERS,
-        assert_graph_error,
-        group,
-        member,
-        one_on_one,
-        write_users,
-    )
 
 A, B, C, D, E = (u["id"] for u in USERS[:5])
 Start = Callable[..., EmulatorServer]
@@ -80,7 +73,8 @@ def new_users(n: int) -> list[str]:
 
 # -- throttling -------------------------------------------------------------------------------
 def test_per_chat_limit_429_and_retry_after_timing(start: Start, http: requests.Session) -> None:
-    server = start(limits="x5")  # 1 request/s per chat becomes 5/s, burst 1
+    clock = ManualClock()  # time passes only when the test says: no sleeps, exact figures
+    server = start(limits="x5", clock=clock)  # 1 request/s per chat becomes 5/s, burst 1
     chat = http.post(f"{server.url}/chats", json=group("t", A, B, C)).json()
     url = f"{server.url}/chats/{chat['id']}"
     assert http.get(url).status_code == 200
@@ -89,11 +83,12 @@ def test_per_chat_limit_429_and_retry_after_timing(start: Start, http: requests.
     assert throttled.json()["error"]["innerError"]["status"] == "429"  # throttling.md sample
     wait = float(throttled.headers["Retry-After"])
     # the bucket was empty and the throttled request counts too: up to 2 tokens at 5/s
-    assert 0.2 <= wait <= 0.401
+    assert wait == 0.4
+    clock.advance(0.39)
     early = http.get(url)  # retrying before Retry-After stays throttled
     assert early.status_code == 429
     wait = float(early.headers["Retry-After"])
-    time.sleep(wait)
+    clock.advance(wait)
     assert http.get(url).status_code == 200  # waiting Retry-After is enough
     counters = server.tenant.counters
     assert counters.throttled_total == 2 and counters.requests_total == 5
@@ -154,26 +149,28 @@ def test_list_chats_is_limited_to_5_per_second_per_user(
 def test_member_add_is_limited_to_4_per_minute_per_chat(
     start: Start, http: requests.Session
 ) -> None:
-    server = start(limits="x40")  # 4 per minute -> 2.7 per second, burst 4
+    clock = ManualClock()
+    server = start(limits="x40", clock=clock)  # 4 per minute -> 2.7 per second, burst 4
     users = new_users(7)
     chat = http.post(f"{server.url}/chats", json=group("t", *users[:2])).json()
     url = f"{server.url}/chats/{chat['id']}/members"
     statuses = []
     for user in users[2:]:
         statuses.append(http.post(url, json=member(user)))
-        time.sleep(0.03)  # stay under the 1 request/s (x40) per-chat limit
+        clock.advance(0.03)  # stay under the 1 request/s (x40) per-chat limit
     assert [r.status_code for r in statuses] == [201, 201, 201, 201, 429]
-    time.sleep(float(statuses[-1].headers["Retry-After"]))
+    clock.advance(float(statuses[-1].headers["Retry-After"]))
     assert http.post(url, json=member(users[-1])).status_code == 201
 
 
 def test_chat_delete_is_limited_per_tenant(start: Start, http: requests.Session) -> None:
-    server = start(limits="x5")
+    clock = ManualClock()
+    server = start(limits="x5", clock=clock)
     ids = [http.post(f"{server.url}/chats", json=group("t", A, B)).json()["id"] for _ in range(2)]
     assert http.delete(f"{server.url}/chats/{ids[0]}").status_code == 204
     second = http.delete(f"{server.url}/chats/{ids[1]}")
     assert second.status_code == 429  # chat-delete.md: one delete per second per tenant
-    time.sleep(float(second.headers["Retry-After"]))
+    clock.advance(float(second.headers["Retry-After"]))
     assert http.delete(f"{server.url}/chats/{ids[1]}").status_code == 204
 
 
@@ -241,23 +238,33 @@ def test_drop_inside_a_batch_loses_the_whole_response(start: Start, http: reques
 
 
 def test_429_fault_and_latency_fault(start: Start, http: requests.Session) -> None:
-    server = start(limits="off", faults=["429=1,path=/me"], fault_retry_after_s=0.02)
+    clock = ManualClock()
+    server = start(limits="off", faults=["429=1,path=/me"], fault_retry_after_s=0.02, clock=clock)
     resp = http.get(f"{server.url}/me")
     assert_graph_error(resp, 429, "TooManyRequests")
     assert resp.headers["Retry-After"] == "0.02"
     server.set_faults(["latency=1,ms=150,method=GET"])
-    began = time.monotonic()
-    assert http.get(f"{server.url}/me").status_code == 200
-    assert time.monotonic() - began >= 0.15
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(http.get, f"{server.url}/me")
+        assert clock.wait_for_sleepers(1)  # the request is held inside the emulator
+        clock.advance(0.149)
+        assert not answer.done()
+        clock.advance(0.001)
+        assert answer.result(timeout=10).status_code == 200
     assert server.tenant.counters.faults == {"429": 1, "latency": 1}
 
 
 def test_base_latency_range(start: Start, http: requests.Session) -> None:
-    server = start(limits="off", latency_ms=(40, 60))
-    began = time.monotonic()
-    for _ in range(3):
-        http.get(f"{server.url}/me")
-    assert time.monotonic() - began >= 0.12
+    clock = ManualClock()
+    server = start(limits="off", latency_ms=(40, 60), clock=clock)
+    with ThreadPoolExecutor(1) as pool:
+        answers = pool.submit(lambda: [http.get(f"{server.url}/me") for _ in range(3)])
+        for n in range(1, 4):
+            assert clock.wait_for_sleeps(n)  # each request waits its latency...
+            clock.advance(0.039)
+            assert not answers.done()
+            clock.advance(0.021)  # ...of 40 to 60 ms
+        assert [r.status_code for r in answers.result(timeout=10)] == [200] * 3
 
 
 def test_faults_are_repeatable_with_a_seed(start: Start, http: requests.Session) -> None:
@@ -272,10 +279,13 @@ def test_faults_are_repeatable_with_a_seed(start: Start, http: requests.Session)
 
 
 def test_token_expiry_mid_run(start: Start) -> None:
-    server = start(limits="off", token_lifetime_s=0.3)
+    clock = ManualClock()
+    server = start(limits="off", token_lifetime_s=0.3, clock=clock)
     old = {"Authorization": "Bearer first-token"}
     assert requests.get(f"{server.url}/me", headers=old).status_code == 200
-    time.sleep(0.35)
+    clock.advance(0.29)
+    assert requests.get(f"{server.url}/me", headers=old).status_code == 200
+    clock.advance(0.01)
     expired = requests.get(f"{server.url}/me", headers=old)
     assert_graph_error(expired, 401, "InvalidAuthenticationToken")
     assert "expired" in expired.json()["error"]["message"]
@@ -395,6 +405,30 @@ def test_users_file_rules(start: Start, http: requests.Session, tmp_path: Path) 
     body = {"chatType": "group", "members": [member(A), member(guest, role="guest")]}
     assert http.post(f"{server.url}/chats", json=body).status_code == 201
     assert http.get(f"{server.url}/me").json()["id"] == A  # the first user is /me
+    # ... and a member account has no guest role (issue 22), on creation and on Add member.
+    body = {
+        "chatType": "group",
+        "members": [member(A), member(B, role="guest"), member(guest, role="guest")],
+    }
+    assert_graph_error(http.post(f"{server.url}/chats", json=body), 400)
+    chat = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
+    assert_graph_error(
+        http.post(f"{server.url}/chats/{chat['id']}/members", json=member(C, role="guest")), 400
+    )
+
+
+def test_sparse_members_leave_out_tenant_id_email_and_display_name(
+    start: Start, http: requests.Session
+) -> None:
+    # concepts/includes/known-issues/teamwork-communications.md: "some properties for chat
+    # members might be missing" (tenantId, email, displayName).
+    server = start(limits="off", list_delay_s=0, sparse_members=True)
+    chat = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
+    listed = http.get(f"{server.url}/chats/{chat['id']}/members").json()["value"]
+    expanded = http.get(f"{server.url}/chats/{chat['id']}?$expand=members").json()["members"]
+    for m in (*listed, *expanded):
+        assert m["userId"] in (A, B) and m["id"]
+        assert m["tenantId"] is None and m["email"] is None and m["displayName"] is None
 
 
 @pytest.mark.parametrize(
@@ -426,10 +460,44 @@ def test_recreating_a_deleted_one_on_one_revives_it(start: Start, http: requests
     assert http.get(f"{server.url}/chats/{chat['id']}").status_code == 200
 
 
+def test_only_200_members_at_one_time(start: Start, http: requests.Session) -> None:
+    # Teams limits (limits-specifications-teams.md): "Only 200 members can be added at one time".
+    server = start(limits="off")
+    people = [str(uuid.uuid5(uuid.NAMESPACE_DNS, f"p{n}")) for n in range(201)]
+    body = {"chatType": "group", "members": [member(p) for p in people]}
+    assert_graph_error(http.post(f"{server.url}/chats", json=body), 400)
+    body["members"] = body["members"][:200]
+    assert http.post(f"{server.url}/chats", json=body).status_code == 201
+
+
+def test_visible_history_start_is_kept_or_the_time_of_the_add(
+    start: Start, http: requests.Session
+) -> None:
+    # chat-post-members.md: example 3 sends 0001-01-01T00:00:00Z (all history); example 2
+    # sends none (history from when the member is added).
+    server = start(limits="off", list_delay_s=0)
+    grp = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
+    url = f"{server.url}/chats/{grp['id']}/members"
+    assert_graph_error(
+        http.post(url, json={**member(C), "visibleHistoryStartDateTime": "soon"}), 400
+    )
+    assert (
+        http.post(
+            url, json={**member(C), "visibleHistoryStartDateTime": "2025-03-01T00:00:00Z"}
+        ).status_code
+        == 201
+    )
+    assert http.post(url, json=member(D)).status_code == 201
+    starts = {m["userId"]: m["visibleHistoryStartDateTime"] for m in http.get(url).json()["value"]}
+    assert starts[A] == starts[B] == "0001-01-01T00:00:00Z"
+    assert starts[C] == "2025-03-01T00:00:00Z"
+    assert starts[D].startswith("20") and starts[D] != starts[C]
+
+
 def test_member_conflicts(start: Start, http: requests.Session) -> None:
     server = start(limits="off")
     grp = http.post(f"{server.url}/chats", json=group("t", A, B)).json()
-    assert_graph_error(http.post(f"{server.url}/chats/{grp['id']}/members", json=member(A)), 409)
+    assert_graph_error(http.post(f"{server.url}/chats/{grp['id']}/members", json=member(A)), 400)
     one = http.post(f"{server.url}/chats", json=one_on_one(A, B)).json()
     assert_graph_error(http.post(f"{server.url}/chats/{one['id']}/members", json=member(C)), 400)
 
@@ -607,7 +675,8 @@ def test_default_directory_holds_the_readme_users_and_no_one_else(
 def test_new_chats_and_memberships_are_listed_after_the_list_delay(
     start: Start, http: requests.Session
 ) -> None:
-    server = start(limits="off", list_delay_s=0.6)
+    clock = ManualClock()
+    server = start(limits="off", list_delay_s=0.6, clock=clock)
     chat = http.post(f"{server.url}/chats", json=group("lag", A, B)).json()
     listing = f"{server.url}/users/{A}/chats"
     assert http.get(listing).json()["value"] == []  # microsoft-graph-docs-contrib#5343
@@ -619,7 +688,9 @@ def test_new_chats_and_memberships_are_listed_after_the_list_delay(
     removed = next(m for m in http.get(members).json()["value"] if m["userId"] == B)
     assert http.delete(f"{members}/{removed['id']}").status_code == 204
     assert {m["userId"] for m in http.get(members).json()["value"]} == {A, B}  # B still shown
-    time.sleep(0.7)
+    clock.advance(0.59)
+    assert http.get(listing).json()["value"] == []
+    clock.advance(0.01)
     assert [c["id"] for c in http.get(listing).json()["value"]] == [chat["id"]]
     assert {m["userId"] for m in http.get(members).json()["value"]} == {A, C}
 
@@ -646,16 +717,13 @@ def test_group_chats_hold_at_most_250_members(start: Start, http: requests.Sessi
     server = start(limits="off")
     users = new_users(251)
     assert_graph_error(http.post(f"{server.url}/chats", json=group("big", *users)), 400)
-    chat = http.post(f"{server.url}/chats", json=group("big", *users[:250])).json()
+    # 200 at one time (Teams limits), then one by one up to 250.
+    chat = http.post(f"{server.url}/chats", json=group("big", *users[:200])).json()
+    for user in users[200:250]:
+        resp = http.post(f"{server.url}/chats/{chat['id']}/members", json=member(user))
+        assert resp.status_code == 201
     resp = http.post(f"{server.url}/chats/{chat['id']}/members", json=member(users[250]))
     assert_graph_error(resp, 400)
-
-
-def _jwt(claims: dict[str, object]) -> str:
-    def part(data: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
 
 
 def test_delegated_calls_act_for_the_signed_in_user(start: Start, http: requests.Session) -> None:
@@ -668,7 +736,7 @@ def test_delegated_calls_act_for_the_signed_in_user(start: Start, http: requests
     assert_graph_error(http.get(f"{server.url}/users/{B}/chats/{chat['id']}"), 403)
     # An app-only server still honours a delegated token (scp + oid claims).
     app = start(limits="off")
-    token = {"Authorization": f"Bearer {_jwt({'scp': 'Chat.ReadWrite', 'oid': B})}"}
+    token = {"Authorization": f"Bearer {jwt({'scp': 'Chat.ReadWrite', 'oid': B})}"}
     assert_graph_error(http.post(f"{app.url}/chats", json=group("t", A, C), headers=token), 400)
     assert_graph_error(http.get(f"{app.url}/users/{A}/chats", headers=token), 403)
     assert http.get(f"{app.url}/users/{A}/chats").status_code == 200  # app-only: anyone

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lib.clock import FakeClock
 
 from provisioner.emulator import EmulatorError, FaultRule, made_up_user, parse_fault, parse_limits
 from provisioner.emulator.api import Api, ApiOptions
@@ -20,14 +21,6 @@ from provisioner.emulator.routes import match
 from provisioner.emulator.tenant import Tenant
 from provisioner.emulator.throttle import CHAT_DELETE, PER_CHAT, TEAMS_WRITE, Rule, Throttler
 from provisioner.emulator.users import Directory, User
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- throttling -------------------------------------------------------------------------------
@@ -222,3 +215,24 @@ def test_authenticate() -> None:
     for bad in (None, "", "Bearer", "Bearer  ", "Token abc"):
         error = api.authenticate(bad)
         assert error is not None and error.status == 401
+
+
+def test_manual_clock_moves_only_when_advanced_and_wakes_its_sleepers() -> None:
+    import threading
+
+    from provisioner.emulator.clock import ManualClock
+
+    clock = ManualClock(start=100.0)
+    assert (clock.time(), clock.monotonic()) == (100.0, 0.0)
+    woke = threading.Event()
+    sleeper = threading.Thread(target=lambda: (clock.sleep(2.0), woke.set()))
+    sleeper.start()
+    assert clock.wait_for_sleepers(1) and clock.wait_for_sleeps(1)
+    clock.advance(1.5)
+    assert not woke.wait(0.05)  # still 0.5 s to go on this clock
+    clock.advance(0.5)
+    assert woke.wait(10)
+    sleeper.join(10)
+    assert (clock.time(), clock.monotonic()) == (102.0, 2.0)
+    with pytest.raises(ValueError):
+        clock.advance(-1)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+from lib.tokens import b64
 
 from provisioner.cli.options import connection_from_options, connection_options
 from provisioner.errors import AuthError, InputError
@@ -130,10 +131,6 @@ class FakeLogin:
         return [
             form for method, url, form in self.calls if method == "POST" and url.endswith("/token")
         ]
-
-
-def b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
 def user_tokens(host: str, tenant: str) -> dict[str, Any]:
@@ -574,7 +571,8 @@ def test_device_code_prompts_through_the_callback_and_caches(tmp_path: Path) -> 
     login = FakeLogin()
     shown: list[str] = []
     assert device_code(login, tmp_path, shown.append).get_token() == "token-1"
-    assert shown and "ABCD-EFGH" in shown[0]
+    # (Where the platform cannot encrypt the cache, a warning comes first: test_token_cache.)
+    assert shown and "ABCD-EFGH" in shown[-1]
     cache = token_cache_path({"XDG_CACHE_HOME": str(tmp_path)})
     assert cache == tmp_path / "provision" / "msal_token_cache.json"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
@@ -810,3 +808,46 @@ def test_azure_identity_failures_become_one_line() -> None:
         "within its valid time range.\nhint: run az login"
     )
     assert "Attempted credentials" in (err.value.detail or "")
+
+
+# --- --auth default: Azure Identity's DefaultAzureCredential (issue 25, item 3) ---------------
+
+
+def test_default_chain_signs_in_with_its_first_source_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("azure.identity")
+    expires = int(time.time()) + 3600
+    answer = {"accessToken": "chain-token", "expires_on": expires, "tokenType": "Bearer",
+              "expiresOn": "2099-01-01 00:00:00.000000", "tenant": TENANT}  # fmt: skip
+    _fake_az(tmp_path, monkeypatch, f"echo '{json.dumps(answer)}'\n")
+    # Azure Identity's own narrowing of the chain (no managed identity probe in a test).
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "AzureCliCredential")
+    cred = credential_from_env("default", "global", {})
+    assert cred.get_token() == "chain-token"
+    assert cred.description == "Azure Identity's default chain"
+
+
+def test_default_chain_failure_is_one_line_with_the_chain_as_detail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("azure.identity")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "dev")  # developer sources only: offline
+    for name in ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_ID", "AZURE_TENANT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    cred = credential_from_env("default", "global", {})
+    with pytest.raises(AuthError) as err:
+        cred.get_token()
+    assert err.value.message.startswith("could not sign in (Azure Identity's default chain)")
+    assert "\n" not in err.value.message
+    assert "AZURE_TOKEN_CREDENTIALS" in (err.value.hint or "")
+    assert "AzureCliCredential" in (err.value.detail or "")  # the whole chain, for --debug
+
+
+def test_default_is_an_auth_mode_of_the_commands() -> None:
+    from provisioner.cli.main import cli
+
+    (auth,) = [p for p in cli.commands["plan"].params if p.name == "auth"]
+    assert "default" in auth.type.choices  # type: ignore[attr-defined]

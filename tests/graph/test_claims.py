@@ -1,16 +1,8 @@
 from __future__ import annotations
 
-import base64
-import json
+from lib.tokens import jwt
 
 from provisioner.signin.claims import signed_in_user, token_claims
-
-
-def jwt(claims: object) -> str:
-    def part(data: object) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2ln"
 
 
 def test_delegated_tokens_name_the_signed_in_user() -> None:

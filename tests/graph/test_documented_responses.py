@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lib.clock import FakeClock
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -17,7 +18,8 @@ from provisioner.apply.context import membership_index
 from provisioner.apply.reconcile import WantedMembers, match_created_chats, parse_time
 from provisioner.graph.client import GraphClient
 from provisioner.graph.retry import parse_retry_after
-from provisioner.operations.refresh import is_manageable, live_chat
+from provisioner.operations.refresh import is_manageable
+from provisioner.plans.live import live_chat
 
 DOCS = Path(__file__).resolve().parents[1] / "data" / "graph-docs"
 
@@ -60,28 +62,14 @@ class Token:
         return None
 
 
-class FakeTime:
-    """Waits are recorded and pass at once."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+@pytest.fixture
+def fake_time() -> FakeClock:
+    """Retries wait on this clock, not on the wall clock: waits are recorded and pass at once."""
+    return FakeClock(100.0)
 
 
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def client(httpserver: HTTPServer, fake_time: FakeTime) -> GraphClient:
+def client(httpserver: HTTPServer, fake_time: FakeClock) -> GraphClient:
     return GraphClient(
         httpserver.url_for("/v1.0"),
         Token(),
@@ -159,7 +147,7 @@ def test_batch_items_are_read_one_by_one(httpserver: HTTPServer, client: GraphCl
 
 
 def test_429_waits_for_its_fractional_retry_after(
-    httpserver: HTTPServer, client: GraphClient, fake_time: FakeTime
+    httpserver: HTTPServer, client: GraphClient, fake_time: FakeClock
 ) -> None:
     chat = documented("get-chat-expand-members.json")["response"]
     doc = serve(httpserver, "too-many-requests.json", then=chat)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from lib.clock import FakeClock
 from pytest_httpserver import HTTPServer
 from urllib3.exceptions import MaxRetryError, NameResolutionError
 from werkzeug import Request, Response
@@ -70,24 +71,10 @@ class FakeCredential:
         self.generation += 1
 
 
-class FakeTime:
-    """Injected clock and sleep: retries wait on this, not on the wall clock."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
+def fake_time() -> FakeClock:
+    """Retries wait on this clock, not on the wall clock: waits are recorded and pass at once."""
+    return FakeClock(100.0)
 
 
 @pytest.fixture
@@ -98,7 +85,7 @@ def credential() -> FakeCredential:
 def client_for(
     server: HTTPServer,
     credential: FakeCredential,
-    fake_time: FakeTime,
+    fake_time: FakeClock,
     **kwargs: Any,
 ) -> GraphClient:
     kwargs.setdefault("clock", fake_time.clock)
@@ -119,7 +106,7 @@ def threaded_server() -> Iterator[HTTPServer]:
 
 
 @pytest.fixture
-def client(httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeTime) -> GraphClient:
+def client(httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeClock) -> GraphClient:
     return client_for(httpserver, credential, fake_time)
 
 
@@ -324,7 +311,7 @@ def test_a_token_expiring_again_later_in_the_same_call_is_refreshed_again(
 
 
 def test_retry_after_is_honoured_without_a_low_cap(
-    httpserver: HTTPServer, client: GraphClient, fake_time: FakeTime
+    httpserver: HTTPServer, client: GraphClient, fake_time: FakeClock
 ) -> None:
     handler = sequence(json_response(429, ERROR, **{"Retry-After": "315"}),
                        json_response(201, {"id": "ok"}))  # fmt: skip
@@ -340,7 +327,7 @@ def test_retry_after_is_honoured_without_a_low_cap(
 
 
 def test_retry_after_beyond_the_maximum_is_a_clear_error(
-    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeTime
+    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     client = client_for(httpserver, credential, fake_time, max_retry_after=60)
     httpserver.expect_request("/v1.0/chats").respond_with_response(
@@ -353,7 +340,7 @@ def test_retry_after_beyond_the_maximum_is_a_clear_error(
 
 
 def test_503_with_retry_after_is_retried_even_for_a_group_creation(
-    httpserver: HTTPServer, client: GraphClient, fake_time: FakeTime
+    httpserver: HTTPServer, client: GraphClient, fake_time: FakeClock
 ) -> None:
     handler = sequence(json_response(503, None, **{"Retry-After": "1.5"}),
                        json_response(201, {"id": "ok"}))  # fmt: skip
@@ -363,7 +350,7 @@ def test_503_with_retry_after_is_retried_even_for_a_group_creation(
 
 
 def test_429_without_retry_after_backs_off_with_jitter(
-    httpserver: HTTPServer, client: GraphClient, fake_time: FakeTime
+    httpserver: HTTPServer, client: GraphClient, fake_time: FakeClock
 ) -> None:
     handler = sequence(json_response(429, ERROR), json_response(429, ERROR),
                        json_response(200, {"value": []}))  # fmt: skip
@@ -374,7 +361,7 @@ def test_429_without_retry_after_backs_off_with_jitter(
 
 
 def test_throttling_is_bounded(
-    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeTime
+    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     client = client_for(httpserver, credential, fake_time, max_retries=3)
     httpserver.expect_request("/v1.0/chats/c").respond_with_response(
@@ -387,7 +374,7 @@ def test_throttling_is_bounded(
 
 
 def test_a_429_slows_the_shared_pacer(
-    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeTime
+    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     pacer = Pacer(clock=fake_time.clock, sleep=fake_time.sleep)
     client = client_for(httpserver, credential, fake_time, pacer=pacer)
@@ -443,7 +430,7 @@ def test_500_without_retry_after_on_a_group_creation_is_ambiguous(
 
 
 def test_504_on_a_one_on_one_creation_is_retried(
-    httpserver: HTTPServer, client: GraphClient, fake_time: FakeTime
+    httpserver: HTTPServer, client: GraphClient, fake_time: FakeClock
 ) -> None:
     handler = sequence(json_response(504, None), json_response(201, {"id": "19:a_b"}))
     httpserver.expect_request("/v1.0/chats").respond_with_handler(handler)
@@ -454,37 +441,45 @@ def test_504_on_a_one_on_one_creation_is_retried(
 
 
 def test_read_timeout_on_a_group_creation_is_ambiguous(
-    threaded_server: HTTPServer, credential: FakeCredential, fake_time: FakeTime
+    threaded_server: HTTPServer, credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     client = client_for(threaded_server, credential, fake_time, timeout=(2.0, 0.2))
     calls: list[int] = []
+    answered = threading.Event()  # the answer comes only after the client gave up
 
     def slow(request: Request) -> Response:
         calls.append(1)
-        time.sleep(0.6)
+        answered.wait(10)
         return json_response(201, {"id": "late"})
 
     threaded_server.expect_request("/v1.0/chats").respond_with_handler(slow)
-    with pytest.raises(AmbiguousOutcome) as err:
-        client.create_chat(GROUP, idempotent=False)
+    try:
+        with pytest.raises(AmbiguousOutcome) as err:
+            client.create_chat(GROUP, idempotent=False)
+    finally:
+        answered.set()
     assert "read timeout" in str(err.value)
     assert len(calls) == 1
 
 
 def test_read_timeout_on_a_read_is_retried(
-    threaded_server: HTTPServer, credential: FakeCredential, fake_time: FakeTime
+    threaded_server: HTTPServer, credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     client = client_for(threaded_server, credential, fake_time, timeout=(2.0, 0.2))
     calls: list[int] = []
+    late = threading.Event()  # the first answer comes only after the retry was answered
 
     def slow_once(request: Request) -> Response:
         calls.append(1)
         if len(calls) == 1:
-            time.sleep(0.6)
+            late.wait(10)
         return json_response(200, {"id": "c"})
 
     threaded_server.expect_request("/v1.0/chats/c").respond_with_handler(slow_once)
-    assert client.get_chat("c")["id"] == "c"
+    try:
+        assert client.get_chat("c")["id"] == "c"
+    finally:
+        late.set()
     assert len(calls) == 2
 
 
@@ -528,7 +523,7 @@ def dropping_server() -> Iterator[tuple[str, list[int]]]:
 
 
 def test_dropped_connection_on_a_group_creation_is_ambiguous(
-    dropping_server: tuple[str, list[int]], credential: FakeCredential, fake_time: FakeTime
+    dropping_server: tuple[str, list[int]], credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     url, accepted = dropping_server
     client = GraphClient(url, credential, clock=fake_time.clock, sleep=fake_time.sleep)
@@ -539,7 +534,7 @@ def test_dropped_connection_on_a_group_creation_is_ambiguous(
 
 
 def test_dropped_connection_on_a_read_is_retried_then_fails(
-    dropping_server: tuple[str, list[int]], credential: FakeCredential, fake_time: FakeTime
+    dropping_server: tuple[str, list[int]], credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     url, accepted = dropping_server
     client = GraphClient(
@@ -552,7 +547,7 @@ def test_dropped_connection_on_a_read_is_retried_then_fails(
 
 
 def test_connection_refused_is_retried_then_reported(
-    credential: FakeCredential, fake_time: FakeTime
+    credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -568,7 +563,9 @@ def test_connection_refused_is_retried_then_reported(
     assert len(fake_time.slept) == 3
 
 
-def test_dns_failure_is_a_connection_error(credential: FakeCredential, fake_time: FakeTime) -> None:
+def test_dns_failure_is_a_connection_error(
+    credential: FakeCredential, fake_time: FakeClock
+) -> None:
     class NoDns(requests.Session):
         def request(self, *args: Any, **kwargs: Any) -> Any:
             reason = NameResolutionError("graph.example", None, socket.gaierror("no such name"))  # type: ignore[arg-type]
@@ -624,7 +621,7 @@ def test_a_next_link_to_another_host_is_refused(
 
 
 def test_batch_splits_by_20_and_retries_throttled_items_alone(
-    httpserver: HTTPServer, client: GraphClient, fake_time: FakeTime
+    httpserver: HTTPServer, client: GraphClient, fake_time: FakeClock
 ) -> None:
     batches: list[list[dict[str, Any]]] = []
 
@@ -731,7 +728,7 @@ def test_many_threads_share_one_client_and_pacer(threaded_server: HTTPServer) ->
 
 
 def test_several_throttled_batch_items_cost_one_retry_after(
-    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeTime
+    httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeClock
 ) -> None:
     # Each throttled item is paused from the batch's answer, not from the previous item's
     # retry: five items throttled with Retry-After 2 cost 2 s in all, not 10 s.

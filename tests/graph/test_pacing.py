@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from lib.clock import FakeClock
 
 from provisioner.graph.pacing import (
     CHAT,
@@ -27,20 +28,6 @@ from provisioner.graph.pacing import (
 
 WRITE = Scope(TENANT_WRITE)
 READ = Scope(TENANT_READ)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds > 0
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def make(clock: FakeClock, **kwargs: object) -> Pacer:
@@ -64,7 +51,7 @@ def test_documented_limits_cite_their_source() -> None:
 
 
 def test_tenant_writes_are_spaced_at_the_documented_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     times = grant_times(pacer, clock, [WRITE], 91)
     # 91 grants span 90 intervals of 1/30 s, whatever the tolerance for late threads.
@@ -74,7 +61,7 @@ def test_tenant_writes_are_spaced_at_the_documented_rate() -> None:
 
 
 def test_reads_and_writes_are_separate_budgets() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     pacer.acquire([WRITE])
     assert pacer.try_acquire([READ]) == 0.0
@@ -82,7 +69,7 @@ def test_reads_and_writes_are_separate_budgets() -> None:
 
 
 def test_one_request_per_second_per_chat_without_blocking_other_chats() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     a, b = Scope(CHAT, "19:a@thread.v2"), Scope(CHAT, "19:b@thread.v2")
     start = pacer.acquire([WRITE, a])
@@ -93,7 +80,7 @@ def test_one_request_per_second_per_chat_without_blocking_other_chats() -> None:
 
 
 def test_member_changes_are_four_per_minute_per_chat() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     members = Scope(CHAT_MEMBERS, "19:a@thread.v2")
     times = grant_times(pacer, clock, [WRITE, Scope(CHAT, "19:a@thread.v2"), members], 5)
@@ -101,7 +88,7 @@ def test_member_changes_are_four_per_minute_per_chat() -> None:
 
 
 def test_a_refused_acquire_takes_nothing() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     chat = Scope(CHAT, "c")
     pacer.acquire([WRITE, chat])
@@ -112,7 +99,7 @@ def test_a_refused_acquire_takes_nothing() -> None:
 
 
 def test_cost_of_a_batch_is_one_slot_per_request() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, limits={TENANT_READ: 10.0})
     assert pacer.try_acquire([READ] * 5) == 0.0
     wait = pacer.try_acquire([READ])
@@ -122,7 +109,7 @@ def test_cost_of_a_batch_is_one_slot_per_request() -> None:
 def test_a_batch_waits_for_its_last_slot() -> None:
     # Graph counts a $batch's items when it arrives (json-batching.md): sent at its first
     # slot, a batch of 5 would spend four slots early, beyond what the bucket holds.
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, limits={TENANT_READ: 10.0})
     first = pacer.acquire([READ] * 5)
     second = pacer.acquire([READ] * 5)
@@ -132,7 +119,7 @@ def test_a_batch_waits_for_its_last_slot() -> None:
 
 
 def test_max_rps_overrides_tenant_rates_only() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, max_rps=5)
     assert pacer.rate(WRITE) == 5.0
     assert pacer.rate(READ) == 5.0
@@ -142,7 +129,7 @@ def test_max_rps_overrides_tenant_rates_only() -> None:
 
 
 def test_retry_after_pauses_the_whole_scope() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     sent = pacer.acquire([WRITE])
     pacer.throttled([WRITE], retry_after=7.5, sent_at=sent)
@@ -154,7 +141,7 @@ def test_retry_after_pauses_the_whole_scope() -> None:
 
 
 def test_one_decrease_per_congestion_event() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, first_decrease=0.5)
     sent = [pacer.acquire([WRITE]) for _ in range(5)]
     clock.now += 0.2
@@ -170,7 +157,7 @@ def test_one_decrease_per_congestion_event() -> None:
 
 
 def test_a_later_event_far_above_the_last_landing_decreases_by_the_usual_factor() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, first_decrease=0.5, decrease=0.7, fast_recovery=0.25, approach=0.9)
     sent = pacer.acquire([WRITE])
     pacer.throttled([WRITE], retry_after=None, sent_at=sent)
@@ -186,7 +173,7 @@ def test_a_later_event_far_above_the_last_landing_decreases_by_the_usual_factor(
 def test_a_new_scope_may_spend_most_of_a_second_at_once_until_throttled() -> None:
     # Graph's token bucket is full when a run starts: 0.8 s of 30 writes/s go at once
     # (the schedule's own first slot plus 23), the rest at the rate (issue 26).
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, burst=0.8)
     times = grant_times(pacer, clock, [WRITE], 25)
     assert times[23] == times[0]
@@ -203,14 +190,14 @@ def test_a_new_scope_may_spend_most_of_a_second_at_once_until_throttled() -> Non
 def test_a_faster_rate_than_documented_gets_no_bigger_burst() -> None:
     # An emulator scaled x4 refills its buckets faster, but they hold what Graph documents:
     # the burst stays 0.8 s of the documented 30 reads per second (24 at once), not of 120.
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, burst=0.8, limits={TENANT_READ: 120.0})
     assert pacer.try_acquire([READ] * 24) == 0.0
     assert pacer.try_acquire([READ] * 24) > 0.15  # 23 more slots at 120/s
 
 
 def test_one_request_at_a_time_scopes_get_no_burst() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, burst=0.8)
     chat = Scope(CHAT, "19:a@thread.v2")
     assert pacer.try_acquire([chat]) == 0.0
@@ -218,7 +205,7 @@ def test_one_request_at_a_time_scopes_get_no_burst() -> None:
 
 
 def test_rate_recovers_gradually_and_never_exceeds_the_documented_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, first_decrease=0.5, fast_recovery=0.25, approach=0.9, probe=0.005)
     sent = pacer.acquire([WRITE])
     pacer.throttled([WRITE], retry_after=2.0, sent_at=sent)
@@ -249,7 +236,7 @@ def congestion_event(pacer: Pacer, clock: FakeClock, accepted: list[bool]) -> No
 
 
 def test_share_of_in_flight_requests_accepted_caps_the_fast_recovery() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, first_decrease=0.3, fast_recovery=0.25, approach=0.9, probe=0.005)
     # Half of the requests in flight at 30 rps got through: the limit is about 15 rps.
     congestion_event(pacer, clock, [True, False] * 4)
@@ -259,7 +246,7 @@ def test_share_of_in_flight_requests_accepted_caps_the_fast_recovery() -> None:
 
 
 def test_without_a_sample_recovery_heads_back_to_the_rate_that_failed() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, first_decrease=0.3, fast_recovery=0.25, approach=0.9, probe=0.005)
     congestion_event(pacer, clock, [True])  # too few answers to estimate anything
     clock.now += 2.0
@@ -267,7 +254,7 @@ def test_without_a_sample_recovery_heads_back_to_the_rate_that_failed() -> None:
 
 
 def test_everything_rejected_means_probe_slowly() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock, first_decrease=0.3, fast_recovery=0.25, approach=0.9, probe=0.005)
     congestion_event(pacer, clock, [False] * 6)
     clock.now += 2.0
@@ -275,7 +262,7 @@ def test_everything_rejected_means_probe_slowly() -> None:
 
 
 def test_concurrent_acquires_never_overbook_a_scope() -> None:
-    clock = FakeClock()  # frozen: only the first caller may get the slot
+    clock = FakeClock(zero_sleeps=False)  # frozen: only the first caller may get the slot
     pacer = make(clock)
     granted: list[int] = []
     lock = threading.Lock()
@@ -501,7 +488,7 @@ def test_limits_override_some_kinds_and_keep_the_rest() -> None:
 
 
 def test_delay_tells_the_wait_without_taking_a_slot() -> None:
-    clock = FakeClock()
+    clock = FakeClock(zero_sleeps=False)
     pacer = make(clock)
     assert pacer.delay([WRITE]) == 0.0
     assert pacer.delay([WRITE]) == 0.0  # asking takes nothing

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from hostile_server import hostile, send_json
+from lib.hostile_server import hostile, send_json
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 

@@ -173,9 +173,8 @@ def test_yaml_json_and_inline_sources(root: Path) -> None:
     chats = desired.by_key()
     assert sorted(chats) == ["inc-1", "inc-2", "inc-4"]
     assert chats["inc-1"].topic == "Incident INC-1 {live}"
-    assert chats["inc-4"].origin == "generator inline, m.yaml:30" or chats[
-        "inc-4"
-    ].origin.startswith("generator inline, m.yaml:")
+    origin = chats["inc-4"].origin
+    assert origin is not None and origin.startswith("generator inline, m.yaml:")
     assert chats["inc-2"].expires == "2027-01-01"
 
 
@@ -207,4 +206,7 @@ def test_forty_new_hires_then_three_more_and_one_gone(root: Path, emulated, caps
     origins = {c["key"]: c.get("origin") for c in plan["changes"] if c["action"] == "create"}
     assert origins["onboarding-hire41-contoso.com"] == "generator onboarding, hires.csv:42"
     assert main(["plan", "m.yaml", "--prune"]) == 0
-    assert "Plan: 6 to create, 0 to update, 2 to delete." in capsys.readouterr().out
+    assert (
+        "Plan: 6 to create, 0 to update, 2 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    ) in capsys.readouterr().out

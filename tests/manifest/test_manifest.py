@@ -109,7 +109,9 @@ def test_graph_doc_example_bodies_match_the_documentation() -> None:
             {**member, "user@odata.bind": url.format("82af01c5-f7cc-4a2e-a728-3a5df21afd9d")},
         ],
     }
-    assert five.request_body()["members"][1] == {
+    members = five.request_body()["members"]
+    assert isinstance(members, list)
+    assert members[1] == {
         **member,
         "user@odata.bind": url.format("82af01c5-f7cc-4a2e-a728-3a5df21afd9d"),
         "tenantId": "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1",

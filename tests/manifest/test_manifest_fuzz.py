@@ -142,7 +142,7 @@ field_names = st.sampled_from(
 
 
 def containers(node: object) -> list[object]:
-    found = [node] if isinstance(node, (dict, list)) else []
+    found: list[object] = [node] if isinstance(node, (dict, list)) else []
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
     for child in children:
         found.extend(containers(child))
@@ -161,7 +161,7 @@ def mutate(doc: dict[str, object], data: st.DataObject) -> None:
             else:
                 target[name] = data.draw(odd_values)
         elif isinstance(target, list):
-            if target and data.draw(st.booleans()):
+            if len(target) > 0 and data.draw(st.booleans()):
                 target.pop(data.draw(st.integers(0, len(target) - 1)))
             else:
                 target.append(data.draw(odd_values | member))

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 from provisioner.manifest import fastpath
 from provisioner.manifest.rules import Entry, check
 from provisioner.manifest.yamlload import compose
+from provisioner.models import Member
 
 DOC = """\
 version: 1
@@ -58,9 +61,17 @@ def test_roles_of_out_of_tenant_members() -> None:
     assert any(m.endswith("(from defaults.role)") for m in messages)
 
 
-def test_partial_entries_get_member_rules_only() -> None:
+def test_partial_entries_take_part_with_what_is_readable() -> None:
+    # Issue 25: a broken chat's valid key and readable pair are checked with its other
+    # errors, not only once they are fixed.
     found = [d.path for d in check(entries(DOC, partial=True))]
-    assert found == ["$.chats[3].members[1].user"]
+    assert found == ["$.chats[2].members", "$.chats[3].members[1].user", "$.chats[3].key"]
+    # ... but an invalid key (rebuilt as "") or an unreadable member (user "") takes no part.
+    unreadable = [
+        replace(e, chat=replace(e.chat, key="", members=(e.chat.members[0], Member(""))))
+        for e in entries(DOC, partial=True)
+    ]
+    assert [d.path for d in check(unreadable)] == []
 
 
 def test_out_of_tenant_members_are_named_by_object_id() -> None:

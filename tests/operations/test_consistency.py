@@ -3,14 +3,13 @@ changes apply made, reports no drift and plans nothing (a lagging list is not a 
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from lib.tokens import jwt
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
@@ -84,13 +83,6 @@ def test_a_change_made_in_teams_is_still_drift(
     assert code == 2
 
 
-def _jwt(claims: dict[str, object]) -> str:
-    def part(data: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
-
-
 def test_delegated_apply_refuses_new_chats_without_the_signed_in_user(
     lagging: EmulatorServer,
     tmp_path: Path,
@@ -98,7 +90,7 @@ def test_delegated_apply_refuses_new_chats_without_the_signed_in_user(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # A delegated token (scp) for A: Graph creates chats only with A in them (chat-post.md).
-    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", _jwt({"scp": "Chat.Create", "oid": A}))
+    monkeypatch.setenv("PROVISION_ACCESS_TOKEN", jwt({"scp": "Chat.Create", "oid": A}))
     (tmp_path / "chats.yaml").write_text(manifest((B, C), (A, D)))
     capsys.readouterr()
     assert main(["apply", "chats.yaml", "--auto-approve"]) == 1

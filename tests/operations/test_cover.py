@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from lifecycle_support import client_for, create
+from lib.lifecycle_support import client_for, create
 
 from provisioner.emulator import EmulatorServer
 from provisioner.graph.client import GraphClient

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from lifecycle_support import A, L, M, N, client_for, create, group
+from lib.cli import run
+from lib.lifecycle_support import A, L, M, N, client_for, create, group
 
-from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer, User
 from provisioner.errors import StateError
 from provisioner.manifest.load import validate_paths
@@ -86,13 +86,6 @@ def tenant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator
             m["id"] for m in client.list_members(lonely) if m["userId"] == USERS[3].id
         ))  # fmt: skip
         yield server
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_export_import_to_state_then_plan_shows_no_changes(tenant, capsys) -> None:

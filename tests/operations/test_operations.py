@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lifecycle_support import A, L, M, group
+from lib.lifecycle_support import A, L, M, group
 
 from provisioner.emulator import EmulatorServer
 from provisioner.errors import ProvisionError, StateError

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lifecycle_support import A, L, M, client_for, create, group, member_of
+from lib.lifecycle_support import A, L, M, client_for, create, group, member_of
 
 from provisioner.emulator import EmulatorServer
 from provisioner.models import Member
-from provisioner.operations.refresh import live_chat, read_chats, refresh
+from provisioner.operations.refresh import read_chats, refresh
+from provisioner.plans.live import live_chat
 from provisioner.plans.planner import LiveMember, make_plan
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
@@ -89,8 +90,8 @@ def test_live_chat_shape() -> None:
 
 
 def test_member_added_in_teams_is_drift_and_planned_for_removal(server: EmulatorServer) -> None:
-    from provisioner.graph.users import resolve_users
     from provisioner.models import DesiredState
+    from provisioner.operations.users import resolve_users
 
     client = client_for(server)
     chat = group("g", "G", A, M)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner import __version__
 from provisioner.errors import PlanError
@@ -84,7 +84,7 @@ def test_saved_plan_records_what_it_was_made_against(tmp_path: Path) -> None:
     assert doc["digest"].startswith("sha256:")
 
 
-def edit(path: Path, change) -> None:  # type: ignore[no-untyped-def]
+def edit(path: Path, change) -> None:
     doc = json.loads(path.read_text())
     change(doc)
     path.write_text(json.dumps(doc))
@@ -102,7 +102,7 @@ def edit(path: Path, change) -> None:  # type: ignore[no-untyped-def]
         (lambda d: d.clear(), "not a provision plan file"),
     ],
 )
-def test_edited_or_foreign_plan_files_are_refused(tmp_path: Path, mangle, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_edited_or_foreign_plan_files_are_refused(tmp_path: Path, mangle, message: str) -> None:
     path = tmp_path / "plan.json"
     save_plan(rich_plan(), path)
     edit(path, mangle)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -9,8 +10,8 @@ from hypothesis import strategies as st
 
 from provisioner.errors import PlanError
 from provisioner.models import Chat, DesiredState, Member, Source, one_on_one_key
-from provisioner.plans.planner import LiveChat, LiveMember, make_plan
-from provisioner.plans.types import Action, Change, RoleChange
+from provisioner.plans.planner import LiveChat, LiveMember, make_plan, refresh_only_plan
+from provisioner.plans.types import Action, Change
 from provisioner.states.records import ChatRecord, Intent, MemberRecord, State
 
 A = "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"
@@ -19,6 +20,7 @@ C = "82af01c5-f7cc-4a2e-a728-3a5df21afd9d"
 JACOB = "jacob@contoso.com"
 JACOB_ID = "5b2a1b0c-7c1d-4f7e-9a3b-2c1d0e9f8a7b"
 TENANT = "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"
+T = TypeVar("T")
 
 
 def group(key: str, *members: Member, topic: str | None = "Topic") -> Chat:
@@ -61,9 +63,9 @@ def state_with(**records: ChatRecord) -> State:
     return state
 
 
-def only(plan_changes: tuple[Change, ...]) -> Change:
-    assert len(plan_changes) == 1
-    return plan_changes[0]
+def only(items: tuple[T, ...]) -> T:
+    assert len(items) == 1
+    return items[0]
 
 
 def test_nothing_to_do() -> None:
@@ -79,7 +81,7 @@ def test_create_carries_the_exact_request_body() -> None:
     change = only(make_plan(desired(chat), State(), graph_url=url).changes)
     assert change.action is Action.CREATE
     assert change.body == chat.request_body(url)
-    assert change.body["members"][2]["tenantId"] == TENANT  # type: ignore[index]
+    assert change.body["members"][2]["tenantId"] == TENANT
     assert change.chat_id is None and change.before is None
     assert change.source == "chats.yaml:3:5"
     assert [m.object_id for m in change.members] == [A, B, C]  # GUIDs are object ids
@@ -123,23 +125,24 @@ def test_users_match_case_insensitively_and_by_object_id() -> None:
 
 def test_update_topic_members_and_roles() -> None:
     old = group("g", Member(A), Member(B), Member(C), topic="Old")
-    new = group("g", Member(A), Member(B, role="guest"), Member(JACOB), topic="New")
+    new = group("g", Member(A), Member(B), Member(JACOB), topic="New")
     change = only(make_plan(desired(new), state_with(g=applied(old, "19:g"))).changes)
     assert change.action is Action.UPDATE
     assert change.chat_id == "19:g"
     assert change.topic_change == ("Old", "New")
     assert [m.user for m in change.add] == [JACOB]
     assert [(m.user, m.membership_id) for m in change.remove] == [(C, f"mem-{C}")]
-    assert change.role_changes == (
-        RoleChange(
-            member=MemberRecord(user=B, role="guest", object_id=B, membership_id=f"mem-{B}"),
-            old_role="owner",
-        ),
-    )
+    assert change.role_changes == ()
+    # Issue 22: a role change is refused, never planned as a remove and an add.
+    new_role = group("g", Member(A), Member(B, role="guest"), Member(C), topic="Old")
+    with pytest.raises(PlanError, match=rf"{B} \(owner -> guest\)") as err:
+        make_plan(desired(new_role), state_with(g=applied(old, "19:g")))
+    assert "cannot change a chat member's role in place" in str(err.value)
+    assert "remove the member from the manifest" in (err.value.hint or "")
     # The chat as it will be, ready for state: manifest order, known ids kept.
     assert [(m.user, m.role, m.membership_id) for m in change.members] == [
         (A, "owner", f"mem-{A}"),
-        (B, "guest", f"mem-{B}"),
+        (B, "owner", f"mem-{B}"),
         (JACOB, "owner", None),
     ]
     assert change.body is None
@@ -270,15 +273,15 @@ def test_drift_member_left_and_role_changed() -> None:
     seen = dataclasses.replace(
         seen, members=(seen.members[0], dataclasses.replace(seen.members[1], role="guest"))
     )
-    plan = make_plan(desired(chat), state_with(g=rec), live={"g": seen})
+    plan = refresh_only_plan(state_with(g=rec), {"g": seen})
     drift = only(plan.drift)
     assert [m.user for m in drift.removed] == [C]
     assert [(r.member.user, r.old_role, r.member.role) for r in drift.role_changes] == [
         (B, "owner", "guest")
     ]
-    change = only(plan.changes)
-    assert [m.user for m in change.add] == [C]
-    assert [(r.member.user, r.old_role) for r in change.role_changes] == [(B, "guest")]
+    # Repairing the role would be a remove and an add: refused (issue 22), with the reason.
+    with pytest.raises(PlanError, match=rf"{B} \(guest -> owner\)"):
+        make_plan(desired(chat), state_with(g=rec), live={"g": seen})
 
 
 def test_chat_deleted_outside_is_created_again_or_forgotten() -> None:
@@ -389,12 +392,10 @@ def test_moved_chain_renames_and_conflicts_are_errors() -> None:
 
 def test_role_change_and_history_notes() -> None:
     old = group("g", Member(A), Member(B))
-    new = dataclasses.replace(group("g", Member(A), Member(B, role="guest"), Member(C)),
-                              history="all")  # fmt: skip
+    new = dataclasses.replace(group("g", Member(A), Member(B), Member(C)), history="all")
     change = only(make_plan(desired(new), state_with(g=applied(old))).changes)
     assert change.action is Action.UPDATE and change.history == "all"
-    assert [r.old_role for r in change.role_changes] == ["owner"]
-    assert any("cannot change a chat member's role in place" in n for n in change.notes)
+    assert change.role_changes == ()
     assert any("whole chat history" in n for n in change.notes)
     topic_only = dataclasses.replace(old, topic="Other")
     change = only(make_plan(desired(topic_only), state_with(g=applied(old))).changes)

@@ -48,7 +48,7 @@ from urllib.parse import parse_qs
 try:  # tests/ is on sys.path under pytest; tests/soak/ when run as a script
     from soak.kill_soak import Report, _check_tenant, write_manifest
 except ImportError:  # pragma: no cover
-    from kill_soak import Report, _check_tenant, write_manifest  # type: ignore[no-redef]
+    from kill_soak import Report, _check_tenant, write_manifest  # type: ignore[no-redef, import-not-found]
 
 from provisioner.cli import options as cli_options
 from provisioner.cli.main import main as provision

@@ -32,7 +32,7 @@ from pathlib import Path
 try:  # tests/ is on sys.path under pytest; tests/soak/ when run as a script
     from soak.kill_soak import Report, _check_tenant, write_manifest
 except ImportError:  # pragma: no cover
-    from kill_soak import Report, _check_tenant, write_manifest  # type: ignore[no-redef]
+    from kill_soak import Report, _check_tenant, write_manifest  # type: ignore[no-redef, import-not-found]
 
 from provisioner.emulator import EmulatorServer
 

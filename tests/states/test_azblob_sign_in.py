@@ -1,6 +1,8 @@
-"""Azure AD sign-in for an azblob:// state: the credential follows the CI (GitHub's OIDC token,
-an Azure Pipelines service connection, else DefaultAzureCredential), and a failed sign-in is
-one line at once, not Azure Identity's chain once per SDK retry (issue 17)."""
+"""Azure AD sign-in for an azblob:// state: one chooser for Graph and the blob (issue 21): the
+blob signs in as the run does (``--auth``, the same variables) for Azure Storage; with
+``--auth env`` and no app named, an Azure Pipelines service connection, else
+DefaultAzureCredential (as documented before). A failed sign-in is one line at once, not Azure
+Identity's chain once per SDK retry (issue 17)."""
 
 from __future__ import annotations
 
@@ -17,18 +19,13 @@ import pytest
 pytest.importorskip("azure.identity")
 
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import (
-    AzurePipelinesCredential,
-    ClientAssertionCredential,
-    DefaultAzureCredential,
-)
+from azure.identity import AzureCliCredential, AzurePipelinesCredential, DefaultAzureCredential
 
 from provisioner.errors import AuthError, StateError
-from provisioner.states.azblob.conn import (
-    BlobLocation,
-    CheckedCredential,
-    connection_for,
-)
+from provisioner.signin.azure_identity import STORAGE_HINT, AzureIdentityCredential
+from provisioner.signin.chooser import STORAGE_SCOPE, SignIn
+from provisioner.signin.msal_flows import ConfidentialClientCredential, ManagedIdentityCredential
+from provisioner.states.azblob.conn import BlobCredential, BlobLocation, connection_for
 
 LOC = BlobLocation("contoso", "tfstate", "teams.json")
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -51,15 +48,39 @@ def test_github_actions_job_signs_in_with_its_oidc_token() -> None:
     conn = connection_for(
         LOC, None, {"AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": CLIENT, **GITHUB}
     )
-    assert isinstance(conn.credential.inner, ClientAssertionCredential)
+    assert isinstance(conn.credential, BlobCredential)
+    assert isinstance(conn.credential.inner, ConfidentialClientCredential)  # Graph's flow
     assert conn.how == f"GitHub OIDC token for app {CLIENT}"
     assert "gh-request-token" not in repr(conn)
 
 
-def test_a_token_file_keeps_default_azure_credential() -> None:
+def test_the_blob_signs_in_as_graph_does_for_storage(tmp_path: Path) -> None:
     env = {"AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": CLIENT, **GITHUB}
-    conn = connection_for(LOC, None, {**env, "AZURE_FEDERATED_TOKEN_FILE": "/run/token"})
-    assert isinstance(conn.credential.inner, DefaultAzureCredential)
+    (tmp_path / "token").write_text("federated-token")
+    token_file = str(tmp_path / "token")
+    conn = connection_for(LOC, None, {**env, "AZURE_FEDERATED_TOKEN_FILE": token_file})
+    assert conn.how == f"federated token for app {CLIENT}"  # the same app as for Graph
+    assert conn.credential.inner._scope == STORAGE_SCOPE
+    # --auth names the sign-in for both: the state blob no longer ignores it.
+    mi = connection_for(LOC, None, {}, SignIn("managed-identity"))
+    assert isinstance(mi.credential.inner, ManagedIdentityCredential)
+    assert mi.credential.inner._resource == "https://storage.azure.com"
+    cli = connection_for(LOC, None, {}, SignIn("azure-cli", "usgov"))
+    assert isinstance(cli.credential.inner, AzureIdentityCredential)
+    assert isinstance(cli.credential.inner._credential, AzureCliCredential)
+    assert SignIn.from_env({"PROVISION_AUTH": "azure-cli"}) == SignIn("azure-cli")
+
+
+def test_a_graph_token_alone_leaves_the_blob_to_default_azure_credential() -> None:
+    # PROVISION_ACCESS_TOKEN is a Graph token (another audience): as documented, the blob
+    # then signs in with DefaultAzureCredential (managed identity, az login).
+    conn = connection_for(LOC, None, {"PROVISION_ACCESS_TOKEN": "graph-token"})
+    assert isinstance(conn.credential.inner, AzureIdentityCredential)
+    assert isinstance(conn.credential.inner._credential, DefaultAzureCredential)
+    assert conn.how == "Azure AD (DefaultAzureCredential)"
+    # A half-named app is an error naming the variable, not a silent other identity.
+    with pytest.raises(AuthError, match="AZURE_TENANT_ID is not set"):
+        connection_for(LOC, None, {"AZURE_CLIENT_SECRET": "s", "AZURE_CLIENT_ID": CLIENT})
 
 
 def test_azure_pipelines_service_connection() -> None:
@@ -71,7 +92,8 @@ def test_azure_pipelines_service_connection() -> None:
         "SYSTEM_OIDCREQUESTURI": "https://dev.azure.com/org/",
     }
     conn = connection_for(LOC, None, env)
-    assert isinstance(conn.credential.inner, AzurePipelinesCredential)
+    inner = conn.credential.inner
+    assert isinstance(inner._credential, AzurePipelinesCredential)
     assert "ado-token" not in repr(conn) and "conn-1" in conn.how
 
 
@@ -90,7 +112,10 @@ def test_a_failed_sign_in_is_one_line_with_the_chain_as_detail() -> None:
             calls.append(scopes)
             raise ClientAuthenticationError(message=CHAIN)
 
-    checked = CheckedCredential(Refusing(), "Azure AD (DefaultAzureCredential)", str(LOC))
+    chain = AzureIdentityCredential(
+        Refusing(), STORAGE_SCOPE, "Azure AD (DefaultAzureCredential)", STORAGE_HINT
+    )
+    checked = BlobCredential(chain, str(LOC))
     with pytest.raises(AuthError) as err:
         checked.get_token("https://storage.azure.com/.default")
     assert err.value.message == (
@@ -140,3 +165,16 @@ def test_the_cli_prints_one_line_at_once(tmp_path: Path, httpserver: Any) -> Non
     assert "gh-request-token" not in done.stderr
     assert elapsed < 15, f"{elapsed:.1f}s: the sign-in was retried"
     assert json.dumps(done.stdout) == '""'
+
+
+def test_each_command_hands_its_sign_in_to_the_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner.cli.apply import apply
+    from provisioner.cli.options import sign_in
+    from provisioner.cli.state import state_list
+
+    monkeypatch.setenv("PROVISION_AUTH", "managed-identity")
+    args = ["chats.yaml", "--auth", "azure-cli", "--cloud", "usgov"]
+    with apply.make_context("apply", args) as ctx, ctx.scope():
+        assert sign_in() == SignIn("azure-cli", "usgov")  # the command line wins
+    with state_list.make_context("list", []) as ctx, ctx.scope():
+        assert sign_in() == SignIn("managed-identity")  # no --auth here: the environment

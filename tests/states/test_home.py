@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import pytest
+from lib.tokens import jwt
 
 from provisioner.errors import StateError
 from provisioner.signin.claims import tenant_of_token
@@ -16,13 +15,6 @@ from provisioner.states.records import State
 
 A = "11111111-1111-1111-1111-111111111111"
 B = "22222222-2222-2222-2222-222222222222"
-
-
-def jwt(claims: dict[str, object]) -> str:
-    def part(obj: object) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
 
 
 def test_tenant_comes_from_the_tid_claim_and_only_from_a_guid() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,8 @@ def test_every_kind_of_change_replays_to_the_same_state() -> None:
     base.put_chat("old", rec(0))
     base.set_protected("old", True)
     expected = base.copy()
-    expected._log = log = []
+    log: list[tuple[object, ...]] = []
+    expected._log = log
     expected.put_chat("a", rec(1))
     expected.put_intent(intent("b"))
     expected.clear_intent("b")
@@ -61,7 +63,7 @@ def test_a_torn_last_record_is_dropped_wherever_the_cut_falls() -> None:
         assert set(replayed.chats) == {"a"}
 
 
-def test_a_record_whose_checksum_fails_is_dropped_with_everything_after_it() -> None:
+def test_a_last_record_whose_checksum_fails_is_dropped_as_torn() -> None:
     state = State()
     raw = bytearray(journal_of(state, [("chat", "a", rec(1))], [("chat", "b", rec(2))]))
     second = len(header(state.lineage, 0)) + len(encode([("chat", "a", rec(1))]))
@@ -71,6 +73,17 @@ def test_a_record_whose_checksum_fails_is_dropped_with_everything_after_it() -> 
     # An absurd length is not trusted either (bounded input).
     bogus = header(state.lineage, 0) + struct.pack(">II", 2**31, 0) + b"x" * 10
     assert parse(bogus, "j").records == []
+
+
+@pytest.mark.parametrize("zeros", [8, 9, 4096])
+def test_a_tail_of_zeros_left_by_a_crash_is_torn_not_corrupt(zeros: int) -> None:
+    # Found by test_journal_machine.py: a filesystem can extend a file before the appended
+    # data reaches it, so a crash mid-append may leave zeros; eight zero bytes frame an empty
+    # payload whose CRC-32 (0) matches, which was refused as "corrupt" and stopped every run.
+    state = State()
+    raw = journal_of(state, [("chat", "a", rec(1))]) + b"\0" * zeros
+    parsed = parse(raw, "j")
+    assert len(parsed.records) == 1 and parsed.dropped == zeros
 
 
 def test_a_journal_without_a_durable_header_is_empty() -> None:
@@ -146,3 +159,24 @@ def test_a_journal_torn_before_its_header_holds_nothing_and_is_removed(tmp_path:
     again.write(state)
     assert not Path(path + ".journal").exists()
     assert local_store(path).read().serial == 2
+
+
+def test_groups_and_member_flags_replay() -> None:
+    # Issue 22: a group as read (put_group) and members provision did not add ("added":
+    # false, "via") survive the journal.
+    from provisioner.states.records import GroupRecord, GroupUser, MemberRecord
+
+    base = State(serial=1)
+    expected = base.copy()
+    log: list[tuple[Any, ...]] = []
+    expected._log = log
+    # Issue 23: a user's display name and mail (a generator's fields) too.
+    users = (GroupUser("u1", "a@x.com", True), GroupUser("u2", "b@x.com", False, "B", "b@y.com"))
+    group = GroupRecord("gid", "Falcon", "2026-01-01T00:00:00Z", users)
+    expected.put_group("Falcon@X.com", group)
+    members = (MemberRecord("a@x.com", via="group Falcon"), MemberRecord("b", added=False))
+    expected.put_chat("k", ChatRecord("19:k", "group", members))
+    replayed = base.copy()
+    assert replay(replayed, parse(journal_of(base, log), "j"), "j", "s") == 1
+    assert replayed.groups == {"falcon@x.com": group}
+    assert replayed.chats["k"].members == members

@@ -3,6 +3,7 @@ changes (group commit), compaction on its schedule, and nothing made durable eve
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -57,10 +58,13 @@ def test_every_update_is_durable_when_it_returns_and_appends_are_shared(
     writer.start()
     late: list[str] = []
 
+    def put(state: State, key: str, n: int) -> None:
+        state.put_chat(key, rec(n))
+
     def worker(base: int) -> None:
         for i in range(30):
             key = f"k{base + i}"
-            writer.update(lambda s, key=key, n=base + i: s.put_chat(key, rec(n)))
+            writer.update(functools.partial(put, key=key, n=base + i))
             if key not in durable(tmp_path).chats:
                 late.append(key)
 
@@ -114,9 +118,11 @@ def test_compaction_runs_on_its_schedule_and_carries_what_came_meanwhile(
     def slow_write(state: State) -> None:
         t = threading.Thread(target=writer.update, args=(lambda s: s.put_chat("c", rec(3)),))
         t.start()
-        time.sleep(0.2)
+        # The change is made, and durable, while the state is being written (the lock is
+        # not held meanwhile): it lands in the next journal.
+        t.join(10)
+        assert not t.is_alive()
         inner_write(state)
-        t.join(0.01)
         threads.append(t)
 
     threads: list[threading.Thread] = []

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.errors import LockError, StateError
 from provisioner.states.lock import FileLock, LockInfo, hold
@@ -215,7 +215,15 @@ WAITER = textwrap.dedent(
     """
     import sys
     from provisioner.states.lock import FileLock
-    info = FileLock(sys.argv[1]).acquire("apply", timeout=float(sys.argv[2]))
+    lock = FileLock(sys.argv[1])
+    try_acquire = lock._try_acquire
+    def observed(info):
+        got = try_acquire(info)
+        if got is None:
+            print("refused", flush=True)  # the holder has it: this run now waits
+        return got
+    lock._try_acquire = observed
+    info = lock.acquire("apply", timeout=float(sys.argv[2]))
     print("got", info.id, flush=True)
     """
 )
@@ -229,15 +237,14 @@ def test_a_run_with_a_lock_timeout_waits_for_the_holder(tmp_path: Path) -> None:
         [sys.executable, "-c", WAITER, state, "30"], stdout=subprocess.PIPE, text=True
     )
     try:
-        import time
-
-        time.sleep(1.0)
-        assert proc.poll() is None  # still waiting
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "refused\n"  # it tried, and waits
+        assert proc.poll() is None
         holder.release(held.id)
         out = proc.communicate(timeout=30)[0]
     finally:
         proc.kill()
-    assert out.startswith("got ")
+    assert "got " in out
 
 
 def test_every_spelling_of_one_file_shares_the_lock(tmp_path: Path) -> None:
@@ -251,3 +258,23 @@ def test_every_spelling_of_one_file_shares_the_lock(tmp_path: Path) -> None:
     b = LocalStateStore(str(tmp_path / "real" / ".." / "real" / "s.json"))
     with a.lock("apply"), pytest.raises(LockError, match="locked by another run"), b.lock("x"):
         pass
+
+
+@pytest.mark.parametrize("call", ["write", "fsync"])
+def test_a_lock_file_that_cannot_be_written_is_one_error_and_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    # Found by tests/apply/test_apply_faults.py: ENOSPC or EIO while the holder's details are
+    # written was an OSError, which the CLI reports as a bug.
+    state = tmp_path / "s.json"
+    lock = FileLock(str(state))
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, call, full)
+        with pytest.raises(StateError, match="No space left on device"):
+            lock.acquire("apply")
+    assert not Path(lock.path).exists()
+    assert FileLock(str(state)).acquire("apply")  # nothing is left held

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lib.fs_helpers import make_readonly, snapshot  # noqa: F401  (fixture)
 
 from provisioner.errors import LockError, StateError
 from provisioner.states.local import LocalStateStore
@@ -290,7 +290,9 @@ def test_bad_state_file_is_a_clear_error_and_untouched(
 
 
 def test_future_state_version_asks_for_an_upgrade(tmp_path: Path) -> None:
-    raw = good_bytes(tmp_path).replace(b'"format_version": 1', b'"format_version": 99')
+    current = f'"format_version": {STATE_FORMAT_VERSION}'.encode()
+    raw = good_bytes(tmp_path).replace(current, b'"format_version": 99')
+    assert raw != good_bytes(tmp_path)
     store = write_raw(tmp_path, raw, with_backup=False)
     with pytest.raises(StateError, match="format version 99") as err:
         store.read()
@@ -361,7 +363,7 @@ def test_any_state_round_trips(
     assert again.users == users
 
 
-def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_protected_keys_round_trip_and_follow_renames(tmp_path) -> None:
     from provisioner.states.local import LocalStateStore
     from provisioner.states.records import ChatRecord, MemberRecord
 
@@ -419,3 +421,35 @@ def test_settling_member_changes_round_trip_and_are_checked() -> None:
     with pytest.raises(StateError) as err:
         decode_state(json.dumps(bad).encode(), "s.json", "h")
     assert "settling" in str(err.value) and "change must be" in str(err.value)
+
+
+def test_version_1_state_is_read_and_its_members_count_as_added(tmp_path: Path) -> None:
+    # Issue 22: a version 1 file has no "added" flags; everything it lists was put there by
+    # provision (version 1 removed everyone else), and it is written back as the new version.
+    raw = (
+        b'{"format_version": 1, "serial": 3, "lineage": "l", "chats": {"k": {"chat_id": "19:a", '
+        b'"chat_type": "group", "members": [{"user": "a@contoso.com", "role": "owner"}]}}}'
+    )
+    store = write_raw(tmp_path, raw, with_backup=False)
+    state = store.read()
+    assert state.chats["k"].members[0].added is True
+    store.write(state)
+    doc = json.loads(Path(store.path).read_text())
+    assert doc["format_version"] == STATE_FORMAT_VERSION == 2
+    assert "added" not in doc["chats"]["k"]["members"][0]
+
+
+def test_a_member_someone_else_added_keeps_its_flag(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    store = LocalStateStore(path)
+    state = State()
+    theirs = MemberRecord("b@contoso.com", "owner", "oid-b", added=False)
+    state.put_chat("k", ChatRecord("19:a", "group", (MemberRecord("a@contoso.com"), theirs)))
+    store.write(state)
+    assert '"added": false' in path.read_text()
+    again = store.read()
+    assert [m.added for m in again.chats["k"].members] == [True, False]
+    bad = path.read_text().replace('"added": false', '"added": "no"')
+    path.write_text(bad)
+    with pytest.raises(StateError, match=r"members\[1\]\.added: expected bool"):
+        LocalStateStore(path).read()

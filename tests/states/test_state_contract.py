@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from state_contract import Backend, StateStoreContract
+from lib.state_contract import Backend, StateStoreContract
 
 from provisioner.states.local import LocalStateStore
 from provisioner.states.store import JournaledStore, local_store

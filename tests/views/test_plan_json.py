@@ -125,9 +125,12 @@ def test_the_schema_refuses_what_it_does_not_describe() -> None:
 
 def test_a_new_protected_chat_is_not_a_protection_change() -> None:
     plan = make_plan(_desired(_group("new", A, B, protect=True)), State())
-    assert summary_line(plan) == "Plan: 1 to create, 0 to update, 0 to delete."
+    assert summary_line(plan) == (
+        "Plan: 1 to create, 0 to update, 0 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    )
     assert "+ protect true" in render_text(plan)
-    assert "protection change" not in render_markdown(plan)
+    assert "1 protection change" not in render_markdown(plan)
 
 
 def test_protecting_an_existing_chat_is_one() -> None:
@@ -135,7 +138,10 @@ def test_protecting_an_existing_chat_is_one() -> None:
     state = State(serial=1, exists=True)
     state.put_chat("kept", _record(chat, "19:kept"))
     plan = make_plan(_desired(_group("kept", A, B, protect=True)), state)
-    assert summary_line(plan) == "Plan: 0 to create, 0 to update, 0 to delete, 1 protection change."
+    assert summary_line(plan) == (
+        "Plan: 0 to create, 0 to update, 0 to delete, "
+        "0 to forget, 0 to reconcile, 0 to move, 0 to import, 1 protection changes."
+    )
 
 
 def test_the_top_level_copy_is_the_shipped_schema() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -7,7 +8,7 @@ import pytest
 
 from provisioner.models import Chat, DesiredState, Member, one_on_one_key
 from provisioner.plans.planner import LiveChat, LiveMember, make_plan
-from provisioner.plans.types import Plan
+from provisioner.plans.types import Plan, RoleChange
 from provisioner.states.records import ChatRecord, MemberRecord, State
 from provisioner.views.plan import GITHUB_COMMENT_LIMIT, render_plan
 
@@ -26,17 +27,27 @@ def example_plan() -> Plan:
     state.put_chat("old", ChatRecord("19:old", "group", ab, topic="Old chat"))
     chats = (
         Chat("same", "group", (Member(A), Member(B)), topic="Same"),
-        Chat("upd", "group", (Member(A, role="guest"), Member(C)), topic="New"),
+        Chat("upd", "group", (Member(A), Member(C)), topic="New"),
         Chat("new", "group", (Member(A), Member(C, tenant_id=TENANT)), topic="Project X"),
         Chat(one_on_one_key(A, B), "oneOnOne", (Member(A), Member(B))),
     )
-    return make_plan(DesiredState(chats=chats, digest="sha256:abc"), state)
+    plan = make_plan(DesiredState(chats=chats, digest="sha256:abc"), state)
+    # The planner refuses role changes (issue 22), but a view still renders one it is given
+    # (a plan file written before that).
+    role = RoleChange(MemberRecord(A, "guest", membership_id="m-a"), "owner")
+    changes = tuple(
+        dataclasses.replace(c, role_changes=(role,)) if c.key == "upd" else c for c in plan.changes
+    )
+    return dataclasses.replace(plan, changes=changes)
 
 
 def test_text_is_terraform_like() -> None:
     text = render_plan(example_plan(), "text")
     assert not ANSI.search(text)
-    assert text.rstrip().endswith("Plan: 2 to create, 1 to update, 0 to delete, 1 to forget.")
+    assert text.rstrip().endswith(
+        "Plan: 2 to create, 1 to update, 0 to delete, "
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+    )
     assert '  # new will be created\n  + chat "new" (group)\n' in text
     assert '      + topic "Project X"' in text
     assert f"      + member {C}  owner, tenant {TENANT}" in text
@@ -54,7 +65,14 @@ def test_summary_line_without_optional_actions() -> None:
     plan = make_plan(
         DesiredState(chats=(Chat("n", "group", (Member(A), Member(B)), topic="T"),)), State()
     )
-    assert render_plan(plan).rstrip().endswith("Plan: 1 to create, 0 to update, 0 to delete.")
+    assert (
+        render_plan(plan)
+        .rstrip()
+        .endswith(
+            "Plan: 1 to create, 0 to update, 0 to delete, "
+            "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
+        )
+    )
 
 
 def test_no_changes() -> None:
@@ -125,7 +143,10 @@ def test_json_has_the_contract_shape() -> None:
 
 def test_markdown_summary_table_and_details() -> None:
     md = render_plan(example_plan(), "markdown")
-    assert "**Plan: 2 to create, 1 to update, 0 to delete, 1 to forget.**" in md
+    assert (
+        "**Plan: 2 to create, 1 to update, 0 to delete, "
+        "1 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes.**"
+    ) in md
     assert "| `+` create | 2 |" in md and "| no change | 1 |" in md
     assert "<details><summary>Changes (4)</summary>" in md
     assert "```diff\n" in md and "</details>" in md

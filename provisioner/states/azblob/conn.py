@@ -1,6 +1,6 @@
 """Where an ``azblob://`` state lives and how to authenticate to it.
 
-Kept apart from the store (``state_azblob.py``) so that parsing and credential selection are
+Kept apart from the store (``states/azblob/store.py``) so that parsing and credential selection are
 plain functions, testable without the Azure SDK installed. The SDK itself is an optional extra
 (``pip install 'teams-provision[azure]'``) and is imported only by :func:`import_azure`.
 """
@@ -8,6 +8,7 @@ plain functions, testable without the Azure SDK installed. The SDK itself is an 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -17,15 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 from provisioner.errors import ProvisionError, StateError
 from provisioner.fsutil import is_loopback_host
 from provisioner.redact import remember
-from provisioner.signin.ci import (
-    OIDC_REQUEST_URI,
-    SERVICE_CONNECTION,
-    failure,
-    github_assertion,
-    github_oidc_available,
-    pipelines_settings,
-    quiet_azure_logs,
-)
+from provisioner.signin.azure_identity import STORAGE_HINT
+from provisioner.signin.chooser import Credential, SignIn, blob_credential
+from provisioner.signin.ci import failure
+from provisioner.signin.claims import jwt_expiry
 
 SCHEME = "azblob://"
 ENDPOINT_ENV = "PROVISION_STATE_ENDPOINT"
@@ -196,12 +192,16 @@ def remember_storage_secrets(*values: str | None) -> None:
 
 
 def connection_for(
-    location: BlobLocation, endpoint: str | None, env: Mapping[str, str]
+    location: BlobLocation,
+    endpoint: str | None,
+    env: Mapping[str, str],
+    sign_in: SignIn | None = None,
 ) -> Connection:
     """Pick the endpoint and credential, in this order: a connection string, an account key,
     a SAS token (all from the environment, as the Azure CLI and Terraform's azurerm backend
-    read them), else azure-identity's ``DefaultAzureCredential`` (workload identity, managed
-    identity, Azure CLI login...: the same chain a pipeline already uses)."""
+    read them), else Azure AD with the run's own sign-in (``--auth``: the chooser of
+    `provisioner.signin.chooser`, for Azure Storage instead of Graph; see ``blob_credential``
+    for ``--auth env`` without an app)."""
     remember_storage_secrets(
         env.get(CONNECTION_STRING_ENV), env.get(ACCOUNT_KEY_ENV), env.get(SAS_TOKEN_ENV)
     )
@@ -225,64 +225,35 @@ def connection_for(
             hint=f"for Azurite, set {ACCOUNT_KEY_ENV} (its development key) or "
             f"{CONNECTION_STRING_ENV}=UseDevelopmentStorage=true",
         )
-    credential, how = azure_ad_credential(env)
-    return Connection(default_url, CheckedCredential(credential, how, str(location)), how)
+    chosen = blob_credential(sign_in or SignIn.from_env(env), env)
+    return Connection(default_url, BlobCredential(chosen, str(location)), chosen.description)
 
 
-def azure_ad_credential(env: Mapping[str, str]) -> tuple[Any, str]:
-    """The Azure AD credential for the state blob, chosen like Graph's sign-in: GitHub's OIDC
-    token in a GitHub Actions job with ``id-token: write`` (no token file needed), an Azure
-    Pipelines service connection, else ``DefaultAzureCredential`` (client secret or
-    certificate, AZURE_FEDERATED_TOKEN_FILE, managed identity, ``az login``...)."""
-    identity = import_azure("azure.identity")
-    quiet_azure_logs()
-    tenant = env.get("AZURE_TENANT_ID", "").strip()
-    client = env.get("AZURE_CLIENT_ID", "").strip()
-    own_secret = any(
-        env.get(name, "").strip()
-        for name in (
-            "AZURE_CLIENT_SECRET",
-            "AZURE_CLIENT_CERTIFICATE_PATH",
-            "AZURE_FEDERATED_TOKEN_FILE",
-        )
-    )
-    if tenant and client and not own_secret and github_oidc_available(env):
-        assertion = github_assertion(env)
-        credential = identity.ClientAssertionCredential(tenant, client, assertion)
-        return credential, f"GitHub OIDC token for app {client}"
-    if env.get(SERVICE_CONNECTION, "").strip() and env.get(OIDC_REQUEST_URI, "").strip():
-        values = pipelines_settings(env)
-        credential = identity.AzurePipelinesCredential(
-            tenant_id=values["tenant"],
-            client_id=values["client"],
-            service_connection_id=values["connection"],
-            system_access_token=values["access_token"],
-        )
-        return credential, f"Azure Pipelines service connection {values['connection']}"
-    return identity.DefaultAzureCredential(), "Azure AD (DefaultAzureCredential)"
+class BlobCredential:
+    """The chosen `Credential` as the Azure SDK's token credential. A failed sign-in is one
+    `AuthError` line naming the state (Azure Identity's chain only as its ``detail``, for
+    ``--debug``), raised at once: the SDK's retry policy would otherwise retry it with backoff
+    (four failures and 40 s before any message)."""
 
-
-class CheckedCredential:
-    """A token credential whose failure is one `AuthError` line (the attempted chain only as
-    its ``detail``, for ``--debug``), raised at once: the SDK's retry policy would otherwise
-    retry the sign-in with backoff (four failures and 40 s before any message) and Python's
-    logging would print Azure Identity's chain each time."""
-
-    def __init__(self, credential: Any, how: str, location: str) -> None:
+    def __init__(self, credential: Credential, location: str) -> None:
         self.inner = credential
-        self._how = how
         self._location = location
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
         try:
-            return self.inner.get_token(*scopes, **kwargs)
-        except ProvisionError as exc:  # ours, e.g. GitHub refused its OIDC token: keep its hint
+            token = self.inner.get_token()
+        except ProvisionError as exc:  # one line already (e.g. GitHub refused its OIDC token)
             exc.message = f"no access to the state {self._location}: {exc.message}"
             raise
-        except Exception as exc:  # CredentialUnavailableError, ClientAuthenticationError
-            error = failure(exc, self._how, _AD_HINT)
+        except Exception as exc:  # anything a sign-in library raised
+            error = failure(exc, self.inner.description, STORAGE_HINT)
             error.message = f"no access to the state {self._location}: {error.message}"
             raise error from None
+        # The chosen credential refreshes ahead of expiry itself; the SDK asks again then.
+        expires = jwt_expiry(token) or time.time() + 300
+        return AccessToken(token, int(expires))
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)
@@ -290,19 +261,7 @@ class CheckedCredential:
             close()
 
     def __repr__(self) -> str:
-        return f"CheckedCredential({self._how})"
-
-
-_APP_CREDENTIALS = (
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_FEDERATED_TOKEN_FILE",
-)
-_AD_HINT = (
-    "set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or sign "
-    "in to Azure AD: AZURE_TENANT_ID and AZURE_CLIENT_ID with a secret, certificate or federated "
-    "token (in GitHub Actions: `id-token: write`), a managed identity, or `az login`"
-)
+        return f"BlobCredential({self.inner.description})"
 
 
 def import_azure(module: str) -> ModuleType:

@@ -84,6 +84,16 @@ class BlobJournalFile:
                 self._blob.delete_blob()
             self._size = None
 
+    def keep(self, data: bytes, suffix: str) -> str:
+        where = f"{self.location}{suffix}"
+        with sdk_errors(where, self._endpoint, "write"):
+            # The container's client carries the journal's credential and pipeline (a SAS
+            # token stays in the query string, not glued to the name).
+            container = self._blob._get_container_client()
+            copy = container.get_blob_client(self._blob.blob_name + suffix)
+            copy.upload_blob(data, overwrite=True)
+        return where
+
     def _refused(self, exc: HttpResponseError) -> None:
         self._size = None
         if exc.status_code == 412:

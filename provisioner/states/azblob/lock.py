@@ -11,6 +11,7 @@ once it has checked that the Azure SDK (the ``azure`` extra) is installed.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from provisioner.states.azblob.lease import (
     LeaseKeeper,
     decode_lock,
     encode_lock,
+    error_code,
 )
 from provisioner.states.lock import LockInfo, new_lock_info
 
@@ -55,6 +57,11 @@ class BlobLock:
         self.metadata: dict[str, str] | None = None
         self.info: LockInfo | None = None
         self.keeper: LeaseKeeper | None = None
+        # ``confirm``: asked / answered tickets, the last answer (its last ticket, its error).
+        self._confirm = threading.Condition()
+        self._asked = self._answered = 0
+        self._confirming = False
+        self._failure: tuple[int, LockError | None] = (0, None)
 
     @property
     def location(self) -> str:
@@ -116,14 +123,70 @@ class BlobLock:
             lease.release()
         return after
 
+    def confirm(self) -> None:
+        """Refuse (LockError) unless the service confirms, now, that this run holds the lease.
+
+        Called before each ``POST /chats`` (issue 20): the keeper renews only every third of
+        the lease, so after a ``force-unlock`` (or a break in the portal) it may take 20 s to
+        notice, and every creation sent meanwhile races the run that took over. A renewal is
+        the confirmation: Azure Storage "Lease Blob" refuses to renew a broken lease or one
+        another client holds (409), and renews an expired one nobody took. Callers that ask
+        while a confirmation is in flight wait for the next one (one request serves them all,
+        as the journal's group commit does), never for one that started before they asked.
+        """
+        self.check()
+        with self._confirm:
+            self._asked += 1
+            ticket = self._asked
+            while self._answered < ticket:
+                if self._confirming:
+                    self._confirm.wait()
+                    continue
+                self._confirming, upto = True, self._asked
+                self._confirm.release()
+                try:
+                    failure = self._renew_now()
+                finally:
+                    self._confirm.acquire()
+                    self._confirming = False
+                    self._confirm.notify_all()
+                self._answered, self._failure = upto, (upto, failure)
+            done, failure = self._failure
+            if failure is not None and ticket <= done:
+                raise failure
+
+    def _renew_now(self) -> LockError | None:
+        lease, keeper = self.lease, self.keeper
+        if lease is None or keeper is None:
+            return None  # not locked by this run: nothing to confirm
+        try:
+            lease.renew()
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if 400 <= status < 500 and status != 408:
+                keeper.lost = f"the lease was broken or taken over ({error_code(exc) or status})"
+                return self._lost_error(keeper.lost)
+            reason = f"HTTP {status}"
+        except AzureError as exc:  # no answer: network, timeout
+            reason = type(exc).__name__
+        else:
+            return None
+        return LockError(
+            f"could not confirm this run still holds its lock on {self.location} ({reason}); "
+            "no chat was created after that",
+            hint=RERUN_PLAN,
+        )
+
+    def _lost_error(self, why: str) -> LockError:
+        return LockError(
+            f"this run lost its lock on {self.location}: {why}; nothing was written",
+            hint=RERUN_PLAN,
+        )
+
     def check(self) -> None:
         """Refuse to write once the keeper has lost the lease."""
         if self.keeper is not None and self.keeper.lost:
-            raise LockError(
-                f"this run lost its lock on {self.location}: {self.keeper.lost}; "
-                "nothing was written",
-                hint=RERUN_PLAN,
-            )
+            raise self._lost_error(self.keeper.lost)
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         props = self.properties()

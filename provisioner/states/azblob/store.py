@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 from provisioner.errors import LockError, ProvisionError, StateError
+from provisioner.signin.chooser import SignIn
 from provisioner.states.azblob.conn import (
     INSTALL_HINT,
     BlobLocation,
@@ -198,6 +199,11 @@ class AzureBlobStateStore:
     def force_unlock(self, lock_id: str) -> LockInfo:
         with self._errors("unlock"):
             return self._lock.force_unlock(lock_id)
+
+    def confirm_lock(self) -> None:
+        """Refuse (LockError) unless the service confirms this run still holds the lease."""
+        with self._errors("confirm the lock on"):
+            self._lock.confirm()
 
     def journal_file(self) -> BlobJournalFile:
         """``PATH.journal``: an append blob written under this store's lock."""
@@ -366,13 +372,15 @@ def open_azblob_store(
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
     lock_timeout: float = 0.0,
     retry_total: int = 3,
+    sign_in: SignIn | None = None,
 ) -> AzureBlobStateStore:
     """The store for ``azblob://ACCOUNT/CONTAINER/PATH``; ``endpoint`` (else env
     ``PROVISION_STATE_ENDPOINT``) overrides the account's public endpoint (Azurite, national
     clouds, private endpoints). Credentials come from the environment, see ``connection_for``.
     """
     location = parse_azblob_url(spec)
-    conn: Connection = connection_for(location, endpoint, os.environ if env is None else env)
+    environ = os.environ if env is None else env
+    conn: Connection = connection_for(location, endpoint, environ, sign_in)
     service = BlobServiceClient(
         conn.account_url,
         credential=conn.credential,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lifecycle_support import A, L, M, client_for
+from lib.lifecycle_support import A, L, M, client_for
 
 from provisioner.emulator import EmulatorServer, User
 from provisioner.errors import ValidationFailed
-from provisioner.graph.users import known_users, resolve_users
 from provisioner.manifest.load import load_desired
+from provisioner.operations.users import known_users, resolve_users
 from provisioner.states.records import ChatRecord, MemberRecord, State
 
 A_ID = "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca"

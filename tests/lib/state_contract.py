@@ -305,3 +305,26 @@ class StateStoreContract:
         with pytest.raises(StateError, match="continues serial"):
             backend.new_store().read()
         assert store.journal.read() is not None
+
+    def test_damage_in_the_middle_is_refused_and_repair_keeps_every_record(
+        self, backend: Backend
+    ) -> None:
+        from provisioner.operations.repair import repair
+
+        store = backend.new_store()
+        store.write(sample_state())
+        state = store.read()
+        records = [encode([("intent", k, pending_intent(k))]) for k in "abcd"]
+        raw = bytearray(header(state.lineage, state.serial) + b"".join(records))
+        second = len(raw) - sum(len(r) for r in records[1:])
+        raw[second + 25] ^= 0x08  # one flipped bit in the second of four records
+        with store.lock("apply"):
+            store.journal.reset(bytes(raw) + b"\0" * 512)  # and a zero tail: torn, not damage
+        with pytest.raises(StateError, match="damaged") as err:
+            backend.new_store().read()
+        assert "state repair" in (err.value.hint or "")
+        report = repair(backend.new_store())
+        assert report.restored == [second] and report.applied == 4 and report.lost == []
+        repaired = backend.new_store()
+        assert set(repaired.read().intents) == set("abcd")
+        assert repaired.journal.read() is None and report.kept[0].endswith(".damaged")

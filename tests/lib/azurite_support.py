@@ -5,7 +5,7 @@ executable), the cache ``.cache/azurite`` of this checkout (gitignored), then
 ``azurite-blob`` on PATH. :func:`ensure_azurite` installs the pinned version into the cache
 with npm when none is found and node is available, so ``python -m pytest`` runs the Azure Blob
 tests on a fresh machine too (``AZURITE_NO_INSTALL=1`` turns that off). ``.ci/run`` warms the
-cache with ``python tests/azurite_support.py install``.
+cache with ``python tests/lib/azurite_support.py install``.
 
 Used by the tests (a session fixture in ``conftest.py``) and by ``benchmarks/``.
 """
@@ -24,13 +24,13 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 AZURITE_VERSION = "3.35.0"
 CACHE = REPO / ".cache" / "azurite"
 CACHED = CACHE / "node_modules" / ".bin" / "azurite-blob"
 INSTALL_HELP = (
     "Azurite is not installed and could not be installed: it needs node >= 18 and npm "
-    "(then `python tests/azurite_support.py install`), or set AZURITE_BLOB to an "
+    "(then `python tests/lib/azurite_support.py install`), or set AZURITE_BLOB to an "
     "azurite-blob executable"
 )
 # Azurite's well-known development account (public, emulator-only; see Azurite's README).
@@ -180,5 +180,5 @@ class Azurite:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["install"]:
-        sys.exit("usage: python tests/azurite_support.py install")
+        sys.exit("usage: python tests/lib/azurite_support.py install")
     print(install())

