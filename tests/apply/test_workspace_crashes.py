@@ -1,10 +1,11 @@
 """Issue 24, "Done when": a run stopped at any point while it installs apps and pins tabs
 leaves no app installed twice, no tab doubled, nothing lost, and a clean plan afterwards.
 
-Deterministic crash points, in-process: every Graph request and every durable write (lock,
-state write, backup, journal reset/append/remove) of one ``provision apply`` of three chats of
-the incident example (each: the chat, two apps, two tabs) is numbered; the run is made again
-with the Nth of them injected, for N = 1, 2, ... until a run meets no Nth point:
+Deterministic crash points, in-process (``tests/fault_points.py``, issue 21's harness): every
+Graph request and every durable write (lock, state write, backup, journal reset/append/remove)
+of one ``provision apply`` of three chats of the incident example (each: the chat, two apps,
+two tabs) is numbered; the run is made again with the Nth of them injected, for N = 1, 2, ...
+until a run meets no Nth point:
 
 - ``stop``: the process dies there (before the operation, or just after it). From then on
   every request and durable write raises `Killed`, a BaseException no ``except Exception``
@@ -29,119 +30,22 @@ import dataclasses
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fault_points import AFTER, BEFORE, FAIL, STOP, Injector, Killed, injected
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
-from provisioner.graph import client as graph_client
 from provisioner.graph import pacing
-from provisioner.graph.retry import TransportFailure
-from provisioner.states import journal, local, lock
 from provisioner.states.store import local_store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-response" / "incidents.yaml"
 CHATS = 3
 STATUS = "https://status.contoso.com/incidents"
-STOP, FAIL = "stop", "fail"
-BEFORE, AFTER = "before", "after"
-
-
-class Killed(BaseException):
-    """The simulated ``kill -9``: raised at the injected point and at every later one."""
-
-
-@dataclass
-class Injector:
-    """Counts the crash points of one run and fires at the ``target``-th (None: never)."""
-
-    target: int | None
-    kind: str
-    when: str
-    requests_only: bool = False
-    count: int = 0
-    dead: bool = False
-    fired: str | None = None
-    labels: list[str] = field(default_factory=list)
-
-    def point(self, label: str, op: Callable[[], Any], fail: Callable[[Any], Any]) -> Any:
-        if self.dead:
-            raise Killed(f"after {self.fired}")
-        if self.requests_only and not label.startswith(("GET", "POST", "PATCH", "DELETE")):
-            return op()
-        self.count += 1
-        self.labels.append(label)
-        if self.count != self.target:
-            return op()
-        self.fired = f"{self.kind} {self.when} #{self.count} {label}"
-        if self.kind == FAIL:
-            return fail(op)
-        if self.when == AFTER:
-            op()
-        self.dead = True
-        raise Killed(self.fired)
-
-
-def _label(method: str, url: str) -> str:
-    path = url.split("/v1.0", 1)[-1].split("?", 1)[0]
-    parts = path.strip("/").split("/")
-    if parts[0] == "chats" and len(parts) > 2:  # /chats/{id}/tabs/{tab} -> /chats/{}/tabs
-        return f"{method} /chats/{{}}/{parts[2]}"
-    return f"{method} /{parts[0]}"
-
-
-@contextlib.contextmanager
-def injected(mp: pytest.MonkeyPatch, inj: Injector) -> Iterator[None]:
-    """Route the run's durable writes and Graph requests through ``inj``."""
-
-    def not_failed(op: Callable[[], Any]) -> Any:  # writes are only stopped, never failed
-        return op()
-
-    def wrap(owner: Any, name: str, label: str) -> None:
-        real = getattr(owner, name)
-
-        def patched(*args: Any, **kwargs: Any) -> Any:
-            return inj.point(label, lambda: real(*args, **kwargs), not_failed)
-
-        mp.setattr(owner, name, patched)
-
-    wrap(local, "write_atomic", "state write")
-    wrap(local.LocalStateStore, "_backup", "backup")
-    wrap(journal, "write_atomic", "journal reset")
-    wrap(journal.LocalJournalFile, "append", "journal append")
-    wrap(journal.LocalJournalFile, "remove", "journal remove")
-    wrap(lock.FileLock, "_take", "lock")
-    real_release = lock.FileLock.release
-
-    def release(self: lock.FileLock, lock_id: str) -> bool:
-        if not inj.dead:
-            return real_release(self, lock_id)
-        # Killed: the kernel drops the OS lock and closes the file; the lock file stays.
-        fd, self._fd, self._held = self._fd, None, None
-        if fd is not None:
-            lock._os_unlock(fd)
-            lock.os.close(fd)
-        return True
-
-    mp.setattr(lock.FileLock, "release", release)
-    real_fetch = graph_client.fetch
-
-    def fetch(session: Any, method: str, url: str, **kwargs: Any) -> Any:
-        def lost(op: Callable[[], Any]) -> TransportFailure:
-            if inj.when == BEFORE:  # refused: Graph saw nothing
-                return TransportFailure(sent=False, reason="connection refused (injected)")
-            op()  # Graph did the work; the answer is lost
-            return TransportFailure(sent=True, reason="connection dropped (injected)")
-
-        op = lambda: real_fetch(session, method, url, **kwargs)  # noqa: E731
-        return inj.point(_label(method, url), op, lost)
-
-    mp.setattr(graph_client, "fetch", fetch)
-    yield
 
 
 @pytest.fixture(autouse=True)
