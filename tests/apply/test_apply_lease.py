@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from azurite_support import ACCOUNT, Azurite
+from lib.azurite_support import ACCOUNT, Azurite
 
 from provisioner.apply.control import ApplyListener, RequestStats, StopSignal
 from provisioner.apply.executor import ApplyOptions, Executor

@@ -210,3 +210,30 @@ def test_forty_new_hires_then_three_more_and_one_gone(root: Path, emulated, caps
         "Plan: 6 to create, 0 to update, 2 to delete, "
         "0 to forget, 0 to reconcile, 0 to move, 0 to import, 0 protection changes."
     ) in capsys.readouterr().out
+
+
+def test_templates_take_what_chats_take_membership_sets_and_history(root: Path) -> None:
+    # Issue 22's fields in issue 23's templates: a member set, the membership policy and a
+    # history date taken from the row.
+    write_csv(root, hires(1))
+    (root / "m.yaml").write_text(
+        ONBOARDING.replace(
+            "chats: []\n", "memberSets:\n  team: [{user: lead9@contoso.com}]\nchats: []\n"
+        )
+        .replace(
+            "        topic: Welcome {name} ({start})\n",
+            "        topic: Welcome {name} ({start})\n        membership: additive\n"
+            '        history: {since: "{start}"}\n',
+        )
+        .replace(
+            '          - user: "{buddy}"\n',
+            '          - user: "{buddy}"\n          - set: team\n',
+            1,
+        )
+    )
+    desired = validate_paths(["m.yaml"]).desired
+    assert desired is not None, messages(root)
+    chat = desired.by_key()["onboarding-hire0-contoso.com"]
+    assert chat.membership == "additive"
+    assert chat.history == "2027-01-01T00:00:00Z"
+    assert [m.user for m in chat.members][-1] == "lead9@contoso.com"

@@ -475,10 +475,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _azurite() -> Any:
     try:
-        from azurite_support import Azurite, find_azurite
+        from lib.azurite_support import Azurite, find_azurite
     except ImportError:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from azurite_support import Azurite, find_azurite
+        from lib.azurite_support import Azurite, find_azurite
     executable = find_azurite()
     if executable is None:
         print("Azurite not installed: no lease rounds", flush=True)
