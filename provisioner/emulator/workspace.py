@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, replace
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from provisioner.emulator.chats import json_object, json_ok
 from provisioner.emulator.errors import GraphError, bad_request, not_found
@@ -85,7 +85,9 @@ def list_catalog(api: Context, req: Request, m: Match) -> Response:
         name, value = found.group(1), found.group(2).replace("''", "'")
         field = {"externalId": "external_id", "displayName": "display_name", "id": "id"}[name]
         apps = [a for a in apps if getattr(a, field) == value]
-    return json_ok(200, {"value": [a.to_graph() for a in apps]})
+    # appcatalogs-list-teamsapps.md, example 3: the collection names its context.
+    context = f"{req.base_url}/$metadata#appCatalogs/teamsApps"
+    return json_ok(200, {"@odata.context": context, "value": [a.to_graph() for a in apps]})
 
 
 def _app_of(body: dict[str, object]) -> CatalogApp:
@@ -111,7 +113,9 @@ def _installed(chat: ChatView, req: Request, expand: bool = True) -> list[dict[s
 
 def list_installed(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
-    return json_ok(200, {"value": _installed(chat, req, expand=False)})
+    # chat-list-installedapps.md, example 1: the collection names its context.
+    context = f"{req.base_url}/$metadata#chats('{quote(chat.id, safe='')}')/installedApps"
+    return json_ok(200, {"@odata.context": context, "value": _installed(chat, req, expand=False)})
 
 
 def install(api: Context, req: Request, m: Match) -> Response:
@@ -156,11 +160,17 @@ def uninstall(api: Context, req: Request, m: Match) -> Response:
     return Response(204)
 
 
-def _tab_graph(tab: tuple[str | None, ...], expand: bool) -> dict[str, object]:
+def _tab_graph(tab: tuple[str | None, ...], position: int, expand: bool) -> dict[str, object]:
     tab_id, name, app_id, entity_id, content_url, website_url, remove_url = tab
+    app = _BY_ID[str(app_id)]
     body: dict[str, object] = {
         "id": tab_id,
         "displayName": name,
+        # chat-list-tabs.md, chat-patch-tabs.md: the app's id again (null for Teams' built-in
+        # Website tab in the list example), and the tab's place as a string of digits that
+        # grows with each tab ("20", "10000100", ...).
+        "teamsAppId": None if app.builtin_tab else app.id,
+        "sortOrderIndex": str((position + 1) * 100),
         "configuration": {
             "entityId": entity_id,
             "contentUrl": content_url,
@@ -170,14 +180,15 @@ def _tab_graph(tab: tuple[str | None, ...], expand: bool) -> dict[str, object]:
         "webUrl": f"https://teams.microsoft.com/l/entity/{app_id}/{tab_id}",
     }
     if expand:
-        body["teamsApp"] = _BY_ID[str(app_id)].to_graph()
+        body["teamsApp"] = app.to_graph()
     return body
 
 
 def list_tabs(api: Context, req: Request, m: Match) -> Response:
     chat = api.tenant.live_chat(m.params["chat-id"])
     expand = "teamsApp" in req.query.get("$expand", "")
-    return json_ok(200, {"value": [_tab_graph(t, expand) for t in chat.tabs]})
+    tabs = [_tab_graph(t, i, expand) for i, t in enumerate(chat.tabs)]
+    return json_ok(200, {"value": tabs})
 
 
 def _configuration(body: dict[str, object]) -> tuple[str | None, ...]:
@@ -203,7 +214,7 @@ def add_tab(api: Context, req: Request, m: Match) -> Response:
             raise bad_request(f"The app '{app.id}' is not installed in this chat.")
         tab = (str(uuid.UUID(int=tenant.random_bits(128))), name, app.id, *_configuration(body))
         tenant.commit(replace(chat, tabs=(*chat.tabs, tab)))
-    return json_ok(201, _tab_graph(tab, False))
+    return json_ok(201, _tab_graph(tab, len(chat.tabs), False))
 
 
 def _tab_index(chat: ChatView, tab_id: str) -> int:
@@ -224,7 +235,7 @@ def update_tab(api: Context, req: Request, m: Match) -> Response:
         conf = _configuration(body) if "configuration" in body else old[3:]
         tab = (old[0], str(name), old[2], *conf)
         tenant.commit(replace(chat, tabs=(*chat.tabs[:i], tab, *chat.tabs[i + 1 :])))
-    return json_ok(200, _tab_graph(tab, False))
+    return json_ok(200, _tab_graph(tab, i, False))
 
 
 def delete_tab(api: Context, req: Request, m: Match) -> Response:

@@ -180,6 +180,12 @@ def record_plan_facts(plan: Plan, state: State, *, note_plan: bool = False) -> b
         if protect != (change.key in state.protected):
             state.set_protected(change.key, protect)
             changed = True
+    for change in plan.changes:  # apps and tabs found in the chat, with nothing to do
+        ws = change.workspace
+        adopt = ws is not None and ws.adopt and not ws and change.key in state.chats
+        if adopt and ws is not None and state.workspaces.get(change.key) != ws.after:
+            state.put_workspace(change.key, ws.after)
+            changed = True
     from provisioner.operations.restore import drop_lapsed
 
     if drop_lapsed(state, datetime.now(timezone.utc)):  # past Graph's restore period

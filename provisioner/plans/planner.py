@@ -287,11 +287,12 @@ def _workspace(
             )
         )
         return change
-    if not found:
+    if not found and not found.adopt:
         return change
+    # Only to record (``adopt``): a no-op for Graph, bookkeeping for the state.
     action = Action.UPDATE if change.action is Action.NOOP and found else change.action
     notes = change.notes + found.notes
-    return replace(change, action=action, workspace=found if found else None, notes=notes)
+    return replace(change, action=action, workspace=found, notes=notes)
 
 
 def _imports(

@@ -111,11 +111,13 @@ class Change:
     @property
     def bookkeeping(self) -> bool:
         """True when apply records something in state for this key even without a Graph
-        call: a renamed key, a protection change, or an imported chat."""
+        call: a renamed key, a protection change, an imported chat, or apps and tabs found
+        in the chat that the state does not record yet (issue 24)."""
         return (
             self.moved_from is not None
             or self.protect_change is not None
             or self.import_id is not None
+            or (self.workspace is not None and self.workspace.adopt)
         )
 
     @property

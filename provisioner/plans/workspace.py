@@ -15,7 +15,7 @@ with ``--prune``; an app or tab provision manages that someone removed is put ba
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.models import BUILTIN_TAB_APPS, App, Chat, Tab
@@ -62,6 +62,11 @@ class WorkspaceChange:
     remove_tabs: tuple[TabRecord, ...] = ()
     after: Workspace = field(default_factory=Workspace)
     notes: tuple[str, ...] = ()
+    # ``after`` differs from what the state records, seen in a refreshed chat: a tab or app a
+    # stopped run made but never recorded (found pinned or installed), or a record of one no
+    # longer there. Apply records ``after`` even when nothing else is to be done, so that
+    # provision keeps track of what it made (and removes it when it leaves the manifest).
+    adopt: bool = False
 
     def __bool__(self) -> bool:
         return bool(
@@ -85,6 +90,7 @@ class WorkspaceChange:
             "remove_tabs": [t.to_dict() for t in self.remove_tabs],
             "after": self.after.to_dict(),
             "notes": list(self.notes),
+            "adopt": self.adopt,
         }
 
     @classmethod
@@ -103,6 +109,7 @@ class WorkspaceChange:
             remove_tabs=tabs("remove_tabs"),
             after=workspace_from_json(data.get("after", {}), "workspace.after"),
             notes=tuple(str(n) for n in data.get("notes", ())),
+            adopt=bool(data.get("adopt", False)),
         )
 
 
@@ -140,7 +147,7 @@ def plan_workspace(
     """What to do so the chat holds ``chat.apps`` and ``chat.tabs`` (raises `Unresolved`)."""
     install, uninstall, apps_after, notes = _apps(chat, refs, recorded, live, prune)
     add, update, remove, tabs_after, tab_notes = _tabs(chat, refs, recorded, live, prune)
-    return WorkspaceChange(
+    change = WorkspaceChange(
         install=install,
         uninstall=uninstall,
         add_tabs=add,
@@ -149,6 +156,30 @@ def plan_workspace(
         after=Workspace(apps_after, tabs_after),
         notes=notes + tab_notes,
     )
+    if change or live is None:  # a change records ``after`` as it goes (apply.workspace)
+        return change
+    adopt = _adopted(recorded, change.after)
+    return replace(change, notes=change.notes + adopt, adopt=bool(adopt))
+
+
+def _adopted(recorded: Workspace, after: Workspace) -> tuple[str, ...]:
+    """Notes for what the state must learn to equal ``after`` (order aside): declared apps and
+    tabs found in the chat that it does not record (or records under another id)."""
+    if set(recorded.apps) == set(after.apps) and set(recorded.tabs) == set(after.tabs):
+        return ()
+    apps = {a.app_id: a.installation_id for a in recorded.apps}
+    tabs = {t.tab_id for t in recorded.tabs}
+    notes = [
+        f"app {a.ref.split(':', 1)[-1]} found installed in the chat: recorded in the state"
+        for a in after.apps
+        if a.installation_id and apps.get(a.app_id) != a.installation_id
+    ]
+    notes += [
+        f"tab {t.name!r} found pinned in the chat: recorded in the state"
+        for t in after.tabs
+        if t.tab_id and t.tab_id not in tabs
+    ]
+    return tuple(notes) or ("the state's record of apps and tabs brought up to date",)
 
 
 def _apps(

@@ -132,6 +132,10 @@ def _change_lines(change: Change) -> Iterator[Line]:
         if change.protect_change is not None:
             yield ("#", 0, f"{change.key}: protection changes (recorded in the state){where}")
             yield ("~", 1, _protect_line(change.protect_change))
+        if change.workspace is not None and change.workspace.adopt:
+            yield ("#", 0, f"{change.key}: apps and tabs recorded in the state{where}")
+            for note in change.workspace.notes:
+                yield (" ", 1, f"# {note}")
         if change.reason == "expired-protected":
             yield ("#", 0, f"{change.key} has expired but is protected: kept{where}")
             for note in change.notes:

@@ -124,3 +124,22 @@ def test_killed_runs_with_a_host_clock_ten_minutes_off_graph_never_duplicate(
     assert report.duplicates == 0 and report.missing == 0
     assert report.wrong == 0 and report.extra_chats == 0
     assert report.ambiguous_faults + report.recovered > 0
+
+
+@pytest.mark.slow
+def test_killed_runs_while_installing_apps_and_pinning_tabs_never_double_or_lose_one(
+    tmp_path: Path,
+) -> None:
+    # Issue 24: the incident example (apps with resource-specific consent, tabs), killed at
+    # random moments while the workspace calls run (each chat's calls a second apart), with
+    # ~10 % of installs and tab POSTs answered ambiguously.
+    report = kill_cycles(
+        tmp_path, seed=41, kills=3, max_rps=20.0, kill_window=(1.0, 8.0), list_delay=(0.2, 1.0),
+        window=2.0, workspace=10,
+    )  # fmt: skip
+    assert report.errors == []
+    assert report.kills >= 2, report
+    assert report.duplicates == 0 and report.missing == 0
+    assert report.app_duplicates == report.tab_duplicates == 0
+    assert report.workspace_missing == report.workspace_unrecorded == 0
+    assert report.plan_exit == 0

@@ -53,12 +53,16 @@ class Injector:
     dead: bool = False
     fired: str | None = None  # the label of the point that fired
     labels: list[str] = field(default_factory=list)
+    # Only Graph requests are points (durable writes run as they are): to fail requests only.
+    requests_only: bool = False
 
     def point(self, label: str, op: Callable[[], Any], fail: Callable[[Any], Any]) -> Any:
         """Run ``op`` (one durable write or request) as crash point number ``count + 1``;
         ``fail(op)`` is what a ``fail`` injection does instead."""
         if self.dead:
             raise Killed(f"after {self.fired}")
+        if self.requests_only and not label.startswith(("GET ", "POST ", "PATCH ", "DELETE ")):
+            return op()
         self.count += 1
         self.labels.append(label)
         if self.count != self.target:
@@ -141,7 +145,10 @@ def injected(monkeypatch: pytest.MonkeyPatch, inj: Injector) -> Iterator[Injecto
 
     def fetch(session: Any, method: str, url: str, **kwargs: Any) -> Any:
         path = url.split("/v1.0", 1)[-1].split("?", 1)[0]
+        parts = path.strip("/").split("/")
         label = f"{method} {'/chats' if path.startswith('/chats') else path.split('/')[1]}"
+        if parts[0] == "chats" and len(parts) > 2:  # a chat's apps, tabs, members: by kind
+            label = f"{method} /chats/{{}}/{parts[2]}"
 
         def lost(op: Callable[[], Any]) -> TransportFailure:
             # Before: refused, Graph saw nothing. After: Graph did the work, the answer is lost.

@@ -16,6 +16,12 @@ hand::
 ``--clock-offset -600`` sets Graph's (the emulator's) clock 10 minutes behind this host's, as a
 host clock 10 minutes ahead would be (issue 20): matching must not depend on the two agreeing.
 
+``--workspace 10`` uses the first 10 chats of examples/incident-response/incidents.yaml
+instead (issue 24): each with two apps installed and two tabs pinned, the emulator answering
+~10 % of installs and tab POSTs ambiguously; it then also counts, per chat, apps installed
+twice, tabs pinned twice, apps or tabs missing, and those the state does not record (with the
+ids Graph has): all must be 0.
+
 ``--base-chats 10000`` starts every seed from a state that already manages that many chats
 (in the manifest too, so the next plan must leave them alone): the changes are journaled on top
 of a big state (issue 16), and none of them may be lost either. Runs then use ``--no-refresh``
@@ -45,6 +51,14 @@ from provisioner.emulator import EmulatorServer
 from provisioner.states.records import ChatRecord, MemberRecord, State
 from provisioner.states.store import local_store
 
+try:  # tests/ is on sys.path under pytest; tests/soak/ when run as a script
+    from soak import kill_workspace as ws
+except ImportError:  # pragma: no cover
+    try:
+        import kill_workspace as ws  # type: ignore[no-redef]
+    except ImportError:
+        from tests.soak import kill_workspace as ws  # type: ignore[no-redef]
+
 FAULTS = (
     "504=0.06,method=POST,path=/chats,chat-type=group",
     "drop=0.04,method=POST,path=/chats,chat-type=group",
@@ -63,6 +77,12 @@ class Report:
     duplicates: int = 0
     missing: int = 0
     wrong: int = 0  # chats in state that do not have the desired members/topic
+    # --workspace (issue 24): apps installed / tabs pinned more than once, declared ones
+    # missing, and ones the state does not record with the id Graph has.
+    app_duplicates: int = 0
+    tab_duplicates: int = 0
+    workspace_missing: int = 0
+    workspace_unrecorded: int = 0
     extra_chats: int = 0
     plan_exit: int = -1
     lookups: int = 0  # reported by the runs that finished (killed runs report nothing)
@@ -79,6 +99,8 @@ class Report:
             and self.missing == 0
             and self.wrong == 0
             and self.extra_chats == 0
+            and self.app_duplicates == self.tab_duplicates == 0
+            and self.workspace_missing == self.workspace_unrecorded == 0
             and self.plan_exit == 0
             and not self.errors
         )
@@ -131,19 +153,24 @@ def kill_cycles(
     list_delay: tuple[float, float] = (1.0, 4.0),
     window: float = 60.0,
     clock_offset: float = 0.0,
+    workspace: int = 0,
 ) -> Report:
     """One seed: kill ``kills`` runs at random moments, rerun to completion, check.
     ``clock_offset``: seconds Graph's (the emulator's) clock is off this host's (issue 20:
-    -600 is a host clock 10 minutes ahead of Graph)."""
+    -600 is a host clock 10 minutes ahead of Graph). ``workspace``: that many chats of the
+    incident example (apps and tabs) instead of ``groups`` and ``pairs``."""
     rng = random.Random(seed)
     report = Report(seed=seed)
     started = time.monotonic()
-    chats = write_manifest(workdir / "chats.yaml", rng, groups, pairs)
+    if workspace:
+        chats = ws.write_incidents(workdir / "chats.yaml", workspace)
+    else:
+        chats = write_manifest(workdir / "chats.yaml", rng, groups, pairs)
     state_path = workdir / "state.json"
     base = write_base(workdir, state_path, base_chats) if base_chats else {}
     with EmulatorServer(
         data_path=workdir / "emulator.json",
-        faults=list(FAULTS),
+        faults=list(FAULTS + (ws.WORKSPACE_FAULTS if workspace else ())),
         seed=seed,
         limits="documented",
         invent_users=True,  # the manifest names made-up users
@@ -189,6 +216,8 @@ def kill_cycles(
         report.ambiguous_faults = counters.faults["504"] + counters.faults["drop"]
         report.server_lookup_requests = sum(counters.by_route[r] for r in LOOKUP_ROUTES)
         _check_tenant(server, chats, state_path, report)
+        if workspace:
+            ws.check_workspaces(server, chats, state_path, report)
         kept = local_store(str(state_path)).read().chats
         report.missing += sum(1 for key, record in base.items() if kept.get(key) != record)
         plan = _plan(workdir, env, manifests, state_path, server.url, refresh)
@@ -296,9 +325,20 @@ def main(argv: list[str] | None = None) -> int:
         "--clock-offset", type=float, default=0.0,
         help="seconds Graph's clock is off this host's (-600: the host 10 minutes ahead)",
     )  # fmt: skip
+    parser.add_argument(
+        "--kill-window", default="0.6-2.2",
+        help="when a run is killed, LO-HI seconds after it starts changing things",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workspace", type=int, default=0, metavar="N",
+        help="the first N (up to 10) chats of the incident example, with apps and tabs "
+        "(replaces --groups and --pairs)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     lo, _, hi = args.list_delay.partition("-")
     lag = (float(lo), float(hi or lo))
+    k_lo, _, k_hi = args.kill_window.partition("-")
+    window = (float(k_lo), float(k_hi or k_lo))
     reports = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory(prefix="provision-kill-") as tmp:
@@ -306,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(tmp), seed=seed, kills=args.kills, groups=args.groups, pairs=args.pairs,
                 max_rps=args.max_rps, list_delay=lag, window=args.window,
                 base_chats=args.base_chats, clock_offset=args.clock_offset,
+                workspace=args.workspace, kill_window=window,
             )  # fmt: skip
         reports.append(r)
         per = f"{r.lookup_requests / r.lookups:.2f}" if r.lookups else "-"
@@ -313,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             f"seed {seed}: kills {r.kills}, runs {r.runs}, ambiguous faults {r.ambiguous_faults}, "
             f"duplicates {r.duplicates}, missing {r.missing}, wrong {r.wrong}, "
             f"extra {r.extra_chats}, plan exit {r.plan_exit}, recovered intents {r.recovered}, "
+            f"{ws.workspace_figures(r) if args.workspace else ''}"
             f"lookups {r.lookups} costing {r.lookup_requests} requests ({per}/lookup), "
             f"{r.seconds:.1f}s{'' if r.ok else '  FAILED: ' + '; '.join(r.errors)}",
             flush=True,
@@ -325,7 +367,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(r.ambiguous_faults for r in reports)} ambiguous faults injected, "
         f"duplicates {sum(r.duplicates for r in reports)} (must be 0), "
         f"missing {sum(r.missing for r in reports)} (must be 0), "
-        f"{lookups} lookups in finished runs costing {requests} extra requests "
+        + (
+            f"apps installed twice {sum(r.app_duplicates for r in reports)}, "
+            f"tabs doubled {sum(r.tab_duplicates for r in reports)}, "
+            f"apps/tabs missing {sum(r.workspace_missing for r in reports)}, "
+            f"unrecorded {sum(r.workspace_unrecorded for r in reports)} (all must be 0), "
+            if args.workspace
+            else ""
+        )
+        + f"{lookups} lookups in finished runs costing {requests} extra requests "
         f"({requests / lookups if lookups else 0:.2f} per recovered intent); "
         f"emulator-side lookup requests, all runs: "
         f"{sum(r.server_lookup_requests for r in reports)}"
