@@ -6,53 +6,20 @@ tests/graph/test_documented_responses.py, so the three cannot drift apart silent
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-
-from provisioner.emulator import DEFAULT_TENANT_ID, EmulatorServer
-
-DOCS = Path(__file__).resolve().parents[1] / "data" / "graph-docs"
-MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
-GRAPH = "https://graph.microsoft.com/v1.0"
-# Users of Graph's "Create chat" examples 1 and 2, in the emulator's default directory.
-EX1 = ("8b081ef6-4792-4def-b2c9-c363a1bf41d5", "82af01c5-f7cc-4a2e-a728-3a5df21afd9d")
-EX2 = (
-    "8c0a1a67-50ce-4114-bb6c-da9c5dbcf6ca",
-    "82fe7758-5bb3-4f0d-a43f-e555fd399c6f",
-    "3626a173-f2bc-4883-bcf7-01514c3bfb82",
+from lib.documented import (
+    EX1,
+    EX2,
+    assert_shape,
+    documented,
+    group,
+    member,
 )
 
-
-def documented(name: str) -> dict[str, Any]:
-    response: dict[str, Any] = json.loads((DOCS / name).read_text())["response"]
-    return response
-
-
-def assert_shape(doc: Any, got: Any, where: str = "$") -> None:
-    """Every field of ``doc`` is in ``got`` with the same JSON type (null matches any)."""
-    if doc is None or got is None:
-        return
-    if isinstance(doc, dict):
-        assert isinstance(got, dict), f"{where}: expected an object, got {got!r}"
-        for key, value in doc.items():
-            assert key in got, f"{where}: the emulator's answer has no {key!r}"
-            assert_shape(value, got[key], f"{where}.{key}")
-    elif isinstance(doc, list):
-        assert isinstance(got, list), f"{where}: expected a list"
-        for item in got[:1] if doc else ():
-            assert_shape(doc[0], item, f"{where}[0]")
-    else:
-        assert type(doc) is type(got), f"{where}: {doc!r} vs {got!r}"
-
-
-def member(user: str) -> dict[str, object]:
-    bind = f"{GRAPH}/users('{user}')"
-    return {"@odata.type": MEMBER_TYPE, "roles": ["owner"], "user@odata.bind": bind}
+from provisioner.emulator import DEFAULT_TENANT_ID, EmulatorServer
 
 
 @pytest.fixture
@@ -63,14 +30,6 @@ def graph() -> Iterator[tuple[str, requests.Session]]:
         s.headers["Authorization"] = "Bearer docs"
         yield server.url, s
         assert server.tenant.counters.internal_errors_total == 0
-
-
-def group(url: str, s: requests.Session, topic: str = "Group chat title") -> dict[str, Any]:
-    body = {"chatType": "group", "topic": topic, "members": [member(u) for u in EX2]}
-    resp = s.post(f"{url}/chats", json=body)
-    assert resp.status_code == 201, resp.text
-    chat: dict[str, Any] = resp.json()
-    return chat
 
 
 def test_create_chat(graph: tuple[str, requests.Session]) -> None:

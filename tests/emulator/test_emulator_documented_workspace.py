@@ -14,14 +14,10 @@ from typing import Any
 import jsonschema
 import pytest
 import requests
+from lib.documented import assert_shape, documented, group
 
 from provisioner.emulator import EmulatorServer
 from provisioner.emulator.workspace import CATALOG
-
-try:  # tests/ is on sys.path in pytest's default import mode
-    from emulator.test_emulator_documented import assert_shape, documented, group
-except ImportError:  # pragma: no cover
-    from tests.emulator.test_emulator_documented import assert_shape, documented, group
 
 OPENAPI = Path(__file__).resolve().parents[1] / "data" / "graph-openapi" / "workspace.json"
 GRAPH = "https://graph.microsoft.com/v1.0"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 from lib.clock import FakeClock
+from lib.documented import documented_file as documented
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -20,13 +20,6 @@ from provisioner.graph.client import GraphClient
 from provisioner.graph.retry import parse_retry_after
 from provisioner.operations.refresh import is_manageable
 from provisioner.plans.live import live_chat
-
-DOCS = Path(__file__).resolve().parents[1] / "data" / "graph-docs"
-
-
-def documented(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((DOCS / name).read_text())
-    return doc
 
 
 def serve(server: HTTPServer, name: str, *, then: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from lib.documented import documented_file as documented
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -19,11 +20,6 @@ from provisioner.graph.client import GraphClient
 from provisioner.operations import workspace as refresh_workspace
 from provisioner.operations.clients import EmulatorToken
 from provisioner.plans.workspace import tab_record
-
-try:  # tests/ is on sys.path in pytest's default import mode
-    from graph.test_documented_responses import documented
-except ImportError:  # pragma: no cover
-    from tests.graph.test_documented_responses import documented
 
 
 def serve(server: HTTPServer, name: str) -> tuple[dict[str, Any], list[Any]]:

@@ -51,13 +51,9 @@ from provisioner.emulator import EmulatorServer
 from provisioner.states.records import ChatRecord, MemberRecord, State
 from provisioner.states.store import local_store
 
-try:  # tests/ is on sys.path under pytest; tests/soak/ when run as a script
-    from soak import kill_workspace as ws
-except ImportError:  # pragma: no cover
-    try:
-        import kill_workspace as ws  # type: ignore[no-redef]
-    except ImportError:
-        from tests.soak import kill_workspace as ws  # type: ignore[no-redef]
+if __package__ in (None, ""):  # run as a script: tests/ on the path, as under pytest
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from soak import kill_workspace as ws
 
 FAULTS = (
     "504=0.06,method=POST,path=/chats,chat-type=group",
