@@ -202,6 +202,18 @@ class App:
         return f"{self.by}:{self.value}"
 
 
+def tab_configuration(
+    entity_id: str | None, content_url: str | None, website_url: str | None, remove_url: str | None
+) -> dict[str, str | None]:
+    """Graph's teamsTabConfiguration (chat-post-tabs.md): a manifest's tab and a recorded one."""
+    return {
+        "entityId": entity_id,
+        "contentUrl": content_url,
+        "websiteUrl": website_url,
+        "removeUrl": remove_url,
+    }
+
+
 @dataclass(frozen=True)
 class Tab:
     """A ``tabs:`` entry: a tab pinned to the chat, by display name, from ``app`` (a built-in
@@ -216,13 +228,9 @@ class Tab:
     source: Source | None = field(default=None, compare=False, hash=False, repr=False)
 
     def configuration(self) -> dict[str, str | None]:
-        """Graph's teamsTabConfiguration (chat-post-tabs.md)."""
-        return {
-            "entityId": self.entity_id,
-            "contentUrl": self.content_url,
-            "websiteUrl": self.website_url,
-            "removeUrl": self.remove_url,
-        }
+        return tab_configuration(
+            self.entity_id, self.content_url, self.website_url, self.remove_url
+        )
 
 
 @dataclass(frozen=True)

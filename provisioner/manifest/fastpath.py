@@ -20,6 +20,8 @@ as parsing it; this walk costs a fraction (benchmarks/bench_validate.py).
 
 from __future__ import annotations
 
+import re
+
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -304,40 +306,26 @@ def build_moves(root: Node, file: str) -> list[Move] | None:
     """The top-level ``moved:`` entries of a document (``[]`` without any), or ``None`` when
     they are not plainly valid under the schema (the error path then reports why). Only
     called on documents whose top level is a plain mapping."""
-    if root.__class__ is not MappingNode:
-        return None
-    moved = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == "moved"]
-    if not moved:
-        return []
-    if len(moved) > 1:
-        return None
-    seq = moved[0]
-    if seq.__class__ is not SequenceNode or seq.tag != SEQ_TAG:
-        return None
-    out: list[Move] = []
-    for node in seq.value:
-        if node.__class__ is not MappingNode or node.tag != MAP_TAG:
-            return None
-        ends: dict[str, str] = {}
-        for k, v in node.value:
-            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in ends:
-                return None
-            if k.value not in ("from", "to") or not _is_str(v) or not _KEY_RE.search(v.value):
-                return None
-            ends[k.value] = v.value
-        if len(ends) != 2:
-            return None
-        mark = node.start_mark
-        out.append(Move(ends["from"], ends["to"], Source(file, mark.line + 1, mark.column + 1)))
-    return out
+    found = _entries(root, "moved", file, {"from": _KEY_RE, "to": _KEY_RE})
+    return None if found is None else [Move(e["from"], e["to"], at) for e, at in found]
 
 
 def build_imports(root: Node, file: str) -> list[Import] | None:
     """The top-level ``import:`` entries of a document (``[]`` without any), or ``None`` when
     they are not plainly valid under the schema (the error path then reports why)."""
+    found = _entries(root, "import", file, {"key": _KEY_RE, "id": _CHAT_ID_RE})
+    return None if found is None else [Import(e["key"], e["id"], at) for e, at in found]
+
+
+def _entries(
+    root: Node, name: str, file: str, fields: dict[str, re.Pattern[str]]
+) -> list[tuple[dict[str, str], Source]] | None:
+    """A top-level list of mappings whose string ``fields`` all match their pattern (and
+    nothing else), each with where it starts; ``[]`` without the list, ``None`` when it is
+    not plainly valid."""
     if root.__class__ is not MappingNode:
         return None
-    found = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == "import"]
+    found = [v for k, v in root.value if k.__class__ is ScalarNode and k.value == name]
     if not found:
         return []
     if len(found) > 1:
@@ -345,25 +333,22 @@ def build_imports(root: Node, file: str) -> list[Import] | None:
     seq = found[0]
     if seq.__class__ is not SequenceNode or seq.tag != SEQ_TAG:
         return None
-    out: list[Import] = []
+    out: list[tuple[dict[str, str], Source]] = []
     for node in seq.value:
         if node.__class__ is not MappingNode or node.tag != MAP_TAG:
             return None
-        fields: dict[str, str] = {}
+        got: dict[str, str] = {}
         for k, v in node.value:
-            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in fields:
+            if k.__class__ is not ScalarNode or k.tag != STR_TAG or k.value in got:
                 return None
-            if k.value not in ("key", "id") or not _is_str(v):
+            pattern = fields.get(k.value)
+            if pattern is None or not _is_str(v) or not pattern.search(v.value):
                 return None
-            fields[k.value] = v.value
-        if len(fields) != 2 or not _KEY_RE.search(fields["key"]):
-            return None
-        if not _CHAT_ID_RE.search(fields["id"]):
+            got[k.value] = v.value
+        if len(got) != len(fields):
             return None
         mark = node.start_mark
-        out.append(
-            Import(fields["key"], fields["id"], Source(file, mark.line + 1, mark.column + 1))
-        )
+        out.append((got, Source(file, mark.line + 1, mark.column + 1)))
     return out
 
 

@@ -514,36 +514,31 @@ def _expired(sides: _Sides, chat: Chat, protected: bool) -> Change | None:
     if sides.gone:
         note = f"expired ({chat.expires}) and already deleted outside provision"
         return replace(_unmanaged(sides.key, record, prune=False, gone=True), notes=(note,))
-    if protected:
-        return Change(
-            key=sides.key,
-            action=Action.NOOP,
-            chat_type=record.chat_type,
-            members=record.members,
-            topic=record.topic,
-            chat_id=record.chat_id,
-            before=record,
-            notes=(
-                f"expired ({chat.expires}) but protected: kept. Set protect: false to let "
-                f"it be deleted, or move expires",
-            ),
-            source=source_of(chat),
-            reason="expired-protected",
-        )
-    return Change(
+    kept = Change(
         key=sides.key,
-        action=Action.DELETE,
+        action=Action.NOOP,
         chat_type=record.chat_type,
         members=record.members,
         topic=record.topic,
         chat_id=record.chat_id,
         before=record,
         notes=(
+            f"expired ({chat.expires}) but protected: kept. Set protect: false to let "
+            f"it be deleted, or move expires",
+        ),
+        source=source_of(chat),
+        reason="expired-protected",
+    )
+    if protected:
+        return kept
+    return replace(
+        kept,
+        action=Action.DELETE,
+        notes=(
             f"expired ({chat.expires}): deleted in Teams. Graph soft-deletes chats: "
             f"provision restore {sides.key} brings it back within 7 days. Needs "
             f"Chat.ManageDeletion.All; one delete per second per tenant",
         ),
-        source=source_of(chat),
         reason="expired",
     )
 

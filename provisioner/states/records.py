@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from provisioner import __version__
+from provisioner.models import tab_configuration
 from provisioner.states.settling import Settling
 
 #: 2 (issue 22): a member carries ``"added": false`` when provision did not add it (someone
@@ -105,12 +106,9 @@ class TabRecord:
     remove_url: str | None = None
 
     def configuration(self) -> dict[str, str | None]:
-        return {
-            "entityId": self.entity_id,
-            "contentUrl": self.content_url,
-            "websiteUrl": self.website_url,
-            "removeUrl": self.remove_url,
-        }
+        return tab_configuration(
+            self.entity_id, self.content_url, self.website_url, self.remove_url
+        )
 
     def to_dict(self) -> dict[str, str]:
         data = {"tab_id": self.tab_id, "name": self.name, "app_id": self.app_id}
