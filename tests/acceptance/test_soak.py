@@ -68,9 +68,11 @@ def test_consistency_soak_short(tmp_path: Path) -> None:
     and UPN members; members changed; a refresh right after finds nothing to do."""
     from soak import consistency_soak
 
-    print("consistency soak seed 3")
+    # Seed 5: 3 of its 9 group creations are answered ambiguously (seed 3 drew none once the
+    # run's first request became GET /organization, issue 20, which shifted the fault draws).
+    print("consistency soak seed 5")
     report = consistency_soak.soak_run(
-        tmp_path, seed=3, groups=9, list_delay=(0.2, 1.5), window=3.0
+        tmp_path, seed=5, groups=9, list_delay=(0.2, 1.5), window=3.0
     )
     assert report.errors == [], report.errors
     assert report.exit_codes == [0, 0]
