@@ -116,14 +116,25 @@ def test_killed_runs_with_a_host_clock_ten_minutes_off_graph_never_duplicate(
 ) -> None:
     # Issue 20: matching compares Graph's createdDateTime with Graph's own time (its Date
     # header), so a host clock 10 minutes off changes nothing.
-    report = kill_cycles(
-        tmp_path, seed=31, kills=2, groups=20, pairs=5, max_rps=15.0, kill_window=(0.5, 1.6),
-        list_delay=(0.2, 1.0), window=2.0, clock_offset=offset,
-    )  # fmt: skip
-    assert report.errors == []
-    assert report.duplicates == 0 and report.missing == 0
-    assert report.wrong == 0 and report.extra_chats == 0
-    assert report.ambiguous_faults + report.recovered > 0
+    # Kills land where the machine's timing puts them: a seed whose kills and faults missed
+    # every creation in flight proves nothing about matching, so up to three seeds are run
+    # until one did; each must leave no duplicate and nothing missing.
+    exercised = False
+    for seed in (31, 32, 33):
+        print(f"kill soak seed {seed}, host clock offset {offset:+.0f} s")
+        workdir = tmp_path / str(seed)
+        workdir.mkdir()
+        report = kill_cycles(
+            workdir, seed=seed, kills=2, groups=20, pairs=5, max_rps=15.0,
+            kill_window=(0.5, 1.6), list_delay=(0.2, 1.0), window=2.0, clock_offset=offset,
+        )  # fmt: skip
+        assert report.errors == []
+        assert report.duplicates == 0 and report.missing == 0
+        assert report.wrong == 0 and report.extra_chats == 0
+        if report.ambiguous_faults + report.recovered > 0:
+            exercised = True
+            break
+    assert exercised, "no seed exercised an ambiguous creation"
 
 
 @pytest.mark.slow
