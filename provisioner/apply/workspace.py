@@ -26,7 +26,7 @@ from provisioner.graph import workspace as api
 from provisioner.graph.errors import AmbiguousOutcome, GraphError, GraphNotFound
 from provisioner.graph.pacing import CHAT
 from provisioner.plans.types import Change
-from provisioner.plans.workspace import WorkspaceChange, tab_record
+from provisioner.plans.workspace import WorkspaceChange, tab_fields, tab_record
 from provisioner.states.records import AppRecord, State, TabRecord, Workspace
 
 
@@ -81,23 +81,24 @@ def _tabs(client: Any, chat_id: str, ws: WorkspaceChange, run: _Run) -> Iterator
         if found is None:
             yield from run.pace()
             try:
-                created = api.add_tab(client, chat_id, tab.name, tab.app_id, _conf(tab))
-                found = TabRecord(str(created.get("id") or ""), *_rest(tab))
+                created = api.add_tab(client, chat_id, tab.name, tab.app_id, tab.configuration())
+                found = TabRecord(str(created.get("id") or ""), *tab_fields(tab))
             except AmbiguousOutcome:
                 yield from run.pace()
                 found = _same(_live_tabs(client, chat_id), tab, taken)  # made or not?
                 if found is None:
                     raise
-        if found.tab_id and _rest(found) != _rest(tab):  # adopted with another configuration
+        # A tab adopted from an earlier run may have another configuration: bring it along.
+        if found.tab_id and tab_fields(found) != tab_fields(tab):
             yield from run.pace()
-            api.update_tab(client, chat_id, found.tab_id, tab.name, _conf(tab))
-        kept = TabRecord(found.tab_id, *_rest(tab))
+            api.update_tab(client, chat_id, found.tab_id, tab.name, tab.configuration())
+        kept = TabRecord(found.tab_id, *tab_fields(tab))
         taken.add(kept.tab_id)
         run.tabs[kept.tab_id] = kept
         run.save()
     for tab in ws.update_tabs:
         yield from run.pace()
-        api.update_tab(client, chat_id, tab.tab_id, tab.name, _conf(tab))
+        api.update_tab(client, chat_id, tab.tab_id, tab.name, tab.configuration())
         run.tabs[tab.tab_id] = tab
         run.save()
     for tab in ws.remove_tabs:
@@ -163,11 +164,3 @@ def _same(live: list[TabRecord], tab: TabRecord, taken: set[str]) -> TabRecord |
         if same and t.tab_id not in taken:
             return t
     return None
-
-
-def _rest(tab: TabRecord) -> tuple[str, str, str | None, str | None, str | None, str | None]:
-    return (tab.name, tab.app_id, tab.entity_id, tab.content_url, tab.website_url, tab.remove_url)
-
-
-def _conf(tab: TabRecord) -> dict[str, str | None]:
-    return tab.configuration()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.errors import ProvisionError, StateError
 from provisioner.graph.errors import GraphNotFound
+from provisioner.models import expiry_of
 from provisioner.operations.adopt import member_upns, record_from_live
 from provisioner.operations.refresh import read_chats
 from provisioner.operations.state import OnTakeover, check_client_home, locked
@@ -33,13 +34,8 @@ RESTORE_PERIOD = timedelta(days=7)
 
 def restorable_until(deleted_at: str) -> datetime | None:
     """The end of the restore period of a chat deleted at ``deleted_at`` (None if unreadable)."""
-    try:
-        moment = datetime.fromisoformat(deleted_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment + RESTORE_PERIOD
+    moment = expiry_of(deleted_at)  # a date or date and time read as the manifest's, in UTC
+    return None if moment is None else moment + RESTORE_PERIOD
 
 
 def drop_lapsed(state: State, now: datetime) -> list[str]:

@@ -268,15 +268,16 @@ def _tabs(
                 notes.append(f"tab {tab.name!r} was removed outside provision: pinned again")
             continue
         matched.add(found.tab_id)
-        kept = TabRecord(found.tab_id, *_fields(wanted))
-        if _fields(found) != _fields(wanted):
+        kept = TabRecord(found.tab_id, *tab_fields(wanted))
+        if tab_fields(found) != tab_fields(wanted):
             update.append(kept)
         after.append(kept)
     remove = [t for t in current if t.tab_id not in matched and (t.tab_id in managed or prune)]
     return tuple(add), tuple(update), tuple(remove), tuple(after), tuple(notes)
 
 
-def _fields(tab: TabRecord) -> tuple[str, str, str | None, str | None, str | None, str | None]:
+def tab_fields(tab: TabRecord) -> tuple[str, str, str | None, str | None, str | None, str | None]:
+    """A tab as compared and copied: everything but its id."""
     return (
         tab.name,
         tab.app_id,
