@@ -26,9 +26,19 @@ def test_mixed_faults_make_no_duplicate_and_lose_nothing(
         groups=8, pairs=4, window=2.0, hang_after=60.0, verbose=False,
         rounds=len(kinds), kinds=",".join(kinds), cycle=True, code="",
     )  # fmt: skip
-    print(f"mixed soak seed {seed}")
-    fig = Seed(tmp_path, seed, args).run(azurite)
-    assert set(fig.faults) == set(kinds), fig  # each kind was injected
-    assert fig.duplicates == 0 and fig.lost == 0 and fig.lost_records == 0, fig
-    assert fig.hangs == 0 and fig.crashes == 0 and fig.plan_exit == 0, fig
-    assert fig.ok, fig.errors
+    # Which faults a round manages to inject depends on where its kill lands (a bit flip
+    # needs a journal to flip): the next seeds run until every kind was injected at least
+    # once; each seed must leave no duplicate, nothing lost, no hang and no crash.
+    injected: set[str] = set()
+    for n in range(4):
+        print(f"mixed soak seed {seed + n}")
+        workdir = tmp_path / str(seed + n)
+        workdir.mkdir()
+        fig = Seed(workdir, seed + n, args).run(azurite)
+        assert fig.duplicates == 0 and fig.lost == 0 and fig.lost_records == 0, fig
+        assert fig.hangs == 0 and fig.crashes == 0 and fig.plan_exit == 0, fig
+        assert fig.ok, fig.errors
+        injected |= set(fig.faults)
+        if injected >= set(kinds):
+            break
+    assert injected == set(kinds), injected  # each kind was injected
