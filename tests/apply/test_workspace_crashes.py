@@ -37,10 +37,10 @@ from typing import Any
 
 import pytest
 from lib.fault_points import AFTER, BEFORE, FAIL, STOP, Injector, Killed, injected
+from lib.pacing import fast_pacing
 
 from provisioner.cli.main import main
 from provisioner.emulator import EmulatorServer
-from provisioner.graph import pacing
 from provisioner.states.store import local_store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-response" / "incidents.yaml"
@@ -52,8 +52,7 @@ STATUS = "https://status.contoso.com/incidents"
 def _fast_and_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     # Pacing is not what this checks: the per-chat second between workspace calls would make
     # each of the ~200 runs take 8 s. Every scope runs at 500/s instead.
-    for kind, limit in list(pacing.DOCUMENTED_LIMITS.items()):
-        monkeypatch.setitem(pacing.DOCUMENTED_LIMITS, kind, dataclasses.replace(limit, rate=500.0))
+    fast_pacing(monkeypatch)
     # A worker thread "killed" at a crash point just ends, as it would with the process.
     previous = threading.excepthook
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from lib.cli import run
+from lib.pacing import fast_pacing
 
 from provisioner.emulator import EmulatorServer, User
-from provisioner.graph import pacing
 from provisioner.states.local import LocalStateStore
 
 HR = str(uuid.uuid5(uuid.NAMESPACE_DNS, "hr"))
@@ -39,9 +39,7 @@ generators:
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
     monkeypatch.chdir(tmp_path)
-    fast = dict(pacing.DOCUMENTED_LIMITS)
-    fast[pacing.CHAT] = pacing.Limit(100.0, "test: faster than documented")
-    monkeypatch.setattr(pacing, "DOCUMENTED_LIMITS", fast)
+    fast_pacing(monkeypatch)
     for name in ("PROVISION_STATE", "PROVISION_GRAPH_URL", "PROVISION_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     with EmulatorServer(limits="off", invent_users=True, list_delay_s=0) as srv:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from lib.cli import run
+from lib.pacing import fast_pacing
 
 from provisioner.emulator import EmulatorServer, User
-from provisioner.graph import pacing
 from provisioner.states.local import LocalStateStore
 
 # Distinct first 8 characters: the emulator's made-up UPN of a GUID user is built from them.
@@ -26,10 +26,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator
     monkeypatch.chdir(tmp_path)
     # Graph allows 4 member changes per minute per chat; these tests make up to 30 in a row,
     # so the client paces them much faster here (the emulator's limits are off too).
-    fast = dict(pacing.DOCUMENTED_LIMITS)
-    fast[pacing.CHAT_MEMBERS] = pacing.Limit(50.0, "test: faster than documented")
-    fast[pacing.CHAT] = pacing.Limit(100.0, "test: faster than documented")
-    monkeypatch.setattr(pacing, "DOCUMENTED_LIMITS", fast)
+    fast_pacing(monkeypatch)
     for name in ("PROVISION_STATE", "PROVISION_GRAPH_URL", "PROVISION_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     with EmulatorServer(limits="off", invent_users=True, list_delay_s=0) as srv:

@@ -57,7 +57,7 @@ def test_the_readme_is_the_two_commands_and_links_that_resolve() -> None:
     (block,) = re.findall(r"```sh\n(.*?)```", readme, re.S)
     assert [line.split(" && ")[-1] for line in block.splitlines()] == [
         "provision apply examples/chats.yaml --emulator --auto-approve",
-        "python -m pytest -q --cov",
+        "python -m pytest -q -n auto --cov",
     ]
     links = re.findall(r"\]\(([^)#]+)\)", readme)
     assert links

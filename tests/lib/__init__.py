@@ -12,4 +12,6 @@
 - ``wheelhouse``: wheels of the running environment, for offline pip installs.
 - ``fault_points``: stop or fail the Nth durable write or Graph request (crash points).
 - ``state_strategies``: Hypothesis strategies for state records.
+- ``pacing``: ``fast_pacing(monkeypatch)``, Graph's documented rates raised for tests that are
+  not about pacing.
 """

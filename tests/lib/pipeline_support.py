@@ -181,17 +181,23 @@ def gh_log(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
 
 
-def write_manifest(path: Path, chats: int, *, topic: str = "Team {i}") -> Path:
-    """A manifest of ``chats`` group chats (three members each)."""
+def write_manifest(
+    path: Path, chats: int, *, topic: str = "Team {i}", people: int | None = None
+) -> Path:
+    """A manifest of ``chats`` group chats (three members each): a lead and a developer of
+    their own and one of 50 shared ops people; with ``people``, leads and developers are
+    drawn from ``people`` of each instead, so that a plan with ``--check-users`` looks up
+    fewer users (the client reads the directory at Graph's 350 per second)."""
     lines = ["version: 1", "chats:"]
     for i in range(chats):
+        n = i if people is None else i % people
         lines += [
             f"  - key: team-{i:05d}",
             "    chatType: group",
             f"    topic: {topic.format(i=i)}",
             "    members:",
-            f"      - user: lead{i}@contoso.com",
-            f"      - user: dev{i}@contoso.com",
+            f"      - user: lead{n}@contoso.com",
+            f"      - user: dev{n}@contoso.com",
             f"      - user: ops{i % 50}@contoso.com",
         ]
     path.parent.mkdir(parents=True, exist_ok=True)
