@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from lib.azurite_support import INSTALL_HELP, Azurite, ensure_azurite
+from lib.pacing import fast_pacing
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,14 @@ def azurite() -> Iterator[Azurite]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fast_pacing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client in this process paces every scope at 500 requests per second, not at
+    Graph's documented rates (one call per second per chat, four member changes per minute):
+    a functional test would spend most of its time waiting for them. A test that is about the
+    pace, or whose clock the documented rates drive, says so with
+    ``@pytest.mark.documented_pace``. CLI runs in a subprocess keep the documented rates."""
+    if request.node.get_closest_marker("documented_pace") is None:
+        fast_pacing(monkeypatch)

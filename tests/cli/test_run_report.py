@@ -32,6 +32,7 @@ def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorS
         yield server
 
 
+@pytest.mark.documented_pace  # the report draws Graph's documented 30 writes per second
 def test_json_log_lines_and_the_report(
     capsys: pytest.CaptureFixture[str], graph: EmulatorServer, tmp_path: Path
 ) -> None:

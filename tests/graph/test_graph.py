@@ -373,6 +373,7 @@ def test_throttling_is_bounded(
     assert err.value.status == 429
 
 
+@pytest.mark.documented_pace  # the pacer's rate after a 429, from the documented one
 def test_a_429_slows_the_shared_pacer(
     httpserver: HTTPServer, credential: FakeCredential, fake_time: FakeClock
 ) -> None:

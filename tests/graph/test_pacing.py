@@ -26,6 +26,9 @@ from provisioner.graph.pacing import (
     suggested_concurrency,
 )
 
+# These are about the documented rates themselves (tests/conftest.py raises them elsewhere).
+pytestmark = pytest.mark.documented_pace
+
 WRITE = Scope(TENANT_WRITE)
 READ = Scope(TENANT_READ)
 

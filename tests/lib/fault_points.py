@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from provisioner.graph import batch, pacing, retry
 from provisioner.graph import client as graph_client
 from provisioner.graph.retry import TransportFailure
 from provisioner.states import journal_local, local, lock
@@ -160,4 +161,13 @@ def injected(monkeypatch: pytest.MonkeyPatch, inj: Injector) -> Iterator[Injecto
         return inj.point(label, lambda: real_fetch(session, method, url, **kwargs), lost)
 
     monkeypatch.setattr(graph_client, "fetch", fetch)
+    # A refused request or a lost answer is retried after the client's backoff (up to 0.5 s
+    # at first, jittered); how long is not what these tests check, what is retried is.
+    real_backoff = pacing.backoff_delay
+
+    def short_backoff(attempt: int, **kwargs: Any) -> float:
+        return real_backoff(attempt, base=0.005, **kwargs)
+
+    monkeypatch.setattr(retry, "backoff_delay", short_backoff)
+    monkeypatch.setattr(batch, "backoff_delay", short_backoff)
     yield inj
