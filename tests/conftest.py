@@ -46,6 +46,11 @@ def _fast_pacing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     Graph's documented rates (one call per second per chat, four member changes per minute):
     a functional test would spend most of its time waiting for them. A test that is about the
     pace, or whose clock the documented rates drive, says so with
-    ``@pytest.mark.documented_pace``. CLI runs in a subprocess keep the documented rates."""
-    if request.node.get_closest_marker("documented_pace") is None:
+    ``@pytest.mark.documented_pace``. The soaks (marked ``slow``) run as a real run would,
+    and CLI runs in a subprocess keep the documented rates too."""
+    node = request.node
+    if (
+        node.get_closest_marker("documented_pace") is None
+        and node.get_closest_marker("slow") is None
+    ):
         fast_pacing(monkeypatch)

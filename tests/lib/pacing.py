@@ -23,4 +23,4 @@ def fast_pacing(monkeypatch: pytest.MonkeyPatch, rate: float = 500.0) -> None:
     module that imported it by name sees the test's rates."""
     for kind, limit in list(pacing.DOCUMENTED_LIMITS.items()):
         fast = dataclasses.replace(limit, rate=rate, source="test: faster than documented")
-        monkeypatch.setitem(pacing.DOCUMENTED_LIMITS, kind, fast)  # type: ignore[index]
+        monkeypatch.setitem(pacing.DOCUMENTED_LIMITS, kind, fast)
