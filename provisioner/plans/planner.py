@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from provisioner.errors import PlanError
+from provisioner.graph.pacing import CHAT_MEMBERS, DOCUMENTED_LIMITS
 from provisioner.manifest import moves as moves_
 from provisioner.models import (
     DEFAULT_GRAPH_URL,
@@ -29,8 +30,9 @@ from provisioner.states.records import ChatRecord, GroupRecord, Intent, State, W
 
 __all__ = ["LiveChat", "LiveMember", "make_plan", "refresh_only_plan"]
 
-#: Seconds between two member changes of one chat: 4 per minute (includes/throttling-teams.md).
-MEMBER_CHANGE_INTERVAL_S = 15.0
+#: Seconds between two member changes of one chat: Graph's 4 per minute
+#: (includes/throttling-teams.md), from the pacer's table of documented limits.
+MEMBER_CHANGE_INTERVAL_S = 1.0 / DOCUMENTED_LIMITS[CHAT_MEMBERS].rate
 
 
 def make_plan(
