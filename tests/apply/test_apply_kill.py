@@ -28,26 +28,36 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_killed_runs_never_lose_or_duplicate_a_chat(tmp_path: Path, seed: int) -> None:
-    print(f"kill soak seed {seed}")  # to run it again: kill_soak.py --first-seed N --seeds 1
-    # Graph lists new chats late (0.2-1 s here); lookups settle within a 2 s window.
-    report = kill_cycles(
-        tmp_path,
-        seed=seed,
-        kills=3,
-        groups=30,
-        pairs=20,
-        max_rps=15.0,
-        kill_window=(0.5, 1.6),
-        list_delay=(0.2, 1.0),
-        window=2.0,
-    )
-    assert report.errors == []
-    assert report.kills >= 2, report  # the runs were really cut short
-    assert report.duplicates == 0
-    assert report.missing == 0
-    assert report.wrong == 0 and report.extra_chats == 0
-    assert report.plan_exit == 0
-    assert report.ambiguous_faults + report.recovered > 0  # there was something to recover
+    # Kills land where the machine's timing puts them: a seed whose runs were not cut short
+    # twice, or left nothing to recover, proves little, so the seeds 100 and 200 further are
+    # run until one did; each must leave no duplicate and nothing missing.
+    exercised = False
+    for run_seed in (seed, seed + 100, seed + 200):
+        print(f"kill soak seed {run_seed}")  # again: kill_soak.py --first-seed N --seeds 1
+        workdir = tmp_path / str(run_seed)
+        workdir.mkdir()
+        # Graph lists new chats late (0.2-1 s here); lookups settle within a 2 s window.
+        report = kill_cycles(
+            workdir,
+            seed=run_seed,
+            kills=3,
+            groups=30,
+            pairs=20,
+            max_rps=15.0,
+            kill_window=(0.5, 1.6),
+            list_delay=(0.2, 1.0),
+            window=2.0,
+        )
+        assert report.errors == []
+        assert report.duplicates == 0
+        assert report.missing == 0
+        assert report.wrong == 0 and report.extra_chats == 0
+        assert report.plan_exit == 0
+        # the runs were really cut short, and there was something to recover
+        if report.kills >= 2 and report.ambiguous_faults + report.recovered > 0:
+            exercised = True
+            break
+    assert exercised, "no seed cut two runs short with something to recover"
 
 
 def test_killed_runs_on_a_10000_chat_state_never_lose_or_duplicate_a_chat(
