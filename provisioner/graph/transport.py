@@ -11,15 +11,18 @@ follows a redirect (a write must not be sent, or reported as done, anywhere else
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
@@ -58,10 +61,50 @@ class Response:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class _GraphSession(requests.Session):
+    """A session that reads the environment once per origin, and never ``.netrc``.
+
+    ``requests`` consults the environment on every request: it scans every variable for
+    proxies twice (a third of the CPU of a run against a Graph on loopback, in a shell with
+    ~90 variables), reads ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, and looks the host up in
+    ``~/.netrc``, whose entry for the host (or ``default`` entry) *replaces* the request's
+    ``Authorization`` header (psf/requests#3929): the netrc password would be sent to Graph in
+    place of the token. Here the proxies (``HTTPS_PROXY``, ``NO_PROXY`` ...) and the CA bundle
+    are read as ``requests`` reads them, once per scheme and host, and ``.netrc`` never."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+        self._environment: dict[tuple[str, str], tuple[dict[str, str], str | None]] = {}
+        self._environment_lock = threading.Lock()
+
+    def _environment_for(self, url: str) -> tuple[dict[str, str], str | None]:
+        parts = urlsplit(url)
+        key = (parts.scheme.lower(), parts.netloc.lower())
+        with self._environment_lock:
+            found = self._environment.get(key)
+            if found is None:
+                bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                found = self._environment[key] = (get_environ_proxies(url), bundle or None)
+            return found
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        text = url.decode() if isinstance(url, bytes) else str(url or "")
+        env_proxies, bundle = self._environment_for(text)
+        merged = {**env_proxies, **(proxies or {})}
+        if (verify is True or verify is None) and bundle:
+            verify = bundle
+        return super().merge_environment_settings(url, merged, stream, verify, cert)
+
+
 def new_session(pool_size: int) -> requests.Session:
     """A session whose pool holds ``pool_size`` connections and which never retries by itself
-    (the client's retry policy does), nor follows redirects (`fetch` asks for none)."""
-    session = requests.Session()
+    (the client's retry policy does), nor follows redirects (`fetch` asks for none); it reads
+    proxies and the CA bundle from the environment once per host and ignores ``.netrc``
+    (`_GraphSession`)."""
+    session = _GraphSession()
     adapter = _WatchedAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.auth
 
 #: Seconds for one answer of a login or identity endpoint (MSAL's own default is none).
 DEFAULT_TIMEOUT = 30.0
@@ -27,13 +28,25 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
+class _NoNetrc(requests.auth.AuthBase):
+    """Leaves a request as it is. As the session's ``auth`` it keeps ``requests`` from
+    looking the host up in ``~/.netrc`` (it does only for a session without one), whose entry
+    for the host, or ``default`` entry, would add its password as a Basic ``Authorization``
+    header to every login and identity request (psf/requests#3929). The proxies and the CA
+    bundle of the environment are still read."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
 class SameOriginSession(requests.Session):
-    """A session that follows a redirect only within the origin it was sent to, and gives
-    every request a timeout."""
+    """A session that follows a redirect only within the origin it was sent to, gives every
+    request a timeout, and never sends a ``.netrc`` password (`_NoNetrc`)."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__()
         self._timeout = timeout
+        self.auth = _NoNetrc()
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         target = super().get_redirect_target(resp)

@@ -287,6 +287,28 @@ def test_a_success_that_echoes_the_token_in_its_body_stores_it_nowhere(
     assert_clean("import", output + files_text(workdir))
 
 
+def test_sign_in_sessions_never_send_a_netrc_password(
+    httpserver: HTTPServer, tmp_path, monkeypatch
+) -> None:
+    # psf/requests#3929: a session that trusts the environment adds the .netrc entry of the
+    # host (or its `default` entry) as Basic credentials to every request it sends.
+    from provisioner.signin.sessions import SameOriginSession
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password netrc-password-42\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    seen: list[str | None] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request.headers.get("Authorization"))
+        return Response('{"access_token": "t"}', status=200, content_type="application/json")
+
+    httpserver.expect_request("/token").respond_with_handler(handler)
+    SameOriginSession().post(httpserver.url_for("/token"), data={"grant_type": "x"})
+    assert seen == [None]
+
+
 def test_sign_in_sessions_follow_redirects_within_their_origin_only(httpserver: HTTPServer) -> None:
     from provisioner.signin.sessions import SameOriginSession
 
