@@ -28,7 +28,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
-class _NoNetrc(requests.auth.AuthBase):
+class NoNetrc(requests.auth.AuthBase):
     """Leaves a request as it is. As the session's ``auth`` it keeps ``requests`` from
     looking the host up in ``~/.netrc`` (it does only for a session without one), whose entry
     for the host, or ``default`` entry, would add its password as a Basic ``Authorization``
@@ -41,12 +41,12 @@ class _NoNetrc(requests.auth.AuthBase):
 
 class SameOriginSession(requests.Session):
     """A session that follows a redirect only within the origin it was sent to, gives every
-    request a timeout, and never sends a ``.netrc`` password (`_NoNetrc`)."""
+    request a timeout, and never sends a ``.netrc`` password (`NoNetrc`)."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__()
         self._timeout = timeout
-        self.auth = _NoNetrc()
+        self.auth = NoNetrc()
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         target = super().get_redirect_target(resp)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,6 +215,22 @@ def test_open_store_picks_the_blob_backend(
     store.write(sample_state())
     monkeypatch.setenv("PROVISION_STATE_ENDPOINT", azurite.endpoint)
     assert open_store(spec).read().serial == 1  # endpoint from the environment
+
+
+def test_a_netrc_entry_does_not_replace_the_storage_signature(
+    open_, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # psf/requests#3929: the SDK's requests session took a ~/.netrc `default` entry and sent
+    # its password as Basic credentials instead of the shared-key signature: 403 on every
+    # request ("access ... was refused (HTTP 403 AuthorizationFailure)").
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password netrc-password-42\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    store = open_()
+    store.write(sample_state())
+    with store.lock("apply"):
+        assert store.read().serial == 1
 
 
 def test_etag_conflict_refuses_and_overwrites_nothing(open_, azurite: Azurite, spec: str) -> None:

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 
 from provisioner.errors import LockError, ProvisionError, StateError
 from provisioner.signin.chooser import SignIn
+from provisioner.signin.sessions import NoNetrc
 from provisioner.states.azblob.conn import (
     INSTALL_HINT,
     BlobLocation,
@@ -53,6 +54,7 @@ try:
         ResourceExistsError,
         ResourceNotFoundError,
     )
+    from azure.core.pipeline.transport import RequestsTransport
     from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, ExponentialRetry
 except ImportError as exc:  # the optional extra is not installed
     raise ProvisionError(
@@ -364,6 +366,17 @@ class AzureBlobStateStore:
         return sdk_errors(self.location, self._endpoint, action)
 
 
+class _Transport(RequestsTransport):  # type: ignore[misc, unused-ignore]  # the SDK is untyped here
+    """The SDK's transport, whose requests session never reads ``~/.netrc``: an entry for the
+    storage host (or a ``default`` entry) would replace the SDK's ``Authorization`` header
+    (psf/requests#3929): every request refused with 403, and the netrc password sent to the
+    endpoint. Proxies and the CA bundle still come from the environment."""
+
+    def _init_session(self, session: Any) -> None:
+        super()._init_session(session)
+        session.auth = NoNetrc()
+
+
 def open_azblob_store(
     spec: str,
     endpoint: str | None = None,
@@ -387,6 +400,7 @@ def open_azblob_store(
         # The SDK's default retry waits 15 s and more between tries; a CLI wants to know
         # sooner. Transient 5xx and connection errors are still retried with backoff.
         retry_policy=ExponentialRetry(initial_backoff=1, increment_base=3, retry_total=retry_total),
+        transport=_Transport(connection_timeout=20, read_timeout=60),
         connection_timeout=20,
         read_timeout=60,
     )
