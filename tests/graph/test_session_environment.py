@@ -12,6 +12,7 @@ from werkzeug import Request, Response
 
 from provisioner.graph import transport
 from provisioner.graph.client import GraphClient
+from provisioner.graph.errors import GraphConnectionError
 from provisioner.operations.clients import EmulatorToken
 
 GRAPH = "https://graph.microsoft.com/v1.0/chats"
@@ -89,3 +90,42 @@ def test_a_netrc_entry_never_replaces_the_token(
     client.request("GET", "/chats")
     assert seen and seen[0].startswith("Bearer ")
     assert not any("netrc-password" in h or h.startswith("Basic ") for h in seen)
+
+
+def test_requests_go_through_the_proxy_the_environment_names(clean_env) -> None:
+    # A plain-http forward proxy on loopback: it is sent the absolute URI. With NO_PROXY
+    # naming the host, the next client connects directly (nothing listens there).
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    seen: list[str] = []
+
+    def proxy() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            seen.append(conn.recv(65536).decode("latin-1").split("\r\n")[0])
+            body = b'{"value": []}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    clean_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    graph = "http://127.0.0.1:9/v1.0"  # the discard port: nothing answers there directly
+
+    def client() -> GraphClient:
+        return GraphClient(graph, EmulatorToken(), max_retries=0, max_connect_retries=0)
+
+    try:
+        assert client().request("GET", "/chats").status == 200
+        assert seen == ["GET http://127.0.0.1:9/v1.0/chats HTTP/1.1"]
+        clean_env.setenv("NO_PROXY", "127.0.0.1")
+        with pytest.raises(GraphConnectionError, match=r"cannot connect to 127\.0\.0\.1:9"):
+            client().request("GET", "/chats")
+        assert len(seen) == 1
+    finally:
+        listener.close()
+        thread.join(timeout=5)
