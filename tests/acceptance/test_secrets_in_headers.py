@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from lib import cli
+from lib.fs_helpers import netrc_with_default
 from lib.tokens import b64
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -294,10 +295,7 @@ def test_sign_in_sessions_never_send_a_netrc_password(
     # host (or its `default` entry) as Basic credentials to every request it sends.
     from provisioner.signin.sessions import SameOriginSession
 
-    netrc = tmp_path / "netrc"
-    netrc.write_text("default login someone password netrc-password-42\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
+    netrc_with_default(tmp_path, monkeypatch)
     seen: list[str | None] = []
 
     def handler(request: Request) -> Response:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lib.fs_helpers import NETRC_PASSWORD, netrc_with_default
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -75,10 +76,7 @@ def test_a_netrc_entry_never_replaces_the_token(
 ) -> None:
     # psf/requests#3929: with trust_env, a .netrc entry for the host (or its `default` entry)
     # replaces the Authorization header; the password went to Graph instead of the token.
-    netrc = tmp_path / "netrc"
-    netrc.write_text("default login someone password netrc-password-42\n")
-    netrc.chmod(0o600)
-    clean_env.setenv("NETRC", str(netrc))
+    netrc_with_default(tmp_path, clean_env)
     seen: list[str] = []
 
     def handler(request: Request) -> Response:
@@ -89,7 +87,7 @@ def test_a_netrc_entry_never_replaces_the_token(
     client = GraphClient(httpserver.url_for("/v1.0"), EmulatorToken(), max_retries=0)
     client.request("GET", "/chats")
     assert seen and seen[0].startswith("Bearer ")
-    assert not any("netrc-password" in h or h.startswith("Basic ") for h in seen)
+    assert not any(NETRC_PASSWORD in h or h.startswith("Basic ") for h in seen)
 
 
 def test_requests_go_through_the_proxy_the_environment_names(clean_env) -> None:

@@ -7,7 +7,7 @@
 - ``lifecycle_support``: users, chats and a client for the emulator's directory.
 - ``pipeline_support``: the example pipelines' steps run with bash, as their runners would.
 - ``state_contract``: the tests every ``StateStore`` must pass.
-- ``fs_helpers``: read-only folders and snapshots of a folder.
+- ``fs_helpers``: read-only folders, snapshots of a folder, a ``.netrc`` with a ``default`` entry.
 - ``azurite_support``: Azurite installed and started for the azblob:// tests.
 - ``wheelhouse``: wheels of the running environment, for offline pip installs.
 - ``fault_points``: stop or fail the Nth durable write or Graph request (crash points).

@@ -42,3 +42,17 @@ def make_readonly(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], 
 def snapshot(directory: Path) -> dict[str, bytes]:
     """Every file in ``directory`` with its bytes, to prove nothing changed."""
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+#: The password of `netrc_with_default`'s entry: it must reach no request.
+NETRC_PASSWORD = "netrc-password-42"
+
+
+def netrc_with_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``.netrc`` whose ``default`` entry matches every host, named by ``NETRC`` (where
+    ``requests`` looks first): what a session that trusts it would send as Basic credentials
+    in place of the request's own ``Authorization`` (psf/requests#3929)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"default login someone password {NETRC_PASSWORD}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from lib.azurite_support import ACCOUNT, KEY, Azurite
+from lib.fs_helpers import netrc_with_default
 from lib.state_contract import pending_intent, sample_state
 
 from provisioner.errors import AuthError, LockError, ProvisionError, StateError
@@ -223,10 +224,7 @@ def test_a_netrc_entry_does_not_replace_the_storage_signature(
     # psf/requests#3929: the SDK's requests session took a ~/.netrc `default` entry and sent
     # its password as Basic credentials instead of the shared-key signature: 403 on every
     # request ("access ... was refused (HTTP 403 AuthorizationFailure)").
-    netrc = tmp_path / "netrc"
-    netrc.write_text("default login someone password netrc-password-42\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
+    netrc_with_default(tmp_path, monkeypatch)
     store = open_()
     store.write(sample_state())
     with store.lock("apply"):
