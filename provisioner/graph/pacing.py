@@ -76,6 +76,9 @@ class Limit:
     source: str
 
 
+#: Member additions and removals Graph allows per chat per minute (includes/throttling-teams.md).
+MEMBER_CHANGES_PER_MINUTE = 4.0
+
 DOCUMENTED_LIMITS: Mapping[str, Limit] = {
     TENANT_WRITE: Limit(
         30.0,
@@ -92,7 +95,7 @@ DOCUMENTED_LIMITS: Mapping[str, Limit] = {
         "includes/throttling-teams.md: one request per second per app per tenant on a given chat",
     ),
     CHAT_MEMBERS: Limit(
-        4.0 / 60.0,
+        MEMBER_CHANGES_PER_MINUTE / 60.0,
         "includes/throttling-teams.md: POST/Delete chat member, 4 rpm per chat",
     ),
     TENANT_DELETE: Limit(
