@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from lib import cli
-from lib.pacing import fast_pacing
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -55,9 +54,6 @@ def world_with(
 ) -> Iterator[World]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PROVISION_STATE", raising=False)
-    # What these check is what is installed and pinned, not the pace (one call per second per
-    # chat would make each apply of the example take 8 s): benchmarks/ measures that.
-    fast_pacing(monkeypatch)
     shutil.copy(EXAMPLE, tmp_path / "incidents.yaml")
     with EmulatorServer(seed=3, invent_users=True, list_delay_s=0, **options) as server:  # type: ignore[arg-type]
         monkeypatch.setenv("PROVISION_GRAPH_URL", server.url)

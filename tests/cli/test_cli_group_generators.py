@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from lib.cli import run
-from lib.pacing import fast_pacing
 
 from provisioner.emulator import EmulatorServer, User
 from provisioner.states.local import LocalStateStore
@@ -39,7 +38,6 @@ generators:
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
     monkeypatch.chdir(tmp_path)
-    fast_pacing(monkeypatch)
     for name in ("PROVISION_STATE", "PROVISION_GRAPH_URL", "PROVISION_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     with EmulatorServer(limits="off", invent_users=True, list_delay_s=0) as srv:

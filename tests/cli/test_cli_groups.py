@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from lib.cli import run
-from lib.pacing import fast_pacing
 
 from provisioner.emulator import EmulatorServer, User
 from provisioner.states.local import LocalStateStore
@@ -24,9 +23,9 @@ GUEST_UPN = "ana_fabrikam.com#EXT#@contoso.onmicrosoft.com"
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
     monkeypatch.chdir(tmp_path)
-    # Graph allows 4 member changes per minute per chat; these tests make up to 30 in a row,
-    # so the client paces them much faster here (the emulator's limits are off too).
-    fast_pacing(monkeypatch)
+    # Graph allows 4 member changes per minute per chat; these tests make up to 30 in a row:
+    # the client's pace is raised for them, as for every test not marked documented_pace
+    # (tests/conftest.py), and the emulator's limits are off.
     for name in ("PROVISION_STATE", "PROVISION_GRAPH_URL", "PROVISION_ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     with EmulatorServer(limits="off", invent_users=True, list_delay_s=0) as srv:
