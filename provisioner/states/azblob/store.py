@@ -401,7 +401,7 @@ def open_azblob_store(
         # sooner. Transient 5xx and connection errors are still retried with backoff.
         retry_policy=ExponentialRetry(initial_backoff=1, increment_base=3, retry_total=retry_total),
         # Given a transport, the SDK passes it none of these: its own default transport is
-        # made with them (azure/storage/blob/_shared/base_client.py, _create_pipeline; its
+        # made with them (azure-storage-blob, StorageAccountHostsMixin._create_pipeline; its
         # DATA_BLOCK_SIZE is 256 KiB in azure-storage-blob 12.x).
         transport=_Transport(
             connection_timeout=20, read_timeout=60, connection_data_block_size=256 * 1024
